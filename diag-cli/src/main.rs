@@ -1,0 +1,3 @@
+#![forbid(unsafe_code)]
+//! The `diag` command.
+fn main() {}

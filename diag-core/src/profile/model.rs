@@ -1,0 +1,117 @@
+//! The profile model shared by the service side and the CLI.
+//!
+//! A [`Profile`] is a symbolized, self-contained list of stacks with values, the same shape as
+//! pprof's `profile.proto` but with strings in place and frames listed innermost first. Every
+//! input format (pprof from diag or Go, gzip'd or not, dhat-rs JSON) decodes into it, and every
+//! output (pprof, folded stacks, flamegraphs, diffs, top lists) is computed from it.
+
+use serde::Serialize;
+
+/// One value column of a profile, e.g. `inuse_space` measured in `bytes`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ValueType {
+    /// What is measured: `alloc_objects`, `inuse_space`, `samples`, `cpu`, ...
+    pub ty: String,
+    /// Its unit: `count`, `bytes`, `nanoseconds`, ...
+    pub unit: String,
+}
+
+impl ValueType {
+    /// A value type from its two names.
+    pub fn new(ty: impl Into<String>, unit: impl Into<String>) -> Self {
+        Self {
+            ty: ty.into(),
+            unit: unit.into(),
+        }
+    }
+}
+
+/// One symbolized frame of a stack.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Frame {
+    /// Demangled function name without the hash suffix (`myapp::handlers::leak`).
+    pub function: String,
+    /// Source file, when known.
+    pub file: Option<String>,
+    /// Source line, when known (0 = unknown).
+    pub line: u32,
+    /// Instruction address, when known (0 = unknown). Frames inlined into one another share it.
+    pub address: u64,
+}
+
+impl Frame {
+    /// A frame that only has a name.
+    pub fn named(function: impl Into<String>) -> Self {
+        Self {
+            function: function.into(),
+            file: None,
+            line: 0,
+            address: 0,
+        }
+    }
+}
+
+/// One stack with its values, one value per [`Profile::sample_types`] entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sample {
+    /// Frames, innermost (the allocation or on-CPU instruction) first.
+    pub stack: Vec<Frame>,
+    /// Values, in the order of [`Profile::sample_types`].
+    pub values: Vec<i64>,
+    /// String labels (`thread` = `tokio-runtime-worker`, ...).
+    pub labels: Vec<(String, String)>,
+}
+
+/// A symbolized profile: heap, CPU or blocking time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Profile {
+    /// The value columns.
+    pub sample_types: Vec<ValueType>,
+    /// The stacks.
+    pub samples: Vec<Sample>,
+    /// What one period of sampling measures (`space/bytes` for heap, `cpu/nanoseconds`).
+    pub period_type: Option<ValueType>,
+    /// The sampling period: mean bytes between heap samples, nanoseconds between CPU samples.
+    pub period: i64,
+    /// When the profile was taken, nanoseconds since the Unix epoch.
+    pub time_nanos: i64,
+    /// How long the profile covers, in nanoseconds (0 for a point-in-time heap snapshot).
+    pub duration_nanos: i64,
+    /// The column tools show by default (`inuse_space` for heap).
+    pub default_sample_type: Option<String>,
+    /// Free-form comments (`pid=123`, `dropped_samples=0`, ...).
+    pub comments: Vec<String>,
+}
+
+impl Profile {
+    /// The index of the column named `ty` (e.g. `inuse_space`), if present.
+    pub fn sample_index(&self, ty: &str) -> Option<usize> {
+        self.sample_types.iter().position(|t| t.ty == ty)
+    }
+
+    /// The index of the default column: [`Profile::default_sample_type`] if set and present,
+    /// else the last column (pprof's rule).
+    pub fn default_index(&self) -> Option<usize> {
+        self.default_sample_type
+            .as_deref()
+            .and_then(|t| self.sample_index(t))
+            .or_else(|| self.sample_types.len().checked_sub(1))
+    }
+
+    /// The sum of column `index` over all samples.
+    pub fn total(&self, index: usize) -> i64 {
+        self.samples
+            .iter()
+            .map(|s| s.values.get(index).copied().unwrap_or(0))
+            .fold(0i64, i64::saturating_add)
+    }
+
+    /// The value of `key` in a `key=value` comment, if any.
+    pub fn comment_value(&self, key: &str) -> Option<&str> {
+        self.comments.iter().find_map(|c| {
+            c.strip_prefix(key)
+                .and_then(|rest| rest.strip_prefix('='))
+                .map(str::trim)
+        })
+    }
+}

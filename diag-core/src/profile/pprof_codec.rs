@@ -1,0 +1,309 @@
+//! pprof `profile.proto` encoding and decoding (gzip'd or plain), using pprof-rs's prost types.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use pprof::protos::{self, Message};
+
+use super::model::{Frame, Profile, Sample, ValueType};
+use crate::error::{Error, Result};
+
+/// Largest decompressed profile accepted, so a gzip bomb cannot exhaust memory.
+pub const MAX_DECODED_BYTES: u64 = 1 << 30;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// True if `bytes` starts like a gzip stream.
+pub fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&GZIP_MAGIC)
+}
+
+/// Gunzip `bytes` if they are gzip'd, else return them as they are.
+pub fn maybe_gunzip(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>> {
+    if !is_gzip(bytes) {
+        return Ok(std::borrow::Cow::Borrowed(bytes));
+    }
+    let mut out = Vec::new();
+    GzDecoder::new(bytes)
+        .take(MAX_DECODED_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::decode(format!("corrupt or truncated gzip stream: {e}")))?;
+    if out.len() as u64 > MAX_DECODED_BYTES {
+        return Err(Error::decode(format!(
+            "profile is larger than {MAX_DECODED_BYTES} bytes once decompressed"
+        )));
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
+
+/// Encodes `profile` as a gzip'd pprof protobuf (what `/debug/pprof/heap` serves).
+pub fn encode_gzip(profile: &Profile) -> Vec<u8> {
+    let raw = encode(profile);
+    let mut gz = GzEncoder::new(Vec::with_capacity(raw.len() / 4 + 64), Compression::default());
+    gz.write_all(&raw).expect("writing to a Vec cannot fail");
+    gz.finish().expect("writing to a Vec cannot fail")
+}
+
+/// Encodes `profile` as a plain pprof protobuf.
+pub fn encode(profile: &Profile) -> Vec<u8> {
+    to_proto(profile).encode_to_vec()
+}
+
+/// Decodes a pprof protobuf, gzip'd or plain.
+pub fn decode(bytes: &[u8]) -> Result<Profile> {
+    let raw = maybe_gunzip(bytes)?;
+    let proto = protos::Profile::decode(raw.as_ref())
+        .map_err(|e| Error::decode(format!("not a pprof profile: {e}")))?;
+    from_proto(&proto)
+}
+
+struct Strings {
+    table: Vec<String>,
+    index: HashMap<String, i64>,
+}
+
+impl Strings {
+    fn new() -> Self {
+        let mut s = Self {
+            table: Vec::new(),
+            index: HashMap::new(),
+        };
+        s.get("");
+        s
+    }
+
+    fn get(&mut self, s: &str) -> i64 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.table.len() as i64;
+        self.table.push(s.to_owned());
+        self.index.insert(s.to_owned(), i);
+        i
+    }
+}
+
+/// Converts the model to pprof's protobuf message. Frames sharing an address are emitted as one
+/// location with several lines (inlined calls), innermost first, as pprof expects.
+pub fn to_proto(profile: &Profile) -> protos::Profile {
+    let mut strings = Strings::new();
+    let mut functions: HashMap<(String, Option<String>), u64> = HashMap::new();
+    let mut function_list = Vec::new();
+    let mut locations: HashMap<Vec<(u64, i64)>, u64> = HashMap::new();
+    let mut location_list: Vec<protos::Location> = Vec::new();
+    let mut samples = Vec::with_capacity(profile.samples.len());
+
+    let mut function_id = |f: &Frame, strings: &mut Strings| -> u64 {
+        let key = (f.function.clone(), f.file.clone());
+        if let Some(&id) = functions.get(&key) {
+            return id;
+        }
+        let id = function_list.len() as u64 + 1;
+        function_list.push(protos::Function {
+            id,
+            name: strings.get(&f.function),
+            system_name: strings.get(&f.function),
+            filename: strings.get(f.file.as_deref().unwrap_or("")),
+            start_line: 0,
+        });
+        functions.insert(key, id);
+        id
+    };
+
+    for sample in &profile.samples {
+        let mut location_ids = Vec::new();
+        let mut i = 0;
+        while i < sample.stack.len() {
+            // Group runs of frames with the same non-zero address: one location, inline lines.
+            let mut j = i + 1;
+            let addr = sample.stack[i].address;
+            if addr != 0 {
+                while j < sample.stack.len() && sample.stack[j].address == addr {
+                    j += 1;
+                }
+            }
+            let lines: Vec<(u64, i64)> = sample.stack[i..j]
+                .iter()
+                .map(|f| (function_id(f, &mut strings), i64::from(f.line)))
+                .collect();
+            let mut key = lines.clone();
+            key.push((u64::MAX, addr as i64));
+            let next_id = location_list.len() as u64 + 1;
+            let id = *locations.entry(key).or_insert_with(|| {
+                location_list.push(protos::Location {
+                    id: next_id,
+                    mapping_id: 0,
+                    address: addr,
+                    line: lines
+                        .iter()
+                        .map(|&(function_id, line)| protos::Line { function_id, line })
+                        .collect(),
+                    is_folded: false,
+                });
+                next_id
+            });
+            location_ids.push(id);
+            i = j;
+        }
+        let label = sample
+            .labels
+            .iter()
+            .map(|(k, v)| protos::Label {
+                key: strings.get(k),
+                str: strings.get(v),
+                num: 0,
+                num_unit: 0,
+            })
+            .collect();
+        samples.push(protos::Sample {
+            location_id: location_ids,
+            value: sample.values.clone(),
+            label,
+        });
+    }
+
+    let sample_type = profile
+        .sample_types
+        .iter()
+        .map(|t| protos::ValueType {
+            ty: strings.get(&t.ty),
+            unit: strings.get(&t.unit),
+        })
+        .collect();
+    let period_type = profile.period_type.as_ref().map(|t| protos::ValueType {
+        ty: strings.get(&t.ty),
+        unit: strings.get(&t.unit),
+    });
+    let comment = profile.comments.iter().map(|c| strings.get(c)).collect();
+    let default_sample_type = profile
+        .default_sample_type
+        .as_deref()
+        .map(|t| strings.get(t))
+        .unwrap_or(0);
+
+    protos::Profile {
+        sample_type,
+        sample: samples,
+        mapping: Vec::new(),
+        location: location_list,
+        function: function_list,
+        string_table: strings.table,
+        drop_frames: 0,
+        keep_frames: 0,
+        time_nanos: profile.time_nanos,
+        duration_nanos: profile.duration_nanos,
+        period_type,
+        period: profile.period,
+        comment,
+        default_sample_type,
+    }
+}
+
+/// Converts a decoded pprof message to the model, checking every index it follows.
+pub fn from_proto(p: &protos::Profile) -> Result<Profile> {
+    let string = |i: i64| -> Result<&str> {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| p.string_table.get(i))
+            .map(String::as_str)
+            .ok_or_else(|| Error::decode(format!("string index {i} out of range")))
+    };
+    if p.string_table.first().is_some_and(|s| !s.is_empty()) {
+        return Err(Error::decode(
+            "not a pprof profile: string table must start with \"\"",
+        ));
+    }
+    if p.sample_type.is_empty() {
+        return Err(Error::decode("not a pprof profile: it has no sample types"));
+    }
+    let value_type = |v: &protos::ValueType| -> Result<ValueType> {
+        Ok(ValueType::new(string(v.ty)?, string(v.unit)?))
+    };
+    let sample_types = p.sample_type.iter().map(value_type).collect::<Result<Vec<_>>>()?;
+
+    let functions: HashMap<u64, &protos::Function> =
+        p.function.iter().map(|f| (f.id, f)).collect();
+    let mut locations: HashMap<u64, Vec<Frame>> = HashMap::with_capacity(p.location.len());
+    for loc in &p.location {
+        let mut frames = Vec::with_capacity(loc.line.len().max(1));
+        for line in &loc.line {
+            let f = functions.get(&line.function_id).ok_or_else(|| {
+                Error::decode(format!(
+                    "location {} names missing function {}",
+                    loc.id, line.function_id
+                ))
+            })?;
+            let name = string(f.name)?;
+            let name = if name.is_empty() { string(f.system_name)? } else { name };
+            let file = string(f.filename)?;
+            frames.push(Frame {
+                function: name.to_owned(),
+                file: (!file.is_empty()).then(|| file.to_owned()),
+                line: u32::try_from(line.line).unwrap_or(0),
+                address: loc.address,
+            });
+        }
+        if frames.is_empty() {
+            // An unsymbolized location: name it by address, as pprof does.
+            frames.push(Frame {
+                function: format!("{:#x}", loc.address),
+                file: None,
+                line: 0,
+                address: loc.address,
+            });
+        }
+        locations.insert(loc.id, frames);
+    }
+
+    let mut samples = Vec::with_capacity(p.sample.len());
+    for s in &p.sample {
+        if s.value.len() != sample_types.len() {
+            return Err(Error::decode(format!(
+                "a sample has {} values for {} sample types",
+                s.value.len(),
+                sample_types.len()
+            )));
+        }
+        let mut stack = Vec::new();
+        for id in &s.location_id {
+            let frames = locations
+                .get(id)
+                .ok_or_else(|| Error::decode(format!("sample names missing location {id}")))?;
+            stack.extend(frames.iter().cloned());
+        }
+        let mut labels = Vec::new();
+        for l in &s.label {
+            if l.str != 0 {
+                labels.push((string(l.key)?.to_owned(), string(l.str)?.to_owned()));
+            } else {
+                labels.push((string(l.key)?.to_owned(), l.num.to_string()));
+            }
+        }
+        samples.push(Sample {
+            stack,
+            values: s.value.clone(),
+            labels,
+        });
+    }
+
+    Ok(Profile {
+        sample_types,
+        samples,
+        period_type: p.period_type.as_ref().map(value_type).transpose()?,
+        period: p.period,
+        time_nanos: p.time_nanos,
+        duration_nanos: p.duration_nanos,
+        default_sample_type: match p.default_sample_type {
+            0 => None,
+            i => Some(string(i)?.to_owned()),
+        },
+        comments: p
+            .comment
+            .iter()
+            .map(|&c| string(c).map(str::to_owned))
+            .collect::<Result<_>>()?,
+    })
+}
