@@ -1,0 +1,269 @@
+//! `DiagAlloc`: the sampling global allocator.
+//!
+//! The unsampled path of `alloc` is a thread-local countdown and two counter bumps; of
+//! `dealloc`, one range compare and two counter bumps. A sampled block is placed in the
+//! sampled-block [`region`](super::region) behind a small header that names its stack and
+//! the weights it was counted with, so freeing it needs no lookup.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ptr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use super::stacks::{self, FP, MAX_FRAMES};
+use super::thread::{self, Decision};
+use super::{config, region};
+
+/// Bytes reserved in front of every sampled block for its [`Header`].
+const HEADER: usize = 32;
+
+#[repr(C)]
+struct Header {
+    stack: u32,
+    _reserved: u32,
+    objects_fp: u64,
+    bytes: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() <= HEADER);
+
+/// Default cap on sampled blocks tracked at once.
+pub const DEFAULT_MAX_TRACKED_BLOCKS: usize = 1 << 20;
+
+/// Sampled blocks currently tracked.
+pub(crate) static TRACKED: AtomicUsize = AtomicUsize::new(0);
+/// The cap on [`TRACKED`].
+pub(crate) static MAX_TRACKED: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_TRACKED_BLOCKS);
+/// Samples that could not be tracked (cap reached, region full, over-aligned).
+pub(crate) static DROPPED_SAMPLES: AtomicU64 = AtomicU64::new(0);
+/// The estimated bytes those dropped samples stood for.
+pub(crate) static DROPPED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// A global allocator that samples allocations for heap profiles and wraps another allocator.
+///
+/// ```no_run
+/// #[global_allocator]
+/// static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
+/// ```
+///
+/// Wrapping another allocator (mimalloc, jemalloc, ...) works the same way:
+/// `static ALLOC: DiagAlloc<MyAlloc> = DiagAlloc::new(MyAlloc);`. Sampled blocks (about one
+/// per [`sample rate`](crate::heap::set_sample_rate) bytes) are served from diag's own region;
+/// everything else goes to the inner allocator untouched.
+#[derive(Debug, Default)]
+pub struct DiagAlloc<A = System> {
+    inner: A,
+}
+
+impl DiagAlloc<System> {
+    /// `DiagAlloc` over the system allocator.
+    pub const fn system() -> Self {
+        Self { inner: System }
+    }
+}
+
+impl<A> DiagAlloc<A> {
+    /// `DiagAlloc` over `inner`.
+    pub const fn new(inner: A) -> Self {
+        Self { inner }
+    }
+}
+
+#[inline]
+fn pad_for(align: usize) -> usize {
+    HEADER.next_multiple_of(align)
+}
+
+/// The weights of one sample of `size` bytes at `rate`: (objects in fixed point, bytes).
+fn weights(size: usize, rate: u64) -> (u64, u64) {
+    if rate <= 1 {
+        return (FP as u64, size as u64);
+    }
+    let p = -(-(size as f64) / rate as f64).exp_m1(); // 1 - e^(-size/rate)
+    ((FP / p).round() as u64, (size as f64 / p).round() as u64)
+}
+
+/// Records one sampled allocation and returns its block, or null if it cannot be tracked.
+/// The caller holds the thread's busy flag.
+fn sample_block(layout: Layout) -> *mut u8 {
+    let size = layout.size();
+    let rate = config::sample_rate().max(1);
+    let (objects_fp, bytes) = weights(size, rate);
+    let drop = || {
+        DROPPED_SAMPLES.fetch_add(1, Relaxed);
+        DROPPED_BYTES.fetch_add(bytes, Relaxed);
+        ptr::null_mut()
+    };
+    let pad = pad_for(layout.align());
+    let Some(total) = size.checked_add(pad) else {
+        return drop();
+    };
+    if TRACKED.load(Relaxed) >= MAX_TRACKED.load(Relaxed) {
+        return drop();
+    }
+    let raw = region::alloc(total, layout.align());
+    if raw.is_null() {
+        return drop();
+    }
+    let mut frames = [0usize; MAX_FRAMES];
+    let depth = stacks::capture(&mut frames);
+    let Some(id) = stacks::intern(&frames[..depth]) else {
+        region::free(raw, total);
+        return drop();
+    };
+    let e = stacks::entry(id);
+    e.alloc_objects_fp.fetch_add(objects_fp, Relaxed);
+    e.alloc_bytes.fetch_add(bytes, Relaxed);
+    e.inuse_objects_fp.fetch_add(objects_fp, Relaxed);
+    e.inuse_bytes.fetch_add(bytes, Relaxed);
+    TRACKED.fetch_add(1, Relaxed);
+    // SAFETY: raw..raw+total is ours; the header sits in the pad, right before the user block,
+    // and pad >= HEADER with HEADER a multiple of the header's alignment.
+    unsafe {
+        let user = raw.add(pad);
+        user.sub(HEADER).cast::<Header>().write(Header {
+            stack: id,
+            _reserved: 0,
+            objects_fp,
+            bytes,
+        });
+        user
+    }
+}
+
+/// Forgets and frees a sampled block.
+///
+/// # Safety
+/// `p` must be a live block returned by [`sample_block`] for `layout`.
+unsafe fn free_sampled(p: *mut u8, layout: Layout) {
+    let pad = pad_for(layout.align());
+    // SAFETY: per the contract, the header was written HEADER bytes before `p`, inside the pad.
+    let h = unsafe { p.sub(HEADER).cast::<Header>().read() };
+    let e = stacks::entry(h.stack);
+    e.inuse_objects_fp.fetch_sub(h.objects_fp, Relaxed);
+    e.inuse_bytes.fetch_sub(h.bytes, Relaxed);
+    TRACKED.fetch_sub(1, Relaxed);
+    // SAFETY: the block started `pad` bytes before `p` and spans pad + size bytes.
+    region::free(unsafe { p.sub(pad) }, pad + layout.size());
+}
+
+impl<A: GlobalAlloc> DiagAlloc<A> {
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_sampled(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        let p = sample_block(layout);
+        thread::end_sample();
+        if p.is_null() {
+            // SAFETY: same contract as our caller's.
+            return unsafe {
+                if zeroed {
+                    self.inner.alloc_zeroed(layout)
+                } else {
+                    self.inner.alloc(layout)
+                }
+            };
+        }
+        if zeroed {
+            // SAFETY: p is a fresh block of layout.size() bytes.
+            unsafe { ptr::write_bytes(p, 0, layout.size()) };
+        }
+        p
+    }
+
+    /// Moves a block to a new one of `new_layout` chosen by `decision`, copying the contents.
+    #[cold]
+    unsafe fn realloc_move(
+        &self,
+        p: *mut u8,
+        layout: Layout,
+        new_layout: Layout,
+        decision: Decision,
+    ) -> *mut u8 {
+        // SAFETY: forwarded contracts of GlobalAlloc::realloc.
+        unsafe {
+            let new = match decision {
+                Decision::Sample => self.alloc_sampled(new_layout, false),
+                Decision::Pass => self.inner.alloc(new_layout),
+            };
+            if new.is_null() {
+                return new;
+            }
+            ptr::copy_nonoverlapping(p, new, layout.size().min(new_layout.size()));
+            if region::contains(p) {
+                free_sampled(p, layout);
+            } else {
+                self.inner.dealloc(p, layout);
+            }
+            new
+        }
+    }
+}
+
+// SAFETY: every block handed out is either the inner allocator's (for the same layout) or a
+// region block of at least layout.size() bytes aligned to layout.align(); dealloc and realloc
+// route each block back to where it came from by the region range check.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() == 0 {
+            // SAFETY: forwarded as is.
+            return unsafe { self.inner.alloc(layout) };
+        }
+        match thread::on_alloc(layout.size()) {
+            // SAFETY: forwarded as is.
+            Decision::Pass => unsafe { self.inner.alloc(layout) },
+            // SAFETY: forwarded contract.
+            Decision::Sample => unsafe { self.alloc_sampled(layout, false) },
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() == 0 {
+            // SAFETY: forwarded as is.
+            return unsafe { self.inner.alloc_zeroed(layout) };
+        }
+        match thread::on_alloc(layout.size()) {
+            // SAFETY: forwarded as is.
+            Decision::Pass => unsafe { self.inner.alloc_zeroed(layout) },
+            // SAFETY: forwarded contract.
+            Decision::Sample => unsafe { self.alloc_sampled(layout, true) },
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        if layout.size() == 0 {
+            // SAFETY: forwarded as is.
+            return unsafe { self.inner.dealloc(p, layout) };
+        }
+        thread::on_free(layout.size());
+        if region::contains(p) {
+            // SAFETY: region blocks are only ever handed out by sample_block.
+            unsafe { free_sampled(p, layout) }
+        } else {
+            // SAFETY: forwarded as is.
+            unsafe { self.inner.dealloc(p, layout) }
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.size() == 0 || new_size == 0 {
+            // SAFETY: forwarded as is (zero-size blocks are never sampled).
+            return unsafe { self.inner.realloc(p, layout, new_size) };
+        }
+        // SAFETY: the caller guarantees new_size, rounded up to align, does not overflow isize.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        thread::on_free(layout.size());
+        let decision = thread::on_alloc(new_size);
+        let sampled = region::contains(p);
+        if decision == Decision::Pass && !sampled {
+            // SAFETY: forwarded as is.
+            return unsafe { self.inner.realloc(p, layout, new_size) };
+        }
+        // A sampled block that moves is tracked afresh (a new Poisson decision for its new
+        // size keeps the estimates unbiased); one that is freed is forgotten.
+        // SAFETY: forwarded contract.
+        unsafe { self.realloc_move(p, layout, new_layout, decision) }
+    }
+}

@@ -1,0 +1,32 @@
+//! Run-time sampling configuration, read with one relaxed load on every allocation.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Mean bytes between heap samples by default (Go's `MemProfileRate`).
+pub const DEFAULT_SAMPLE_BYTES: u64 = 512 * 1024;
+
+const RATE_BITS: u32 = 44;
+const RATE_MASK: u64 = (1 << RATE_BITS) - 1;
+
+/// `generation << 44 | rate`. A change of generation makes every thread redraw its countdown.
+pub(crate) static CONFIG: AtomicU64 = AtomicU64::new(DEFAULT_SAMPLE_BYTES);
+
+#[inline(always)]
+pub(crate) fn rate(cfg: u64) -> u64 {
+    cfg & RATE_MASK
+}
+
+/// Sets the mean bytes between samples: 0 turns sampling off, 1 records every allocation.
+/// Values above 2^44 are clamped. Takes effect on each thread's next allocation.
+pub fn set_sample_rate(bytes: u64) {
+    let bytes = bytes.min(RATE_MASK);
+    let _ = CONFIG.fetch_update(Relaxed, Relaxed, |old| {
+        let generation = (old >> RATE_BITS).wrapping_add(1) & ((1 << (64 - RATE_BITS)) - 1);
+        Some(generation << RATE_BITS | bytes)
+    });
+}
+
+/// The current mean bytes between samples (0 = off, 1 = exact).
+pub fn sample_rate() -> u64 {
+    rate(CONFIG.load(Relaxed))
+}

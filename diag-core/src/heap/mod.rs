@@ -1,0 +1,38 @@
+//! The heap profiler: a sampling global allocator ([`DiagAlloc`]), its thread-local sampler,
+//! the sampled-block region, the stack table, and the heap profile built from them.
+//!
+//! Sampling is Poisson by bytes, as in Go's runtime: each thread counts down an exponentially
+//! distributed number of bytes (mean = the sample rate) and samples the allocation that crosses
+//! zero, so an allocation of `s` bytes is sampled with probability `1 - e^(-s/rate)` and
+//! weighted by the inverse of that. Estimates are unbiased for any size mix.
+
+mod alloc;
+mod config;
+mod region;
+mod snapshot;
+mod stacks;
+mod symbolize;
+mod thread;
+
+pub use alloc::{DEFAULT_MAX_TRACKED_BLOCKS, DiagAlloc};
+pub use config::{DEFAULT_SAMPLE_BYTES, sample_rate, set_sample_rate};
+pub use snapshot::{HeapStats, is_installed, profile, stats};
+pub use stacks::{DEFAULT_MAX_STACKS, MAX_FRAMES};
+pub use thread::IgnoreAllocs;
+
+pub(crate) use snapshot::{ALLOC_SPACE, INUSE_SPACE};
+pub(crate) use thread::ignore_this_thread;
+
+use std::sync::atomic::Ordering::Relaxed;
+
+/// Sets the cap on sampled blocks tracked at once; samples past it are dropped and counted.
+pub fn set_max_tracked_blocks(n: usize) {
+    alloc::MAX_TRACKED.store(n.max(1), Relaxed);
+}
+
+/// Sets the cap on distinct stacks. Takes effect only before the first sample (the table is
+/// sized once); returns false if it is too late.
+pub fn set_max_stacks(n: usize) -> bool {
+    stacks::MAX_STACKS.store(n.max(16), Relaxed);
+    stacks::len() == 0
+}

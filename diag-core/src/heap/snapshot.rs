@@ -1,0 +1,139 @@
+//! Builds a heap [`Profile`] from the live stack table: Go's four sample types, symbolized.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::alloc::{DROPPED_BYTES, DROPPED_SAMPLES, MAX_TRACKED, TRACKED};
+use super::stacks::{self, DROPPED_STACKS, FP};
+use super::thread::{self, IgnoreAllocs};
+use super::{config, region, symbolize};
+use crate::profile::{Frame, Profile, Sample, ValueType};
+
+/// Exact process-wide allocation figures and the sampler's own state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct HeapStats {
+    /// Bytes ever allocated through `DiagAlloc` (exact; realloc counts as free + alloc).
+    pub allocated_bytes: u64,
+    /// Allocations ever made through `DiagAlloc`.
+    pub allocated_objects: u64,
+    /// Bytes ever freed.
+    pub freed_bytes: u64,
+    /// Frees.
+    pub freed_objects: u64,
+    /// Bytes live now (allocated - freed).
+    pub live_bytes: u64,
+    /// Blocks live now.
+    pub live_objects: u64,
+    /// Mean bytes between samples (0 = off, 1 = exact).
+    pub sample_rate: u64,
+    /// Sampled blocks tracked now.
+    pub tracked_blocks: u64,
+    /// The cap on tracked blocks.
+    pub max_tracked_blocks: u64,
+    /// Distinct stacks held.
+    pub stacks: u64,
+    /// Samples that could not be tracked (cap reached, region full).
+    pub dropped_samples: u64,
+    /// Estimated bytes those dropped samples stood for.
+    pub dropped_bytes: u64,
+    /// Stacks that did not fit in the stack table (charged to one overflow entry).
+    pub dropped_stacks: u64,
+    /// Bytes of diag's sampled-block region in use (sampled blocks plus rounding).
+    pub region_used_bytes: u64,
+    /// Address space reserved for the region (not memory).
+    pub region_reserved_bytes: u64,
+}
+
+/// Current exact counters and sampler state.
+pub fn stats() -> HeapStats {
+    let t = thread::totals();
+    HeapStats {
+        allocated_bytes: t.alloc_bytes,
+        allocated_objects: t.alloc_objects,
+        freed_bytes: t.free_bytes,
+        freed_objects: t.free_objects,
+        live_bytes: t.alloc_bytes.saturating_sub(t.free_bytes),
+        live_objects: t.alloc_objects.saturating_sub(t.free_objects),
+        sample_rate: config::sample_rate(),
+        tracked_blocks: TRACKED.load(Relaxed) as u64,
+        max_tracked_blocks: MAX_TRACKED.load(Relaxed) as u64,
+        stacks: stacks::len() as u64,
+        dropped_samples: DROPPED_SAMPLES.load(Relaxed),
+        dropped_bytes: DROPPED_BYTES.load(Relaxed),
+        dropped_stacks: DROPPED_STACKS.load(Relaxed),
+        region_used_bytes: region::USED_BYTES.load(Relaxed) as u64,
+        region_reserved_bytes: region::reserved() as u64,
+    }
+}
+
+/// True once any allocation went through `DiagAlloc` (i.e. it is the global allocator).
+pub fn is_installed() -> bool {
+    thread::totals().alloc_objects > 0
+}
+
+/// Which column a heap profile shows by default.
+pub(crate) const INUSE_SPACE: &str = "inuse_space";
+/// Which column `/debug/pprof/allocs` shows by default.
+pub(crate) const ALLOC_SPACE: &str = "alloc_space";
+
+/// A heap profile of everything sampled so far: `alloc_objects`, `alloc_space`,
+/// `inuse_objects`, `inuse_space`, scaled to estimates of the true totals, symbolized.
+/// `default_type` picks the column tools show first (`inuse_space` or `alloc_space`).
+pub fn profile(default_type: &str) -> Profile {
+    let _ignore = IgnoreAllocs::new();
+    let st = stats();
+    let mut samples = Vec::new();
+    for (id, e) in stacks::entries() {
+        let alloc_objects_fp = e.alloc_objects_fp.load(Relaxed);
+        if alloc_objects_fp == 0 {
+            continue;
+        }
+        let stack = if id == 0 {
+            vec![Frame::named("[diag: stack table full]")]
+        } else {
+            symbolize::stack(&e.frames[..e.depth])
+        };
+        let fp = |v: u64| (v as f64 / FP).round() as i64;
+        samples.push(Sample {
+            stack,
+            values: vec![
+                fp(alloc_objects_fp),
+                e.alloc_bytes.load(Relaxed) as i64,
+                fp(e.inuse_objects_fp.load(Relaxed)),
+                e.inuse_bytes.load(Relaxed) as i64,
+            ],
+            labels: Vec::new(),
+        });
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    Profile {
+        sample_types: vec![
+            ValueType::new("alloc_objects", "count"),
+            ValueType::new("alloc_space", "bytes"),
+            ValueType::new("inuse_objects", "count"),
+            ValueType::new("inuse_space", "bytes"),
+        ],
+        samples,
+        period_type: Some(ValueType::new("space", "bytes")),
+        period: st.sample_rate as i64,
+        time_nanos: now,
+        duration_nanos: 0,
+        default_sample_type: Some(default_type.to_owned()),
+        comments: vec![
+            format!("pid={}", std::process::id()),
+            format!("sample_rate={}", st.sample_rate),
+            format!("live_bytes={}", st.live_bytes),
+            format!("live_objects={}", st.live_objects),
+            format!("allocated_bytes={}", st.allocated_bytes),
+            format!("allocated_objects={}", st.allocated_objects),
+            format!("tracked_blocks={}", st.tracked_blocks),
+            format!("dropped_samples={}", st.dropped_samples),
+            format!("dropped_bytes={}", st.dropped_bytes),
+            format!("dropped_stacks={}", st.dropped_stacks),
+        ],
+    }
+}

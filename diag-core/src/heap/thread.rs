@@ -1,0 +1,295 @@
+//! Per-thread allocator state: the sampling countdown, the re-entrancy guard and the exact
+//! counters.
+//!
+//! Everything here runs inside `GlobalAlloc` calls, so it never allocates through the global
+//! allocator, never panics and never blocks. The state lives in a `const`-initialised
+//! `thread_local!` without a destructor, which stays readable during and after the thread's
+//! TLS destructors; the counters live in a global array of slots so a reader can sum them.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+
+use super::config;
+
+/// How many threads get an uncontended counter slot; later threads share the overflow slot.
+const SLOTS: usize = 1024;
+
+/// Exact allocation counters of one thread. Only the owning thread writes (plain load + store,
+/// no read-modify-write), any thread may read.
+#[repr(align(64))]
+pub(crate) struct Slot {
+    in_use: AtomicBool,
+    pub(crate) alloc_bytes: AtomicU64,
+    pub(crate) alloc_objects: AtomicU64,
+    pub(crate) free_bytes: AtomicU64,
+    pub(crate) free_objects: AtomicU64,
+}
+
+impl Slot {
+    const fn new() -> Self {
+        Self {
+            in_use: AtomicBool::new(false),
+            alloc_bytes: AtomicU64::new(0),
+            alloc_objects: AtomicU64::new(0),
+            free_bytes: AtomicU64::new(0),
+            free_objects: AtomicU64::new(0),
+        }
+    }
+}
+
+static SLOTS_TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
+/// Shared counters for threads without a slot (too many threads, or after TLS teardown).
+static OVERFLOW: Slot = Slot::new();
+
+/// A snapshot of the exact counters, summed over all threads.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Totals {
+    pub(crate) alloc_bytes: u64,
+    pub(crate) alloc_objects: u64,
+    pub(crate) free_bytes: u64,
+    pub(crate) free_objects: u64,
+}
+
+pub(crate) fn totals() -> Totals {
+    let mut t = Totals::default();
+    for s in SLOTS_TABLE.iter().chain(std::iter::once(&OVERFLOW)) {
+        t.alloc_bytes = t.alloc_bytes.wrapping_add(s.alloc_bytes.load(Relaxed));
+        t.alloc_objects = t.alloc_objects.wrapping_add(s.alloc_objects.load(Relaxed));
+        t.free_bytes = t.free_bytes.wrapping_add(s.free_bytes.load(Relaxed));
+        t.free_objects = t.free_objects.wrapping_add(s.free_objects.load(Relaxed));
+    }
+    t
+}
+
+/// Slot states kept in `Local::slot`: no slot yet, or gone (thread exiting).
+const NO_SLOT: *const Slot = std::ptr::null();
+
+struct Local {
+    /// Bytes left before the next sample; below zero means "take the slow path".
+    countdown: Cell<i64>,
+    /// The `config::CONFIG` word the countdown was drawn for.
+    config: Cell<u64>,
+    /// xorshift state for the exponential draws (0 = not seeded).
+    rng: Cell<u64>,
+    /// Set while diag itself runs on this thread (sampling, snapshots, the debug server).
+    busy: Cell<bool>,
+    /// Set once this thread's slot was given back (thread exit): use the overflow slot.
+    exited: Cell<bool>,
+    slot: Cell<*const Slot>,
+}
+
+thread_local! {
+    static LOCAL: Local = const {
+        Local {
+            countdown: Cell::new(-1),
+            config: Cell::new(u64::MAX),
+            rng: Cell::new(0),
+            busy: Cell::new(false),
+            exited: Cell::new(false),
+            slot: Cell::new(NO_SLOT),
+        }
+    };
+    /// Gives the slot back when the thread exits. Registered on first use of a slot.
+    static SLOT_GUARD: SlotGuard = const { SlotGuard };
+}
+
+struct SlotGuard;
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let _ = LOCAL.try_with(|l| {
+            let slot = l.slot.replace(NO_SLOT);
+            l.exited.set(true);
+            if !slot.is_null() {
+                // SAFETY: non-null slot pointers only ever point into the static SLOTS_TABLE.
+                unsafe { &*slot }.in_use.store(false, Release);
+            }
+        });
+    }
+}
+
+#[inline(always)]
+fn add(counter: &AtomicU64, v: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(v), Relaxed);
+}
+
+/// The slot of this thread, claiming one on first use.
+#[inline(always)]
+fn slot(l: &Local) -> &'static Slot {
+    let s = l.slot.get();
+    if !s.is_null() {
+        // SAFETY: non-null slot pointers only ever point into the static SLOTS_TABLE.
+        return unsafe { &*s };
+    }
+    claim_slot(l)
+}
+
+#[cold]
+fn claim_slot(l: &Local) -> &'static Slot {
+    if l.exited.get() || l.busy.get() {
+        return &OVERFLOW;
+    }
+    l.busy.set(true);
+    let mut claimed: &'static Slot = &OVERFLOW;
+    for s in SLOTS_TABLE.iter() {
+        if !s.in_use.load(Relaxed)
+            && s.in_use
+                .compare_exchange(false, true, Acquire, Relaxed)
+                .is_ok()
+        {
+            claimed = s;
+            break;
+        }
+    }
+    if !std::ptr::eq(claimed, &OVERFLOW) {
+        // Registering the TLS destructor may allocate; `busy` makes that a plain pass-through.
+        if SLOT_GUARD.try_with(|_| ()).is_ok() {
+            l.slot.set(claimed);
+        } else {
+            claimed.in_use.store(false, Release);
+            claimed = &OVERFLOW;
+        }
+    }
+    l.busy.set(false);
+    claimed
+}
+
+/// What the allocator should do with one allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Pass it to the inner allocator.
+    Pass,
+    /// Sample it; the thread is marked busy until [`end_sample`].
+    Sample,
+}
+
+/// Counts an allocation of `size` bytes and decides whether to sample it.
+#[inline(always)]
+pub(crate) fn on_alloc(size: usize) -> Decision {
+    let cfg = config::CONFIG.load(Relaxed);
+    match LOCAL.try_with(|l| {
+        let s = slot(l);
+        add(&s.alloc_bytes, size as u64);
+        add(&s.alloc_objects, 1);
+        if config::rate(cfg) == 0 {
+            return Decision::Pass;
+        }
+        let c = l.countdown.get() - size as i64;
+        l.countdown.set(c);
+        if c >= 0 && l.config.get() == cfg {
+            return Decision::Pass;
+        }
+        slow_decide(l, cfg, size)
+    }) {
+        Ok(d) => d,
+        Err(_) => {
+            OVERFLOW.alloc_bytes.fetch_add(size as u64, Relaxed);
+            OVERFLOW.alloc_objects.fetch_add(1, Relaxed);
+            Decision::Pass
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn slow_decide(l: &Local, cfg: u64, size: usize) -> Decision {
+    let rate = config::rate(cfg);
+    if l.busy.get() || l.exited.get() {
+        // diag's own work (or a thread being torn down): never sampled.
+        l.countdown.set(i64::MAX / 2);
+        l.config.set(u64::MAX);
+        return Decision::Pass;
+    }
+    if l.config.get() != cfg {
+        // First allocation on this thread, or the rate changed: draw afresh for this one.
+        l.config.set(cfg);
+        let c = draw(l, rate) - size as i64;
+        l.countdown.set(c);
+        if c >= 0 && rate != 1 {
+            return Decision::Pass;
+        }
+    }
+    l.countdown.set(draw(l, rate));
+    l.busy.set(true);
+    Decision::Sample
+}
+
+/// Ends the sampled-allocation section started by [`Decision::Sample`].
+#[inline]
+pub(crate) fn end_sample() {
+    let _ = LOCAL.try_with(|l| l.busy.set(false));
+}
+
+/// An exponential draw with mean `rate` bytes (`rate` 1 = exact: sample everything).
+fn draw(l: &Local, rate: u64) -> i64 {
+    if rate <= 1 {
+        return 0;
+    }
+    let mut x = l.rng.get();
+    if x == 0 {
+        static SEED: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+        x = SEED.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed) ^ (l as *const Local as u64);
+        x |= 1;
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    l.rng.set(x);
+    let bits = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
+    let u = (bits + 1) as f64 / (1u64 << 53) as f64; // (0, 1]
+    let v = -u.ln() * rate as f64;
+    v.min((i64::MAX / 4) as f64) as i64
+}
+
+/// Counts a free of `size` bytes.
+#[inline(always)]
+pub(crate) fn on_free(size: usize) {
+    if LOCAL
+        .try_with(|l| {
+            let s = slot(l);
+            add(&s.free_bytes, size as u64);
+            add(&s.free_objects, 1);
+        })
+        .is_err()
+    {
+        OVERFLOW.free_bytes.fetch_add(size as u64, Relaxed);
+        OVERFLOW.free_objects.fetch_add(1, Relaxed);
+    }
+}
+
+/// Marks the current thread as diag's own for as long as the guard lives: its allocations are
+/// counted but never sampled. Nested guards are fine.
+pub struct IgnoreAllocs {
+    was: bool,
+}
+
+impl IgnoreAllocs {
+    /// Starts ignoring this thread's allocations.
+    pub fn new() -> Self {
+        let was = LOCAL.try_with(|l| l.busy.replace(true)).unwrap_or(true);
+        Self { was }
+    }
+}
+
+impl Default for IgnoreAllocs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for IgnoreAllocs {
+    fn drop(&mut self) {
+        let was = self.was;
+        let _ = LOCAL.try_with(|l| {
+            l.busy.set(was);
+            // Re-draw on the next allocation so the ignored stretch leaves no bias.
+            l.config.set(u64::MAX);
+            l.countdown.set(-1);
+        });
+    }
+}
+
+/// Marks the current thread as diag's own for the rest of its life (debug-server threads).
+pub(crate) fn ignore_this_thread() {
+    std::mem::forget(IgnoreAllocs::new());
+}
