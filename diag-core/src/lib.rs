@@ -4,8 +4,26 @@
 mod error;
 #[cfg(feature = "heap")]
 pub mod heap;
+#[cfg(feature = "server")]
+mod http;
+#[cfg(feature = "server")]
+mod init;
 pub mod profile;
 
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "heap")]
 pub use heap::{DiagAlloc, HeapStats, IgnoreAllocs};
+#[cfg(feature = "server")]
+pub use init::{Builder, DEFAULT_ADDR, Diag, env, init};
+
+#[cfg(feature = "server")]
+static ROUTER_TOKEN: std::sync::Mutex<Option<std::sync::Arc<str>>> = std::sync::Mutex::new(None);
+
+/// The debug endpoints as an `axum::Router` at their full paths (`/debug/pprof/heap`, ...), to
+/// `merge` into the application's own router instead of running a second listener. Guarded by
+/// the token configured with [`init`] / [`Builder::token`], if any.
+#[cfg(feature = "server")]
+pub fn router() -> axum::Router {
+    let token = ROUTER_TOKEN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    http::router_with(http::RouterOptions { token })
+}

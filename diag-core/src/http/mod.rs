@@ -1,0 +1,69 @@
+//! The HTTP surface: routes, the access guard, and the debug listener's own thread and runtime.
+
+mod error;
+mod heap;
+mod query;
+pub(crate) mod server;
+
+pub(crate) use server::{ServerConfig, ServerHandle, start_server};
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use error::HttpError;
+
+/// Runs CPU-heavy work (symbolization, encoding) off the async workers, with diag's own
+/// allocations left unsampled.
+async fn run_blocking<F>(f: F) -> Result<Response, HttpError>
+where
+    F: FnOnce() -> Response + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let _ignore = crate::heap::IgnoreAllocs::new();
+        f()
+    })
+    .await
+    .map_err(|e| {
+        HttpError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("profile task failed: {e}"),
+        )
+    })
+}
+
+async fn index() -> Response {
+    concat!(
+        "diag debug endpoints\n",
+        "  /debug/pprof/heap      heap profile (in-use), gzip'd pprof; ?debug=1 for text\n",
+        "  /debug/pprof/allocs    heap profile (allocated), gzip'd pprof; ?debug=1 for text\n",
+        "  /debug/heap/stats      exact allocation counters and sampler state, JSON\n",
+        "  /debug/heap/rate       POST ?bytes=N: set the heap sample rate (0 off, 1 exact)\n",
+    )
+    .into_response()
+}
+
+/// Options for [`router_with`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RouterOptions {
+    pub(crate) token: Option<Arc<str>>,
+}
+
+/// The debug routes at their full paths (`/debug/pprof/heap`, ...), guarded as configured.
+pub(crate) fn router_with(opts: RouterOptions) -> Router {
+    let r = Router::new()
+        .route("/debug/pprof/", get(index))
+        .route("/debug/pprof", get(index))
+        .route("/debug/pprof/heap", get(heap::heap_profile))
+        .route("/debug/pprof/allocs", get(heap::allocs_profile))
+        .route("/debug/heap/stats", get(heap::stats))
+        .route("/debug/heap/rate", post(heap::set_rate));
+    match opts.token {
+        Some(token) => r.layer(axum::middleware::from_fn(move |req, next| {
+            server::require_token(token.clone(), req, next)
+        })),
+        None => r,
+    }
+}

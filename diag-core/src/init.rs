@@ -1,0 +1,194 @@
+//! Starting diag: `init()` from `DIAG_*` environment variables, or [`Builder`] in code.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::heap;
+use crate::http::{ServerConfig, start_server};
+
+/// Where the debug listener binds by default (Go's habit).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:6060";
+
+/// Environment variables read by [`init`] and [`Builder::from_env`].
+pub mod env {
+    /// Listener address, `host:port` (default `127.0.0.1:6060`; port 0 picks a free port).
+    pub const ADDR: &str = "DIAG_ADDR";
+    /// Mean bytes between heap samples (default 524288; 0 off; 1 every allocation).
+    pub const HEAP_SAMPLE_BYTES: &str = "DIAG_HEAP_SAMPLE_BYTES";
+    /// Bearer token required by every debug endpoint; needed to bind a non-loopback address.
+    pub const TOKEN: &str = "DIAG_TOKEN";
+    /// Cap on sampled blocks tracked at once (default 1048576).
+    pub const MAX_TRACKED_BLOCKS: &str = "DIAG_MAX_TRACKED_BLOCKS";
+}
+
+/// Starts diag from `DIAG_*` environment variables: sets the heap sample rate and starts the
+/// debug listener on its own thread and runtime.
+///
+/// Errors (never panics) if a variable is malformed, the address cannot be bound, or a
+/// non-loopback address is asked for without `DIAG_TOKEN`.
+pub fn init() -> Result<Diag> {
+    Builder::default().from_env()?.start()
+}
+
+/// Configures and starts diag in code. Setters take and return `self`.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    addr: String,
+    heap_sample_bytes: u64,
+    token: Option<String>,
+    max_tracked_blocks: usize,
+    listen: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            addr: DEFAULT_ADDR.to_owned(),
+            heap_sample_bytes: heap::DEFAULT_SAMPLE_BYTES,
+            token: None,
+            max_tracked_blocks: heap::DEFAULT_MAX_TRACKED_BLOCKS,
+            listen: true,
+        }
+    }
+}
+
+fn env_var(name: &str) -> Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v.trim().to_owned())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(Error::new(
+            ErrorKind::Config,
+            format!("{name} is not valid UTF-8"),
+        )),
+    }
+}
+
+fn env_number(name: &str) -> Result<Option<u64>> {
+    env_var(name)?
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("{name}={v:?} must be a non-negative integer"),
+                )
+            })
+        })
+        .transpose()
+}
+
+impl Builder {
+    /// Applies the `DIAG_*` environment variables over the current settings.
+    pub fn from_env(mut self) -> Result<Self> {
+        if let Some(a) = env_var(env::ADDR)? {
+            self.addr = a;
+        }
+        if let Some(n) = env_number(env::HEAP_SAMPLE_BYTES)? {
+            self.heap_sample_bytes = n;
+        }
+        if let Some(t) = env_var(env::TOKEN)? {
+            self.token = Some(t);
+        }
+        if let Some(n) = env_number(env::MAX_TRACKED_BLOCKS)? {
+            self.max_tracked_blocks = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        Ok(self)
+    }
+
+    /// Listener address (`127.0.0.1:6060` by default; port 0 picks a free port).
+    pub fn addr(mut self, addr: impl Into<String>) -> Self {
+        self.addr = addr.into();
+        self
+    }
+
+    /// Mean bytes between heap samples: 0 turns sampling off, 1 records every allocation.
+    pub fn heap_sample_bytes(mut self, bytes: u64) -> Self {
+        self.heap_sample_bytes = bytes;
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on every debug endpoint.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Cap on sampled blocks tracked at once; samples past it are dropped and counted.
+    pub fn max_tracked_blocks(mut self, n: usize) -> Self {
+        self.max_tracked_blocks = n;
+        self
+    }
+
+    /// Do not start a listener (for apps that nest [`router`](crate::router) into their own).
+    pub fn no_listener(mut self) -> Self {
+        self.listen = false;
+        self
+    }
+
+    /// Applies the settings and starts the listener.
+    pub fn start(self) -> Result<Diag> {
+        if let Some(t) = &self.token {
+            if t.len() < 8 {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "the diag token must be at least 8 characters",
+                ));
+            }
+        }
+        heap::set_sample_rate(self.heap_sample_bytes);
+        heap::set_max_tracked_blocks(self.max_tracked_blocks);
+        let token: Option<Arc<str>> = self.token.map(Into::into);
+        *crate::ROUTER_TOKEN.lock().unwrap_or_else(|e| e.into_inner()) = token.clone();
+        let server = if self.listen {
+            let addr: SocketAddr = self.addr.parse().map_err(|_| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "listener address {:?} is not host:port (e.g. 127.0.0.1:6060)",
+                        self.addr
+                    ),
+                )
+            })?;
+            Some(start_server(ServerConfig { addr, token })?)
+        } else {
+            None
+        };
+        Ok(Diag { server })
+    }
+}
+
+/// A running diag. Dropping it leaves the listener running for the life of the process; call
+/// [`Diag::shutdown`] to stop it.
+#[derive(Debug)]
+pub struct Diag {
+    server: Option<crate::http::ServerHandle>,
+}
+
+impl Diag {
+    /// A [`Builder`] with the defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The address the listener is bound to (useful with port 0), if it runs.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(|s| s.local_addr)
+    }
+
+    /// Stops the listener and waits for its thread.
+    pub fn shutdown(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+    }
+}
+
+impl Drop for Diag {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            // Keep serving: the listener lives as long as the process.
+            std::mem::forget(s);
+        }
+    }
+}
