@@ -2,7 +2,22 @@
 //! top lists, folded stacks and flamegraphs. Pure functions over readers and writers; used by
 //! the service (to serve snapshots) and by the `diag` CLI.
 
+pub mod dhat;
+mod diff;
+mod flamegraph;
+mod folded;
+pub mod go_text;
+mod load;
 mod model;
 pub mod pprof_codec;
+pub mod sites;
+#[cfg(test)]
+mod testutil;
+mod top;
 
+pub use diff::{DEFAULT_DIFF_SAMPLE_TYPE, DiffOptions, DiffTotals, HeapDiff, SiteDelta, diff};
+pub use flamegraph::{DEFAULT_MIN_WIDTH, FlameOptions, diff_flamegraph, flamegraph};
+pub use folded::{folded, folded_map, write_folded};
+pub use load::{load, sample_type_names, select_sample};
 pub use model::{Frame, Profile, Sample, ValueType};
+pub use top::{Attribution, Top, TopEntry, TopOptions, top};

@@ -1,0 +1,444 @@
+//! Heap growth between two snapshots, by site.
+//!
+//! Samples are attributed to their site (see [`sites`](super::sites)) and matched between the
+//! two profiles by function name, never by address, so two runs of the same binary diff
+//! cleanly. The JSON form of [`HeapDiff`] is a contract:
+//!
+//! ```json
+//! {"sites": [{"function": "myapp::cache::fill", "delta_bytes": 1048576, "before_bytes": 0,
+//!             "after_bytes": 1048576, "delta_objects": 16, "stack": ["myapp::cache::fill",
+//!             "myapp::main"], ...}], ...}
+//! ```
+//!
+//! with `sites` sorted by `delta_bytes`, largest growth first. More fields may be added.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::load::sample_type_names;
+use super::model::Profile;
+use super::sites::{UNKNOWN_SITE, site_index};
+use crate::error::{Error, Result};
+
+/// The column compared by default.
+pub const DEFAULT_DIFF_SAMPLE_TYPE: &str = "inuse_space";
+
+/// Options for [`diff`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct DiffOptions {
+    /// The bytes column to compare; [`DEFAULT_DIFF_SAMPLE_TYPE`] when `None`. Its objects
+    /// column is found by name (`alloc_space` -> `alloc_objects`).
+    pub sample_type: Option<String>,
+}
+
+/// How the heap changed between two snapshots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HeapDiff {
+    /// Sites whose in-use bytes or objects changed, largest `delta_bytes` first. Sites that did
+    /// not change are omitted, so `diff(a, a)` has none.
+    pub sites: Vec<SiteDelta>,
+    /// Sums over all sites.
+    pub totals: DiffTotals,
+    /// The compared column (`inuse_space`).
+    pub sample_type: String,
+}
+
+/// The change at one site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SiteDelta {
+    /// The site: the innermost user-code function of the stacks attributed here.
+    pub function: String,
+    /// `after_bytes - before_bytes`.
+    pub delta_bytes: i64,
+    /// In-use bytes at the site in the first snapshot.
+    pub before_bytes: i64,
+    /// In-use bytes at the site in the second snapshot.
+    pub after_bytes: i64,
+    /// `after_objects - before_objects`.
+    pub delta_objects: i64,
+    /// The site's heaviest-growing stack: function names from the site outward (site first,
+    /// then its callers); runtime frames below the site are dropped.
+    pub stack: Vec<String>,
+    /// In-use objects at the site in the first snapshot.
+    pub before_objects: i64,
+    /// In-use objects at the site in the second snapshot.
+    pub after_objects: i64,
+    /// Change of bytes ever allocated at the site (`alloc_space`), 0 if not recorded.
+    pub alloc_delta_bytes: i64,
+    /// Change of objects ever allocated at the site (`alloc_objects`), 0 if not recorded.
+    pub alloc_delta_objects: i64,
+    /// `delta_bytes` as a percentage of the total growth (the sum of positive deltas);
+    /// negative for a site that shrank.
+    pub share: f64,
+    /// True if the site has no samples in the first snapshot.
+    pub new: bool,
+    /// The site's source file, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The site's source line, when known (0 = unknown).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub line: u32,
+}
+
+/// Totals of a [`HeapDiff`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DiffTotals {
+    /// In-use bytes in the first snapshot.
+    pub before_bytes: i64,
+    /// In-use bytes in the second snapshot.
+    pub after_bytes: i64,
+    /// `after_bytes - before_bytes`.
+    pub delta_bytes: i64,
+    /// The sum of the positive site deltas: what [`SiteDelta::share`] is relative to.
+    pub growth_bytes: i64,
+    /// In-use objects in the first snapshot.
+    pub before_objects: i64,
+    /// In-use objects in the second snapshot.
+    pub after_objects: i64,
+    /// `after_objects - before_objects`.
+    pub delta_objects: i64,
+    /// Change of bytes ever allocated.
+    pub alloc_delta_bytes: i64,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// Column indices used from one profile.
+#[derive(Clone, Copy)]
+struct Columns {
+    bytes: usize,
+    objects: Option<usize>,
+    alloc_bytes: Option<usize>,
+    alloc_objects: Option<usize>,
+}
+
+/// Values at one site or stack: bytes, objects, alloc bytes, alloc objects.
+type Values = [i64; 4];
+
+#[derive(Default)]
+struct SiteAgg {
+    values: Values,
+    /// Per stack (from the site outward): bytes, and the site frame's file and line.
+    stacks: BTreeMap<Vec<String>, (i64, Option<String>, u32)>,
+}
+
+/// Compares two heap profiles: growth by site from `before` to `after`, largest in-use growth
+/// first.
+///
+/// Fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) if either profile
+/// lacks the compared column or the two disagree on its unit (a CPU profile against a heap
+/// profile, say).
+pub fn diff(before: &Profile, after: &Profile, opts: &DiffOptions) -> Result<HeapDiff> {
+    let ty = opts
+        .sample_type
+        .as_deref()
+        .unwrap_or(DEFAULT_DIFF_SAMPLE_TYPE);
+    let (cb, ca) = columns(before, after, ty)?;
+    let sites_before = aggregate(before, cb);
+    let sites_after = aggregate(after, ca);
+
+    let mut totals = DiffTotals::default();
+    let mut sites = Vec::new();
+    let names: std::collections::BTreeSet<&String> =
+        sites_before.keys().chain(sites_after.keys()).collect();
+    let empty = SiteAgg::default();
+    for name in names {
+        let b = sites_before.get(name).unwrap_or(&empty);
+        let a = sites_after.get(name).unwrap_or(&empty);
+        totals.before_bytes = totals.before_bytes.saturating_add(b.values[0]);
+        totals.after_bytes = totals.after_bytes.saturating_add(a.values[0]);
+        totals.before_objects = totals.before_objects.saturating_add(b.values[1]);
+        totals.after_objects = totals.after_objects.saturating_add(a.values[1]);
+        let alloc_delta_bytes = a.values[2].saturating_sub(b.values[2]);
+        totals.alloc_delta_bytes = totals.alloc_delta_bytes.saturating_add(alloc_delta_bytes);
+        let delta_bytes = a.values[0].saturating_sub(b.values[0]);
+        let delta_objects = a.values[1].saturating_sub(b.values[1]);
+        if delta_bytes == 0 && delta_objects == 0 {
+            continue;
+        }
+        let (stack, file, line) = heaviest_stack(b, a);
+        sites.push(SiteDelta {
+            function: name.clone(),
+            delta_bytes,
+            before_bytes: b.values[0],
+            after_bytes: a.values[0],
+            delta_objects,
+            stack,
+            before_objects: b.values[1],
+            after_objects: a.values[1],
+            alloc_delta_bytes,
+            alloc_delta_objects: a.values[3].saturating_sub(b.values[3]),
+            share: 0.0,
+            new: !sites_before.contains_key(name),
+            file,
+            line,
+        });
+    }
+    totals.delta_bytes = totals.after_bytes.saturating_sub(totals.before_bytes);
+    totals.delta_objects = totals.after_objects.saturating_sub(totals.before_objects);
+    totals.growth_bytes = sites
+        .iter()
+        .map(|s| s.delta_bytes.max(0))
+        .fold(0, i64::saturating_add);
+    if totals.growth_bytes > 0 {
+        for s in &mut sites {
+            s.share = s.delta_bytes as f64 * 100.0 / totals.growth_bytes as f64;
+        }
+    }
+    sites.sort_by(|x, y| {
+        y.delta_bytes
+            .cmp(&x.delta_bytes)
+            .then(y.delta_objects.cmp(&x.delta_objects))
+            .then_with(|| x.function.cmp(&y.function))
+    });
+    Ok(HeapDiff {
+        sites,
+        totals,
+        sample_type: ty.to_owned(),
+    })
+}
+
+/// Finds the compared columns in both profiles, or explains why they cannot be compared.
+fn columns(before: &Profile, after: &Profile, ty: &str) -> Result<(Columns, Columns)> {
+    let (ib, ia) = match (before.sample_index(ty), after.sample_index(ty)) {
+        (Some(b), Some(a)) => (b, a),
+        (b, a) => {
+            let which = match (b, a) {
+                (None, None) => "neither profile has",
+                (None, Some(_)) => "the first profile does not have",
+                _ => "the second profile does not have",
+            };
+            return Err(Error::invalid(format!(
+                "cannot diff these profiles: {which} a `{ty}` column (is one a CPU profile?); \
+                 first has [{}], second has [{}]",
+                sample_type_names(before),
+                sample_type_names(after)
+            )));
+        }
+    };
+    let (ub, ua) = (&before.sample_types[ib].unit, &after.sample_types[ia].unit);
+    if ub != ua {
+        return Err(Error::invalid(format!(
+            "cannot diff these profiles: `{ty}` is in {ub} in the first and in {ua} in the second"
+        )));
+    }
+    let objects_ty = ty.strip_suffix("_space").map(|p| format!("{p}_objects"));
+    let both = |name: Option<&str>| -> (Option<usize>, Option<usize>) {
+        match name {
+            Some(n) => match (before.sample_index(n), after.sample_index(n)) {
+                (Some(b), Some(a)) => (Some(b), Some(a)),
+                _ => (None, None),
+            },
+            None => (None, None),
+        }
+    };
+    let (ob, oa) = both(objects_ty.as_deref());
+    let (abb, aba) = both((ty != "alloc_space").then_some("alloc_space"));
+    let (aob, aoa) = both((ty != "alloc_space").then_some("alloc_objects"));
+    Ok((
+        Columns {
+            bytes: ib,
+            objects: ob,
+            alloc_bytes: abb,
+            alloc_objects: aob,
+        },
+        Columns {
+            bytes: ia,
+            objects: oa,
+            alloc_bytes: aba,
+            alloc_objects: aoa,
+        },
+    ))
+}
+
+fn aggregate(profile: &Profile, cols: Columns) -> BTreeMap<String, SiteAgg> {
+    let get =
+        |values: &[i64], i: Option<usize>| i.and_then(|i| values.get(i).copied()).unwrap_or(0);
+    let mut sites: BTreeMap<String, SiteAgg> = BTreeMap::new();
+    for sample in &profile.samples {
+        let v = &sample.values;
+        let values = [
+            get(v, Some(cols.bytes)),
+            get(v, cols.objects),
+            get(v, cols.alloc_bytes),
+            get(v, cols.alloc_objects),
+        ];
+        let (name, stack, file, line) = match site_index(&sample.stack) {
+            Some(i) => {
+                let site = &sample.stack[i];
+                let stack: Vec<String> = sample.stack[i..]
+                    .iter()
+                    .map(|f| f.function.clone())
+                    .collect();
+                (site.function.clone(), stack, site.file.clone(), site.line)
+            }
+            None => (UNKNOWN_SITE.to_owned(), Vec::new(), None, 0),
+        };
+        let agg = sites.entry(name).or_default();
+        for (sum, v) in agg.values.iter_mut().zip(values) {
+            *sum = sum.saturating_add(v);
+        }
+        let entry = agg.stacks.entry(stack).or_insert((0, file, line));
+        entry.0 = entry.0.saturating_add(values[0]);
+    }
+    sites
+}
+
+/// The stack of the site that grew most (ties: the first in name order), with its file and
+/// line; from `after` if it is there, else from `before`.
+fn heaviest_stack(b: &SiteAgg, a: &SiteAgg) -> (Vec<String>, Option<String>, u32) {
+    let mut best: Option<(i64, &Vec<String>, &Option<String>, u32)> = None;
+    let keys: std::collections::BTreeSet<&Vec<String>> =
+        b.stacks.keys().chain(a.stacks.keys()).collect();
+    for key in keys {
+        let before = b.stacks.get(key);
+        let after = a.stacks.get(key);
+        let delta = after
+            .map_or(0, |s| s.0)
+            .saturating_sub(before.map_or(0, |s| s.0));
+        let (_, file, line) = after.or(before).expect("key comes from one of the maps");
+        if best.as_ref().is_none_or(|(d, ..)| delta > *d) {
+            best = Some((delta, key, file, *line));
+        }
+    }
+    best.map(|(_, k, f, l)| (k.clone(), f.clone(), l))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use crate::profile::testutil::{Rng, cpu_profile, heap_profile, random_profile};
+
+    const VEC_ALLOC: &[&str] = &[
+        "__rust_alloc",
+        "alloc::raw_vec::RawVec<T,A>::with_capacity_in",
+        "alloc::vec::Vec<T>::with_capacity",
+    ];
+
+    fn through_vec(user: &[&'static str]) -> Vec<&'static str> {
+        VEC_ALLOC.iter().chain(user).copied().collect()
+    }
+
+    #[test]
+    fn diff_with_itself_is_empty() {
+        let mut rng = Rng::new(3);
+        for _ in 0..100 {
+            let mut p = random_profile(&mut rng);
+            // random_profile has between 1 and 4 columns; make sure inuse_space exists.
+            p.sample_types = crate::profile::testutil::heap_types();
+            for s in &mut p.samples {
+                s.values.resize(4, 7);
+            }
+            let d = diff(&p, &p, &DiffOptions::default()).unwrap();
+            assert!(d.sites.is_empty(), "{:?}", d.sites);
+            assert_eq!(d.totals.delta_bytes, 0);
+            assert_eq!(d.totals.growth_bytes, 0);
+        }
+    }
+
+    #[test]
+    fn growth_is_attributed_through_std_frames_and_ranked() {
+        let main = "myapp::main";
+        let before = heap_profile(&[
+            (&through_vec(&["myapp::cache::fill", main]), 1000),
+            (&through_vec(&["myapp::sessions::open", main]), 500),
+            (&["myapp::steady", main], 300),
+            (&["myapp::shrinks", main], 400),
+        ]);
+        let after = heap_profile(&[
+            (&through_vec(&["myapp::cache::fill", main]), 1000),
+            // Same site via another caller: summed into the site, heaviest stack wins.
+            (
+                &through_vec(&["myapp::cache::fill", "myapp::warm", main]),
+                9000,
+            ),
+            (&through_vec(&["myapp::sessions::open", main]), 2500),
+            (&["myapp::steady", main], 300),
+            (&["myapp::shrinks", main], 100),
+            (
+                &[
+                    "std::collections::hash::map::HashMap<K,V,S>::insert",
+                    "myapp::index::add",
+                ],
+                640,
+            ),
+        ]);
+        let d = diff(&before, &after, &DiffOptions::default()).unwrap();
+        let names: Vec<&str> = d.sites.iter().map(|s| s.function.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "myapp::cache::fill",
+                "myapp::sessions::open",
+                "myapp::index::add",
+                "myapp::shrinks"
+            ]
+        );
+        let fill = &d.sites[0];
+        assert_eq!(
+            (fill.before_bytes, fill.after_bytes, fill.delta_bytes),
+            (1000, 10000, 9000)
+        );
+        assert_eq!(fill.stack, ["myapp::cache::fill", "myapp::warm", main]);
+        assert!(!fill.new);
+        assert_eq!(fill.delta_objects, 16 + 141 - 16);
+        assert_eq!(fill.alloc_delta_bytes, 18000);
+        let add = &d.sites[2];
+        assert!(add.new);
+        assert_eq!(add.stack, ["myapp::index::add"]);
+        assert_eq!(d.totals.growth_bytes, 9000 + 2000 + 640);
+        assert!((fill.share - 9000.0 * 100.0 / 11640.0).abs() < 1e-9);
+        assert_eq!(d.sites[3].delta_bytes, -300);
+        assert!(d.sites[3].share < 0.0);
+        assert_eq!(
+            d.totals.delta_bytes,
+            d.totals.after_bytes - d.totals.before_bytes
+        );
+    }
+
+    #[test]
+    fn cpu_against_heap_is_refused() {
+        let heap = heap_profile(&[(&["myapp::a"], 10)]);
+        let cpu = cpu_profile(&[(&["myapp::a"], 10)]);
+        let err = diff(&cpu, &heap, &DiffOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("first profile does not have a `inuse_space`"),
+            "{msg}"
+        );
+        assert!(msg.contains("cpu/nanoseconds"), "{msg}");
+        assert!(diff(&cpu, &cpu, &DiffOptions::default()).is_err());
+    }
+
+    #[test]
+    fn json_contract() {
+        let before = heap_profile(&[(&["myapp::a", "myapp::main"], 100)]);
+        let after = heap_profile(&[(&["myapp::a", "myapp::main"], 300)]);
+        let d = diff(&before, &after, &DiffOptions::default()).unwrap();
+        let v: serde_json::Value = serde_json::to_value(&d).unwrap();
+        let site = &v["sites"][0];
+        assert_eq!(site["function"], "myapp::a");
+        assert_eq!(site["delta_bytes"], 200);
+        assert_eq!(site["before_bytes"], 100);
+        assert_eq!(site["after_bytes"], 300);
+        assert_eq!(site["delta_objects"], 3);
+        assert_eq!(
+            site["stack"],
+            serde_json::json!(["myapp::a", "myapp::main"])
+        );
+        assert_eq!(site["new"], false);
+        assert!(site.get("file").is_none());
+        let back: HeapDiff = serde_json::from_value(v).unwrap();
+        assert_eq!(back, d);
+    }
+}

@@ -1,0 +1,212 @@
+//! Flamegraph SVGs of a profile, and differential flamegraphs of growth between two, via
+//! inferno.
+
+use std::io::Write;
+
+use inferno::flamegraph::{self as inferno_fg, Direction};
+
+use super::folded::fold;
+use super::load::select_sample;
+use super::model::{Profile, ValueType};
+use crate::error::{Error, ErrorKind, Result};
+
+/// The default [`FlameOptions::min_width`], in pixels (inferno's).
+pub const DEFAULT_MIN_WIDTH: f64 = 0.1;
+
+/// Options for [`flamegraph`] and [`diff_flamegraph`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FlameOptions {
+    /// The title; a default naming the column when `None`.
+    pub title: Option<String>,
+    /// Draw an icicle graph with stacks reversed: the innermost frames (allocation sites,
+    /// on-CPU functions) at the top, their callers below.
+    pub reverse: bool,
+    /// Frames narrower than this many pixels are left out.
+    pub min_width: f64,
+    /// The column to draw; the profile's default when `None`.
+    pub sample_type: Option<String>,
+    /// What one unit of width counts (`bytes`, `objects`, `samples`); from the column when
+    /// `None`.
+    pub count_name: Option<String>,
+}
+
+impl Default for FlameOptions {
+    fn default() -> Self {
+        Self {
+            title: None,
+            reverse: false,
+            min_width: DEFAULT_MIN_WIDTH,
+            sample_type: None,
+            count_name: None,
+        }
+    }
+}
+
+/// Renders `profile` as a flamegraph SVG into `w`.
+///
+/// A profile with nothing to draw in the chosen column is an
+/// [`ErrorKind::InvalidInput`] error, and nothing is written.
+pub fn flamegraph<W: Write>(profile: &Profile, opts: &FlameOptions, w: W) -> Result<()> {
+    let index = select_sample(profile, opts.sample_type.as_deref())?;
+    let ty = &profile.sample_types[index];
+    let stacks = fold(profile, |s| s.values.get(index).copied().unwrap_or(0));
+    if stacks.is_empty() {
+        return Err(Error::invalid(format!(
+            "nothing to draw: no stack has a positive `{}` value",
+            ty.ty
+        )));
+    }
+    let lines: Vec<String> = stacks.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let title = opts
+        .title
+        .clone()
+        .unwrap_or_else(|| format!("Flame graph ({})", ty.ty));
+    render(opts, ty, title, None, lines.iter().map(String::as_str), w)
+}
+
+/// Renders a differential flamegraph of the change from `before` to `after` into `w`: frames
+/// are as wide as in `after` and colored by change (red grew, blue shrank).
+///
+/// Both profiles must have the chosen column (default `inuse_space` if present).
+pub fn diff_flamegraph<W: Write>(
+    before: &Profile,
+    after: &Profile,
+    opts: &FlameOptions,
+    w: W,
+) -> Result<()> {
+    let ia = select_sample(after, opts.sample_type.as_deref())?;
+    let ty = after.sample_types[ia].clone();
+    let ib = before.sample_index(&ty.ty).ok_or_else(|| {
+        Error::invalid(format!(
+            "cannot draw the difference: the first profile has no `{}` column",
+            ty.ty
+        ))
+    })?;
+    let before_stacks = fold(before, |s| s.values.get(ib).copied().unwrap_or(0));
+    let after_stacks = fold(after, |s| s.values.get(ia).copied().unwrap_or(0));
+    if after_stacks.is_empty() {
+        return Err(Error::invalid(format!(
+            "nothing to draw: no stack of the second profile has a positive `{}` value",
+            ty.ty
+        )));
+    }
+    let to_text = |stacks: &std::collections::BTreeMap<String, i64>| {
+        let mut text = String::new();
+        for (k, v) in stacks {
+            text.push_str(&format!("{k} {v}\n"));
+        }
+        text
+    };
+    let (before_text, after_text) = (to_text(&before_stacks), to_text(&after_stacks));
+    let mut differential = Vec::new();
+    inferno::differential::from_readers(
+        inferno::differential::Options::default(),
+        before_text.as_bytes(),
+        after_text.as_bytes(),
+        &mut differential,
+    )
+    .map_err(|e| Error::with_source(ErrorKind::Io, "computing the differential stacks", e))?;
+    let differential = String::from_utf8(differential)
+        .map_err(|e| Error::with_source(ErrorKind::Io, "differential stacks are not UTF-8", e))?;
+    let title = opts
+        .title
+        .clone()
+        .unwrap_or_else(|| format!("Growth of {} (red: grew, blue: shrank)", ty.ty));
+    let subtitle = Some("frame width: second snapshot".to_owned());
+    render(opts, &ty, title, subtitle, differential.lines(), w)
+}
+
+fn render<'a, W: Write>(
+    opts: &FlameOptions,
+    ty: &ValueType,
+    title: String,
+    subtitle: Option<String>,
+    lines: impl IntoIterator<Item = &'a str>,
+    w: W,
+) -> Result<()> {
+    let mut o = inferno_fg::Options::default();
+    o.title = title;
+    o.subtitle = subtitle;
+    o.count_name = opts.count_name.clone().unwrap_or_else(|| count_name(ty));
+    o.min_width = opts.min_width;
+    o.hash = true;
+    o.deterministic = true;
+    if opts.reverse {
+        o.reverse_stack_order = true;
+        o.direction = Direction::Inverted;
+    }
+    inferno_fg::from_lines(&mut o, lines, w)
+        .map_err(|e| Error::with_source(ErrorKind::Io, "writing the flamegraph", e))
+}
+
+/// The default count name for a column: `bytes`, `objects`, `samples`, or its unit.
+fn count_name(ty: &ValueType) -> String {
+    if ty.unit == "bytes" {
+        "bytes".to_owned()
+    } else if ty.ty.ends_with("_objects") {
+        "objects".to_owned()
+    } else if ty.ty == "samples" {
+        "samples".to_owned()
+    } else {
+        ty.unit.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::testutil::{cpu_profile, heap_profile};
+
+    fn svg(p: &Profile, opts: &FlameOptions) -> String {
+        let mut out = Vec::new();
+        flamegraph(p, opts, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn renders_heap_and_cpu() {
+        let p = heap_profile(&[(&["myapp::leaf", "myapp::main"], 4096)]);
+        let s = svg(&p, &FlameOptions::default());
+        assert!(s.starts_with("<?xml"), "{}", &s[..100]);
+        assert!(s.contains("myapp::leaf"));
+        assert!(s.contains("Flame graph (inuse_space)"));
+        assert!(s.contains("bytes"));
+        let opts = FlameOptions {
+            title: Some("T & T".into()),
+            reverse: true,
+            ..FlameOptions::default()
+        };
+        assert!(svg(&p, &opts).contains("T &amp; T"));
+        let cpu = cpu_profile(&[(&["myapp::spin", "myapp::main"], 7)]);
+        assert!(svg(&cpu, &FlameOptions::default()).contains("myapp::spin"));
+    }
+
+    #[test]
+    fn empty_profile_is_an_error_and_writes_nothing() {
+        let p = heap_profile(&[]);
+        let mut out = Vec::new();
+        let err = flamegraph(&p, &FlameOptions::default(), &mut out).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn differential() {
+        let before = heap_profile(&[
+            (&["myapp::a", "myapp::main"], 100),
+            (&["myapp::b", "myapp::main"], 100),
+        ]);
+        let after = heap_profile(&[
+            (&["myapp::a", "myapp::main"], 900),
+            (&["myapp::b", "myapp::main"], 50),
+        ]);
+        let mut out = Vec::new();
+        diff_flamegraph(&before, &after, &FlameOptions::default(), &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("myapp::a"));
+        assert!(s.contains("Growth of inuse_space"));
+        let cpu = cpu_profile(&[(&["x"], 1)]);
+        assert!(diff_flamegraph(&cpu, &after, &FlameOptions::default(), Vec::new()).is_err());
+    }
+}
