@@ -212,11 +212,11 @@ fn columns(before: &Profile, after: &Profile, ty: &str) -> Result<(Columns, Colu
         (b, a) => {
             let which = match (b, a) {
                 (None, None) => "neither profile has",
-                (None, Some(_)) => "the first profile does not have",
-                _ => "the second profile does not have",
+                (None, Some(_)) => "the first profile has no",
+                _ => "the second profile has no",
             };
             return Err(Error::invalid(format!(
-                "cannot diff these profiles: {which} a `{ty}` column (is one a CPU profile?); \
+                "cannot diff these profiles: {which} `{ty}` column (is one a CPU profile?); \
                  first has [{}], second has [{}]",
                 sample_type_names(before),
                 sample_type_names(after)
@@ -413,7 +413,7 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
         let msg = err.to_string();
         assert!(
-            msg.contains("first profile does not have a `inuse_space`"),
+            msg.contains("first profile has no `inuse_space` column"),
             "{msg}"
         );
         assert!(msg.contains("cpu/nanoseconds"), "{msg}");

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::load::select_sample;
 use super::model::{Profile, ValueType};
-use super::sites::{UNKNOWN_SITE, site_index};
+use super::sites::{UNKNOWN_SITE, is_runtime, site_index};
 use crate::error::Result;
 
 /// Which frame of a stack a sample's value counts as "flat" for.
@@ -18,7 +18,8 @@ pub enum Attribution {
     #[default]
     Leaf,
     /// The innermost user-code frame (see [`sites`](super::sites)): right for heap profiles,
-    /// where the leaf is almost always the allocator.
+    /// where the leaf is almost always the allocator. Runtime functions (std, alloc, the
+    /// allocator) are left out of the list.
     Sites,
 }
 
@@ -126,6 +127,10 @@ pub fn top(profile: &Profile, opts: &TopOptions) -> Result<Top> {
     }
 
     let mut rows: Vec<(&str, Acc)> = acc.into_iter().collect();
+    if opts.attribution == Attribution::Sites {
+        // Runtime frames never hold flat value here; listing them only buries the sites.
+        rows.retain(|(name, a)| a.flat != 0 || !is_runtime(name));
+    }
     rows.sort_by(|(na, a), (nb, b)| {
         b.flat
             .cmp(&a.flat)
@@ -243,11 +248,17 @@ mod tests {
         assert_eq!(sites.entries[0].function, "myapp::fill");
         assert_eq!(sites.entries[0].flat, 700);
         assert_eq!(sites.entries[1].function, "myapp::other");
-        let alloc = sites
+        assert!(
+            sites
+                .entries
+                .iter()
+                .all(|e| e.function.starts_with("myapp::"))
+        );
+        let main = sites
             .entries
             .iter()
-            .find(|e| e.function == "__rust_alloc")
+            .find(|e| e.function == "myapp::main")
             .unwrap();
-        assert_eq!((alloc.flat, alloc.cum), (0, 700));
+        assert_eq!((main.flat, main.cum), (0, 1000));
     }
 }

@@ -1,0 +1,115 @@
+//! The command line, declared with clap derive. No logic here beyond dispatch: each
+//! subcommand's arguments are handed to its `commands::<name>::run`.
+//!
+//! To add a subcommand: a variant in [`Command`] with its arguments struct below, its arm in
+//! [`Command::run`], and a file `commands/<name>.rs` with `run(args) -> Result<ExitCode>`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+
+/// Find memory leaks and hot paths in live tokio/axum services.
+#[derive(Debug, Parser)]
+#[command(name = "diag", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Show which allocation sites grew between two heap snapshots.
+    Diff(DiffArgs),
+    /// Show the heaviest functions of one profile (heap or CPU).
+    Top(TopArgs),
+    /// Render a profile as a flamegraph SVG.
+    Flamegraph(FlamegraphArgs),
+}
+
+impl Command {
+    /// Runs the chosen subcommand.
+    pub(crate) fn run(self) -> Result<ExitCode> {
+        match self {
+            Command::Diff(args) => commands::diff::run(args),
+            Command::Top(args) => commands::top::run(args),
+            Command::Flamegraph(args) => commands::flamegraph::run(args),
+        }
+    }
+}
+
+/// `diag diff A B`.
+#[derive(Debug, Args)]
+pub(crate) struct DiffArgs {
+    /// The earlier heap snapshot (pprof .pb.gz / .pb, or dhat-heap.json).
+    #[arg(value_name = "BEFORE")]
+    pub(crate) before: String,
+    /// The later heap snapshot.
+    #[arg(value_name = "AFTER")]
+    pub(crate) after: String,
+    /// Show this many sites (0 = all). Default: 20 in the table, all with --json.
+    #[arg(long, value_name = "N")]
+    pub(crate) top: Option<usize>,
+    /// Print the diff as JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Also write a differential flamegraph of the growth to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) svg: Option<PathBuf>,
+    /// Compare this column instead of inuse_space (e.g. alloc_space).
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) sample: Option<String>,
+}
+
+/// `diag top FILE`.
+#[derive(Debug, Args)]
+pub(crate) struct TopArgs {
+    /// The profile (pprof .pb.gz / .pb, or dhat-heap.json).
+    #[arg(value_name = "FILE")]
+    pub(crate) file: String,
+    /// Show this many functions (0 = all).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub(crate) top: usize,
+    /// The column to rank by (default: inuse_space for heap, cpu for CPU profiles).
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) sample: Option<String>,
+    /// Flat is the allocation site: std/alloc/allocator frames are folded into their caller
+    /// (the default for heap profiles).
+    #[arg(long, conflicts_with = "leaf")]
+    pub(crate) sites: bool,
+    /// Flat is the innermost frame, whatever it is (the default for CPU profiles).
+    #[arg(long)]
+    pub(crate) leaf: bool,
+    /// Print the list as JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `diag flamegraph FILE`.
+#[derive(Debug, Args)]
+pub(crate) struct FlamegraphArgs {
+    /// The profile (pprof .pb.gz / .pb, or dhat-heap.json).
+    #[arg(value_name = "FILE")]
+    pub(crate) file: String,
+    /// Where to write the SVG (`-` for stdout). Default: the input's name with `.svg`, in the
+    /// current directory.
+    #[arg(short, long, value_name = "OUT")]
+    pub(crate) output: Option<PathBuf>,
+    /// The column to draw: inuse_space, inuse_objects, alloc_space, alloc_objects (heap), or
+    /// cpu, samples (CPU). Default: the profile's default.
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) sample: Option<String>,
+    /// The title.
+    #[arg(long, value_name = "T")]
+    pub(crate) title: Option<String>,
+    /// Draw an icicle graph with stacks reversed: allocation sites / hot functions on top.
+    #[arg(long)]
+    pub(crate) reverse: bool,
+    /// Leave out frames narrower than this many pixels.
+    #[arg(long, value_name = "F", default_value_t = diag_core::profile::DEFAULT_MIN_WIDTH)]
+    pub(crate) min_width: f64,
+}

@@ -1,0 +1,5 @@
+//! One module per subcommand, each with `run(args) -> Result<ExitCode>`.
+
+pub(crate) mod diff;
+pub(crate) mod flamegraph;
+pub(crate) mod top;

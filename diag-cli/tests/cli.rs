@@ -1,0 +1,241 @@
+//! Runs the built `diag` binary on fixture files: tables against golden files, JSON shape,
+//! SVG output, and exit code 2 with a message naming the file for bad input.
+
+mod support;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use support::{diag, fails, fixture, golden, ok, scratch};
+
+fn path(name: &str) -> String {
+    fixture(name).to_str().unwrap().to_owned()
+}
+
+#[test]
+fn diff_table_matches_golden() {
+    let _ = fixture("before.pb.gz");
+    let out = ok(&["diff", "before.pb.gz", "after.pb.gz"]);
+    golden("diff.txt", &out);
+    let first = out.lines().nth(4).unwrap();
+    assert!(first.contains("+13.0 MiB"), "{out}");
+    assert!(
+        first.contains("myapp::cache::Cache::insert (src/cache.rs:42)"),
+        "{out}"
+    );
+    assert!(out.contains("NEW"), "{out}");
+}
+
+#[test]
+fn diff_json_contract() {
+    let out = ok(&[
+        "diff",
+        &path("before.pb.gz"),
+        &path("after.pb.gz"),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let sites = v["sites"].as_array().unwrap();
+    assert_eq!(sites.len(), 3, "{out}");
+    let deltas: Vec<i64> = sites
+        .iter()
+        .map(|s| s["delta_bytes"].as_i64().unwrap())
+        .collect();
+    assert!(deltas.windows(2).all(|w| w[0] >= w[1]), "{deltas:?}");
+    let s = &sites[0];
+    assert_eq!(s["function"], "myapp::cache::Cache::insert");
+    assert_eq!(s["delta_bytes"], 13 << 20);
+    assert_eq!(s["before_bytes"], 2 << 20);
+    assert_eq!(s["after_bytes"], 15 << 20);
+    assert_eq!(s["delta_objects"], 208);
+    let stack: Vec<&str> = s["stack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stack[..3],
+        [
+            "myapp::cache::Cache::insert",
+            "myapp::cache::Cache::refresh",
+            "myapp::handlers::upload::{{closure}}"
+        ]
+    );
+    assert_eq!(sites[1]["new"], true);
+
+    let out = ok(&[
+        "diff",
+        &path("before.pb.gz"),
+        &path("after.pb.gz"),
+        "--json",
+        "--top",
+        "1",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["sites"].as_array().unwrap().len(), 1);
+
+    let out = ok(&["diff", &path("after.pb.gz"), &path("after.pb.gz"), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["sites"], serde_json::json!([]));
+}
+
+#[test]
+fn diff_svg_is_written() {
+    let dir = scratch("diff-svg");
+    let svg = dir.join("growth.svg");
+    let out = diag(&[
+        "diff",
+        &path("before.pb.gz"),
+        &path("after.pb.gz"),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("growth.svg"));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("<svg") && text.contains("myapp::cache::Cache::insert"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn top_tables_match_golden() {
+    let _ = fixture("after.pb.gz");
+    golden("top-heap.txt", &ok(&["top", "after.pb.gz"]));
+    golden(
+        "top-heap-leaf.txt",
+        &ok(&["top", "after.pb.gz", "--leaf", "--top", "3"]),
+    );
+    golden("top-cpu.txt", &ok(&["top", "cpu.pb"]));
+    let cpu = ok(&["top", "cpu.pb", "--sample", "samples", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&cpu).unwrap();
+    assert_eq!(v["total"], 100);
+    assert_eq!(v["entries"][0]["function"], "myapp::json::parse");
+    assert_eq!(v["entries"][0]["flat"], 61);
+    assert_eq!(v["entries"][0]["cum"], 71);
+}
+
+#[test]
+fn top_reads_dhat_json() {
+    let dhat = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../diag-core/tests/fixtures/dhat-heap.json"
+    );
+    let out = ok(&["top", dhat, "--top", "1"]);
+    assert!(out.contains("leaky_cache"), "{out}");
+}
+
+#[test]
+fn flamegraph_writes_svg() {
+    let dir = scratch("flamegraph");
+    let svg = dir.join("out.svg");
+    let svg = svg.to_str().unwrap();
+    let out = diag(&[
+        "flamegraph",
+        &path("after.pb.gz"),
+        "-o",
+        svg,
+        "--title",
+        "Leak <1>",
+        "--reverse",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(svg).unwrap();
+    assert!(text.contains("Leak &lt;1&gt;"));
+    assert!(text.contains("myapp::cache::Cache::insert"));
+    let stdout = ok(&[
+        "flamegraph",
+        &path("cpu.pb"),
+        "-o",
+        "-",
+        "--sample",
+        "samples",
+    ]);
+    assert!(stdout.starts_with("<?xml") && stdout.contains("myapp::json::parse"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn bad_inputs_exit_2_naming_the_file() {
+    let _ = fixture("after.pb.gz");
+    for (file, why) in [
+        ("missing.pb.gz", "No such file"),
+        ("truncated.pb.gz", "gzip"),
+        ("corrupt.pb.gz", ""),
+        ("empty.pb.gz", "empty"),
+        ("not-a-profile.txt", "not a pprof profile"),
+    ] {
+        for args in [
+            vec!["diff", file, "after.pb.gz"],
+            vec!["diff", "after.pb.gz", file, "--json"],
+            vec!["top", file],
+            vec!["flamegraph", file, "-o", "-"],
+        ] {
+            let err = fails(&args);
+            assert!(
+                err.contains(&format!("reading {file}: ")),
+                "{args:?}: {err}"
+            );
+            assert!(err.contains(why), "{args:?}: {err}");
+        }
+    }
+    let err = fails(&["diff", "cpu.pb", "after.pb.gz"]);
+    assert!(
+        err.contains("comparing cpu.pb with after.pb.gz") && err.contains("inuse_space"),
+        "{err}"
+    );
+    let err = fails(&["top", "after.pb.gz", "--sample", "cpu"]);
+    assert!(err.contains("inuse_space/bytes"), "{err}");
+    for cmd in ["top", "flamegraph"] {
+        let err = fails(&[cmd, "http://127.0.0.1:1"]);
+        assert!(err.contains("not yet supported"), "{err}");
+    }
+}
+
+#[test]
+fn broken_pipe_exits_0() {
+    use diag_core::profile::{Frame, Profile, Sample, ValueType, pprof_codec};
+    let dir = scratch("pipe");
+    let big = Profile {
+        sample_types: vec![ValueType::new("samples", "count")],
+        samples: (0..30_000)
+            .map(|i| Sample {
+                stack: vec![Frame::named(format!(
+                    "myapp::generated::function_number_{i}"
+                ))],
+                values: vec![i + 1],
+                labels: Vec::new(),
+            })
+            .collect(),
+        ..Profile::default()
+    };
+    let file = dir.join("big.pb");
+    std::fs::write(&file, pprof_codec::encode(&big)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_diag"))
+        .args(["top", file.to_str().unwrap(), "--top", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

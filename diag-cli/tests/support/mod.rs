@@ -1,0 +1,269 @@
+//! Shared harness for the CLI tests: fixture files (written when missing, then committed),
+//! golden files, and running the built `diag` binary.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+
+use diag_core::profile::{Frame, Profile, Sample, ValueType, pprof_codec};
+
+/// `diag-cli/tests/<rel>`.
+pub fn tests_dir(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(rel)
+}
+
+/// The path of fixture `name`, creating all fixtures first if missing.
+pub fn fixture(name: &str) -> PathBuf {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(write_fixtures);
+    tests_dir("fixtures").join(name)
+}
+
+/// A scratch directory for one test.
+pub fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("diag-cli-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `diag args...` in the tests directory (so file names in messages are short).
+pub fn diag(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_diag"))
+        .args(args)
+        .current_dir(tests_dir("fixtures"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("running diag")
+}
+
+/// stdout of a run that must succeed.
+pub fn ok(args: &[&str]) -> String {
+    let out = diag(args);
+    assert!(
+        out.status.success(),
+        "diag {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// stderr of a run that must fail with exit code 2 and a `diag: error:` message.
+pub fn fails(args: &[&str]) -> String {
+    let out = diag(args);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "diag {args:?}: {stderr}");
+    assert!(stderr.starts_with("diag: error: "), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
+/// Compares `actual` with golden file `name`, writing it when missing (or with
+/// `UPDATE_GOLDEN=1`).
+pub fn golden(name: &str, actual: &str) {
+    let path = tests_dir("golden").join(name);
+    if !path.exists() || std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        actual,
+        expected,
+        "output differs from {} (rerun with UPDATE_GOLDEN=1 to accept)",
+        path.display()
+    );
+}
+
+fn frame(function: &str, file: Option<&str>, line: u32) -> Frame {
+    Frame {
+        function: function.to_owned(),
+        file: file.map(str::to_owned),
+        line,
+        address: 0,
+    }
+}
+
+const RAW_VEC: &str = "/rustc/library/alloc/src/raw_vec/mod.rs";
+
+fn vec_alloc() -> Vec<Frame> {
+    vec![
+        frame("__rustc::__rust_alloc", None, 0),
+        frame(
+            "alloc::raw_vec::RawVecInner<A>::with_capacity_in",
+            Some(RAW_VEC),
+            476,
+        ),
+        frame(
+            "alloc::vec::Vec<T>::with_capacity",
+            Some("/rustc/library/alloc/src/vec/mod.rs"),
+            481,
+        ),
+    ]
+}
+
+fn user(function: &str, file: &str, line: u32) -> Frame {
+    frame(function, Some(file), line)
+}
+
+fn outer() -> Vec<Frame> {
+    vec![
+        user("myapp::main::{{closure}}", "src/main.rs", 30),
+        frame("tokio::runtime::task::raw::poll", None, 0),
+        frame(
+            "std::thread::Builder::spawn_unchecked_::{{closure}}",
+            None,
+            0,
+        ),
+    ]
+}
+
+fn stack(inner: Vec<Frame>, user_frames: Vec<Frame>) -> Vec<Frame> {
+    inner
+        .into_iter()
+        .chain(user_frames)
+        .chain(outer())
+        .collect()
+}
+
+fn heap(samples: Vec<(Vec<Frame>, i64, i64)>) -> Profile {
+    Profile {
+        sample_types: vec![
+            ValueType::new("alloc_objects", "count"),
+            ValueType::new("alloc_space", "bytes"),
+            ValueType::new("inuse_objects", "count"),
+            ValueType::new("inuse_space", "bytes"),
+        ],
+        samples: samples
+            .into_iter()
+            .map(|(stack, bytes, objects)| Sample {
+                stack,
+                values: vec![objects * 3, bytes * 3, objects, bytes],
+                labels: Vec::new(),
+            })
+            .collect(),
+        period_type: Some(ValueType::new("space", "bytes")),
+        period: 512 * 1024,
+        time_nanos: 1_700_000_000_000_000_000,
+        default_sample_type: Some("inuse_space".to_owned()),
+        ..Profile::default()
+    }
+}
+
+fn cache_insert() -> Vec<Frame> {
+    vec![
+        user("myapp::cache::Cache::insert", "src/cache.rs", 42),
+        user(
+            "myapp::handlers::upload::{{closure}}",
+            "src/handlers/upload.rs",
+            88,
+        ),
+    ]
+}
+
+fn session_clone() -> Vec<Frame> {
+    vec![
+        user(
+            "<myapp::session::Session as core::clone::Clone>::clone",
+            "src/session.rs",
+            17,
+        ),
+        user(
+            "myapp::handlers::login::{{closure}}",
+            "src/handlers/login.rs",
+            21,
+        ),
+    ]
+}
+
+fn body_buffer() -> Vec<Frame> {
+    vec![user(
+        "myapp::handlers::upload::{{closure}}",
+        "src/handlers/upload.rs",
+        61,
+    )]
+}
+
+fn config() -> Vec<Frame> {
+    vec![user("myapp::config::load", "src/config.rs", 9)]
+}
+
+/// The fixtures: two heap snapshots of a leaking service, a CPU profile, and broken inputs.
+fn write_fixtures() {
+    let dir = tests_dir("fixtures");
+    std::fs::create_dir_all(&dir).unwrap();
+    let before = heap(vec![
+        (stack(vec_alloc(), cache_insert()), 2 << 20, 32),
+        (stack(vec_alloc(), body_buffer()), 6 << 20, 12),
+        (stack(vec_alloc(), config()), 64 << 10, 10),
+    ]);
+    let mut after_cache = cache_insert();
+    after_cache.insert(1, user("myapp::cache::Cache::refresh", "src/cache.rs", 70));
+    let after = heap(vec![
+        (stack(vec_alloc(), cache_insert()), 2 << 20, 32),
+        (stack(vec_alloc(), after_cache), 13 << 20, 208),
+        (stack(vec_alloc(), session_clone()), 1536 << 10, 3072),
+        (stack(vec_alloc(), body_buffer()), 5 << 20, 10),
+        (stack(vec_alloc(), config()), 64 << 10, 10),
+    ]);
+    let cpu = Profile {
+        sample_types: vec![
+            ValueType::new("samples", "count"),
+            ValueType::new("cpu", "nanoseconds"),
+        ],
+        samples: [
+            (
+                vec!["myapp::json::parse", "myapp::handlers::upload::{{closure}}"],
+                61,
+            ),
+            (vec!["sha2::sha256::compress256", "myapp::auth::verify"], 25),
+            (vec!["myapp::auth::verify"], 4),
+            (
+                vec![
+                    "__memcpy_avx_unaligned",
+                    "myapp::json::parse",
+                    "myapp::handlers::upload::{{closure}}",
+                ],
+                10,
+            ),
+        ]
+        .into_iter()
+        .map(|(names, n)| Sample {
+            stack: names.into_iter().map(|f| frame(f, None, 0)).collect(),
+            values: vec![n, n * 10_000_000],
+            labels: Vec::new(),
+        })
+        .collect(),
+        period_type: Some(ValueType::new("cpu", "nanoseconds")),
+        period: 10_000_000,
+        duration_nanos: 1_000_000_000,
+        ..Profile::default()
+    };
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        if !path.exists() {
+            std::fs::write(path, bytes).unwrap();
+        }
+    };
+    let after_gz = pprof_codec::encode_gzip(&after);
+    write("before.pb.gz", &pprof_codec::encode_gzip(&before));
+    write("after.pb.gz", &after_gz);
+    write("cpu.pb", &pprof_codec::encode(&cpu));
+    write("truncated.pb.gz", &after_gz[..after_gz.len() / 2]);
+    let mut corrupt = after_gz.clone();
+    for b in &mut corrupt[12..40] {
+        *b ^= 0x5a;
+    }
+    write("corrupt.pb.gz", &corrupt);
+    write("empty.pb.gz", b"");
+    write("not-a-profile.txt", b"this is a README, not a profile\n");
+}
