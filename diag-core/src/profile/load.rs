@@ -19,10 +19,36 @@ pub fn load(bytes: &[u8]) -> Result<Profile> {
             "empty input once decompressed: not a profile",
         ));
     }
-    if dhat::looks_like_json(&raw) {
-        return dhat::decode(&raw);
+    let mut profile = if dhat::looks_like_json(&raw) {
+        dhat::decode(&raw)?
+    } else {
+        pprof_codec::decode(&raw)?
+    };
+    strip_hash_suffixes(&mut profile);
+    Ok(profile)
+}
+
+/// Removes rustc's legacy-mangling hash (`::h0123456789abcdef`) from function names, as some
+/// symbolizers leave it; names must match across builds for diffs.
+fn strip_hash_suffixes(profile: &mut Profile) {
+    for frame in profile.samples.iter_mut().flat_map(|s| s.stack.iter_mut()) {
+        let len = strip_hash(&frame.function).len();
+        frame.function.truncate(len);
     }
-    pprof_codec::decode(&raw)
+}
+
+/// `myapp::leak::h0123456789abcdef` -> `myapp::leak`; anything else unchanged.
+pub(crate) fn strip_hash(name: &str) -> &str {
+    match name.rsplit_once("::h") {
+        Some((head, hash))
+            if !head.is_empty()
+                && hash.len() == 16
+                && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            head
+        }
+        _ => name,
+    }
 }
 
 /// The column of `profile` to use: the one named `sample_type` if given, else the profile's
@@ -139,6 +165,19 @@ mod tests {
             errors > 1900,
             "only {errors} of 2000 random inputs were refused"
         );
+    }
+
+    #[test]
+    fn hash_suffixes_are_stripped() {
+        assert_eq!(strip_hash("myapp::leak::h0123456789abcdef"), "myapp::leak");
+        assert_eq!(strip_hash("myapp::h0123"), "myapp::h0123");
+        assert_eq!(
+            strip_hash("myapp::hello_world_is_long"),
+            "myapp::hello_world_is_long"
+        );
+        let p = heap_profile(&[(&["myapp::a::h00112233aabbccdd", "myapp::main"], 1)]);
+        let loaded = load(&pprof_codec::encode(&p)).unwrap();
+        assert_eq!(loaded.samples[0].stack[0].function, "myapp::a");
     }
 
     #[test]
