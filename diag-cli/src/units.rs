@@ -66,6 +66,40 @@ pub(crate) fn percent(p: f64) -> String {
     format!("{p:.1}%")
 }
 
+/// A source path made short for a table: crates from the registry as `bytes-1.12.2/src/x.rs`,
+/// the standard library as `library/alloc/src/x.rs`, files under the current directory
+/// relative to it; anything else as it is.
+pub(crate) fn short_file(path: &str) -> String {
+    if let Some(i) = path.find("/registry/src/") {
+        let rest = &path[i + "/registry/src/".len()..];
+        if let Some((_index, krate)) = rest.split_once('/') {
+            return krate.to_owned();
+        }
+    }
+    if let Some(rest) = path.strip_prefix("/rustc/")
+        && let Some((_hash, lib)) = rest.split_once('/')
+    {
+        return lib.to_owned();
+    }
+    if let Ok(cwd) = std::env::current_dir()
+        && let Some(cwd) = cwd.to_str()
+        && let Some(rest) = path.strip_prefix(cwd)
+        && let Some(rest) = rest.strip_prefix('/')
+    {
+        return rest.to_owned();
+    }
+    path.to_owned()
+}
+
+/// `function (file:line)` when the file is known, else `function`.
+pub(crate) fn located(function: &str, file: Option<&str>, line: u32) -> String {
+    match file {
+        Some(file) if line > 0 => format!("{function} ({}:{line})", short_file(file)),
+        Some(file) => format!("{function} ({})", short_file(file)),
+        None => function.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +124,19 @@ mod tests {
         assert_eq!(signed(-3, "count"), "-3");
         assert_eq!(signed(0, "bytes"), "0 B");
         assert_eq!(percent(93.14), "93.1%");
+        assert_eq!(
+            short_file(
+                "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/bytes-1.12.2/src/bytes_mut.rs"
+            ),
+            "bytes-1.12.2/src/bytes_mut.rs"
+        );
+        assert_eq!(
+            short_file("/rustc/5980761/library/alloc/src/vec/mod.rs"),
+            "library/alloc/src/vec/mod.rs"
+        );
+        assert_eq!(short_file("src/main.rs"), "src/main.rs");
+        assert_eq!(located("f", Some("src/a.rs"), 3), "f (src/a.rs:3)");
+        assert_eq!(located("f", Some("src/a.rs"), 0), "f (src/a.rs)");
+        assert_eq!(located("f", None, 3), "f");
     }
 }

@@ -100,10 +100,7 @@ pub(crate) fn write_table(
         ("SITE", Align::Left),
     ]);
     for s in &diff.sites {
-        let mut site = s.function.clone();
-        if let Some(file) = &s.file {
-            site.push_str(&format!(" ({file}:{})", s.line));
-        }
+        let site = units::located(&s.function, s.file.as_deref(), s.line);
         table.row(vec![
             units::signed(s.delta_bytes, "bytes"),
             units::percent(s.share),

@@ -77,10 +77,7 @@ pub(crate) fn write_table(w: &mut impl Write, top: &Top) -> io::Result<()> {
         ("FUNCTION", Align::Left),
     ]);
     for e in &top.entries {
-        let mut function = e.function.clone();
-        if let Some(file) = &e.file {
-            function.push_str(&format!(" ({file}:{})", e.line));
-        }
+        let function = units::located(&e.function, e.file.as_deref(), e.line);
         table.row(vec![
             units::value(e.flat, unit),
             units::percent(e.flat_percent),
