@@ -1,3 +1,4 @@
+#![cfg(feature = "heap")]
 //! A leak through `Vec::with_capacity` is attributed to the function that leaked it, with an
 //! estimate close to the truth. One test per binary: the allocator is process-global.
 

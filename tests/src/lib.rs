@@ -1,1 +1,3 @@
-//! Shared test harness.
+//! Shared pieces of diag's cross-crate tests.
+
+pub mod workload;

@@ -104,6 +104,8 @@ pub(crate) fn reserved() -> usize {
 }
 
 fn class_of(total: usize) -> Option<usize> {
+    // Slab blocks are naturally aligned to their size, so any alignment up to the class size
+    // (pad >= align makes total >= align) is met.
     let bits = total.max(1 << MIN_CLASS).next_power_of_two().trailing_zeros();
     (bits <= MAX_CLASS).then(|| (bits - MIN_CLASS) as usize)
 }
@@ -116,9 +118,9 @@ pub(crate) fn footprint(total: usize) -> usize {
     }
 }
 
-/// A block of at least `total` bytes aligned to `align` (at most one page), or null.
+/// A block of at least `total` bytes aligned to `align`, or null.
 pub(crate) fn alloc(total: usize, align: usize) -> *mut u8 {
-    if align > PAGE || !ensure() {
+    if !ensure() {
         return ptr::null_mut();
     }
     let base = BASE.load(Relaxed);
@@ -128,7 +130,7 @@ pub(crate) fn alloc(total: usize, align: usize) -> *mut u8 {
     };
     let p = match class_of(total) {
         Some(c) => alloc_small(&mut st, c, base, len),
-        None => alloc_large(&mut st, total.next_multiple_of(PAGE), base, len),
+        None => alloc_large(&mut st, total.next_multiple_of(PAGE), align, base, len),
     };
     if !p.is_null() {
         USED_BYTES.fetch_add(footprint(total), Relaxed);
@@ -173,7 +175,11 @@ fn alloc_small(st: &mut State, class: usize, base: usize, len: usize) -> *mut u8
     b.cast()
 }
 
-fn alloc_large(st: &mut State, bytes: usize, base: usize, len: usize) -> *mut u8 {
+fn alloc_large(st: &mut State, bytes: usize, align: usize, base: usize, len: usize) -> *mut u8 {
+    if align > PAGE {
+        // Over-aligned blocks are rare: carve them fresh, aligned; freed, they join the runs.
+        return bump(st, bytes, align, base, len);
+    }
     let pages = bytes / PAGE;
     // First fit over the freed runs; split off what is left.
     let mut link: *mut *mut FreeRun = &mut st.runs;

@@ -61,6 +61,11 @@ pub(crate) fn totals() -> Totals {
     t
 }
 
+const ALLOC_BYTES: fn(&Slot) -> &AtomicU64 = |s| &s.alloc_bytes;
+const ALLOC_OBJECTS: fn(&Slot) -> &AtomicU64 = |s| &s.alloc_objects;
+const FREE_BYTES: fn(&Slot) -> &AtomicU64 = |s| &s.free_bytes;
+const FREE_OBJECTS: fn(&Slot) -> &AtomicU64 = |s| &s.free_objects;
+
 /// Slot states kept in `Local::slot`: no slot yet, or gone (thread exiting).
 const NO_SLOT: *const Slot = std::ptr::null();
 
@@ -113,15 +118,31 @@ fn add(counter: &AtomicU64, v: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(v), Relaxed);
 }
 
-/// The slot of this thread, claiming one on first use.
+/// Adds to this thread's own slot, or to the shared overflow slot (atomically) if it has none.
 #[inline(always)]
-fn slot(l: &Local) -> &'static Slot {
+fn count(l: &Local, bytes: &fn(&Slot) -> &AtomicU64, objects: &fn(&Slot) -> &AtomicU64, size: u64) {
     let s = l.slot.get();
     if !s.is_null() {
         // SAFETY: non-null slot pointers only ever point into the static SLOTS_TABLE.
-        return unsafe { &*s };
+        let s = unsafe { &*s };
+        add(bytes(s), size);
+        add(objects(s), 1);
+    } else {
+        count_slow(l, bytes, objects, size);
     }
-    claim_slot(l)
+}
+
+#[cold]
+#[inline(never)]
+fn count_slow(l: &Local, bytes: &fn(&Slot) -> &AtomicU64, objects: &fn(&Slot) -> &AtomicU64, size: u64) {
+    let s = claim_slot(l);
+    if std::ptr::eq(s, &OVERFLOW) {
+        bytes(s).fetch_add(size, Relaxed);
+        objects(s).fetch_add(1, Relaxed);
+    } else {
+        add(bytes(s), size);
+        add(objects(s), 1);
+    }
 }
 
 #[cold]
@@ -168,9 +189,7 @@ pub(crate) enum Decision {
 pub(crate) fn on_alloc(size: usize) -> Decision {
     let cfg = config::CONFIG.load(Relaxed);
     match LOCAL.try_with(|l| {
-        let s = slot(l);
-        add(&s.alloc_bytes, size as u64);
-        add(&s.alloc_objects, 1);
+        count(l, &ALLOC_BYTES, &ALLOC_OBJECTS, size as u64);
         if config::rate(cfg) == 0 {
             return Decision::Pass;
         }
@@ -245,11 +264,7 @@ fn draw(l: &Local, rate: u64) -> i64 {
 #[inline(always)]
 pub(crate) fn on_free(size: usize) {
     if LOCAL
-        .try_with(|l| {
-            let s = slot(l);
-            add(&s.free_bytes, size as u64);
-            add(&s.free_objects, 1);
-        })
+        .try_with(|l| count(l, &FREE_BYTES, &FREE_OBJECTS, size as u64))
         .is_err()
     {
         OVERFLOW.free_bytes.fetch_add(size as u64, Relaxed);
