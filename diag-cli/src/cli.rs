@@ -23,6 +23,8 @@ pub(crate) struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Pull a heap snapshot (gzip'd pprof) from a live service and save it.
+    Snapshot(SnapshotArgs),
     /// Show which allocation sites grew between two heap snapshots.
     Diff(DiffArgs),
     /// Show the heaviest functions of one profile (heap or CPU).
@@ -35,9 +37,49 @@ impl Command {
     /// Runs the chosen subcommand.
     pub(crate) fn run(self) -> Result<ExitCode> {
         match self {
+            Command::Snapshot(args) => commands::snapshot::run(args.into()),
             Command::Diff(args) => commands::diff::run(args),
             Command::Top(args) => commands::top::run(args),
             Command::Flamegraph(args) => commands::flamegraph::run(args),
+        }
+    }
+}
+
+/// How to reach a live service's debug listener; shared by the commands that take a URL.
+#[derive(Debug, Args)]
+pub(crate) struct RemoteArgs {
+    /// Bearer token for a listener started with DIAG_TOKEN.
+    #[arg(long, env = "DIAG_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Give up on a request after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub(crate) timeout: u64,
+}
+
+/// `diag snapshot URL`.
+#[derive(Debug, Args)]
+pub(crate) struct SnapshotArgs {
+    /// The debug listener's base URL, e.g. http://127.0.0.1:6060.
+    #[arg(value_name = "URL")]
+    pub(crate) url: String,
+    /// Where to write the snapshot. Default: heap-<host>-<port>-<UTC time>.pb.gz here.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Fetch /debug/pprof/allocs (allocated space by default) instead of /debug/pprof/heap.
+    #[arg(long)]
+    pub(crate) allocs: bool,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+}
+
+impl From<SnapshotArgs> for commands::snapshot::SnapshotArgs {
+    fn from(a: SnapshotArgs) -> Self {
+        Self {
+            url: a.url,
+            output: a.output,
+            allocs: a.allocs,
+            token: a.remote.token,
+            timeout: std::time::Duration::from_secs(a.remote.timeout.max(1)),
         }
     }
 }

@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod input;
+mod remote;
 mod table;
 mod units;
 

@@ -139,7 +139,9 @@ impl Builder {
         heap::set_sample_rate(self.heap_sample_bytes);
         heap::set_max_tracked_blocks(self.max_tracked_blocks);
         let token: Option<Arc<str>> = self.token.map(Into::into);
-        *crate::ROUTER_TOKEN.lock().unwrap_or_else(|e| e.into_inner()) = token.clone();
+        *crate::ROUTER_TOKEN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = token.clone();
         let server = if self.listen {
             let addr: SocketAddr = self.addr.parse().map_err(|_| {
                 Error::new(

@@ -24,6 +24,9 @@ static ROUTER_TOKEN: std::sync::Mutex<Option<std::sync::Arc<str>>> = std::sync::
 /// the token configured with [`init`] / [`Builder::token`], if any.
 #[cfg(feature = "server")]
 pub fn router() -> axum::Router {
-    let token = ROUTER_TOKEN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let token = ROUTER_TOKEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     http::router_with(http::RouterOptions { token })
 }

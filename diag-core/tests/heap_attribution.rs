@@ -37,9 +37,15 @@ fn leak_is_attributed_to_its_caller() {
     let total: i64 = by_leaf.iter().map(|x| x.1).sum();
     let truth = 20_000i64 * 4096;
     let err = (total - truth).abs() as f64 / truth as f64;
-    eprintln!("estimate {total} truth {truth} err {err:.3} samples {}", p.samples.len());
+    eprintln!(
+        "estimate {total} truth {truth} err {err:.3} samples {}",
+        p.samples.len()
+    );
     for s in p.samples.iter().take(3) {
-        eprintln!("{:?}", s.stack.iter().map(|f| &f.function).collect::<Vec<_>>());
+        eprintln!(
+            "{:?}",
+            s.stack.iter().map(|f| &f.function).collect::<Vec<_>>()
+        );
     }
     assert!(err < 0.1, "estimate {total} vs {truth}");
     let st = diag_core::heap::stats();

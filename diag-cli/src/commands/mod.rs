@@ -2,4 +2,5 @@
 
 pub(crate) mod diff;
 pub(crate) mod flamegraph;
+pub(crate) mod snapshot;
 pub(crate) mod top;

@@ -106,7 +106,10 @@ pub(crate) fn reserved() -> usize {
 fn class_of(total: usize) -> Option<usize> {
     // Slab blocks are naturally aligned to their size, so any alignment up to the class size
     // (pad >= align makes total >= align) is met.
-    let bits = total.max(1 << MIN_CLASS).next_power_of_two().trailing_zeros();
+    let bits = total
+        .max(1 << MIN_CLASS)
+        .next_power_of_two()
+        .trailing_zeros();
     (bits <= MAX_CLASS).then(|| (bits - MIN_CLASS) as usize)
 }
 

@@ -134,7 +134,12 @@ fn count(l: &Local, bytes: &fn(&Slot) -> &AtomicU64, objects: &fn(&Slot) -> &Ato
 
 #[cold]
 #[inline(never)]
-fn count_slow(l: &Local, bytes: &fn(&Slot) -> &AtomicU64, objects: &fn(&Slot) -> &AtomicU64, size: u64) {
+fn count_slow(
+    l: &Local,
+    bytes: &fn(&Slot) -> &AtomicU64,
+    objects: &fn(&Slot) -> &AtomicU64,
+    size: u64,
+) {
     let s = claim_slot(l);
     if std::ptr::eq(s, &OVERFLOW) {
         bytes(s).fetch_add(size, Relaxed);

@@ -43,7 +43,10 @@ impl IntoResponse for HttpError {
         reason.push('\n');
         (
             self.status,
-            [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            )],
             reason,
         )
             .into_response()

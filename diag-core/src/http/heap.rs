@@ -11,7 +11,10 @@ use crate::heap;
 use crate::profile::{go_text, pprof_codec};
 
 /// Serves a heap profile with `default_type` as its default column.
-async fn serve_profile(raw: Option<String>, default_type: &'static str) -> Result<Response, HttpError> {
+async fn serve_profile(
+    raw: Option<String>,
+    default_type: &'static str,
+) -> Result<Response, HttpError> {
     let params = Params::parse(raw.as_deref(), &["debug", "gc"])?;
     let debug = params.u64_in("debug", 0, 1, 0)?;
     // Go clients send gc=1; there is no collector to run, accept and ignore it.
@@ -72,7 +75,9 @@ pub(crate) async fn set_rate(RawQuery(raw): RawQuery) -> Result<Response, HttpEr
     let params = Params::parse(raw.as_deref(), &["bytes"])?;
     let bytes = params.u64_in("bytes", 0, 1 << 40, u64::MAX)?;
     if bytes == u64::MAX {
-        return Err(HttpError::bad_request("query parameter bytes=N is required"));
+        return Err(HttpError::bad_request(
+            "query parameter bytes=N is required",
+        ));
     }
     heap::set_sample_rate(bytes);
     Ok(format!("sample rate set to {bytes} bytes\n").into_response())

@@ -42,7 +42,10 @@ pub fn maybe_gunzip(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>> {
 /// Encodes `profile` as a gzip'd pprof protobuf (what `/debug/pprof/heap` serves).
 pub fn encode_gzip(profile: &Profile) -> Vec<u8> {
     let raw = encode(profile);
-    let mut gz = GzEncoder::new(Vec::with_capacity(raw.len() / 4 + 64), Compression::default());
+    let mut gz = GzEncoder::new(
+        Vec::with_capacity(raw.len() / 4 + 64),
+        Compression::default(),
+    );
     gz.write_all(&raw).expect("writing to a Vec cannot fail");
     gz.finish().expect("writing to a Vec cannot fail")
 }
@@ -222,10 +225,13 @@ pub fn from_proto(p: &protos::Profile) -> Result<Profile> {
     let value_type = |v: &protos::ValueType| -> Result<ValueType> {
         Ok(ValueType::new(string(v.ty)?, string(v.unit)?))
     };
-    let sample_types = p.sample_type.iter().map(value_type).collect::<Result<Vec<_>>>()?;
+    let sample_types = p
+        .sample_type
+        .iter()
+        .map(value_type)
+        .collect::<Result<Vec<_>>>()?;
 
-    let functions: HashMap<u64, &protos::Function> =
-        p.function.iter().map(|f| (f.id, f)).collect();
+    let functions: HashMap<u64, &protos::Function> = p.function.iter().map(|f| (f.id, f)).collect();
     let mut locations: HashMap<u64, Vec<Frame>> = HashMap::with_capacity(p.location.len());
     for loc in &p.location {
         let mut frames = Vec::with_capacity(loc.line.len().max(1));
@@ -237,7 +243,11 @@ pub fn from_proto(p: &protos::Profile) -> Result<Profile> {
                 ))
             })?;
             let name = string(f.name)?;
-            let name = if name.is_empty() { string(f.system_name)? } else { name };
+            let name = if name.is_empty() {
+                string(f.system_name)?
+            } else {
+                name
+            };
             let file = string(f.filename)?;
             frames.push(Frame {
                 function: name.to_owned(),

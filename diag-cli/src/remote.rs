@@ -1,0 +1,168 @@
+//! Talking to a live service's debug listener: URL handling, bearer token, timeouts, and
+//! checking that what came back is what was asked for.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+/// Largest body accepted from a debug endpoint.
+const MAX_BODY: u64 = 512 << 20;
+
+/// A debug listener at `base` (e.g. `http://127.0.0.1:6060`).
+pub(crate) struct Remote {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+/// One answer from a debug endpoint.
+pub(crate) struct Reply {
+    pub(crate) content_type: String,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Remote {
+    /// A client for `base` with a `timeout` for each whole request.
+    pub(crate) fn new(base: &str, token: Option<String>, timeout: Duration) -> Result<Self> {
+        if base.starts_with("https://") {
+            bail!(
+                "{base}: https is not supported; the debug listener speaks plain http (reach it over loopback or an SSH tunnel)"
+            );
+        }
+        if !base.starts_with("http://") {
+            bail!(
+                "{base:?} is not a URL: expected the debug listener's base, like http://127.0.0.1:6060"
+            );
+        }
+        let base = base.trim_end_matches('/').to_owned();
+        // A URL that already names an endpoint is cut back to its base.
+        let base = match base.find("/debug/") {
+            Some(i) => base[..i].to_owned(),
+            None => base,
+        };
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        Ok(Self { base, token, agent })
+    }
+
+    /// The base URL.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET base + path`; any status but 200 is an error carrying the server's reason.
+    pub(crate) fn get(&self, path: &str) -> Result<Reply> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.agent.get(&url);
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut resp = req.call().with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .with_context(|| format!("reading the answer of {url}"))?;
+        if status != 200 {
+            let reason = String::from_utf8_lossy(&body);
+            let reason = reason.lines().next().unwrap_or("").trim();
+            match status.as_u16() {
+                401 => bail!("{url}: 401 unauthorized ({reason}); pass --token or set DIAG_TOKEN"),
+                404 => bail!(
+                    "{url}: 404 not found: is this a diag debug listener (diag_core::init() or diag_core::router())?"
+                ),
+                code => bail!("{url}: HTTP {code}: {reason}"),
+            }
+        }
+        Ok(Reply { content_type, body })
+    }
+
+    /// `GET base + path` expecting a pprof profile (gzip'd protobuf).
+    pub(crate) fn get_profile(&self, path: &str) -> Result<Reply> {
+        let reply = self.get(path)?;
+        if !reply.content_type.starts_with("application/octet-stream")
+            || !diag_core::profile::pprof_codec::is_gzip(&reply.body)
+        {
+            bail!(
+                "{}{}: expected a gzip'd pprof profile, got {} ({} bytes)",
+                self.base,
+                path,
+                if reply.content_type.is_empty() {
+                    "no content type"
+                } else {
+                    &reply.content_type
+                },
+                reply.body.len()
+            );
+        }
+        Ok(reply)
+    }
+}
+
+/// `host-port` of a base URL, for file names.
+pub(crate) fn host_tag(base: &str) -> String {
+    let rest = base
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
+    let host = rest.split('/').next().unwrap_or("host");
+    host.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC, for file names.
+pub(crate) fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_is_normalised_and_bad_urls_refused() {
+        let r = Remote::new("http://h:1/debug/pprof/heap", None, Duration::from_secs(1)).unwrap();
+        assert_eq!(r.base(), "http://h:1");
+        assert!(Remote::new("h:1", None, Duration::from_secs(1)).is_err());
+        assert!(Remote::new("https://h:1", None, Duration::from_secs(1)).is_err());
+        assert_eq!(host_tag("http://127.0.0.1:6060"), "127.0.0.1-6060");
+        assert_eq!(timestamp().len(), 15);
+    }
+}
