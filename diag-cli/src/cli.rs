@@ -23,6 +23,8 @@ pub(crate) struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run the main job end to end on a built-in leaky service: snapshot, leak, snapshot, diff.
+    Demo(DemoArgs),
     /// Pull a heap snapshot (gzip'd pprof) from a live service and save it.
     Snapshot(SnapshotArgs),
     /// Show which allocation sites grew between two heap snapshots.
@@ -37,6 +39,7 @@ impl Command {
     /// Runs the chosen subcommand.
     pub(crate) fn run(self) -> Result<ExitCode> {
         match self {
+            Command::Demo(args) => commands::demo::run(args.into()),
             Command::Snapshot(args) => commands::snapshot::run(args.into()),
             Command::Diff(args) => commands::diff::run(args),
             Command::Top(args) => commands::top::run(args),
@@ -54,6 +57,30 @@ pub(crate) struct RemoteArgs {
     /// Give up on a request after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub(crate) timeout: u64,
+}
+
+/// `diag demo`.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Directory for the snapshots and the flamegraph.
+    #[arg(long, value_name = "DIR", default_value = "diag-demo")]
+    pub(crate) out: PathBuf,
+    /// Leaking requests between the two snapshots.
+    #[arg(long, value_name = "N", default_value_t = 800, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub(crate) requests: u64,
+    /// KiB retained by each leaking request.
+    #[arg(long, value_name = "KIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=16_384))]
+    pub(crate) kb: u64,
+}
+
+impl From<DemoArgs> for commands::demo::DemoArgs {
+    fn from(a: DemoArgs) -> Self {
+        Self {
+            out: a.out,
+            requests: a.requests as usize,
+            kb: a.kb as usize,
+        }
+    }
 }
 
 /// `diag snapshot URL`.

@@ -1,0 +1,207 @@
+//! `diag demo`: the main job end to end on a built-in leaky service. Starts the `leaky`
+//! example, drives traffic, takes two heap snapshots, prints the diff that names the leak,
+//! writes the differential flamegraph, and says where the files are.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use diag_core::profile::{self, DiffOptions, FlameOptions};
+
+use super::diff::{DEFAULT_TOP, write_table};
+use super::snapshot::{SnapshotArgs, take};
+use crate::units;
+
+/// Parsed arguments of `diag demo`.
+pub(crate) struct DemoArgs {
+    /// Where the snapshots and the SVG go.
+    pub(crate) out: PathBuf,
+    /// Leaking requests between the two snapshots.
+    pub(crate) requests: usize,
+    /// KiB retained by each leaking request.
+    pub(crate) kb: usize,
+}
+
+/// Kills the demo service when the demo ends, however it ends.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `leaky` example binary: beside `diag`, or built with cargo from this workspace.
+fn leaky_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the diag binary")?;
+    let dir = exe.parent().context("the diag binary has no directory")?;
+    let candidate = dir.join("leaky");
+    if candidate.is_file() {
+        return Ok(candidate);
+    }
+    let release = dir.ends_with("release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("diag demo: building the leaky example service (once)...");
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "-p", "diag-examples", "--bin", "leaky"]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().with_context(|| {
+        format!("running `{cargo} build -p diag-examples --bin leaky` (run the demo from the diag workspace)")
+    })?;
+    if !status.success() || !candidate.is_file() {
+        bail!(
+            "could not build the leaky example; from the diag workspace run `cargo build{} -p diag-examples --bin leaky`",
+            if release { " --release" } else { "" }
+        );
+    }
+    Ok(candidate)
+}
+
+/// Starts the service on free ports; returns it with its app and diag base URLs.
+fn start(bin: &Path) -> Result<(Service, String, String)> {
+    let mut child = Command::new(bin)
+        .arg("127.0.0.1:0")
+        .env("DIAG_ADDR", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child.stdout.take().context("no stdout from the service")?;
+    let service = Service(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut app, mut diag) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.is_none() || diag.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .context("the leaky service did not report its addresses within 30 s")?;
+        if let Some(a) = line.strip_prefix("app listening on ") {
+            app = Some(a.trim().to_owned());
+        } else if let Some(d) = line.strip_prefix("diag listening on ") {
+            diag = Some(d.trim().to_owned());
+        }
+    }
+    Ok((service, app.unwrap_or_default(), diag.unwrap_or_default()))
+}
+
+fn drive(agent: &ureq::Agent, url: &str, n: usize, what: &str) -> Result<()> {
+    for i in 0..n {
+        let mut r = agent
+            .get(url)
+            .call()
+            .with_context(|| format!("request {} of {n} to {url}", i + 1))?;
+        if r.status() != 200 {
+            bail!("{url} answered {}", r.status());
+        }
+        r.body_mut().read_to_vec()?;
+        if (i + 1) % 100 == 0 || i + 1 == n {
+            eprint!("\r  {what}: {}/{n}", i + 1);
+        }
+    }
+    eprintln!();
+    Ok(())
+}
+
+/// Runs `diag demo`.
+pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let bin = leaky_binary()?;
+    let (_service, app, diag) = start(&bin)?;
+    println!("1. started the leaky example: app {app}, diag {diag}");
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent();
+    drive(&agent, &format!("{app}/churn"), 300, "warm-up traffic")?;
+
+    let snap = |name: &str| -> Result<PathBuf> {
+        let s = take(&SnapshotArgs {
+            url: diag.clone(),
+            output: Some(args.out.join(name)),
+            allocs: false,
+            token: None,
+            timeout: Duration::from_secs(60),
+        })?;
+        println!(
+            "   snapshot {}: {} in use (estimated)",
+            s.path.display(),
+            units::bytes(s.inuse_bytes)
+        );
+        Ok(s.path)
+    };
+    let a = snap("before.pb.gz")?;
+    println!(
+        "2. driving {} leaking requests ({} KiB each) and normal churn",
+        args.requests, args.kb
+    );
+    drive(
+        &agent,
+        &format!("{app}/leak?kb={}", args.kb),
+        args.requests,
+        "/leak",
+    )?;
+    drive(&agent, &format!("{app}/churn"), args.requests * 3, "/churn")?;
+    let b = snap("after.pb.gz")?;
+
+    let read = |p: &Path| -> Result<profile::Profile> {
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        profile::load(&bytes).with_context(|| format!("reading {}", p.display()))
+    };
+    let (before, after) = (read(&a)?, read(&b)?);
+    let mut diff = profile::diff(&before, &after, &DiffOptions::default())?;
+    let total_sites = diff.sites.len();
+    diff.sites.truncate(DEFAULT_TOP);
+    println!("3. diag diff {} {}", a.display(), b.display());
+    println!();
+    write_table(&mut std::io::stdout().lock(), &diff, total_sites)?;
+    println!();
+
+    let svg = args.out.join("growth.svg");
+    let mut flame = FlameOptions::default();
+    flame.title = Some("Heap growth during the demo (inuse_space)".into());
+    let mut bytes = Vec::new();
+    profile::diff_flamegraph(&before, &after, &flame, &mut bytes)
+        .context("drawing the differential flamegraph")?;
+    std::fs::write(&svg, bytes).with_context(|| format!("writing {}", svg.display()))?;
+
+    let truth = (args.requests * args.kb * 1024) as i64;
+    let Some(top) = diff.sites.first().filter(|s| s.delta_bytes > 0) else {
+        bail!("the diff shows no growth: the demo did not find the leak");
+    };
+    println!(
+        "4. the leak: {} grew by {} (the demo leaked {} there: estimate off by {:.1} %)",
+        top.function,
+        units::bytes(top.delta_bytes),
+        units::bytes(truth),
+        (top.delta_bytes - truth) as f64 * 100.0 / truth as f64
+    );
+    println!(
+        "   files: {} {} {}",
+        a.display(),
+        b.display(),
+        svg.display()
+    );
+    println!(
+        "   next: `diag top {}`, `diag diff {} {} --json`, or `go tool pprof -top {}`",
+        b.display(),
+        a.display(),
+        b.display(),
+        b.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
