@@ -1,0 +1,168 @@
+//! End to end over real sockets: the leaky example runs in this process with `DiagAlloc`
+//! installed; the `diag` binary takes two snapshots around a known leak, and `diag diff
+//! --json` must rank the leaking function first with a delta within 25 % of the truth.
+//! `go tool pprof -traces` must read the snapshot. One test: the allocator is process-global.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+#[global_allocator]
+static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
+
+fn diag(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_diag"))
+        .args(args)
+        .output()
+        .expect("running diag")
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "diag failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn hit(agent: &ureq::Agent, url: &str, n: usize) {
+    for _ in 0..n {
+        let mut r = agent.get(url).call().expect(url);
+        assert_eq!(r.status(), 200, "{url}");
+        r.body_mut().read_to_vec().unwrap();
+    }
+}
+
+/// Runs `go tool pprof` if Go is installed; in CI it must be.
+fn go_pprof(args: &[&str]) -> Option<String> {
+    let go = Path::new("/usr/bin/go");
+    if !go.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install golang-go for go tool pprof"
+        );
+        eprintln!("SKIPPING the go tool pprof check: /usr/bin/go is not installed");
+        return None;
+    }
+    let out = Command::new(go)
+        .args(["tool", "pprof"])
+        .args(args)
+        .env("HOME", std::env::temp_dir())
+        .output()
+        .expect("go tool pprof");
+    assert!(
+        out.status.success(),
+        "go tool pprof failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn snapshot_diff_names_the_leak() {
+    let diag_handle = diag_core::Diag::builder()
+        .addr("127.0.0.1:0")
+        .heap_sample_bytes(256 * 1024)
+        .start()
+        .expect("diag starts");
+    let diag_url = format!("http://{}", diag_handle.local_addr().unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let app_url = format!("http://{}", listener.local_addr().unwrap());
+    rt.spawn(diag_examples::serve(listener, diag_examples::leaky::app()));
+
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent();
+    let dir = std::env::temp_dir().join(format!("diag-leak-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = dir.join("a.pb.gz");
+    let b = dir.join("b.pb.gz");
+
+    hit(&agent, &format!("{app_url}/churn"), 200);
+    hit(&agent, &format!("{app_url}/leak?kb=64"), 100);
+    let summary = ok(diag(&["snapshot", &diag_url, "-o", a.to_str().unwrap()]));
+    assert!(summary.contains("in use"), "{summary}");
+    let leaked_before = diag_examples::leaky::leaked_bytes();
+    // The leak under test: 1600 x 64 KiB = 100 MiB, with churn interleaved.
+    for _ in 0..16 {
+        hit(&agent, &format!("{app_url}/leak?kb=64"), 100);
+        hit(&agent, &format!("{app_url}/churn"), 50);
+    }
+    let truth = (diag_examples::leaky::leaked_bytes() - leaked_before) as f64;
+    ok(diag(&["snapshot", &diag_url, "-o", b.to_str().unwrap()]));
+
+    let json = ok(diag(&["diff", a.to_str().unwrap(), b.to_str().unwrap(), "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).expect("diff --json is JSON");
+    let sites = v["sites"].as_array().expect("sites");
+    let first = &sites[0];
+    assert!(
+        first["function"]
+            .as_str()
+            .unwrap()
+            .ends_with("leaky::remember_request"),
+        "leak not ranked first: {json}"
+    );
+    let delta = first["delta_bytes"].as_i64().unwrap() as f64;
+    let err = (delta - truth).abs() / truth;
+    assert!(err < 0.25, "delta {delta} vs leaked {truth}: {:.1} % off", err * 100.0);
+    for k in ["before_bytes", "after_bytes", "delta_objects"] {
+        assert!(first[k].is_i64(), "missing {k}: {first}");
+    }
+    let stack = first["stack"].as_array().unwrap();
+    assert!(stack[0].as_str().unwrap().ends_with("remember_request"));
+    // Sorted by delta_bytes, descending; churn is not a leak.
+    let deltas: Vec<i64> = sites.iter().map(|s| s["delta_bytes"].as_i64().unwrap()).collect();
+    assert!(deltas.windows(2).all(|w| w[0] >= w[1]), "{deltas:?}");
+    for s in sites {
+        if s["function"].as_str().unwrap().contains("render_page") {
+            assert!(
+                s["delta_bytes"].as_i64().unwrap() < (truth * 0.05) as i64,
+                "churn reported as growth: {s}"
+            );
+        }
+    }
+
+    // The table names it too, and the SVG is written.
+    let svg = dir.join("growth.svg");
+    let table = ok(diag(&[
+        "diff",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]));
+    assert!(table.contains("remember_request"), "{table}");
+    let svg_text = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg_text.trim_end().ends_with("</svg>"), "SVG is not complete");
+
+    // Go's pprof reads the snapshot.
+    if let Some(traces) = go_pprof(&["-traces", b.to_str().unwrap()]) {
+        assert!(traces.contains("remember_request"), "{traces}");
+    }
+    if let Some(top) = go_pprof(&["-top", "-sample_index=inuse_space", b.to_str().unwrap()]) {
+        assert!(top.contains("remember_request"), "{top}");
+    }
+
+    // An unreachable URL is named in the error, with exit code 2.
+    let out = diag(&["snapshot", "http://127.0.0.1:9/", "-o", dir.join("x").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("http://127.0.0.1:9"), "{err}");
+    // The app's port is not a diag listener: a clear 404 message.
+    let out = diag(&["snapshot", &app_url, "-o", dir.join("y").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+
+    std::fs::remove_dir_all(&dir).ok();
+    diag_handle.shutdown();
+}
