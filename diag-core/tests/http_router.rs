@@ -1,0 +1,119 @@
+//! The debug routes without sockets (tower `oneshot`), plus the listener's refusal to bind a
+//! public address without a token. One test binary with DiagAlloc installed.
+#![cfg(feature = "server")]
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+#[global_allocator]
+static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
+
+async fn get(app: axum::Router, uri: &str, auth: Option<&str>) -> (StatusCode, String, Vec<u8>) {
+    let mut req = Request::get(uri);
+    if let Some(a) = auth {
+        req = req.header(header::AUTHORIZATION, a);
+    }
+    let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let ct = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+    (status, ct, body)
+}
+
+#[inline(never)]
+fn retain(keep: &mut Vec<Vec<u8>>) {
+    for _ in 0..64 {
+        keep.push(vec![7u8; 1 << 20]);
+    }
+}
+
+#[tokio::test]
+async fn routes_then_token_guard() {
+    // One test: the router token and the allocator are process-global.
+    routes_answer_and_validate().await;
+    token_guard_and_public_bind_refusal().await;
+}
+
+async fn routes_answer_and_validate() {
+    let mut keep = Vec::new();
+    retain(&mut keep);
+    let app = diag_core::router();
+
+    let (s, ct, body) = get(app.clone(), "/debug/pprof/heap", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ct, "application/octet-stream");
+    let p = diag_core::profile::pprof_codec::decode(&body).expect("a pprof profile");
+    assert_eq!(p.default_sample_type.as_deref(), Some("inuse_space"));
+    let names: Vec<_> = p.sample_types.iter().map(|t| t.ty.as_str()).collect();
+    assert_eq!(names, ["alloc_objects", "alloc_space", "inuse_objects", "inuse_space"]);
+    let is = p.sample_index("inuse_space").unwrap();
+    let retained: i64 = p
+        .samples
+        .iter()
+        .filter(|s| s.stack.iter().any(|f| f.function.ends_with("http_router::retain")))
+        .map(|s| s.values[is])
+        .sum();
+    assert!(retained > 32 << 20, "64 MiB retained, profile says {retained}");
+
+    let (s, _, body) = get(app.clone(), "/debug/pprof/allocs", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let p = diag_core::profile::pprof_codec::decode(&body).unwrap();
+    assert_eq!(p.default_sample_type.as_deref(), Some("alloc_space"));
+
+    let (s, ct, body) = get(app.clone(), "/debug/pprof/heap?debug=1", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(ct.starts_with("text/plain"));
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.starts_with("heap profile: "), "{text}");
+    assert!(text.contains("http_router::retain"));
+
+    for bad in [
+        "/debug/pprof/heap?debug=2",
+        "/debug/pprof/heap?debug=x",
+        "/debug/pprof/heap?bogus=1",
+        "/debug/pprof/heap?debug=1&debug=1",
+        "/debug/heap/stats?x=1",
+    ] {
+        let (s, ct, body) = get(app.clone(), bad, None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(ct.starts_with("text/plain"), "{bad}");
+        let reason = String::from_utf8(body).unwrap();
+        assert_eq!(reason.lines().count(), 1, "one-line reason for {bad}: {reason}");
+    }
+
+    let (s, _, body) = get(app.clone(), "/debug/heap/stats", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["live_bytes"].as_u64().unwrap() >= 64 << 20);
+    drop(keep);
+}
+
+async fn token_guard_and_public_bind_refusal() {
+    // A public address without a token is refused with a message naming the token.
+    let err = diag_core::Diag::builder()
+        .addr("0.0.0.0:0")
+        .start()
+        .expect_err("must refuse");
+    assert!(err.to_string().contains("token"), "{err}");
+
+    // With a token, every endpoint wants it (constant-time compare; 401 otherwise).
+    let d = diag_core::Diag::builder()
+        .addr("127.0.0.1:0")
+        .token("s3cret-token")
+        .start()
+        .unwrap();
+    let app = diag_core::router();
+    let (s, _, _) = get(app.clone(), "/debug/pprof/heap", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = get(app.clone(), "/debug/pprof/heap", Some("Bearer wrong-token")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = get(app.clone(), "/debug/heap/stats", Some("Bearer s3cret-token")).await;
+    assert_eq!(s, StatusCode::OK);
+    d.shutdown();
+}
