@@ -81,7 +81,11 @@ fn worker(seed: u64, tx: mpsc::Sender<Vec<u8>>) {
                 assert_eq!(q as usize % layout.align(), 0, "misaligned after realloc");
                 check(q, layout.size().min(new_size), seed);
                 fill(q, new_size, seed);
-                live.push((q, Layout::from_size_align(new_size, layout.align()).unwrap(), seed));
+                live.push((
+                    q,
+                    Layout::from_size_align(new_size, layout.align()).unwrap(),
+                    seed,
+                ));
             }
             6 if !live.is_empty() => {
                 let k = (r >> 16) as usize % live.len();
@@ -141,7 +145,11 @@ fn threads_realloc_big_aligned_and_tls_destructors() {
     let worker_live: i64 = p
         .samples
         .iter()
-        .filter(|s| s.stack.iter().any(|f| f.function.contains("allocator_stress::worker")))
+        .filter(|s| {
+            s.stack
+                .iter()
+                .any(|f| f.function.contains("allocator_stress::worker"))
+        })
         .map(|s| s.values[is])
         .sum();
     assert_eq!(worker_live, 0, "freed sampled blocks still counted");
@@ -157,8 +165,14 @@ fn threads_realloc_big_aligned_and_tls_destructors() {
     drain.join().unwrap();
     let after = diag_core::heap::stats();
     let live_delta = after.live_objects as i64 - before.live_objects as i64;
-    assert!(live_delta.abs() < 100, "live objects drifted by {live_delta}: {after:?}");
-    assert!(after.tracked_blocks < 100, "sampled blocks leaked: {after:?}");
+    assert!(
+        live_delta.abs() < 100,
+        "live objects drifted by {live_delta}: {after:?}"
+    );
+    assert!(
+        after.tracked_blocks < 100,
+        "sampled blocks leaked: {after:?}"
+    );
     assert!(after.allocated_objects - before.allocated_objects > 8 * 10_000);
     assert_eq!(after.dropped_samples, 0, "{after:?}");
 }

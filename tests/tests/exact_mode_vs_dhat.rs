@@ -58,7 +58,11 @@ fn main() {
     drop(kept);
     let p = diag_core::heap::profile("inuse_space");
     let [_, _, inuse_objects, inuse_space] = workload_totals(&p);
-    assert_eq!((inuse_objects, inuse_space), (0, 0), "freed blocks are forgotten");
+    assert_eq!(
+        (inuse_objects, inuse_space),
+        (0, 0),
+        "freed blocks are forgotten"
+    );
     println!(
         "exact mode matches dhat: {} allocations, {} bytes, {} live blocks",
         d("total_blocks"),

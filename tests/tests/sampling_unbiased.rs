@@ -78,9 +78,18 @@ fn estimates_are_unbiased_for_every_size() {
         );
         // Unbiased: the mean is within 4.5 standard errors of the truth (false alarm ~1e-5),
         // and the standard error itself is small enough for that to mean something.
-        assert!((mb - truth_bytes).abs() <= 4.5 * seb + 1.0, "{name}: bytes biased");
-        assert!((mo - n as f64).abs() <= 4.5 * seo + 0.5, "{name}: objects biased");
-        assert!(seb < 0.1 * truth_bytes, "{name}: too noisy to judge ({seb})");
+        assert!(
+            (mb - truth_bytes).abs() <= 4.5 * seb + 1.0,
+            "{name}: bytes biased"
+        );
+        assert!(
+            (mo - n as f64).abs() <= 4.5 * seo + 0.5,
+            "{name}: objects biased"
+        );
+        assert!(
+            seb < 0.1 * truth_bytes,
+            "{name}: too noisy to judge ({seb})"
+        );
         // After the frees, nothing of this site is live.
         let (o, b) = estimate(&diag_core::heap::profile("inuse_space"), name);
         assert_eq!((o, b), (0.0, 0.0), "{name}: freed blocks still counted");
