@@ -38,8 +38,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument, if any, picks workloads.
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(9);
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(9);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -50,7 +56,9 @@ fn main() {
         .unwrap_or_default();
     println!(
         "heap_overhead: {} cores, {cpu}; {rounds} interleaved rounds, 2 threads per run",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
     );
     for workload in ["churn", "mixed"] {
         if !filter.is_empty() && !filter.iter().any(|f| workload.contains(f.as_str())) {
@@ -67,7 +75,10 @@ fn main() {
         }
         let base = median(samples[0].clone());
         println!("\nworkload {workload}:");
-        println!("{:<12} {:>12} {:>10}", "allocator", "ns/op (med)", "vs System");
+        println!(
+            "{:<12} {:>12} {:>10}",
+            "allocator", "ns/op (med)", "vs System"
+        );
         for (i, (mode, _)) in MODES.iter().enumerate() {
             let m = median(samples[i].clone());
             println!("{mode:<12} {m:>12.2} {:>9.3}x", m / base);

@@ -101,7 +101,12 @@ fn snapshot_diff_names_the_leak() {
     let truth = (diag_examples::leaky::leaked_bytes() - leaked_before) as f64;
     ok(diag(&["snapshot", &diag_url, "-o", b.to_str().unwrap()]));
 
-    let json = ok(diag(&["diff", a.to_str().unwrap(), b.to_str().unwrap(), "--json"]));
+    let json = ok(diag(&[
+        "diff",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--json",
+    ]));
     let v: serde_json::Value = serde_json::from_str(&json).expect("diff --json is JSON");
     let sites = v["sites"].as_array().expect("sites");
     let first = &sites[0];
@@ -114,14 +119,21 @@ fn snapshot_diff_names_the_leak() {
     );
     let delta = first["delta_bytes"].as_i64().unwrap() as f64;
     let err = (delta - truth).abs() / truth;
-    assert!(err < 0.25, "delta {delta} vs leaked {truth}: {:.1} % off", err * 100.0);
+    assert!(
+        err < 0.25,
+        "delta {delta} vs leaked {truth}: {:.1} % off",
+        err * 100.0
+    );
     for k in ["before_bytes", "after_bytes", "delta_objects"] {
         assert!(first[k].is_i64(), "missing {k}: {first}");
     }
     let stack = first["stack"].as_array().unwrap();
     assert!(stack[0].as_str().unwrap().ends_with("remember_request"));
     // Sorted by delta_bytes, descending; churn is not a leak.
-    let deltas: Vec<i64> = sites.iter().map(|s| s["delta_bytes"].as_i64().unwrap()).collect();
+    let deltas: Vec<i64> = sites
+        .iter()
+        .map(|s| s["delta_bytes"].as_i64().unwrap())
+        .collect();
     assert!(deltas.windows(2).all(|w| w[0] >= w[1]), "{deltas:?}");
     for s in sites {
         if s["function"].as_str().unwrap().contains("render_page") {
@@ -143,7 +155,10 @@ fn snapshot_diff_names_the_leak() {
     ]));
     assert!(table.contains("remember_request"), "{table}");
     let svg_text = std::fs::read_to_string(&svg).unwrap();
-    assert!(svg_text.trim_end().ends_with("</svg>"), "SVG is not complete");
+    assert!(
+        svg_text.trim_end().ends_with("</svg>"),
+        "SVG is not complete"
+    );
 
     // Go's pprof reads the snapshot.
     if let Some(traces) = go_pprof(&["-traces", b.to_str().unwrap()]) {
@@ -154,7 +169,12 @@ fn snapshot_diff_names_the_leak() {
     }
 
     // An unreachable URL is named in the error, with exit code 2.
-    let out = diag(&["snapshot", "http://127.0.0.1:9/", "-o", dir.join("x").to_str().unwrap()]);
+    let out = diag(&[
+        "snapshot",
+        "http://127.0.0.1:9/",
+        "-o",
+        dir.join("x").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("http://127.0.0.1:9"), "{err}");

@@ -128,13 +128,11 @@ impl Builder {
 
     /// Applies the settings and starts the listener.
     pub fn start(self) -> Result<Diag> {
-        if let Some(t) = &self.token {
-            if t.len() < 8 {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    "the diag token must be at least 8 characters",
-                ));
-            }
+        if self.token.as_ref().is_some_and(|t| t.len() < 8) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "the diag token must be at least 8 characters",
+            ));
         }
         heap::set_sample_rate(self.heap_sample_bytes);
         heap::set_max_tracked_blocks(self.max_tracked_blocks);

@@ -22,7 +22,13 @@ async fn get(app: axum::Router, uri: &str, auth: Option<&str>) -> (StatusCode, S
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
-    let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
     (status, ct, body)
 }
 
@@ -51,15 +57,30 @@ async fn routes_answer_and_validate() {
     let p = diag_core::profile::pprof_codec::decode(&body).expect("a pprof profile");
     assert_eq!(p.default_sample_type.as_deref(), Some("inuse_space"));
     let names: Vec<_> = p.sample_types.iter().map(|t| t.ty.as_str()).collect();
-    assert_eq!(names, ["alloc_objects", "alloc_space", "inuse_objects", "inuse_space"]);
+    assert_eq!(
+        names,
+        [
+            "alloc_objects",
+            "alloc_space",
+            "inuse_objects",
+            "inuse_space"
+        ]
+    );
     let is = p.sample_index("inuse_space").unwrap();
     let retained: i64 = p
         .samples
         .iter()
-        .filter(|s| s.stack.iter().any(|f| f.function.ends_with("http_router::retain")))
+        .filter(|s| {
+            s.stack
+                .iter()
+                .any(|f| f.function.ends_with("http_router::retain"))
+        })
         .map(|s| s.values[is])
         .sum();
-    assert!(retained > 32 << 20, "64 MiB retained, profile says {retained}");
+    assert!(
+        retained > 32 << 20,
+        "64 MiB retained, profile says {retained}"
+    );
 
     let (s, _, body) = get(app.clone(), "/debug/pprof/allocs", None).await;
     assert_eq!(s, StatusCode::OK);
@@ -84,7 +105,11 @@ async fn routes_answer_and_validate() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
         assert!(ct.starts_with("text/plain"), "{bad}");
         let reason = String::from_utf8(body).unwrap();
-        assert_eq!(reason.lines().count(), 1, "one-line reason for {bad}: {reason}");
+        assert_eq!(
+            reason.lines().count(),
+            1,
+            "one-line reason for {bad}: {reason}"
+        );
     }
 
     let (s, _, body) = get(app.clone(), "/debug/heap/stats", None).await;
@@ -113,7 +138,12 @@ async fn token_guard_and_public_bind_refusal() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, _, _) = get(app.clone(), "/debug/pprof/heap", Some("Bearer wrong-token")).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, _, _) = get(app.clone(), "/debug/heap/stats", Some("Bearer s3cret-token")).await;
+    let (s, _, _) = get(
+        app.clone(),
+        "/debug/heap/stats",
+        Some("Bearer s3cret-token"),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     d.shutdown();
 }

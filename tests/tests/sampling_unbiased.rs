@@ -10,6 +10,9 @@ static ALLOC: DiagAlloc = DiagAlloc::system();
 const RATE: u64 = 64 * 1024;
 const TRIALS: usize = 40;
 
+/// A function that keeps `n` blocks of one size alive in `out`.
+type Keeper = fn(&mut Vec<Box<[u8]>>, usize);
+
 #[inline(never)]
 fn keep_small(out: &mut Vec<Box<[u8]>>, n: usize) {
     for _ in 0..n {
@@ -54,7 +57,7 @@ fn mean_and_se(xs: &[f64]) -> (f64, f64) {
 #[test]
 fn estimates_are_unbiased_for_every_size() {
     diag_core::heap::set_sample_rate(RATE);
-    let cases: [(&str, usize, usize, fn(&mut Vec<Box<[u8]>>, usize)); 3] = [
+    let cases: [(&str, usize, usize, Keeper); 3] = [
         ("keep_small", 100, 20_000, keep_small),
         ("keep_medium", 10_000, 400, keep_medium),
         ("keep_large", 300_000, 20, keep_large),

@@ -28,10 +28,7 @@ fn init_mode() -> u8 {
         // SAFETY: getenv returns a NUL-terminated string that lives as long as the environment.
         unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes()
     };
-    let m = MODES
-        .iter()
-        .position(|m| m.as_bytes() == name)
-        .unwrap_or(0) as u8;
+    let m = MODES.iter().position(|m| m.as_bytes() == name).unwrap_or(0) as u8;
     match m {
         1 => diag_core::heap::set_sample_rate(0),
         2 => diag_core::heap::set_sample_rate(512 * 1024),

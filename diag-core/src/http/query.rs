@@ -61,6 +61,7 @@ impl Params {
     }
 
     /// One of `choices`, or `default` when absent.
+    #[allow(dead_code)] // used by endpoints with enumerated parameters (format=...)
     pub(crate) fn one_of<'a>(
         &self,
         name: &str,
