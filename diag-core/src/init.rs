@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::heap;
@@ -20,6 +21,8 @@ pub mod env {
     pub const TOKEN: &str = "DIAG_TOKEN";
     /// Cap on sampled blocks tracked at once (default 1048576).
     pub const MAX_TRACKED_BLOCKS: &str = "DIAG_MAX_TRACKED_BLOCKS";
+    /// Minimum milliseconds between two heap snapshots (default 200; faster answers 429).
+    pub const SNAPSHOT_MIN_INTERVAL_MS: &str = "DIAG_SNAPSHOT_MIN_INTERVAL_MS";
 }
 
 /// Starts diag from `DIAG_*` environment variables: sets the heap sample rate and starts the
@@ -39,6 +42,7 @@ pub struct Builder {
     token: Option<String>,
     max_tracked_blocks: usize,
     listen: bool,
+    snapshot_min_interval: Duration,
 }
 
 impl Default for Builder {
@@ -49,6 +53,9 @@ impl Default for Builder {
             token: None,
             max_tracked_blocks: heap::DEFAULT_MAX_TRACKED_BLOCKS,
             listen: true,
+            snapshot_min_interval: Duration::from_millis(
+                crate::http::limits::DEFAULT_SNAPSHOT_MIN_INTERVAL_MS,
+            ),
         }
     }
 }
@@ -90,6 +97,9 @@ impl Builder {
         if let Some(t) = env_var(env::TOKEN)? {
             self.token = Some(t);
         }
+        if let Some(n) = env_number(env::SNAPSHOT_MIN_INTERVAL_MS)? {
+            self.snapshot_min_interval = Duration::from_millis(n);
+        }
         if let Some(n) = env_number(env::MAX_TRACKED_BLOCKS)? {
             self.max_tracked_blocks = usize::try_from(n).unwrap_or(usize::MAX);
         }
@@ -120,6 +130,12 @@ impl Builder {
         self
     }
 
+    /// Minimum time between two heap snapshots; requests faster than that answer 429.
+    pub fn snapshot_min_interval(mut self, interval: Duration) -> Self {
+        self.snapshot_min_interval = interval;
+        self
+    }
+
     /// Do not start a listener (for apps that nest [`router`](crate::router) into their own).
     pub fn no_listener(mut self) -> Self {
         self.listen = false;
@@ -136,6 +152,8 @@ impl Builder {
         }
         heap::set_sample_rate(self.heap_sample_bytes);
         heap::set_max_tracked_blocks(self.max_tracked_blocks);
+        crate::http::limits::SNAPSHOTS
+            .set_min_interval_ms(self.snapshot_min_interval.as_millis() as u64);
         let token: Option<Arc<str>> = self.token.map(Into::into);
         *crate::ROUTER_TOKEN
             .lock()

@@ -41,7 +41,9 @@ fn retain(keep: &mut Vec<Vec<u8>>) {
 
 #[tokio::test]
 async fn routes_then_token_guard() {
-    // One test: the router token and the allocator are process-global.
+    // One test: the router token, the limits and the allocator are process-global.
+    // First, while no snapshot was taken yet: the rate limit.
+    snapshot_rate_limit().await;
     routes_answer_and_validate().await;
     token_guard_and_public_bind_refusal().await;
 }
@@ -117,6 +119,44 @@ async fn routes_answer_and_validate() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(v["live_bytes"].as_u64().unwrap() >= 64 << 20);
     drop(keep);
+}
+
+async fn snapshot_rate_limit() {
+    let d = diag_core::Diag::builder()
+        .no_listener()
+        .snapshot_min_interval(std::time::Duration::from_secs(10))
+        .start()
+        .unwrap();
+    let app = diag_core::router();
+    let (s, _, _) = get(app.clone(), "/debug/pprof/heap", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::get("/debug/pprof/heap")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=10).contains(&retry), "Retry-After {retry}");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("rate limit"));
+    // Cheap endpoints are not limited.
+    let (s, _, _) = get(app.clone(), "/debug/heap/stats", None).await;
+    assert_eq!(s, StatusCode::OK);
+    d.shutdown();
+    let _ = diag_core::Diag::builder()
+        .no_listener()
+        .snapshot_min_interval(std::time::Duration::ZERO)
+        .start()
+        .unwrap();
 }
 
 async fn token_guard_and_public_bind_refusal() {

@@ -10,6 +10,8 @@ use crate::error::{Error, ErrorKind};
 pub(crate) struct HttpError {
     pub(crate) status: StatusCode,
     pub(crate) reason: String,
+    /// Seconds for a `Retry-After` header (429), if any.
+    pub(crate) retry_after_ms: Option<u64>,
 }
 
 impl HttpError {
@@ -17,6 +19,15 @@ impl HttpError {
         Self {
             status,
             reason: reason.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// 429 with a `Retry-After` of at least one second.
+    pub(crate) fn too_many(reason: impl Into<String>, retry_after_ms: u64) -> Self {
+        Self {
+            retry_after_ms: Some(retry_after_ms),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, reason)
         }
     }
 
@@ -41,7 +52,7 @@ impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let mut reason = self.reason.replace('\n', " ");
         reason.push('\n');
-        (
+        let mut r = (
             self.status,
             [(
                 axum::http::header::CONTENT_TYPE,
@@ -49,6 +60,14 @@ impl IntoResponse for HttpError {
             )],
             reason,
         )
-            .into_response()
+            .into_response();
+        if let Some(ms) = self.retry_after_ms {
+            let secs = ms.div_ceil(1000).max(1);
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
+        r
     }
 }

@@ -5,6 +5,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::HttpError;
+use super::limits;
 use super::query::Params;
 use super::run_blocking;
 use crate::heap;
@@ -26,10 +27,9 @@ async fn serve_profile(
              #[global_allocator] static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();",
         ));
     }
-    if heap::sample_rate() == 0 {
-        // Not an error: an empty profile says so in its comments and period.
-    }
+    let pass = limits::SNAPSHOTS.enter()?;
     run_blocking(move || {
+        let _pass = pass;
         let profile = heap::profile(default_type);
         if debug == 1 {
             (

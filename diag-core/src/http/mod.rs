@@ -2,6 +2,7 @@
 
 mod error;
 mod heap;
+pub(crate) mod limits;
 mod query;
 pub(crate) mod server;
 
