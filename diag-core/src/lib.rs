@@ -9,12 +9,16 @@ mod http;
 #[cfg(feature = "server")]
 mod init;
 pub mod profile;
+#[cfg(feature = "server")]
+mod tasks;
 
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "heap")]
 pub use heap::{DiagAlloc, HeapStats, IgnoreAllocs};
 #[cfg(feature = "server")]
 pub use init::{Builder, DEFAULT_ADDR, Diag, env, init};
+#[cfg(feature = "server")]
+pub use tasks::spawn;
 
 #[cfg(feature = "server")]
 static ROUTER_TOKEN: std::sync::Mutex<Option<std::sync::Arc<str>>> = std::sync::Mutex::new(None);
