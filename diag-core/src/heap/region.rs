@@ -2,8 +2,10 @@
 //! so that `dealloc` tells a sampled block from any other with one range compare (the way
 //! GWP-ASan recognises its guarded pool), without a lock, a hash or a memory probe.
 //!
-//! Small blocks come from power-of-two slabs, large ones from page runs that are returned to
-//! the OS (`MADV_DONTNEED`) when freed. The region is reserved lazily on the first sample with
+//! Small blocks come from power-of-two slabs; large ones from page runs rounded to quarter-
+//! power-of-two size classes, each class with its own free list, so reuse is O(1) and no list
+//! is ever walked. Freed runs stay resident up to a budget ([`RESIDENT_CACHE`]); beyond it they
+//! are returned to the OS (`MADV_DONTNEED`). The region is reserved lazily on the first sample with
 //! `MAP_NORESERVE`, so untouched address space costs nothing. If it cannot be reserved, or
 //! fills up, sampling degrades to pass-through and the drops are counted.
 
@@ -32,15 +34,18 @@ const FAILED: u8 = 3;
 /// Bytes of the region handed out and not yet freed (rounded to slab class or pages).
 pub(crate) static USED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
-struct FreeRun {
-    pages: usize,
-    next: *mut FreeRun,
-}
+/// Bytes of freed page runs kept resident for reuse before further frees go back to the OS.
+pub(crate) const RESIDENT_CACHE: usize = 32 << 20;
+/// Large-run size classes: four per power of two of the page count.
+const RUN_CLASSES: usize = 64 * 4;
 
 struct State {
     bump: usize,
     slabs: [*mut usize; CLASSES],
-    runs: *mut FreeRun,
+    /// Per large class, a list of freed runs linked through their first word.
+    runs: [*mut usize; RUN_CLASSES],
+    /// Bytes of freed runs still resident.
+    cached: usize,
 }
 
 // SAFETY: the raw pointers point into the region, which lives for the whole process; all
@@ -50,7 +55,8 @@ unsafe impl Send for State {}
 static ARENA: Mutex<State> = Mutex::new(State {
     bump: 0,
     slabs: [ptr::null_mut(); CLASSES],
-    runs: ptr::null_mut(),
+    runs: [ptr::null_mut(); RUN_CLASSES],
+    cached: 0,
 });
 
 /// True if `p` points into the region: the whole cost of `dealloc`'s "is it sampled?" check.
@@ -113,11 +119,25 @@ fn class_of(total: usize) -> Option<usize> {
     (bits <= MAX_CLASS).then(|| (bits - MIN_CLASS) as usize)
 }
 
+/// The large class of a run of at least `total` bytes: (class index, bytes of the class).
+fn run_class(total: usize) -> (usize, usize) {
+    let pages = total.div_ceil(PAGE).max(4);
+    let k = usize::BITS - 1 - pages.leading_zeros(); // floor(log2(pages)) >= 2
+    let step = 1usize << (k - 2);
+    let mut quarters = pages.div_ceil(step); // 4..=8
+    let mut k = k as usize;
+    if quarters == 8 {
+        quarters = 4;
+        k += 1;
+    }
+    (k * 4 + (quarters - 4), (quarters << (k - 2)) * PAGE)
+}
+
 /// Bytes a block of `total` bytes really takes in the region.
 pub(crate) fn footprint(total: usize) -> usize {
     match class_of(total) {
         Some(c) => 1 << (c as u32 + MIN_CLASS),
-        None => total.next_multiple_of(PAGE),
+        None => run_class(total).1,
     }
 }
 
@@ -133,7 +153,7 @@ pub(crate) fn alloc(total: usize, align: usize) -> *mut u8 {
     };
     let p = match class_of(total) {
         Some(c) => alloc_small(&mut st, c, base, len),
-        None => alloc_large(&mut st, total.next_multiple_of(PAGE), align, base, len),
+        None => alloc_large(&mut st, total, align, base, len),
     };
     if !p.is_null() {
         USED_BYTES.fetch_add(footprint(total), Relaxed);
@@ -178,38 +198,27 @@ fn alloc_small(st: &mut State, class: usize, base: usize, len: usize) -> *mut u8
     b.cast()
 }
 
-fn alloc_large(st: &mut State, bytes: usize, align: usize, base: usize, len: usize) -> *mut u8 {
+fn alloc_large(st: &mut State, total: usize, align: usize, base: usize, len: usize) -> *mut u8 {
+    let (class, bytes) = run_class(total);
+    if class >= RUN_CLASSES {
+        return ptr::null_mut();
+    }
     if align > PAGE {
-        // Over-aligned blocks are rare: carve them fresh, aligned; freed, they join the runs.
+        // Over-aligned blocks are rare: carve them fresh, aligned; freed, they join the class.
         return bump(st, bytes, align, base, len);
     }
-    let pages = bytes / PAGE;
-    // First fit over the freed runs; split off what is left.
-    let mut link: *mut *mut FreeRun = &mut st.runs;
-    // SAFETY: every run on the list is a freed page run inside the region whose first bytes
-    // hold its `FreeRun` header, written by `free_large`; the list is only touched under the
-    // arena lock.
-    unsafe {
-        while !(*link).is_null() {
-            let run = *link;
-            if (*run).pages >= pages {
-                let rest = (*run).pages - pages;
-                if rest > 0 {
-                    let tail = run.cast::<u8>().add(bytes).cast::<FreeRun>();
-                    tail.write(FreeRun {
-                        pages: rest,
-                        next: (*run).next,
-                    });
-                    *link = tail;
-                } else {
-                    *link = (*run).next;
-                }
-                return run.cast();
-            }
-            link = &mut (*run).next;
-        }
+    let head = st.runs[class];
+    if head.is_null() {
+        return bump(st, bytes, PAGE, base, len);
     }
-    bump(st, bytes, PAGE, base, len)
+    // SAFETY: `head` is a freed run of this class inside the region whose first word links to
+    // the next one (written by `free`); the lists are only touched under the arena lock.
+    st.runs[class] = unsafe { head.read() } as *mut usize;
+    // SAFETY: the same run; its second word says whether it stayed resident.
+    if unsafe { head.add(1).read() } != 0 {
+        st.cached -= bytes;
+    }
+    head.cast()
 }
 
 /// Frees a block returned by [`alloc`] for the same `total`.
@@ -225,17 +234,63 @@ pub(crate) fn free(p: *mut u8, total: usize) {
             st.slabs[c] = p.cast();
         }
         None => {
-            let bytes = total.next_multiple_of(PAGE);
-            // SAFETY: `p..p+bytes` is a page run inside the region that the caller no longer
-            // uses; MADV_DONTNEED hands its memory back and leaves it mapped (zero-filled).
-            unsafe {
-                libc::madvise(p.cast(), bytes, libc::MADV_DONTNEED);
-                p.cast::<FreeRun>().write(FreeRun {
-                    pages: bytes / PAGE,
-                    next: st.runs,
-                });
+            let (class, bytes) = run_class(total);
+            let resident = st.cached + bytes <= RESIDENT_CACHE;
+            if resident {
+                st.cached += bytes;
+            } else {
+                // SAFETY: `p..p+bytes` is a run inside the region that the caller no longer
+                // uses; MADV_DONTNEED hands its memory back and leaves it mapped, zero-filled.
+                unsafe { libc::madvise(p.cast(), bytes, libc::MADV_DONTNEED) };
             }
-            st.runs = p.cast();
+            // SAFETY: the run is ours again; its first two words hold the free-list link and
+            // whether it stayed resident.
+            unsafe {
+                p.cast::<usize>().write(st.runs[class] as usize);
+                p.cast::<usize>().add(1).write(usize::from(resident));
+            }
+            st.runs[class] = p.cast();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_classes_cover_and_waste_at_most_a_quarter() {
+        let mut last = (0, 0);
+        for pages in 9..5000usize {
+            let total = pages * PAGE - 7;
+            let (c, bytes) = run_class(total);
+            assert!(bytes >= total, "{pages}: class too small");
+            assert!(
+                bytes * 4 <= total * 5 + 4 * PAGE,
+                "{pages}: waste over 25 %"
+            );
+            assert!(
+                c >= last.0 && bytes >= last.1,
+                "{pages}: classes not monotonic"
+            );
+            last = (c, bytes);
+        }
+        assert!(run_class(64 << 30).0 < RUN_CLASSES);
+    }
+
+    #[test]
+    fn blocks_are_reused_and_aligned() {
+        let a = alloc(100_000, 16);
+        assert!(!a.is_null() && contains(a));
+        free(a, 100_000);
+        let b = alloc(100_000, 16);
+        assert_eq!(a, b, "a freed run of the same class is reused");
+        free(b, 100_000);
+        let c = alloc(50_000, 16 << 10);
+        assert_eq!(c as usize % (16 << 10), 0);
+        free(c, 50_000);
+        let d = alloc(100, 64);
+        assert_eq!(d as usize % 64, 0);
+        free(d, 100);
     }
 }

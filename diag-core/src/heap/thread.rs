@@ -61,11 +61,6 @@ pub(crate) fn totals() -> Totals {
     t
 }
 
-const ALLOC_BYTES: fn(&Slot) -> &AtomicU64 = |s| &s.alloc_bytes;
-const ALLOC_OBJECTS: fn(&Slot) -> &AtomicU64 = |s| &s.alloc_objects;
-const FREE_BYTES: fn(&Slot) -> &AtomicU64 = |s| &s.free_bytes;
-const FREE_OBJECTS: fn(&Slot) -> &AtomicU64 = |s| &s.free_objects;
-
 /// Slot states kept in `Local::slot`: no slot yet, or gone (thread exiting).
 const NO_SLOT: *const Slot = std::ptr::null();
 
@@ -118,35 +113,41 @@ fn add(counter: &AtomicU64, v: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(v), Relaxed);
 }
 
-/// Adds to this thread's own slot, or to the shared overflow slot (atomically) if it has none.
+/// Adds one allocation (`ALLOC`) or free of `size` bytes to this thread's own slot, or to the
+/// shared overflow slot (atomically) if it has none.
 #[inline(always)]
-fn count(l: &Local, bytes: &fn(&Slot) -> &AtomicU64, objects: &fn(&Slot) -> &AtomicU64, size: u64) {
+fn count<const ALLOC: bool>(l: &Local, size: u64) {
     let s = l.slot.get();
     if !s.is_null() {
         // SAFETY: non-null slot pointers only ever point into the static SLOTS_TABLE.
         let s = unsafe { &*s };
-        add(bytes(s), size);
-        add(objects(s), 1);
+        if ALLOC {
+            add(&s.alloc_bytes, size);
+            add(&s.alloc_objects, 1);
+        } else {
+            add(&s.free_bytes, size);
+            add(&s.free_objects, 1);
+        }
     } else {
-        count_slow(l, bytes, objects, size);
+        count_slow::<ALLOC>(l, size);
     }
 }
 
 #[cold]
 #[inline(never)]
-fn count_slow(
-    l: &Local,
-    bytes: &fn(&Slot) -> &AtomicU64,
-    objects: &fn(&Slot) -> &AtomicU64,
-    size: u64,
-) {
+fn count_slow<const ALLOC: bool>(l: &Local, size: u64) {
     let s = claim_slot(l);
-    if std::ptr::eq(s, &OVERFLOW) {
-        bytes(s).fetch_add(size, Relaxed);
-        objects(s).fetch_add(1, Relaxed);
+    let (bytes, objects) = if ALLOC {
+        (&s.alloc_bytes, &s.alloc_objects)
     } else {
-        add(bytes(s), size);
-        add(objects(s), 1);
+        (&s.free_bytes, &s.free_objects)
+    };
+    if std::ptr::eq(s, &OVERFLOW) {
+        bytes.fetch_add(size, Relaxed);
+        objects.fetch_add(1, Relaxed);
+    } else {
+        add(bytes, size);
+        add(objects, 1);
     }
 }
 
@@ -194,7 +195,7 @@ pub(crate) enum Decision {
 pub(crate) fn on_alloc(size: usize) -> Decision {
     let cfg = config::CONFIG.load(Relaxed);
     match LOCAL.try_with(|l| {
-        count(l, &ALLOC_BYTES, &ALLOC_OBJECTS, size as u64);
+        count::<true>(l, size as u64);
         if config::rate(cfg) == 0 {
             return Decision::Pass;
         }
@@ -268,10 +269,7 @@ fn draw(l: &Local, rate: u64) -> i64 {
 /// Counts a free of `size` bytes.
 #[inline(always)]
 pub(crate) fn on_free(size: usize) {
-    if LOCAL
-        .try_with(|l| count(l, &FREE_BYTES, &FREE_OBJECTS, size as u64))
-        .is_err()
-    {
+    if LOCAL.try_with(|l| count::<false>(l, size as u64)).is_err() {
         OVERFLOW.free_bytes.fetch_add(size as u64, Relaxed);
         OVERFLOW.free_objects.fetch_add(1, Relaxed);
     }
