@@ -23,6 +23,8 @@ pub mod env {
     pub const MAX_TRACKED_BLOCKS: &str = "DIAG_MAX_TRACKED_BLOCKS";
     /// Minimum milliseconds between two heap snapshots (default 200; faster answers 429).
     pub const SNAPSHOT_MIN_INTERVAL_MS: &str = "DIAG_SNAPSHOT_MIN_INTERVAL_MS";
+    /// Longest CPU profile a request may ask for, in seconds (default 120).
+    pub const MAX_PROFILE_SECONDS: &str = "DIAG_MAX_PROFILE_SECONDS";
 }
 
 /// Starts diag from `DIAG_*` environment variables: sets the heap sample rate and starts the
@@ -43,6 +45,7 @@ pub struct Builder {
     max_tracked_blocks: usize,
     listen: bool,
     snapshot_min_interval: Duration,
+    max_profile_seconds: u64,
 }
 
 impl Default for Builder {
@@ -56,6 +59,7 @@ impl Default for Builder {
             snapshot_min_interval: Duration::from_millis(
                 crate::http::limits::DEFAULT_SNAPSHOT_MIN_INTERVAL_MS,
             ),
+            max_profile_seconds: crate::cpu::DEFAULT_MAX_SECONDS,
         }
     }
 }
@@ -100,6 +104,9 @@ impl Builder {
         if let Some(n) = env_number(env::SNAPSHOT_MIN_INTERVAL_MS)? {
             self.snapshot_min_interval = Duration::from_millis(n);
         }
+        if let Some(n) = env_number(env::MAX_PROFILE_SECONDS)? {
+            self.max_profile_seconds = n;
+        }
         if let Some(n) = env_number(env::MAX_TRACKED_BLOCKS)? {
             self.max_tracked_blocks = usize::try_from(n).unwrap_or(usize::MAX);
         }
@@ -136,6 +143,13 @@ impl Builder {
         self
     }
 
+    /// Cap on `/debug/pprof/profile?seconds=` (default
+    /// [`DEFAULT_MAX_SECONDS`](crate::cpu::DEFAULT_MAX_SECONDS)); at least 1.
+    pub fn max_profile_seconds(mut self, secs: u64) -> Self {
+        self.max_profile_seconds = secs;
+        self
+    }
+
     /// Do not start a listener (for apps that nest [`router`](crate::router) into their own).
     pub fn no_listener(mut self) -> Self {
         self.listen = false;
@@ -152,6 +166,7 @@ impl Builder {
         }
         heap::set_sample_rate(self.heap_sample_bytes);
         heap::set_max_tracked_blocks(self.max_tracked_blocks);
+        crate::cpu::set_max_seconds(self.max_profile_seconds);
         crate::http::limits::SNAPSHOTS
             .set_min_interval_ms(self.snapshot_min_interval.as_millis() as u64);
         let token: Option<Arc<str>> = self.token.map(Into::into);

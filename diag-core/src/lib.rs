@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+pub mod cpu;
 mod error;
 #[cfg(feature = "heap")]
 pub mod heap;
@@ -32,5 +33,8 @@ pub fn router() -> axum::Router {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    http::router_with(http::RouterOptions { token })
+    http::router_with(http::RouterOptions {
+        token,
+        ..Default::default()
+    })
 }

@@ -10,7 +10,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use super::stacks::{self, FP, MAX_FRAMES};
-use super::thread::{self, Decision};
+use super::thread::{self, Decision, Fast};
 use super::{config, region};
 
 /// Bytes reserved in front of every sampled block for its [`Header`].
@@ -147,6 +147,41 @@ unsafe fn free_sampled(p: *mut u8, layout: Layout) {
 }
 
 impl<A: GlobalAlloc> DiagAlloc<A> {
+    /// Everything `alloc` does not do inline: counting without a slot, sampling decisions.
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_slow(&self, layout: Layout, zeroed: bool, fast: Fast) -> *mut u8 {
+        // The fast path either counted and asked for a decision, or did nothing at all.
+        let decision = match fast {
+            Fast::Decide => thread::decide(layout.size()),
+            Fast::Slow | Fast::Pass => thread::on_alloc(layout.size()),
+        };
+        // SAFETY: forwarded contract.
+        unsafe {
+            match decision {
+                Decision::Sample => self.alloc_sampled(layout, zeroed),
+                Decision::Pass if zeroed => self.inner.alloc_zeroed(layout),
+                Decision::Pass => self.inner.alloc(layout),
+            }
+        }
+    }
+
+    /// Everything `dealloc` does not do inline: counting without a slot, sampled blocks.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_slow(&self, p: *mut u8, layout: Layout, counted: bool) {
+        if !counted {
+            thread::on_free(layout.size());
+        }
+        if region::contains(p) {
+            // SAFETY: region blocks are only ever handed out by sample_block.
+            unsafe { free_sampled(p, layout) }
+        } else {
+            // SAFETY: forwarded as is.
+            unsafe { self.inner.dealloc(p, layout) }
+        }
+    }
+
     #[cold]
     #[inline(never)]
     unsafe fn alloc_sampled(&self, layout: Layout, zeroed: bool) -> *mut u8 {
@@ -204,30 +239,28 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() == 0 {
-            // SAFETY: forwarded as is.
-            return unsafe { self.inner.alloc(layout) };
+        if layout.size() != 0 {
+            let fast = thread::fast_alloc(layout.size());
+            if fast != Fast::Pass {
+                // SAFETY: forwarded contract.
+                return unsafe { self.alloc_slow(layout, false, fast) };
+            }
         }
-        match thread::on_alloc(layout.size()) {
-            // SAFETY: forwarded as is.
-            Decision::Pass => unsafe { self.inner.alloc(layout) },
-            // SAFETY: forwarded contract.
-            Decision::Sample => unsafe { self.alloc_sampled(layout, false) },
-        }
+        // SAFETY: forwarded as is.
+        unsafe { self.inner.alloc(layout) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() == 0 {
-            // SAFETY: forwarded as is.
-            return unsafe { self.inner.alloc_zeroed(layout) };
+        if layout.size() != 0 {
+            let fast = thread::fast_alloc(layout.size());
+            if fast != Fast::Pass {
+                // SAFETY: forwarded contract.
+                return unsafe { self.alloc_slow(layout, true, fast) };
+            }
         }
-        match thread::on_alloc(layout.size()) {
-            // SAFETY: forwarded as is.
-            Decision::Pass => unsafe { self.inner.alloc_zeroed(layout) },
-            // SAFETY: forwarded contract.
-            Decision::Sample => unsafe { self.alloc_sampled(layout, true) },
-        }
+        // SAFETY: forwarded as is.
+        unsafe { self.inner.alloc_zeroed(layout) }
     }
 
     #[inline]
@@ -236,14 +269,13 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
             // SAFETY: forwarded as is.
             return unsafe { self.inner.dealloc(p, layout) };
         }
-        thread::on_free(layout.size());
-        if region::contains(p) {
-            // SAFETY: region blocks are only ever handed out by sample_block.
-            unsafe { free_sampled(p, layout) }
-        } else {
-            // SAFETY: forwarded as is.
-            unsafe { self.inner.dealloc(p, layout) }
+        let counted = thread::fast_free(layout.size());
+        if !counted || region::contains(p) {
+            // SAFETY: forwarded contract.
+            return unsafe { self.dealloc_slow(p, layout, counted) };
         }
+        // SAFETY: forwarded as is.
+        unsafe { self.inner.dealloc(p, layout) }
     }
 
     #[inline]

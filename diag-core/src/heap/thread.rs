@@ -190,8 +190,64 @@ pub(crate) enum Decision {
     Sample,
 }
 
-/// Counts an allocation of `size` bytes and decides whether to sample it.
+/// Outcome of [`fast_alloc`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fast {
+    /// Counted, not sampled: pass it to the inner allocator.
+    Pass,
+    /// Counted; the countdown ran out or the configuration changed: call [`decide`].
+    Decide,
+    /// Nothing done (no counter slot yet, or TLS gone): call [`on_alloc`].
+    Slow,
+}
+
+/// The allocation fast path: counts and decides with no call, no lock and no spill, so the
+/// allocator can tail-call the inner allocator. Anything unusual is left to the slow path.
 #[inline(always)]
+pub(crate) fn fast_alloc(size: usize) -> Fast {
+    let cfg = config::CONFIG.load(Relaxed);
+    LOCAL
+        .try_with(|l| {
+            let s = l.slot.get();
+            if s.is_null() {
+                return Fast::Slow;
+            }
+            // SAFETY: non-null slot pointers only ever point into the static SLOTS_TABLE.
+            let s = unsafe { &*s };
+            add(&s.alloc_bytes, size as u64);
+            add(&s.alloc_objects, 1);
+            if config::rate(cfg) == 0 {
+                return Fast::Pass;
+            }
+            let c = l.countdown.get() - size as i64;
+            l.countdown.set(c);
+            if c >= 0 && l.config.get() == cfg {
+                Fast::Pass
+            } else {
+                Fast::Decide
+            }
+        })
+        .unwrap_or(Fast::Slow)
+}
+
+/// After [`Fast::Decide`]: whether to sample this allocation of `size` bytes.
+#[cold]
+#[inline(never)]
+pub(crate) fn decide(size: usize) -> Decision {
+    let cfg = config::CONFIG.load(Relaxed);
+    LOCAL
+        .try_with(|l| {
+            if config::rate(cfg) == 0 {
+                Decision::Pass
+            } else {
+                slow_decide(l, cfg, size)
+            }
+        })
+        .unwrap_or(Decision::Pass)
+}
+
+/// Counts an allocation of `size` bytes and decides whether to sample it (the full path).
+#[inline]
 pub(crate) fn on_alloc(size: usize) -> Decision {
     let cfg = config::CONFIG.load(Relaxed);
     match LOCAL.try_with(|l| {
@@ -213,6 +269,25 @@ pub(crate) fn on_alloc(size: usize) -> Decision {
             Decision::Pass
         }
     }
+}
+
+/// The free fast path: counts a free of `size` bytes if this thread has its slot; false if
+/// the caller must call [`on_free`] instead.
+#[inline(always)]
+pub(crate) fn fast_free(size: usize) -> bool {
+    LOCAL
+        .try_with(|l| {
+            let s = l.slot.get();
+            if s.is_null() {
+                return false;
+            }
+            // SAFETY: non-null slot pointers only ever point into the static SLOTS_TABLE.
+            let s = unsafe { &*s };
+            add(&s.free_bytes, size as u64);
+            add(&s.free_objects, 1);
+            true
+        })
+        .unwrap_or(false)
 }
 
 #[cold]
@@ -310,4 +385,13 @@ impl Drop for IgnoreAllocs {
 /// Marks the current thread as diag's own for the rest of its life (debug-server threads).
 pub(crate) fn ignore_this_thread() {
     std::mem::forget(IgnoreAllocs::new());
+}
+
+/// True while this thread is inside the sampler (capturing a stack) or ignoring its own
+/// allocations. Async-signal-safe (a const thread-local without destructor): the blocking
+/// watchdog's signal handler checks it so it never unwinds while this thread is already
+/// unwinding.
+#[cfg(feature = "server")]
+pub(crate) fn thread_in_sampler() -> bool {
+    LOCAL.try_with(|l| l.busy.get()).unwrap_or(true)
 }

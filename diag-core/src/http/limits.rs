@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::error::HttpError;
 
 /// Default minimum time between two heap snapshots.
-pub const DEFAULT_SNAPSHOT_MIN_INTERVAL_MS: u64 = 200;
+pub(crate) const DEFAULT_SNAPSHOT_MIN_INTERVAL_MS: u64 = 200;
 
 /// One kind of expensive work: at most one in flight, and a minimum interval between starts.
 pub(crate) struct Gate {

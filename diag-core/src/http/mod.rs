@@ -1,5 +1,7 @@
 //! The HTTP surface: routes, the access guard, and the debug listener's own thread and runtime.
 
+#[cfg(feature = "cpu")]
+mod cpu;
 mod error;
 mod heap;
 pub(crate) mod limits;
@@ -40,6 +42,7 @@ async fn index() -> Response {
         "diag debug endpoints\n",
         "  /debug/pprof/heap      heap profile (in-use), gzip'd pprof; ?debug=1 for text\n",
         "  /debug/pprof/allocs    heap profile (allocated), gzip'd pprof; ?debug=1 for text\n",
+        "  /debug/pprof/profile   CPU profile, ?seconds=30&frequency=99&format=pprof|svg|folded\n",
         "  /debug/heap/stats      exact allocation counters and sampler state, JSON\n",
         "  /debug/heap/rate       POST ?bytes=N: set the heap sample rate (0 off, 1 exact)\n",
     )
@@ -50,6 +53,8 @@ async fn index() -> Response {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RouterOptions {
     pub(crate) token: Option<Arc<str>>,
+    /// Cap on `/debug/pprof/profile?seconds=`; `None` uses [`crate::cpu::max_seconds`].
+    pub(crate) max_profile_seconds: Option<u64>,
 }
 
 /// The debug routes at their full paths (`/debug/pprof/heap`, ...), guarded as configured.
@@ -61,6 +66,11 @@ pub(crate) fn router_with(opts: RouterOptions) -> Router {
         .route("/debug/pprof/allocs", get(heap::allocs_profile))
         .route("/debug/heap/stats", get(heap::stats))
         .route("/debug/heap/rate", post(heap::set_rate));
+    let max_profile_seconds = opts.max_profile_seconds;
+    let r = r.route(
+        "/debug/pprof/profile",
+        get(move |q: axum::extract::RawQuery| cpu::profile(max_profile_seconds, q)),
+    );
     match opts.token {
         Some(token) => r.layer(axum::middleware::from_fn(move |req, next| {
             server::require_token(token.clone(), req, next)

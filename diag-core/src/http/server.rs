@@ -76,7 +76,10 @@ pub(crate) fn start_server(cfg: ServerConfig) -> Result<ServerHandle> {
         .build()
         .map_err(|e| Error::with_source(ErrorKind::Io, "cannot build the diag runtime", e))?;
     let (tx, rx) = oneshot::channel::<()>();
-    let router = router_with(RouterOptions { token: cfg.token });
+    let router = router_with(RouterOptions {
+        token: cfg.token,
+        ..Default::default()
+    });
     let thread = std::thread::Builder::new()
         .name("diag-http".into())
         .spawn(move || {

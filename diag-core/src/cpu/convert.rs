@@ -1,0 +1,183 @@
+//! pprof-rs's unresolved report (raw return addresses per thread) -> the [`Profile`] model:
+//! addresses resolved here, off the signal handler, with inlined frames expanded and the
+//! profiler's own frames removed.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pprof::UnresolvedReport;
+
+use super::{BLOCKLIST, THREAD_LABEL};
+use crate::profile::{Frame, Profile, Sample, ValueType};
+
+/// The signal handler's symbol (`#[no_mangle]` in pprof-rs).
+const HANDLER: &str = "perf_signal_handler";
+
+/// Builds the CPU profile of `report`, sampled at `frequency` Hz from `started` for `duration`.
+pub(crate) fn to_profile(
+    report: &UnresolvedReport,
+    frequency: u32,
+    started: SystemTime,
+    duration: Duration,
+) -> Profile {
+    let period = 1_000_000_000i64 / i64::from(frequency.max(1));
+    let mut resolver = Resolver::default();
+    let mut samples = Vec::with_capacity(report.data.len());
+    for (frames, &count) in &report.data {
+        if count <= 0 {
+            continue;
+        }
+        let mut stack = Vec::with_capacity(frames.frames.len() * 2);
+        for f in &frames.frames {
+            stack.extend(resolver.frames(f).iter().cloned());
+        }
+        strip_machinery(&mut stack);
+        let len = frames.thread_name_length.min(frames.thread_name.len());
+        let name = String::from_utf8_lossy(&frames.thread_name[..len]).into_owned();
+        let thread = if name.is_empty() {
+            format!("thread-{}", frames.thread_id)
+        } else {
+            name
+        };
+        let count = count as i64;
+        samples.push(Sample {
+            stack,
+            values: vec![count, count.saturating_mul(period)],
+            labels: vec![(THREAD_LABEL.to_owned(), thread)],
+        });
+    }
+    // Deterministic order: heaviest first, then by thread and stack.
+    samples.sort_by(|a, b| {
+        b.values[0]
+            .cmp(&a.values[0])
+            .then_with(|| a.labels.cmp(&b.labels))
+            .then_with(|| a.stack.cmp(&b.stack))
+    });
+    Profile {
+        sample_types: vec![
+            ValueType::new("samples", "count"),
+            ValueType::new("cpu", "nanoseconds"),
+        ],
+        samples,
+        period_type: Some(ValueType::new("cpu", "nanoseconds")),
+        period,
+        time_nanos: started
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0),
+        duration_nanos: duration.as_nanos().min(i64::MAX as u128) as i64,
+        default_sample_type: Some("cpu".to_owned()),
+        comments: vec![
+            format!("frequency_hz={frequency}"),
+            format!(
+                "dropped: samples whose interrupted code was in {}",
+                BLOCKLIST.join(", ")
+            ),
+        ],
+    }
+}
+
+/// Removes the profiler's own frames from the top of a stack: the unwinder, the signal
+/// handler and the kernel's signal trampoline, leaving the interrupted function innermost.
+fn strip_machinery(stack: &mut Vec<Frame>) {
+    if let Some(i) = stack.iter().rposition(|f| f.function == HANDLER) {
+        let mut cut = i + 1;
+        if stack.get(cut).is_some_and(|f| is_trampoline(&f.function)) {
+            cut += 1;
+        }
+        stack.drain(..cut);
+        return;
+    }
+    // Unsymbolized handler (stripped binary): drop what is recognisably the unwinder.
+    let keep = stack
+        .iter()
+        .position(|f| !is_machinery(&f.function))
+        .unwrap_or(stack.len());
+    stack.drain(..keep);
+}
+
+fn is_trampoline(function: &str) -> bool {
+    function.contains("restore_rt") || function.contains("sigreturn")
+}
+
+fn is_machinery(function: &str) -> bool {
+    let f = function.trim_start_matches('<');
+    f.starts_with("backtrace::")
+        || f.starts_with("pprof::")
+        || f.starts_with("_Unwind_")
+        || f.starts_with("smallvec::")
+        || is_trampoline(f)
+}
+
+/// Resolves frames, caching by instruction address (hot loops repeat the same few).
+#[derive(Default)]
+struct Resolver {
+    cache: HashMap<usize, Vec<Frame>>,
+}
+
+impl Resolver {
+    fn frames(&mut self, frame: &backtrace::Frame) -> &[Frame] {
+        let ip = frame.ip() as usize;
+        self.cache.entry(ip).or_insert_with(|| {
+            let mut out = Vec::new();
+            backtrace::resolve_frame(frame, |sym| {
+                let function = match sym.name() {
+                    Some(n) => format!("{n:#}"),
+                    None => format!("{ip:#x}"),
+                };
+                out.push(Frame {
+                    function,
+                    file: sym.filename().map(|p| p.display().to_string()),
+                    line: sym.lineno().unwrap_or(0),
+                    address: ip as u64,
+                });
+            });
+            if out.is_empty() {
+                out.push(Frame {
+                    function: format!("{ip:#x}"),
+                    file: None,
+                    line: 0,
+                    address: ip as u64,
+                });
+            }
+            out
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(stack: &[Frame]) -> Vec<&str> {
+        stack.iter().map(|f| f.function.as_str()).collect()
+    }
+
+    #[test]
+    fn machinery_is_stripped() {
+        let mut s: Vec<Frame> = [
+            "backtrace::backtrace::trace_unsynchronized",
+            "pprof::profiler::perf_signal_handler::{{closure}}",
+            HANDLER,
+            "__restore_rt",
+            "myapp::spin",
+            "myapp::main",
+        ]
+        .into_iter()
+        .map(Frame::named)
+        .collect();
+        strip_machinery(&mut s);
+        assert_eq!(names(&s), ["myapp::spin", "myapp::main"]);
+
+        let mut s: Vec<Frame> = ["backtrace::trace", "_Unwind_Backtrace", "myapp::spin"]
+            .into_iter()
+            .map(Frame::named)
+            .collect();
+        strip_machinery(&mut s);
+        assert_eq!(names(&s), ["myapp::spin"]);
+
+        let mut s = vec![Frame::named("myapp::spin")];
+        strip_machinery(&mut s);
+        assert_eq!(names(&s), ["myapp::spin"]);
+    }
+}
