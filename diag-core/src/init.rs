@@ -23,6 +23,8 @@ pub mod env {
     pub const MAX_TRACKED_BLOCKS: &str = "DIAG_MAX_TRACKED_BLOCKS";
     /// Minimum milliseconds between two heap snapshots (default 200; faster answers 429).
     pub const SNAPSHOT_MIN_INTERVAL_MS: &str = "DIAG_SNAPSHOT_MIN_INTERVAL_MS";
+    /// A poll running longer than this many milliseconds is a blocking event (default 100).
+    pub const BLOCKING_THRESHOLD_MS: &str = "DIAG_BLOCKING_THRESHOLD_MS";
     /// Longest CPU profile a request may ask for, in seconds (default 120).
     pub const MAX_PROFILE_SECONDS: &str = "DIAG_MAX_PROFILE_SECONDS";
 }
@@ -46,6 +48,7 @@ pub struct Builder {
     listen: bool,
     snapshot_min_interval: Duration,
     max_profile_seconds: u64,
+    blocking_threshold: Duration,
 }
 
 impl Default for Builder {
@@ -60,6 +63,7 @@ impl Default for Builder {
                 crate::http::limits::DEFAULT_SNAPSHOT_MIN_INTERVAL_MS,
             ),
             max_profile_seconds: crate::cpu::DEFAULT_MAX_SECONDS,
+            blocking_threshold: Duration::from_millis(crate::tasks::DEFAULT_THRESHOLD_MS),
         }
     }
 }
@@ -107,6 +111,9 @@ impl Builder {
         if let Some(n) = env_number(env::MAX_PROFILE_SECONDS)? {
             self.max_profile_seconds = n;
         }
+        if let Some(n) = env_number(env::BLOCKING_THRESHOLD_MS)? {
+            self.blocking_threshold = Duration::from_millis(n);
+        }
         if let Some(n) = env_number(env::MAX_TRACKED_BLOCKS)? {
             self.max_tracked_blocks = usize::try_from(n).unwrap_or(usize::MAX);
         }
@@ -150,6 +157,14 @@ impl Builder {
         self
     }
 
+    /// A poll of an instrumented future (see `diag_core::spawn` and the route layer) running
+    /// longer than this is recorded as a blocking event with the blocked thread's stack
+    /// (default 100 ms; at least 1 ms).
+    pub fn blocking_threshold(mut self, threshold: Duration) -> Self {
+        self.blocking_threshold = threshold;
+        self
+    }
+
     /// Do not start a listener (for apps that nest [`router`](crate::router) into their own).
     pub fn no_listener(mut self) -> Self {
         self.listen = false;
@@ -165,6 +180,7 @@ impl Builder {
             ));
         }
         heap::set_sample_rate(self.heap_sample_bytes);
+        crate::tasks::on_init(self.blocking_threshold);
         heap::set_max_tracked_blocks(self.max_tracked_blocks);
         crate::cpu::set_max_seconds(self.max_profile_seconds);
         crate::http::limits::SNAPSHOTS

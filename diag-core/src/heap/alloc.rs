@@ -82,17 +82,14 @@ fn weights(size: usize, rate: u64) -> (u64, u64) {
     ((FP / p).round() as u64, (size as f64 / p).round() as u64)
 }
 
-/// Records one sampled allocation and returns its block, or null if it cannot be tracked.
-/// The caller holds the thread's busy flag.
-fn sample_block(layout: Layout) -> *mut u8 {
+/// Records one sampled allocation and returns its block and whether its memory is known to be
+/// zero; or, if it cannot be tracked, the estimated bytes the sample stood for (a drop, counted
+/// by the caller once the allocation itself succeeds). The caller holds the busy flag.
+fn sample_block(layout: Layout) -> Result<(*mut u8, bool), u64> {
     let size = layout.size();
     let rate = config::sample_rate().max(1);
     let (objects_fp, bytes) = weights(size, rate);
-    let drop = || {
-        DROPPED_SAMPLES.fetch_add(1, Relaxed);
-        DROPPED_BYTES.fetch_add(bytes, Relaxed);
-        ptr::null_mut()
-    };
+    let drop = || Err(bytes);
     let pad = pad_for(layout.align());
     let Some(total) = size.checked_add(pad) else {
         return drop();
@@ -100,7 +97,7 @@ fn sample_block(layout: Layout) -> *mut u8 {
     if TRACKED.load(Relaxed) >= MAX_TRACKED.load(Relaxed) {
         return drop();
     }
-    let raw = region::alloc(total, layout.align());
+    let (raw, zero) = region::alloc(total, layout.align());
     if raw.is_null() {
         return drop();
     }
@@ -126,7 +123,7 @@ fn sample_block(layout: Layout) -> *mut u8 {
             objects_fp,
             bytes,
         });
-        user
+        Ok((user, zero))
     }
 }
 
@@ -157,13 +154,17 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
             Fast::Slow | Fast::Pass => thread::on_alloc(layout.size()),
         };
         // SAFETY: forwarded contract.
-        unsafe {
+        let p = unsafe {
             match decision {
                 Decision::Sample => self.alloc_sampled(layout, zeroed),
                 Decision::Pass if zeroed => self.inner.alloc_zeroed(layout),
                 Decision::Pass => self.inner.alloc(layout),
             }
+        };
+        if p.is_null() {
+            thread::failed(layout.size(), 0);
         }
+        p
     }
 
     /// Everything `dealloc` does not do inline: counting without a slot, sampled blocks.
@@ -185,19 +186,27 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
     #[cold]
     #[inline(never)]
     unsafe fn alloc_sampled(&self, layout: Layout, zeroed: bool) -> *mut u8 {
-        let p = sample_block(layout);
+        let sampled = sample_block(layout);
         thread::end_sample();
-        if p.is_null() {
-            // SAFETY: same contract as our caller's.
-            return unsafe {
-                if zeroed {
-                    self.inner.alloc_zeroed(layout)
-                } else {
-                    self.inner.alloc(layout)
+        let (p, zero) = match sampled {
+            Ok(block) => block,
+            Err(bytes) => {
+                // SAFETY: same contract as our caller's.
+                let p = unsafe {
+                    if zeroed {
+                        self.inner.alloc_zeroed(layout)
+                    } else {
+                        self.inner.alloc(layout)
+                    }
+                };
+                if !p.is_null() {
+                    DROPPED_SAMPLES.fetch_add(1, Relaxed);
+                    DROPPED_BYTES.fetch_add(bytes, Relaxed);
                 }
-            };
-        }
-        if zeroed {
+                return p;
+            }
+        };
+        if zeroed && !zero {
             // SAFETY: p is a fresh block of layout.size() bytes.
             unsafe { ptr::write_bytes(p, 0, layout.size()) };
         }
@@ -220,6 +229,8 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
                 Decision::Pass => self.inner.alloc(new_layout),
             };
             if new.is_null() {
+                // The old block stays as it was.
+                thread::failed(new_layout.size(), layout.size());
                 return new;
             }
             ptr::copy_nonoverlapping(p, new, layout.size().min(new_layout.size()));
@@ -239,28 +250,40 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() != 0 {
-            let fast = thread::fast_alloc(layout.size());
-            if fast != Fast::Pass {
-                // SAFETY: forwarded contract.
-                return unsafe { self.alloc_slow(layout, false, fast) };
-            }
+        if layout.size() == 0 {
+            // SAFETY: forwarded as is.
+            return unsafe { self.inner.alloc(layout) };
+        }
+        let fast = thread::fast_alloc(layout.size());
+        if fast != Fast::Pass {
+            // SAFETY: forwarded contract.
+            return unsafe { self.alloc_slow(layout, false, fast) };
         }
         // SAFETY: forwarded as is.
-        unsafe { self.inner.alloc(layout) }
+        let p = unsafe { self.inner.alloc(layout) };
+        if p.is_null() {
+            thread::failed(layout.size(), 0);
+        }
+        p
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() != 0 {
-            let fast = thread::fast_alloc(layout.size());
-            if fast != Fast::Pass {
-                // SAFETY: forwarded contract.
-                return unsafe { self.alloc_slow(layout, true, fast) };
-            }
+        if layout.size() == 0 {
+            // SAFETY: forwarded as is.
+            return unsafe { self.inner.alloc_zeroed(layout) };
+        }
+        let fast = thread::fast_alloc(layout.size());
+        if fast != Fast::Pass {
+            // SAFETY: forwarded contract.
+            return unsafe { self.alloc_slow(layout, true, fast) };
         }
         // SAFETY: forwarded as is.
-        unsafe { self.inner.alloc_zeroed(layout) }
+        let p = unsafe { self.inner.alloc_zeroed(layout) };
+        if p.is_null() {
+            thread::failed(layout.size(), 0);
+        }
+        p
     }
 
     #[inline]
@@ -291,7 +314,11 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
         let sampled = region::contains(p);
         if decision == Decision::Pass && !sampled {
             // SAFETY: forwarded as is.
-            return unsafe { self.inner.realloc(p, layout, new_size) };
+            let q = unsafe { self.inner.realloc(p, layout, new_size) };
+            if q.is_null() {
+                thread::failed(new_size, layout.size());
+            }
+            return q;
         }
         // A sampled block that moves is tracked afresh (a new Poisson decision for its new
         // size keeps the estimates unbiased); one that is freed is forgotten.

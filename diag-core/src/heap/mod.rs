@@ -22,6 +22,10 @@ pub use thread::IgnoreAllocs;
 
 pub(crate) use snapshot::{ALLOC_SPACE, INUSE_SPACE};
 pub(crate) use thread::ignore_this_thread;
+#[cfg(feature = "server")]
+pub(crate) use thread::thread_in_sampler;
+#[cfg(feature = "server")]
+pub(crate) use symbolize::stack as symbolize_stack;
 
 use std::sync::atomic::Ordering::Relaxed;
 

@@ -141,24 +141,25 @@ pub(crate) fn footprint(total: usize) -> usize {
     }
 }
 
-/// A block of at least `total` bytes aligned to `align`, or null.
-pub(crate) fn alloc(total: usize, align: usize) -> *mut u8 {
+/// A block of at least `total` bytes aligned to `align`, or null; and whether its memory is
+/// known to be zero (fresh or returned to the OS), so `alloc_zeroed` can skip clearing it.
+pub(crate) fn alloc(total: usize, align: usize) -> (*mut u8, bool) {
     if !ensure() {
-        return ptr::null_mut();
+        return (ptr::null_mut(), false);
     }
     let base = BASE.load(Relaxed);
     let len = LEN.load(Relaxed);
     let Ok(mut st) = ARENA.lock() else {
-        return ptr::null_mut();
+        return (ptr::null_mut(), false);
     };
-    let p = match class_of(total) {
-        Some(c) => alloc_small(&mut st, c, base, len),
+    let (p, zero) = match class_of(total) {
+        Some(c) => (alloc_small(&mut st, c, base, len), false),
         None => alloc_large(&mut st, total, align, base, len),
     };
     if !p.is_null() {
         USED_BYTES.fetch_add(footprint(total), Relaxed);
     }
-    p
+    (p, zero)
 }
 
 fn bump(st: &mut State, bytes: usize, align: usize, base: usize, len: usize) -> *mut u8 {
@@ -198,27 +199,38 @@ fn alloc_small(st: &mut State, class: usize, base: usize, len: usize) -> *mut u8
     b.cast()
 }
 
-fn alloc_large(st: &mut State, total: usize, align: usize, base: usize, len: usize) -> *mut u8 {
+fn alloc_large(
+    st: &mut State,
+    total: usize,
+    align: usize,
+    base: usize,
+    len: usize,
+) -> (*mut u8, bool) {
     let (class, bytes) = run_class(total);
     if class >= RUN_CLASSES {
-        return ptr::null_mut();
+        return (ptr::null_mut(), false);
     }
     if align > PAGE {
         // Over-aligned blocks are rare: carve them fresh, aligned; freed, they join the class.
-        return bump(st, bytes, align, base, len);
+        return (bump(st, bytes, align, base, len), true);
     }
     let head = st.runs[class];
     if head.is_null() {
-        return bump(st, bytes, PAGE, base, len);
+        return (bump(st, bytes, PAGE, base, len), true);
     }
     // SAFETY: `head` is a freed run of this class inside the region whose first word links to
     // the next one (written by `free`); the lists are only touched under the arena lock.
     st.runs[class] = unsafe { head.read() } as *mut usize;
     // SAFETY: the same run; its second word says whether it stayed resident.
-    if unsafe { head.add(1).read() } != 0 {
+    let resident = unsafe { head.add(1).read() } != 0;
+    if resident {
         st.cached -= bytes;
+        return (head.cast(), false);
     }
-    head.cast()
+    // Returned to the OS: zero but for the two words of free-list bookkeeping.
+    // SAFETY: the run is ours; clear the words `free` wrote.
+    unsafe { head.cast::<[usize; 2]>().write([0, 0]) };
+    (head.cast(), true)
 }
 
 /// Frees a block returned by [`alloc`] for the same `total`.
@@ -280,16 +292,17 @@ mod tests {
 
     #[test]
     fn blocks_are_reused_and_aligned() {
-        let a = alloc(100_000, 16);
-        assert!(!a.is_null() && contains(a));
+        let (a, zero) = alloc(100_000, 16);
+        assert!(!a.is_null() && contains(a) && zero);
         free(a, 100_000);
-        let b = alloc(100_000, 16);
+        let (b, zero) = alloc(100_000, 16);
         assert_eq!(a, b, "a freed run of the same class is reused");
+        assert!(!zero, "a resident run is not known to be zero");
         free(b, 100_000);
-        let c = alloc(50_000, 16 << 10);
+        let (c, _) = alloc(50_000, 16 << 10);
         assert_eq!(c as usize % (16 << 10), 0);
         free(c, 50_000);
-        let d = alloc(100, 64);
+        let (d, _) = alloc(100, 64);
         assert_eq!(d as usize % 64, 0);
         free(d, 100);
     }

@@ -350,6 +350,20 @@ pub(crate) fn on_free(size: usize) {
     }
 }
 
+/// Takes back the counts of an allocation of `alloc_size` bytes that failed (the inner
+/// allocator returned null) and, for a failed realloc, of the free of `freed_size` bytes.
+#[cold]
+#[inline(never)]
+pub(crate) fn failed(alloc_size: usize, freed_size: usize) {
+    // Always through the shared slot, atomically: rare, and any slot will do for a sum.
+    OVERFLOW.alloc_bytes.fetch_sub(alloc_size as u64, Relaxed);
+    OVERFLOW.alloc_objects.fetch_sub(1, Relaxed);
+    if freed_size > 0 {
+        OVERFLOW.free_bytes.fetch_sub(freed_size as u64, Relaxed);
+        OVERFLOW.free_objects.fetch_sub(1, Relaxed);
+    }
+}
+
 /// Marks the current thread as diag's own for as long as the guard lives: its allocations are
 /// counted but never sampled. Nested guards are fine.
 pub struct IgnoreAllocs {

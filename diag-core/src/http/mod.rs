@@ -7,6 +7,7 @@ mod heap;
 pub(crate) mod limits;
 mod query;
 pub(crate) mod server;
+mod tasks;
 
 pub(crate) use server::{ServerConfig, ServerHandle, start_server};
 
@@ -43,6 +44,8 @@ async fn index() -> Response {
         "  /debug/pprof/heap      heap profile (in-use), gzip'd pprof; ?debug=1 for text\n",
         "  /debug/pprof/allocs    heap profile (allocated), gzip'd pprof; ?debug=1 for text\n",
         "  /debug/pprof/profile   CPU profile, ?seconds=30&frequency=99&format=pprof|svg|folded\n",
+        "  /debug/tasks           blocking events, event-loop lag, runtime and task health, JSON; ?debug=1 for text\n",
+        "  /debug/pprof/block     where polls blocked the runtime, gzip'd pprof\n",
         "  /debug/heap/stats      exact allocation counters and sampler state, JSON\n",
         "  /debug/heap/rate       POST ?bytes=N: set the heap sample rate (0 off, 1 exact)\n",
     )
@@ -65,7 +68,9 @@ pub(crate) fn router_with(opts: RouterOptions) -> Router {
         .route("/debug/pprof/heap", get(heap::heap_profile))
         .route("/debug/pprof/allocs", get(heap::allocs_profile))
         .route("/debug/heap/stats", get(heap::stats))
-        .route("/debug/heap/rate", post(heap::set_rate));
+        .route("/debug/heap/rate", post(heap::set_rate))
+        .route("/debug/tasks", get(tasks::tasks))
+        .route("/debug/pprof/block", get(tasks::block_profile));
     let max_profile_seconds = opts.max_profile_seconds;
     let r = r.route(
         "/debug/pprof/profile",

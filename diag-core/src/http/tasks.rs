@@ -1,0 +1,111 @@
+//! `/debug/tasks` (blocking events, event-loop lag, runtime and per-route task health) and
+//! `/debug/pprof/block` (where time was blocked, as a pprof profile).
+
+use std::fmt::Write as _;
+
+use axum::extract::RawQuery;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use super::error::HttpError;
+use super::query::Params;
+use super::run_blocking;
+use crate::profile::pprof_codec;
+use crate::tasks;
+
+/// `GET /debug/tasks[?debug=1]`: JSON by default, text with `debug=1`.
+pub(crate) async fn tasks(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {
+    let params = Params::parse(raw.as_deref(), &["debug"])?;
+    let debug = params.u64_in("debug", 0, 1, 0)?;
+    run_blocking(move || {
+        let view = tasks::view();
+        if debug == 1 {
+            (
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                text(&view),
+            )
+                .into_response()
+        } else {
+            axum::Json(view).into_response()
+        }
+    })
+    .await
+}
+
+/// `GET /debug/pprof/block`: blocking events aggregated by stack, gzip'd pprof with
+/// `contentions/count` and `delay/nanoseconds`.
+pub(crate) async fn block_profile(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {
+    Params::parse(raw.as_deref(), &[])?;
+    run_blocking(|| {
+        let profile = tasks::block_profile();
+        (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"block.pb.gz\"",
+                ),
+            ],
+            pprof_codec::encode_gzip(&profile),
+        )
+            .into_response()
+    })
+    .await
+}
+
+/// The `?debug=1` rendering, from the same JSON the default answer carries.
+fn text(view: &tasks::TasksView) -> String {
+    let v = serde_json::to_value(view).unwrap_or_default();
+    let mut s = String::new();
+    let lag = &v["lag"];
+    let _ = writeln!(
+        s,
+        "lag: current {} ms, p50 {} ms, p99 {} ms, max {} ms over {} s",
+        lag["current_ms"], lag["p50_ms"], lag["p99_ms"], lag["max_ms"], lag["window_secs"]
+    );
+    let rt = &v["runtime"];
+    let _ = writeln!(
+        s,
+        "runtime: {} workers, busy ratio {:.2}, {} alive tasks, global queue {}",
+        rt["workers"],
+        rt["busy_ratio"].as_f64().unwrap_or(0.0),
+        rt["alive_tasks"],
+        rt["global_queue_depth"]
+    );
+    let wd = &v["watchdog"];
+    let _ = writeln!(
+        s,
+        "watchdog: threshold {} ms, {} events, stack capture: {}",
+        wd["threshold_ms"], wd["events_total"], wd["stack_capture"]
+    );
+    s.push_str("\ntasks (worst first):\n");
+    for t in v["tasks"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            s,
+            "  {:<40} polls {:>8}  slow {:>6}  mean {:.1} us",
+            t["name"].as_str().unwrap_or(""),
+            t["polls"],
+            t["slow_polls"],
+            t["mean_poll_us"].as_f64().unwrap_or(0.0)
+        );
+    }
+    s.push_str("\nblocking events (newest first):\n");
+    for e in v["blocking_events"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            s,
+            "  {} on {}: {} ms{}",
+            e["name"].as_str().unwrap_or(""),
+            e["thread"].as_str().unwrap_or(""),
+            e["duration_ms"],
+            if e["ongoing"].as_bool() == Some(true) {
+                " (still blocked)"
+            } else {
+                ""
+            }
+        );
+        for f in e["stack"].as_array().into_iter().flatten() {
+            let _ = writeln!(s, "      {}", f.as_str().unwrap_or(""));
+        }
+    }
+    s
+}

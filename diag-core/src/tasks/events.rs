@@ -1,0 +1,309 @@
+//! Blocking events: the last [`MAX_EVENTS`] kept in a ring, and every event aggregated by
+//! (name, stack) in a bounded table for counts by site and the `/debug/pprof/block` profile.
+//! Stacks are kept as raw addresses and symbolized only when read (on the listener's thread).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::profile::{Frame, Profile, Sample, ValueType, sites};
+
+/// Events kept in the ring.
+pub(crate) const MAX_EVENTS: usize = 64;
+/// Distinct (name, stack) pairs aggregated; past it, events are counted as dropped.
+const MAX_STACKS: usize = 1024;
+
+struct Event {
+    name: Arc<str>,
+    thread: Arc<str>,
+    slot: usize,
+    word: u64,
+    duration_ns: u64,
+    ongoing: bool,
+    at_unix_ms: u64,
+    frames: Arc<[usize]>,
+}
+
+#[derive(Default)]
+struct Agg {
+    count: u64,
+    total_ns: u64,
+}
+
+#[derive(Default)]
+struct State {
+    ring: VecDeque<Event>,
+    by_stack: HashMap<(Arc<str>, Arc<[usize]>), Agg>,
+    total: u64,
+    dropped: u64,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    f(g.get_or_insert_with(State::default))
+}
+
+/// Records a new blocking event (still ongoing: its duration grows until [`close`]).
+pub(crate) fn record(
+    name: Arc<str>,
+    thread: Arc<str>,
+    slot: usize,
+    word: u64,
+    duration_ns: u64,
+    frames: Vec<usize>,
+) {
+    let at_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let frames: Arc<[usize]> = frames.into();
+    with(|s| {
+        s.total += 1;
+        let key = (name.clone(), frames.clone());
+        if s.by_stack.len() < MAX_STACKS || s.by_stack.contains_key(&key) {
+            let a = s.by_stack.entry(key).or_default();
+            a.count += 1;
+            a.total_ns += duration_ns;
+        } else {
+            s.dropped += 1;
+        }
+        if s.ring.len() == MAX_EVENTS {
+            s.ring.pop_front();
+        }
+        s.ring.push_back(Event {
+            name,
+            thread,
+            slot,
+            word,
+            duration_ns,
+            ongoing: true,
+            at_unix_ms,
+            frames,
+        });
+    });
+}
+
+/// Updates the duration of the event for poll `word` on `slot`; `done` closes it.
+pub(crate) fn update(slot: usize, word: u64, duration_ns: u64, done: bool) {
+    with(|s| {
+        let Some(e) = s
+            .ring
+            .iter_mut()
+            .rev()
+            .find(|e| e.slot == slot && e.word == word && e.ongoing)
+        else {
+            return;
+        };
+        let delta = duration_ns.saturating_sub(e.duration_ns);
+        e.duration_ns = e.duration_ns.max(duration_ns);
+        e.ongoing = !done;
+        if let Some(a) = s.by_stack.get_mut(&(e.name.clone(), e.frames.clone())) {
+            a.total_ns += delta;
+        }
+    });
+}
+
+/// The ongoing events as (slot, word) pairs.
+pub(crate) fn ongoing() -> Vec<(usize, u64)> {
+    with(|s| {
+        s.ring
+            .iter()
+            .filter(|e| e.ongoing)
+            .map(|e| (e.slot, e.word))
+            .collect()
+    })
+}
+
+/// Symbolizes a captured stack and drops the signal-delivery frames above the blocked code.
+fn symbolize(frames: &[usize]) -> Vec<Frame> {
+    // `symbolize_stack` drops the handler's own frames (diag_core::, backtrace::); the next one
+    // is the kernel's signal trampoline (`__restore_rt`, often unnamed), not the blocked code.
+    let mut out = crate::heap::symbolize_stack(frames);
+    if out.first().is_some_and(|f| {
+        f.function.contains("__restore_rt")
+            || f.function.contains("sigreturn")
+            || f.function.starts_with("0x")
+    }) {
+        out.remove(0);
+    }
+    out
+}
+
+/// One frame as `function (file:line)`.
+fn frame_text(f: &Frame) -> String {
+    match &f.file {
+        Some(file) if f.line > 0 => format!("{} ({file}:{})", f.function, f.line),
+        Some(file) => format!("{} ({file})", f.function),
+        None => f.function.clone(),
+    }
+}
+
+/// The innermost frame of user code: not std/diag (see `profile::sites`) and not a C symbol.
+fn user_site(stack: &[Frame]) -> Option<&Frame> {
+    stack
+        .iter()
+        .find(|f| f.function.contains("::") && !sites::is_runtime(&f.function))
+        .or_else(|| sites::site(stack))
+}
+
+/// One event as served by `/debug/tasks`.
+#[derive(Debug, Serialize)]
+pub(crate) struct EventView {
+    pub(crate) name: String,
+    pub(crate) thread: String,
+    pub(crate) duration_ms: u64,
+    pub(crate) duration_ns: u64,
+    pub(crate) ongoing: bool,
+    pub(crate) at_unix_ms: u64,
+    pub(crate) site: Option<String>,
+    pub(crate) stack: Vec<String>,
+}
+
+/// Counts by site.
+#[derive(Debug, Serialize)]
+pub(crate) struct SiteView {
+    pub(crate) site: String,
+    pub(crate) count: u64,
+    pub(crate) total_ms: u64,
+}
+
+/// Everything `/debug/tasks` shows about blocking.
+#[derive(Debug, Serialize)]
+pub(crate) struct BlockingView {
+    pub(crate) events: Vec<EventView>,
+    pub(crate) sites: Vec<SiteView>,
+    pub(crate) total: u64,
+    pub(crate) dropped_stacks: u64,
+}
+
+/// Newest first, symbolized.
+pub(crate) fn view() -> BlockingView {
+    let (raw, aggs, total, dropped) = with(|s| {
+        let raw: Vec<_> = s
+            .ring
+            .iter()
+            .rev()
+            .map(|e| {
+                (
+                    e.name.clone(),
+                    e.thread.clone(),
+                    e.duration_ns,
+                    e.ongoing,
+                    e.at_unix_ms,
+                    e.frames.clone(),
+                )
+            })
+            .collect();
+        let aggs: Vec<_> = s
+            .by_stack
+            .iter()
+            .map(|((_, f), a)| (f.clone(), a.count, a.total_ns))
+            .collect();
+        (raw, aggs, s.total, s.dropped)
+    });
+    let events = raw
+        .into_iter()
+        .map(|(name, thread, ns, ongoing, at, frames)| {
+            let stack = symbolize(&frames);
+            EventView {
+                name: name.to_string(),
+                thread: thread.to_string(),
+                duration_ms: ns / 1_000_000,
+                duration_ns: ns,
+                ongoing,
+                at_unix_ms: at,
+                site: user_site(&stack).map(frame_text),
+                stack: stack.iter().map(frame_text).collect(),
+            }
+        })
+        .collect();
+    let mut by_site: HashMap<String, (u64, u64)> = HashMap::new();
+    for (frames, count, ns) in aggs {
+        let stack = symbolize(&frames);
+        let site = user_site(&stack)
+            .map(|f| f.function.clone())
+            .unwrap_or_else(|| sites::UNKNOWN_SITE.to_owned());
+        let e = by_site.entry(site).or_default();
+        e.0 += count;
+        e.1 += ns;
+    }
+    let mut sites: Vec<SiteView> = by_site
+        .into_iter()
+        .map(|(site, (count, ns))| SiteView {
+            site,
+            count,
+            total_ms: ns / 1_000_000,
+        })
+        .collect();
+    sites.sort_by(|a, b| b.total_ms.cmp(&a.total_ms).then(b.count.cmp(&a.count)));
+    BlockingView {
+        events,
+        sites,
+        total,
+        dropped_stacks: dropped,
+    }
+}
+
+/// All events so far as a pprof-shaped profile: `contentions/count` and `delay/nanoseconds`
+/// (time blocked) per (name, stack), labelled with the route or task name.
+pub(crate) fn block_profile() -> Profile {
+    let aggs: Vec<_> = with(|s| {
+        s.by_stack
+            .iter()
+            .map(|((n, f), a)| (n.clone(), f.clone(), a.count, a.total_ns))
+            .collect()
+    });
+    let samples = aggs
+        .into_iter()
+        .map(|(name, frames, count, ns)| Sample {
+            stack: symbolize(&frames),
+            values: vec![count as i64, ns.min(i64::MAX as u64) as i64],
+            labels: vec![("task".to_owned(), name.to_string())],
+        })
+        .collect();
+    Profile {
+        sample_types: vec![
+            ValueType::new("contentions", "count"),
+            ValueType::new("delay", "nanoseconds"),
+        ],
+        samples,
+        period_type: Some(ValueType::new("contentions", "count")),
+        period: 1,
+        time_nanos: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0),
+        duration_nanos: 0,
+        default_sample_type: Some("delay".to_owned()),
+        comments: vec![format!(
+            "blocking polls longer than {} ms",
+            super::slots::THRESHOLD_NS.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000
+        )],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_is_bounded_and_durations_update() {
+        for i in 0..(MAX_EVENTS + 5) {
+            record("r".into(), "t".into(), 999, i as u64, 100, vec![]);
+        }
+        update(999, (MAX_EVENTS + 4) as u64, 250, true);
+        let v = view();
+        assert_eq!(v.events.len(), MAX_EVENTS);
+        assert_eq!(v.events[0].duration_ns, 250);
+        assert!(!v.events[0].ongoing);
+        assert!(v.events[1].ongoing);
+        assert_eq!(v.total, (MAX_EVENTS + 5) as u64);
+        let p = block_profile();
+        assert_eq!(p.total(0), (MAX_EVENTS + 5) as i64);
+        assert_eq!(p.total(1), (100 * (MAX_EVENTS + 5) + 150) as i64);
+    }
+}

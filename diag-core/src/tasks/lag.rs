@@ -1,0 +1,205 @@
+//! Event-loop lag: a probe task on the application's runtime asks for a 10 ms timer again and
+//! again and records how late it actually runs (Node's `monitorEventLoopDelay`). Kept in
+//! per-second log-bucket histograms over a 10 s window, so memory is fixed.
+
+use std::sync::Mutex;
+use std::sync::atomic::Ordering::*;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::slots::now_us;
+
+/// The probe's timer interval.
+const INTERVAL: Duration = Duration::from_millis(10);
+/// One-second histograms kept (the window).
+const WINDOW_SECS: usize = 10;
+/// Exact buckets below this many µs, then 4 buckets per power of two.
+const LINEAR: u64 = 16;
+const BUCKETS: usize = 128;
+
+#[derive(Clone, Copy)]
+struct Hist {
+    second: u64,
+    counts: [u32; BUCKETS],
+    max_us: u64,
+}
+
+impl Hist {
+    const EMPTY: Hist = Hist {
+        second: u64::MAX,
+        counts: [0; BUCKETS],
+        max_us: 0,
+    };
+}
+
+fn bucket(us: u64) -> usize {
+    if us < LINEAR {
+        return us as usize;
+    }
+    let e = 63 - us.leading_zeros() as u64; // >= 4
+    let sub = (us >> (e - 2)) & 3;
+    ((LINEAR + (e - 4) * 4 + sub) as usize).min(BUCKETS - 1)
+}
+
+/// The midpoint of a bucket, in µs.
+fn bucket_value(b: usize) -> u64 {
+    let b = b as u64;
+    if b < LINEAR {
+        return b;
+    }
+    let e = (b - LINEAR) / 4 + 4;
+    let sub = (b - LINEAR) % 4;
+    let lo = (1u64 << e) + sub * (1u64 << (e - 2));
+    lo + (1u64 << (e - 2)) / 2
+}
+
+static HISTS: Mutex<[Hist; WINDOW_SECS]> = Mutex::new([Hist::EMPTY; WINDOW_SECS]);
+static LAST_US: AtomicU64 = AtomicU64::new(0);
+/// When the probe's current timer is due (µs since diag's epoch); 0 before the first.
+static DUE_US: AtomicU64 = AtomicU64::new(0);
+static SAMPLES: AtomicU64 = AtomicU64::new(0);
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+fn record(lag_us: u64, now: u64) {
+    LAST_US.store(lag_us, Relaxed);
+    SAMPLES.fetch_add(1, Relaxed);
+    let second = now / 1_000_000;
+    let mut h = HISTS.lock().unwrap_or_else(|e| e.into_inner());
+    let slot = &mut h[(second % WINDOW_SECS as u64) as usize];
+    if slot.second != second {
+        *slot = Hist::EMPTY;
+        slot.second = second;
+    }
+    slot.counts[bucket(lag_us)] += 1;
+    slot.max_us = slot.max_us.max(lag_us);
+}
+
+/// True while a probe task runs.
+pub(crate) fn is_running() -> bool {
+    RUNNING.load(Relaxed)
+}
+
+/// Starts the probe on `handle`'s runtime unless one is running.
+pub(crate) fn ensure_started(handle: &tokio::runtime::Handle) {
+    if RUNNING.swap(true, AcqRel) {
+        return;
+    }
+    struct Running;
+    impl Drop for Running {
+        fn drop(&mut self) {
+            // The runtime went away: let the next runtime start a probe.
+            RUNNING.store(false, Release);
+            DUE_US.store(0, Release);
+        }
+    }
+    handle.spawn(async move {
+        let _running = Running;
+        loop {
+            let due = now_us() + INTERVAL.as_micros() as u64;
+            DUE_US.store(due, Release);
+            tokio::time::sleep(INTERVAL).await;
+            let now = now_us();
+            record(now.saturating_sub(due), now);
+        }
+    });
+}
+
+/// Lag figures in milliseconds over the last [`WINDOW_SECS`] seconds.
+#[derive(Debug, Serialize)]
+pub(crate) struct LagView {
+    /// False until a probe runs on an instrumented runtime.
+    pub(crate) running: bool,
+    /// The last sample, or how overdue the pending timer is if that is more (so the figure
+    /// rises while every worker is blocked).
+    pub(crate) current_ms: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
+    pub(crate) window_secs: u64,
+    pub(crate) samples_in_window: u64,
+    pub(crate) interval_ms: u64,
+}
+
+/// The current lag figures.
+pub(crate) fn view() -> LagView {
+    let now = now_us();
+    let second = now / 1_000_000;
+    let mut counts = [0u64; BUCKETS];
+    let mut max_us = 0;
+    {
+        let h = HISTS.lock().unwrap_or_else(|e| e.into_inner());
+        for s in h.iter() {
+            if s.second != u64::MAX && second.saturating_sub(s.second) < WINDOW_SECS as u64 {
+                for (c, n) in counts.iter_mut().zip(s.counts.iter()) {
+                    *c += u64::from(*n);
+                }
+                max_us = max_us.max(s.max_us);
+            }
+        }
+    }
+    let due = DUE_US.load(Acquire);
+    let overdue = if due != 0 { now.saturating_sub(due) } else { 0 };
+    let current = LAST_US.load(Relaxed).max(overdue);
+    let total: u64 = counts.iter().sum();
+    let pct = |p: f64| -> u64 {
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((total as f64) * p).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (b, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return bucket_value(b).min(max_us);
+            }
+        }
+        max_us
+    };
+    let ms = |us: u64| us as f64 / 1000.0;
+    LagView {
+        running: RUNNING.load(Relaxed),
+        current_ms: ms(current),
+        p50_ms: ms(pct(0.50)),
+        p99_ms: ms(pct(0.99)),
+        max_ms: ms(max_us.max(overdue)),
+        window_secs: WINDOW_SECS as u64,
+        samples_in_window: total,
+        interval_ms: INTERVAL.as_millis() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_midpoints_fall_inside() {
+        let mut last = 0;
+        for us in [
+            0u64,
+            1,
+            15,
+            16,
+            17,
+            31,
+            32,
+            100,
+            1_000,
+            10_000,
+            1_000_000,
+            1 << 40,
+        ] {
+            let b = bucket(us);
+            assert!(b >= last, "{us}");
+            last = b;
+            if (LINEAR..1 << 30).contains(&us) {
+                assert_eq!(bucket(bucket_value(b)), b, "{us}");
+                let v = bucket_value(b) as f64;
+                assert!((v - us as f64).abs() / (us as f64) < 0.25, "{us} -> {v}");
+            }
+        }
+        assert_eq!(bucket(u64::MAX), BUCKETS - 1);
+    }
+}

@@ -1,0 +1,209 @@
+//! Runtime health from tokio-metrics' `RuntimeMonitor` and per-name task health from one
+//! `TaskMonitor` per route or task name (at most [`MAX_NAMES`] names; the rest share one).
+
+// `tokio_unstable` is set by the application's RUSTFLAGS, not a cargo feature.
+#![allow(unexpected_cfgs)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
+use tokio_metrics::{RuntimeIntervals, RuntimeMonitor, TaskMonitor};
+
+/// Distinct names tracked; later names are counted under [`OTHER`].
+pub(crate) const MAX_NAMES: usize = 256;
+/// The name shared by everything past [`MAX_NAMES`].
+pub(crate) const OTHER: &str = "[other]";
+
+struct Names {
+    ids: HashMap<Arc<str>, u32>,
+    entries: Vec<(Arc<str>, TaskMonitor)>,
+}
+
+static NAMES: RwLock<Option<Names>> = RwLock::new(None);
+
+/// The id and monitor for `name`, registering it if new.
+pub(crate) fn monitor_for(name: &Arc<str>) -> (u32, TaskMonitor) {
+    {
+        let g = NAMES.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = g.as_ref()
+            && let Some(&id) = n.ids.get(name)
+        {
+            return (id, n.entries[id as usize].1.clone());
+        }
+    }
+    let mut g = NAMES.write().unwrap_or_else(|e| e.into_inner());
+    let n = g.get_or_insert_with(|| Names {
+        ids: HashMap::new(),
+        entries: Vec::new(),
+    });
+    if let Some(&id) = n.ids.get(name) {
+        return (id, n.entries[id as usize].1.clone());
+    }
+    let key: Arc<str> = if n.entries.len() + 1 >= MAX_NAMES {
+        OTHER.into()
+    } else {
+        name.clone()
+    };
+    if let Some(&id) = n.ids.get(&key) {
+        return (id, n.entries[id as usize].1.clone());
+    }
+    let id = n.entries.len() as u32;
+    let m = TaskMonitor::new();
+    n.entries.push((key.clone(), m.clone()));
+    n.ids.insert(key, id);
+    (id, m)
+}
+
+/// The name registered under `id`.
+pub(crate) fn name_of(id: u32) -> Arc<str> {
+    NAMES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|n| n.entries.get(id as usize))
+        .map(|(name, _)| name.clone())
+        .unwrap_or_else(|| "<unknown>".into())
+}
+
+/// Health of one route or task name, cumulative since it was first seen.
+#[derive(Debug, Serialize)]
+pub(crate) struct TaskView {
+    pub(crate) name: String,
+    pub(crate) instrumented: u64,
+    pub(crate) dropped: u64,
+    pub(crate) polls: u64,
+    pub(crate) mean_poll_us: f64,
+    pub(crate) slow_polls: u64,
+    pub(crate) slow_poll_ratio: f64,
+    pub(crate) mean_slow_poll_us: f64,
+    pub(crate) long_delays: u64,
+    pub(crate) mean_scheduled_us: f64,
+}
+
+/// Every name, worst (most slow polls) first.
+pub(crate) fn tasks_view() -> Vec<TaskView> {
+    let entries: Vec<(Arc<str>, TaskMonitor)> = NAMES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|n| n.entries.clone())
+        .unwrap_or_default();
+    let mut out: Vec<TaskView> = entries
+        .into_iter()
+        .map(|(name, m)| {
+            let c = m.cumulative();
+            TaskView {
+                name: name.to_string(),
+                instrumented: c.instrumented_count,
+                dropped: c.dropped_count,
+                polls: c.total_poll_count,
+                mean_poll_us: c.mean_poll_duration().as_secs_f64() * 1e6,
+                slow_polls: c.total_slow_poll_count,
+                slow_poll_ratio: finite(c.slow_poll_ratio()),
+                mean_slow_poll_us: c.mean_slow_poll_duration().as_secs_f64() * 1e6,
+                long_delays: c.total_long_delay_count,
+                mean_scheduled_us: c.mean_scheduled_duration().as_secs_f64() * 1e6,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.slow_polls
+            .cmp(&a.slow_polls)
+            .then(b.mean_slow_poll_us.total_cmp(&a.mean_slow_poll_us))
+    });
+    out
+}
+
+fn finite(v: f64) -> f64 {
+    if v.is_finite() { v } else { 0.0 }
+}
+
+static RUNTIME: Mutex<Option<RuntimeIntervals>> = Mutex::new(None);
+
+/// Watches `handle`'s runtime from now on (first runtime seen wins while it lives).
+pub(crate) fn watch_runtime(handle: &tokio::runtime::Handle) {
+    let mut g = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+    if g.is_none() {
+        *g = Some(RuntimeMonitor::new(handle).intervals());
+    }
+}
+
+/// Runtime figures over the interval since the previous call.
+#[derive(Debug, Serialize)]
+pub(crate) struct RuntimeView {
+    pub(crate) watching: bool,
+    pub(crate) interval_ms: u64,
+    pub(crate) workers: usize,
+    pub(crate) busy_ratio: f64,
+    pub(crate) alive_tasks: usize,
+    pub(crate) global_queue_depth: usize,
+    pub(crate) total_park_count: u64,
+    pub(crate) max_busy_ms: f64,
+    pub(crate) min_busy_ms: f64,
+    /// Only with `--cfg tokio_unstable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) polls: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) mean_poll_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) steals: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) local_queue_depth: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) blocking_threads: Option<usize>,
+}
+
+/// The runtime figures since the last call (`watching: false` before any instrumented poll).
+pub(crate) fn runtime_view() -> RuntimeView {
+    let m = RUNTIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+        .and_then(Iterator::next);
+    let Some(m) = m else {
+        return RuntimeView {
+            watching: false,
+            interval_ms: 0,
+            workers: 0,
+            busy_ratio: 0.0,
+            alive_tasks: 0,
+            global_queue_depth: 0,
+            total_park_count: 0,
+            max_busy_ms: 0.0,
+            min_busy_ms: 0.0,
+            polls: None,
+            mean_poll_us: None,
+            steals: None,
+            local_queue_depth: None,
+            blocking_threads: None,
+        };
+    };
+    #[cfg(tokio_unstable)]
+    let (polls, mean_poll_us, steals, local_queue_depth, blocking_threads) = (
+        Some(m.total_polls_count),
+        Some(m.mean_poll_duration.as_secs_f64() * 1e6),
+        Some(m.total_steal_count),
+        Some(m.total_local_queue_depth),
+        Some(m.blocking_threads_count),
+    );
+    #[cfg(not(tokio_unstable))]
+    let (polls, mean_poll_us, steals, local_queue_depth, blocking_threads) =
+        (None, None, None, None, None);
+    RuntimeView {
+        watching: true,
+        interval_ms: m.elapsed.as_millis() as u64,
+        workers: m.workers_count,
+        busy_ratio: finite(m.busy_ratio()),
+        alive_tasks: m.live_tasks_count,
+        global_queue_depth: m.global_queue_depth,
+        total_park_count: m.total_park_count,
+        max_busy_ms: m.max_busy_duration.as_secs_f64() * 1e3,
+        min_busy_ms: m.min_busy_duration.as_secs_f64() * 1e3,
+        polls,
+        mean_poll_us,
+        steals,
+        local_queue_depth,
+        blocking_threads,
+    }
+}

@@ -1,0 +1,238 @@
+//! Capturing the stack of a thread while it is blocked: a real-time signal sent to that thread
+//! (`tgkill`), whose handler unwinds its own stack into the thread's preallocated slot.
+//!
+//! The handler allocates nothing, takes no lock and only touches atomics and a const
+//! thread-local. It unwinds with `backtrace::trace_unsynchronized` (libgcc's `_Unwind_Backtrace`),
+//! which is not re-entrant: if the signal lands while the same thread is itself inside the
+//! unwinder (the heap sampler capturing an allocation's stack, a panic, `std::backtrace`), a
+//! nested unwind could see libgcc's FDE cache half-updated. Two guards, both checked before
+//! unwinding; when either trips, the handler skips (state `SKIPPED`, counted) and the watchdog
+//! retries on its next scan, since a blocked poll is still blocked a few milliseconds later:
+//!
+//! 1. the heap sampler's per-thread busy flag (`heap::thread_in_sampler`), set around every
+//!    stack capture on the allocation path;
+//! 2. the interrupted program counter: if it lies in the executable segment of `libgcc_s`
+//!    (found once at install time from `_Unwind_Backtrace`'s address), the thread is inside
+//!    the unwinder for some other reason. This guard is off when libgcc is linked statically
+//!    (then only guard 1 applies) and on architectures other than x86_64 and aarch64.
+//!
+//! This is the only file of `tasks/` with `unsafe`.
+
+use std::sync::atomic::Ordering::*;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize};
+
+use super::slots::{self, DONE, MAX_FRAMES, REQUESTED, SKIPPED, WRITING};
+
+/// Signals that found the thread inside the unwinder and skipped (retried later).
+pub(crate) static SKIPPED_IN_UNWINDER: AtomicU64 = AtomicU64::new(0);
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+static UNWINDER_START: AtomicUsize = AtomicUsize::new(0);
+static UNWINDER_END: AtomicUsize = AtomicUsize::new(0);
+
+/// Why stack capture is unavailable, if it is.
+pub(crate) fn unavailable_reason() -> Option<&'static str> {
+    static REASON: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
+    *REASON.get_or_init(install)
+}
+
+/// The kernel id of the calling thread.
+pub(crate) fn current_tid() -> i32 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions and cannot fail.
+        unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        0
+    }
+}
+
+/// Asks thread `tid` (which owns `slot`) to capture its stack; false if the signal could not be
+/// sent.
+pub(crate) fn request(tid: i32) -> bool {
+    if !INSTALLED.load(Acquire) || tid == 0 {
+        return false;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: tgkill only sends a signal; restricting it to our own process id means a
+        // reused tid can at worst be another thread of ours, whose handler finds no request in
+        // its slot and returns.
+        let r =
+            unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, SIGNAL.load(Relaxed)) };
+        r == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn install() -> Option<&'static str> {
+    Some("stack capture of blocked threads needs Linux")
+}
+
+#[cfg(target_os = "linux")]
+fn install() -> Option<&'static str> {
+    let sig = libc::SIGRTMIN() + 6;
+    if sig > libc::SIGRTMAX() {
+        return Some("no free real-time signal");
+    }
+    find_unwinder_text();
+    // SAFETY: a zeroed sigaction is a valid "query" argument; we only read the old action.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: reading the current disposition of `sig` with a valid out-pointer.
+    if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+        return Some("cannot read the signal disposition");
+    }
+    if old.sa_sigaction != libc::SIG_DFL {
+        return Some("the real-time signal diag uses (SIGRTMIN+6) already has a handler");
+    }
+    // SAFETY: zero is a valid initial sigaction; every field we rely on is set below.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = handler as *const () as usize;
+    // No SA_ONSTACK: the unwinder needs more stack than a minimal alternate signal stack has.
+    act.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    // SAFETY: act.sa_mask is a valid sigset_t owned by us.
+    unsafe { libc::sigemptyset(&mut act.sa_mask) };
+    SIGNAL.store(sig, Relaxed);
+    // SAFETY: installing a handler that is async-signal-safe (see `handler`).
+    if unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) } != 0 {
+        return Some("cannot install the signal handler");
+    }
+    INSTALLED.store(true, Release);
+    None
+}
+
+/// Finds the executable segment of the shared object holding `_Unwind_Backtrace` (libgcc_s).
+#[cfg(target_os = "linux")]
+fn find_unwinder_text() {
+    unsafe extern "C" {
+        fn _Unwind_Backtrace();
+    }
+    let addr = _Unwind_Backtrace as *const () as usize;
+    // SAFETY: zeroed Dl_info is a valid out-parameter.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr reads the loader's tables for a valid code address.
+    if unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) } == 0
+        || info.dli_fname.is_null()
+    {
+        return;
+    }
+    // SAFETY: dladdr returned a NUL-terminated file name owned by the loader.
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
+    if !name.to_bytes().windows(8).any(|w| w == b"libgcc_s") {
+        return; // statically linked unwinder: the range would be the whole program
+    }
+    struct Find {
+        addr: usize,
+        range: Option<(usize, usize)>,
+    }
+    unsafe extern "C" fn cb(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: `data` is the &mut Find passed below; `info` is valid for this call.
+        let (find, info) = unsafe { (&mut *(data as *mut Find), &*info) };
+        for i in 0..info.dlpi_phnum as usize {
+            // SAFETY: dlpi_phdr has dlpi_phnum entries.
+            let ph = unsafe { &*info.dlpi_phdr.add(i) };
+            if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_X != 0 {
+                let start = info.dlpi_addr as usize + ph.p_vaddr as usize;
+                let end = start + ph.p_memsz as usize;
+                if (start..end).contains(&find.addr) {
+                    find.range = Some((start, end));
+                    return 1;
+                }
+            }
+        }
+        0
+    }
+    let mut find = Find { addr, range: None };
+    // SAFETY: the callback only reads the headers and writes into `find`.
+    unsafe { libc::dl_iterate_phdr(Some(cb), (&mut find as *mut Find).cast()) };
+    if let Some((s, e)) = find.range {
+        UNWINDER_START.store(s, Relaxed);
+        UNWINDER_END.store(e, Release);
+    }
+}
+
+/// True if the interrupted instruction is inside libgcc's unwinder.
+#[cfg(target_os = "linux")]
+fn pc_in_unwinder(ctx: *mut libc::c_void) -> bool {
+    let end = UNWINDER_END.load(Acquire);
+    if end == 0 || ctx.is_null() {
+        return false;
+    }
+    // SAFETY: for an SA_SIGINFO handler the kernel passes a valid ucontext_t as the third
+    // argument, live for the duration of the handler.
+    let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
+    #[cfg(target_arch = "x86_64")]
+    let pc = uc.uc_mcontext.gregs[libc::REG_RIP as usize] as usize;
+    #[cfg(target_arch = "aarch64")]
+    let pc = uc.uc_mcontext.pc as usize;
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let pc = {
+        let _ = uc;
+        return false;
+    };
+    (UNWINDER_START.load(Relaxed)..end).contains(&pc)
+}
+
+/// The signal handler: async-signal-safe (atomics, a const thread-local, the unwinder under the
+/// guards described at the top of this file).
+#[cfg(target_os = "linux")]
+extern "C" fn handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: __errno_location returns this thread's errno; saved and restored so the
+    // interrupted code never sees our syscalls' errno.
+    let errno = unsafe { *libc::__errno_location() };
+    capture_here(ctx);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+#[cfg(target_os = "linux")]
+fn capture_here(ctx: *mut libc::c_void) {
+    let Ok(i) = slots::MY_SLOT.try_with(std::cell::Cell::get) else {
+        return;
+    };
+    let Some(slot) = slots::SLOTS.get(i as usize) else {
+        return;
+    };
+    if slot
+        .capture
+        .compare_exchange(REQUESTED, WRITING, Acquire, Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    if slot.word.load(Acquire) != slot.capture_word.load(Relaxed) {
+        slot.capture.store(SKIPPED, Release); // that poll has ended
+        return;
+    }
+    if crate::heap::thread_in_sampler() || pc_in_unwinder(ctx) {
+        SKIPPED_IN_UNWINDER.fetch_add(1, Relaxed);
+        slot.capture.store(SKIPPED, Release);
+        return;
+    }
+    let mut n = 0;
+    // SAFETY: not re-entrant with another unwind on this thread (guards above); the closure
+    // only stores into preallocated atomics.
+    unsafe {
+        backtrace::trace_unsynchronized(|frame| {
+            let ip = frame.ip() as usize;
+            if ip == 0 {
+                return false;
+            }
+            slot.frames[n].store(ip, Relaxed);
+            n += 1;
+            n < MAX_FRAMES
+        });
+    }
+    slot.depth.store(n, Relaxed);
+    slot.capture.store(DONE, Release);
+}
