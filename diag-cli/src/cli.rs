@@ -30,6 +30,10 @@ pub(crate) enum Command {
     /// Show which allocation sites grew between two heap snapshots.
     Diff(DiffArgs),
     /// Show the heaviest functions of one profile (heap or CPU).
+    ///
+    /// With a URL instead of a FILE: a live view of the service's routes (rps, p50/p95/p99,
+    /// error %) and process (RSS, CPU %, event-loop lag, live heap) from its /metrics; or,
+    /// with --profile heap|cpu, the hottest functions of a profile fetched from it.
     Top(TopArgs),
     /// Render a profile as a flamegraph SVG.
     Flamegraph(FlamegraphArgs),
@@ -138,6 +142,7 @@ pub(crate) struct DiffArgs {
 #[derive(Debug, Args)]
 pub(crate) struct TopArgs {
     /// The profile (pprof .pb.gz / .pb, or dhat-heap.json).
+    /// Or URL: a live service's diag listener (http://host:port) or app serving /metrics.
     #[arg(value_name = "FILE")]
     pub(crate) file: String,
     /// Show this many functions (0 = all).
@@ -156,6 +161,21 @@ pub(crate) struct TopArgs {
     /// Print the list as JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// URL mode: fetch this profile from the service and list its hottest functions instead
+    /// of the live view (heap: /debug/pprof/heap; cpu: /debug/pprof/profile?seconds=N).
+    #[arg(long, value_name = "KIND", value_parser = ["heap", "cpu"])]
+    pub(crate) profile: Option<String>,
+    /// URL mode with --profile cpu: seconds to profile for.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) seconds: u64,
+    /// URL mode (live view): time between two scrapes of /metrics, e.g. 2s, 500ms.
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    pub(crate) interval: String,
+    /// URL mode (live view): print one sample (two scrapes, --interval apart) and exit.
+    #[arg(long)]
+    pub(crate) once: bool,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
 }
 
 /// `diag flamegraph FILE`.

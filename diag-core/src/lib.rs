@@ -12,6 +12,10 @@ mod init;
 pub mod profile;
 #[cfg(feature = "server")]
 mod tasks;
+#[cfg(feature = "server")]
+mod layer;
+#[cfg(feature = "server")]
+pub mod metrics;
 
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "heap")]
@@ -20,6 +24,10 @@ pub use heap::{DiagAlloc, HeapStats, IgnoreAllocs};
 pub use init::{Builder, DEFAULT_ADDR, Diag, env, init};
 #[cfg(feature = "server")]
 pub use tasks::spawn;
+#[cfg(feature = "server")]
+pub use layer::{DiagLayer, DiagService, layer};
+#[cfg(feature = "server")]
+pub use metrics::{Timer, readiness, timed, timer};
 
 #[cfg(feature = "server")]
 static ROUTER_TOKEN: std::sync::Mutex<Option<std::sync::Arc<str>>> = std::sync::Mutex::new(None);

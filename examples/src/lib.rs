@@ -3,6 +3,7 @@
 //! `src/bin/` for people and for `diag demo`.
 
 pub mod leaky;
+pub mod shop;
 
 /// Serves `app` on `listener` until the process ends, printing the address the way the
 /// example binaries do (`app listening on http://...`).

@@ -5,3 +5,4 @@ pub(crate) mod diff;
 pub(crate) mod flamegraph;
 pub(crate) mod snapshot;
 pub(crate) mod top;
+pub(crate) mod top_live;

@@ -21,11 +21,11 @@ pub use stacks::{DEFAULT_MAX_STACKS, MAX_FRAMES};
 pub use thread::IgnoreAllocs;
 
 pub(crate) use snapshot::{ALLOC_SPACE, INUSE_SPACE};
+#[cfg(feature = "server")]
+pub(crate) use symbolize::stack as symbolize_stack;
 pub(crate) use thread::ignore_this_thread;
 #[cfg(feature = "server")]
 pub(crate) use thread::thread_in_sampler;
-#[cfg(feature = "server")]
-pub(crate) use symbolize::stack as symbolize_stack;
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -34,9 +34,12 @@ pub fn set_max_tracked_blocks(n: usize) {
     alloc::MAX_TRACKED.store(n.max(1), Relaxed);
 }
 
-/// Sets the cap on distinct stacks. Takes effect only before the first sample (the table is
-/// sized once); returns false if it is too late.
+/// Sets the cap on distinct stacks. The table is sized on the first sample: before it, any cap
+/// works; after it, the cap can only be lowered (returns false, and caps at the table's size,
+/// if `n` is larger).
 pub fn set_max_stacks(n: usize) -> bool {
-    stacks::MAX_STACKS.store(n.max(16), Relaxed);
-    stacks::len() == 0
+    let n = n.max(16);
+    stacks::MAX_STACKS.store(n, Relaxed);
+    let capacity = stacks::capacity();
+    capacity == 0 || n <= capacity
 }

@@ -141,7 +141,7 @@ pub(crate) fn intern(frames: &[usize]) -> Option<u32> {
         i = (i + 1) & t.index_mask;
     }
     let id = LEN.load(Relaxed);
-    if id >= t.capacity {
+    if id >= t.capacity.min(MAX_STACKS.load(Relaxed)) {
         DROPPED_STACKS.fetch_add(1, Relaxed);
         return Some(0);
     }
@@ -169,6 +169,11 @@ pub(crate) fn entry(id: u32) -> &'static Entry {
 pub(crate) fn entries() -> impl Iterator<Item = (u32, &'static Entry)> {
     let len = LEN.load(Acquire);
     (0..len as u32).map(|id| (id, entry(id)))
+}
+
+/// The table's capacity, fixed when it is created (0 before the first sample).
+pub(crate) fn capacity() -> usize {
+    TABLE.lock().map(|t| t.capacity).unwrap_or(0)
 }
 
 /// Distinct stacks held (including the overflow entry once the table exists).

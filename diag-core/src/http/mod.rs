@@ -5,6 +5,7 @@ mod cpu;
 mod error;
 mod heap;
 pub(crate) mod limits;
+mod metrics;
 mod query;
 pub(crate) mod server;
 mod tasks;
@@ -48,6 +49,9 @@ async fn index() -> Response {
         "  /debug/pprof/block     where polls blocked the runtime, gzip'd pprof\n",
         "  /debug/heap/stats      exact allocation counters and sampler state, JSON\n",
         "  /debug/heap/rate       POST ?bytes=N: set the heap sample rate (0 off, 1 exact)\n",
+        "  /metrics               Prometheus text exposition (routes, operations, process, heap)\n",
+        "  /health                200 with uptime while alive\n",
+        "  /ready                 readiness checks: 200 when all pass, 503 naming the failing\n",
     )
     .into_response()
 }
@@ -70,7 +74,10 @@ pub(crate) fn router_with(opts: RouterOptions) -> Router {
         .route("/debug/heap/stats", get(heap::stats))
         .route("/debug/heap/rate", post(heap::set_rate))
         .route("/debug/tasks", get(tasks::tasks))
-        .route("/debug/pprof/block", get(tasks::block_profile));
+        .route("/debug/pprof/block", get(tasks::block_profile))
+        .route("/metrics", get(metrics::metrics))
+        .route("/health", get(metrics::health))
+        .route("/ready", get(metrics::ready));
     let max_profile_seconds = opts.max_profile_seconds;
     let r = r.route(
         "/debug/pprof/profile",
