@@ -406,6 +406,25 @@ mod tests {
     }
 
     #[test]
+    fn frames_match_by_symbol_not_address() {
+        // Two runs of one binary: same functions, different load addresses (ASLR).
+        let mut before = heap_profile(&[(&["myapp::leak", "myapp::main"], 100)]);
+        let mut after = heap_profile(&[(&["myapp::leak", "myapp::main"], 900)]);
+        for (p, base) in [(&mut before, 0x5555_0000_0000u64), (&mut after, 0x7f00_0000_0000)] {
+            for s in &mut p.samples {
+                for (i, f) in s.stack.iter_mut().enumerate() {
+                    f.address = base + 0x40 * i as u64;
+                }
+            }
+        }
+        let d = diff(&before, &after, &DiffOptions::default()).unwrap();
+        assert_eq!(d.sites.len(), 1);
+        assert_eq!(d.sites[0].function, "myapp::leak");
+        assert_eq!(d.sites[0].delta_bytes, 800);
+        assert!(!d.sites[0].new, "a site seen before is not new");
+    }
+
+    #[test]
     fn cpu_against_heap_is_refused() {
         let heap = heap_profile(&[(&["myapp::a"], 10)]);
         let cpu = cpu_profile(&[(&["myapp::a"], 10)]);
