@@ -182,6 +182,8 @@ pub(crate) struct TopArgs {
 #[derive(Debug, Args)]
 pub(crate) struct FlamegraphArgs {
     /// The profile (pprof .pb.gz / .pb, or dhat-heap.json).
+    /// Or URL: a live service's diag listener (http://host:port): profiles its CPU for
+    /// --seconds, writes the SVG and saves the raw profile beside it as <name>.pb.gz.
     #[arg(value_name = "FILE")]
     pub(crate) file: String,
     /// Where to write the SVG (`-` for stdout). Default: the input's name with `.svg`, in the
@@ -201,4 +203,13 @@ pub(crate) struct FlamegraphArgs {
     /// Leave out frames narrower than this many pixels.
     #[arg(long, value_name = "F", default_value_t = diag_core::profile::DEFAULT_MIN_WIDTH)]
     pub(crate) min_width: f64,
+    /// URL mode: seconds to profile the live service's CPU for (default 30).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) seconds: Option<u64>,
+    /// URL mode: sampling frequency in Hz (default 99).
+    #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) frequency: Option<u32>,
+    /// URL mode: bearer token for a listener started with DIAG_TOKEN.
+    #[arg(long, env = "DIAG_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
 }

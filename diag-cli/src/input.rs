@@ -39,3 +39,43 @@ pub(crate) fn read_profile(arg: &str) -> Result<Profile> {
         ),
     }
 }
+
+/// A CPU profile fetched from a live service.
+pub(crate) struct FetchedCpu {
+    /// The debug listener's base URL.
+    pub(crate) base: String,
+    /// The gzip'd pprof bytes as served (to save as they are).
+    pub(crate) bytes: Vec<u8>,
+    /// The decoded profile.
+    pub(crate) profile: Profile,
+}
+
+/// Extra time allowed beyond the profile's length for the service to symbolize and answer.
+const CPU_SLACK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Profiles the CPU of the service at `url` for `seconds` at `frequency` Hz
+/// (`/debug/pprof/profile`), ticking a progress line on stderr while it waits. The HTTP timeout
+/// is the profile's length plus a minute.
+pub(crate) fn fetch_cpu(
+    url: &str,
+    token: Option<String>,
+    seconds: u64,
+    frequency: u32,
+) -> Result<FetchedCpu> {
+    let timeout = std::time::Duration::from_secs(seconds) + CPU_SLACK;
+    let remote = crate::remote::Remote::new(url, token, timeout)?;
+    let path = format!("/debug/pprof/profile?seconds={seconds}&frequency={frequency}");
+    let base = remote.base().to_owned();
+    let reply = crate::remote::with_progress(
+        &format!("profiling the CPU of {base} for {seconds} s at {frequency} Hz"),
+        seconds,
+        || remote.get_profile(&path),
+    )?;
+    let profile = profile::load(&reply.body)
+        .with_context(|| format!("decoding the CPU profile from {base}{path}"))?;
+    Ok(FetchedCpu {
+        base,
+        bytes: reply.body,
+        profile,
+    })
+}

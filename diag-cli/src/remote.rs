@@ -110,6 +110,51 @@ impl Remote {
     }
 }
 
+/// Runs `work` while stderr ticks the seconds elapsed of the `expected_secs` it should take
+/// (`diag: <what>... 3/30 s`): one line redrawn every second on a terminal, a new line every
+/// 5 s otherwise (logs, pipes).
+pub(crate) fn with_progress<T>(what: &str, expected_secs: u64, work: impl FnOnce() -> T) -> T {
+    use std::io::{IsTerminal, Write};
+    use std::sync::mpsc;
+
+    let tty = std::io::stderr().is_terminal();
+    let (every, start_of_line, end_of_line) = if tty {
+        (Duration::from_secs(1), "\r\x1b[2K", "")
+    } else {
+        (Duration::from_secs(5), "", "\n")
+    };
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let what = what.to_owned();
+    let ticker = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        loop {
+            let secs = start.elapsed().as_secs();
+            let state = if secs < expected_secs {
+                format!("{secs}/{expected_secs} s")
+            } else {
+                format!("{secs} s, waiting for the answer")
+            };
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "{start_of_line}diag: {what}... {state}{end_of_line}");
+            let _ = err.flush();
+            drop(err);
+            if !matches!(
+                done_rx.recv_timeout(every),
+                Err(mpsc::RecvTimeoutError::Timeout)
+            ) {
+                break;
+            }
+        }
+        if tty {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+        }
+    });
+    let out = work();
+    let _ = done_tx.send(());
+    let _ = ticker.join();
+    out
+}
+
 /// `host-port` of a base URL, for file names.
 pub(crate) fn host_tag(base: &str) -> String {
     let rest = base

@@ -1,27 +1,42 @@
 //! `diag flamegraph FILE`: render a saved profile as an SVG.
+//! `diag flamegraph URL`: profile a live service's CPU, save the raw profile, render the SVG.
 
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use diag_core::profile::{self, FlameOptions};
+use anyhow::{Context, Result, bail};
+use diag_core::profile::{self, FlameOptions, Profile};
 
 use crate::cli::FlamegraphArgs;
-use crate::input::{Input, read_profile};
+use crate::input::{Input, fetch_cpu, read_profile};
 
 /// Runs `diag flamegraph`.
 pub(crate) fn run(args: FlamegraphArgs) -> Result<ExitCode> {
-    let p = read_profile(&args.file)?;
     let mut opts = FlameOptions::default();
     opts.title.clone_from(&args.title);
     opts.reverse = args.reverse;
     opts.min_width = args.min_width;
     opts.sample_type.clone_from(&args.sample);
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| default_output(&args.file));
+    let (p, output) = match Input::parse(&args.file) {
+        Input::File(_) => {
+            if args.seconds.is_some() || args.frequency.is_some() {
+                bail!(
+                    "--seconds and --frequency apply to a live service's URL, not to the saved \
+                     profile {}",
+                    args.file
+                );
+            }
+            let output = args
+                .output
+                .clone()
+                .unwrap_or_else(|| default_output(&args.file));
+            (read_profile(&args.file)?, output)
+        }
+        Input::Url(url) => from_url(url, &args, &mut opts)?,
+    };
+    // CPU profiles carry a `thread` label: root each stack at its thread.
+    let p = diag_core::cpu::thread_rooted(&p);
     if output.as_os_str() == "-" {
         let mut out = BufWriter::new(io::stdout().lock());
         profile::flamegraph(&p, &opts, &mut out)
@@ -35,6 +50,59 @@ pub(crate) fn run(args: FlamegraphArgs) -> Result<ExitCode> {
     std::fs::write(&output, svg).with_context(|| format!("writing {}", output.display()))?;
     eprintln!("diag: flamegraph written to {}", output.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Profiles the CPU of the service at `url`, saves the raw profile beside the SVG's path
+/// (`<name>.pb.gz`), and returns the profile and the SVG's path.
+fn from_url(
+    url: &str,
+    args: &FlamegraphArgs,
+    opts: &mut FlameOptions,
+) -> Result<(Profile, PathBuf)> {
+    let seconds = args.seconds.unwrap_or(diag_core::cpu::DEFAULT_SECONDS);
+    let frequency = args.frequency.unwrap_or(diag_core::cpu::DEFAULT_FREQUENCY);
+    let fetched = fetch_cpu(url, args.token.clone(), seconds, frequency)?;
+    let default_stem = format!(
+        "cpu-{}-{}",
+        crate::remote::host_tag(&fetched.base),
+        crate::remote::timestamp()
+    );
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{default_stem}.svg")));
+    let raw = raw_path(&output, &default_stem);
+    std::fs::write(&raw, &fetched.bytes)
+        .with_context(|| format!("writing the raw profile {}", raw.display()))?;
+    eprintln!(
+        "diag: {} samples; raw profile saved to {}",
+        fetched.profile.total(0),
+        raw.display()
+    );
+    if opts.title.is_none() {
+        opts.title = Some(format!(
+            "CPU flame graph: {}, {seconds} s at {frequency} Hz",
+            fetched.base
+        ));
+    }
+    if opts.sample_type.is_none() && fetched.profile.sample_index("samples").is_some() {
+        opts.sample_type = Some("samples".to_owned());
+    }
+    Ok((fetched.profile, output))
+}
+
+/// `out/cpu.svg` -> `out/cpu.pb.gz`; for stdout (`-`), `<default_stem>.pb.gz` here.
+fn raw_path(svg: &Path, default_stem: &str) -> PathBuf {
+    if svg.as_os_str() == "-" {
+        return PathBuf::from(format!("{default_stem}.pb.gz"));
+    }
+    let name = svg
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(default_stem);
+    let stem = name.strip_suffix(".svg").unwrap_or(name);
+    let stem = if stem.is_empty() { default_stem } else { stem };
+    svg.with_file_name(format!("{stem}.pb.gz"))
 }
 
 /// `heap-1.pb.gz` -> `heap-1.svg`, in the current directory.
@@ -74,5 +142,22 @@ mod tests {
         assert_eq!(default_output("cpu.pprof"), PathBuf::from("cpu.svg"));
         assert_eq!(default_output(".gz"), PathBuf::from("profile.svg"));
         assert_eq!(default_output("http://h:1"), PathBuf::from("profile.svg"));
+    }
+
+    #[test]
+    fn raw_profile_goes_beside_the_svg() {
+        assert_eq!(
+            raw_path(Path::new("out/cpu.svg"), "d"),
+            PathBuf::from("out/cpu.pb.gz")
+        );
+        assert_eq!(
+            raw_path(Path::new("flame"), "d"),
+            PathBuf::from("flame.pb.gz")
+        );
+        assert_eq!(
+            raw_path(Path::new("-"), "cpu-h-1"),
+            PathBuf::from("cpu-h-1.pb.gz")
+        );
+        assert_eq!(raw_path(Path::new(".svg"), "d"), PathBuf::from("d.pb.gz"));
     }
 }

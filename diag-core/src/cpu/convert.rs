@@ -29,7 +29,10 @@ pub(crate) fn to_profile(
         }
         let mut stack = Vec::with_capacity(frames.frames.len() * 2);
         for f in &frames.frames {
-            stack.extend(resolver.frames(f).iter().cloned());
+            // The unwinder reports the end of the stack as a zero address.
+            if !f.ip().is_null() {
+                stack.extend(resolver.frames(f).iter().cloned());
+            }
         }
         strip_machinery(&mut stack);
         let len = frames.thread_name_length.min(frames.thread_name.len());
@@ -81,10 +84,9 @@ pub(crate) fn to_profile(
 /// handler and the kernel's signal trampoline, leaving the interrupted function innermost.
 fn strip_machinery(stack: &mut Vec<Frame>) {
     if let Some(i) = stack.iter().rposition(|f| f.function == HANDLER) {
-        let mut cut = i + 1;
-        if stack.get(cut).is_some_and(|f| is_trampoline(&f.function)) {
-            cut += 1;
-        }
+        // The frame after the handler is the kernel's signal trampoline (`__restore_rt`,
+        // often unnamed since libc does not export it): always drop it, as pprof-rs does.
+        let cut = (i + 2).min(stack.len());
         stack.drain(..cut);
         return;
     }
@@ -159,7 +161,7 @@ mod tests {
             "backtrace::backtrace::trace_unsynchronized",
             "pprof::profiler::perf_signal_handler::{{closure}}",
             HANDLER,
-            "__restore_rt",
+            "0x7f9c42777050",
             "myapp::spin",
             "myapp::main",
         ]
