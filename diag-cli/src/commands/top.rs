@@ -1,19 +1,30 @@
-//! `diag top FILE`: the heaviest functions of one profile.
+//! `diag top FILE`: the heaviest functions of one profile. `diag top URL --profile heap|cpu`
+//! fetches the profile from a live service first; `diag top URL` is the live view
+//! ([`super::top_live`]).
 
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use diag_core::profile::{self, Attribution, Profile, Top, TopOptions};
 
 use crate::cli::TopArgs;
-use crate::input::read_profile;
+use crate::input::{Input, read_profile};
+use crate::remote::Remote;
 use crate::table::{Align, Table};
 use crate::units;
 
 /// Runs `diag top`.
 pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
-    let p = read_profile(&args.file)?;
+    let p = match (Input::parse(&args.file), args.profile.as_deref()) {
+        (Input::Url(url), None) => return super::top_live::run(url, &args),
+        (Input::Url(url), Some(kind)) => fetch_profile(url, kind, &args)?,
+        (Input::File(_), Some(_)) => {
+            bail!("--profile needs a URL (http://host:port of the diag listener), not a file")
+        }
+        (Input::File(_), None) => read_profile(&args.file)?,
+    };
     let mut opts = TopOptions::default();
     opts.sample_type.clone_from(&args.sample);
     opts.n = args.top;
@@ -34,6 +45,23 @@ pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Fetches `/debug/pprof/heap` or `/debug/pprof/profile?seconds=N` from the service at `url`.
+fn fetch_profile(url: &str, kind: &str, args: &TopArgs) -> Result<Profile> {
+    let path = match kind {
+        "cpu" => format!("/debug/pprof/profile?seconds={}", args.seconds),
+        _ => "/debug/pprof/heap".to_owned(),
+    };
+    // A CPU profile takes its seconds before the answer starts: allow for them.
+    let extra = if kind == "cpu" { args.seconds } else { 0 };
+    let timeout = Duration::from_secs(args.remote.timeout.max(1) + extra);
+    let remote = Remote::new(url, args.remote.token.clone(), timeout)?;
+    if kind == "cpu" {
+        eprintln!("profiling CPU for {} s...", args.seconds);
+    }
+    let reply = remote.get_profile(&path)?;
+    profile::load(&reply.body).with_context(|| format!("reading {}{path}", remote.base()))
 }
 
 /// Sites for heap columns (where the leaf is the allocator), leaf otherwise.

@@ -1,0 +1,260 @@
+//! Monitoring essentials: the per-route request layer, named operation timings, process and
+//! runtime gauges, readiness checks, and the registry they are exposed from (`GET /metrics`).
+//!
+//! Everything lives in one process-global [`prometheus_client`] registry, created on first
+//! use. Label sets are bounded: routes are axum's matched route templates (the app's route
+//! table), methods outside the standard nine fold into `OTHER`, operation names beyond
+//! [`MAX_OPERATIONS`] fold into `other`.
+
+mod process;
+pub(crate) mod readiness;
+mod timed;
+
+pub use readiness::{DEFAULT_READINESS_TIMEOUT, readiness};
+pub use timed::{MAX_OPERATIONS, Timer, timed, timer};
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// Upper bounds (seconds) of the latency buckets: fine between 1 ms and 100 ms, where most
+/// web requests fall, so `histogram_quantile` interpolates within a few milliseconds there.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.05, 0.075,
+    0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The route label of requests that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Labels of the request duration histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RouteLabels {
+    pub(crate) route: Arc<str>,
+    pub(crate) method: &'static str,
+}
+
+/// Labels of the request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StatusLabels {
+    pub(crate) route: Arc<str>,
+    pub(crate) method: &'static str,
+    pub(crate) status: u16,
+}
+
+/// The process-global metrics.
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<StatusLabels, Counter>,
+    durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub(crate) operations: Family<timed::OperationLabels, Histogram, fn() -> Histogram>,
+    pub(crate) operations_folded: Counter,
+    routes: RwLock<HashMap<Box<str>, Arc<RouteEntry>>>,
+    pub(crate) started: Instant,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS.iter().copied())
+}
+
+/// Cached handles for one route, so a request costs a map lookup by `&str`, not a label-set
+/// allocation.
+pub(crate) struct RouteEntry {
+    pub(crate) route: Arc<str>,
+    methods: [OnceLock<MethodEntry>; METHODS.len()],
+}
+
+struct MethodEntry {
+    duration: Histogram,
+    statuses: RwLock<Vec<(u16, Counter)>>,
+}
+
+/// Method label values; anything else is `OTHER`.
+const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "OTHER",
+];
+
+fn method_index(m: &axum::http::Method) -> usize {
+    METHODS[..9]
+        .iter()
+        .position(|s| *s == m.as_str())
+        .unwrap_or(9)
+}
+
+impl RouteEntry {
+    /// Records one finished request.
+    pub(crate) fn record(&self, method: &axum::http::Method, status: u16, seconds: f64) {
+        let m = global();
+        let i = method_index(method);
+        let entry = self.methods[i].get_or_init(|| MethodEntry {
+            duration: m.durations.get_or_create_owned(&RouteLabels {
+                route: self.route.clone(),
+                method: METHODS[i],
+            }),
+            statuses: RwLock::new(Vec::new()),
+        });
+        entry.duration.observe(seconds);
+        {
+            let list = entry.statuses.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, c)) = list.iter().find(|(s, _)| *s == status) {
+                c.inc();
+                return;
+            }
+        }
+        let counter = m.requests.get_or_create_owned(&StatusLabels {
+            route: self.route.clone(),
+            method: METHODS[i],
+            status,
+        });
+        counter.inc();
+        let mut list = entry.statuses.write().unwrap_or_else(|e| e.into_inner());
+        if !list.iter().any(|(s, _)| *s == status) {
+            list.push((status, counter));
+        }
+    }
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by matched route template, method and status code",
+            requests.clone(),
+        );
+        let durations: Family<RouteLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time from receiving a request to its response headers, by matched route template and method",
+            Unit::Seconds,
+            durations.clone(),
+        );
+        let operations: Family<timed::OperationLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "diag_operation_duration",
+            "Duration of operations timed with diag_core::timed / diag_core::timer",
+            Unit::Seconds,
+            operations.clone(),
+        );
+        let operations_folded = Counter::default();
+        registry.register(
+            "diag_operation_names_folded",
+            "Timings recorded under operation=\"other\" because the name cap was reached",
+            operations_folded.clone(),
+        );
+        registry.register_collector(Box::new(process::ProcessCollector));
+        Self {
+            registry,
+            requests,
+            durations,
+            operations,
+            operations_folded,
+            routes: RwLock::new(HashMap::new()),
+            started: Instant::now(),
+        }
+    }
+
+    /// The cached entry of `route` (a matched template or [`UNMATCHED_ROUTE`]).
+    pub(crate) fn route(&self, route: &str) -> Arc<RouteEntry> {
+        if let Some(e) = self
+            .routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(route)
+        {
+            return e.clone();
+        }
+        let mut map = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(route.into())
+            .or_insert_with(|| {
+                Arc::new(RouteEntry {
+                    route: Arc::from(route),
+                    methods: Default::default(),
+                })
+            })
+            .clone()
+    }
+}
+
+/// The process-global metrics, created on first use.
+pub(crate) fn global() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(|| {
+        let _ignore = crate::heap::IgnoreAllocs::new();
+        Metrics::new()
+    })
+}
+
+/// Seconds since diag's metrics were first touched (at the latest, the first request or
+/// scrape); [`process_uptime_seconds`] is the process's own uptime.
+pub(crate) fn diag_uptime_seconds() -> f64 {
+    global().started.elapsed().as_secs_f64()
+}
+
+/// Seconds since the process started (from `/proc`), or diag's own uptime where `/proc` is
+/// not available.
+pub fn process_uptime_seconds() -> f64 {
+    process::read()
+        .and_then(|p| p.uptime_seconds)
+        .unwrap_or_else(diag_uptime_seconds)
+}
+
+/// Renders every metric in the Prometheus text exposition format (version 0.0.4).
+pub fn render() -> String {
+    let _ignore = crate::heap::IgnoreAllocs::new();
+    let mut out = String::with_capacity(16 * 1024);
+    // Writing to a String cannot fail; an encoder error would be a bug in a collector.
+    if let Err(e) =
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &global().registry)
+    {
+        out.push_str(&format!("# diag: encoding failed: {e}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_records_show_up_in_the_exposition() {
+        let e = global().route("/unit/{id}");
+        e.record(&axum::http::Method::GET, 200, 0.012);
+        e.record(&axum::http::Method::GET, 200, 0.003);
+        e.record(&axum::http::Method::GET, 500, 0.040);
+        e.record(
+            &axum::http::Method::from_bytes(b"BREW").unwrap(),
+            418,
+            0.001,
+        );
+        let text = render();
+        assert!(
+            text.contains(r#"http_requests_total{route="/unit/{id}",method="GET",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"http_requests_total{route="/unit/{id}",method="GET",status="500"} 1"#)
+        );
+        assert!(text.contains(r#"method="OTHER",status="418"} 1"#));
+        assert!(text.contains(
+            r#"http_request_duration_seconds_bucket{le="0.015",route="/unit/{id}",method="GET"} 2"#
+        ) || text.contains(
+            r#"http_request_duration_seconds_bucket{route="/unit/{id}",method="GET",le="0.015"} 2"#
+        ), "{text}");
+        assert!(
+            text.contains(
+                r#"http_request_duration_seconds_count{route="/unit/{id}",method="GET"} 3"#
+            )
+        );
+        assert!(text.contains("# TYPE process_resident_memory_bytes gauge"));
+    }
+}

@@ -1,0 +1,93 @@
+//! A small shop service showing the monitoring essentials: the route layer, a named operation
+//! timing and a readiness check.
+//!
+//! - `GET /items/{id}`: fast; looks the item up through a timed fake database query
+//!   (`diag_operation_duration_seconds{operation="db.query"}`).
+//! - `GET /slow`: answers after 20-40 ms (spread evenly over requests).
+//! - `GET /fail`: answers 500.
+//! - `POST /db/down`, `POST /db/up`: flip the fake database, so `GET /ready` (served by diag)
+//!   answers 503 naming `db`, then 200 again.
+//!
+//! [`app`] has the layer; [`routes`] is the same service without it (for overhead benches).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+
+static DB_UP: AtomicBool = AtomicBool::new(true);
+static SLOW_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The fake database query: a pure computation standing in for a round trip.
+async fn query_item(id: u64) -> Result<String, String> {
+    if !DB_UP.load(Ordering::Relaxed) {
+        return Err("database is down".into());
+    }
+    Ok(format!(
+        "{{\"id\":{id},\"name\":\"item {id}\",\"price_cents\":{}}}\n",
+        100 + id % 900
+    ))
+}
+
+async fn item(Path(id): Path<u64>) -> Result<String, (StatusCode, String)> {
+    diag_core::timed("db.query", query_item(id))
+        .await
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))
+}
+
+/// The delay of the n-th `/slow` request: 20 ms to 40 ms, evenly spread (n * 7 mod 21).
+pub fn slow_delay(n: u64) -> Duration {
+    Duration::from_millis(20 + (n * 7) % 21)
+}
+
+async fn slow() -> &'static str {
+    let n = SLOW_SEQ.fetch_add(1, Ordering::Relaxed);
+    tokio::time::sleep(slow_delay(n)).await;
+    "slow\n"
+}
+
+async fn fail() -> (StatusCode, &'static str) {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "this route always fails\n",
+    )
+}
+
+async fn db_down() -> &'static str {
+    DB_UP.store(false, Ordering::Relaxed);
+    "db down\n"
+}
+
+async fn db_up() -> &'static str {
+    DB_UP.store(true, Ordering::Relaxed);
+    "db up\n"
+}
+
+/// Registers the `db` readiness check with diag (`GET /ready`).
+pub fn register_readiness() {
+    diag_core::readiness("db", || async {
+        if DB_UP.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("database is down".to_owned())
+        }
+    });
+}
+
+/// The routes without diag's layer.
+pub fn routes() -> Router {
+    Router::new()
+        .route("/items/{id}", get(item))
+        .route("/slow", get(slow))
+        .route("/fail", get(fail))
+        .route("/db/down", post(db_down))
+        .route("/db/up", post(db_up))
+}
+
+/// The service with diag's layer: per-route counts, latencies and statuses on `/metrics`.
+pub fn app() -> Router {
+    routes().layer(diag_core::layer())
+}
