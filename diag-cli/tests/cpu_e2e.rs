@@ -1,0 +1,235 @@
+//! End to end, CPU: the hot example service in-process with a client keeping `/burn` busy;
+//! `diag flamegraph URL --seconds 5` writes a well-formed SVG naming the hot function and
+//! saves the raw profile, in which the hot function holds most samples and which `go tool
+//! pprof` reads. Then the endpoint's one-at-a-time rule (409) and the early-disconnect path
+//! (the profiler is freed at once). One test: the allocator and the profiler are global.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
+
+const HOT: &str = "diag_examples::hot::burn_cpu";
+
+/// Share of all samples whose stack contains `function`.
+fn share(p: &diag_core::profile::Profile, function: &str) -> f64 {
+    let i = p.sample_index("samples").expect("samples column");
+    let total = p.total(i) as f64;
+    let hot: i64 = p
+        .samples
+        .iter()
+        .filter(|s| s.stack.iter().any(|f| f.function == function))
+        .map(|s| s.values[i])
+        .sum();
+    hot as f64 / total.max(1.0)
+}
+
+/// GET over a plain socket: (status, body), with a read timeout.
+fn get(addr: &str, path: &str, timeout: Duration) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(timeout)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).expect("read answer (timeout?)");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_owned();
+    (status, body)
+}
+
+#[test]
+fn cpu_flamegraph_end_to_end() {
+    let diag = diag_core::Diag::builder()
+        .addr("127.0.0.1:0")
+        .start()
+        .expect("diag");
+    let diag_addr = diag.local_addr().unwrap().to_string();
+    let diag_url = format!("http://{diag_addr}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let app_addr = listener.local_addr().unwrap().to_string();
+    rt.spawn(diag_examples::serve(listener, diag_examples::hot::app()));
+
+    // Keep the hot endpoint busy.
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+    let client = {
+        let (stop, served, addr) = (stop.clone(), served.clone(), app_addr.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let (status, _) = get(&addr, "/burn?n=200000", Duration::from_secs(30));
+                assert_eq!(status, 200, "/burn failed");
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+
+    let dir = std::env::temp_dir().join(format!("diag-cpu-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg_path = dir.join("hot.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_diag"))
+        .args(["flamegraph", &diag_url, "--seconds", "5", "-o"])
+        .arg(&svg_path)
+        .output()
+        .expect("run diag");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "diag flamegraph failed: {stderr}");
+    assert!(
+        stderr.contains("5 s"),
+        "no progress line on stderr: {stderr}"
+    );
+
+    // The SVG is well-formed and names the hot function.
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    let head = svg.trim_start();
+    assert!(head.starts_with("<?xml") || head.starts_with("<svg"));
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains(HOT), "the SVG does not name {HOT}");
+    assert!(svg.contains("[thread "), "no thread root frames in the SVG");
+
+    // The raw profile beside it: the hot function holds most samples.
+    let raw = dir.join("hot.pb.gz");
+    let bytes = std::fs::read(&raw).expect("raw profile saved beside the SVG");
+    let p = diag_core::profile::load(&bytes).expect("decode the saved profile");
+    assert_eq!(p.period_type.as_ref().unwrap().ty, "cpu");
+    assert!(p.duration_nanos >= 4_000_000_000, "{}", p.duration_nanos);
+    assert!(
+        p.samples
+            .iter()
+            .all(|s| s.labels.iter().any(|(k, _)| k == "thread"))
+    );
+    let hot = share(&p, HOT);
+    eprintln!("{HOT}: {:.1} % of {} samples", hot * 100.0, p.total(0));
+    assert!(
+        hot > 0.5,
+        "{HOT} holds only {:.1} % of the samples",
+        hot * 100.0
+    );
+    assert!(
+        !p.samples
+            .iter()
+            .any(|s| s.stack.iter().any(|f| f.function == "perf_signal_handler")),
+        "the profiler's own frames leaked into the stacks"
+    );
+
+    // go tool pprof opens it.
+    let go = std::path::Path::new("/usr/bin/go");
+    if go.exists() {
+        let out = Command::new(go)
+            .args(["tool", "pprof", "-top"])
+            .arg(&raw)
+            .output()
+            .expect("run go tool pprof");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "go tool pprof failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains(HOT),
+            "go tool pprof -top does not list {HOT}:\n{text}"
+        );
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install go (/usr/bin/go)"
+        );
+        eprintln!("SKIPPING the go tool pprof check: /usr/bin/go is not installed");
+    }
+
+    // One profile at a time: a concurrent request gets 409 with a one-line reason.
+    let first = {
+        let addr = diag_addr.clone();
+        std::thread::spawn(move || {
+            get(
+                &addr,
+                "/debug/pprof/profile?seconds=3",
+                Duration::from_secs(60),
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    let (status, body) = get(
+        &diag_addr,
+        "/debug/pprof/profile?seconds=1",
+        Duration::from_secs(30),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body.trim_end().lines().count(), 1, "{body:?}");
+    assert_eq!(first.join().unwrap().0, 200);
+
+    // Bad values: 400 with a one-line reason.
+    for q in [
+        "seconds=0",
+        "seconds=100000",
+        "frequency=0",
+        "frequency=5000",
+        "format=png",
+        "x=1",
+    ] {
+        let (status, body) = get(
+            &diag_addr,
+            &format!("/debug/pprof/profile?{q}"),
+            Duration::from_secs(10),
+        );
+        assert_eq!(status, 400, "{q}: {body}");
+        assert_eq!(body.trim_end().lines().count(), 1, "{q}: {body:?}");
+    }
+
+    // A client that goes away frees the profiler at once.
+    {
+        let mut s = TcpStream::connect(&diag_addr).unwrap();
+        write!(
+            s,
+            "GET /debug/pprof/profile?seconds=30 HTTP/1.1\r\nHost: {diag_addr}\r\n\r\n"
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let (status, body) = get(
+        &diag_addr,
+        "/debug/pprof/profile?seconds=1&format=folded",
+        Duration::from_secs(20),
+    );
+    assert_eq!(status, 200, "a new profile after a disconnect: {body}");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        body.contains("burn_cpu"),
+        "folded stacks miss the hot function"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    assert!(served.load(Ordering::Relaxed) > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
