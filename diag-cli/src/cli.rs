@@ -37,6 +37,9 @@ pub(crate) enum Command {
     Top(TopArgs),
     /// Render a profile as a flamegraph SVG.
     Flamegraph(FlamegraphArgs),
+    /// Show runtime health of a live service: event-loop lag, busy ratio, slow routes and the
+    /// recent blocking events with their stacks.
+    Tasks(TasksArgs),
 }
 
 impl Command {
@@ -48,6 +51,7 @@ impl Command {
             Command::Diff(args) => commands::diff::run(args),
             Command::Top(args) => commands::top::run(args),
             Command::Flamegraph(args) => commands::flamegraph::run(args),
+            Command::Tasks(args) => commands::tasks::run(args.into()),
         }
     }
 }
@@ -212,4 +216,32 @@ pub(crate) struct FlamegraphArgs {
     /// URL mode: bearer token for a listener started with DIAG_TOKEN.
     #[arg(long, env = "DIAG_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+}
+
+/// `diag tasks URL`.
+#[derive(Debug, Args)]
+pub(crate) struct TasksArgs {
+    /// The debug listener's base URL, e.g. http://127.0.0.1:6060.
+    #[arg(value_name = "URL")]
+    pub(crate) url: String,
+    /// Refresh every 2 s until Ctrl-C.
+    #[arg(long, conflicts_with = "json")]
+    pub(crate) watch: bool,
+    /// Print the endpoint's JSON instead of the summary.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+}
+
+impl From<TasksArgs> for commands::tasks::TasksArgs {
+    fn from(a: TasksArgs) -> Self {
+        Self {
+            url: a.url,
+            watch: a.watch,
+            json: a.json,
+            token: a.remote.token,
+            timeout: std::time::Duration::from_secs(a.remote.timeout.max(1)),
+        }
+    }
 }

@@ -5,6 +5,7 @@
 pub mod hot;
 pub mod leaky;
 pub mod shop;
+pub mod stall;
 
 /// Serves `app` on `listener` until the process ends, printing the address the way the
 /// example binaries do (`app listening on http://...`).

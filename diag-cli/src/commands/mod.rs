@@ -6,3 +6,4 @@ pub(crate) mod flamegraph;
 pub(crate) mod snapshot;
 pub(crate) mod top;
 pub(crate) mod top_live;
+pub(crate) mod tasks;

@@ -100,6 +100,7 @@ fn scan(
             elapsed_ns,
             frames,
         );
+        warm_symbolizer();
     }
 }
 
@@ -184,4 +185,19 @@ fn refresh_ongoing() {
             events::update(i, word, 0, true);
         }
     }
+}
+
+/// After the first event, loads the symbolizer's debug info on a background thread (over a
+/// second in debug builds), so the first `/debug/tasks` does not pay for it.
+fn warm_symbolizer() {
+    static WARMED: AtomicBool = AtomicBool::new(false);
+    if WARMED.swap(true, AcqRel) {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("diag-symbolize".into())
+        .spawn(|| {
+            crate::heap::ignore_this_thread();
+            let _ = events::view();
+        });
 }

@@ -1,0 +1,222 @@
+//! `diag tasks URL`: event-loop lag, runtime busy ratio, the worst routes by slow polls and the
+//! recent blocking events with their stacks (the user's frames first, runtime frames folded),
+//! from a live service's `/debug/tasks`.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::remote::Remote;
+
+/// Parsed arguments of `diag tasks`.
+pub(crate) struct TasksArgs {
+    pub(crate) url: String,
+    pub(crate) watch: bool,
+    pub(crate) json: bool,
+    pub(crate) token: Option<String>,
+    pub(crate) timeout: Duration,
+}
+
+/// Refresh period of `--watch`.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// Blocking events shown in the text view.
+const MAX_EVENTS_SHOWN: usize = 5;
+/// Routes shown in the text view.
+const MAX_ROUTES_SHOWN: usize = 10;
+/// Crates whose frames are folded as runtime in addition to `profile::sites`'s list.
+const FRAMEWORK_CRATES: &[&str] = &[
+    "tokio",
+    "tokio_metrics",
+    "axum",
+    "axum_core",
+    "hyper",
+    "hyper_util",
+    "tower",
+    "tower_service",
+    "futures_util",
+    "futures_core",
+    "pin_project_lite",
+];
+
+pub(crate) fn run(args: TasksArgs) -> Result<ExitCode> {
+    let remote = Remote::new(&args.url, args.token.clone(), args.timeout)?;
+    loop {
+        let reply = remote.get("/debug/tasks")?;
+        let out = io::stdout();
+        let mut w = out.lock();
+        if args.json {
+            w.write_all(&reply.body)?;
+            writeln!(w)?;
+        } else {
+            let v: Value = serde_json::from_slice(&reply.body)
+                .with_context(|| format!("{}/debug/tasks did not answer JSON", remote.base()))?;
+            if args.watch {
+                // Clear the screen and home the cursor between refreshes.
+                write!(w, "\x1b[2J\x1b[H")?;
+            }
+            render(&v, &mut w)?;
+        }
+        w.flush()?;
+        if !args.watch {
+            return Ok(ExitCode::SUCCESS);
+        }
+        drop(w);
+        std::thread::sleep(WATCH_EVERY);
+    }
+}
+
+fn f64_of(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+fn is_framework(function: &str) -> bool {
+    let root = diag_core::profile::sites::crate_root(function);
+    diag_core::profile::sites::is_runtime(function)
+        || FRAMEWORK_CRATES.contains(&root)
+        || !function.contains("::")
+}
+
+/// Writes the human view of one `/debug/tasks` answer.
+pub(crate) fn render(v: &Value, w: &mut impl Write) -> io::Result<()> {
+    let lag = &v["lag"];
+    writeln!(
+        w,
+        "event-loop lag  current {:.1} ms   p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms   (last {} s{})",
+        f64_of(&lag["current_ms"]),
+        f64_of(&lag["p50_ms"]),
+        f64_of(&lag["p99_ms"]),
+        f64_of(&lag["max_ms"]),
+        lag["window_secs"],
+        if lag["running"].as_bool() == Some(true) {
+            ""
+        } else {
+            ", probe not running: no instrumented request yet"
+        }
+    )?;
+    let rt = &v["runtime"];
+    if rt["watching"].as_bool() == Some(true) {
+        writeln!(
+            w,
+            "runtime         {} workers   busy {:.0} %   {} alive tasks   global queue {}",
+            rt["workers"],
+            f64_of(&rt["busy_ratio"]) * 100.0,
+            rt["alive_tasks"],
+            rt["global_queue_depth"]
+        )?;
+    }
+    let wd = &v["watchdog"];
+    writeln!(
+        w,
+        "watchdog        threshold {} ms   {} blocking events   stack capture: {}",
+        wd["threshold_ms"],
+        wd["events_total"],
+        wd["stack_capture"].as_str().unwrap_or("?")
+    )?;
+    let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
+    if !tasks.is_empty() {
+        writeln!(w, "\nroutes and tasks, most slow polls first")?;
+        let mut t = crate::table::Table::new(&[
+            ("NAME", crate::table::Align::Left),
+            ("POLLS", crate::table::Align::Right),
+            ("SLOW", crate::table::Align::Right),
+            ("SLOW %", crate::table::Align::Right),
+            ("MEAN POLL", crate::table::Align::Right),
+            ("MEAN SLOW", crate::table::Align::Right),
+        ]);
+        for task in tasks.iter().take(MAX_ROUTES_SHOWN) {
+            t.row(vec![
+                task["name"].as_str().unwrap_or("").to_owned(),
+                task["polls"].to_string(),
+                task["slow_polls"].to_string(),
+                format!("{:.1}", f64_of(&task["slow_poll_ratio"]) * 100.0),
+                format!("{:.1} µs", f64_of(&task["mean_poll_us"])),
+                format!("{:.1} ms", f64_of(&task["mean_slow_poll_us"]) / 1000.0),
+            ]);
+        }
+        t.write(w)?;
+    }
+    let events = v["blocking_events"].as_array().cloned().unwrap_or_default();
+    if events.is_empty() {
+        writeln!(w, "\nno blocking events")?;
+        return Ok(());
+    }
+    writeln!(w, "\nrecent blocking events, newest first")?;
+    for e in events.iter().take(MAX_EVENTS_SHOWN) {
+        writeln!(
+            w,
+            "  {}  blocked {} ms on {}{}",
+            e["name"].as_str().unwrap_or("?"),
+            e["duration_ms"],
+            e["thread"].as_str().unwrap_or("?"),
+            if e["ongoing"].as_bool() == Some(true) {
+                " (still blocked)"
+            } else {
+                ""
+            }
+        )?;
+        let frames: Vec<&str> = e["stack"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        write_stack(&frames, w)?;
+    }
+    Ok(())
+}
+
+/// The stack innermost first, runs of runtime/framework frames folded into one line.
+fn write_stack(frames: &[&str], w: &mut impl Write) -> io::Result<()> {
+    let mut folded = 0usize;
+    let mut user_shown = 0usize;
+    for f in frames {
+        let function = f.split(" (").next().unwrap_or(f);
+        if is_framework(function) {
+            folded += 1;
+            continue;
+        }
+        if folded > 0 {
+            writeln!(w, "      … {folded} runtime frames")?;
+            folded = 0;
+        }
+        writeln!(w, "      {f}")?;
+        user_shown += 1;
+    }
+    if folded > 0 {
+        writeln!(w, "      … {folded} runtime frames")?;
+    }
+    if user_shown == 0 && frames.is_empty() {
+        writeln!(w, "      (no stack captured)")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_runtime_frames_and_keeps_user_frames() {
+        let v: Value = serde_json::json!({
+            "lag": {"current_ms": 1.0, "p50_ms": 1.0, "p99_ms": 2.0, "max_ms": 3.0, "window_secs": 10, "running": true},
+            "runtime": {"watching": false},
+            "watchdog": {"threshold_ms": 100, "events_total": 1, "stack_capture": "signal"},
+            "tasks": [],
+            "blocking_events": [{
+                "name": "/sleep", "duration_ms": 300, "thread": "w", "ongoing": false,
+                "stack": ["clock_nanosleep", "std::thread::sleep (x.rs:1)",
+                          "app::slow_io (app.rs:3)", "tokio::runtime::a", "tokio::runtime::b"]
+            }]
+        });
+        let mut out = Vec::new();
+        render(&v, &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("/sleep  blocked 300 ms"), "{s}");
+        assert!(s.contains("app::slow_io (app.rs:3)"), "{s}");
+        assert!(s.contains("… 2 runtime frames"), "{s}");
+        assert!(!s.contains("tokio::runtime::a"), "{s}");
+    }
+}

@@ -1,0 +1,223 @@
+//! End to end: the stall example in-process on a 2-worker runtime, diag's listener on its own
+//! thread, the `diag` binary reading `/debug/tasks`.
+//!
+//! One test (process-global allocator, watchdog and lag probe): healthy load gives no blocking
+//! events; both workers stuck in `/sleep` still get `/debug/tasks` answered (and it shows two
+//! ongoing events on two threads); afterwards `diag tasks --json` names `/sleep` with >= 250 ms
+//! and `slow_io` on the stack, lag p99 has risen, and `/debug/pprof/block` decodes.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+#[global_allocator]
+static A: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+}
+
+fn get_text(agent: &ureq::Agent, url: &str) -> Result<String, String> {
+    let mut r = agent.get(url).call().map_err(|e| e.to_string())?;
+    if r.status() != 200 {
+        return Err(format!("{url}: HTTP {}", r.status()));
+    }
+    r.body_mut().read_to_string().map_err(|e| e.to_string())
+}
+
+fn diag_tasks_json(diag_url: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_diag"))
+        .args(["tasks", diag_url, "--json", "--timeout", "10"])
+        .output()
+        .expect("run diag");
+    assert!(
+        out.status.success(),
+        "diag tasks failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("diag tasks --json prints JSON")
+}
+
+#[test]
+fn blocking_routes_are_caught_with_their_stacks() {
+    let diag = diag_core::Diag::builder()
+        .addr("127.0.0.1:0")
+        .start()
+        .expect("start diag");
+    let diag_url = format!("http://{}", diag.local_addr().expect("listener"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind app");
+    let app_url = format!("http://{}", listener.local_addr().expect("addr"));
+    rt.spawn(async move {
+        let _ = diag_examples::serve(listener, diag_examples::stall::app()).await;
+    });
+
+    // Healthy load from two client threads: no blocking events, no false alarms.
+    let clients: Vec<_> = (0..2)
+        .map(|i| {
+            let url = app_url.clone();
+            std::thread::spawn(move || {
+                let a = agent(Duration::from_secs(10));
+                for n in 0..150 {
+                    let path = if (n + i) % 2 == 0 { "/ok" } else { "/work" };
+                    get_text(&a, &format!("{url}{path}")).expect("healthy request");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let healthy = diag_tasks_json(&diag_url);
+    assert_eq!(
+        healthy["blocking_events"].as_array().map(Vec::len),
+        Some(0),
+        "no blocking events under healthy load: {healthy}"
+    );
+    let tasks = healthy["tasks"].as_array().expect("tasks");
+    assert!(
+        tasks
+            .iter()
+            .any(|t| t["name"] == "/ok" && t["polls"].as_u64() >= Some(150)),
+        "per-route task metrics: {tasks:?}"
+    );
+    let p99_before = healthy["lag"]["p99_ms"].as_f64().expect("lag p99");
+
+    // One blocking request first: the event is recorded, and the symbolizer (over a second
+    // to load debug info in a debug build) is warm before the short-timeout phase below.
+    let a = agent(Duration::from_secs(10));
+    get_text(&a, &format!("{app_url}/sleep")).expect("sleep request");
+    get_text(&a, &format!("{diag_url}/debug/tasks")).expect("tasks");
+
+    // Stall both workers: several clients hammer /sleep for ~2 s while another thread asks
+    // diag with a short timeout.
+    let stop_at = Instant::now() + Duration::from_millis(2000);
+    let stallers: Vec<_> = (0..4)
+        .map(|_| {
+            let url = format!("{app_url}/sleep");
+            std::thread::spawn(move || {
+                let a = agent(Duration::from_secs(20));
+                while Instant::now() < stop_at {
+                    let _ = get_text(&a, &url);
+                }
+            })
+        })
+        .collect();
+    let probe = agent(Duration::from_millis(1000));
+    let mut answered = 0;
+    let mut saw_both_blocked = false;
+    while Instant::now() < stop_at {
+        let body = get_text(&probe, &format!("{diag_url}/debug/tasks"))
+            .expect("/debug/tasks answers within 1 s while the app's workers are blocked");
+        answered += 1;
+        let v: Value = serde_json::from_str(&body).expect("json");
+        // Two ongoing events at once: each worker has one poll slot, so both workers were
+        // blocked when diag answered.
+        let ongoing = v["blocking_events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["ongoing"] == true)
+            .count();
+        if ongoing >= 2 {
+            saw_both_blocked = true;
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    for s in stallers {
+        s.join().expect("staller");
+    }
+    assert!(answered >= 5, "diag answered only {answered} times");
+    assert!(
+        saw_both_blocked,
+        "never saw both workers blocked at once while diag answered"
+    );
+
+    std::thread::sleep(Duration::from_millis(300));
+    let after = diag_tasks_json(&diag_url);
+    let events = after["blocking_events"].as_array().expect("events");
+    let sleep_event = events
+        .iter()
+        .find(|e| {
+            e["name"] == "/sleep"
+                && e["duration_ms"].as_u64() >= Some(250)
+                && e["stack"].as_array().is_some_and(|s| {
+                    s.iter().any(|f| {
+                        f.as_str()
+                            .is_some_and(|f| f.contains("diag_examples::stall::slow_io"))
+                    })
+                })
+        })
+        .unwrap_or_else(|| panic!("a /sleep event >= 250 ms with slow_io on its stack: {after}"));
+    assert!(
+        sleep_event["thread"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+    let p99_after = after["lag"]["p99_ms"].as_f64().expect("lag p99");
+    assert!(
+        p99_after > p99_before && p99_after >= 100.0,
+        "lag p99 rose while blocked: before {p99_before} ms, after {p99_after} ms"
+    );
+    assert!(
+        after["blocking_sites"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["site"].as_str().is_some_and(|f| f.contains("slow_io"))),
+        "counts by site name slow_io: {}",
+        after["blocking_sites"]
+    );
+
+    // The block profile decodes and charges the time to slow_io.
+    let mut r = a
+        .get(&format!("{diag_url}/debug/pprof/block"))
+        .call()
+        .expect("block profile");
+    let bytes = r.body_mut().read_to_vec().expect("body");
+    let profile = diag_core::profile::pprof_codec::decode(&bytes).expect("decodes");
+    let delay = profile.sample_index("delay").expect("delay column");
+    let slow_io_ns: i64 = profile
+        .samples
+        .iter()
+        .filter(|s| s.stack.iter().any(|f| f.function.contains("slow_io")))
+        .map(|s| s.values[delay])
+        .sum();
+    assert!(slow_io_ns >= 250_000_000, "slow_io blocked {slow_io_ns} ns");
+
+    // The human view names the route and the function, runtime frames folded.
+    let out = Command::new(env!("CARGO_BIN_EXE_diag"))
+        .args(["tasks", &diag_url])
+        .output()
+        .expect("run diag");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("/sleep") && text.contains("slow_io") && text.contains("runtime frames"),
+        "{text}"
+    );
+
+    // Bad input: an unknown query parameter is a 400 with a reason.
+    let r = a
+        .get(&format!("{diag_url}/debug/tasks?bogus=1"))
+        .call()
+        .expect("answer");
+    assert_eq!(r.status(), 400);
+    drop(rt);
+}
