@@ -1,0 +1,197 @@
+//! Soak: the CPU profiler must not deadlock or crash its host. A multi-threaded axum service
+//! allocates through `DiagAlloc` sampling every 4 KiB (so the heap sampler's unwinder,
+//! libgcc's `_Unwind_Backtrace`, runs constantly and is often interrupted by `SIGPROF`), does
+//! syscalls on its workers and its blocking pool, and serves three clients, while CPU profiles
+//! at 1000 Hz are taken back to back through `/debug/pprof/profile` (every format) with heap
+//! snapshots in between. A watchdog aborts the process if no request completes for 20 s (a
+//! hang); every request must succeed.
+//!
+//! Short by default (CI, ~12 s). Full run: `DIAG_SOAK_SECS=120 cargo test -p diag-core --test
+//! cpu_soak --release -- --nocapture`. One test: the allocator and the profiler are global.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+
+#[global_allocator]
+static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
+
+/// No completed request for this long counts as a hang.
+const HANG: Duration = Duration::from_secs(20);
+
+fn get_status(addr: &str, path: &str) -> Result<(u16, usize), String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&buf[..buf.len().min(64)]).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status line: {text:?}"))?;
+    Ok((status, buf.len()))
+}
+
+/// Allocation-heavy work with a syscall: the request handler.
+#[inline(never)]
+fn churn(seed: u64) -> usize {
+    let mut map = std::collections::HashMap::new();
+    for i in 0..200u64 {
+        map.insert(
+            i ^ seed,
+            format!("value {i} {}", "y".repeat((i % 64) as usize)),
+        );
+    }
+    let stat = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let v: Vec<Vec<u8>> = (0..16).map(|i| vec![i as u8; 1000 + i * 300]).collect();
+    map.len() + stat.len() + v.iter().map(Vec::len).sum::<usize>()
+}
+
+fn app() -> Router {
+    Router::new()
+        .route("/churn", get(|| async { format!("{}\n", churn(7)) }))
+        .route(
+            "/blocking",
+            get(|| async {
+                let n = tokio::task::spawn_blocking(|| {
+                    std::thread::sleep(Duration::from_millis(1));
+                    churn(11)
+                })
+                .await
+                .unwrap();
+                format!("{n}\n")
+            }),
+        )
+}
+
+#[test]
+fn profiler_under_allocation_syscalls_and_requests() {
+    let secs: u64 = std::env::var("DIAG_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
+    let diag = diag_core::Diag::builder()
+        .addr("127.0.0.1:0")
+        .heap_sample_bytes(4096)
+        .snapshot_min_interval(Duration::from_millis(0))
+        .start()
+        .expect("diag");
+    let diag_addr = diag.local_addr().unwrap().to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let app_addr = listener.local_addr().unwrap().to_string();
+    rt.spawn(async move { axum::serve(listener, app()).await });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let last_ms = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tick = {
+        let (done, last_ms) = (done.clone(), last_ms.clone());
+        move || {
+            done.fetch_add(1, Ordering::Relaxed);
+            last_ms.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+    };
+
+    // Watchdog: a hang fails loudly instead of blocking CI forever.
+    {
+        let (stop, last_ms) = (stop.clone(), last_ms.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(500));
+                let idle = start.elapsed().as_millis() as u64 - last_ms.load(Ordering::Relaxed);
+                if idle > HANG.as_millis() as u64 {
+                    eprintln!("WATCHDOG: no request completed for {idle} ms: deadlock; aborting");
+                    std::process::abort();
+                }
+            }
+        });
+    }
+
+    let mut threads = Vec::new();
+    // Three clients on the app.
+    for (i, path) in ["/churn", "/blocking", "/churn"].into_iter().enumerate() {
+        let (stop, addr, tick) = (stop.clone(), app_addr.clone(), tick.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("client-{i}"))
+                .spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        match get_status(&addr, path) {
+                            Ok((200, _)) => tick(),
+                            other => panic!("{path} failed: {other:?}"),
+                        }
+                        n += 1;
+                    }
+                    n
+                })
+                .unwrap(),
+        );
+    }
+    // A user thread that allocates and does syscalls outside any runtime.
+    {
+        let (stop, tick) = (stop.clone(), tick.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("user-churn".into())
+                .spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::black_box(churn(n));
+                        n += 1;
+                        if n % 64 == 0 {
+                            tick();
+                        }
+                    }
+                    n
+                })
+                .unwrap(),
+        );
+    }
+
+    // Profiles back to back at 1000 Hz, every format, heap snapshots in between.
+    let mut profiles = 0;
+    let formats = ["pprof", "svg", "folded"];
+    while start.elapsed() < Duration::from_secs(secs) {
+        let format = formats[profiles % formats.len()];
+        let path = format!("/debug/pprof/profile?seconds=2&frequency=1000&format={format}");
+        let (status, len) = get_status(&diag_addr, &path).expect("profile request");
+        assert_eq!(status, 200, "{path}");
+        assert!(len > 100, "{path}: {len} bytes");
+        tick();
+        let (status, _) = get_status(&diag_addr, "/debug/pprof/heap").expect("heap snapshot");
+        assert_eq!(status, 200);
+        tick();
+        profiles += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut requests = 0;
+    for t in threads {
+        requests += t.join().expect("a client failed");
+    }
+    eprintln!(
+        "{profiles} CPU profiles, {requests} requests/iterations in {:?}, 0 failures",
+        start.elapsed()
+    );
+    assert!(profiles >= 2);
+    assert!(requests > 0);
+}
