@@ -1,0 +1,101 @@
+//! CPU profiler overhead: throughput of a CPU-bound workload with pprof-rs sampling at 99 Hz
+//! (through `diag_core::cpu::Session`, as `/debug/pprof/profile` runs it) versus without, in
+//! one run: interleaved repetitions (off, on, off, on, ...) on the same threads, medians,
+//! ratio. The profiler's start/stop and symbolization are outside the timed region and
+//! reported separately.
+//!
+//! `cargo bench -p diag-benches --bench cpu_overhead` (env: `CPU_BENCH_REPS`, default 15;
+//! `CPU_BENCH_THREADS`, default 2).
+
+use std::time::{Duration, Instant};
+
+use diag_core::cpu::Session;
+
+/// The workload: primes below `n` by trial division, folded into a checksum.
+#[inline(never)]
+fn work(n: u64) -> u64 {
+    let mut count = 0u64;
+    let mut mix = 0xcbf2_9ce4_8422_2325u64;
+    for c in 2..std::hint::black_box(n) {
+        let mut d = 2;
+        let mut prime = true;
+        while d * d <= c {
+            if c % d == 0 {
+                prime = false;
+                break;
+            }
+            d += 1;
+        }
+        if prime {
+            count += 1;
+            mix = (mix ^ c).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    count ^ (mix & 0xffff_0000_0000_0000)
+}
+
+/// Runs `work(n)` on `threads` threads at once; the wall time of the slowest.
+fn run(threads: usize, n: u64) -> Duration {
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| std::hint::black_box(work(n)));
+        }
+    });
+    t.elapsed()
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run short then.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let reps = if quick { 3 } else { env("CPU_BENCH_REPS", 15) };
+    let threads = env("CPU_BENCH_THREADS", 2);
+    // Size the workload to ~0.5 s per repetition.
+    let mut n = 50_000u64;
+    while !quick && run(1, n) < Duration::from_millis(500) {
+        n = n * 3 / 2;
+    }
+    run(threads, n); // warm-up
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    let (mut setup, mut finish, mut samples) = (Vec::new(), Vec::new(), 0i64);
+    for _ in 0..reps {
+        off.push(run(threads, n));
+        let t = Instant::now();
+        let session = Session::start(99).expect("start the profiler");
+        setup.push(t.elapsed());
+        on.push(run(threads, n));
+        let t = Instant::now();
+        let p = session.finish().expect("finish the profile");
+        finish.push(t.elapsed());
+        samples += p.total(0);
+    }
+    let (m_off, m_on) = (median(&mut off), median(&mut on));
+    let ratio = m_on.as_secs_f64() / m_off.as_secs_f64();
+    println!(
+        "cpu_overhead: {threads} threads x work({n}), {reps} interleaved repetitions, medians"
+    );
+    println!("  profiler off      {:>9.1} ms", m_off.as_secs_f64() * 1e3);
+    println!("  profiler on 99 Hz {:>9.1} ms", m_on.as_secs_f64() * 1e3);
+    println!(
+        "  ratio on/off      {ratio:>9.4}  ({:+.2} % time, {:+.2} % throughput)",
+        (ratio - 1.0) * 100.0,
+        (1.0 / ratio - 1.0) * 100.0
+    );
+    println!(
+        "  outside the timed region: start {:.1} ms, finish+symbolize {:.1} ms (medians); {samples} samples",
+        median(&mut setup).as_secs_f64() * 1e3,
+        median(&mut finish).as_secs_f64() * 1e3
+    );
+}
