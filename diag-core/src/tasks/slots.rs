@@ -42,7 +42,9 @@ pub(crate) struct Slot {
     pub(crate) word: AtomicU64,
     /// Name id (see `metrics::name_of`) of the running poll.
     pub(crate) name_id: AtomicU32,
-    /// The word and duration (ns) of the last poll that ran past the threshold.
+    /// The word of the poll the watchdog turned into an event (set before recording it).
+    pub(crate) flagged: AtomicU64,
+    /// The word and duration (ns) of the last flagged poll, written when it ends.
     pub(crate) last_word: AtomicU64,
     pub(crate) last_dur_ns: AtomicU64,
     /// Capture protocol state and the poll it is for.
@@ -59,6 +61,7 @@ impl Slot {
             tid: AtomicI32::new(0),
             word: AtomicU64::new(0),
             name_id: AtomicU32::new(0),
+            flagged: AtomicU64::new(0),
             last_word: AtomicU64::new(0),
             last_dur_ns: AtomicU64::new(0),
             capture: AtomicU8::new(IDLE),
@@ -200,9 +203,10 @@ pub(crate) fn exit(token: Option<(u32, u64)>) {
     DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
     let Some((i, word)) = token else { return };
     let slot = &SLOTS[i as usize];
-    let dur_ns = elapsed_us(word, now_us()).saturating_mul(1000);
-    // Published before `word` clears, so a watchdog that sees the poll gone sees its duration.
-    if dur_ns >= THRESHOLD_NS.load(Relaxed) {
+    // Only a poll the watchdog flagged reads the clock again: its final duration is published
+    // before `word` clears, so a watchdog that sees the poll gone sees its duration.
+    if slot.flagged.load(Relaxed) == word {
+        let dur_ns = elapsed_us(word, now_us()).saturating_mul(1000);
         slot.last_dur_ns.store(dur_ns, Relaxed);
         slot.last_word.store(word, Release);
     }

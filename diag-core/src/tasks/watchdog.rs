@@ -72,6 +72,7 @@ fn scan(
             continue;
         }
         let name_id = slot.name_id.load(Relaxed);
+        slot.flagged.store(word, Release);
         let frames = match capture(slot, word) {
             Capture::Stack(f) => f,
             Capture::Retry => {
