@@ -55,9 +55,11 @@ pub(crate) async fn profile(
 fn respond(p: &Profile, format: &str, seconds: u64, frequency: u32) -> Response {
     match format {
         "svg" => {
-            let mut opts = FlameOptions::default();
-            opts.title = Some(format!("CPU flame graph ({seconds} s at {frequency} Hz)"));
-            opts.sample_type = Some(DRAW_COLUMN.to_owned());
+            let opts = FlameOptions {
+                title: Some(format!("CPU flame graph ({seconds} s at {frequency} Hz)")),
+                sample_type: Some(DRAW_COLUMN.to_owned()),
+                ..FlameOptions::default()
+            };
             let mut svg = Vec::new();
             if p.total(0) == 0 {
                 svg = empty_svg(seconds).into_bytes();
