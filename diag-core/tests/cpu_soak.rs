@@ -158,7 +158,7 @@ fn profiler_under_allocation_syscalls_and_requests() {
                     while !stop.load(Ordering::Relaxed) {
                         std::hint::black_box(churn(n));
                         n += 1;
-                        if n % 64 == 0 {
+                        if n.is_multiple_of(64) {
                             tick();
                         }
                     }

@@ -4,6 +4,6 @@ pub(crate) mod demo;
 pub(crate) mod diff;
 pub(crate) mod flamegraph;
 pub(crate) mod snapshot;
+pub(crate) mod tasks;
 pub(crate) mod top;
 pub(crate) mod top_live;
-pub(crate) mod tasks;

@@ -242,6 +242,31 @@ impl Collector for ProcessCollector {
                 h.sample_rate as f64,
             )?;
         }
+        let lag = crate::tasks::lag_view();
+        if lag.running {
+            let e = &mut enc;
+            gauge(
+                e,
+                "diag_event_loop_lag",
+                "How late the runtime ran the lag probe's last timer (rises while blocked)",
+                Some(s),
+                lag.current_ms / 1e3,
+            )?;
+            gauge(
+                e,
+                "diag_event_loop_lag_p99",
+                "99th percentile of event-loop lag over the probe's window",
+                Some(s),
+                lag.p99_ms / 1e3,
+            )?;
+            gauge(
+                e,
+                "diag_event_loop_lag_max",
+                "Largest event-loop lag over the probe's window",
+                Some(s),
+                lag.max_ms / 1e3,
+            )?;
+        }
         Ok(())
     }
 }

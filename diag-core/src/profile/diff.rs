@@ -410,7 +410,10 @@ mod tests {
         // Two runs of one binary: same functions, different load addresses (ASLR).
         let mut before = heap_profile(&[(&["myapp::leak", "myapp::main"], 100)]);
         let mut after = heap_profile(&[(&["myapp::leak", "myapp::main"], 900)]);
-        for (p, base) in [(&mut before, 0x5555_0000_0000u64), (&mut after, 0x7f00_0000_0000)] {
+        for (p, base) in [
+            (&mut before, 0x5555_0000_0000u64),
+            (&mut after, 0x7f00_0000_0000),
+        ] {
             for s in &mut p.samples {
                 for (i, f) in s.stack.iter_mut().enumerate() {
                     f.address = base + 0x40 * i as u64;

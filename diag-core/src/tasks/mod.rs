@@ -25,6 +25,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub(crate) use events::block_profile;
+pub(crate) use lag::view as lag_view;
 pub(crate) use watchdog::DEFAULT_THRESHOLD_MS;
 
 pin_project_lite::pin_project! {
