@@ -57,7 +57,9 @@ pub fn fails(args: &[&str]) -> String {
     let out = diag(args);
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(2), "diag {args:?}: {stderr}");
-    assert!(stderr.starts_with("diag: error: "), "{stderr}");
+    // Progress lines may come first; the error is the last line.
+    let last = stderr.trim_end().lines().last().unwrap_or("");
+    assert!(last.starts_with("diag: error: "), "{stderr}");
     assert!(
         out.stdout.is_empty(),
         "{}",
