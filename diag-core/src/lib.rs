@@ -3,6 +3,9 @@
 
 pub mod cpu;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "heap")]
 pub mod heap;
 #[cfg(feature = "server")]

@@ -1,6 +1,7 @@
 //! Flamegraph SVGs of a profile, and differential flamegraphs of growth between two, via
 //! inferno.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use inferno::flamegraph::{self as inferno_fg, Direction};
@@ -12,6 +13,12 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// The default [`FlameOptions::min_width`], in pixels (inferno's).
 pub const DEFAULT_MIN_WIDTH: f64 = 0.1;
+
+/// The largest sum of stack values handed to inferno. It adds counts up in `usize` and
+/// multiplies differential deltas by 150 in `isize` (0.12's `color_scale`), which overflows (a
+/// panic in debug builds, garbage colors in release) for values near `i64::MAX`; larger
+/// profiles are scaled down to this, which changes no width visibly.
+const MAX_INFERNO_TOTAL: u64 = 1 << 52;
 
 /// Options for [`flamegraph`] and [`diff_flamegraph`].
 #[derive(Debug, Clone)]
@@ -57,12 +64,42 @@ pub fn flamegraph<W: Write>(profile: &Profile, opts: &FlameOptions, w: W) -> Res
             ty.ty
         )));
     }
+    let mut stacks = stacks;
+    let divisor = scale_down(&mut [&mut stacks]);
     let lines: Vec<String> = stacks.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let title = opts
         .title
         .clone()
         .unwrap_or_else(|| format!("Flame graph ({})", ty.ty));
-    render(opts, ty, title, None, lines.iter().map(String::as_str), w)
+    render(
+        opts,
+        ty,
+        divisor,
+        title,
+        None,
+        lines.iter().map(String::as_str),
+        w,
+    )
+}
+
+/// Divides every value of `maps` by one common divisor so that their sum is at most
+/// [`MAX_INFERNO_TOTAL`], dropping stacks that become 0; returns the divisor (1: unchanged).
+fn scale_down(maps: &mut [&mut BTreeMap<String, i64>]) -> u64 {
+    let total: u128 = maps
+        .iter()
+        .flat_map(|m| m.values())
+        .map(|&v| u128::from(v.unsigned_abs()))
+        .sum();
+    if total <= u128::from(MAX_INFERNO_TOTAL) {
+        return 1;
+    }
+    let divisor = total.div_ceil(u128::from(MAX_INFERNO_TOTAL));
+    let divisor = i64::try_from(divisor).unwrap_or(i64::MAX);
+    for map in maps.iter_mut() {
+        map.values_mut().for_each(|v| *v /= divisor);
+        map.retain(|_, v| *v > 0);
+    }
+    divisor.unsigned_abs()
 }
 
 /// Renders a differential flamegraph of the change from `before` to `after` into `w`: frames
@@ -83,15 +120,16 @@ pub fn diff_flamegraph<W: Write>(
             ty.ty
         ))
     })?;
-    let before_stacks = fold(before, |s| s.values.get(ib).copied().unwrap_or(0));
-    let after_stacks = fold(after, |s| s.values.get(ia).copied().unwrap_or(0));
+    let mut before_stacks = fold(before, |s| s.values.get(ib).copied().unwrap_or(0));
+    let mut after_stacks = fold(after, |s| s.values.get(ia).copied().unwrap_or(0));
+    let divisor = scale_down(&mut [&mut before_stacks, &mut after_stacks]);
     if after_stacks.is_empty() {
         return Err(Error::invalid(format!(
             "nothing to draw: no stack of the second profile has a positive `{}` value",
             ty.ty
         )));
     }
-    let to_text = |stacks: &std::collections::BTreeMap<String, i64>| {
+    let to_text = |stacks: &BTreeMap<String, i64>| {
         let mut text = String::new();
         for (k, v) in stacks {
             text.push_str(&format!("{k} {v}\n"));
@@ -114,12 +152,14 @@ pub fn diff_flamegraph<W: Write>(
         .clone()
         .unwrap_or_else(|| format!("Growth of {} (red: grew, blue: shrank)", ty.ty));
     let subtitle = Some("frame width: second snapshot".to_owned());
-    render(opts, &ty, title, subtitle, differential.lines(), w)
+    render(opts, &ty, divisor, title, subtitle, differential.lines(), w)
 }
 
+/// Renders folded `lines` whose values were divided by `divisor`.
 fn render<'a, W: Write>(
     opts: &FlameOptions,
     ty: &ValueType,
+    divisor: u64,
     title: String,
     subtitle: Option<String>,
     lines: impl IntoIterator<Item = &'a str>,
@@ -129,6 +169,9 @@ fn render<'a, W: Write>(
     o.title = title;
     o.subtitle = subtitle;
     o.count_name = opts.count_name.clone().unwrap_or_else(|| count_name(ty));
+    if divisor > 1 {
+        o.count_name = format!("x{divisor} {}", o.count_name);
+    }
     o.min_width = opts.min_width;
     o.hash = true;
     o.deterministic = true;
@@ -189,6 +232,43 @@ mod tests {
         let err = flamegraph(&p, &FlameOptions::default(), &mut out).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn values_near_i64_max_do_not_overflow_inferno() {
+        // Found by the profile_ops fuzz target: inferno sums counts in usize and multiplies
+        // deltas by 150 in isize, which panicked in debug builds.
+        let big = i64::MAX - 1;
+        let inuse = |stacks: &[(&str, i64)]| Profile {
+            sample_types: vec![ValueType::new("inuse_space", "bytes")],
+            samples: stacks
+                .iter()
+                .map(|&(leaf, v)| crate::profile::Sample {
+                    stack: vec![
+                        crate::profile::Frame::named(leaf),
+                        crate::profile::Frame::named("myapp::main"),
+                    ],
+                    values: vec![v],
+                    labels: Vec::new(),
+                })
+                .collect(),
+            ..Profile::default()
+        };
+        let before = inuse(&[("myapp::a", 1)]);
+        let after = inuse(&[
+            ("myapp::a", big),
+            ("myapp::b", big),
+            ("myapp::c", big),
+            ("myapp::tiny", 1),
+        ]);
+        let s = svg(&after, &FlameOptions::default());
+        assert!(s.contains("myapp::c"));
+        assert!(!s.contains("myapp::tiny"), "scaled down to 0 and dropped");
+        let mut out = Vec::new();
+        diff_flamegraph(&before, &after, &FlameOptions::default(), &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("myapp::b"));
+        assert!(s.contains(" bytes"), "count name keeps its unit");
     }
 
     #[test]

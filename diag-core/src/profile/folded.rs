@@ -14,7 +14,9 @@ const EMPTY_STACK: &str = "[unknown]";
 /// Aggregated folded stacks of one column: stack (outermost first, `;`-separated) to value.
 /// Stacks whose total is zero or negative are left out (a flamegraph cannot draw them).
 ///
-/// Frame names have any `;` replaced by `:` (as in `[u8; 32]`), since `;` separates frames.
+/// Frame names have any `;` replaced by `:` (as in `[u8; 32]`), since `;` separates frames;
+/// surrounding whitespace is trimmed (a blank name is `[unknown]`), and a stack that would end
+/// in a number after a space (`f 12`) has that space made `_`, so no reader takes it for a count.
 pub fn folded_map(profile: &Profile, sample_type: Option<&str>) -> Result<BTreeMap<String, i64>> {
     let index = select_sample(profile, sample_type)?;
     Ok(fold(profile, |s| s.values.get(index).copied().unwrap_or(0)))
@@ -72,12 +74,9 @@ fn stack_key(sample: &Sample, key: &mut String) {
         if i > 0 {
             key.push(';');
         }
-        let name = if frame.function.is_empty() {
-            "[unknown]"
-        } else {
-            frame.function.as_str()
-        };
-        if name.contains(';') || name.contains('\n') {
+        let name = frame.function.trim();
+        let name = if name.is_empty() { "[unknown]" } else { name };
+        if name.contains([';', '\n', '\r']) {
             key.extend(name.chars().map(|c| match c {
                 ';' => ':',
                 '\n' | '\r' => ' ',
@@ -87,6 +86,20 @@ fn stack_key(sample: &Sample, key: &mut String) {
             key.push_str(name);
         }
     }
+    // A stack ending in ` 12` or ` 1.5` would be read back as a second count column (the
+    // differential format) by inferno and flamegraph.pl: glue that token to its frame.
+    if let Some(space) = key.rfind(' ')
+        && looks_like_count(&key[space + 1..])
+    {
+        key.replace_range(space..=space, "_");
+    }
+}
+
+/// True if inferno would parse `token` as a sample count: digits with at most one `.`.
+fn looks_like_count(token: &str) -> bool {
+    !token.is_empty()
+        && token.bytes().filter(|&b| b == b'.').count() <= 1
+        && token.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
 #[cfg(test)]
@@ -116,6 +129,29 @@ mod tests {
         let mut out = Vec::new();
         write_folded(&p, None, &mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), lines.join("\n") + "\n");
+    }
+
+    #[test]
+    fn names_are_never_read_back_as_counts_or_blanks() {
+        // Found by the profile_ops fuzz target: a blank frame name gave a line inferno ignored
+        // ("No stack counts found"), and a name ending in ` 12` was read as a second count.
+        let p = heap_profile(&[
+            (&[" ", "myapp::main"], 10),
+            (&["\tmyapp::f 12\r", "myapp::main"], 20),
+            (&["  "], 30),
+        ]);
+        assert_eq!(
+            folded(&p, None).unwrap(),
+            [
+                "[unknown] 30",
+                "myapp::main;[unknown] 10",
+                "myapp::main;myapp::f_12 20"
+            ]
+        );
+        let blank = heap_profile(&[(&["\t"], 30)]);
+        let mut svg = Vec::new();
+        crate::profile::flamegraph(&blank, &Default::default(), &mut svg).unwrap();
+        assert!(String::from_utf8(svg).unwrap().contains("[unknown]"));
     }
 
     #[test]
