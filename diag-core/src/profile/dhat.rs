@@ -13,6 +13,7 @@
 use serde::Deserialize;
 
 use super::model::{Frame, Profile, Sample, ValueType};
+use super::pprof_codec;
 use crate::error::{Error, Result};
 
 /// The frame dhat puts at index 0 of `ftbl`, above every stack; it is not a real frame.
@@ -97,6 +98,19 @@ pub fn decode(bytes: &[u8]) -> Result<Profile> {
     };
 
     let frames: Vec<Option<Frame>> = ftbl.iter().map(|s| parse_frame(s)).collect();
+    // Program points repeat frames, so a small file can describe a huge model: bound its size
+    // before building any of it.
+    let model_bytes = pps
+        .iter()
+        .flat_map(|pp| &pp.fs)
+        .filter_map(|&i| frames.get(i)?.as_ref().map(pprof_codec::frame_cost))
+        .fold(0u64, u64::saturating_add);
+    if model_bytes > pprof_codec::MAX_DECODED_BYTES {
+        return Err(Error::decode(format!(
+            "profile is larger than {} bytes once its stacks are expanded",
+            pprof_codec::MAX_DECODED_BYTES
+        )));
+    }
     let mut samples = Vec::with_capacity(pps.len());
     for (n, pp) in pps.iter().enumerate() {
         let mut stack = Vec::with_capacity(pp.fs.len());
@@ -298,6 +312,23 @@ mod tests {
                 "{err} should contain {want}"
             );
         }
+    }
+
+    #[test]
+    fn repeated_frames_cannot_expand_past_the_limit() {
+        // One 64 KiB frame named 20,000 times: about 100 KB of JSON, over 1 GiB expanded.
+        let fs = vec!["1"; 20_000].join(",");
+        let json = format!(
+            r#"{{"dhatFileVersion":2,"mode":"rust-heap","pps":[{{"tb":1,"tbk":1,"fs":[{fs}]}}],
+            "ftbl":["[root]","{}"]}}"#,
+            "x".repeat(64 * 1024)
+        );
+        let err = decode(json.as_bytes()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode);
+        assert!(
+            err.to_string().contains("once its stacks are expanded"),
+            "{err}"
+        );
     }
 
     #[test]

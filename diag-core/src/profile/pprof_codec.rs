@@ -232,7 +232,7 @@ pub fn from_proto(p: &protos::Profile) -> Result<Profile> {
         .collect::<Result<Vec<_>>>()?;
 
     let functions: HashMap<u64, &protos::Function> = p.function.iter().map(|f| (f.id, f)).collect();
-    let mut locations: HashMap<u64, Vec<Frame>> = HashMap::with_capacity(p.location.len());
+    let mut locations: HashMap<u64, (Vec<Frame>, u64)> = HashMap::with_capacity(p.location.len());
     for loc in &p.location {
         let mut frames = Vec::with_capacity(loc.line.len().max(1));
         for line in &loc.line {
@@ -265,9 +265,26 @@ pub fn from_proto(p: &protos::Profile) -> Result<Profile> {
                 address: loc.address,
             });
         }
-        locations.insert(loc.id, frames);
+        let cost = frames
+            .iter()
+            .map(frame_cost)
+            .fold(0u64, u64::saturating_add);
+        locations.insert(loc.id, (frames, cost));
     }
 
+    // Samples repeat locations, so a small file can describe a huge model: bound its size
+    // before building any of it.
+    let model_bytes = p
+        .sample
+        .iter()
+        .flat_map(|s| &s.location_id)
+        .filter_map(|id| locations.get(id).map(|(_, cost)| *cost))
+        .fold(0u64, u64::saturating_add);
+    if model_bytes > MAX_DECODED_BYTES {
+        return Err(Error::decode(format!(
+            "profile is larger than {MAX_DECODED_BYTES} bytes once its stacks are expanded"
+        )));
+    }
     let mut samples = Vec::with_capacity(p.sample.len());
     for s in &p.sample {
         if s.value.len() != sample_types.len() {
@@ -279,7 +296,7 @@ pub fn from_proto(p: &protos::Profile) -> Result<Profile> {
         }
         let mut stack = Vec::new();
         for id in &s.location_id {
-            let frames = locations
+            let (frames, _) = locations
                 .get(id)
                 .ok_or_else(|| Error::decode(format!("sample names missing location {id}")))?;
             stack.extend(frames.iter().cloned());
@@ -316,4 +333,67 @@ pub fn from_proto(p: &protos::Profile) -> Result<Profile> {
             .map(|&c| string(c).map(str::to_owned))
             .collect::<Result<_>>()?,
     })
+}
+
+/// Roughly the memory one decoded frame takes.
+pub(crate) fn frame_cost(f: &Frame) -> u64 {
+    let strings = f.function.len() + f.file.as_deref().map_or(0, str::len);
+    (std::mem::size_of::<Frame>() + strings) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn repeated_locations_cannot_expand_past_the_limit() {
+        // A location of 1,000 inlined 1 KiB names, named 1,100 times by each of 2 samples:
+        // about 6 KB encoded, more than 2 GiB once expanded. Decoding must refuse it, not
+        // allocate it.
+        let name = "x".repeat(1024);
+        let p = protos::Profile {
+            sample_type: vec![protos::ValueType { ty: 1, unit: 2 }],
+            string_table: vec!["".into(), "inuse_space".into(), "bytes".into(), name],
+            function: vec![protos::Function {
+                id: 1,
+                name: 3,
+                ..Default::default()
+            }],
+            location: vec![protos::Location {
+                id: 1,
+                line: vec![
+                    protos::Line {
+                        function_id: 1,
+                        line: 0,
+                    };
+                    1000
+                ],
+                ..Default::default()
+            }],
+            sample: vec![
+                protos::Sample {
+                    location_id: vec![1; 1100],
+                    value: vec![1],
+                    label: Vec::new(),
+                };
+                2
+            ],
+            ..Default::default()
+        };
+        let bytes = p.encode_to_vec();
+        assert!(bytes.len() < 16 * 1024, "{}", bytes.len());
+        let err = decode(&bytes).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode);
+        assert!(
+            err.to_string().contains("once its stacks are expanded"),
+            "{err}"
+        );
+        // The same shape at a sane size still decodes.
+        let mut small = p.clone();
+        small.sample[0].location_id.truncate(3);
+        small.sample.truncate(1);
+        let ok = decode(&small.encode_to_vec()).unwrap();
+        assert_eq!(ok.samples[0].stack.len(), 3000);
+    }
 }
