@@ -56,22 +56,11 @@ fn get(addr: &str, path: &str, timeout: Duration) -> (u16, String) {
 
 #[test]
 fn cpu_flamegraph_end_to_end() {
-    let diag = diag_core::Diag::builder()
-        .addr("127.0.0.1:0")
-        .start()
-        .expect("diag");
-    let diag_addr = diag.local_addr().unwrap().to_string();
-    let diag_url = format!("http://{diag_addr}");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let app_addr = listener.local_addr().unwrap().to_string();
-    rt.spawn(diag_examples::serve(listener, diag_examples::hot::app()));
+    let service =
+        diag_examples::InProcess::start(diag_core::Diag::builder(), diag_examples::hot::app());
+    let diag_addr = service.diag_addr().to_owned();
+    let diag_url = service.diag_url.clone();
+    let app_addr = service.app_addr().to_owned();
 
     // Keep the hot endpoint busy.
     let stop = Arc::new(AtomicBool::new(false));

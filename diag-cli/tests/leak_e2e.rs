@@ -62,22 +62,11 @@ fn go_pprof(args: &[&str]) -> Option<String> {
 
 #[test]
 fn snapshot_diff_names_the_leak() {
-    let diag_handle = diag_core::Diag::builder()
-        .addr("127.0.0.1:0")
-        .heap_sample_bytes(256 * 1024)
-        .start()
-        .expect("diag starts");
-    let diag_url = format!("http://{}", diag_handle.local_addr().unwrap());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let app_url = format!("http://{}", listener.local_addr().unwrap());
-    rt.spawn(diag_examples::serve(listener, diag_examples::leaky::app()));
+    let service = diag_examples::InProcess::start(
+        diag_core::Diag::builder().heap_sample_bytes(256 * 1024),
+        diag_examples::leaky::app(),
+    );
+    let (diag_url, app_url) = (service.diag_url.clone(), service.app_url.clone());
 
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(30)))
@@ -184,5 +173,5 @@ fn snapshot_diff_names_the_leak() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
 
     std::fs::remove_dir_all(&dir).ok();
-    diag_handle.shutdown();
+    drop(service);
 }

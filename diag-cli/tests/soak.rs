@@ -39,22 +39,12 @@ fn soak_under_load_with_snapshots() {
         eprintln!("SKIPPING soak: /usr/bin/wrk is not installed (apt-get install wrk)");
         return;
     }
-    let diag = diag_core::Diag::builder()
-        .addr("127.0.0.1:0")
-        .heap_sample_bytes(64 * 1024) // 8x the default rate: more work for the profiler
-        .start()
-        .expect("diag");
-    let diag_url = format!("http://{}", diag.local_addr().unwrap());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let app_url = format!("http://{}", listener.local_addr().unwrap());
-    rt.spawn(diag_examples::serve(listener, diag_examples::leaky::app()));
+    let service = diag_examples::InProcess::start(
+        // 8x the default rate: more work for the profiler.
+        diag_core::Diag::builder().heap_sample_bytes(64 * 1024),
+        diag_examples::leaky::app(),
+    );
+    let (diag_url, app_url) = (service.diag_url.clone(), service.app_url.clone());
 
     let stop = Arc::new(AtomicBool::new(false));
     let worst_ms = Arc::new(AtomicU64::new(0));
@@ -169,5 +159,5 @@ fn soak_under_load_with_snapshots() {
         "RSS grew from {rss_after_warmup} to {rss_end}"
     );
     std::fs::remove_dir_all(&dir).ok();
-    diag.shutdown();
+    drop(service);
 }

@@ -45,23 +45,9 @@ fn diag_tasks_json(diag_url: &str) -> Value {
 
 #[test]
 fn blocking_routes_are_caught_with_their_stacks() {
-    let diag = diag_core::Diag::builder()
-        .addr("127.0.0.1:0")
-        .start()
-        .expect("start diag");
-    let diag_url = format!("http://{}", diag.local_addr().expect("listener"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind app");
-    let app_url = format!("http://{}", listener.local_addr().expect("addr"));
-    rt.spawn(async move {
-        let _ = diag_examples::serve(listener, diag_examples::stall::app()).await;
-    });
+    let service =
+        diag_examples::InProcess::start(diag_core::Diag::builder(), diag_examples::stall::app());
+    let (diag_url, app_url) = (service.diag_url.clone(), service.app_url.clone());
 
     // Healthy load from two client threads: no blocking events, no false alarms.
     let clients: Vec<_> = (0..2)
@@ -219,5 +205,5 @@ fn blocking_routes_are_caught_with_their_stacks() {
         .call()
         .expect("answer");
     assert_eq!(r.status(), 400);
-    drop(rt);
+    drop(service);
 }

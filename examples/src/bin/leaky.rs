@@ -8,32 +8,10 @@ static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
 
 #[tokio::main]
 async fn main() {
-    let diag = match diag_core::init() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("leaky: diag: {e}");
-            std::process::exit(2);
-        }
-    };
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8080".into());
-    let listener = match tokio::net::TcpListener::bind(&addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("leaky: cannot bind {addr}: {e}");
-            std::process::exit(2);
-        }
-    };
-    match listener.local_addr() {
-        Ok(a) => println!("app listening on http://{a}"),
-        Err(e) => eprintln!("leaky: {e}"),
-    }
-    if let Some(a) = diag.local_addr() {
-        println!("diag listening on http://{a}");
-    }
-    if let Err(e) = diag_examples::serve(listener, diag_examples::leaky::app()).await {
-        eprintln!("leaky: {e}");
-        std::process::exit(1);
-    }
+    diag_examples::run(
+        "leaky",
+        std::env::args().nth(1),
+        diag_examples::leaky::app(),
+    )
+    .await;
 }

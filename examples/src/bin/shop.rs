@@ -15,39 +15,11 @@ async fn main() {
     if bare {
         args.remove(0);
     }
-    let diag = match diag_core::init() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("shop: diag: {e}");
-            std::process::exit(2);
-        }
-    };
     diag_examples::shop::register_readiness();
-    let addr = args
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "127.0.0.1:8080".into());
-    let listener = match tokio::net::TcpListener::bind(&addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("shop: cannot bind {addr}: {e}");
-            std::process::exit(2);
-        }
-    };
-    match listener.local_addr() {
-        Ok(a) => println!("app listening on http://{a}"),
-        Err(e) => eprintln!("shop: {e}"),
-    }
-    if let Some(a) = diag.local_addr() {
-        println!("diag listening on http://{a}");
-    }
     let app = if bare {
         diag_examples::shop::routes()
     } else {
         diag_examples::shop::app()
     };
-    if let Err(e) = diag_examples::serve(listener, app).await {
-        eprintln!("shop: {e}");
-        std::process::exit(1);
-    }
+    diag_examples::run("shop", args.first().cloned(), app).await;
 }
