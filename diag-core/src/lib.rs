@@ -12,13 +12,13 @@ pub mod heap;
 mod http;
 #[cfg(feature = "server")]
 mod init;
-pub mod profile;
-#[cfg(feature = "server")]
-mod tasks;
 #[cfg(feature = "server")]
 mod layer;
 #[cfg(feature = "server")]
 pub mod metrics;
+pub mod profile;
+#[cfg(feature = "server")]
+mod tasks;
 
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "heap")]
@@ -26,11 +26,11 @@ pub use heap::{DiagAlloc, HeapStats, IgnoreAllocs};
 #[cfg(feature = "server")]
 pub use init::{Builder, DEFAULT_ADDR, Diag, env, init};
 #[cfg(feature = "server")]
-pub use tasks::spawn;
-#[cfg(feature = "server")]
 pub use layer::{DiagLayer, DiagService, layer};
 #[cfg(feature = "server")]
 pub use metrics::{Timer, readiness, timed, timer};
+#[cfg(feature = "server")]
+pub use tasks::spawn;
 
 #[cfg(feature = "server")]
 static ROUTER_TOKEN: std::sync::Mutex<Option<std::sync::Arc<str>>> = std::sync::Mutex::new(None);
