@@ -1,0 +1,72 @@
+//! Profiles from the real peer: a small Go program (tests/go/leak.go) writes two heap profiles
+//! with `runtime/pprof`; `diag diff` must rank Go's leaking function first with the growth Go
+//! recorded, and `diag top` must read them. Needs Debian's golang-go (CI installs it).
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn go_heap_profiles_diff_and_top() {
+    let go = Path::new("/usr/bin/go");
+    if !go.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install golang-go"
+        );
+        eprintln!("SKIPPING the Go interop test: /usr/bin/go is not installed");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("diag-go-interop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/leak.go");
+    let (a, b) = (dir.join("a.pb.gz"), dir.join("b.pb.gz"));
+    let out = Command::new(go)
+        .args(["run"])
+        .arg(&src)
+        .args([&a, &b])
+        .env("HOME", &dir)
+        .env("GOCACHE", dir.join("cache"))
+        .env("GO111MODULE", "off")
+        .output()
+        .expect("go run");
+    assert!(
+        out.status.success(),
+        "go run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_diag"))
+        .arg("diff")
+        .args([&a, &b])
+        .arg("--json")
+        .output()
+        .expect("diag diff");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &v["sites"][0];
+    assert_eq!(first["function"], "main.leak", "{v}");
+    // 400 more 64 KiB buffers; Go's own estimate, scaled from 4 KiB sampling.
+    let delta = first["delta_bytes"].as_f64().unwrap();
+    let truth = 400.0 * 65536.0;
+    assert!(
+        (delta - truth).abs() / truth < 0.25,
+        "delta {delta} vs {truth}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_diag"))
+        .arg("top")
+        .arg(&b)
+        .output()
+        .expect("diag top");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("main.leak"));
+    std::fs::remove_dir_all(&dir).ok();
+}
