@@ -6,17 +6,7 @@
 
 use axum::http::StatusCode;
 
-// The debug listener's query parsing is private to `http`; these are the same source files,
-// compiled here a second time so that the fuzzer tests exactly that code without it being
-// made visible to the rest of the crate.
-#[allow(dead_code, unreachable_pub, clippy::duplicate_mod)]
-#[path = "../http/error.rs"]
-mod error;
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "../http/query.rs"]
-mod query;
-
-use query::Params;
+use crate::http::query::Params;
 
 /// The parameter lists the debug endpoints accept, plus one with an enumerated parameter.
 const ALLOWED: &[&[&str]] = &[&[], &["debug", "gc"], &["bytes"], &["format", "seconds"]];

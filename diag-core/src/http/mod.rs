@@ -2,11 +2,11 @@
 
 #[cfg(feature = "cpu")]
 mod cpu;
-mod error;
+pub(crate) mod error;
 mod heap;
 pub(crate) mod limits;
 mod metrics;
-mod query;
+pub(crate) mod query;
 pub(crate) mod server;
 mod tasks;
 
