@@ -17,6 +17,8 @@ mod layer;
 #[cfg(feature = "server")]
 pub mod metrics;
 pub mod profile;
+#[cfg(any(feature = "heap", feature = "cpu"))]
+mod symbols;
 #[cfg(feature = "server")]
 mod tasks;
 

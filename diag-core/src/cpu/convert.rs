@@ -122,25 +122,9 @@ impl Resolver {
         let ip = frame.ip() as usize;
         self.cache.entry(ip).or_insert_with(|| {
             let mut out = Vec::new();
-            backtrace::resolve_frame(frame, |sym| {
-                let function = match sym.name() {
-                    Some(n) => format!("{n:#}"),
-                    None => format!("{ip:#x}"),
-                };
-                out.push(Frame {
-                    function,
-                    file: sym.filename().map(|p| p.display().to_string()),
-                    line: sym.lineno().unwrap_or(0),
-                    address: ip as u64,
-                });
-            });
+            backtrace::resolve_frame(frame, |sym| out.push(crate::symbols::frame(sym, ip)));
             if out.is_empty() {
-                out.push(Frame {
-                    function: format!("{ip:#x}"),
-                    file: None,
-                    line: 0,
-                    address: ip as u64,
-                });
+                out.push(crate::symbols::unknown(ip));
             }
             out
         })

@@ -16,13 +16,13 @@ mod thread;
 
 pub use alloc::{DEFAULT_MAX_TRACKED_BLOCKS, DiagAlloc};
 pub use config::{DEFAULT_SAMPLE_BYTES, sample_rate, set_sample_rate};
-pub use snapshot::{HeapStats, is_installed, profile, stats};
+pub use snapshot::{ALLOC_SPACE, HeapStats, INUSE_SPACE, is_installed, profile, stats};
 pub use stacks::{DEFAULT_MAX_STACKS, MAX_FRAMES};
 pub use thread::IgnoreAllocs;
 
-pub(crate) use snapshot::{ALLOC_SPACE, INUSE_SPACE};
 #[cfg(feature = "server")]
 pub(crate) use symbolize::stack as symbolize_stack;
+#[cfg(feature = "server")]
 pub(crate) use thread::ignore_this_thread;
 #[cfg(feature = "server")]
 pub(crate) use thread::thread_in_sampler;

@@ -72,10 +72,10 @@ pub fn is_installed() -> bool {
     thread::totals().alloc_objects > 0
 }
 
-/// Which column a heap profile shows by default.
-pub(crate) const INUSE_SPACE: &str = "inuse_space";
-/// Which column `/debug/pprof/allocs` shows by default.
-pub(crate) const ALLOC_SPACE: &str = "alloc_space";
+/// The column `/debug/pprof/heap` shows by default.
+pub const INUSE_SPACE: &str = "inuse_space";
+/// The column `/debug/pprof/allocs` shows by default.
+pub const ALLOC_SPACE: &str = "alloc_space";
 
 /// A heap profile of everything sampled so far: `alloc_objects`, `alloc_space`,
 /// `inuse_objects`, `inuse_space`, scaled to estimates of the true totals, symbolized.
@@ -111,12 +111,7 @@ pub fn profile(default_type: &str) -> Profile {
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
     Profile {
-        sample_types: vec![
-            ValueType::new("alloc_objects", "count"),
-            ValueType::new("alloc_space", "bytes"),
-            ValueType::new("inuse_objects", "count"),
-            ValueType::new("inuse_space", "bytes"),
-        ],
+        sample_types: crate::profile::heap_sample_types(),
         samples,
         period_type: Some(ValueType::new("space", "bytes")),
         period: st.sample_rate as i64,

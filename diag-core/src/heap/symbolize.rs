@@ -24,24 +24,10 @@ pub(crate) fn frames(addr: usize) -> Arc<[Frame]> {
     }
     let mut out = Vec::new();
     backtrace::resolve(addr as *mut std::ffi::c_void, |sym| {
-        let function = match sym.name() {
-            Some(n) => format!("{n:#}"),
-            None => format!("{addr:#x}"),
-        };
-        out.push(Frame {
-            function,
-            file: sym.filename().map(|p| p.display().to_string()),
-            line: sym.lineno().unwrap_or(0),
-            address: addr as u64,
-        });
+        out.push(crate::symbols::frame(sym, addr));
     });
     if out.is_empty() {
-        out.push(Frame {
-            function: format!("{addr:#x}"),
-            file: None,
-            line: 0,
-            address: addr as u64,
-        });
+        out.push(crate::symbols::unknown(addr));
     }
     let f: Arc<[Frame]> = out.into();
     if c.len() >= MAX_CACHED {

@@ -397,6 +397,7 @@ impl Drop for IgnoreAllocs {
 }
 
 /// Marks the current thread as diag's own for the rest of its life (debug-server threads).
+#[cfg(feature = "server")]
 pub(crate) fn ignore_this_thread() {
     std::mem::forget(IgnoreAllocs::new());
 }

@@ -146,12 +146,7 @@ pub fn decode(bytes: &[u8]) -> Result<Profile> {
     }
     let micros = matches!(file.tu.as_deref(), Some("µs" | "us") | None);
     Ok(Profile {
-        sample_types: vec![
-            ValueType::new("alloc_objects", "count"),
-            ValueType::new("alloc_space", "bytes"),
-            ValueType::new("inuse_objects", "count"),
-            ValueType::new("inuse_space", "bytes"),
-        ],
+        sample_types: crate::profile::heap_sample_types(),
         samples,
         period_type: Some(ValueType::new("space", "bytes")),
         // dhat records every allocation: no sampling.

@@ -26,6 +26,17 @@ impl ValueType {
     }
 }
 
+/// Go's four heap-profile columns, in Go's order: `alloc_objects/count`, `alloc_space/bytes`,
+/// `inuse_objects/count`, `inuse_space/bytes`.
+pub fn heap_sample_types() -> Vec<ValueType> {
+    vec![
+        ValueType::new("alloc_objects", "count"),
+        ValueType::new("alloc_space", "bytes"),
+        ValueType::new("inuse_objects", "count"),
+        ValueType::new("inuse_space", "bytes"),
+    ]
+}
+
 /// One symbolized frame of a stack.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Frame {
