@@ -11,28 +11,8 @@ use std::time::{Duration, Instant};
 
 use diag_core::cpu::Session;
 
-/// The workload: primes below `n` by trial division, folded into a checksum.
-#[inline(never)]
-fn work(n: u64) -> u64 {
-    let mut count = 0u64;
-    let mut mix = 0xcbf2_9ce4_8422_2325u64;
-    for c in 2..std::hint::black_box(n) {
-        let mut d = 2;
-        let mut prime = true;
-        while d * d <= c {
-            if c % d == 0 {
-                prime = false;
-                break;
-            }
-            d += 1;
-        }
-        if prime {
-            count += 1;
-            mix = (mix ^ c).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    count ^ (mix & 0xffff_0000_0000_0000)
-}
+/// The workload: the `hot` example's hot function (primes below `n`, folded into a checksum).
+use diag_examples::hot::burn_cpu as work;
 
 /// Runs `work(n)` on `threads` threads at once; the wall time of the slowest.
 fn run(threads: usize, n: u64) -> Duration {

@@ -21,6 +21,8 @@ pub use stacks::{DEFAULT_MAX_STACKS, MAX_FRAMES};
 pub use thread::IgnoreAllocs;
 
 #[cfg(feature = "server")]
+pub(crate) use stacks::walk as walk_stack;
+#[cfg(feature = "server")]
 pub(crate) use symbolize::stack as symbolize_stack;
 #[cfg(feature = "server")]
 pub(crate) use thread::ignore_this_thread;

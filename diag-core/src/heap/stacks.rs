@@ -56,19 +56,32 @@ pub(crate) static MAX_STACKS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STACKS)
 /// Stacks that did not fit and were charged to the overflow entry.
 pub(crate) static DROPPED_STACKS: AtomicU64 = AtomicU64::new(0);
 
+/// Walks the current stack, innermost frame first, passing each return address to `push`
+/// until it returns false or the stack ends. Allocates nothing and takes no lock, so the heap
+/// sampler and the blocking watchdog's signal handler both use it.
+///
+/// # Safety
+/// Must not re-enter the unwinder on this thread (`backtrace::trace_unsynchronized`): callers
+/// guard against it (the sampler's busy flag; the signal handler's re-entry checks).
+#[inline(always)]
+pub(crate) unsafe fn walk(mut push: impl FnMut(usize) -> bool) {
+    // SAFETY: forwarded to the caller's contract above.
+    unsafe {
+        backtrace::trace_unsynchronized(|frame| {
+            let ip = frame.ip() as usize;
+            ip != 0 && push(ip)
+        });
+    }
+}
+
 /// Captures the current stack into `buf`; returns the number of frames.
 #[inline(never)]
 pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
     let mut n = 0;
-    // SAFETY: trace_unsynchronized must not run concurrently with itself on this thread's
-    // behalf in a way that re-enters; the caller holds the thread's busy flag, so a nested
-    // allocation from the unwinder is a pass-through and cannot come back here.
+    // SAFETY: the caller holds the thread's busy flag, so a nested allocation from the
+    // unwinder is a pass-through and cannot come back here.
     unsafe {
-        backtrace::trace_unsynchronized(|frame| {
-            let ip = frame.ip() as usize;
-            if ip == 0 {
-                return false;
-            }
+        walk(|ip| {
             buf[n] = ip;
             n += 1;
             n < MAX_FRAMES

@@ -223,11 +223,7 @@ fn capture_here(ctx: *mut libc::c_void) {
     // SAFETY: not re-entrant with another unwind on this thread (guards above); the closure
     // only stores into preallocated atomics.
     unsafe {
-        backtrace::trace_unsynchronized(|frame| {
-            let ip = frame.ip() as usize;
-            if ip == 0 {
-                return false;
-            }
+        crate::heap::walk_stack(|ip| {
             slot.frames[n].store(ip, Relaxed);
             n += 1;
             n < MAX_FRAMES
