@@ -67,16 +67,22 @@ pub(crate) fn contains(p: *const u8) -> bool {
 
 /// Reserves the region if it is not yet; false if it cannot be had.
 fn ensure() -> bool {
-    match STATE.load(Acquire) {
-        READY => return true,
-        FAILED | BUSY => return false,
-        _ => {}
-    }
-    if STATE
-        .compare_exchange(UNINIT, BUSY, AcqRel, Acquire)
-        .is_err()
-    {
-        return STATE.load(Acquire) == READY;
+    loop {
+        match STATE.load(Acquire) {
+            READY => return true,
+            FAILED => return false,
+            // Another thread is reserving right now (one mmap call): wait for its outcome
+            // rather than dropping this sample.
+            BUSY => std::thread::yield_now(),
+            _ => {
+                if STATE
+                    .compare_exchange(UNINIT, BUSY, AcqRel, Acquire)
+                    .is_ok()
+                {
+                    break;
+                }
+            }
+        }
     }
     for size in RESERVE_SIZES {
         // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches
