@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Throughput and p99 of the shop example with diag_core::layer() vs without (`shop --bare`),
 # side by side: two release processes (same binary, same DiagAlloc and diag listener; only the
-# layer differs), wrk against each in interleaved rounds, medians reported.
+# layer differs), wrk against each in interleaved rounds, medians reported. Also the server's
+# CPU time per request (user+sys from /proc/PID/stat over each wrk run), which is far less
+# noisy than throughput on a shared 2-core VM where wrk and the server compete for the cores.
 #
 # Usage: benches/scripts/layer_overhead.sh [ROUNDS=7] [SECS=5] [PATH=/items/1]
-# Env: WRK_THREADS (1), WRK_CONNS (16).
+# Env: WRK_THREADS (1), WRK_CONNS (16); CALIBRATE=1 runs bare against bare (the noise floor:
+# both "layer" figures then come from a second bare process).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-7}
@@ -20,46 +23,56 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
+declare -A PID
 start() { # name flag port diagport
   local log; log=$(mktemp)
   DIAG_ADDR=127.0.0.1:$4 "$BIN" $2 127.0.0.1:$3 >"$log" 2>&1 &
-  pids+=($!)
+  pids+=($!); PID[$3]=$!
   for _ in $(seq 100); do grep -q "app listening" "$log" && return; sleep 0.05; done
   echo "$1 did not start: $(cat "$log")" >&2; exit 2
 }
-start layer "" 18181 16161
+if [ "${CALIBRATE:-0}" = 1 ]; then start layer --bare 18181 16161; else start layer "" 18181 16161; fi
 start bare --bare 18182 16162
 
-run() { # port -> "rps p99_ms"
-  wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$1$ROUTE" | awk '
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
+run() { # port -> "rps p99_ms cpu_us_per_request"
+  local a b out
+  a=$(cpu_ticks "${PID[$1]}")
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$1$ROUTE")
+  b=$(cpu_ticks "${PID[$1]}")
+  echo "$out" | awk -v ticks=$((b - a)) -v hz="$TICK" '
+    / requests in / {n=$1}
     /Requests\/sec/ {rps=$2}
     /^ +99%/ {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; p99=v}
-    END {print rps, p99}'
+    END {printf "%s %s %.2f\n", rps, p99, 1e6 * ticks / hz / n}'
 }
 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 # Warm up both.
 run 18181 >/dev/null; run 18182 >/dev/null
-L_RPS=(); L_P99=(); B_RPS=(); B_P99=()
+L_RPS=(); L_P99=(); B_RPS=(); B_P99=(); L_CPU=(); B_CPU=()
 for i in $(seq "$ROUNDS"); do
   # Alternate the order each round.
   if (( i % 2 )); then order="18181 18182"; else order="18182 18181"; fi
   for port in $order; do
-    read -r rps p99 < <(run "$port")
-    if [ "$port" = 18181 ]; then L_RPS+=("$rps"); L_P99+=("$p99"); else B_RPS+=("$rps"); B_P99+=("$p99"); fi
-    echo "round $i port $port ($([ "$port" = 18181 ] && echo layer || echo bare)): $rps req/s, p99 $p99 ms"
+    read -r rps p99 cpu < <(run "$port")
+    if [ "$port" = 18181 ]; then L_RPS+=("$rps"); L_P99+=("$p99"); L_CPU+=("$cpu"); else B_RPS+=("$rps"); B_P99+=("$p99"); B_CPU+=("$cpu"); fi
+    echo "round $i port $port ($([ "$port" = 18181 ] && echo layer || echo bare)): $rps req/s, p99 $p99 ms, server CPU $cpu us/request"
   done
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 lr=$(median "${L_RPS[@]}"); br=$(median "${B_RPS[@]}")
 lp=$(median "${L_P99[@]}"); bp=$(median "${B_P99[@]}")
+lc=$(median "${L_CPU[@]}"); bc=$(median "${B_CPU[@]}")
 echo
 echo "route $ROUTE, wrk -t$THREADS -c$CONNS -d${SECS}s x $ROUNDS interleaved rounds, medians:"
-printf '  without layer: %10.0f req/s   p99 %7.3f ms\n' "$br" "$bp"
-printf '  with layer:    %10.0f req/s   p99 %7.3f ms\n' "$lr" "$lp"
+printf '  without layer: %10.0f req/s   p99 %7.3f ms   server CPU %6.2f us/request\n' "$br" "$bp" "$bc"
+printf '  with layer:    %10.0f req/s   p99 %7.3f ms   server CPU %6.2f us/request\n' "$lr" "$lp" "$lc"
 awk -v l="$lr" -v b="$br" 'BEGIN {printf "  throughput change with layer: %+.2f %%\n", 100*(l-b)/b}'
 # Paired: each round's layer/bare ratio, then the median (robust to load drifting between rounds).
 ratios=(); for i in "${!L_RPS[@]}"; do ratios+=("$(awk -v l="${L_RPS[$i]}" -v b="${B_RPS[$i]}" 'BEGIN {print l/b}')"); done
 awk -v r="$(median "${ratios[@]}")" 'BEGIN {printf "  median of per-round layer/bare ratios: %.4f (%+.2f %%)\n", r, 100*(r-1)}'
+awk -v l="$lc" -v b="$bc" 'BEGIN {printf "  server CPU per request with layer: %+.2f %%\n", 100*(l-b)/b}'
 echo "  load average before/after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"

@@ -55,7 +55,7 @@ pub(crate) struct Metrics {
     durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub(crate) operations: Family<timed::OperationLabels, Histogram, fn() -> Histogram>,
     pub(crate) operations_folded: Counter,
-    routes: RwLock<HashMap<Box<str>, Arc<RouteEntry>>>,
+    routes: RwLock<HashMap<Box<str>, &'static RouteEntry>>,
     pub(crate) started: Instant,
 }
 
@@ -64,9 +64,13 @@ fn latency_histogram() -> Histogram {
 }
 
 /// Cached handles for one route, so a request costs a map lookup by `&str`, not a label-set
-/// allocation.
+/// allocation. Entries live as long as the process (there is one per route template of the
+/// application's route table, plus `unmatched`), so requests borrow them without touching a
+/// shared reference count.
 pub(crate) struct RouteEntry {
     pub(crate) route: Arc<str>,
+    /// The route's name in the blocking watchdog and its TaskMonitor.
+    pub(crate) task: crate::tasks::TaskName,
     methods: [OnceLock<MethodEntry>; METHODS.len()],
 }
 
@@ -80,7 +84,8 @@ const METHODS: [&str; 10] = [
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "OTHER",
 ];
 
-fn method_index(m: &axum::http::Method) -> usize {
+/// The index of `m`'s label in the method table.
+pub(crate) fn method_index(m: &axum::http::Method) -> usize {
     METHODS[..9]
         .iter()
         .position(|s| *s == m.as_str())
@@ -89,9 +94,15 @@ fn method_index(m: &axum::http::Method) -> usize {
 
 impl RouteEntry {
     /// Records one finished request.
+    #[cfg(test)]
     pub(crate) fn record(&self, method: &axum::http::Method, status: u16, seconds: f64) {
+        self.record_at(method_index(method), status, seconds);
+    }
+
+    /// Records one finished request whose method has index `i` ([`method_index`]).
+    pub(crate) fn record_at(&self, i: usize, status: u16, seconds: f64) {
         let m = global();
-        let i = method_index(method);
+        let i = i.min(METHODS.len() - 1);
         let entry = self.methods[i].get_or_init(|| MethodEntry {
             duration: m.durations.get_or_create_owned(&RouteLabels {
                 route: self.route.clone(),
@@ -164,24 +175,46 @@ impl Metrics {
     }
 
     /// The cached entry of `route` (a matched template or [`UNMATCHED_ROUTE`]).
-    pub(crate) fn route(&self, route: &str) -> Arc<RouteEntry> {
+    ///
+    /// Each thread keeps its own copy of the route map, so the per-request lookup touches no
+    /// shared lock (a read lock's counter would bounce between the runtime's workers). The
+    /// copies are bounded by the application's route table.
+    pub(crate) fn route(&self, route: &str) -> &'static RouteEntry {
+        thread_local! {
+            static CACHE: std::cell::RefCell<HashMap<Box<str>, &'static RouteEntry>> =
+                std::cell::RefCell::new(HashMap::new());
+        }
+        let cached = CACHE.try_with(|c| c.try_borrow().ok()?.get(route).copied());
+        if let Ok(Some(e)) = cached {
+            return e;
+        }
+        let e = self.route_shared(route);
+        let _ = CACHE.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c.insert(route.into(), e);
+            }
+        });
+        e
+    }
+
+    fn route_shared(&self, route: &str) -> &'static RouteEntry {
         if let Some(e) = self
             .routes
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(route)
         {
-            return e.clone();
+            return e;
         }
         let mut map = self.routes.write().unwrap_or_else(|e| e.into_inner());
-        map.entry(route.into())
-            .or_insert_with(|| {
-                Arc::new(RouteEntry {
-                    route: Arc::from(route),
-                    methods: Default::default(),
-                })
-            })
-            .clone()
+        map.entry(route.into()).or_insert_with(|| {
+            let route: Arc<str> = Arc::from(route);
+            Box::leak(Box::new(RouteEntry {
+                task: crate::tasks::TaskName::new(&route),
+                route,
+                methods: Default::default(),
+            }))
+        })
     }
 }
 

@@ -30,7 +30,7 @@ pub(crate) use watchdog::DEFAULT_THRESHOLD_MS;
 
 pin_project_lite::pin_project! {
     /// A future whose polls are timed by the watchdog and counted by its name's TaskMonitor.
-    struct Watched<F> {
+    pub(crate) struct Watched<F> {
         #[pin]
         inner: tokio_metrics::Instrumented<F>,
         name_id: u32,
@@ -66,17 +66,38 @@ pub(crate) fn on_init(threshold: Duration) {
     ensure_started();
 }
 
+/// A registered task name: its id in the watchdog's slots and its `TaskMonitor`. Resolve it
+/// once ([`TaskName::new`]) and reuse it, so instrumenting a future costs no name lookup.
+#[derive(Clone)]
+pub(crate) struct TaskName {
+    id: u32,
+    monitor: tokio_metrics::TaskMonitor,
+}
+
+impl TaskName {
+    /// Registers `name` (or finds it).
+    pub(crate) fn new(name: &Arc<str>) -> Self {
+        let (id, monitor) = metrics::monitor_for(name);
+        Self { id, monitor }
+    }
+
+    /// Wraps `fut` so each of its polls is watched (blocking detector) and counted
+    /// (this name's TaskMonitor).
+    pub(crate) fn instrument<F: Future>(&self, fut: F) -> Watched<F> {
+        ensure_started();
+        Watched {
+            inner: self.monitor.instrument(fut),
+            name_id: self.id,
+        }
+    }
+}
+
 /// Wraps `fut` so each of its polls is watched (blocking detector) and counted (per-name TaskMonitor).
 pub(crate) fn instrument<F: Future>(
     name: Arc<str>,
     fut: F,
 ) -> impl Future<Output = F::Output> + use<F> {
-    ensure_started();
-    let (name_id, monitor) = metrics::monitor_for(&name);
-    Watched {
-        inner: monitor.instrument(fut),
-        name_id,
-    }
+    TaskName::new(&name).instrument(fut)
 }
 
 /// Spawns `fut` on the current tokio runtime with every poll watched by the blocking detector

@@ -30,7 +30,9 @@ pub(crate) fn set_threshold(d: Duration) {
 
 /// Starts the watchdog thread once.
 pub(crate) fn ensure_started() {
-    if STARTED.swap(true, AcqRel) {
+    // A plain load first: this runs on every instrumented request, and a read-modify-write
+    // would bounce the cache line between workers.
+    if STARTED.load(Acquire) || STARTED.swap(true, AcqRel) {
         return;
     }
     let r = std::thread::Builder::new()
