@@ -18,6 +18,9 @@ pub enum ErrorKind {
     Busy,
     /// The feature is not available in this build or on this platform.
     Unsupported,
+    /// The operation did not finish in the time allowed (a task dump while a worker is
+    /// blocked, a request past its deadline, ...).
+    TimedOut,
 }
 
 /// diag's error: a kind and a one-line message.

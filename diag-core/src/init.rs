@@ -27,6 +27,11 @@ pub mod env {
     pub const BLOCKING_THRESHOLD_MS: &str = "DIAG_BLOCKING_THRESHOLD_MS";
     /// Longest CPU profile a request may ask for, in seconds (default 120).
     pub const MAX_PROFILE_SECONDS: &str = "DIAG_MAX_PROFILE_SECONDS";
+    /// Deadline of a debug request in milliseconds, beyond the time a CPU profile or task dump
+    /// asks for (default 30000); later answers 503.
+    pub const REQUEST_TIMEOUT_MS: &str = "DIAG_REQUEST_TIMEOUT_MS";
+    /// Largest debug response body in bytes (default 67108864); larger answers 503.
+    pub const MAX_RESPONSE_BYTES: &str = "DIAG_MAX_RESPONSE_BYTES";
 }
 
 /// Starts diag from `DIAG_*` environment variables: sets the heap sample rate and starts the
@@ -49,6 +54,10 @@ pub struct Builder {
     snapshot_min_interval: Duration,
     max_profile_seconds: u64,
     blocking_threshold: Duration,
+    request_timeout: Duration,
+    max_response_bytes: u64,
+    #[cfg(feature = "console")]
+    console: bool,
 }
 
 impl Default for Builder {
@@ -64,6 +73,10 @@ impl Default for Builder {
             ),
             max_profile_seconds: crate::cpu::DEFAULT_MAX_SECONDS,
             blocking_threshold: Duration::from_millis(crate::tasks::DEFAULT_THRESHOLD_MS),
+            request_timeout: Duration::from_millis(crate::http::limits::DEFAULT_REQUEST_TIMEOUT_MS),
+            max_response_bytes: crate::http::limits::DEFAULT_MAX_RESPONSE_BYTES,
+            #[cfg(feature = "console")]
+            console: true,
         }
     }
 }
@@ -113,6 +126,12 @@ impl Builder {
         }
         if let Some(n) = env_number(env::BLOCKING_THRESHOLD_MS)? {
             self.blocking_threshold = Duration::from_millis(n);
+        }
+        if let Some(n) = env_number(env::REQUEST_TIMEOUT_MS)? {
+            self.request_timeout = Duration::from_millis(n);
+        }
+        if let Some(n) = env_number(env::MAX_RESPONSE_BYTES)? {
+            self.max_response_bytes = n;
         }
         if let Some(n) = env_number(env::MAX_TRACKED_BLOCKS)? {
             self.max_tracked_blocks = usize::try_from(n).unwrap_or(usize::MAX);
@@ -165,13 +184,38 @@ impl Builder {
         self
     }
 
+    /// Deadline of a debug request beyond the time a CPU profile or task dump asks for
+    /// (default 30 s); a request past it answers 503.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Largest debug response body in bytes (default 64 MiB); a larger one answers 503.
+    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
     /// Do not start a listener (for apps that nest [`router`](crate::router) into their own).
     pub fn no_listener(mut self) -> Self {
         self.listen = false;
         self
     }
 
+    /// Whether `start()` installs the console-subscriber tracing subscriber (`console`
+    /// feature; default true). Turn it off when the application installs its own subscriber
+    /// and adds [`crate::console_layer()`] to it.
+    #[cfg(feature = "console")]
+    pub fn console(mut self, on: bool) -> Self {
+        self.console = on;
+        self
+    }
+
     /// Applies the settings and starts the listener.
+    ///
+    /// With the `console` feature, fails with `Unsupported` unless the build has
+    /// `--cfg tokio_unstable` (see [`crate::console_layer()`]).
     pub fn start(self) -> Result<Diag> {
         if self.token.as_ref().is_some_and(|t| t.len() < 8) {
             return Err(Error::new(
@@ -179,12 +223,20 @@ impl Builder {
                 "the diag token must be at least 8 characters",
             ));
         }
+        #[cfg(feature = "console")]
+        if self.console {
+            crate::console::start()?;
+        }
         heap::set_sample_rate(self.heap_sample_bytes);
         crate::tasks::on_init(self.blocking_threshold);
         heap::set_max_tracked_blocks(self.max_tracked_blocks);
         crate::cpu::set_max_seconds(self.max_profile_seconds);
         crate::http::limits::SNAPSHOTS
             .set_min_interval_ms(self.snapshot_min_interval.as_millis() as u64);
+        crate::http::limits::set_request_timeout_ms(
+            u64::try_from(self.request_timeout.as_millis()).unwrap_or(u64::MAX),
+        );
+        crate::http::limits::set_max_response_bytes(self.max_response_bytes);
         let token: Option<Arc<str>> = self.token.map(Into::into);
         *crate::ROUTER_TOKEN
             .lock()

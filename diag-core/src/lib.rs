@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+#[cfg(feature = "console")]
+mod console;
 pub mod cpu;
 mod error;
 #[cfg(feature = "fuzzing")]
@@ -22,12 +24,14 @@ mod symbols;
 #[cfg(feature = "server")]
 mod tasks;
 
+#[cfg(feature = "server")]
+#[cfg(feature = "console")]
+pub use console::console_layer;
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "heap")]
 pub use heap::{DiagAlloc, HeapStats, IgnoreAllocs};
 #[cfg(feature = "server")]
 pub use init::{Builder, DEFAULT_ADDR, Diag, env, init};
-#[cfg(feature = "server")]
 pub use layer::{DiagLayer, DiagService, ResponseFuture, layer};
 #[cfg(feature = "server")]
 pub use metrics::{Timer, readiness, timed, timer};

@@ -102,6 +102,9 @@ async fn routes_answer_and_validate() {
         "/debug/pprof/heap?bogus=1",
         "/debug/pprof/heap?debug=1&debug=1",
         "/debug/heap/stats?x=1",
+        "/debug/pprof/goroutine?seconds=0",
+        "/debug/pprof/goroutine?seconds=31",
+        "/debug/pprof/goroutine?format=xml",
     ] {
         let (s, ct, body) = get(app.clone(), bad, None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
@@ -113,6 +116,12 @@ async fn routes_answer_and_validate() {
             "one-line reason for {bad}: {reason}"
         );
     }
+
+    // This build has no `taskdump` feature: a clear 501 naming what is missing.
+    let (s, _, body) = get(app.clone(), "/debug/pprof/goroutine", None).await;
+    assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
+    let reason = String::from_utf8(body).unwrap();
+    assert!(reason.contains("taskdump"), "{reason}");
 
     let (s, _, body) = get(app.clone(), "/debug/heap/stats", None).await;
     assert_eq!(s, StatusCode::OK);

@@ -42,6 +42,7 @@ impl From<Error> for HttpError {
             ErrorKind::InvalidInput | ErrorKind::Decode => StatusCode::BAD_REQUEST,
             ErrorKind::Busy => StatusCode::CONFLICT,
             ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+            ErrorKind::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.to_string())

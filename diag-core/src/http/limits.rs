@@ -80,3 +80,73 @@ impl Gate {
         Ok(Pass(self))
     }
 }
+
+/// Default deadline of a debug request, beyond the time it asks for (a CPU profile's
+/// `seconds`, a task dump's timeout).
+pub(crate) const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Default cap on the size of one debug response body.
+pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 << 20;
+
+static REQUEST_TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_REQUEST_TIMEOUT_MS);
+static MAX_RESPONSE_BYTES: AtomicU64 = AtomicU64::new(DEFAULT_MAX_RESPONSE_BYTES);
+
+/// Sets the request deadline (0 is taken as 1 ms).
+pub(crate) fn set_request_timeout_ms(ms: u64) {
+    REQUEST_TIMEOUT_MS.store(ms.max(1), Relaxed);
+}
+
+/// Sets the largest response body served (0 is taken as 1 byte).
+pub(crate) fn set_max_response_bytes(bytes: u64) {
+    MAX_RESPONSE_BYTES.store(bytes.max(1), Relaxed);
+}
+
+/// How long a request to `path` may take: the request timeout, plus the longest time the
+/// endpoint is asked to take on purpose (CPU profiles, task dumps).
+fn deadline_ms(path: &str) -> u64 {
+    let base = REQUEST_TIMEOUT_MS.load(Relaxed);
+    let on_purpose = if path.ends_with("/debug/pprof/profile") {
+        crate::cpu::max_seconds().saturating_mul(1000)
+    } else if path.ends_with("/debug/pprof/goroutine") {
+        crate::tasks::dump::MAX_TIMEOUT_SECS * 1000
+    } else {
+        0
+    };
+    base.saturating_add(on_purpose)
+}
+
+/// Middleware on every debug route: answers 503 with a one-line reason when a request runs
+/// past its deadline or its response body is over the size cap.
+pub(crate) async fn enforce(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::body::HttpBody as _;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse as _;
+
+    let ms = deadline_ms(req.uri().path());
+    let Ok(res) = tokio::time::timeout(std::time::Duration::from_millis(ms), next.run(req)).await
+    else {
+        return HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the request took longer than its deadline of {ms} ms (DIAG_REQUEST_TIMEOUT_MS, plus the time a profile or dump asks for)"
+            ),
+        )
+        .into_response();
+    };
+    let max = MAX_RESPONSE_BYTES.load(Relaxed);
+    // Every debug response is a full buffer, so its exact size is known here; a body of
+    // unknown size is measured by its lower bound.
+    let size = res.body().size_hint().lower();
+    if size > max {
+        return HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the response would be {size} bytes, over the limit of {max} (DIAG_MAX_RESPONSE_BYTES)"
+            ),
+        )
+        .into_response();
+    }
+    res
+}

@@ -47,6 +47,7 @@ async fn index() -> Response {
         "  /debug/pprof/profile   CPU profile, ?seconds=30&frequency=99&format=pprof|svg|folded\n",
         "  /debug/tasks           blocking events, event-loop lag, runtime and task health, JSON; ?debug=1 for text\n",
         "  /debug/pprof/block     where polls blocked the runtime, gzip'd pprof\n",
+        "  /debug/pprof/goroutine where every task awaits (tokio task dump, `taskdump` feature), text; ?seconds=5&format=json\n",
         "  /debug/heap/stats      exact allocation counters and sampler state, JSON\n",
         "  /debug/heap/rate       POST ?bytes=N: set the heap sample rate (0 off, 1 exact)\n",
         "  /metrics               Prometheus text exposition (routes, operations, process, heap)\n",
@@ -75,6 +76,7 @@ pub(crate) fn router_with(opts: RouterOptions) -> Router {
         .route("/debug/heap/rate", post(heap::set_rate))
         .route("/debug/tasks", get(tasks::tasks))
         .route("/debug/pprof/block", get(tasks::block_profile))
+        .route("/debug/pprof/goroutine", get(tasks::goroutine))
         .route("/metrics", get(metrics::metrics))
         .route("/health", get(metrics::health))
         .route("/ready", get(metrics::ready));
@@ -83,6 +85,9 @@ pub(crate) fn router_with(opts: RouterOptions) -> Router {
         "/debug/pprof/profile",
         get(move |q: axum::extract::RawQuery| cpu::profile(max_profile_seconds, q)),
     );
+    // The limits run inside the token guard: an unauthenticated request is refused before
+    // any work.
+    let r = r.layer(axum::middleware::from_fn(limits::enforce));
     match opts.token {
         Some(token) => r.layer(axum::middleware::from_fn(move |req, next| {
             server::require_token(token.clone(), req, next)

@@ -53,6 +53,33 @@ pub(crate) async fn block_profile(RawQuery(raw): RawQuery) -> Result<Response, H
     .await
 }
 
+/// `GET /debug/pprof/goroutine[?seconds=N&format=text|json]`: where every task of the
+/// application's runtime awaits (tokio task dump, `taskdump` feature), waiting at most
+/// `seconds` (default 5, at most 30). 501 with the reason when the build cannot dump, 409 while
+/// another dump runs, 503 when the dump times out (a worker is blocked).
+pub(crate) async fn goroutine(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {
+    use crate::tasks::dump;
+    let params = Params::parse(raw.as_deref(), &["seconds", "format", "debug"])?;
+    let secs = params.u64_in(
+        "seconds",
+        1,
+        dump::MAX_TIMEOUT_SECS,
+        dump::DEFAULT_TIMEOUT_SECS,
+    )?;
+    let format = params.one_of("format", &["text", "json"], "text")?;
+    // Go's ?debug=1|2 ask for text; ours is always text unless format=json.
+    params.u64_in("debug", 0, 2, 0)?;
+    let tasks = dump::dump(std::time::Duration::from_secs(secs)).await?;
+    if format == "json" {
+        return Ok(axum::Json(serde_json::json!({ "tasks": tasks })).into_response());
+    }
+    let mut s = format!("tokio task dump: {} tasks\n", tasks.len());
+    for t in &tasks {
+        let _ = write!(s, "\ntask {}:\n{}\n", t.id, t.trace.trim_end());
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], s).into_response())
+}
+
 /// The `?debug=1` rendering, from the same JSON the default answer carries.
 fn text(view: &tasks::TasksView) -> String {
     let v = serde_json::to_value(view).unwrap_or_default();

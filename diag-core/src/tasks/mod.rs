@@ -8,6 +8,7 @@
 //! - `lag`: the timer-lateness probe;
 //! - `metrics`: tokio-metrics runtime and per-name task monitors.
 
+pub(crate) mod dump;
 mod events;
 mod lag;
 mod metrics;
@@ -57,6 +58,7 @@ fn ensure_started() {
     {
         lag::ensure_started(&h);
         metrics::watch_runtime(&h);
+        dump::remember(&h);
     }
 }
 

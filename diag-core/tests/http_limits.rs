@@ -1,0 +1,70 @@
+//! The request deadline and the response size cap of the debug routes (their own test binary:
+//! the limits are process-wide settings).
+#![cfg(feature = "server")]
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+#[global_allocator]
+static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
+
+async fn get(uri: &str) -> (StatusCode, String) {
+    let resp = diag_core::router()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn configure(b: diag_core::Builder) {
+    b.no_listener().start().expect("diag starts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_and_response_size() {
+    // A response over the cap: 503 naming the limit, and the service goes on.
+    configure(
+        diag_core::Diag::builder()
+            .max_response_bytes(64)
+            .request_timeout(Duration::from_secs(30)),
+    );
+    let (s, reason) = get("/debug/heap/stats").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{reason}");
+    assert!(reason.contains("DIAG_MAX_RESPONSE_BYTES"), "{reason}");
+    assert_eq!(reason.lines().count(), 1, "{reason}");
+    let (s, _) = get("/health").await;
+    assert_eq!(s, StatusCode::OK, "small answers still pass");
+
+    // A request past its deadline: a 1 s CPU profile may take 1 s plus the request timeout;
+    // with a 1 ms timeout the encoding after the second of sampling runs past it.
+    configure(
+        diag_core::Diag::builder()
+            .max_response_bytes(64 << 20)
+            .max_profile_seconds(1)
+            .request_timeout(Duration::from_millis(1)),
+    );
+    let (s, reason) = get("/debug/pprof/profile?seconds=1").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{reason}");
+    assert!(reason.contains("DIAG_REQUEST_TIMEOUT_MS"), "{reason}");
+
+    // Defaults back: the same requests succeed.
+    configure(diag_core::Diag::builder().max_profile_seconds(1));
+    let (s, reason) = get("/debug/heap/stats").await;
+    assert_eq!(s, StatusCode::OK, "{reason}");
+    // The profiler may still be busy with the abandoned profile for a moment.
+    let mut last = (StatusCode::CONFLICT, String::new());
+    for _ in 0..20 {
+        last = get("/debug/pprof/profile?seconds=1").await;
+        if last.0 != StatusCode::CONFLICT {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(last.0, StatusCode::OK, "{}", last.1);
+}
