@@ -7,7 +7,10 @@
 set -eu
 cd "$(dirname "$0")"
 if [ "${1:-}" = "--without-unstable" ]; then
-  CARGO_TARGET_DIR=target/stable RUSTFLAGS="" cargo test -q
+  CARGO_TARGET_DIR=target/stable RUSTFLAGS="" cargo test -q --no-run
+  CARGO_TARGET_DIR=target/stable RUSTFLAGS="" timeout 300 cargo test -q
 else
-  CARGO_TARGET_DIR=target/unstable RUSTFLAGS="--cfg tokio_unstable" cargo test -q
+  CARGO_TARGET_DIR=target/unstable RUSTFLAGS="--cfg tokio_unstable" cargo test -q --no-run
+  # A hang (a task dump that never ends) fails the run instead of stalling CI.
+  CARGO_TARGET_DIR=target/unstable RUSTFLAGS="--cfg tokio_unstable" timeout 300 cargo test -q
 fi
