@@ -32,6 +32,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use heap::{DiagAlloc, HeapStats, IgnoreAllocs};
 #[cfg(feature = "server")]
 pub use init::{Builder, DEFAULT_ADDR, Diag, env, init};
+#[cfg(feature = "server")]
 pub use layer::{DiagLayer, DiagService, ResponseFuture, layer};
 #[cfg(feature = "server")]
 pub use metrics::{Timer, readiness, timed, timer};
