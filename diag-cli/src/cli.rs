@@ -205,7 +205,7 @@ pub(crate) struct FlamegraphArgs {
     #[arg(long)]
     pub(crate) reverse: bool,
     /// Leave out frames narrower than this many pixels.
-    #[arg(long, value_name = "F", default_value_t = diag_core::profile::DEFAULT_MIN_WIDTH)]
+    #[arg(long, value_name = "F", default_value_t = diag_core::profile::DEFAULT_MIN_WIDTH, value_parser = parse_min_width)]
     pub(crate) min_width: f64,
     /// URL mode: seconds to profile the live service's CPU for (default 30).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -216,6 +216,19 @@ pub(crate) struct FlamegraphArgs {
     /// URL mode: bearer token for a listener started with DIAG_TOKEN.
     #[arg(long, env = "DIAG_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+}
+
+/// `--min-width`: a finite, non-negative pixel count (inferno would draw nothing, or
+/// everything, for NaN or a negative width without saying so).
+fn parse_min_width(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of pixels"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("`{s}` must be a finite number of pixels >= 0"));
+    }
+    Ok(v)
 }
 
 /// `diag tasks URL`.

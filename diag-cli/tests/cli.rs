@@ -160,6 +160,25 @@ fn flamegraph_writes_svg() {
 }
 
 #[test]
+fn bogus_min_width_is_a_usage_error() {
+    for bad in ["NaN", "-1", "inf", "wide"] {
+        let out = diag(&[
+            "flamegraph",
+            &path("cpu.pb"),
+            "-o",
+            "-",
+            &format!("--min-width={bad}"),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("--min-width") && err.contains(bad), "{bad}: {err}");
+        assert!(out.stdout.is_empty(), "{bad}");
+    }
+    let svg = ok(&["flamegraph", &path("cpu.pb"), "-o", "-", "--min-width", "0"]);
+    assert!(svg.contains("myapp::json::parse"));
+}
+
+#[test]
 fn bad_inputs_exit_2_naming_the_file() {
     let _ = fixture("after.pb.gz");
     for (file, why) in [
