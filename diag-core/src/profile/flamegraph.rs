@@ -179,8 +179,15 @@ fn render<'a, W: Write>(
         o.reverse_stack_order = true;
         o.direction = Direction::Inverted;
     }
-    inferno_fg::from_lines(&mut o, lines, w)
-        .map_err(|e| Error::with_source(ErrorKind::Io, "writing the flamegraph", e))
+    inferno_fg::from_lines(&mut o, lines, w).map_err(|e| {
+        // inferno answers InvalidData when no line leaves a drawable width (e.g. every stack
+        // of a differential input is reduced to nothing): the input's fault, not an I/O one.
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            Error::invalid(format!("nothing to draw: {e}"))
+        } else {
+            Error::with_source(ErrorKind::Io, "writing the flamegraph", e)
+        }
+    })
 }
 
 /// The default count name for a column: `bytes`, `objects`, `samples`, or its unit.
