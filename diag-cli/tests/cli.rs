@@ -171,7 +171,10 @@ fn bogus_min_width_is_a_usage_error() {
         ]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
-        assert!(err.contains("--min-width") && err.contains(bad), "{bad}: {err}");
+        assert!(
+            err.contains("--min-width") && err.contains(bad),
+            "{bad}: {err}"
+        );
         assert!(out.stdout.is_empty(), "{bad}");
     }
     let svg = ok(&["flamegraph", &path("cpu.pb"), "-o", "-", "--min-width", "0"]);

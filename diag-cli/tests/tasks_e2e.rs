@@ -45,8 +45,11 @@ fn diag_tasks_json(diag_url: &str) -> Value {
 
 #[test]
 fn blocking_routes_are_caught_with_their_stacks() {
-    let service =
-        diag_examples::InProcess::start(diag_core::Diag::builder(), diag_examples::stall::app());
+    let service = diag_examples::InProcess::start(
+        // Count every request in the per-route task metrics, so the counts below are exact.
+        diag_core::Diag::builder().task_sample(1),
+        diag_examples::stall::app(),
+    );
     let (diag_url, app_url) = (service.diag_url.clone(), service.app_url.clone());
 
     // Healthy load from two client threads: no blocking events, no false alarms.
@@ -74,9 +77,9 @@ fn blocking_routes_are_caught_with_their_stacks() {
     );
     let tasks = healthy["tasks"].as_array().expect("tasks");
     assert!(
-        tasks
-            .iter()
-            .any(|t| t["name"] == "/ok" && t["polls"].as_u64() >= Some(150)),
+        tasks.iter().any(|t| t["name"] == "/ok"
+            && t["sampled_1_in"] == 1
+            && t["polls"].as_u64() >= Some(150)),
         "per-route task metrics: {tasks:?}"
     );
     let p99_before = healthy["lag"]["p99_ms"].as_f64().expect("lag p99");

@@ -25,6 +25,10 @@ pub mod env {
     pub const SNAPSHOT_MIN_INTERVAL_MS: &str = "DIAG_SNAPSHOT_MIN_INTERVAL_MS";
     /// A poll running longer than this many milliseconds is a blocking event (default 100).
     pub const BLOCKING_THRESHOLD_MS: &str = "DIAG_BLOCKING_THRESHOLD_MS";
+    /// One request in this many per route is counted by the route's tokio-metrics
+    /// `TaskMonitor` in `/debug/tasks` (default 8; 1 counts every request). The blocking
+    /// watchdog and `/metrics` see every request regardless.
+    pub const TASK_SAMPLE: &str = "DIAG_TASK_SAMPLE";
     /// Longest CPU profile a request may ask for, in seconds (default 120).
     pub const MAX_PROFILE_SECONDS: &str = "DIAG_MAX_PROFILE_SECONDS";
     /// Deadline of a debug request in milliseconds, beyond the time a CPU profile or task dump
@@ -54,6 +58,7 @@ pub struct Builder {
     snapshot_min_interval: Duration,
     max_profile_seconds: u64,
     blocking_threshold: Duration,
+    task_sample: u32,
     request_timeout: Duration,
     max_response_bytes: u64,
     #[cfg(feature = "console")]
@@ -73,6 +78,7 @@ impl Default for Builder {
             ),
             max_profile_seconds: crate::cpu::DEFAULT_MAX_SECONDS,
             blocking_threshold: Duration::from_millis(crate::tasks::DEFAULT_THRESHOLD_MS),
+            task_sample: crate::tasks::DEFAULT_TASK_SAMPLE,
             request_timeout: Duration::from_millis(crate::http::limits::DEFAULT_REQUEST_TIMEOUT_MS),
             max_response_bytes: crate::http::limits::DEFAULT_MAX_RESPONSE_BYTES,
             #[cfg(feature = "console")]
@@ -126,6 +132,18 @@ impl Builder {
         }
         if let Some(n) = env_number(env::BLOCKING_THRESHOLD_MS)? {
             self.blocking_threshold = Duration::from_millis(n);
+        }
+        if let Some(n) = env_number(env::TASK_SAMPLE)? {
+            self.task_sample = u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{}={n} must be between 1 and {}",
+                        env::TASK_SAMPLE,
+                        u32::MAX
+                    ),
+                )
+            })?;
         }
         if let Some(n) = env_number(env::REQUEST_TIMEOUT_MS)? {
             self.request_timeout = Duration::from_millis(n);
@@ -184,6 +202,15 @@ impl Builder {
         self
     }
 
+    /// Count one route request in `n` with the route's tokio-metrics `TaskMonitor` (default
+    /// 8; 1 counts every request; 0 is taken as 1). The watchdog still watches every poll and
+    /// `/metrics` still records every request: only the per-route task health in
+    /// `/debug/tasks` is sampled, which saves most of the layer's per-request cost.
+    pub fn task_sample(mut self, n: u32) -> Self {
+        self.task_sample = n.max(1);
+        self
+    }
+
     /// Deadline of a debug request beyond the time a CPU profile or task dump asks for
     /// (default 30 s); a request past it answers 503.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
@@ -228,6 +255,7 @@ impl Builder {
             crate::console::start()?;
         }
         heap::set_sample_rate(self.heap_sample_bytes);
+        crate::tasks::set_task_sample(self.task_sample);
         crate::tasks::on_init(self.blocking_threshold);
         heap::set_max_tracked_blocks(self.max_tracked_blocks);
         crate::cpu::set_max_seconds(self.max_profile_seconds);
@@ -291,5 +319,34 @@ impl Drop for Diag {
             // Keep serving: the listener lives as long as the process.
             std::mem::forget(s);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_sample_from_env() {
+        // Only this test touches DIAG_TASK_SAMPLE.
+        let set = |v: &str| {
+            // SAFETY: no other test of this binary reads or writes this variable.
+            unsafe { std::env::set_var(env::TASK_SAMPLE, v) }
+        };
+        set("16");
+        assert_eq!(Builder::default().from_env().unwrap().task_sample, 16);
+        for bad in ["0", "-1", "x", "4294967296"] {
+            set(bad);
+            let e = Builder::default().from_env().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config);
+            assert!(e.to_string().contains("DIAG_TASK_SAMPLE"), "{e}");
+        }
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(env::TASK_SAMPLE) };
+        assert_eq!(
+            Builder::default().from_env().unwrap().task_sample,
+            crate::tasks::DEFAULT_TASK_SAMPLE
+        );
+        assert_eq!(Builder::default().task_sample(0).task_sample, 1);
     }
 }

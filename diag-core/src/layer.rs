@@ -27,12 +27,14 @@ pub struct DiagLayer {
 /// no route are labelled `unmatched`) and method: `http_requests_total{route,method,status}`
 /// and `http_request_duration_seconds{route,method}` (time to the response head), served on
 /// `GET /metrics`. Each request's future is also watched by the blocking watchdog under its
-/// route template.
+/// route template, and a random one in `DIAG_TASK_SAMPLE` (default 8) is counted by the
+/// route's tokio-metrics `TaskMonitor` for `/debug/tasks`.
 ///
 /// Add it with `Router::layer` after the routes, so it sees the matched route.
 ///
-/// Cost: a few hundred nanoseconds per request, no shared lock taken (see `BENCHMARKS.md`,
-/// `layer_cost`).
+/// Cost: a few hundred nanoseconds per request and no lock; the counters are sharded per
+/// thread, so only the TaskMonitor-counted requests write cache lines shared between workers
+/// (see `BENCHMARKS.md`, `layer_cost`).
 pub fn layer() -> DiagLayer {
     DiagLayer { _private: () }
 }
@@ -73,7 +75,7 @@ where
         let method = method_index(req.method());
         // The inner service was polled ready by our poll_ready and is called right here, so
         // no clone of it is needed.
-        let inner = entry.task.instrument(self.inner.call(req));
+        let inner = entry.task.instrument_sampled(self.inner.call(req));
         ResponseFuture {
             inner,
             entry,
@@ -108,7 +110,7 @@ where
         // 500 for the record.
         let status = res.as_ref().map_or(500, |r| r.status().as_u16());
         this.entry
-            .record_at(*this.method, status, this.start.elapsed().as_secs_f64());
+            .record_at(*this.method, status, this.start.elapsed());
         Poll::Ready(res)
     }
 }

@@ -117,7 +117,10 @@ pub(crate) fn render(v: &Value, w: &mut impl Write) -> io::Result<()> {
     )?;
     let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
     if !tasks.is_empty() {
-        writeln!(w, "\nroutes and tasks, most slow polls first")?;
+        writeln!(
+            w,
+            "\nroutes and tasks, most slow polls first (COUNTED: routes count a random 1 in N requests, DIAG_TASK_SAMPLE)"
+        )?;
         let mut t = crate::table::Table::new(&[
             ("NAME", crate::table::Align::Left),
             ("POLLS", crate::table::Align::Right),
@@ -125,6 +128,7 @@ pub(crate) fn render(v: &Value, w: &mut impl Write) -> io::Result<()> {
             ("SLOW %", crate::table::Align::Right),
             ("MEAN POLL", crate::table::Align::Right),
             ("MEAN SLOW", crate::table::Align::Right),
+            ("COUNTED", crate::table::Align::Right),
         ]);
         for task in tasks.iter().take(MAX_ROUTES_SHOWN) {
             t.row(vec![
@@ -134,6 +138,10 @@ pub(crate) fn render(v: &Value, w: &mut impl Write) -> io::Result<()> {
                 format!("{:.1}", f64_of(&task["slow_poll_ratio"]) * 100.0),
                 format!("{:.1} µs", f64_of(&task["mean_poll_us"])),
                 format!("{:.1} ms", f64_of(&task["mean_slow_poll_us"]) / 1000.0),
+                match task["sampled_1_in"].as_u64() {
+                    Some(n) if n > 1 => format!("1 in {n}"),
+                    _ => "all".to_owned(),
+                },
             ]);
         }
         t.write(w)?;

@@ -8,6 +8,7 @@
 
 mod process;
 pub(crate) mod readiness;
+mod requests;
 mod timed;
 
 pub use readiness::{DEFAULT_READINESS_TIMEOUT, readiness};
@@ -51,8 +52,6 @@ pub(crate) struct StatusLabels {
 /// The process-global metrics.
 pub(crate) struct Metrics {
     registry: Registry,
-    requests: Family<StatusLabels, Counter>,
-    durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub(crate) operations: Family<timed::OperationLabels, Histogram, fn() -> Histogram>,
     pub(crate) operations_folded: Counter,
     routes: RwLock<HashMap<Box<str>, &'static RouteEntry>>,
@@ -71,12 +70,8 @@ pub(crate) struct RouteEntry {
     pub(crate) route: Arc<str>,
     /// The route's name in the blocking watchdog and its TaskMonitor.
     pub(crate) task: crate::tasks::TaskName,
-    methods: [OnceLock<MethodEntry>; METHODS.len()],
-}
-
-struct MethodEntry {
-    duration: Histogram,
-    statuses: RwLock<Vec<(u16, Counter)>>,
+    /// Counts and latencies per method (created on the method's first request).
+    methods: [OnceLock<requests::RequestStats>; METHODS.len()],
 }
 
 /// Method label values; anything else is `OTHER`.
@@ -96,58 +91,30 @@ impl RouteEntry {
     /// Records one finished request.
     #[cfg(test)]
     pub(crate) fn record(&self, method: &axum::http::Method, status: u16, seconds: f64) {
-        self.record_at(method_index(method), status, seconds);
+        self.record_at(
+            method_index(method),
+            status,
+            std::time::Duration::from_secs_f64(seconds),
+        );
     }
 
     /// Records one finished request whose method has index `i` ([`method_index`]).
-    pub(crate) fn record_at(&self, i: usize, status: u16, seconds: f64) {
-        let m = global();
+    #[inline]
+    pub(crate) fn record_at(&self, i: usize, status: u16, elapsed: std::time::Duration) {
         let i = i.min(METHODS.len() - 1);
-        let entry = self.methods[i].get_or_init(|| MethodEntry {
-            duration: m.durations.get_or_create_owned(&RouteLabels {
-                route: self.route.clone(),
-                method: METHODS[i],
-            }),
-            statuses: RwLock::new(Vec::new()),
-        });
-        entry.duration.observe(seconds);
-        {
-            let list = entry.statuses.read().unwrap_or_else(|e| e.into_inner());
-            if let Some((_, c)) = list.iter().find(|(s, _)| *s == status) {
-                c.inc();
-                return;
-            }
-        }
-        let counter = m.requests.get_or_create_owned(&StatusLabels {
-            route: self.route.clone(),
-            method: METHODS[i],
-            status,
-        });
-        counter.inc();
-        let mut list = entry.statuses.write().unwrap_or_else(|e| e.into_inner());
-        if !list.iter().any(|(s, _)| *s == status) {
-            list.push((status, counter));
-        }
+        self.methods[i]
+            .get_or_init(|| {
+                let _ignore = crate::heap::IgnoreAllocs::new();
+                requests::RequestStats::new()
+            })
+            .record(status, elapsed);
     }
 }
 
 impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::default();
-        let requests = Family::<StatusLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by matched route template, method and status code",
-            requests.clone(),
-        );
-        let durations: Family<RouteLabels, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register_with_unit(
-            "http_request_duration",
-            "Time from receiving a request to its response headers, by matched route template and method",
-            Unit::Seconds,
-            durations.clone(),
-        );
+        registry.register_collector(Box::new(requests::RequestCollector));
         let operations: Family<timed::OperationLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
         registry.register_with_unit(
@@ -165,8 +132,6 @@ impl Metrics {
         registry.register_collector(Box::new(process::ProcessCollector));
         Self {
             registry,
-            requests,
-            durations,
             operations,
             operations_folded,
             routes: RwLock::new(HashMap::new()),
@@ -197,6 +162,16 @@ impl Metrics {
         e
     }
 
+    /// Every route seen so far.
+    pub(crate) fn route_entries(&self) -> Vec<&'static RouteEntry> {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .copied()
+            .collect()
+    }
+
     fn route_shared(&self, route: &str) -> &'static RouteEntry {
         if let Some(e) = self
             .routes
@@ -210,7 +185,7 @@ impl Metrics {
         map.entry(route.into()).or_insert_with(|| {
             let route: Arc<str> = Arc::from(route);
             Box::leak(Box::new(RouteEntry {
-                task: crate::tasks::TaskName::new(&route),
+                task: crate::tasks::TaskName::new(&route, true),
                 route,
                 methods: Default::default(),
             }))

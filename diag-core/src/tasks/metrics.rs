@@ -17,19 +17,27 @@ pub(crate) const OTHER: &str = "[other]";
 
 struct Names {
     ids: HashMap<Arc<str>, u32>,
-    entries: Vec<(Arc<str>, TaskMonitor)>,
+    entries: Vec<Entry>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    name: Arc<str>,
+    monitor: TaskMonitor,
+    /// Counted one in `task_sample()` (route requests) rather than every time.
+    sampled: bool,
 }
 
 static NAMES: RwLock<Option<Names>> = RwLock::new(None);
 
-/// The id and monitor for `name`, registering it if new.
-pub(crate) fn monitor_for(name: &Arc<str>) -> (u32, TaskMonitor) {
+/// The id and monitor for `name`, registering it if new (`sampled`: see `TaskName::new`).
+pub(crate) fn monitor_for(name: &Arc<str>, sampled: bool) -> (u32, TaskMonitor) {
     {
         let g = NAMES.read().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = g.as_ref()
             && let Some(&id) = n.ids.get(name)
         {
-            return (id, n.entries[id as usize].1.clone());
+            return (id, n.entries[id as usize].monitor.clone());
         }
     }
     let mut g = NAMES.write().unwrap_or_else(|e| e.into_inner());
@@ -38,7 +46,7 @@ pub(crate) fn monitor_for(name: &Arc<str>) -> (u32, TaskMonitor) {
         entries: Vec::new(),
     });
     if let Some(&id) = n.ids.get(name) {
-        return (id, n.entries[id as usize].1.clone());
+        return (id, n.entries[id as usize].monitor.clone());
     }
     let key: Arc<str> = if n.entries.len() + 1 >= MAX_NAMES {
         OTHER.into()
@@ -46,11 +54,15 @@ pub(crate) fn monitor_for(name: &Arc<str>) -> (u32, TaskMonitor) {
         name.clone()
     };
     if let Some(&id) = n.ids.get(&key) {
-        return (id, n.entries[id as usize].1.clone());
+        return (id, n.entries[id as usize].monitor.clone());
     }
     let id = n.entries.len() as u32;
     let m = TaskMonitor::new();
-    n.entries.push((key.clone(), m.clone()));
+    n.entries.push(Entry {
+        name: key.clone(),
+        monitor: m.clone(),
+        sampled,
+    });
     n.ids.insert(key, id);
     (id, m)
 }
@@ -62,14 +74,19 @@ pub(crate) fn name_of(id: u32) -> Arc<str> {
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
         .and_then(|n| n.entries.get(id as usize))
-        .map(|(name, _)| name.clone())
+        .map(|e| e.name.clone())
         .unwrap_or_else(|| "<unknown>".into())
 }
 
 /// Health of one route or task name, cumulative since it was first seen.
+///
+/// Route requests are counted one in `sampled_1_in` (`DIAG_TASK_SAMPLE`): `instrumented`,
+/// `polls`, `slow_polls` and `long_delays` count the sampled requests only (multiply by
+/// `sampled_1_in` for an estimate of all); the means and ratios estimate all requests.
 #[derive(Debug, Serialize)]
 pub(crate) struct TaskView {
     pub(crate) name: String,
+    pub(crate) sampled_1_in: u32,
     pub(crate) instrumented: u64,
     pub(crate) dropped: u64,
     pub(crate) polls: u64,
@@ -83,33 +100,43 @@ pub(crate) struct TaskView {
 
 /// Every name, worst (most slow polls) first.
 pub(crate) fn tasks_view() -> Vec<TaskView> {
-    let entries: Vec<(Arc<str>, TaskMonitor)> = NAMES
+    let entries: Vec<Entry> = NAMES
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
         .map(|n| n.entries.clone())
         .unwrap_or_default();
+    let rate = super::task_sample();
     let mut out: Vec<TaskView> = entries
         .into_iter()
-        .map(|(name, m)| {
-            let c = m.cumulative();
-            TaskView {
-                name: name.to_string(),
-                instrumented: c.instrumented_count,
-                dropped: c.dropped_count,
-                polls: c.total_poll_count,
-                mean_poll_us: c.mean_poll_duration().as_secs_f64() * 1e6,
-                slow_polls: c.total_slow_poll_count,
-                slow_poll_ratio: finite(c.slow_poll_ratio()),
-                mean_slow_poll_us: c.mean_slow_poll_duration().as_secs_f64() * 1e6,
-                long_delays: c.total_long_delay_count,
-                mean_scheduled_us: c.mean_scheduled_duration().as_secs_f64() * 1e6,
-            }
-        })
+        .map(
+            |Entry {
+                 name,
+                 monitor: m,
+                 sampled,
+             }| {
+                let c = m.cumulative();
+                TaskView {
+                    name: name.to_string(),
+                    sampled_1_in: if sampled { rate } else { 1 },
+                    instrumented: c.instrumented_count,
+                    dropped: c.dropped_count,
+                    polls: c.total_poll_count,
+                    mean_poll_us: c.mean_poll_duration().as_secs_f64() * 1e6,
+                    slow_polls: c.total_slow_poll_count,
+                    slow_poll_ratio: finite(c.slow_poll_ratio()),
+                    mean_slow_poll_us: c.mean_slow_poll_duration().as_secs_f64() * 1e6,
+                    long_delays: c.total_long_delay_count,
+                    mean_scheduled_us: c.mean_scheduled_duration().as_secs_f64() * 1e6,
+                }
+            },
+        )
         .collect();
+    // Estimated slow polls of all requests, so sampled routes and spawned tasks compare.
+    let est = |t: &TaskView| t.slow_polls.saturating_mul(u64::from(t.sampled_1_in));
     out.sort_by(|a, b| {
-        b.slow_polls
-            .cmp(&a.slow_polls)
+        est(b)
+            .cmp(&est(a))
             .then(b.mean_slow_poll_us.total_cmp(&a.mean_slow_poll_us))
     });
     out

@@ -16,9 +16,11 @@ mod signal;
 mod slots;
 mod watchdog;
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -29,12 +31,67 @@ pub(crate) use events::block_profile;
 pub(crate) use lag::view as lag_view;
 pub(crate) use watchdog::DEFAULT_THRESHOLD_MS;
 
+/// Default of [`set_task_sample`]: one request in this many per route is counted by the
+/// route's `TaskMonitor`.
+pub(crate) const DEFAULT_TASK_SAMPLE: u32 = 8;
+
+/// One request in this many is counted by its route's `TaskMonitor` (1: every request).
+static TASK_SAMPLE: AtomicU32 = AtomicU32::new(DEFAULT_TASK_SAMPLE);
+
+/// Sets how many route requests share one `TaskMonitor`-counted request (at least 1). The
+/// blocking watchdog still watches every poll of every request; only tokio-metrics' per-task
+/// accounting (about 0.4 µs per poll, see `BENCHMARKS.md`) is sampled.
+pub(crate) fn set_task_sample(n: u32) {
+    TASK_SAMPLE.store(n.max(1), Relaxed);
+}
+
+/// The current 1-in-N task sampling of route requests.
+pub(crate) fn task_sample() -> u32 {
+    TASK_SAMPLE.load(Relaxed)
+}
+
+/// True for a random one in `n` calls (per-thread xorshift; no shared state). Random rather
+/// than every n-th, so a client alternating between routes cannot hide one of them.
+#[inline]
+fn one_in(n: u32) -> bool {
+    thread_local! {
+        static RNG: Cell<u64> = const { Cell::new(0) };
+    }
+    if n <= 1 {
+        return true;
+    }
+    RNG.try_with(|r| {
+        let mut x = r.get();
+        if x == 0 {
+            // Seed from this thread's stack address and the clock: distinct per thread.
+            let seed = &x as *const u64 as u64 ^ slots::now_us().rotate_left(32);
+            x = seed | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        r.set(x);
+        (x >> 32) % u64::from(n) == 0
+    })
+    .unwrap_or(false)
+}
+
 pin_project_lite::pin_project! {
-    /// A future whose polls are timed by the watchdog and counted by its name's TaskMonitor.
+    /// A future whose polls are timed by the watchdog and, if it is counted, by its name's
+    /// TaskMonitor.
     pub(crate) struct Watched<F> {
         #[pin]
-        inner: tokio_metrics::Instrumented<F>,
+        inner: Counted<F>,
         name_id: u32,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The watched future, with or without tokio-metrics' accounting.
+    #[project = CountedProj]
+    enum Counted<F> {
+        Yes { #[pin] fut: tokio_metrics::Instrumented<F> },
+        No { #[pin] fut: F },
     }
 }
 
@@ -45,12 +102,16 @@ impl<F: Future> Future for Watched<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let _guard = slots::PollGuard(slots::enter(*this.name_id));
-        this.inner.poll(cx)
+        match this.inner.project() {
+            CountedProj::Yes { fut } => fut.poll(cx),
+            CountedProj::No { fut } => fut.poll(cx),
+        }
     }
 }
 
 /// Starts the watchdog, and the lag probe and runtime monitor on the current runtime if there
 /// is one and none runs yet.
+#[inline]
 fn ensure_started() {
     watchdog::ensure_started();
     if !lag::is_running()
@@ -77,9 +138,10 @@ pub(crate) struct TaskName {
 }
 
 impl TaskName {
-    /// Registers `name` (or finds it).
-    pub(crate) fn new(name: &Arc<str>) -> Self {
-        let (id, monitor) = metrics::monitor_for(name);
+    /// Registers `name` (or finds it). `sampled`: its futures are counted one in
+    /// [`task_sample`] (route requests), not all (spawned tasks); shown in `/debug/tasks`.
+    pub(crate) fn new(name: &Arc<str>, sampled: bool) -> Self {
+        let (id, monitor) = metrics::monitor_for(name, sampled);
         Self { id, monitor }
     }
 
@@ -88,7 +150,23 @@ impl TaskName {
     pub(crate) fn instrument<F: Future>(&self, fut: F) -> Watched<F> {
         ensure_started();
         Watched {
-            inner: self.monitor.instrument(fut),
+            inner: Counted::Yes {
+                fut: self.monitor.instrument(fut),
+            },
+            name_id: self.id,
+        }
+    }
+
+    /// Like [`instrument`](Self::instrument), but only one future in [`task_sample`] is
+    /// counted by the TaskMonitor; every one is watched.
+    #[inline]
+    pub(crate) fn instrument_sampled<F: Future>(&self, fut: F) -> Watched<F> {
+        if one_in(task_sample()) {
+            return self.instrument(fut);
+        }
+        ensure_started();
+        Watched {
+            inner: Counted::No { fut },
             name_id: self.id,
         }
     }
@@ -99,7 +177,7 @@ pub(crate) fn instrument<F: Future>(
     name: Arc<str>,
     fut: F,
 ) -> impl Future<Output = F::Output> + use<F> {
-    TaskName::new(&name).instrument(fut)
+    TaskName::new(&name, false).instrument(fut)
 }
 
 /// Spawns `fut` on the current tokio runtime with every poll watched by the blocking detector
@@ -114,6 +192,26 @@ where
     F::Output: Send + 'static,
 {
     tokio::spawn(instrument(Arc::from(name), fut))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_in_n_is_about_one_in_n() {
+        assert!((0..100).all(|_| super::one_in(1)));
+        let n = 80_000;
+        let hits = (0..n).filter(|_| super::one_in(8)).count() as f64;
+        // Binomial(80000, 1/8): mean 10000, sd ~94; 6 sd either side.
+        assert!((hits - 10_000.0).abs() < 6.0 * 94.0, "{hits}");
+        // Alternating callers (two routes on one thread) are both sampled.
+        let (mut a, mut b) = (0, 0);
+        for i in 0..n {
+            if super::one_in(8) {
+                if i % 2 == 0 { a += 1 } else { b += 1 }
+            }
+        }
+        assert!(a > 4000 && b > 4000, "{a} {b}");
+    }
 }
 
 /// Health of the blocking detector itself.

@@ -29,6 +29,7 @@ pub(crate) fn set_threshold(d: Duration) {
 }
 
 /// Starts the watchdog thread once.
+#[inline]
 pub(crate) fn ensure_started() {
     // A plain load first: this runs on every instrumented request, and a read-modify-write
     // would bounce the cache line between workers.
