@@ -142,6 +142,11 @@ fn cpu_flamegraph_end_to_end() {
             text.contains(HOT),
             "go tool pprof -top does not list {HOT}:\n{text}"
         );
+        // The mapping table names the main binary (this test executable).
+        assert!(
+            text.contains("File: cpu_e2e") && !text.contains("binary filename not available"),
+            "{text}"
+        );
     } else {
         assert!(
             std::env::var_os("CI").is_none(),

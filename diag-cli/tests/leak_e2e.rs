@@ -155,6 +155,11 @@ fn snapshot_diff_names_the_leak() {
     }
     if let Some(top) = go_pprof(&["-top", "-sample_index=inuse_space", b.to_str().unwrap()]) {
         assert!(top.contains("remember_request"), "{top}");
+        // The mapping table names the main binary (this test executable).
+        assert!(
+            top.contains("File: leak_e2e") && !top.contains("binary filename not available"),
+            "{top}"
+        );
     }
 
     // An unreachable URL is named in the error, with exit code 2.

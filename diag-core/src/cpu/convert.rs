@@ -63,6 +63,7 @@ pub(crate) fn to_profile(
         ],
         samples,
         period_type: Some(ValueType::new("cpu", "nanoseconds")),
+        mappings: crate::symbols::mappings(),
         period,
         time_nanos: started
             .duration_since(UNIX_EPOCH)

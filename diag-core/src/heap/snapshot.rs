@@ -114,6 +114,7 @@ pub fn profile(default_type: &str) -> Profile {
         sample_types: crate::profile::heap_sample_types(),
         samples,
         period_type: Some(ValueType::new("space", "bytes")),
+        mappings: crate::symbols::mappings(),
         period: st.sample_rate as i64,
         time_nanos: now,
         duration_nanos: 0,

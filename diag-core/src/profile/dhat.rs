@@ -158,6 +158,8 @@ pub fn decode(bytes: &[u8]) -> Result<Profile> {
         },
         default_sample_type: Some("inuse_space".to_owned()),
         comments,
+        // dhat's file has no address ranges.
+        mappings: Vec::new(),
     })
 }
 

@@ -19,5 +19,5 @@ pub use diff::{DEFAULT_DIFF_SAMPLE_TYPE, DiffOptions, DiffTotals, HeapDiff, Site
 pub use flamegraph::{DEFAULT_MIN_WIDTH, FlameOptions, diff_flamegraph, flamegraph};
 pub use folded::{folded, folded_map, write_folded};
 pub use load::{load, sample_type_names, select_sample};
-pub use model::{Frame, Profile, Sample, ValueType, heap_sample_types};
+pub use model::{Frame, Mapping, Profile, Sample, ValueType, heap_sample_types};
 pub use top::{Attribution, Top, TopEntry, TopOptions, top};

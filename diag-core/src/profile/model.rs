@@ -73,6 +73,30 @@ pub struct Sample {
     pub labels: Vec<(String, String)>,
 }
 
+/// An executable or shared library loaded at an address range of the profiled process, so
+/// tools that resolve addresses (`go tool pprof`) know which binary each frame came from. The
+/// main binary comes first, as pprof expects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Mapping {
+    /// First address of the range.
+    pub start: u64,
+    /// One past its last address.
+    pub limit: u64,
+    /// Offset in the file of `start`.
+    pub offset: u64,
+    /// Path of the file mapped there.
+    pub file: String,
+    /// The file's build id (hex), when known.
+    pub build_id: String,
+}
+
+impl Mapping {
+    /// True if `address` is in this range.
+    pub fn contains(&self, address: u64) -> bool {
+        (self.start..self.limit).contains(&address)
+    }
+}
+
 /// A symbolized profile: heap, CPU or blocking time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Profile {
@@ -92,6 +116,8 @@ pub struct Profile {
     pub default_sample_type: Option<String>,
     /// Free-form comments (`pid=123`, `dropped_samples=0`, ...).
     pub comments: Vec<String>,
+    /// The binaries the frames' addresses fall in (main binary first); may be empty.
+    pub mappings: Vec<Mapping>,
 }
 
 impl Profile {

@@ -8,7 +8,7 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use pprof::protos::{self, Message};
 
-use super::model::{Frame, Profile, Sample, ValueType};
+use super::model::{Frame, Mapping, Profile, Sample, ValueType};
 use crate::error::{Error, Result};
 
 /// Largest decompressed profile accepted, so a gzip bomb cannot exhaust memory.
@@ -116,6 +116,36 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
         id
     };
 
+    // Mappings: ids from 1 in the model's order (main binary first), looked up by address.
+    let mapping_list: Vec<protos::Mapping> = profile
+        .mappings
+        .iter()
+        .enumerate()
+        .map(|(i, m)| protos::Mapping {
+            id: i as u64 + 1,
+            memory_start: m.start,
+            memory_limit: m.limit,
+            file_offset: m.offset,
+            filename: strings.get(&m.file),
+            build_id: strings.get(&m.build_id),
+            // Frames are symbolized already: tools must not try again.
+            has_functions: true,
+            has_filenames: true,
+            has_line_numbers: true,
+            has_inline_frames: true,
+        })
+        .collect();
+    let mapping_of = |addr: u64| -> u64 {
+        if addr == 0 {
+            return 0;
+        }
+        profile
+            .mappings
+            .iter()
+            .position(|m| m.contains(addr))
+            .map_or(0, |i| i as u64 + 1)
+    };
+
     for sample in &profile.samples {
         let mut location_ids = Vec::new();
         let mut i = 0;
@@ -138,7 +168,7 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
             let id = *locations.entry(key).or_insert_with(|| {
                 location_list.push(protos::Location {
                     id: next_id,
-                    mapping_id: 0,
+                    mapping_id: mapping_of(addr),
                     address: addr,
                     line: lines
                         .iter()
@@ -190,7 +220,7 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
     protos::Profile {
         sample_type,
         sample: samples,
-        mapping: Vec::new(),
+        mapping: mapping_list,
         location: location_list,
         function: function_list,
         string_table: strings.table,
@@ -316,7 +346,22 @@ pub fn from_proto(p: &protos::Profile) -> Result<Profile> {
         });
     }
 
+    let mappings = p
+        .mapping
+        .iter()
+        .map(|m| {
+            Ok(Mapping {
+                start: m.memory_start,
+                limit: m.memory_limit,
+                offset: m.file_offset,
+                file: string(m.filename)?.to_owned(),
+                build_id: string(m.build_id)?.to_owned(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+
     Ok(Profile {
+        mappings,
         sample_types,
         samples,
         period_type: p.period_type.as_ref().map(value_type).transpose()?,

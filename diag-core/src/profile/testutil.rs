@@ -152,5 +152,21 @@ pub(crate) fn random_profile(rng: &mut Rng) -> Profile {
         duration_nanos: rng.below(1 << 40) as i64,
         default_sample_type,
         comments: (0..rng.below(3)).map(|i| format!("comment{i}=x")).collect(),
+        mappings: (0..rng.below(3))
+            .map(|i| {
+                let start = rng.below(1 << 47);
+                crate::profile::Mapping {
+                    start,
+                    limit: start + 1 + rng.below(1 << 24),
+                    offset: rng.below(1 << 20),
+                    file: format!("/lib/lib{i}.so"),
+                    build_id: if i == 0 {
+                        "abc123".into()
+                    } else {
+                        String::new()
+                    },
+                }
+            })
+            .collect(),
     }
 }

@@ -272,6 +272,7 @@ pub(crate) fn block_profile() -> Profile {
         ],
         samples,
         period_type: Some(ValueType::new("contentions", "count")),
+        mappings: crate::symbols::mappings(),
         period: 1,
         time_nanos: SystemTime::now()
             .duration_since(UNIX_EPOCH)
