@@ -1,7 +1,8 @@
 //! `DiagAlloc`: the sampling global allocator.
 //!
 //! The unsampled path of `alloc` is a thread-local countdown and two counter bumps; of
-//! `dealloc`, one range compare and two counter bumps. A sampled block is placed in the
+//! `dealloc`, one range compare and two counter bumps. With sampling off (rate 0) both are a
+//! pure pass-through: one relaxed load and a branch (the exact counters then pause too). A sampled block is placed in the
 //! sampled-block [`region`](super::region) behind a small header that names its stack and
 //! the weights it was counted with, so freeing it needs no lookup.
 
@@ -66,6 +67,13 @@ impl<A> DiagAlloc<A> {
     pub const fn new(inner: A) -> Self {
         Self { inner }
     }
+}
+
+/// Sampling off (rate 0): `DiagAlloc` is a pure pass-through, one relaxed load and a branch
+/// per call (sampled blocks left from before still go back to the region).
+#[inline(always)]
+fn off() -> bool {
+    config::rate(config::CONFIG.load(Relaxed)) == 0
 }
 
 #[inline]
@@ -250,7 +258,7 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() == 0 {
+        if layout.size() == 0 || off() {
             // SAFETY: forwarded as is.
             return unsafe { self.inner.alloc(layout) };
         }
@@ -269,7 +277,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() == 0 {
+        if layout.size() == 0 || off() {
             // SAFETY: forwarded as is.
             return unsafe { self.inner.alloc_zeroed(layout) };
         }
@@ -292,6 +300,15 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
             // SAFETY: forwarded as is.
             return unsafe { self.inner.dealloc(p, layout) };
         }
+        if off() {
+            if region::contains(p) {
+                // Sampled while sampling was on: back to the region, not counted.
+                // SAFETY: forwarded contract.
+                return unsafe { self.dealloc_slow(p, layout, true) };
+            }
+            // SAFETY: forwarded as is.
+            return unsafe { self.inner.dealloc(p, layout) };
+        }
         let counted = thread::fast_free(layout.size());
         if !counted || region::contains(p) {
             // SAFETY: forwarded contract.
@@ -307,8 +324,24 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
             // SAFETY: forwarded as is (zero-size blocks are never sampled).
             return unsafe { self.inner.realloc(p, layout, new_size) };
         }
+        if off() && !region::contains(p) {
+            // SAFETY: forwarded as is.
+            return unsafe { self.inner.realloc(p, layout, new_size) };
+        }
         // SAFETY: the caller guarantees new_size, rounded up to align, does not overflow isize.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        if off() {
+            // A block sampled before sampling went off: move it out of the region, uncounted.
+            // SAFETY: forwarded contracts of GlobalAlloc::realloc.
+            unsafe {
+                let new = self.inner.alloc(new_layout);
+                if !new.is_null() {
+                    ptr::copy_nonoverlapping(p, new, layout.size().min(new_size));
+                    free_sampled(p, layout);
+                }
+                return new;
+            }
+        }
         thread::on_free(layout.size());
         let decision = thread::on_alloc(new_size);
         let sampled = region::contains(p);

@@ -10,6 +10,10 @@ use super::{config, region, symbolize};
 use crate::profile::{Frame, Profile, Sample, ValueType};
 
 /// Exact process-wide allocation figures and the sampler's own state.
+///
+/// The exact counters count while sampling is on (rate > 0): with sampling off `DiagAlloc` is
+/// a pure pass-through and counts nothing, so after a period off the live figures miss (or
+/// keep) the blocks that crossed it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct HeapStats {
