@@ -1,13 +1,27 @@
 //! The allocation-heavy workload behind `benches/heap_overhead.rs`, run as a child process
 //! once per allocator so each run has a fresh heap.
 //!
-//! `alloc_workload MODE WORKLOAD SCALE` prints `{"ns_per_op": ...}`. MODE picks the global
-//! allocator at the first allocation: `system`, `diag-off`, `diag-512k`, `diag-exact`, `dhat`.
-//! Every mode pays the same one-branch dispatch, so the comparison is fair.
+//! `alloc_workload WORKLOAD SCALE` prints `{"ns_per_op": ...}`, timed inside the process
+//! around the worker threads only (process start-up, allocator set-up and any profiler's
+//! shutdown are outside the timed region), after an untimed warm-up of the same workload
+//! (`HEAP_BENCH_WARMUP` times the operation count, default 0.1) and a 200 ms pause. The environment variable `DIAG_BENCH_MODE` picks
+//! the global allocator at the first allocation: `system`, `diag-off`, `diag-512k`,
+//! `diag-exact`, `dhat`, and with the `anchors` feature `jemalloc` and `jemalloc-prof`. An
+//! unknown mode (or a jemalloc mode in a build without `anchors`) exits with status 2.
+//! Every mode pays the same dispatch (a relaxed load and a compare or two), so the
+//! comparison is fair.
+//!
+//! `jemalloc` and `jemalloc-prof` use the same jemalloc build (tikv-jemallocator with its
+//! `profiling` feature: one binary cannot link two builds of the library). `jemalloc-prof`
+//! needs profiling switched on through `_RJEM_MALLOC_CONF` (e.g.
+//! `prof:true,prof_active:true,lg_prof_sample:19`; plain `MALLOC_CONF` is ignored by the
+//! prefixed build) and exits with status 3 if jemalloc reports `opt.prof` or `prof.active`
+//! off; `jemalloc` exits with status 3 if profiling is on. Both print jemalloc's settings on
+//! stderr.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use diag_core::DiagAlloc;
 
@@ -15,8 +29,29 @@ const UNSET: u8 = u8::MAX;
 static MODE: AtomicU8 = AtomicU8::new(UNSET);
 static DIAG: DiagAlloc = DiagAlloc::system();
 static DHAT: dhat::Alloc = dhat::Alloc;
+#[cfg(feature = "anchors")]
+static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-const MODES: [&str; 5] = ["system", "diag-off", "diag-512k", "diag-exact", "dhat"];
+const MODES: [&str; 7] = [
+    "system",
+    "diag-off",
+    "diag-512k",
+    "diag-exact",
+    "dhat",
+    "jemalloc",
+    "jemalloc-prof",
+];
+
+/// Writes `msg` to stderr and exits with `code`, without allocating (this runs inside the
+/// allocator before any mode is chosen).
+fn die(msg: &[u8], code: i32) -> ! {
+    // SAFETY: writes a valid buffer to fd 2, then ends the process without running
+    // destructors or touching the allocator.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        libc::_exit(code)
+    }
+}
 
 #[cold]
 fn init_mode() -> u8 {
@@ -28,11 +63,18 @@ fn init_mode() -> u8 {
         // SAFETY: getenv returns a NUL-terminated string that lives as long as the environment.
         unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes()
     };
-    let m = MODES.iter().position(|m| m.as_bytes() == name).unwrap_or(0) as u8;
+    let Some(m) = MODES.iter().position(|m| m.as_bytes() == name) else {
+        die(b"alloc_workload: unknown DIAG_BENCH_MODE\n", 2)
+    };
+    let m = m as u8;
     match m {
         1 => diag_core::heap::set_sample_rate(0),
         2 => diag_core::heap::set_sample_rate(512 * 1024),
         3 => diag_core::heap::set_sample_rate(1),
+        5 | 6 if cfg!(not(feature = "anchors")) => die(
+            b"alloc_workload: jemalloc modes need the `anchors` feature\n",
+            2,
+        ),
         _ => {}
     }
     MODE.store(m, Relaxed);
@@ -57,6 +99,8 @@ unsafe impl GlobalAlloc for Switch {
             match mode() {
                 0 => System.alloc(l),
                 4 => DHAT.alloc(l),
+                #[cfg(feature = "anchors")]
+                5 | 6 => JEMALLOC.alloc(l),
                 _ => DIAG.alloc(l),
             }
         }
@@ -68,6 +112,8 @@ unsafe impl GlobalAlloc for Switch {
             match mode() {
                 0 => System.dealloc(p, l),
                 4 => DHAT.dealloc(p, l),
+                #[cfg(feature = "anchors")]
+                5 | 6 => JEMALLOC.dealloc(p, l),
                 _ => DIAG.dealloc(p, l),
             }
         }
@@ -79,6 +125,8 @@ unsafe impl GlobalAlloc for Switch {
             match mode() {
                 0 => System.realloc(p, l, n),
                 4 => DHAT.realloc(p, l, n),
+                #[cfg(feature = "anchors")]
+                5 | 6 => JEMALLOC.realloc(p, l, n),
                 _ => DIAG.realloc(p, l, n),
             }
         }
@@ -131,6 +179,61 @@ fn mixed(iters: usize, seed: u64) -> u64 {
     sum
 }
 
+/// Reads jemalloc's profiling settings, prints them on stderr, and exits with status 3 unless
+/// profiling is on (`want_prof`) or off (not `want_prof`) as asked.
+#[cfg(feature = "anchors")]
+fn check_jemalloc_profiling(want_prof: bool) {
+    use tikv_jemalloc_ctl::raw;
+    // Make sure jemalloc has read its configuration before asking.
+    drop(std::hint::black_box(Vec::<u8>::with_capacity(64)));
+    // SAFETY: the names are NUL-terminated and these mallctl keys have the requested types
+    // (`bool`, `bool`, `size_t`).
+    let (opt_prof, active, lg_sample) = unsafe {
+        (
+            raw::read::<bool>(b"opt.prof\0"),
+            raw::read::<bool>(b"prof.active\0"),
+            raw::read::<usize>(b"opt.lg_prof_sample\0"),
+        )
+    };
+    let conf = std::env::var("_RJEM_MALLOC_CONF").unwrap_or_default();
+    eprintln!(
+        "jemalloc: _RJEM_MALLOC_CONF={conf:?} opt.prof={opt_prof:?} prof.active={active:?} \
+         opt.lg_prof_sample={lg_sample:?}"
+    );
+    let on = matches!(opt_prof, Ok(true)) && matches!(active, Ok(true));
+    if on != want_prof {
+        eprintln!(
+            "alloc_workload: jemalloc profiling is {} but this mode needs it {}",
+            if on { "on" } else { "off" },
+            if want_prof {
+                "on (set _RJEM_MALLOC_CONF=prof:true,prof_active:true,lg_prof_sample:19)"
+            } else {
+                "off"
+            }
+        );
+        std::process::exit(3);
+    }
+}
+
+/// Runs `f` with `iters` iterations on each of `threads` threads at once (seeds from
+/// `seed`); returns the wall time from the first spawn to the last join, and the checksum.
+fn on_threads(
+    f: fn(usize, u64) -> u64,
+    iters: usize,
+    threads: usize,
+    seed: u64,
+) -> (Duration, u64) {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| std::thread::spawn(move || f(iters, seed + t as u64)))
+        .collect();
+    let mut sum = 0u64;
+    for h in handles {
+        sum = sum.wrapping_add(h.join().expect("worker"));
+    }
+    (start.elapsed(), sum)
+}
+
 fn main() {
     let m = mode();
     let args: Vec<String> = std::env::args().collect();
@@ -150,16 +253,24 @@ fn main() {
             .file_name(std::env::temp_dir().join(format!("dhat-bench-{}.json", std::process::id())))
             .build()
     });
-    let threads = 2;
-    let start = Instant::now();
-    let handles: Vec<_> = (0..threads)
-        .map(|t| std::thread::spawn(move || f(iters, 0x9E37_79B9 + t as u64)))
-        .collect();
-    let mut sum = 0u64;
-    for h in handles {
-        sum = sum.wrapping_add(h.join().expect("worker"));
+    #[cfg(feature = "anchors")]
+    if m == 5 || m == 6 {
+        check_jemalloc_profiling(m == 6);
     }
-    let elapsed = start.elapsed();
+    let threads = 2;
+    // Warm-up, untimed, in every mode: the same workload on fresh threads, then a pause. It
+    // lets a tracer's helper (heaptrack_interpret resolving the new code addresses) catch up
+    // before the clock starts, and faults in the heap alike for every allocator.
+    let warmup: f64 = std::env::var("HEAP_BENCH_WARMUP")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.1);
+    let warm_iters = ((iters as f64) * warmup) as usize;
+    if warm_iters > 0 {
+        on_threads(f, warm_iters, threads, 0x5851_F42D);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (elapsed, sum) = on_threads(f, iters, threads, 0x9E37_79B9);
     let ops = (iters * threads) as f64;
     println!(
         "{{\"mode\": \"{}\", \"workload\": \"{workload}\", \"ns_per_op\": {:.3}, \"check\": {sum}}}",
