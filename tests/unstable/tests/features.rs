@@ -3,13 +3,16 @@
 //! Built with `--cfg tokio_unstable` (tests/unstable/run.sh): tokio-console's gRPC server
 //! answers an HTTP/2 handshake, and `/debug/pprof/goroutine` names the function a task awaits
 //! in. Built without the flag (`run.sh --without-unstable`): both features refuse with clear
-//! errors. (The blocked-worker path, 503 then 409, is not tested here yet: whether tokio's
-//! dump waits for a blocked worker depends on when the worker picks the blocking task up.)
+//! errors. With every worker blocked (two tasks held in a barrier with the test thread, so
+//! each worker is known to be inside one), a dump cannot finish: diag answers 503 when the
+//! asked seconds pass, and 409 to the next request while that dump is still pending.
 
 #![allow(unexpected_cfgs)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 /// GET `path` on `addr` over HTTP/1.1; (status, body).
@@ -137,6 +140,34 @@ fn console_and_taskdump() {
     assert_eq!(status, 400);
 
     drop(senders);
+
+    // Both workers blocked: the dump cannot complete.
+    let barrier = Arc::new(Barrier::new(3));
+    let release = Arc::new(AtomicBool::new(false));
+    for _ in 0..2 {
+        let (barrier, release) = (barrier.clone(), release.clone());
+        rt.spawn(async move {
+            // Blocks this worker until the other task holds the other worker.
+            barrier.wait();
+            while !release.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+    }
+    barrier.wait();
+    let t = Instant::now();
+    let (status, body) = http_get(addr, "/debug/pprof/goroutine?seconds=1");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("a worker of the application's runtime is blocked"), "{body}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let (status, body) = http_get(addr, "/debug/pprof/goroutine?seconds=1");
+    assert_eq!(status, 409, "the first dump is still pending: {body}");
+    assert!(body.contains("already running"), "{body}");
+    // The debug listener itself still answers.
+    let (status, _) = http_get(addr, "/debug/tasks");
+    assert_eq!(status, 200);
+    release.store(true, SeqCst);
+
     // See main: the runtime is not dropped.
     std::mem::forget(rt);
 }
