@@ -158,7 +158,10 @@ fn console_and_taskdump() {
     let t = Instant::now();
     let (status, body) = http_get(addr, "/debug/pprof/goroutine?seconds=1");
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("a worker of the application's runtime is blocked"), "{body}");
+    assert!(
+        body.contains("a worker of the application's runtime is blocked"),
+        "{body}"
+    );
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     let (status, body) = http_get(addr, "/debug/pprof/goroutine?seconds=1");
     assert_eq!(status, 409, "the first dump is still pending: {body}");
