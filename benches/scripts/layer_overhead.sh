@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Throughput and p99 of the shop example with diag_core::layer() vs without (`shop --bare`),
 # side by side: two release processes (same binary, same DiagAlloc and diag listener; only the
-# layer differs), wrk against each in interleaved rounds, medians reported. Also the server's
+# layer differs), wrk against each in interleaved rounds, medians reported. By default each
+# server is pinned to CPU 0 with one tokio worker and wrk to CPU 1: unpinned, two identical
+# servers differ by up to +-10 % on these 2-core machines (where the kernel puts the workers
+# relative to wrk, which worker the connections land on), which hides a 2 % effect; pinned,
+# bare vs bare (CALIBRATE=1) agrees within ~1-2 %. PROCESSES=1 serves both sides from one
+# process on two ports (`shop --pair`); that layout showed a bias of its own between the two
+# ports (bare vs bare -21 % pinned), so it is not the default. Also the server's
 # CPU time per request (user+sys from /proc/PID/stat over each wrk run), which is far less
 # noisy than throughput on a shared 2-core VM where wrk and the server compete for the cores.
 #
 # Usage: benches/scripts/layer_overhead.sh [ROUNDS=7] [SECS=5] [PATH=/items/1]
-# Env: WRK_THREADS (1), WRK_CONNS (16); CALIBRATE=1 runs bare against bare (the noise floor:
-# both "layer" figures then come from a second bare process).
+# Env: WRK_THREADS (1), WRK_CONNS (16); PIN (1: server on CPU 0 with one worker, wrk on
+# CPU 1; 0: unpinned, the runtime's default workers); CALIBRATE=1 runs bare against bare (the noise floor:
+# the "layer" figures then come from a second bare process); PROCESSES=1: one process, two ports.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-7}
@@ -19,27 +26,43 @@ command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; e
 cargo build --release -q -p diag-examples --bin shop
 BIN=target/release/shop
 
+# PIN=1 (the default): the server on CPU 0 with one tokio worker, wrk on CPU 1. Unpinned, how
+# the kernel spreads wrk and the workers, and which worker the connections land on, moves
+# throughput by +-10 % between identical servers (see CALIBRATE); pinned, it cannot.
+if [ "${PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  SERVER_PIN="taskset -c 0"; WRK_PIN="taskset -c 1"; export TOKIO_WORKER_THREADS=1
+else
+  SERVER_PIN=""; WRK_PIN=""
+fi
+
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 declare -A PID
-start() { # name flag port diagport
+start() { # name flag port diagport [second address]
   local log; log=$(mktemp)
-  DIAG_ADDR=127.0.0.1:$4 "$BIN" $2 127.0.0.1:$3 >"$log" 2>&1 &
+  DIAG_ADDR=127.0.0.1:$4 $SERVER_PIN "$BIN" $2 127.0.0.1:$3 ${5:-} >"$log" 2>&1 &
   pids+=($!); PID[$3]=$!
   for _ in $(seq 100); do grep -q "app listening" "$log" && return; sleep 0.05; done
   echo "$1 did not start: $(cat "$log")" >&2; exit 2
 }
-if [ "${CALIBRATE:-0}" = 1 ]; then start layer --bare 18181 16161; else start layer "" 18181 16161; fi
-start bare --bare 18182 16162
+if [ "${PROCESSES:-2}" = 2 ]; then
+  if [ "${CALIBRATE:-0}" = 1 ]; then start layer --bare 18181 16161; else start layer "" 18181 16161; fi
+  start bare --bare 18182 16162
+else
+  # One process, two ports: PID[18181] and PID[18182] are the same process.
+  if [ "${CALIBRATE:-0}" = 1 ]; then pair=--pair-bare; else pair=--pair; fi
+  start pair "$pair" 18181 16161 "127.0.0.1:18182"
+  PID[18182]=${PID[18181]}
+fi
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 run() { # port -> "rps p99_ms cpu_us_per_request"
   local a b out
   a=$(cpu_ticks "${PID[$1]}")
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$1$ROUTE")
+  out=$($WRK_PIN wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$1$ROUTE")
   b=$(cpu_ticks "${PID[$1]}")
   echo "$out" | awk -v ticks=$((b - a)) -v hz="$TICK" '
     / requests in / {n=$1}
@@ -66,7 +89,7 @@ lr=$(median "${L_RPS[@]}"); br=$(median "${B_RPS[@]}")
 lp=$(median "${L_P99[@]}"); bp=$(median "${B_P99[@]}")
 lc=$(median "${L_CPU[@]}"); bc=$(median "${B_CPU[@]}")
 echo
-echo "route $ROUTE, wrk -t$THREADS -c$CONNS -d${SECS}s x $ROUNDS interleaved rounds, medians:"
+echo "route $ROUTE, wrk -t$THREADS -c$CONNS -d${SECS}s x $ROUNDS interleaved rounds, $([ "${PROCESSES:-2}" = 2 ] && echo "two processes" || echo "one process, two ports")$([ -n "$SERVER_PIN" ] && echo ", server pinned to CPU 0 with 1 worker, wrk to CPU 1")$([ "${CALIBRATE:-0}" = 1 ] && echo ", CALIBRATE (bare vs bare)"), medians:"
 printf '  without layer: %10.0f req/s   p99 %7.3f ms   server CPU %6.2f us/request\n' "$br" "$bp" "$bc"
 printf '  with layer:    %10.0f req/s   p99 %7.3f ms   server CPU %6.2f us/request\n' "$lr" "$lp" "$lc"
 awk -v l="$lr" -v b="$br" 'BEGIN {printf "  throughput change with layer: %+.2f %%\n", 100*(l-b)/b}'

@@ -21,7 +21,8 @@
 # which is far steadier than throughput when wrk and the server share 2 cores.
 #
 # Usage: benches/scripts/service_overhead.sh [ROUNDS=7] [SECS=5] [PATH=/items/1]
-# Env: WRK_THREADS (1), WRK_CONNS (16), CPU_PROFILE=0 leaves out the on+cpu mode.
+# Env: WRK_THREADS (1), WRK_CONNS (16), CPU_PROFILE=0 leaves out the on+cpu mode, PIN (1:
+# servers on CPU 0 with one worker, wrk on CPU 1; 0: unpinned).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-7}
@@ -49,9 +50,18 @@ declare -A APP=([bare]=18191 [on]=18192 [on+cpu]=18193)
 declare -A DIAG=([bare]=16191 [on]=16192 [on+cpu]=16193)
 declare -A PID
 
+# PIN=1 (the default): each server on CPU 0 with one tokio worker, wrk and the scrape loop
+# on CPU 1, as in layer_overhead.sh (unpinned, identical servers differ by up to +-10 % on
+# 2 cores). PIN=0: unpinned, default workers.
+if [ "${PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  SERVER_PIN="taskset -c 0"; WRK_PIN="taskset -c 1"; export TOKIO_WORKER_THREADS=1
+else
+  SERVER_PIN=""; WRK_PIN=""
+fi
+
 start() { # mode binary
   local log="$TMP/$1.log"
-  DIAG_ADDR=127.0.0.1:${DIAG[$1]} "target/release/$2" "127.0.0.1:${APP[$1]}" >"$log" 2>&1 &
+  DIAG_ADDR=127.0.0.1:${DIAG[$1]} $SERVER_PIN "target/release/$2" "127.0.0.1:${APP[$1]}" >"$log" 2>&1 &
   pids+=($!); PID[$1]=$!
   for _ in $(seq 100); do grep -q "app listening" "$log" && return; sleep 0.05; done
   echo "$1 did not start: $(cat "$log")" >&2; exit 2
@@ -99,7 +109,7 @@ run() { # mode -> "rps p99_ms cpu_us_per_request"
       >>"$TMP/$mode.scrapes" & ppid=$!
     sleep 0.05
   fi
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:${APP[$mode]}$ROUTE")
+  out=$($WRK_PIN wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:${APP[$mode]}$ROUTE")
   if [ -n "$spid" ]; then kill -TERM "$spid" 2>/dev/null || true; wait "$spid" || true; fi
   if [ -n "$ppid" ]; then wait "$ppid" || echo "profile fail 0" >>"$TMP/$mode.scrapes"; fi
   b=$(cpu_ticks "${PID[$mode]}")
@@ -136,7 +146,7 @@ ratio() { # mode metric-array-name
 }
 
 echo
-echo "route $ROUTE, wrk -t$THREADS -c$CONNS -d${SECS}s x $ROUNDS interleaved rounds (order rotated), medians;"
+echo "route $ROUTE, wrk -t$THREADS -c$CONNS -d${SECS}s x $ROUNDS interleaved rounds (order rotated)$([ -n "$SERVER_PIN" ] && echo ", servers pinned to CPU 0 with 1 worker, wrk to CPU 1"), medians;"
 echo "ratios are medians of the per-round mode/bare ratios."
 echo "on, on+cpu: /metrics scraped every 1 s and /debug/pprof/heap snapshot every 10 s during their runs;"
 echo "on+cpu: plus a 99 Hz CPU profile covering each wrk run (its CPU/request includes symbolizing it)."

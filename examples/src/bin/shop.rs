@@ -4,6 +4,10 @@
 //! routes without diag's layer (for overhead benches). diag's listener (`/metrics`,
 //! `/health`, `/ready`, `/debug/...`) follows `DIAG_ADDR` (default 127.0.0.1:6060). Both
 //! addresses are printed on stdout once bound.
+//!
+//! For A/B benches inside one process (same threads, same placement on the CPUs):
+//! `shop --pair APP_ADDR BARE_ADDR` also serves the routes without the layer on `BARE_ADDR`;
+//! `shop --pair-bare A_ADDR B_ADDR` serves them without the layer on both (the noise floor).
 
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
@@ -11,12 +15,38 @@ static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
 #[tokio::main]
 async fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let bare = args.first().is_some_and(|a| a == "--bare");
-    if bare {
-        args.remove(0);
-    }
+    let mode = match args.first().map(String::as_str) {
+        Some(m @ ("--bare" | "--pair" | "--pair-bare")) => {
+            let m = m.to_owned();
+            args.remove(0);
+            m
+        }
+        _ => String::new(),
+    };
     diag_examples::shop::register_readiness();
-    let app = if bare {
+    if mode.starts_with("--pair") {
+        let Some(second) = args.get(1).cloned() else {
+            eprintln!("shop: {mode} needs two addresses");
+            std::process::exit(2);
+        };
+        let listener = match tokio::net::TcpListener::bind(&second).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("shop: cannot bind {second}: {e}");
+                std::process::exit(2);
+            }
+        };
+        if let Ok(a) = listener.local_addr() {
+            println!("bare listening on http://{a}");
+        }
+        tokio::spawn(async move {
+            if let Err(e) = diag_examples::serve(listener, diag_examples::shop::routes()).await {
+                eprintln!("shop: {e}");
+                std::process::exit(1);
+            }
+        });
+    }
+    let app = if mode == "--bare" || mode == "--pair-bare" {
         diag_examples::shop::routes()
     } else {
         diag_examples::shop::app()
