@@ -66,7 +66,6 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let start = Instant::now();
         let entry = global().route(
             req.extensions()
                 .get::<MatchedPath>()
@@ -80,7 +79,7 @@ where
             inner,
             entry,
             method,
-            start,
+            start: None,
         }
     }
 }
@@ -93,7 +92,9 @@ pin_project_lite::pin_project! {
         inner: Watched<F>,
         entry: &'static RouteEntry,
         method: usize,
-        start: Instant,
+        // Only when the watchdog did not time the first poll (nested in another watched
+        // future): then the clock is read here instead.
+        start: Option<Instant>,
     }
 }
 
@@ -104,13 +105,28 @@ where
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        let res = std::task::ready!(this.inner.poll(cx));
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll(cx);
+        // The request's start is its first poll's, as the watchdog timed it (no clock read of
+        // our own); the first poll follows `call` directly.
+        let first = this.inner.first_poll_us();
+        if first.is_none() && this.start.is_none() {
+            *this.start = Some(Instant::now());
+        }
+        let Poll::Ready(res) = polled else {
+            return Poll::Pending;
+        };
+        let elapsed = match (*this.start, first) {
+            (Some(t), _) => t.elapsed(),
+            (None, Some(us)) => {
+                std::time::Duration::from_micros(crate::tasks::now_us().saturating_sub(us))
+            }
+            (None, None) => std::time::Duration::ZERO,
+        };
         // An error never reaches axum's client (axum services are infallible); count it as a
         // 500 for the record.
         let status = res.as_ref().map_or(500, |r| r.status().as_u16());
-        this.entry
-            .record_at(*this.method, status, this.start.elapsed());
+        this.entry.record_at(*this.method, status, elapsed);
         Poll::Ready(res)
     }
 }
@@ -122,6 +138,37 @@ mod tests {
     use axum::http::StatusCode;
     use axum::routing::get;
     use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn latency_spans_all_polls_from_the_first() {
+        let app = Router::new()
+            .route(
+                "/layer-test-slow",
+                get(|| async {
+                    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                    "ok"
+                }),
+            )
+            .layer(super::layer());
+        let req = axum::http::Request::get("/layer-test-slow")
+            .body(Body::empty())
+            .unwrap();
+        app.oneshot(req).await.unwrap();
+        let text = crate::metrics::render();
+        let bucket = |le: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with("http_request_duration_seconds_bucket")
+                        && l.contains(r#"route="/layer-test-slow""#)
+                        && l.contains(&format!(r#"le="{le}""#))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_owned)
+        };
+        // 30 ms of sleeping across two polls: above 0.025 s, within 0.05 s.
+        assert_eq!(bucket("0.025").as_deref(), Some("0"), "{text}");
+        assert_eq!(bucket("0.05").as_deref(), Some("1"), "{text}");
+    }
 
     #[tokio::test]
     async fn records_templates_not_raw_paths() {

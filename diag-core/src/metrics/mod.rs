@@ -144,7 +144,31 @@ impl Metrics {
     /// Each thread keeps its own copy of the route map, so the per-request lookup touches no
     /// shared lock (a read lock's counter would bounce between the runtime's workers). The
     /// copies are bounded by the application's route table.
+    ///
+    /// In front of that map, a small direct-mapped cache indexed by the address of the route
+    /// string: axum hands every request of a route the same `Arc<str>`, so the usual lookup is
+    /// one index and one string compare against the entry's own name (the compare makes a
+    /// reused address harmless), no hashing.
+    #[inline]
     pub(crate) fn route(&self, route: &str) -> &'static RouteEntry {
+        const FRONT_SLOTS: usize = 64;
+        thread_local! {
+            static FRONT: [std::cell::Cell<Option<&'static RouteEntry>>; FRONT_SLOTS] =
+                const { [const { std::cell::Cell::new(None) }; FRONT_SLOTS] };
+        }
+        let slot = ((route.as_ptr() as usize >> 4) ^ route.len()) % FRONT_SLOTS;
+        if let Ok(Some(e)) = FRONT.try_with(|f| f[slot].get())
+            && *e.route == *route
+        {
+            return e;
+        }
+        let e = self.route_cached(route);
+        let _ = FRONT.try_with(|f| f[slot].set(Some(e)));
+        e
+    }
+
+    #[cold]
+    fn route_cached(&self, route: &str) -> &'static RouteEntry {
         thread_local! {
             static CACHE: std::cell::RefCell<HashMap<Box<str>, &'static RouteEntry>> =
                 std::cell::RefCell::new(HashMap::new());
@@ -232,6 +256,27 @@ pub fn render() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_lookup_matches_by_content_not_address() {
+        let a = global().route("/front/a");
+        // Same content, another allocation: the same entry.
+        let owned = String::from("/front/a");
+        assert!(std::ptr::eq(global().route(&owned), a));
+        drop(owned);
+        // Another route, possibly at the address just freed: its own entry.
+        let other = String::from("/front/b");
+        let b = global().route(&other);
+        assert!(!std::ptr::eq(a, b));
+        assert_eq!(&*b.route, "/front/b");
+        // Many routes through the 64 slots: each lookup still names its own route.
+        let names: Vec<String> = (0..300).map(|i| format!("/front/{i}")).collect();
+        for _ in 0..2 {
+            for n in &names {
+                assert_eq!(&*global().route(n).route, n.as_str());
+            }
+        }
+    }
 
     #[test]
     fn route_records_show_up_in_the_exposition() {

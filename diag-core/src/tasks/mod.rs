@@ -83,6 +83,9 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Counted<F>,
         name_id: u32,
+        // When the first watched poll started (µs since diag's epoch; 0: not yet, or the
+        // first poll was nested in another watched one and not timed).
+        first_poll_us: u64,
     }
 }
 
@@ -95,13 +98,34 @@ pin_project_lite::pin_project! {
     }
 }
 
+impl<F> Watched<F> {
+    /// When its first poll started, in µs since diag's epoch (see [`now_us`]), if the watchdog
+    /// timed it (not when nested inside another watched future).
+    #[inline]
+    pub(crate) fn first_poll_us(&self) -> Option<u64> {
+        (self.first_poll_us != 0).then_some(self.first_poll_us)
+    }
+}
+
+/// Microseconds since diag's epoch: the watchdog's clock.
+#[inline]
+pub(crate) fn now_us() -> u64 {
+    slots::now_us()
+}
+
 impl<F: Future> Future for Watched<F> {
     type Output = F::Output;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _guard = slots::PollGuard(slots::enter(*this.name_id));
+        let token = slots::enter(*this.name_id);
+        if *this.first_poll_us == 0
+            && let Some((_, word)) = token
+        {
+            *this.first_poll_us = slots::start_us(word).max(1);
+        }
+        let _guard = slots::PollGuard(token);
         match this.inner.project() {
             CountedProj::Yes { fut } => fut.poll(cx),
             CountedProj::No { fut } => fut.poll(cx),
@@ -154,6 +178,7 @@ impl TaskName {
                 fut: self.monitor.instrument(fut),
             },
             name_id: self.id,
+            first_poll_us: 0,
         }
     }
 
@@ -168,6 +193,7 @@ impl TaskName {
         Watched {
             inner: Counted::No { fut },
             name_id: self.id,
+            first_poll_us: 0,
         }
     }
 }
