@@ -12,6 +12,24 @@ pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> std:
     axum::serve(listener, app).await
 }
 
+/// Binds `addr` (default `127.0.0.1:8080`) and prints `<what> listening on http://...`;
+/// exits 2 if it cannot be bound.
+pub async fn bind_or_exit(name: &str, what: &str, addr: Option<&str>) -> tokio::net::TcpListener {
+    let addr = addr.unwrap_or("127.0.0.1:8080");
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{name}: cannot bind {addr}: {e}");
+            std::process::exit(2);
+        }
+    };
+    match listener.local_addr() {
+        Ok(a) => println!("{what} listening on http://{a}"),
+        Err(e) => eprintln!("{name}: {e}"),
+    }
+    listener
+}
+
 /// The whole `main` of an example binary: starts diag from `DIAG_*` variables, binds `addr`
 /// (default `127.0.0.1:8080`), prints `app listening on http://...` and `diag listening on
 /// http://...` (what `diag demo` and people read), and serves `app`. Exits 2 on a bad
@@ -24,18 +42,7 @@ pub async fn run(name: &str, addr: Option<String>, app: axum::Router) {
             std::process::exit(2);
         }
     };
-    let addr = addr.unwrap_or_else(|| "127.0.0.1:8080".into());
-    let listener = match tokio::net::TcpListener::bind(&addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{name}: cannot bind {addr}: {e}");
-            std::process::exit(2);
-        }
-    };
-    match listener.local_addr() {
-        Ok(a) => println!("app listening on http://{a}"),
-        Err(e) => eprintln!("{name}: {e}"),
-    }
+    let listener = bind_or_exit(name, "app", addr.as_deref()).await;
     if let Some(a) = diag.local_addr() {
         println!("diag listening on http://{a}");
     }

@@ -8,7 +8,8 @@
 //! - `POST /db/down`, `POST /db/up`: flip the fake database, so `GET /ready` (served by diag)
 //!   answers 503 naming `db`, then 200 again.
 //!
-//! [`app`] has the layer; [`routes`] is the same service without it (for overhead benches).
+//! [`app`] has the layer; [`routes`] is the same service without it and [`plain_routes`]
+//! without any diag code (for overhead benches).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -34,6 +35,13 @@ async fn query_item(id: u64) -> Result<String, String> {
 
 async fn item(Path(id): Path<u64>) -> Result<String, (StatusCode, String)> {
     diag_core::timed("db.query", query_item(id))
+        .await
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))
+}
+
+/// [`item`] without diag's operation timing (for the diag-free baseline).
+async fn item_untimed(Path(id): Path<u64>) -> Result<String, (StatusCode, String)> {
+    query_item(id)
         .await
         .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))
 }
@@ -79,8 +87,18 @@ pub fn register_readiness() {
 
 /// The routes without diag's layer.
 pub fn routes() -> Router {
+    with_item(get(item))
+}
+
+/// The routes with no diag code at all (no layer, no `diag_core::timed`): the baseline of
+/// `benches/scripts/service_overhead.sh` (binary `shop_plain`).
+pub fn plain_routes() -> Router {
+    with_item(get(item_untimed))
+}
+
+fn with_item(item: axum::routing::MethodRouter) -> Router {
     Router::new()
-        .route("/items/{id}", get(item))
+        .route("/items/{id}", item)
         .route("/slow", get(slow))
         .route("/fail", get(fail))
         .route("/db/down", post(db_down))

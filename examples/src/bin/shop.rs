@@ -29,16 +29,7 @@ async fn main() {
             eprintln!("shop: {mode} needs two addresses");
             std::process::exit(2);
         };
-        let listener = match tokio::net::TcpListener::bind(&second).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("shop: cannot bind {second}: {e}");
-                std::process::exit(2);
-            }
-        };
-        if let Ok(a) = listener.local_addr() {
-            println!("bare listening on http://{a}");
-        }
+        let listener = diag_examples::bind_or_exit("shop", "bare", Some(&second)).await;
         tokio::spawn(async move {
             if let Err(e) = diag_examples::serve(listener, diag_examples::shop::routes()).await {
                 eprintln!("shop: {e}");
