@@ -76,6 +76,14 @@ fn off() -> bool {
     config::rate(config::CONFIG.load(Relaxed)) == 0
 }
 
+/// The configuration word if sampling is on; `None` when off. One load serves both the
+/// off check and the fast path.
+#[inline(always)]
+fn on_config() -> Option<u64> {
+    let cfg = config::CONFIG.load(Relaxed);
+    (config::rate(cfg) != 0).then_some(cfg)
+}
+
 #[inline]
 fn pad_for(align: usize) -> usize {
     HEADER.next_multiple_of(align)
@@ -258,11 +266,12 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() == 0 || off() {
-            // SAFETY: forwarded as is.
-            return unsafe { self.inner.alloc(layout) };
-        }
-        let fast = thread::fast_alloc(layout.size());
+        let cfg = match on_config() {
+            Some(cfg) if layout.size() != 0 => cfg,
+            // SAFETY: forwarded as is (sampling off, or a zero-size block).
+            _ => return unsafe { self.inner.alloc(layout) },
+        };
+        let fast = thread::fast_alloc(cfg, layout.size());
         if fast != Fast::Pass {
             // SAFETY: forwarded contract.
             return unsafe { self.alloc_slow(layout, false, fast) };
@@ -277,11 +286,12 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() == 0 || off() {
-            // SAFETY: forwarded as is.
-            return unsafe { self.inner.alloc_zeroed(layout) };
-        }
-        let fast = thread::fast_alloc(layout.size());
+        let cfg = match on_config() {
+            Some(cfg) if layout.size() != 0 => cfg,
+            // SAFETY: forwarded as is (sampling off, or a zero-size block).
+            _ => return unsafe { self.inner.alloc_zeroed(layout) },
+        };
+        let fast = thread::fast_alloc(cfg, layout.size());
         if fast != Fast::Pass {
             // SAFETY: forwarded contract.
             return unsafe { self.alloc_slow(layout, true, fast) };
@@ -324,13 +334,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
             // SAFETY: forwarded as is (zero-size blocks are never sampled).
             return unsafe { self.inner.realloc(p, layout, new_size) };
         }
-        if off() && !region::contains(p) {
+        let off = off();
+        if off && !region::contains(p) {
             // SAFETY: forwarded as is.
             return unsafe { self.inner.realloc(p, layout, new_size) };
         }
         // SAFETY: the caller guarantees new_size, rounded up to align, does not overflow isize.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        if off() {
+        if off {
             // A block sampled before sampling went off: move it out of the region, uncounted.
             // SAFETY: forwarded contracts of GlobalAlloc::realloc.
             unsafe {

@@ -203,9 +203,10 @@ pub(crate) enum Fast {
 
 /// The allocation fast path: counts and decides with no call, no lock and no spill, so the
 /// allocator can tail-call the inner allocator. Anything unusual is left to the slow path.
+/// `cfg` is the `config::CONFIG` word the caller loaded, with a non-zero rate (sampling off
+/// never gets here).
 #[inline(always)]
-pub(crate) fn fast_alloc(size: usize) -> Fast {
-    let cfg = config::CONFIG.load(Relaxed);
+pub(crate) fn fast_alloc(cfg: u64, size: usize) -> Fast {
     LOCAL
         .try_with(|l| {
             let s = l.slot.get();
@@ -216,9 +217,6 @@ pub(crate) fn fast_alloc(size: usize) -> Fast {
             let s = unsafe { &*s };
             add(&s.alloc_bytes, size as u64);
             add(&s.alloc_objects, 1);
-            if config::rate(cfg) == 0 {
-                return Fast::Pass;
-            }
             let c = l.countdown.get() - size as i64;
             l.countdown.set(c);
             if c >= 0 && l.config.get() == cfg {
