@@ -18,6 +18,8 @@ mod init;
 mod layer;
 #[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(any(feature = "heap", feature = "server"))]
+mod padded;
 pub mod profile;
 #[cfg(any(feature = "heap", feature = "cpu"))]
 mod symbols;

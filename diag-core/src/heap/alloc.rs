@@ -73,14 +73,14 @@ impl<A> DiagAlloc<A> {
 /// per call (sampled blocks left from before still go back to the region).
 #[inline(always)]
 fn off() -> bool {
-    config::rate(config::CONFIG.load(Relaxed)) == 0
+    config::rate(config::load()) == 0
 }
 
 /// The configuration word if sampling is on; `None` when off. One load serves both the
 /// off check and the fast path.
 #[inline(always)]
 fn on_config() -> Option<u64> {
-    let cfg = config::CONFIG.load(Relaxed);
+    let cfg = config::load();
     (config::rate(cfg) != 0).then_some(cfg)
 }
 

@@ -1,6 +1,8 @@
 //! Run-time sampling configuration, read with one relaxed load on every allocation.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crate::padded::Padded;
 
 /// Mean bytes between heap samples by default (Go's `MemProfileRate`).
 pub const DEFAULT_SAMPLE_BYTES: u64 = 512 * 1024;
@@ -8,8 +10,30 @@ pub const DEFAULT_SAMPLE_BYTES: u64 = 512 * 1024;
 const RATE_BITS: u32 = 44;
 const RATE_MASK: u64 = (1 << RATE_BITS) - 1;
 
-/// `generation << 44 | rate`. A change of generation makes every thread redraw its countdown.
-pub(crate) static CONFIG: AtomicU64 = AtomicU64::new(DEFAULT_SAMPLE_BYTES);
+/// The words every allocator call reads, together on cache lines of their own: one address
+/// to load (the allocator's code is inlined into the application's crate, where each static
+/// of ours costs a GOT load of its own) and no neighbour written from another core.
+pub(crate) struct Hot {
+    /// `generation << 44 | rate`. A change of generation makes every thread redraw its
+    /// countdown.
+    pub(crate) config: AtomicU64,
+    /// Start and length of the sampled-block region (see [`region`](super::region)); 0 until
+    /// the first sample reserves it.
+    pub(crate) region_base: AtomicUsize,
+    pub(crate) region_len: AtomicUsize,
+}
+
+pub(crate) static HOT: Padded<Hot> = Padded(Hot {
+    config: AtomicU64::new(DEFAULT_SAMPLE_BYTES),
+    region_base: AtomicUsize::new(0),
+    region_len: AtomicUsize::new(0),
+});
+
+/// The configuration word (see [`Hot::config`]).
+#[inline(always)]
+pub(crate) fn load() -> u64 {
+    HOT.config.load(Relaxed)
+}
 
 #[inline(always)]
 pub(crate) fn rate(cfg: u64) -> u64 {
@@ -20,7 +44,7 @@ pub(crate) fn rate(cfg: u64) -> u64 {
 /// Values above 2^44 are clamped. Takes effect on each thread's next allocation.
 pub fn set_sample_rate(bytes: u64) {
     let bytes = bytes.min(RATE_MASK);
-    let _ = CONFIG.fetch_update(Relaxed, Relaxed, |old| {
+    let _ = HOT.config.fetch_update(Relaxed, Relaxed, |old| {
         let generation = (old >> RATE_BITS).wrapping_add(1) & ((1 << (64 - RATE_BITS)) - 1);
         Some(generation << RATE_BITS | bytes)
     });
@@ -28,5 +52,5 @@ pub fn set_sample_rate(bytes: u64) {
 
 /// The current mean bytes between samples (0 = off, 1 = exact).
 pub fn sample_rate() -> u64 {
-    rate(CONFIG.load(Relaxed))
+    rate(load())
 }

@@ -13,6 +13,8 @@ use std::ptr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
 
+use super::config::HOT;
+
 /// Sizes tried for the reservation, largest first (address space only, not memory).
 const RESERVE_SIZES: [usize; 4] = [64 << 30, 8 << 30, 1 << 30, 128 << 20];
 const PAGE: usize = 4096;
@@ -23,8 +25,6 @@ const CLASSES: usize = (MAX_CLASS - MIN_CLASS + 1) as usize;
 /// Slab chunks are carved in this size (and alignment).
 const CHUNK: usize = 64 * 1024;
 
-static BASE: AtomicUsize = AtomicUsize::new(0);
-static LEN: AtomicUsize = AtomicUsize::new(0);
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 const UNINIT: u8 = 0;
 const BUSY: u8 = 1;
@@ -62,7 +62,7 @@ static ARENA: Mutex<State> = Mutex::new(State {
 /// True if `p` points into the region: the whole cost of `dealloc`'s "is it sampled?" check.
 #[inline(always)]
 pub(crate) fn contains(p: *const u8) -> bool {
-    (p as usize).wrapping_sub(BASE.load(Relaxed)) < LEN.load(Relaxed)
+    (p as usize).wrapping_sub(HOT.region_base.load(Relaxed)) < HOT.region_len.load(Relaxed)
 }
 
 /// Reserves the region if it is not yet; false if it cannot be had.
@@ -100,8 +100,8 @@ fn ensure() -> bool {
         if p != libc::MAP_FAILED {
             // Align the start to CHUNK so slab blocks are naturally aligned.
             let start = (p as usize).next_multiple_of(CHUNK);
-            BASE.store(start, Relaxed);
-            LEN.store(size - (start - p as usize), Relaxed);
+            HOT.region_base.store(start, Relaxed);
+            HOT.region_len.store(size - (start - p as usize), Relaxed);
             STATE.store(READY, Release);
             return true;
         }
@@ -112,7 +112,7 @@ fn ensure() -> bool {
 
 /// Size of the reserved region in bytes (0 until the first sample).
 pub(crate) fn reserved() -> usize {
-    LEN.load(Relaxed)
+    HOT.region_len.load(Relaxed)
 }
 
 fn class_of(total: usize) -> Option<usize> {
@@ -153,8 +153,8 @@ pub(crate) fn alloc(total: usize, align: usize) -> (*mut u8, bool) {
     if !ensure() {
         return (ptr::null_mut(), false);
     }
-    let base = BASE.load(Relaxed);
-    let len = LEN.load(Relaxed);
+    let base = HOT.region_base.load(Relaxed);
+    let len = HOT.region_len.load(Relaxed);
     let Ok(mut st) = ARENA.lock() else {
         return (ptr::null_mut(), false);
     };

@@ -67,7 +67,7 @@ const NO_SLOT: *const Slot = std::ptr::null();
 struct Local {
     /// Bytes left before the next sample; below zero means "take the slow path".
     countdown: Cell<i64>,
-    /// The `config::CONFIG` word the countdown was drawn for.
+    /// The `config::HOT.config` word the countdown was drawn for.
     config: Cell<u64>,
     /// xorshift state for the exponential draws (0 = not seeded).
     rng: Cell<u64>,
@@ -203,7 +203,7 @@ pub(crate) enum Fast {
 
 /// The allocation fast path: counts and decides with no call, no lock and no spill, so the
 /// allocator can tail-call the inner allocator. Anything unusual is left to the slow path.
-/// `cfg` is the `config::CONFIG` word the caller loaded, with a non-zero rate (sampling off
+/// `cfg` is the `config::HOT.config` word the caller loaded, with a non-zero rate (sampling off
 /// never gets here).
 #[inline(always)]
 pub(crate) fn fast_alloc(cfg: u64, size: usize) -> Fast {
@@ -232,7 +232,7 @@ pub(crate) fn fast_alloc(cfg: u64, size: usize) -> Fast {
 #[cold]
 #[inline(never)]
 pub(crate) fn decide(size: usize) -> Decision {
-    let cfg = config::CONFIG.load(Relaxed);
+    let cfg = config::load();
     LOCAL
         .try_with(|l| {
             if config::rate(cfg) == 0 {
@@ -247,7 +247,7 @@ pub(crate) fn decide(size: usize) -> Decision {
 /// Counts an allocation of `size` bytes and decides whether to sample it (the full path).
 #[inline]
 pub(crate) fn on_alloc(size: usize) -> Decision {
-    let cfg = config::CONFIG.load(Relaxed);
+    let cfg = config::load();
     match LOCAL.try_with(|l| {
         count::<true>(l, size as u64);
         if config::rate(cfg) == 0 {

@@ -6,6 +6,7 @@
 //! table), methods outside the standard nine fold into `OTHER`, operation names beyond
 //! [`MAX_OPERATIONS`] fold into `other`.
 
+mod latency;
 mod process;
 pub(crate) mod readiness;
 mod requests;
@@ -19,10 +20,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Registry;
 
 /// Upper bounds (seconds) of the latency buckets: fine between 1 ms and 100 ms, where most
 /// web requests fall, so `histogram_quantile` interpolates within a few milliseconds there.
@@ -52,14 +50,8 @@ pub(crate) struct StatusLabels {
 /// The process-global metrics.
 pub(crate) struct Metrics {
     registry: Registry,
-    pub(crate) operations: Family<timed::OperationLabels, Histogram, fn() -> Histogram>,
-    pub(crate) operations_folded: Counter,
     routes: RwLock<HashMap<Box<str>, &'static RouteEntry>>,
     pub(crate) started: Instant,
-}
-
-fn latency_histogram() -> Histogram {
-    Histogram::new(LATENCY_BUCKETS.iter().copied())
 }
 
 /// Cached handles for one route, so a request costs a map lookup by `&str`, not a label-set
@@ -115,25 +107,10 @@ impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(requests::RequestCollector));
-        let operations: Family<timed::OperationLabels, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register_with_unit(
-            "diag_operation_duration",
-            "Duration of operations timed with diag_core::timed / diag_core::timer",
-            Unit::Seconds,
-            operations.clone(),
-        );
-        let operations_folded = Counter::default();
-        registry.register(
-            "diag_operation_names_folded",
-            "Timings recorded under operation=\"other\" because the name cap was reached",
-            operations_folded.clone(),
-        );
+        registry.register_collector(Box::new(timed::OperationCollector));
         registry.register_collector(Box::new(process::ProcessCollector));
         Self {
             registry,
-            operations,
-            operations_folded,
             routes: RwLock::new(HashMap::new()),
             started: Instant::now(),
         }
@@ -218,8 +195,10 @@ impl Metrics {
 }
 
 /// The process-global metrics, created on first use.
+#[inline]
 pub(crate) fn global() -> &'static Metrics {
-    static M: OnceLock<Metrics> = OnceLock::new();
+    // Read on every request: kept off the cache lines of statics written often.
+    static M: crate::padded::Padded<OnceLock<Metrics>> = crate::padded::Padded(OnceLock::new());
     M.get_or_init(|| {
         let _ignore = crate::heap::IgnoreAllocs::new();
         Metrics::new()

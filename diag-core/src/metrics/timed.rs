@@ -1,13 +1,23 @@
 //! Named operation timings: `timed("db.query", fut).await` for async code, a [`Timer`] guard
 //! for sync code. Both record into `diag_operation_duration_seconds{operation="..."}`.
+//!
+//! A name resolves to a process-lifetime entry once; after that a thread finds it in a small
+//! direct-mapped cache of its own (indexed by the name's address, confirmed by comparing the
+//! text), and records into the entry's [`Sharded`] histogram: no lock, no hash and no shared
+//! cache line per timing.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Unit;
+
+use super::latency::Sharded;
 
 /// At most this many distinct operation names get their own series; timings under later
 /// names are recorded as `operation="other"` and counted in
@@ -19,51 +29,120 @@ const OTHER: &str = "other";
 
 /// Labels of the operation histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct OperationLabels {
-    pub(crate) operation: Arc<str>,
+struct OperationLabels {
+    operation: Arc<str>,
 }
 
-/// Name -> histogram handle and whether the name was folded into `other`.
-type NameTable = HashMap<Box<str>, (Histogram, bool)>;
+/// One series: an operation label and its histogram.
+struct Series {
+    label: Arc<str>,
+    latency: Sharded<0>,
+}
 
-/// The name table, so recording is a read-locked lookup.
-static NAMES: RwLock<Option<NameTable>> = RwLock::new(None);
+/// A name as recorded: its series (its own, or `other`'s when folded).
+struct Name {
+    name: Box<str>,
+    series: &'static Series,
+    folded: bool,
+}
 
-fn handle(name: &str) -> (Histogram, bool) {
-    if let Some(h) = NAMES
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .and_then(|m| m.get(name))
+#[derive(Default)]
+struct Table {
+    /// Every name remembered so far (bounded: see [`resolve`]).
+    names: HashMap<Box<str>, &'static Name>,
+    /// Every series, in creation order (at most `MAX_OPERATIONS + 1`).
+    series: Vec<&'static Series>,
+    /// The `other` series, once created.
+    other: Option<&'static Series>,
+    /// The entry shared by folded names past the bound on remembered names.
+    unremembered: Option<&'static Name>,
+}
+
+static TABLE: Mutex<Option<Table>> = Mutex::new(None);
+/// Timings recorded under `other` because the name cap was reached.
+static FOLDED: AtomicU64 = AtomicU64::new(0);
+
+fn leak<T>(v: T) -> &'static T {
+    Box::leak(Box::new(v))
+}
+
+/// The entry of `name`, through this thread's cache.
+#[inline]
+fn lookup(name: &str) -> &'static Name {
+    const SLOTS: usize = 32;
+    thread_local! {
+        static FRONT: [Cell<Option<&'static Name>>; SLOTS] =
+            const { [const { Cell::new(None) }; SLOTS] };
+    }
+    let slot = ((name.as_ptr() as usize >> 3) ^ name.len()) % SLOTS;
+    if let Ok(Some(n)) = FRONT.try_with(|f| f[slot].get())
+        && *n.name == *name
     {
-        return h.clone();
+        return n;
     }
-    let _ignore = crate::heap::IgnoreAllocs::new();
-    let m = super::global();
-    let mut guard = NAMES.write().unwrap_or_else(|e| e.into_inner());
-    let map = guard.get_or_insert_with(HashMap::new);
-    if let Some(h) = map.get(name) {
-        return h.clone();
-    }
-    let own = map.values().filter(|(_, folded)| !folded).count();
-    let folded = own >= MAX_OPERATIONS;
-    let label = if folded { OTHER } else { name };
-    let h = m.operations.get_or_create_owned(&OperationLabels {
-        operation: Arc::from(label),
-    });
-    // Remember folded names too (bounded by the same cap) so they stay cheap; past that,
-    // unknown names take the slow path but still land in `other`.
-    if !folded || map.len() < 2 * MAX_OPERATIONS {
-        map.insert(name.into(), (h.clone(), folded));
-    }
-    (h, folded)
+    let n = resolve(name);
+    let _ = FRONT.try_with(|f| f[slot].set(Some(n)));
+    n
 }
 
-fn record(name: &str, seconds: f64) {
-    let (h, folded) = handle(name);
-    h.observe(seconds);
-    if folded {
-        super::global().operations_folded.inc();
+/// Finds or creates the entry of `name` (the slow path: a global lock).
+#[cold]
+fn resolve(name: &str) -> &'static Name {
+    let _ignore = crate::heap::IgnoreAllocs::new();
+    let mut guard = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    let t = guard.get_or_insert_with(Table::default);
+    if let Some(n) = t.names.get(name) {
+        return n;
+    }
+    let own = t.series.len() - usize::from(t.other.is_some());
+    let n = if own < MAX_OPERATIONS {
+        let series = leak(Series {
+            label: Arc::from(name),
+            latency: Sharded::new(),
+        });
+        t.series.push(series);
+        Name {
+            name: name.into(),
+            series,
+            folded: false,
+        }
+    } else {
+        let series = *t.other.get_or_insert_with(|| {
+            let s = leak(Series {
+                label: Arc::from(OTHER),
+                latency: Sharded::new(),
+            });
+            t.series.push(s);
+            s
+        });
+        Name {
+            name: name.into(),
+            series,
+            folded: true,
+        }
+    };
+    // Remember folded names too, up to a bound, so they stay cheap. Past it, names share one
+    // folded entry that matches no name in the threads' caches (its own name is empty), so
+    // they take this slow path each time but still land in `other`, and memory stays bounded.
+    if t.names.len() < 2 * MAX_OPERATIONS {
+        let n = leak(n);
+        t.names.insert(n.name.clone(), n);
+        n
+    } else {
+        t.unremembered.get_or_insert_with(|| {
+            leak(Name {
+                name: "".into(),
+                ..n
+            })
+        })
+    }
+}
+
+fn record(name: &str, elapsed: std::time::Duration) {
+    let n = lookup(name);
+    n.series.latency.observe(elapsed);
+    if n.folded {
+        FOLDED.fetch_add(1, Relaxed);
     }
 }
 
@@ -72,36 +151,79 @@ fn record(name: &str, seconds: f64) {
 pub async fn timed<F: Future>(name: &str, fut: F) -> F::Output {
     let start = Instant::now();
     let out = fut.await;
-    record(name, start.elapsed().as_secs_f64());
+    record(name, start.elapsed());
     out
 }
 
 /// A guard that records the time from [`timer`] to its drop under its name.
 #[must_use = "the timer records when dropped: bind it, e.g. `let _t = diag_core::timer(\"x\");`"]
-#[derive(Debug)]
 pub struct Timer {
-    histogram: Histogram,
-    folded: bool,
+    name: &'static Name,
     start: Instant,
+}
+
+impl std::fmt::Debug for Timer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timer")
+            .field("operation", &&*self.name.series.label)
+            .field("start", &self.start)
+            .finish()
+    }
 }
 
 /// Starts timing a piece of sync code under `name`; the time is recorded when the returned
 /// guard drops (`let _t = diag_core::timer("cache.get");`).
 pub fn timer(name: &str) -> Timer {
-    let (histogram, folded) = handle(name);
     Timer {
-        histogram,
-        folded,
+        name: lookup(name),
         start: Instant::now(),
     }
 }
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        self.histogram.observe(self.start.elapsed().as_secs_f64());
-        if self.folded {
-            super::global().operations_folded.inc();
+        self.name.series.latency.observe(self.start.elapsed());
+        if self.name.folded {
+            FOLDED.fetch_add(1, Relaxed);
         }
+    }
+}
+
+/// Writes `diag_operation_duration_seconds` and `diag_operation_names_folded_total`.
+#[derive(Debug)]
+pub(crate) struct OperationCollector;
+
+impl prometheus_client::collector::Collector for OperationCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let _ignore = crate::heap::IgnoreAllocs::new();
+        let mut series: Vec<&'static Series> = TABLE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|t| t.series.clone())
+            .unwrap_or_default();
+        series.sort_by(|a, b| a.label.cmp(&b.label));
+        {
+            let mut family = enc.encode_descriptor(
+                "diag_operation_duration",
+                "Duration of operations timed with diag_core::timed / diag_core::timer",
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?;
+            for s in series {
+                let labels = OperationLabels {
+                    operation: s.label.clone(),
+                };
+                s.latency.totals().encode(family.encode_family(&labels)?)?;
+            }
+        }
+        enc.encode_descriptor(
+            "diag_operation_names_folded",
+            "Timings recorded under operation=\"other\" because the name cap was reached",
+            None,
+            MetricType::Counter,
+        )?
+        .encode_counter::<NoLabelSet, u64, f64>(&FOLDED.load(Relaxed), None)
     }
 }
 
@@ -145,5 +267,23 @@ mod tests {
             .parse()
             .unwrap();
         assert!(folded >= 6.0, "{folded}");
+        // Past the bound on remembered names: still folded into `other`, still counted.
+        let before = count(&super::super::render(), "other").unwrap();
+        for i in 0..3 * MAX_OPERATIONS {
+            let _t = timer(&format!("unit.many{i}"));
+        }
+        timed("unit.many0", async {}).await;
+        let text = super::super::render();
+        assert_eq!(
+            count(&text, "other"),
+            Some(before + 3 * MAX_OPERATIONS as u64 + 1)
+        );
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("diag_operation_duration_seconds_count{"))
+                .count(),
+            MAX_OPERATIONS + 1,
+            "no series past the cap"
+        );
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::slots::now_us;
+use crate::padded::Padded;
 
 /// The probe's timer interval.
 const INTERVAL: Duration = Duration::from_millis(10);
@@ -60,7 +61,8 @@ static LAST_US: AtomicU64 = AtomicU64::new(0);
 /// When the probe's current timer is due (µs since diag's epoch); 0 before the first.
 static DUE_US: AtomicU64 = AtomicU64::new(0);
 static SAMPLES: AtomicU64 = AtomicU64::new(0);
-static RUNNING: AtomicBool = AtomicBool::new(false);
+/// Read by every instrumented request (is a probe running?), written at most once per runtime.
+static RUNNING: Padded<AtomicBool> = Padded(AtomicBool::new(false));
 
 fn record(lag_us: u64, now: u64) {
     LAST_US.store(lag_us, Relaxed);
@@ -77,6 +79,7 @@ fn record(lag_us: u64, now: u64) {
 }
 
 /// True while a probe task runs.
+#[inline]
 pub(crate) fn is_running() -> bool {
     RUNNING.load(Relaxed)
 }

@@ -27,6 +27,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::padded::Padded;
+
 pub(crate) use events::block_profile;
 pub(crate) use lag::view as lag_view;
 pub(crate) use watchdog::DEFAULT_THRESHOLD_MS;
@@ -36,7 +38,7 @@ pub(crate) use watchdog::DEFAULT_THRESHOLD_MS;
 pub(crate) const DEFAULT_TASK_SAMPLE: u32 = 8;
 
 /// One request in this many is counted by its route's `TaskMonitor` (1: every request).
-static TASK_SAMPLE: AtomicU32 = AtomicU32::new(DEFAULT_TASK_SAMPLE);
+static TASK_SAMPLE: Padded<AtomicU32> = Padded(AtomicU32::new(DEFAULT_TASK_SAMPLE));
 
 /// Sets how many route requests share one `TaskMonitor`-counted request (at least 1). The
 /// blocking watchdog still watches every poll of every request; only tokio-metrics' per-task
@@ -46,6 +48,7 @@ pub(crate) fn set_task_sample(n: u32) {
 }
 
 /// The current 1-in-N task sampling of route requests.
+#[inline]
 pub(crate) fn task_sample() -> u32 {
     TASK_SAMPLE.load(Relaxed)
 }

@@ -32,7 +32,8 @@ pub(crate) const WRITING: u8 = 2;
 pub(crate) const DONE: u8 = 3;
 pub(crate) const SKIPPED: u8 = 4;
 
-/// One watched thread.
+/// One watched thread (on cache lines of its own: its owner writes it on every poll).
+#[repr(align(128))]
 pub(crate) struct Slot {
     /// 0: free; 1: claimed by a live thread.
     pub(crate) used: AtomicU8,
@@ -107,17 +108,20 @@ impl Drop for ReleaseSlot {
     }
 }
 
+#[inline]
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
 
 /// Microseconds since diag's epoch.
+#[inline]
 pub(crate) fn now_us() -> u64 {
     epoch().elapsed().as_micros() as u64
 }
 
 /// Start time (µs since epoch, 44 bits) of a packed word.
+#[inline]
 pub(crate) fn start_us(word: u64) -> u64 {
     word >> GEN_BITS
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::slots::{self, DONE, IDLE, REQUESTED, SKIPPED, SLOTS, THRESHOLD_NS, WRITING};
 use super::{events, metrics, signal};
+use crate::padded::Padded;
 
 /// Default blocking threshold in milliseconds.
 pub(crate) const DEFAULT_THRESHOLD_MS: u64 = 100;
@@ -20,7 +21,8 @@ const MAX_RETRIES: u32 = 8;
 
 /// Captures that timed out or could not be signalled (events recorded without a stack).
 pub(crate) static CAPTURE_FAILURES: AtomicU64 = AtomicU64::new(0);
-static STARTED: AtomicBool = AtomicBool::new(false);
+/// Read by every instrumented request, written once.
+static STARTED: Padded<AtomicBool> = Padded(AtomicBool::new(false));
 
 /// Sets the threshold (at least 1 ms).
 pub(crate) fn set_threshold(d: Duration) {
