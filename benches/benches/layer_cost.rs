@@ -4,8 +4,12 @@
 //! workers as cores), modes interleaved round by round; medians reported.
 //!
 //! `cargo bench -p diag-benches --bench layer_cost` (env `ROUNDS`, default 9; `REQUESTS`,
-//! default 400000; `TASKS`, default 8; `LAYER_COST_ONLY=bare|layer` runs one mode alone, for
-//! a profiler such as `perf record`: no ratio is printed then).
+//! default 400000; `TASKS`, default 8; `LAYER_COST_ONLY=bare|noop|layer` runs one mode alone,
+//! for a profiler such as `perf record`: no ratio is printed then).
+//!
+//! Three modes: the bare routes; the same routes with a no-op layer
+//! (`tower::layer::util::Identity`), which is what axum's `Router::layer` costs for any layer;
+//! and the routes with `diag_core::layer()`. Diag's own cost is the last minus the second.
 
 use std::time::Instant;
 
@@ -56,19 +60,31 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let modes: [(&str, Router); 2] = [
+    let modes: [(&str, Router); 3] = [
         // `with_state(())` turns every handler into a route once, as `axum::serve` does for
         // each connection; without it axum would do that per request.
         ("bare routes", diag_examples::shop::routes().with_state(())),
+        // What axum charges for any layer: `Router::layer` wraps each route in one more boxed
+        // `Route` (cloned per request) and response mapping. Diag's own share is the
+        // difference between the next two rows.
+        (
+            "no-op layer",
+            diag_examples::shop::routes()
+                .layer(tower::layer::util::Identity::new())
+                .with_state(()),
+        ),
         ("with layer()", diag_examples::shop::app().with_state(())),
     ];
     let only = std::env::var("LAYER_COST_ONLY").ok();
     let picked: Vec<usize> = match only.as_deref() {
-        None => vec![0, 1],
+        None => vec![0, 1, 2],
         Some("bare") => vec![0],
-        Some("layer") => vec![1],
+        Some("noop") => vec![1],
+        Some("layer") => vec![2],
         Some(other) => {
-            eprintln!("layer_cost: LAYER_COST_ONLY must be `bare` or `layer`, not {other:?}");
+            eprintln!(
+                "layer_cost: LAYER_COST_ONLY must be `bare`, `noop` or `layer`, not {other:?}"
+            );
             std::process::exit(2);
         }
     };
@@ -78,11 +94,9 @@ fn main() {
     }
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     for r in 0..rounds {
-        // Alternate the order each round.
+        // Rotate the order each round.
         let mut order = picked.clone();
-        if r % 2 == 1 {
-            order.reverse();
-        }
+        order.rotate_left(r % picked.len());
         for i in order {
             let start = Instant::now();
             rt.block_on(drive(modes[i].1.clone(), requests, tasks));
@@ -97,17 +111,39 @@ fn main() {
     for &i in &picked {
         println!("{:<14} {:>12.0}", modes[i].0, median(results[i].clone()));
     }
-    if picked.len() < 2 {
+    if picked.len() < 3 {
         return;
     }
-    let ratios: Vec<f64> = results[1]
-        .iter()
-        .zip(&results[0])
-        .map(|(l, b)| l / b)
-        .collect();
+    // Per-round differences, medians: rounds share the machine's state.
+    let diff = |a: usize, b: usize| {
+        median(
+            results[a]
+                .iter()
+                .zip(&results[b])
+                .map(|(x, y)| x - y)
+                .collect(),
+        )
+    };
+    let ratio = |a: usize, b: usize| {
+        median(
+            results[a]
+                .iter()
+                .zip(&results[b])
+                .map(|(x, y)| x / y)
+                .collect(),
+        )
+    };
     println!(
-        "layer: {:+.0} ns/request; median per-round ratio {:.4}",
-        median(results[1].clone()) - median(results[0].clone()),
-        median(ratios)
+        "layer() vs bare:        {:+.0} ns/request; median per-round ratio {:.4}",
+        diff(2, 0),
+        ratio(2, 0)
+    );
+    println!(
+        "no-op layer vs bare:    {:+.0} ns/request (axum's cost of any layer)",
+        diff(1, 0)
+    );
+    println!(
+        "layer() vs no-op layer: {:+.0} ns/request (diag's own work)",
+        diff(2, 1)
     );
 }

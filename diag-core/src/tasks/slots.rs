@@ -13,7 +13,6 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
 
 /// Threads watched at once; threads past this run unwatched (counted in `UNWATCHED_THREADS`).
 pub(crate) const MAX_SLOTS: usize = 256;
@@ -109,15 +108,20 @@ impl Drop for ReleaseSlot {
 }
 
 #[inline]
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+fn epoch() -> quanta::Instant {
+    static EPOCH: OnceLock<quanta::Instant> = OnceLock::new();
+    *EPOCH.get_or_init(quanta::Instant::now)
 }
 
-/// Microseconds since diag's epoch.
+/// Microseconds since diag's epoch, from `quanta`'s clock: the TSC where the CPU's is
+/// invariant, calibrated against the OS's monotonic clock (one read costs about half of
+/// `std::time::Instant::now` on the machines in `BENCHMARKS.md`), else the OS clock itself.
+/// Two reads are taken per instrumented request; the first call calibrates (under a
+/// millisecond).
 #[inline]
 pub(crate) fn now_us() -> u64 {
-    epoch().elapsed().as_micros() as u64
+    let now = quanta::Instant::now();
+    now.saturating_duration_since(epoch()).as_micros() as u64
 }
 
 /// Start time (µs since epoch, 44 bits) of a packed word.
