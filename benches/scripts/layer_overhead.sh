@@ -5,16 +5,19 @@
 # server is pinned to CPU 0 with one tokio worker and wrk to CPU 1: unpinned, two identical
 # servers differ by up to +-10 % on these 2-core machines (where the kernel puts the workers
 # relative to wrk, which worker the connections land on), which hides a 2 % effect; pinned,
-# bare vs bare (CALIBRATE=1) agrees within ~1-2 %. PROCESSES=1 serves both sides from one
+# bare vs bare (CALIBRATE=1) still differed by 7-11 % in session 3 (see BENCHMARKS.md). PROCESSES=1 serves both sides from one
 # process on two ports (`shop --pair`); that layout showed a bias of its own between the two
-# ports (bare vs bare -21 % pinned), so it is not the default. Also the server's
+# ports (bare vs bare -21 % pinned), so it is not the default. PROCESSES=paths: one process,
+# one port, one set of connections (`shop --ab`): bare is `/a$PATH`, the layer `/b$PATH`, and
+# CALIBRATE=1 compares `/a` with `/c` (bare too). Also the server's
 # CPU time per request (user+sys from /proc/PID/stat over each wrk run), which is far less
 # noisy than throughput on a shared 2-core VM where wrk and the server compete for the cores.
 #
 # Usage: benches/scripts/layer_overhead.sh [ROUNDS=7] [SECS=5] [PATH=/items/1]
 # Env: WRK_THREADS (1), WRK_CONNS (16); PIN (1: server on CPU 0 with one worker, wrk on
 # CPU 1; 0: unpinned, the runtime's default workers); CALIBRATE=1 runs bare against bare (the noise floor:
-# the "layer" figures then come from a second bare process); PROCESSES=1: one process, two ports.
+# the "layer" figures then come from a second bare process); PROCESSES=1: one process, two ports;
+# PROCESSES=paths: one process, one port, the sides told apart by path prefix.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-7}
@@ -47,7 +50,13 @@ start() { # name flag port diagport [second address]
   for _ in $(seq 100); do grep -q "app listening" "$log" && return; sleep 0.05; done
   echo "$1 did not start: $(cat "$log")" >&2; exit 2
 }
-if [ "${PROCESSES:-2}" = 2 ]; then
+# Each side: a port and a path.
+L_PORT=18181; B_PORT=18182; L_PATH=$ROUTE; B_PATH=$ROUTE
+if [ "${PROCESSES:-2}" = paths ]; then
+  start ab --ab 18181 16161
+  B_PORT=18181; B_PATH=/a$ROUTE
+  if [ "${CALIBRATE:-0}" = 1 ]; then L_PATH=/c$ROUTE; else L_PATH=/b$ROUTE; fi
+elif [ "${PROCESSES:-2}" = 2 ]; then
   if [ "${CALIBRATE:-0}" = 1 ]; then start layer --bare 18181 16161; else start layer "" 18181 16161; fi
   start bare --bare 18182 16162
 else
@@ -59,10 +68,10 @@ fi
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
-run() { # port -> "rps p99_ms cpu_us_per_request"
+run() { # port path -> "rps p99_ms cpu_us_per_request"
   local a b out
   a=$(cpu_ticks "${PID[$1]}")
-  out=$($WRK_PIN wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$1$ROUTE")
+  out=$($WRK_PIN wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$1$2")
   b=$(cpu_ticks "${PID[$1]}")
   echo "$out" | awk -v ticks=$((b - a)) -v hz="$TICK" '
     / requests in / {n=$1}
@@ -73,15 +82,16 @@ run() { # port -> "rps p99_ms cpu_us_per_request"
 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 # Warm up both.
-run 18181 >/dev/null; run 18182 >/dev/null
+run $L_PORT "$L_PATH" >/dev/null; run $B_PORT "$B_PATH" >/dev/null
 L_RPS=(); L_P99=(); B_RPS=(); B_P99=(); L_CPU=(); B_CPU=()
 for i in $(seq "$ROUNDS"); do
   # Alternate the order each round.
-  if (( i % 2 )); then order="18181 18182"; else order="18182 18181"; fi
-  for port in $order; do
-    read -r rps p99 cpu < <(run "$port")
-    if [ "$port" = 18181 ]; then L_RPS+=("$rps"); L_P99+=("$p99"); L_CPU+=("$cpu"); else B_RPS+=("$rps"); B_P99+=("$p99"); B_CPU+=("$cpu"); fi
-    echo "round $i port $port ($([ "$port" = 18181 ] && echo layer || echo bare)): $rps req/s, p99 $p99 ms, server CPU $cpu us/request"
+  if (( i % 2 )); then order="L B"; else order="B L"; fi
+  for side in $order; do
+    if [ "$side" = L ]; then port=$L_PORT; path=$L_PATH; else port=$B_PORT; path=$B_PATH; fi
+    read -r rps p99 cpu < <(run "$port" "$path")
+    if [ "$side" = L ]; then L_RPS+=("$rps"); L_P99+=("$p99"); L_CPU+=("$cpu"); else B_RPS+=("$rps"); B_P99+=("$p99"); B_CPU+=("$cpu"); fi
+    echo "round $i port $port path $path ($([ "$side" = L ] && echo layer || echo bare)): $rps req/s, p99 $p99 ms, server CPU $cpu us/request"
   done
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -89,7 +99,7 @@ lr=$(median "${L_RPS[@]}"); br=$(median "${B_RPS[@]}")
 lp=$(median "${L_P99[@]}"); bp=$(median "${B_P99[@]}")
 lc=$(median "${L_CPU[@]}"); bc=$(median "${B_CPU[@]}")
 echo
-echo "route $ROUTE, wrk -t$THREADS -c$CONNS -d${SECS}s x $ROUNDS interleaved rounds, $([ "${PROCESSES:-2}" = 2 ] && echo "two processes" || echo "one process, two ports")$([ -n "$SERVER_PIN" ] && echo ", server pinned to CPU 0 with 1 worker, wrk to CPU 1")$([ "${CALIBRATE:-0}" = 1 ] && echo ", CALIBRATE (bare vs bare)"), medians:"
+echo "route $ROUTE, wrk -t$THREADS -c$CONNS -d${SECS}s x $ROUNDS interleaved rounds, $(case "${PROCESSES:-2}" in 2) echo "two processes";; paths) echo "one process, one port, sides by path prefix";; *) echo "one process, two ports";; esac)$([ -n "$SERVER_PIN" ] && echo ", server pinned to CPU 0 with 1 worker, wrk to CPU 1")$([ "${CALIBRATE:-0}" = 1 ] && echo ", CALIBRATE (bare vs bare)"), medians:"
 printf '  without layer: %10.0f req/s   p99 %7.3f ms   server CPU %6.2f us/request\n' "$br" "$bp" "$bc"
 printf '  with layer:    %10.0f req/s   p99 %7.3f ms   server CPU %6.2f us/request\n' "$lr" "$lp" "$lc"
 awk -v l="$lr" -v b="$br" 'BEGIN {printf "  throughput change with layer: %+.2f %%\n", 100*(l-b)/b}'

@@ -105,6 +105,16 @@ fn with_item(item: axum::routing::MethodRouter) -> Router {
         .route("/db/up", post(db_up))
 }
 
+/// For A/B benches in one process on one port: the routes under `/a` and `/c` without the
+/// layer and under `/b` with it (`shop --ab`, `benches/scripts/layer_overhead.sh` with
+/// `PROCESSES=paths`). axum flattens the nested routers, so the three sides route alike.
+pub fn ab_routes() -> Router {
+    Router::new()
+        .nest("/a", routes())
+        .nest("/b", app())
+        .nest("/c", routes())
+}
+
 /// The service with diag's layer: per-route counts, latencies and statuses on `/metrics`.
 pub fn app() -> Router {
     routes().layer(diag_core::layer())

@@ -8,6 +8,9 @@
 //! For A/B benches inside one process (same threads, same placement on the CPUs):
 //! `shop --pair APP_ADDR BARE_ADDR` also serves the routes without the layer on `BARE_ADDR`;
 //! `shop --pair-bare A_ADDR B_ADDR` serves them without the layer on both (the noise floor).
+//! `shop --ab APP_ADDR` serves, on one port, the routes three times under prefixes: `/a/...`
+//! and `/c/...` without the layer, `/b/...` with it (one process, one listener, the same
+//! connections: only the path picks the side).
 
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
@@ -16,7 +19,7 @@ static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
 async fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mode = match args.first().map(String::as_str) {
-        Some(m @ ("--bare" | "--pair" | "--pair-bare")) => {
+        Some(m @ ("--bare" | "--pair" | "--pair-bare" | "--ab")) => {
             let m = m.to_owned();
             args.remove(0);
             m
@@ -39,6 +42,8 @@ async fn main() {
     }
     let app = if mode == "--bare" || mode == "--pair-bare" {
         diag_examples::shop::routes()
+    } else if mode == "--ab" {
+        diag_examples::shop::ab_routes()
     } else {
         diag_examples::shop::app()
     };
