@@ -66,11 +66,10 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let entry = global().route(
-            req.extensions()
-                .get::<MatchedPath>()
-                .map_or(UNMATCHED_ROUTE, |p| p.as_str()),
-        );
+        let entry = match req.extensions().get::<MatchedPath>() {
+            Some(p) => global().matched_route(p),
+            None => global().route(UNMATCHED_ROUTE),
+        };
         let method = method_index(req.method());
         // The inner service was polled ready by our poll_ready and is called right here, so
         // no clone of it is needed.

@@ -5,12 +5,16 @@
 //! `prometheus_client`'s `Histogram` takes a mutex per observation: with every worker of the
 //! runtime recording the same series, that lock's cache line bounces between cores each time
 //! (perf put it at ~0.15 µs per request on a 2-worker server). Here a series keeps
-//! [`SHARDS`] cache-aligned copies of its bucket counts and sum; a thread always writes the
-//! same shard (threads are spread round-robin), and a scrape adds the shards up. A shard can
-//! carry `N` extra counters on the same cache lines (the route series count status codes
-//! there). The text is still written by `prometheus_client` (`encode_histogram`).
+//! [`SHARDS`] cache-aligned copies of its bucket counts and sum, plus one shared copy. The
+//! first [`SHARDS`] threads that record each own one shard outright (claimed on first use,
+//! given back at thread exit) and write it with a plain load and store, no locked
+//! instruction; threads past them share the last copy with atomic adds. A scrape adds the
+//! copies up. A shard can carry `N` extra counters on the same cache lines (the route series
+//! count status codes there). The text is still written by `prometheus_client`
+//! (`encode_histogram`).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::time::Duration;
 
 use prometheus_client::encoding::{MetricEncoder, NoLabelSet};
@@ -18,9 +22,11 @@ use prometheus_client::metrics::exemplar::Exemplar;
 
 use super::LATENCY_BUCKETS;
 
-/// Copies of each series' counters; threads past this many share them (still correct: the
-/// counters are atomic, only contention comes back).
+/// Copies of each series' counters owned by one thread each; threads past this many share
+/// one more copy (still correct, with atomic adds: only contention comes back).
 pub(crate) const SHARDS: usize = 8;
+/// Index of the shared copy.
+const SHARED: usize = SHARDS;
 /// The latency buckets plus `+Inf`.
 pub(crate) const BUCKETS: usize = LATENCY_BUCKETS.len() + 1;
 
@@ -42,7 +48,7 @@ pub(crate) struct Shard<const N: usize> {
     buckets: [AtomicU64; BUCKETS],
     sum_ns: AtomicU64,
     /// The series' own extra counters, written by whoever records into this shard.
-    pub(crate) extra: [AtomicU64; N],
+    extra: [AtomicU64; N],
 }
 
 impl<const N: usize> Shard<N> {
@@ -57,26 +63,69 @@ impl<const N: usize> Shard<N> {
 
 /// A latency histogram sharded by thread, with `N` extra counters per shard.
 pub(crate) struct Sharded<const N: usize> {
-    shards: Box<[Shard<N>; SHARDS]>,
+    shards: Box<[Shard<N>; SHARDS + 1]>,
 }
 
-/// This thread's shard, assigned round-robin on first use.
+/// Which owned shard index each thread holds.
+static CLAIMED: [AtomicBool; SHARDS] = [const { AtomicBool::new(false) }; SHARDS];
+const UNSET: usize = usize::MAX;
+
+thread_local! {
+    /// This thread's shard index: an owned one (< SHARDS), SHARED, or UNSET.
+    static MINE: Cell<usize> = const { Cell::new(UNSET) };
+    /// Gives an owned index back when the thread exits.
+    static RELEASE: GiveBack = const { GiveBack };
+}
+
+struct GiveBack;
+
+impl Drop for GiveBack {
+    fn drop(&mut self) {
+        // Records made after this (from other thread-local destructors) use the shared copy.
+        let i = MINE.with(|m| m.replace(SHARED));
+        if let Some(c) = CLAIMED.get(i) {
+            // Release: the next owner sees every count this thread stored.
+            c.store(false, Release);
+        }
+    }
+}
+
+/// This thread's shard index, claimed on first use.
 #[inline]
 fn shard_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static MINE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
-    }
-    MINE.try_with(|m| {
-        let mut i = m.get();
-        if i == usize::MAX {
-            i = NEXT.fetch_add(1, Relaxed) % SHARDS;
-            m.set(i);
+    let i = MINE.with(Cell::get);
+    if i != UNSET { i } else { claim() }
+}
+
+#[cold]
+#[inline(never)]
+fn claim() -> usize {
+    let mut mine = SHARED;
+    for (i, c) in CLAIMED.iter().enumerate() {
+        if !c.load(Relaxed) && c.compare_exchange(false, true, Acquire, Relaxed).is_ok() {
+            mine = i;
+            break;
         }
-        i
-    })
-    // During thread teardown: any shard is correct.
-    .unwrap_or(0)
+    }
+    // The index is given back by RELEASE's destructor; if it cannot be registered (the thread
+    // is exiting), do not keep the index.
+    if mine != SHARED && RELEASE.try_with(|_| ()).is_err() {
+        CLAIMED[mine].store(false, Release);
+        mine = SHARED;
+    }
+    MINE.with(|m| m.set(mine));
+    mine
+}
+
+/// Adds `v` to a counter: a plain load and store when this thread owns the shard, an atomic
+/// add on the shared one.
+#[inline(always)]
+fn add(counter: &AtomicU64, v: u64, owned: bool) {
+    if owned {
+        counter.store(counter.load(Relaxed).wrapping_add(v), Relaxed);
+    } else {
+        counter.fetch_add(v, Relaxed);
+    }
 }
 
 /// A snapshot of one series, the shards added up.
@@ -109,21 +158,30 @@ impl<const N: usize> Totals<N> {
 impl<const N: usize> Sharded<N> {
     pub(crate) fn new() -> Self {
         Self {
-            shards: Box::new([const { Shard::new() }; SHARDS]),
+            shards: Box::new([const { Shard::new() }; SHARDS + 1]),
         }
     }
 
-    /// Records one observation of `elapsed` and returns the shard it went to, for the
-    /// caller's extra counters.
+    /// Records one observation of `elapsed`, and one more count on extra counter `extra` if
+    /// given.
     #[inline]
-    pub(crate) fn observe(&self, elapsed: Duration) -> &Shard<N> {
+    pub(crate) fn observe(&self, elapsed: Duration, extra: Option<usize>) {
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        let shard = &self.shards[shard_index()];
-        // Prometheus buckets are "less than or equal": the first bound >= ns.
-        let b = BOUNDS_NS.partition_point(|&bound| bound < ns);
-        shard.buckets[b].fetch_add(1, Relaxed);
-        shard.sum_ns.fetch_add(ns, Relaxed);
-        shard
+        let i = shard_index();
+        let owned = i != SHARED;
+        let shard = &self.shards[i.min(SHARED)];
+        // Prometheus buckets are "less than or equal": the first bound >= ns. Fast requests,
+        // where a few nanoseconds matter, end in the first bucket.
+        let b = if ns <= BOUNDS_NS[0] {
+            0
+        } else {
+            BOUNDS_NS.partition_point(|&bound| bound < ns)
+        };
+        add(&shard.buckets[b], 1, owned);
+        add(&shard.sum_ns, ns, owned);
+        if let Some(x) = extra.and_then(|x| shard.extra.get(x)) {
+            add(x, 1, owned);
+        }
     }
 
     /// The shards added up.
@@ -156,25 +214,31 @@ mod tests {
     fn buckets_are_less_or_equal_and_shards_add_up() {
         let s = Sharded::<1>::new();
         // Exactly on a bound goes into that bucket; just above goes into the next.
-        s.observe(Duration::from_micros(500));
-        s.observe(Duration::from_nanos(500_001));
-        s.observe(Duration::from_secs(11));
-        std::thread::scope(|scope| {
-            for _ in 0..SHARDS + 3 {
-                scope.spawn(|| {
-                    for _ in 0..1000 {
-                        s.observe(Duration::from_millis(3)).extra[0].fetch_add(2, Relaxed);
-                    }
-                });
-            }
-        });
+        s.observe(Duration::from_micros(500), None);
+        s.observe(Duration::from_nanos(500_001), None);
+        s.observe(Duration::from_secs(11), None);
+        // More threads at once than owned shards (some share the last copy), and then more
+        // threads again after they exited (owned shards are handed on).
+        for _ in 0..2 {
+            std::thread::scope(|scope| {
+                for _ in 0..SHARDS + 3 {
+                    scope.spawn(|| {
+                        for _ in 0..500 {
+                            s.observe(Duration::from_millis(3), Some(0));
+                            s.observe(Duration::from_millis(3), Some(0));
+                        }
+                    });
+                }
+            });
+        }
         let t = s.totals();
         assert_eq!(t.buckets[0], 1);
         assert_eq!(t.buckets[1], 1);
         assert_eq!(t.buckets[BUCKETS - 1], 1, "11 s is past the last bound");
-        assert_eq!(t.buckets[3], (SHARDS as u64 + 3) * 1000, "3 ms: le 0.005");
-        assert_eq!(t.extra[0], (SHARDS as u64 + 3) * 2000);
-        let expect = 0.0005 + 0.000500001 + 11.0 + (SHARDS as f64 + 3.0) * 3.0;
+        let n = 2 * (SHARDS as u64 + 3) * 1000;
+        assert_eq!(t.buckets[3], n, "3 ms: le 0.005");
+        assert_eq!(t.extra[0], n);
+        let expect = 0.0005 + 0.000500001 + 11.0 + n as f64 * 0.003;
         assert!((t.sum_seconds - expect).abs() < 1e-6, "{}", t.sum_seconds);
     }
 }

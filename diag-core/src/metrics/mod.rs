@@ -15,10 +15,12 @@ mod timed;
 pub use readiness::{DEFAULT_READINESS_TIMEOUT, readiness};
 pub use timed::{MAX_OPERATIONS, Timer, timed, timer};
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
+use axum::extract::MatchedPath;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::registry::Registry;
 
@@ -72,11 +74,33 @@ const METHODS: [&str; 10] = [
 ];
 
 /// The index of `m`'s label in the method table.
+#[inline]
 pub(crate) fn method_index(m: &axum::http::Method) -> usize {
-    METHODS[..9]
-        .iter()
-        .position(|s| *s == m.as_str())
-        .unwrap_or(9)
+    use axum::http::Method;
+    // Compared as `Method`s (an enum tag for the standard ones), not as strings.
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD.iter().position(|s| s == m).unwrap_or(9)
+}
+
+#[cfg(test)]
+#[test]
+fn method_indexes_follow_the_label_table() {
+    for (i, name) in METHODS.iter().enumerate().take(9) {
+        let m = axum::http::Method::from_bytes(name.as_bytes()).unwrap();
+        assert_eq!(method_index(&m), i, "{name}");
+    }
+    let brew = axum::http::Method::from_bytes(b"BREW").unwrap();
+    assert_eq!(METHODS[method_index(&brew)], "OTHER");
 }
 
 impl RouteEntry {
@@ -144,6 +168,52 @@ impl Metrics {
         e
     }
 
+    /// The entry of the route axum matched: [`route`](Self::route) without the string
+    /// compare. The thread's cache keeps a clone of each `MatchedPath` it indexes (one per
+    /// slot), so the route string cannot be freed and its address reused while cached: equal
+    /// address and length then mean the same string.
+    #[inline]
+    pub(crate) fn matched_route(&self, path: &MatchedPath) -> &'static RouteEntry {
+        let s = path.as_str();
+        let key = (s.as_ptr() as usize, s.len());
+        let slot = ((key.0 >> 4) ^ key.1) % MATCHED_SLOTS;
+        if MATCHED_KEYS.with(|k| k[slot].get()) == key
+            && let Some(e) = MATCHED_ENTRIES.with(|e| e[slot].get())
+        {
+            return e;
+        }
+        self.matched_route_miss(path, slot, key)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn matched_route_miss(
+        &self,
+        path: &MatchedPath,
+        slot: usize,
+        key: (usize, usize),
+    ) -> &'static RouteEntry {
+        let e = self.route_cached(path.as_str());
+        let _ignore = crate::heap::IgnoreAllocs::new();
+        // The key is set only once the keeper holds the string; if the thread's storage is
+        // going away, nothing is cached.
+        let kept = MATCHED_KEEP.try_with(|keep| {
+            let Ok(mut keep) = keep.try_borrow_mut() else {
+                return false;
+            };
+            if keep.len() < MATCHED_SLOTS {
+                keep.resize(MATCHED_SLOTS, None);
+            }
+            keep[slot] = Some(path.clone());
+            true
+        });
+        if kept == Ok(true) {
+            MATCHED_ENTRIES.with(|en| en[slot].set(Some(e)));
+            MATCHED_KEYS.with(|k| k[slot].set(key));
+        }
+        e
+    }
+
     #[cold]
     fn route_cached(&self, route: &str) -> &'static RouteEntry {
         thread_local! {
@@ -192,6 +262,19 @@ impl Metrics {
             }))
         })
     }
+}
+
+/// Slots of each thread's [`Metrics::matched_route`] cache.
+const MATCHED_SLOTS: usize = 64;
+
+thread_local! {
+    /// (address, length) of the route string each slot holds; (0, 0) when empty.
+    static MATCHED_KEYS: [Cell<(usize, usize)>; MATCHED_SLOTS] =
+        const { [const { Cell::new((0, 0)) }; MATCHED_SLOTS] };
+    static MATCHED_ENTRIES: [Cell<Option<&'static RouteEntry>>; MATCHED_SLOTS] =
+        const { [const { Cell::new(None) }; MATCHED_SLOTS] };
+    /// The `MatchedPath` behind each key, holding its string alive.
+    static MATCHED_KEEP: RefCell<Vec<Option<MatchedPath>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The process-global metrics, created on first use.

@@ -50,12 +50,10 @@ impl RequestStats {
     /// Records one request that answered `status` after `elapsed`.
     #[inline]
     pub(crate) fn record(&self, status: u16, elapsed: Duration) {
-        let shard = self.latency.observe(elapsed);
-        match self.status_slot(status) {
-            Some(i) => {
-                shard.extra[i].fetch_add(1, Relaxed);
-            }
-            None => self.record_overflow(status),
+        let slot = self.status_slot(status);
+        self.latency.observe(elapsed, slot);
+        if slot.is_none() {
+            self.record_overflow(status);
         }
     }
 

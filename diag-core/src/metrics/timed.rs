@@ -140,7 +140,7 @@ fn resolve(name: &str) -> &'static Name {
 
 fn record(name: &str, elapsed: std::time::Duration) {
     let n = lookup(name);
-    n.series.latency.observe(elapsed);
+    n.series.latency.observe(elapsed, None);
     if n.folded {
         FOLDED.fetch_add(1, Relaxed);
     }
@@ -182,7 +182,7 @@ pub fn timer(name: &str) -> Timer {
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        self.name.series.latency.observe(self.start.elapsed());
+        self.name.series.latency.observe(self.start.elapsed(), None);
         if self.name.folded {
             FOLDED.fetch_add(1, Relaxed);
         }
