@@ -29,14 +29,8 @@ command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; e
 cargo build --release -q -p diag-examples --bin shop
 BIN=target/release/shop
 
-# PIN=1 (the default): the server on CPU 0 with one tokio worker, wrk on CPU 1. Unpinned, how
-# the kernel spreads wrk and the workers, and which worker the connections land on, moves
-# throughput by +-10 % between identical servers (see CALIBRATE); pinned, it cannot.
-if [ "${PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
-  SERVER_PIN="taskset -c 0"; WRK_PIN="taskset -c 1"; export TOKIO_WORKER_THREADS=1
-else
-  SERVER_PIN=""; WRK_PIN=""
-fi
+source benches/scripts/lib.sh
+pin_setup
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -66,18 +60,12 @@ else
   PID[18182]=${PID[18181]}
 fi
 
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-TICK=$(getconf CLK_TCK)
 run() { # port path -> "rps p99_ms cpu_us_per_request"
   local a b out
   a=$(cpu_ticks "${PID[$1]}")
   out=$($WRK_PIN wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$1$2")
   b=$(cpu_ticks "${PID[$1]}")
-  echo "$out" | awk -v ticks=$((b - a)) -v hz="$TICK" '
-    / requests in / {n=$1}
-    /Requests\/sec/ {rps=$2}
-    /^ +99%/ {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; p99=v}
-    END {printf "%s %s %.2f\n", rps, p99, 1e6 * ticks / hz / n}'
+  echo "$out" | wrk_summary $((b - a))
 }
 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -94,7 +82,6 @@ for i in $(seq "$ROUNDS"); do
     echo "round $i port $port path $path ($([ "$side" = L ] && echo layer || echo bare)): $rps req/s, p99 $p99 ms, server CPU $cpu us/request"
   done
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 lr=$(median "${L_RPS[@]}"); br=$(median "${B_RPS[@]}")
 lp=$(median "${L_P99[@]}"); bp=$(median "${B_P99[@]}")
 lc=$(median "${L_CPU[@]}"); bc=$(median "${B_CPU[@]}")
@@ -107,5 +94,7 @@ awk -v l="$lr" -v b="$br" 'BEGIN {printf "  throughput change with layer: %+.2f 
 ratios=(); for i in "${!L_RPS[@]}"; do ratios+=("$(awk -v l="${L_RPS[$i]}" -v b="${B_RPS[$i]}" 'BEGIN {print l/b}')"); done
 awk -v r="$(median "${ratios[@]}")" 'BEGIN {printf "  median of per-round layer/bare ratios: %.4f (%+.2f %%)\n", r, 100*(r-1)}'
 awk -v l="$lc" -v b="$bc" 'BEGIN {printf "  server CPU per request with layer: %+.2f %%\n", 100*(l-b)/b}'
+cratios=(); for i in "${!L_CPU[@]}"; do cratios+=("$(awk -v l="${L_CPU[$i]}" -v b="${B_CPU[$i]}" 'BEGIN {print l/b}')"); done
+awk -v r="$(median "${cratios[@]}")" 'BEGIN {printf "  median of per-round layer/bare CPU-per-request ratios: %.4f (%+.2f %%)\n", r, 100*(r-1)}'
 echo "  load average before/after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "  machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"
+echo "  machine: $(machine)"

@@ -50,14 +50,8 @@ declare -A APP=([bare]=18191 [on]=18192 [on+cpu]=18193)
 declare -A DIAG=([bare]=16191 [on]=16192 [on+cpu]=16193)
 declare -A PID
 
-# PIN=1 (the default): each server on CPU 0 with one tokio worker, wrk and the scrape loop
-# on CPU 1, as in layer_overhead.sh (unpinned, identical servers differ by up to +-10 % on
-# 2 cores). PIN=0: unpinned, default workers.
-if [ "${PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
-  SERVER_PIN="taskset -c 0"; WRK_PIN="taskset -c 1"; export TOKIO_WORKER_THREADS=1
-else
-  SERVER_PIN=""; WRK_PIN=""
-fi
+source benches/scripts/lib.sh
+pin_setup
 
 start() { # mode binary
   local log="$TMP/$1.log"
@@ -96,8 +90,6 @@ scraper() { # mode
   done
 }
 
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-TICK=$(getconf CLK_TCK)
 run() { # mode -> "rps p99_ms cpu_us_per_request"
   local mode=$1 a b out spid="" ppid=""
   a=$(cpu_ticks "${PID[$mode]}")
@@ -113,11 +105,7 @@ run() { # mode -> "rps p99_ms cpu_us_per_request"
   if [ -n "$spid" ]; then kill -TERM "$spid" 2>/dev/null || true; wait "$spid" || true; fi
   if [ -n "$ppid" ]; then wait "$ppid" || echo "profile fail 0" >>"$TMP/$mode.scrapes"; fi
   b=$(cpu_ticks "${PID[$mode]}")
-  echo "$out" | awk -v ticks=$((b - a)) -v hz="$TICK" '
-    / requests in / {n=$1}
-    /Requests\/sec/ {rps=$2}
-    /^ +99%/ {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; p99=v}
-    END {printf "%s %s %.2f\n", rps, p99, 1e6 * ticks / hz / n}'
+  echo "$out" | wrk_summary $((b - a))
 }
 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -136,7 +124,6 @@ for i in $(seq "$ROUNDS"); do
   done
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 # Median over rounds of mode/bare for one metric (paired: robust to load drifting).
 ratio() { # mode metric-array-name
   local -n arr=$2
@@ -171,4 +158,4 @@ stats=$(curl -s "http://127.0.0.1:${DIAG[on]}/debug/heap/stats" | tr -d '\n' | g
 reqs=$(curl -s "http://127.0.0.1:${DIAG[on]}/metrics" | grep -c '^http_requests_total{' || true)
 echo "  check, on: heap sampler $stats; http_requests_total series: $reqs"
 echo "  load average before/after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "  machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"
+echo "  machine: $(machine)"
