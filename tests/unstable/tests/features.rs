@@ -3,14 +3,32 @@
 //! Built with `--cfg tokio_unstable` (tests/unstable/run.sh): tokio-console's gRPC server
 //! answers an HTTP/2 handshake, and `/debug/pprof/goroutine` names the function a task awaits
 //! in. Built without the flag (`run.sh --without-unstable`): both features refuse with clear
-//! errors. (The blocked-worker path, 503 then 409, is not tested here yet: whether tokio's
-//! dump waits for a blocked worker depends on when the worker picks the blocking task up.)
+//! errors.
+//!
+//! With every worker of the application's runtime blocked inside a task's poll, a dump cannot
+//! finish: `?seconds=1` answers 503 after that second, the next request 409 while the first
+//! dump is still pending, and `/debug/tasks` still 200. That check runs in a child process
+//! (this binary re-run with `BLOCKED_WORKERS_CHILD` set) on a fresh runtime that has never been
+//! dumped, because tokio's trace barrier can leave a worker behind after a dump that did
+//! succeed: when a worker gives up on the barrier's 250 ms timeout its count stays in, so a
+//! later worker "completes" the barrier alone, traces, and then waits forever at the end
+//! barrier for a partner that never comes. Under CPU load that happened to one of the earlier
+//! 200 dumps about every other run, and the blocker meant for that worker never ran. In the
+//! child, each blocker records the worker thread it runs on; the test goes on once every
+//! worker holds one (spawning another blocker every second in case a wake-up is slow) and
+//! fails with the scheduler's state after 20 s rather than hang.
 
 #![allow(unexpected_cfgs)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
+
+/// Set in the environment of the child process that runs [`blocked_workers`].
+const BLOCKED_WORKERS_CHILD: &str = "DIAG_UNSTABLE_TESTS_BLOCKED_WORKERS_CHILD";
 
 /// GET `path` on `addr` over HTTP/1.1; (status, body).
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -58,8 +76,17 @@ fn main() {
         default_hook(info);
         std::process::exit(101);
     }));
+    if std::env::var_os(BLOCKED_WORKERS_CHILD).is_some() {
+        blocked_workers();
+        println!("blocked_workers: ok");
+        // Same reason as below: the runtime still has a dump pending.
+        std::process::exit(0);
+    }
     console_and_taskdump();
     println!("console_and_taskdump: ok");
+    if cfg!(tokio_unstable) {
+        run_blocked_workers_child();
+    }
     // tokio documents that a runtime can hang in shutdown right after a task dump (seen here:
     // a worker waits in the dump's barrier for one that already stopped, and dropping any
     // runtime's blocking pool then waits forever). End the process instead of unwinding
@@ -138,5 +165,155 @@ fn console_and_taskdump() {
 
     drop(senders);
     // See main: the runtime is not dropped.
+    std::mem::forget(rt);
+}
+
+/// Runs [`blocked_workers`] in a child process (see the module docs for why) and fails if it
+/// fails or does not end within 90 s. Its output goes to this process's stdout and stderr.
+fn run_blocked_workers_child() {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(BLOCKED_WORKERS_CHILD, "1")
+        .env_remove("TOKIO_CONSOLE_BIND")
+        .spawn()
+        .expect("start the blocked-workers child process");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the blocked-workers child did not end within 90 s (killed it)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        status.success(),
+        "the blocked-workers child failed ({status}); its output is above"
+    );
+}
+
+/// The scheduler's queues, for failure messages.
+fn scheduler_state(rt: &tokio::runtime::Runtime) -> String {
+    let m = rt.metrics();
+    // Per-worker counts are unstable metrics (the child only runs with tokio_unstable).
+    #[cfg(tokio_unstable)]
+    let workers = (0..m.num_workers())
+        .map(|w| {
+            format!(
+                "worker {w}: {} queued, {} polls, {} parks",
+                m.worker_local_queue_depth(w),
+                m.worker_poll_count(w),
+                m.worker_park_count(w)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    #[cfg(not(tokio_unstable))]
+    let workers = format!("{} workers", m.num_workers());
+    format!(
+        "{} alive tasks, {} in the inject queue; {workers}",
+        m.num_alive_tasks(),
+        m.global_queue_depth(),
+    )
+}
+
+/// In the child process: a dump of a runtime whose workers are all blocked answers 503, the
+/// next request 409 while it is pending, and the listener still serves `/debug/tasks`.
+fn blocked_workers() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let diag = rt
+        .block_on(async {
+            diag_core::Diag::builder()
+                .addr("127.0.0.1:0")
+                .console(false)
+                .start()
+        })
+        .expect("diag starts");
+    let addr = diag.local_addr().unwrap();
+    let workers = rt.metrics().num_workers();
+
+    // Blockers, spawned from outside the runtime (the inject queue, which every worker takes
+    // from; never a worker's LIFO slot, which others cannot steal). Each records the thread it
+    // runs on and then holds it until released. A blocker never returns while blocking, so
+    // the recorded threads are distinct workers of `rt`.
+    let on_threads: Arc<Mutex<Vec<ThreadId>>> = Arc::default();
+    let finished = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(AtomicBool::new(false));
+    let spawn_blocker = || {
+        let (on_threads, finished, release) =
+            (on_threads.clone(), finished.clone(), release.clone());
+        rt.spawn(async move {
+            if release.load(SeqCst) {
+                return; // a spare that ran only after the check
+            }
+            let me = std::thread::current().id();
+            {
+                let mut on = on_threads.lock().unwrap();
+                assert!(!on.contains(&me), "two blockers on one worker thread");
+                on.push(me);
+            }
+            while !release.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            finished.fetch_add(1, SeqCst);
+        });
+    };
+    for _ in 0..workers {
+        spawn_blocker();
+    }
+    let start = Instant::now();
+    let mut next_spare = start + Duration::from_secs(1);
+    loop {
+        let blocked = on_threads.lock().unwrap().len();
+        if blocked == workers {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "after 20 s only {blocked} of {workers} workers run a blocker: {}",
+            scheduler_state(&rt)
+        );
+        if Instant::now() >= next_spare {
+            // A worker slow to wake: another task in the inject queue wakes one again.
+            spawn_blocker();
+            next_spare += Duration::from_secs(1);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // No worker can reach the dump's barrier: 503 once the asked second has passed.
+    let t = Instant::now();
+    let (status, body) = http_get(addr, "/debug/pprof/goroutine?seconds=1");
+    assert_eq!(status, 503, "{body} ({})", scheduler_state(&rt));
+    assert!(
+        body.contains("a worker of the application's runtime is blocked"),
+        "{body}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    // That dump still holds the slot.
+    let (status, body) = http_get(addr, "/debug/pprof/goroutine?seconds=1");
+    assert_eq!(status, 409, "the first dump is still pending: {body}");
+    assert!(body.contains("already running"), "{body}");
+    // The debug listener itself still answers.
+    let (status, body) = http_get(addr, "/debug/tasks");
+    assert_eq!(status, 200, "{body}");
+
+    release.store(true, SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while finished.load(SeqCst) < workers {
+        assert!(
+            Instant::now() < deadline,
+            "released blockers did not end within 10 s: {}",
+            scheduler_state(&rt)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // See main: the runtime (with its dump still pending) is not dropped.
     std::mem::forget(rt);
 }
