@@ -90,6 +90,9 @@ mod imp {
 
     /// How long a timed-out dump may keep the in-flight slot.
     const ABANDON_AFTER: Duration = Duration::from_secs(60);
+    /// A watched poll running this long means a blocked worker: no dump is started then.
+    /// (tokio's workers wait 250 ms for each other at the dump's barrier.)
+    const BLOCKED_AFTER_US: u64 = 50_000;
 
     /// Held by the dump in flight (and by a timed-out one until tokio finishes it).
     static IN_FLIGHT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -109,6 +112,22 @@ mod imp {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 "tokio only dumps a current-thread runtime from inside it; the debug listener runs on its own thread",
+            ));
+        }
+        // A dump cannot finish while a worker is blocked, and one that times out there leaves
+        // tokio's trace barrier miscounted (tokio-rs/tokio#8370): a later dump can then park a
+        // worker for good. The watchdog knows about blocked instrumented polls: refuse now.
+        if let Some((slot, us, name)) = crate::tasks::slots::longest_running()
+            && us >= BLOCKED_AFTER_US
+        {
+            return Err(Error::new(
+                ErrorKind::TimedOut,
+                format!(
+                    "a worker of the application's runtime is blocked: a poll of {} on thread {} has run for {} ms (see /debug/tasks); no dump started, as it could not finish and a dump that times out on a blocked worker can leave a worker stuck inside tokio (tokio-rs/tokio#8370)",
+                    crate::tasks::metrics::name_of(name),
+                    crate::tasks::slots::thread_name(slot),
+                    us / 1000
+                ),
             ));
         }
         let Ok(guard) = IN_FLIGHT.try_lock() else {

@@ -162,6 +162,22 @@ fn claim() -> u32 {
     FULL
 }
 
+/// The instrumented poll that has been running longest right now, if any: (slot, µs so far,
+/// name id).
+#[allow(dead_code)] // Only task dumps use it (the `taskdump` feature with `--cfg tokio_unstable`).
+pub(crate) fn longest_running() -> Option<(usize, u64, u32)> {
+    let now = now_us();
+    SLOTS
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.used.load(Acquire) != 0)
+        .filter_map(|(i, s)| {
+            let word = s.word.load(Acquire);
+            (word != 0).then(|| (i, elapsed_us(word, now), s.name_id.load(Relaxed)))
+        })
+        .max_by_key(|&(_, us, _)| us)
+}
+
 /// The name of the thread owning slot `i` when it was claimed.
 pub(crate) fn thread_name(i: usize) -> std::sync::Arc<str> {
     THREAD_NAMES

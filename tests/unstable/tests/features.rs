@@ -16,7 +16,9 @@
 //! 200 dumps about every other run, and the blocker meant for that worker never ran. In the
 //! child, each blocker records the worker thread it runs on; the test goes on once every
 //! worker holds one (spawning another blocker every second in case a wake-up is slow) and
-//! fails with the scheduler's state after 20 s rather than hang.
+//! fails with the scheduler's state after 20 s rather than hang. Before that, with one worker
+//! blocked in a poll of a task instrumented by `diag_core::spawn`, diag refuses to start a
+//! dump at once (503 naming the task) instead of starting one that cannot finish.
 
 #![allow(unexpected_cfgs)]
 
@@ -237,6 +239,54 @@ fn blocked_workers() {
         .expect("diag starts");
     let addr = diag.local_addr().unwrap();
     let workers = rt.metrics().num_workers();
+
+    // A blocked poll the watchdog sees (an instrumented task): diag refuses to start a dump at
+    // once, naming the task, instead of starting one that cannot finish (and that would leave
+    // tokio's trace barrier miscounted: tokio-rs/tokio#8370). No dump runs on this runtime.
+    let watched_started = Arc::new(AtomicBool::new(false));
+    let watched_release = Arc::new(AtomicBool::new(false));
+    let watched_done = Arc::new(AtomicBool::new(false));
+    {
+        let (started, release, done) = (
+            watched_started.clone(),
+            watched_release.clone(),
+            watched_done.clone(),
+        );
+        let _guard = rt.enter();
+        diag_core::spawn("diag_test_watched_blocker", async move {
+            started.store(true, SeqCst);
+            while !release.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            done.store(true, SeqCst);
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !watched_started.load(SeqCst) {
+        assert!(Instant::now() < deadline, "the watched blocker never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let (status, body) = http_get(addr, "/debug/pprof/goroutine?seconds=5");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("a worker of the application's runtime is blocked")
+            && body.contains("diag_test_watched_blocker")
+            && body.contains("no dump started"),
+        "{body}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "refused at once, not after the asked 5 s: {:?}",
+        t.elapsed()
+    );
+    watched_release.store(true, SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !watched_done.load(SeqCst) {
+        assert!(Instant::now() < deadline, "the watched blocker did not end");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     // Blockers, spawned from outside the runtime (the inject queue, which every worker takes
     // from; never a worker's LIFO slot, which others cannot steal). Each records the thread it
