@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::extract::MatchedPath;
 use axum::http::{Request, Response};
@@ -70,7 +70,7 @@ where
             Some(p) => global().matched_route(p),
             None => global().route(UNMATCHED_ROUTE),
         };
-        let method = method_index(req.method());
+        let method = method_index(req.method()) as u8;
         // The inner service was polled ready by our poll_ready and is called right here, so
         // no clone of it is needed.
         let inner = entry.task.instrument_sampled(self.inner.call(req));
@@ -78,7 +78,7 @@ where
             inner,
             entry,
             method,
-            start: None,
+            start_us: 0,
         }
     }
 }
@@ -90,10 +90,10 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Watched<F>,
         entry: &'static RouteEntry,
-        method: usize,
+        method: u8,
         // Only when the watchdog did not time the first poll (nested in another watched
-        // future): then the clock is read here instead.
-        start: Option<Instant>,
+        // future): then the clock is read here instead (µs on the watchdog's clock; 0: not).
+        start_us: u64,
     }
 }
 
@@ -109,23 +109,19 @@ where
         // The request's start is its first poll's, as the watchdog timed it (no clock read of
         // our own); the first poll follows `call` directly.
         let first = this.inner.first_poll_us();
-        if first.is_none() && this.start.is_none() {
-            *this.start = Some(Instant::now());
+        if first.is_none() && *this.start_us == 0 {
+            *this.start_us = crate::tasks::now_us().max(1);
         }
         let Poll::Ready(res) = polled else {
             return Poll::Pending;
         };
-        let elapsed = match (*this.start, first) {
-            (Some(t), _) => t.elapsed(),
-            (None, Some(us)) => {
-                std::time::Duration::from_micros(crate::tasks::now_us().saturating_sub(us))
-            }
-            (None, None) => std::time::Duration::ZERO,
-        };
+        let start = first.unwrap_or(*this.start_us);
+        let elapsed = Duration::from_micros(crate::tasks::now_us().saturating_sub(start));
         // An error never reaches axum's client (axum services are infallible); count it as a
         // 500 for the record.
         let status = res.as_ref().map_or(500, |r| r.status().as_u16());
-        this.entry.record_at(*this.method, status, elapsed);
+        this.entry
+            .record_at(usize::from(*this.method), status, elapsed);
         Poll::Ready(res)
     }
 }

@@ -106,13 +106,15 @@ fn with_item(item: axum::routing::MethodRouter) -> Router {
 }
 
 /// For A/B benches in one process on one port: the routes under `/a` and `/c` without the
-/// layer and under `/b` with it (`shop --ab`, `benches/scripts/layer_overhead.sh` with
-/// `PROCESSES=paths`). axum flattens the nested routers, so the three sides route alike.
+/// layer, under `/b` with it, and under `/n` with a no-op tower layer (what axum's
+/// `Router::layer` costs for any layer) (`shop --ab`; `benches/scripts/layer_overhead.sh` with
+/// `PROCESSES=paths`, `benches/scripts/layer_instructions.sh`).
 pub fn ab_routes() -> Router {
     Router::new()
         .nest("/a", routes())
         .nest("/b", app())
         .nest("/c", routes())
+        .nest("/n", routes().layer(tower_layer::Identity::new()))
 }
 
 /// The service with diag's layer: per-route counts, latencies and statuses on `/metrics`.

@@ -74,7 +74,8 @@ fn one_in(n: u32) -> bool {
         x ^= x >> 7;
         x ^= x << 17;
         r.set(x);
-        (x >> 32) % u64::from(n) == 0
+        // The high 32 bits mapped onto 0..n by a multiply and a shift (no division).
+        ((x >> 32) * u64::from(n)) >> 32 == 0
     })
     .unwrap_or(false)
 }

@@ -107,10 +107,16 @@ impl Drop for ReleaseSlot {
     }
 }
 
+/// diag's clock and its epoch. A `Clock` of our own rather than `quanta::Instant::now`, which
+/// first checks a thread-local mock override on every call.
 #[inline]
-fn epoch() -> quanta::Instant {
-    static EPOCH: OnceLock<quanta::Instant> = OnceLock::new();
-    *EPOCH.get_or_init(quanta::Instant::now)
+fn clock() -> &'static (quanta::Clock, quanta::Instant) {
+    static CLOCK: OnceLock<(quanta::Clock, quanta::Instant)> = OnceLock::new();
+    CLOCK.get_or_init(|| {
+        let clock = quanta::Clock::new();
+        let epoch = clock.now();
+        (clock, epoch)
+    })
 }
 
 /// Microseconds since diag's epoch, from `quanta`'s clock: the TSC where the CPU's is
@@ -120,8 +126,8 @@ fn epoch() -> quanta::Instant {
 /// millisecond).
 #[inline]
 pub(crate) fn now_us() -> u64 {
-    let now = quanta::Instant::now();
-    now.saturating_duration_since(epoch()).as_micros() as u64
+    let (clock, epoch) = clock();
+    clock.now().saturating_duration_since(*epoch).as_micros() as u64
 }
 
 /// Start time (µs since epoch, 44 bits) of a packed word.

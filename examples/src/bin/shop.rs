@@ -8,9 +8,9 @@
 //! For A/B benches inside one process (same threads, same placement on the CPUs):
 //! `shop --pair APP_ADDR BARE_ADDR` also serves the routes without the layer on `BARE_ADDR`;
 //! `shop --pair-bare A_ADDR B_ADDR` serves them without the layer on both (the noise floor).
-//! `shop --ab APP_ADDR` serves, on one port, the routes three times under prefixes: `/a/...`
-//! and `/c/...` without the layer, `/b/...` with it (one process, one listener, the same
-//! connections: only the path picks the side).
+//! `shop --ab APP_ADDR` serves, on one port, the routes four times under prefixes: `/a/...`
+//! and `/c/...` without the layer, `/b/...` with it, `/n/...` with a no-op layer (one
+//! process, one listener, the same connections: only the path picks the side).
 
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
