@@ -198,7 +198,7 @@ impl Metrics {
         // The key is set only once the keeper holds the string; if the thread's storage is
         // going away, nothing is cached.
         let kept = MATCHED_KEEP.try_with(|keep| {
-            let Ok(mut keep) = keep.try_borrow_mut() else {
+            let Ok(mut keep) = keep.0.try_borrow_mut() else {
                 return false;
             };
             if keep.len() < MATCHED_SLOTS {
@@ -274,7 +274,17 @@ thread_local! {
     static MATCHED_ENTRIES: [Cell<Option<&'static RouteEntry>>; MATCHED_SLOTS] =
         const { [const { Cell::new(None) }; MATCHED_SLOTS] };
     /// The `MatchedPath` behind each key, holding its string alive.
-    static MATCHED_KEEP: RefCell<Vec<Option<MatchedPath>>> = const { RefCell::new(Vec::new()) };
+    static MATCHED_KEEP: Keepers = const { Keepers(RefCell::new(Vec::new())) };
+}
+
+/// The keepers of [`Metrics::matched_route`]'s cache. When the thread's storage goes away,
+/// the keys go with them: an address is only trusted while its string is held.
+struct Keepers(RefCell<Vec<Option<MatchedPath>>>);
+
+impl Drop for Keepers {
+    fn drop(&mut self) {
+        MATCHED_KEYS.with(|k| k.iter().for_each(|k| k.set((0, 0))));
+    }
 }
 
 /// The process-global metrics, created on first use.
