@@ -95,31 +95,25 @@ fn resolve(name: &str) -> &'static Name {
         return n;
     }
     let own = t.series.len() - usize::from(t.other.is_some());
-    let n = if own < MAX_OPERATIONS {
-        let series = leak(Series {
-            label: Arc::from(name),
+    let folded = own >= MAX_OPERATIONS;
+    let new_series = |all: &mut Vec<&'static Series>, label: &str| {
+        let s = leak(Series {
+            label: Arc::from(label),
             latency: Sharded::new(),
         });
-        t.series.push(series);
-        Name {
-            name: name.into(),
-            series,
-            folded: false,
-        }
+        all.push(s);
+        s
+    };
+    let series = if folded {
+        *t.other
+            .get_or_insert_with(|| new_series(&mut t.series, OTHER))
     } else {
-        let series = *t.other.get_or_insert_with(|| {
-            let s = leak(Series {
-                label: Arc::from(OTHER),
-                latency: Sharded::new(),
-            });
-            t.series.push(s);
-            s
-        });
-        Name {
-            name: name.into(),
-            series,
-            folded: true,
-        }
+        new_series(&mut t.series, name)
+    };
+    let n = Name {
+        name: name.into(),
+        series,
+        folded,
     };
     // Remember folded names too, up to a bound, so they stay cheap. Past it, names share one
     // folded entry that matches no name in the threads' caches (its own name is empty), so

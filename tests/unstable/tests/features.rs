@@ -32,6 +32,17 @@ use std::time::{Duration, Instant};
 /// Set in the environment of the child process that runs [`blocked_workers`].
 const BLOCKED_WORKERS_CHILD: &str = "DIAG_UNSTABLE_TESTS_BLOCKED_WORKERS_CHILD";
 
+/// Starts diag on `rt` with a listener on a free port and without tokio-console.
+fn start_without_console(rt: &tokio::runtime::Runtime) -> diag_core::Diag {
+    rt.block_on(async {
+        diag_core::Diag::builder()
+            .addr("127.0.0.1:0")
+            .console(false)
+            .start()
+    })
+    .expect("diag starts without the console")
+}
+
 /// GET `path` on `addr` over HTTP/1.1; (status, body).
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect to the debug listener");
@@ -117,14 +128,7 @@ fn console_and_taskdump() {
         assert!(err.to_string().contains("tokio_unstable"), "{err}");
         let layer = diag_core::console_layer::<tracing_subscriber::Registry>();
         assert!(layer.is_err());
-        let diag = rt
-            .block_on(async {
-                diag_core::Diag::builder()
-                    .addr("127.0.0.1:0")
-                    .console(false)
-                    .start()
-            })
-            .expect("diag starts without the console");
+        let diag = start_without_console(&rt);
         let (status, body) = http_get(diag.local_addr().unwrap(), "/debug/pprof/goroutine");
         assert_eq!(status, 501, "{body}");
         assert!(body.contains("tokio_unstable"), "{body}");
@@ -229,14 +233,7 @@ fn blocked_workers() {
         .enable_all()
         .build()
         .unwrap();
-    let diag = rt
-        .block_on(async {
-            diag_core::Diag::builder()
-                .addr("127.0.0.1:0")
-                .console(false)
-                .start()
-        })
-        .expect("diag starts");
+    let diag = start_without_console(&rt);
     let addr = diag.local_addr().unwrap();
     let workers = rt.metrics().num_workers();
 
