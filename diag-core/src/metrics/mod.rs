@@ -92,17 +92,6 @@ pub(crate) fn method_index(m: &axum::http::Method) -> usize {
     STANDARD.iter().position(|s| s == m).unwrap_or(9)
 }
 
-#[cfg(test)]
-#[test]
-fn method_indexes_follow_the_label_table() {
-    for (i, name) in METHODS.iter().enumerate().take(9) {
-        let m = axum::http::Method::from_bytes(name.as_bytes()).unwrap();
-        assert_eq!(method_index(&m), i, "{name}");
-    }
-    let brew = axum::http::Method::from_bytes(b"BREW").unwrap();
-    assert_eq!(METHODS[method_index(&brew)], "OTHER");
-}
-
 impl RouteEntry {
     /// Records one finished request.
     #[cfg(test)]
@@ -328,6 +317,16 @@ pub fn render() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn method_indexes_follow_the_label_table() {
+        for (i, name) in METHODS.iter().enumerate().take(9) {
+            let m = axum::http::Method::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(method_index(&m), i, "{name}");
+        }
+        let brew = axum::http::Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(METHODS[method_index(&brew)], "OTHER");
+    }
 
     #[test]
     fn route_lookup_matches_by_content_not_address() {
