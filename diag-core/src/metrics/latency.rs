@@ -17,8 +17,10 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::time::Duration;
 
-use prometheus_client::encoding::{MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::exemplar::Exemplar;
+use prometheus_client::registry::Unit;
 
 use super::LATENCY_BUCKETS;
 
@@ -153,6 +155,21 @@ impl<const N: usize> Totals<N> {
             None::<&std::collections::HashMap<usize, Exemplar<NoLabelSet, f64>>>,
         )
     }
+}
+
+/// Writes one histogram family in seconds, `name` with `help`, a series per `(labels, totals)`.
+pub(crate) fn encode_family<'a, L: EncodeLabelSet + 'a, const N: usize>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (&'a L, &'a Totals<N>)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family =
+        enc.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+    for (labels, totals) in rows {
+        totals.encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
 }
 
 impl<const N: usize> Sharded<N> {

@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Unit;
 
-use super::latency::{Sharded, Totals as LatencyTotals};
+use super::latency::{self, Sharded, Totals as LatencyTotals};
 use super::{METHODS, RouteLabels, StatusLabels};
 
 /// Status codes per route and method counted in lock-free slots (in each latency shard);
@@ -147,16 +146,13 @@ impl prometheus_client::collector::Collector for RequestCollector {
                 }
             }
         }
-        let mut family = enc.encode_descriptor(
+        latency::encode_family(
+            &mut enc,
             "http_request_duration",
             "Time from receiving a request to its response headers, by matched route template and method",
-            Some(&Unit::Seconds),
-            MetricType::Histogram,
-        )?;
-        for (labels, totals) in &rows {
-            totals.latency.encode(family.encode_family(labels)?)?;
-        }
-        Ok(())
+            rows.iter()
+                .map(|(labels, totals)| (labels, &totals.latency)),
+        )
     }
 }
 

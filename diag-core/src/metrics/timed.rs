@@ -15,9 +15,8 @@ use std::time::Instant;
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Unit;
 
-use super::latency::Sharded;
+use super::latency::{self, Sharded};
 
 /// At most this many distinct operation names get their own series; timings under later
 /// names are recorded as `operation="other"` and counted in
@@ -132,11 +131,13 @@ fn resolve(name: &str) -> &'static Name {
     }
 }
 
-fn record(name: &str, elapsed: std::time::Duration) {
-    let n = lookup(name);
-    n.series.latency.observe(elapsed, None);
-    if n.folded {
-        FOLDED.fetch_add(1, Relaxed);
+impl Name {
+    /// Records one timing under this name (into `other`'s series if folded).
+    fn record(&self, elapsed: std::time::Duration) {
+        self.series.latency.observe(elapsed, None);
+        if self.folded {
+            FOLDED.fetch_add(1, Relaxed);
+        }
     }
 }
 
@@ -145,7 +146,7 @@ fn record(name: &str, elapsed: std::time::Duration) {
 pub async fn timed<F: Future>(name: &str, fut: F) -> F::Output {
     let start = Instant::now();
     let out = fut.await;
-    record(name, start.elapsed());
+    lookup(name).record(start.elapsed());
     out
 }
 
@@ -176,10 +177,7 @@ pub fn timer(name: &str) -> Timer {
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        self.name.series.latency.observe(self.start.elapsed(), None);
-        if self.name.folded {
-            FOLDED.fetch_add(1, Relaxed);
-        }
+        self.name.record(self.start.elapsed());
     }
 }
 
@@ -197,20 +195,21 @@ impl prometheus_client::collector::Collector for OperationCollector {
             .map(|t| t.series.clone())
             .unwrap_or_default();
         series.sort_by(|a, b| a.label.cmp(&b.label));
-        {
-            let mut family = enc.encode_descriptor(
-                "diag_operation_duration",
-                "Duration of operations timed with diag_core::timed / diag_core::timer",
-                Some(&Unit::Seconds),
-                MetricType::Histogram,
-            )?;
-            for s in series {
+        let rows: Vec<(OperationLabels, _)> = series
+            .iter()
+            .map(|s| {
                 let labels = OperationLabels {
                     operation: s.label.clone(),
                 };
-                s.latency.totals().encode(family.encode_family(&labels)?)?;
-            }
-        }
+                (labels, s.latency.totals())
+            })
+            .collect();
+        latency::encode_family(
+            &mut enc,
+            "diag_operation_duration",
+            "Duration of operations timed with diag_core::timed / diag_core::timer",
+            rows.iter().map(|(labels, totals)| (labels, totals)),
+        )?;
         enc.encode_descriptor(
             "diag_operation_names_folded",
             "Timings recorded under operation=\"other\" because the name cap was reached",
