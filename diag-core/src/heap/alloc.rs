@@ -73,7 +73,7 @@ impl<A> DiagAlloc<A> {
 /// per call (sampled blocks left from before still go back to the region).
 #[inline(always)]
 fn off() -> bool {
-    config::rate(config::load()) == 0
+    on_config().is_none()
 }
 
 /// The configuration word if sampling is on; `None` when off. One load serves both the

@@ -141,20 +141,10 @@ impl Metrics {
     /// reused address harmless), no hashing.
     #[inline]
     pub(crate) fn route(&self, route: &str) -> &'static RouteEntry {
-        const FRONT_SLOTS: usize = 64;
         thread_local! {
-            static FRONT: [std::cell::Cell<Option<&'static RouteEntry>>; FRONT_SLOTS] =
-                const { [const { std::cell::Cell::new(None) }; FRONT_SLOTS] };
+            static FRONT: FrontCache<RouteEntry, 64> = const { [const { Cell::new(None) }; 64] };
         }
-        let slot = ((route.as_ptr() as usize >> 4) ^ route.len()) % FRONT_SLOTS;
-        if let Ok(Some(e)) = FRONT.try_with(|f| f[slot].get())
-            && *e.route == *route
-        {
-            return e;
-        }
-        let e = self.route_cached(route);
-        let _ = FRONT.try_with(|f| f[slot].set(Some(e)));
-        e
+        front_cached(&FRONT, route, |e| &e.route, || self.route_cached(route))
     }
 
     /// The entry of the route axum matched: [`route`](Self::route) without the string
@@ -251,6 +241,30 @@ impl Metrics {
             }))
         })
     }
+}
+
+/// A thread's direct-mapped cache of process-lifetime entries named by strings.
+pub(crate) type FrontCache<T, const N: usize> = [Cell<Option<&'static T>>; N];
+
+/// `key`'s entry through `front`: one slot picked by the key's address and length, confirmed
+/// by comparing the entry's own name with `key` (so a reused address is harmless); `slow`
+/// on a miss, whose answer then takes the slot.
+#[inline]
+pub(crate) fn front_cached<T, const N: usize>(
+    front: &'static std::thread::LocalKey<FrontCache<T, N>>,
+    key: &str,
+    name_of: impl Fn(&T) -> &str,
+    slow: impl FnOnce() -> &'static T,
+) -> &'static T {
+    let slot = ((key.as_ptr() as usize >> 4) ^ key.len()) % N;
+    if let Ok(Some(e)) = front.try_with(|f| f[slot].get())
+        && name_of(e) == key
+    {
+        return e;
+    }
+    let e = slow();
+    let _ = front.try_with(|f| f[slot].set(Some(e)));
+    e
 }
 
 /// Slots of each thread's [`Metrics::matched_route`] cache.

@@ -17,6 +17,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet}
 use prometheus_client::metrics::MetricType;
 
 use super::latency::{self, Sharded};
+use super::{FrontCache, front_cached};
 
 /// At most this many distinct operation names get their own series; timings under later
 /// names are recorded as `operation="other"` and counted in
@@ -68,20 +69,10 @@ fn leak<T>(v: T) -> &'static T {
 /// The entry of `name`, through this thread's cache.
 #[inline]
 fn lookup(name: &str) -> &'static Name {
-    const SLOTS: usize = 32;
     thread_local! {
-        static FRONT: [Cell<Option<&'static Name>>; SLOTS] =
-            const { [const { Cell::new(None) }; SLOTS] };
+        static FRONT: FrontCache<Name, 32> = const { [const { Cell::new(None) }; 32] };
     }
-    let slot = ((name.as_ptr() as usize >> 3) ^ name.len()) % SLOTS;
-    if let Ok(Some(n)) = FRONT.try_with(|f| f[slot].get())
-        && *n.name == *name
-    {
-        return n;
-    }
-    let n = resolve(name);
-    let _ = FRONT.try_with(|f| f[slot].set(Some(n)));
-    n
+    front_cached(&FRONT, name, |n| &n.name, || resolve(name))
 }
 
 /// Finds or creates the entry of `name` (the slow path: a global lock).
