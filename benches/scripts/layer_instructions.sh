@@ -19,6 +19,8 @@
 # requests of this route) add a Poisson-noisy ~1.2k instructions per request to every side.
 #
 # Usage: benches/scripts/layer_instructions.sh [ROUNDS=3] [SECS=5] [PATH=/items/1]
+# Env: HEAP_SAMPLE_BYTES (0); KEEP_TMP=1 keeps the callgrind dumps (cg.out.N, one per phase:
+# 1 is the idle phase) and wrk outputs for callgrind_annotate, and prints where they are.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-3}
@@ -31,7 +33,10 @@ source benches/scripts/lib.sh
 cargo build --release -q -p diag-examples --bin shop
 TMP=$(mktemp -d)
 vpid=""
-cleanup() { [ -n "$vpid" ] && kill "$vpid" 2>/dev/null; [ -n "${KEEP_TMP:-}" ] || rm -rf "$TMP"; }
+cleanup() {
+  [ -n "$vpid" ] && kill "$vpid" 2>/dev/null
+  if [ -n "${KEEP_TMP:-}" ]; then echo "callgrind dumps kept in $TMP"; else rm -rf "$TMP"; fi
+}
 trap cleanup EXIT
 
 PORT=18177
