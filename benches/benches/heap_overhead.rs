@@ -4,6 +4,8 @@
 //! - `system`: the std `System` allocator (glibc malloc), the baseline of every ratio;
 //! - `diag-off`, `diag-512k`, `diag-exact`: `DiagAlloc` with sampling off, at a mean of one
 //!   sample per 512 KiB (the default), and recording every allocation;
+//! - `diag-512k-libgcc`: as `diag-512k` with every stack unwound by libgcc (the fallback of
+//!   the default cached unwinder; what `diag-512k` was before it);
 //! - `dhat`: `dhat::Alloc` with its profiler running;
 //! - `jemalloc`, `jemalloc-prof` (cargo feature `anchors`): tikv-jemallocator with profiling
 //!   off, and with jemalloc's heap profiler on at the same mean rate as ours
@@ -61,10 +63,15 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// Every mode: name, label in the tables, share of the full operation count it runs.
-const MODES: [(&str, &str, f64); 8] = [
+const MODES: [(&str, &str, f64); 9] = [
     ("system", "System", 1.0),
     ("diag-off", "DiagAlloc, sampling off", 1.0),
     ("diag-512k", "DiagAlloc, 512 KiB", 1.0),
+    (
+        "diag-512k-libgcc",
+        "DiagAlloc, 512 KiB, libgcc unwinder",
+        1.0,
+    ),
     ("diag-exact", "DiagAlloc, exact", 0.05),
     ("dhat", "dhat::Alloc", 0.01),
     ("jemalloc", "jemalloc", 1.0),

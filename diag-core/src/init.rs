@@ -17,6 +17,9 @@ pub mod env {
     pub const ADDR: &str = "DIAG_ADDR";
     /// Mean bytes between heap samples (default 524288; 0 off; 1 every allocation).
     pub const HEAP_SAMPLE_BYTES: &str = "DIAG_HEAP_SAMPLE_BYTES";
+    /// Unwinder for the stacks of sampled allocations: `cached` (default: cached DWARF
+    /// unwinding with libgcc as the fallback) or `libgcc` (libgcc for every stack).
+    pub const HEAP_UNWINDER: &str = "DIAG_HEAP_UNWINDER";
     /// Bearer token required by every debug endpoint; needed to bind a non-loopback address.
     pub const TOKEN: &str = "DIAG_TOKEN";
     /// Cap on sampled blocks tracked at once (default 1048576).
@@ -52,6 +55,7 @@ pub fn init() -> Result<Diag> {
 pub struct Builder {
     addr: String,
     heap_sample_bytes: u64,
+    heap_unwinder: heap::Unwinder,
     token: Option<String>,
     max_tracked_blocks: usize,
     listen: bool,
@@ -70,6 +74,7 @@ impl Default for Builder {
         Self {
             addr: DEFAULT_ADDR.to_owned(),
             heap_sample_bytes: heap::DEFAULT_SAMPLE_BYTES,
+            heap_unwinder: heap::Unwinder::Cached,
             token: None,
             max_tracked_blocks: heap::DEFAULT_MAX_TRACKED_BLOCKS,
             listen: true,
@@ -121,6 +126,18 @@ impl Builder {
         if let Some(n) = env_number(env::HEAP_SAMPLE_BYTES)? {
             self.heap_sample_bytes = n;
         }
+        if let Some(u) = env_var(env::HEAP_UNWINDER)? {
+            self.heap_unwinder = match u.as_str() {
+                "cached" => heap::Unwinder::Cached,
+                "libgcc" => heap::Unwinder::Libgcc,
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!("{}={u:?} must be `cached` or `libgcc`", env::HEAP_UNWINDER),
+                    ));
+                }
+            };
+        }
         if let Some(t) = env_var(env::TOKEN)? {
             self.token = Some(t);
         }
@@ -166,6 +183,12 @@ impl Builder {
     /// Mean bytes between heap samples: 0 turns sampling off, 1 records every allocation.
     pub fn heap_sample_bytes(mut self, bytes: u64) -> Self {
         self.heap_sample_bytes = bytes;
+        self
+    }
+
+    /// Unwinder for the stacks of sampled allocations (default [`heap::Unwinder::Cached`]).
+    pub fn heap_unwinder(mut self, unwinder: heap::Unwinder) -> Self {
+        self.heap_unwinder = unwinder;
         self
     }
 
@@ -254,6 +277,7 @@ impl Builder {
         if self.console {
             crate::console::start()?;
         }
+        heap::set_unwinder(self.heap_unwinder);
         heap::set_sample_rate(self.heap_sample_bytes);
         crate::tasks::set_task_sample(self.task_sample);
         crate::tasks::on_init(self.blocking_threshold);
@@ -327,8 +351,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn task_sample_from_env() {
-        // Only this test touches DIAG_TASK_SAMPLE.
+    fn settings_from_env() {
+        // Only this test touches the environment (DIAG_TASK_SAMPLE, DIAG_HEAP_UNWINDER).
         let set = |v: &str| {
             // SAFETY: no other test of this binary reads or writes this variable.
             unsafe { std::env::set_var(env::TASK_SAMPLE, v) }
@@ -348,5 +372,21 @@ mod tests {
             crate::tasks::DEFAULT_TASK_SAMPLE
         );
         assert_eq!(Builder::default().task_sample(0).task_sample, 1);
+
+        let set = |v: &str| {
+            // SAFETY: as above, for DIAG_HEAP_UNWINDER.
+            unsafe { std::env::set_var(env::HEAP_UNWINDER, v) }
+        };
+        set("libgcc");
+        let b = Builder::default().from_env().unwrap();
+        assert_eq!(b.heap_unwinder, heap::Unwinder::Libgcc);
+        set("cached");
+        let b = Builder::default().from_env().unwrap();
+        assert_eq!(b.heap_unwinder, heap::Unwinder::Cached);
+        set("frame-pointer");
+        let e = Builder::default().from_env().unwrap_err();
+        assert!(e.to_string().contains("DIAG_HEAP_UNWINDER"), "{e}");
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(env::HEAP_UNWINDER) };
     }
 }

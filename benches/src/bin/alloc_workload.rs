@@ -6,7 +6,7 @@
 //! shutdown are outside the timed region), after an untimed warm-up of the same workload
 //! (`HEAP_BENCH_WARMUP` times the operation count, default 0.1) and a 200 ms pause. The environment variable `DIAG_BENCH_MODE` picks
 //! the global allocator at the first allocation: `system`, `diag-off`, `diag-512k`,
-//! `diag-exact`, `dhat`, and with the `anchors` feature `jemalloc` and `jemalloc-prof`. An
+//! `diag-512k-libgcc` (stacks unwound by libgcc alone), `diag-exact`, `dhat`, and with the `anchors` feature `jemalloc` and `jemalloc-prof`. An
 //! unknown mode (or a jemalloc mode in a build without `anchors`) exits with status 2.
 //! Every mode pays the same dispatch (a relaxed load and a compare or two), so the
 //! comparison is fair.
@@ -32,7 +32,7 @@ static DHAT: dhat::Alloc = dhat::Alloc;
 #[cfg(feature = "anchors")]
 static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-const MODES: [&str; 7] = [
+const MODES: [&str; 8] = [
     "system",
     "diag-off",
     "diag-512k",
@@ -40,6 +40,7 @@ const MODES: [&str; 7] = [
     "dhat",
     "jemalloc",
     "jemalloc-prof",
+    "diag-512k-libgcc",
 ];
 
 /// Writes `msg` to stderr and exits with `code`, without allocating (this runs inside the
@@ -67,17 +68,25 @@ fn init_mode() -> u8 {
         die(b"alloc_workload: unknown DIAG_BENCH_MODE\n", 2)
     };
     let m = m as u8;
+    if matches!(m, 5 | 6) && cfg!(not(feature = "anchors")) {
+        die(
+            b"alloc_workload: jemalloc modes need the `anchors` feature\n",
+            2,
+        )
+    }
+    // The mode is set before diag is configured: turning sampling on readies the unwinder,
+    // which allocates, and those allocations must find the mode chosen.
+    MODE.store(m, Relaxed);
     match m {
         1 => diag_core::heap::set_sample_rate(0),
         2 => diag_core::heap::set_sample_rate(512 * 1024),
         3 => diag_core::heap::set_sample_rate(1),
-        5 | 6 if cfg!(not(feature = "anchors")) => die(
-            b"alloc_workload: jemalloc modes need the `anchors` feature\n",
-            2,
-        ),
+        7 => {
+            diag_core::heap::set_unwinder(diag_core::heap::Unwinder::Libgcc);
+            diag_core::heap::set_sample_rate(512 * 1024);
+        }
         _ => {}
     }
-    MODE.store(m, Relaxed);
     m
 }
 

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use super::stacks::{self, FP, MAX_FRAMES};
 use super::thread::{self, Decision, Fast};
+use super::unwind;
 use super::{config, region};
 
 /// Bytes reserved in front of every sampled block for its [`Header`].
@@ -118,7 +119,7 @@ fn sample_block(layout: Layout) -> Result<(*mut u8, bool), u64> {
         return drop();
     }
     let mut frames = [0usize; MAX_FRAMES];
-    let depth = stacks::capture(&mut frames);
+    let depth = unwind::capture(&mut frames);
     let Some(id) = stacks::intern(&frames[..depth]) else {
         region::free(raw, total);
         return drop();

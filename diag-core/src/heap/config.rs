@@ -42,8 +42,15 @@ pub(crate) fn rate(cfg: u64) -> u64 {
 
 /// Sets the mean bytes between samples: 0 turns sampling off, 1 records every allocation.
 /// Values above 2^44 are clamped. Takes effect on each thread's next allocation.
+///
+/// Turning sampling on also readies the stack unwinder (module list, this thread's stack
+/// bounds) here, so its one-time allocations fall before the caller's next measurement rather
+/// than inside the first sampled allocation.
 pub fn set_sample_rate(bytes: u64) {
     let bytes = bytes.min(RATE_MASK);
+    if bytes != 0 {
+        super::unwind::prepare();
+    }
     let _ = HOT.config.fetch_update(Relaxed, Relaxed, |old| {
         let generation = (old >> RATE_BITS).wrapping_add(1) & ((1 << (64 - RATE_BITS)) - 1);
         Some(generation << RATE_BITS | bytes)

@@ -13,21 +13,23 @@ mod snapshot;
 mod stacks;
 mod symbolize;
 mod thread;
+mod unwind;
 
 pub use alloc::{DEFAULT_MAX_TRACKED_BLOCKS, DiagAlloc};
 pub use config::{DEFAULT_SAMPLE_BYTES, sample_rate, set_sample_rate};
 pub use snapshot::{ALLOC_SPACE, HeapStats, INUSE_SPACE, is_installed, profile, stats};
 pub use stacks::{DEFAULT_MAX_STACKS, MAX_FRAMES};
 pub use thread::IgnoreAllocs;
+pub use unwind::{UnwindStats, Unwinder, set_unwinder, stats as unwind_stats, unwinder};
 
-#[cfg(feature = "server")]
-pub(crate) use stacks::walk as walk_stack;
 #[cfg(feature = "server")]
 pub(crate) use symbolize::stack as symbolize_stack;
 #[cfg(feature = "server")]
 pub(crate) use thread::ignore_this_thread;
 #[cfg(feature = "server")]
 pub(crate) use thread::thread_in_sampler;
+#[cfg(feature = "server")]
+pub(crate) use unwind::walk as walk_stack;
 
 use std::sync::atomic::Ordering::Relaxed;
 

@@ -47,6 +47,8 @@ pub struct HeapStats {
     pub region_used_bytes: u64,
     /// Address space reserved for the region (not memory).
     pub region_reserved_bytes: u64,
+    /// How the sampled stacks were unwound.
+    pub unwind: super::UnwindStats,
 }
 
 /// Current exact counters and sampler state.
@@ -68,6 +70,7 @@ pub fn stats() -> HeapStats {
         dropped_stacks: DROPPED_STACKS.load(Relaxed),
         region_used_bytes: region::USED_BYTES.load(Relaxed) as u64,
         region_reserved_bytes: region::reserved() as u64,
+        unwind: super::unwind::stats(),
     }
 }
 

@@ -1,8 +1,8 @@
-//! Stack capture on the allocation path and the bounded table of distinct stacks.
+//! The bounded table of distinct stacks.
 //!
 //! A stack is captured only for a sampled allocation, as raw return addresses into a buffer on
-//! the stack (`backtrace::trace_unsynchronized`, no allocation, no lock). The table interns it
-//! and holds the per-stack weighted counters. The table's storage is its own anonymous
+//! the stack ([`unwind`](super::unwind)). The table interns it and holds the per-stack
+//! weighted counters. The table's storage is its own anonymous
 //! mapping, sized once, so it never calls the global allocator; when it is full, further
 //! stacks are charged to a single overflow entry and counted.
 
@@ -55,40 +55,6 @@ static STATE: AtomicU8 = AtomicU8::new(0);
 pub(crate) static MAX_STACKS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STACKS);
 /// Stacks that did not fit and were charged to the overflow entry.
 pub(crate) static DROPPED_STACKS: AtomicU64 = AtomicU64::new(0);
-
-/// Walks the current stack, innermost frame first, passing each return address to `push`
-/// until it returns false or the stack ends. Allocates nothing and takes no lock, so the heap
-/// sampler and the blocking watchdog's signal handler both use it.
-///
-/// # Safety
-/// Must not re-enter the unwinder on this thread (`backtrace::trace_unsynchronized`): callers
-/// guard against it (the sampler's busy flag; the signal handler's re-entry checks).
-#[inline(always)]
-pub(crate) unsafe fn walk(mut push: impl FnMut(usize) -> bool) {
-    // SAFETY: forwarded to the caller's contract above.
-    unsafe {
-        backtrace::trace_unsynchronized(|frame| {
-            let ip = frame.ip() as usize;
-            ip != 0 && push(ip)
-        });
-    }
-}
-
-/// Captures the current stack into `buf`; returns the number of frames.
-#[inline(never)]
-pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
-    let mut n = 0;
-    // SAFETY: the caller holds the thread's busy flag, so a nested allocation from the
-    // unwinder is a pass-through and cannot come back here.
-    unsafe {
-        walk(|ip| {
-            buf[n] = ip;
-            n += 1;
-            n < MAX_FRAMES
-        });
-    }
-    n
-}
 
 fn hash(frames: &[usize]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
