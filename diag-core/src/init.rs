@@ -265,7 +265,7 @@ impl Builder {
     /// Applies the settings and starts the listener.
     ///
     /// With the `console` feature, fails with `Unsupported` unless the build has
-    /// `--cfg tokio_unstable` (see [`crate::console_layer()`]).
+    /// `--cfg tokio_unstable` (see `console_layer()`, built with that feature).
     pub fn start(self) -> Result<Diag> {
         if self.token.as_ref().is_some_and(|t| t.len() < 8) {
             return Err(Error::new(
