@@ -155,6 +155,21 @@ fn blocking_routes_are_caught_with_their_stacks() {
             .as_str()
             .is_some_and(|t| !t.is_empty())
     );
+    // The stack starts at the blocked code, not in the signal handler or the kernel's
+    // trampoline; on x86-64 Linux the handler unwinds with the cached unwinder.
+    let top = sleep_event["stack"][0].as_str().unwrap_or_default();
+    assert!(
+        !top.contains("__restore_rt") && !top.contains("tasks::signal"),
+        "stack starts in the signal machinery: {}",
+        sleep_event["stack"]
+    );
+    let watchdog = &after["watchdog"];
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        assert!(
+            watchdog["captured_cached"].as_u64() >= Some(1),
+            "no stack taken by the cached unwinder: {watchdog}"
+        );
+    }
     let p99_after = after["lag"]["p99_ms"].as_f64().expect("lag p99");
     assert!(
         p99_after > p99_before && p99_after >= 100.0,

@@ -30,6 +30,8 @@ pub(crate) use thread::ignore_this_thread;
 pub(crate) use thread::thread_in_sampler;
 #[cfg(feature = "server")]
 pub(crate) use unwind::walk as walk_stack;
+#[cfg(feature = "server")]
+pub(crate) use unwind::{capture_interrupted, prepare_signals, prepare_thread, refresh_modules};
 
 use std::sync::atomic::Ordering::Relaxed;
 

@@ -21,6 +21,12 @@
 //!
 //! The module list is rebuilt (`dl_iterate_phdr`) when the loader's add/remove counters move,
 //! checked at each capture, so unwind data of an unloaded library is never read.
+//!
+//! The blocking watchdog's signal handler uses the same unwinder
+//! ([`capture_interrupted`]), async-signal-safely: its evaluation state is fixed-size (no
+//! allocation while unwinding), rule caches and the thread's stack bounds are made in normal
+//! context beforehand, and instead of the loader's counters (`dl_iterate_phdr` takes the
+//! loader's lock) each frame's module is checked with `_dl_find_object`, which is lock-free.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
@@ -142,6 +148,63 @@ pub(crate) fn capture_libgcc(buf: &mut [usize; MAX_FRAMES]) -> usize {
     n
 }
 
+/// Readies the cached unwinder for the blocking watchdog's signal handler (see
+/// [`capture_interrupted`]). Normal context: it allocates.
+#[cfg(feature = "server")]
+pub(crate) fn prepare_signals() {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        let _own = super::IgnoreAllocs::new();
+        cached::prepare_signals();
+    }
+}
+
+/// Rescans the module list if a library came or went. Normal context (the watchdog, before it
+/// signals a blocked thread).
+#[cfg(feature = "server")]
+pub(crate) fn refresh_modules() {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        let _own = super::IgnoreAllocs::new();
+        cached::refresh();
+    }
+}
+
+/// Looks up this thread's stack bounds now, in normal context, for a later signal handler on
+/// it (the watchdog's slots call it when a thread first runs a watched poll).
+#[cfg(feature = "server")]
+pub(crate) fn prepare_thread() {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        let _own = super::IgnoreAllocs::new();
+        cached::prepare_thread();
+    }
+}
+
+/// In a signal handler: unwinds the interrupted code's stack with the cached unwinder, from
+/// the registers in the handler's context `ctx`, into `buf` (the interrupted instruction
+/// first). None if the cached unwinder is not ready on this thread or cannot vouch for the
+/// stack; then the caller decides whether libgcc may run.
+///
+/// # Safety
+/// `ctx` is the third argument of this thread's `SA_SIGINFO` handler, which is running.
+#[cfg(feature = "server")]
+pub(crate) unsafe fn capture_interrupted(
+    ctx: *mut std::ffi::c_void,
+    buf: &mut [usize],
+) -> Option<usize> {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        // SAFETY: forwarded contract.
+        unsafe { cached::capture_interrupted(ctx.cast(), buf) }
+    }
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    {
+        let _ = (ctx, buf);
+        None
+    }
+}
+
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub(crate) mod cached {
     //! The cached DWARF unwinder: the module table, the rule-cache pool, stack bounds.
@@ -149,21 +212,41 @@ pub(crate) mod cached {
     use std::cell::Cell;
     use std::ffi::CStr;
     use std::ops::Range;
+    #[cfg(feature = "server")]
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
     use std::sync::{Mutex, RwLock};
 
     use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
-    use framehop::{ExplicitModuleSectionInfo, Module, Unwinder as _};
+    use framehop::{
+        ExplicitModuleSectionInfo, FrameAddress, Module, MustNotAllocateDuringUnwind, Unwinder as _,
+    };
 
     use super::MAX_FRAMES;
 
     /// Unwind data is read in place from the loaded images; see [`Modules`] for why the
     /// `'static` is sound.
     type Data = &'static [u8];
-    type Fast = UnwinderX86_64<Data>;
-    type Cache = CacheX86_64;
+    /// Allocation-free during unwinding (fixed-size CFI evaluation state in the cache), so the
+    /// same unwinder serves the blocking watchdog's signal handler.
+    type Fast = UnwinderX86_64<Data, MustNotAllocateDuringUnwind>;
+    type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
 
-    /// Rule caches shared by all threads; a capture that finds them all busy uses libgcc.
+    /// Rule caches shared by all threads (about 40 KiB each, made on first need); a capture
+    /// that finds them all busy uses libgcc.
     const CACHES: usize = 4;
+    #[cfg(feature = "server")]
+    /// Caches made ready for the signal handler, which cannot make one.
+    const SIGNAL_CACHES: usize = 2;
+    /// Free stack a thread needs below its stack pointer to make a cache on the allocation
+    /// path (the cache's state may be built on the stack before it is boxed).
+    const CACHE_STACK_ROOM: usize = 256 * 1024;
+
+    fn new_cache() -> Box<Cache> {
+        Box::new(Cache::new_in())
+    }
+
+    /// A module's executable range and the address of its `.eh_frame_hdr`.
+    type Code = (Range<usize>, usize);
 
     /// The loaded modules as the cached unwinder sees them.
     ///
@@ -173,9 +256,9 @@ pub(crate) mod cached {
     /// generation makes the capture rescan or fall back.
     struct Modules {
         unwinder: Fast,
-        /// Executable ranges of the modules, sorted: a return address outside all of them
-        /// ends the cached attempt.
-        code: Vec<Range<usize>>,
+        /// Executable ranges of the modules with the address of each one's `.eh_frame_hdr`,
+        /// sorted: a return address outside all of them ends the cached attempt.
+        code: Vec<Code>,
         generation: (u64, u64),
     }
 
@@ -189,24 +272,49 @@ pub(crate) mod cached {
 
     /// Captures the current stack, or None if the cached unwinder cannot vouch for all of it.
     pub(super) fn capture(buf: &mut [usize; MAX_FRAMES]) -> Option<usize> {
-        let (ip, sp, bp) = registers();
-        let (low, high) = stack_bounds()?;
-        if !(low..high).contains(&(sp as usize)) {
-            return None;
-        }
-        let generation = loader_generation();
-        let guard = modules(generation)?;
+        let regs = registers();
+        let bounds = stack_bounds()?;
+        let guard = modules(loader_generation())?;
         let modules = guard.as_ref()?;
         let mut cache = POOL.iter().find_map(|m| m.try_lock().ok())?;
-        let cache = cache.get_or_insert_with(|| Box::new(Cache::new()));
+        if cache.is_none() {
+            // Making a cache may build its ~30 KiB evaluation state on the stack first.
+            if (regs.1 as usize).saturating_sub(bounds.0) < CACHE_STACK_ROOM {
+                return None;
+            }
+            *cache = Some(new_cache());
+        }
+        let cache = cache.as_mut()?;
+        // The first frame is this function's own: not recorded.
+        walk(modules, cache, regs, bounds, true, buf, |a| {
+            modules.knows(a)
+        })
+    }
+
+    /// Unwinds from `(ip, sp, bp)` into `buf`, skipping the first frame if asked; None unless
+    /// every frame's code address passes `check` and unwinding ends at the stack's root (or
+    /// fills `buf`). `sp` must lie in the thread's stack `(low, high)`; stack reads are limited
+    /// to `[sp, high)`. Allocates nothing.
+    fn walk(
+        modules: &Modules,
+        cache: &mut Cache,
+        (ip, sp, bp): (u64, u64, u64),
+        (low, high): (usize, usize),
+        skip_first: bool,
+        buf: &mut [usize],
+        check: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        if buf.is_empty() || !(low..high).contains(&(sp as usize)) {
+            return None;
+        }
         let mut read = |addr: u64| {
             let a = addr as usize;
             if a >= sp as usize
                 && a.checked_add(8).is_some_and(|end| end <= high)
                 && a.is_multiple_of(8)
             {
-                // SAFETY: `a` is 8-aligned and inside this thread's live stack, above the
-                // stack pointer this function read, so the word is mapped and ours.
+                // SAFETY: `a` is 8-aligned and inside the stack being unwound, at or above the
+                // stack pointer it was interrupted or captured at, so the word is mapped.
                 Ok(unsafe { (a as *const u64).read_volatile() })
             } else {
                 Err(())
@@ -216,25 +324,129 @@ pub(crate) mod cached {
             modules
                 .unwinder
                 .iter_frames(ip, UnwindRegsX86_64::new(ip, sp, bp), cache, &mut read);
-        frames.next().ok()?; // this function's own frame
         let mut n = 0;
+        let mut first = true;
         loop {
-            match frames.next() {
-                Ok(Some(f)) => {
-                    let a = f.address() as usize;
-                    if !modules.knows(a) {
-                        return None;
-                    }
-                    buf[n] = a;
-                    n += 1;
-                    if n == MAX_FRAMES {
-                        return Some(n);
-                    }
-                }
+            let f: FrameAddress = match frames.next() {
+                Ok(Some(f)) => f,
                 Ok(None) => return Some(n),
                 Err(_) => return None,
+            };
+            // Unwinding this frame next reads the unwind data of the module holding it.
+            if !check(f.address_for_lookup() as usize) {
+                return None;
+            }
+            if std::mem::take(&mut first) && skip_first {
+                continue;
+            }
+            buf[n] = f.address() as usize;
+            n += 1;
+            if n == buf.len() {
+                return Some(n);
             }
         }
+    }
+
+    #[cfg(feature = "server")]
+    /// `_dl_find_object` (glibc 2.35 and later), looked up by [`prepare_signals`]; 0 if the C
+    /// library has none, and then signal handlers use libgcc.
+    static DL_FIND_OBJECT: AtomicUsize = AtomicUsize::new(0);
+
+    #[cfg(feature = "server")]
+    /// glibc's `struct dl_find_object` (`<dlfcn.h>`).
+    #[repr(C)]
+    struct DlFindObject {
+        flags: u64,
+        map_start: *mut libc::c_void,
+        map_end: *mut libc::c_void,
+        link_map: *mut libc::c_void,
+        eh_frame: *mut libc::c_void,
+        reserved: [u64; 7],
+    }
+
+    #[cfg(feature = "server")]
+    type FindObject = unsafe extern "C" fn(*mut libc::c_void, *mut DlFindObject) -> libc::c_int;
+
+    #[cfg(feature = "server")]
+    /// Readies the cached unwinder for signal handlers: finds `_dl_find_object`, scans the
+    /// modules and makes rule caches. Call from normal context (it allocates).
+    pub(crate) fn prepare_signals() {
+        // SAFETY: dlsym with the default handle and a NUL-terminated name.
+        let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_dl_find_object".as_ptr()) };
+        DL_FIND_OBJECT.store(f as usize, Relaxed);
+        refresh();
+        let mut ready = 0;
+        for m in &POOL {
+            if ready == SIGNAL_CACHES {
+                break;
+            }
+            if let Ok(mut c) = m.try_lock() {
+                c.get_or_insert_with(new_cache);
+                ready += 1;
+            }
+        }
+    }
+
+    #[cfg(feature = "server")]
+    /// Rescans the modules if a library was loaded or unloaded since the last scan. Normal
+    /// context (the watchdog calls it before it signals a thread).
+    pub(crate) fn refresh() {
+        drop(modules(loader_generation()));
+    }
+
+    #[cfg(feature = "server")]
+    /// Looks up the current thread's stack bounds now, in normal context, so a signal handler
+    /// on this thread finds them.
+    pub(crate) fn prepare_thread() {
+        let _ = stack_bounds();
+    }
+
+    #[cfg(feature = "server")]
+    /// Unwinds the stack of the code a signal interrupted on this thread, from the registers
+    /// the kernel saved in `uc`, into `buf`; the interrupted instruction comes first. None
+    /// when it cannot vouch for the stack (then the caller may use libgcc).
+    ///
+    /// Async-signal-safe: no allocation, only try-locks, and no loader lock. The module table
+    /// is the one [`refresh`] left; each frame's module is checked against the loader's
+    /// current view with `_dl_find_object` (lock-free) before its unwind data is read, so a
+    /// library unloaded since the scan is never read.
+    ///
+    /// # Safety
+    /// `uc` is the context the kernel passed to this thread's `SA_SIGINFO` handler.
+    pub(crate) unsafe fn capture_interrupted(
+        uc: *const libc::ucontext_t,
+        buf: &mut [usize],
+    ) -> Option<usize> {
+        let find = DL_FIND_OBJECT.load(Relaxed);
+        if find == 0 || uc.is_null() {
+            return None;
+        }
+        // SAFETY: a non-zero value was stored from dlsym of `_dl_find_object`, whose C
+        // signature FindObject matches.
+        let find: FindObject = unsafe { std::mem::transmute::<usize, FindObject>(find) };
+        let bounds = BOUNDS.try_with(Cell::get).ok().filter(|b| b.0 < b.1)?;
+        // SAFETY: per the contract, a valid ucontext for the duration of the handler.
+        let g = unsafe { &(*uc).uc_mcontext.gregs };
+        let reg = |r: libc::c_int| g[r as usize] as u64;
+        let regs = (reg(libc::REG_RIP), reg(libc::REG_RSP), reg(libc::REG_RBP));
+        let guard = MODULES.try_read().ok()?;
+        let modules = guard.as_ref()?;
+        // Only caches made beforehand: making one would allocate.
+        let mut slot = POOL
+            .iter()
+            .find_map(|m| m.try_lock().ok().filter(|c| c.is_some()))?;
+        let cache = slot.as_mut()?;
+        let current = |addr: usize| {
+            let Some(hdr) = modules.module_of(addr) else {
+                return false;
+            };
+            // SAFETY: an all-zero struct is a valid out-parameter.
+            let mut o: DlFindObject = unsafe { std::mem::zeroed() };
+            // SAFETY: `_dl_find_object` takes any address and writes only `o`.
+            let found = unsafe { find(addr as *mut libc::c_void, &mut o) } == 0;
+            found && o.eh_frame as usize == hdr
+        };
+        walk(modules, cache, regs, bounds, false, buf, current)
     }
 
     /// See [`super::prepare`].
@@ -242,7 +454,7 @@ pub(crate) mod cached {
         let _ = stack_bounds();
         drop(modules(loader_generation()));
         if let Some(mut c) = POOL.iter().find_map(|m| m.try_lock().ok()) {
-            c.get_or_insert_with(|| Box::new(Cache::new()));
+            c.get_or_insert_with(new_cache);
         }
     }
 
@@ -270,9 +482,15 @@ pub(crate) mod cached {
     }
 
     impl Modules {
+        /// The `.eh_frame_hdr` address of the module whose code holds `addr`.
+        fn module_of(&self, addr: usize) -> Option<usize> {
+            let i = self.code.partition_point(|(r, _)| r.start <= addr);
+            let (r, hdr) = self.code.get(i.checked_sub(1)?)?;
+            r.contains(&addr).then_some(*hdr)
+        }
+
         fn knows(&self, addr: usize) -> bool {
-            let i = self.code.partition_point(|r| r.start <= addr);
-            i > 0 && self.code[i - 1].contains(&addr)
+            self.module_of(addr).is_some()
         }
     }
 
@@ -353,14 +571,14 @@ pub(crate) mod cached {
         ) -> libc::c_int {
             // SAFETY: the loader passes a valid info for a loaded image; `data` is the Vec.
             unsafe {
-                let out = &mut *data.cast::<Vec<(Module<Data>, Range<usize>)>>();
+                let out = &mut *data.cast::<Vec<(Module<Data>, Code)>>();
                 if let Some(m) = module(&*info) {
                     out.push(m);
                 }
             }
             0
         }
-        let mut found: Vec<(Module<Data>, Range<usize>)> = Vec::new();
+        let mut found: Vec<(Module<Data>, Code)> = Vec::new();
         // SAFETY: the callback only pushes to `found`, passed through `data`.
         unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut found).cast()) };
         let mut unwinder = Fast::new();
@@ -369,7 +587,7 @@ pub(crate) mod cached {
             unwinder.add_module(m);
             code.push(range);
         }
-        code.sort_by_key(|r| r.start);
+        code.sort_by_key(|(r, _)| r.start);
         Modules {
             unwinder,
             code,
@@ -382,7 +600,7 @@ pub(crate) mod cached {
     ///
     /// # Safety
     /// `info` describes an image loaded in this process.
-    unsafe fn module(info: &libc::dl_phdr_info) -> Option<(Module<Data>, Range<usize>)> {
+    unsafe fn module(info: &libc::dl_phdr_info) -> Option<(Module<Data>, Code)> {
         let base = info.dlpi_addr as usize;
         // SAFETY: the loader's program header table for this image, dlpi_phnum entries.
         let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
@@ -437,7 +655,11 @@ pub(crate) mod cached {
             ..Default::default()
         };
         let avma = code.start as u64..code.end as u64;
-        Some((Module::new(name, avma, base as u64, section_info), code))
+        let hdr_addr = hdr.start;
+        Some((
+            Module::new(name, avma, base as u64, section_info),
+            (code, hdr_addr),
+        ))
     }
 
     /// The address of `.eh_frame`, decoded from `.eh_frame_hdr` (version 1, the pointer
@@ -498,10 +720,103 @@ pub(crate) mod cached {
                 m.code
             );
             assert!(!m.knows(0x10));
-            assert!(m.code.windows(2).all(|w| w[0].end <= w[1].start));
+            assert!(m.code.windows(2).all(|w| w[0].0.end <= w[1].0.start));
+        }
+
+        /// In a signal handler, the cached unwinder's stack of the interrupted code equals
+        /// libgcc's from the interrupted instruction on, frame for frame.
+        #[cfg(feature = "server")]
+        #[test]
+        fn signal_context_stacks_match_libgcc() {
+            use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::*};
+            const N: usize = 64;
+            static CACHED: [AtomicUsize; N] = [const { AtomicUsize::new(0) }; N];
+            static LIBGCC: [AtomicUsize; N] = [const { AtomicUsize::new(0) }; N];
+            static DEPTHS: [AtomicUsize; 2] = [const { AtomicUsize::new(usize::MAX) }; 2];
+            static DONE: AtomicBool = AtomicBool::new(false);
+            static TID: AtomicI32 = AtomicI32::new(0);
+
+            extern "C" fn handler(_: libc::c_int, _: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+                let mut a = [0usize; N];
+                // SAFETY: ctx is this handler's context.
+                let n = unsafe { capture_interrupted(ctx.cast(), &mut a) }.unwrap_or(0);
+                // SAFETY: as above.
+                let pc = unsafe { (*ctx.cast::<libc::ucontext_t>()).uc_mcontext.gregs }
+                    [libc::REG_RIP as usize] as usize;
+                let (mut b, mut m) = ([0usize; N], 0);
+                // SAFETY: the target thread is not inside libgcc (it spins in plain code).
+                unsafe {
+                    super::super::walk(|ip| {
+                        b[m] = ip;
+                        m += 1;
+                        m < N
+                    })
+                };
+                let at = b[..m].iter().position(|&ip| ip == pc).unwrap_or(m);
+                for (i, f) in a[..n].iter().enumerate() {
+                    CACHED[i].store(*f, Relaxed);
+                }
+                for (i, f) in b[at..m].iter().enumerate() {
+                    LIBGCC[i].store(*f, Relaxed);
+                }
+                DEPTHS[0].store(n, Relaxed);
+                DEPTHS[1].store(m - at, Relaxed);
+                DONE.store(true, Release);
+            }
+
+            #[inline(never)]
+            fn spin_here(depth: u32) {
+                if depth > 0 {
+                    spin_here(std::hint::black_box(depth - 1));
+                    std::hint::black_box(depth);
+                    return;
+                }
+                while !DONE.load(Acquire) {
+                    std::hint::spin_loop();
+                }
+            }
+
+            let _serial = super::super::SERIAL
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            prepare_signals();
+            let sig = libc::SIGRTMIN() + 9;
+            // SAFETY: a zeroed sigaction with our handler; the signal is otherwise unused by
+            // this test binary (diag's own watchdog uses SIGRTMIN+6).
+            unsafe {
+                let mut act: libc::sigaction = std::mem::zeroed();
+                act.sa_sigaction = handler as *const () as usize;
+                act.sa_flags = libc::SA_SIGINFO;
+                libc::sigemptyset(&mut act.sa_mask);
+                assert_eq!(libc::sigaction(sig, &act, std::ptr::null_mut()), 0);
+            }
+            let t = std::thread::spawn(|| {
+                prepare_thread();
+                // SAFETY: gettid has no preconditions.
+                TID.store(unsafe { libc::syscall(libc::SYS_gettid) } as i32, Release);
+                spin_here(5);
+            });
+            while TID.load(Acquire) == 0 {
+                std::thread::yield_now();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            // SAFETY: signals one thread of this process, which has the handler installed.
+            unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), TID.load(Acquire), sig) };
+            t.join().unwrap();
+            let (n, m) = (DEPTHS[0].load(Relaxed), DEPTHS[1].load(Relaxed));
+            let cached: Vec<usize> = CACHED[..n].iter().map(|f| f.load(Relaxed)).collect();
+            let libgcc: Vec<usize> = LIBGCC[..m].iter().map(|f| f.load(Relaxed)).collect();
+            assert!(n > 6, "cached unwinder gave {n} frames: {cached:x?}");
+            assert_eq!(cached, libgcc);
         }
     }
 }
+
+/// Serializes the tests that use the cached unwinder's shared state: a capture that meets a
+/// rescan in progress on another thread gives its stack to libgcc by design, which a test
+/// counting fallbacks would see.
+#[cfg(test)]
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[cfg(test)]
 mod tests {
@@ -519,16 +834,21 @@ mod tests {
         let _busy = crate::IgnoreAllocs::new();
         let (mut a, mut b) = ([0; MAX_FRAMES], [0; MAX_FRAMES]);
         set_unwinder(Unwinder::Cached);
-        let before = stats();
-        let n = capture(&mut a);
-        let after = stats();
+        // A capture that meets another test's module scan (the watchdog's set-up) gives up by
+        // design; a real failure to unwind gives up every time.
+        let mut n = 0;
+        let mut took = false;
+        for _ in 0..3 {
+            let before = stats();
+            n = capture(&mut a);
+            if stats().cached > before.cached {
+                took = true;
+                break;
+            }
+        }
         let m = capture_libgcc(&mut b);
         if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-            assert_eq!(
-                after.cached,
-                before.cached + 1,
-                "the cached unwinder gave up"
-            );
+            assert!(took, "the cached unwinder gave up three times");
         }
         (a, n, b, m)
     }
@@ -544,6 +864,7 @@ mod tests {
 
     #[test]
     fn cached_stacks_match_libgcc() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         for depth in [0, 5, 20] {
             let (a, n, b, m) = both(depth);
             let (a, b) = (&a[..n], &b[..m]);

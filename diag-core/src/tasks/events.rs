@@ -118,16 +118,15 @@ pub(crate) fn ongoing() -> Vec<(usize, u64)> {
     })
 }
 
-/// Symbolizes a captured stack and drops the signal-delivery frames above the blocked code.
+/// Symbolizes a captured stack. The handler already starts it at the interrupted instruction;
+/// if it could not (libgcc's stack without that address), the kernel's signal trampoline
+/// (`__restore_rt`) may still head it below diag's own frames, and is dropped.
 fn symbolize(frames: &[usize]) -> Vec<Frame> {
-    // `symbolize_stack` drops the handler's own frames (diag_core::, backtrace::); the next one
-    // is the kernel's signal trampoline (`__restore_rt`, often unnamed), not the blocked code.
     let mut out = crate::heap::symbolize_stack(frames);
-    if out.first().is_some_and(|f| {
-        f.function.contains("__restore_rt")
-            || f.function.contains("sigreturn")
-            || f.function.starts_with("0x")
-    }) {
+    if out
+        .first()
+        .is_some_and(|f| f.function.contains("__restore_rt") || f.function.contains("sigreturn"))
+    {
         out.remove(0);
     }
     out

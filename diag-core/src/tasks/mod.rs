@@ -251,6 +251,9 @@ pub(crate) struct WatchdogView {
     stack_capture: &'static str,
     events_total: u64,
     skipped_in_unwinder: u64,
+    /// Stacks taken by the signal handler with the cached unwinder / with libgcc.
+    captured_cached: u64,
+    captured_libgcc: u64,
     capture_failures: u64,
     unwatched_threads: u64,
     dropped_stacks: u64,
@@ -276,6 +279,8 @@ pub(crate) fn view() -> TasksView {
             stack_capture: signal::unavailable_reason().unwrap_or("signal"),
             events_total: b.total,
             skipped_in_unwinder: signal::SKIPPED_IN_UNWINDER.load(Relaxed),
+            captured_cached: signal::CAPTURED_CACHED.load(Relaxed),
+            captured_libgcc: signal::CAPTURED_LIBGCC.load(Relaxed),
             capture_failures: watchdog::CAPTURE_FAILURES.load(Relaxed),
             unwatched_threads: slots::UNWATCHED_THREADS.load(Relaxed),
             dropped_stacks: b.dropped_stacks,

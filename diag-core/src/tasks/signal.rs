@@ -1,13 +1,20 @@
 //! Capturing the stack of a thread while it is blocked: a real-time signal sent to that thread
 //! (`tgkill`), whose handler unwinds its own stack into the thread's preallocated slot.
 //!
-//! The handler allocates nothing, takes no lock and only touches atomics and a const
-//! thread-local. It unwinds with `backtrace::trace_unsynchronized` (libgcc's `_Unwind_Backtrace`),
-//! which is not re-entrant: if the signal lands while the same thread is itself inside the
-//! unwinder (the heap sampler capturing an allocation's stack, a panic, `std::backtrace`), a
-//! nested unwind could see libgcc's FDE cache half-updated. Two guards, both checked before
-//! unwinding; when either trips, the handler skips (state `SKIPPED`, counted) and the watchdog
-//! retries on its next scan, since a blocked poll is still blocked a few milliseconds later:
+//! The handler allocates nothing, takes no blocking lock and only touches atomics, const
+//! thread-locals and memory prepared beforehand. It unwinds with the heap sampler's cached
+//! unwinder first ([`crate::heap::capture_interrupted`]): from the registers the kernel saved,
+//! with rule caches and the module table made in normal context, stack reads bounds-checked,
+//! and each frame's module checked with glibc's lock-free `_dl_find_object`. That path is
+//! async-signal-safe and does not care what the thread was doing. When it cannot vouch for a
+//! stack (no `_dl_find_object` before glibc 2.35, a thread whose stack bounds were not
+//! looked up, code outside the known modules, its caches busy, other targets), the handler
+//! falls back to `backtrace::trace_unsynchronized` (libgcc's `_Unwind_Backtrace`), which is
+//! not re-entrant: if the signal lands while the same thread is itself inside libgcc's
+//! unwinder (the heap sampler's fallback, a panic, `std::backtrace`), a nested unwind could see
+//! libgcc's FDE cache half-updated. Two guards, both checked before that fallback; when either
+//! trips, the handler skips (state `SKIPPED`, counted) and the watchdog retries on its next
+//! scan, since a blocked poll is still blocked a few milliseconds later:
 //!
 //! 1. the heap sampler's per-thread busy flag (`heap::thread_in_sampler`), set around every
 //!    stack capture on the allocation path;
@@ -15,6 +22,9 @@
 //!    (found once at install time from `_Unwind_Backtrace`'s address), the thread is inside
 //!    the unwinder for some other reason. This guard is off when libgcc is linked statically
 //!    (then only guard 1 applies) and on architectures other than x86_64 and aarch64.
+//!
+//! Either way the stack starts at the interrupted instruction: libgcc's stack is cut to it
+//! (the handler's and the kernel trampoline's frames above it are dropped).
 //!
 //! This is the only file of `tasks/` with `unsafe`.
 
@@ -25,6 +35,10 @@ use super::slots::{self, DONE, MAX_FRAMES, REQUESTED, SKIPPED, WRITING};
 
 /// Signals that found the thread inside the unwinder and skipped (retried later).
 pub(crate) static SKIPPED_IN_UNWINDER: AtomicU64 = AtomicU64::new(0);
+/// Stacks the handler took with the cached unwinder.
+pub(crate) static CAPTURED_CACHED: AtomicU64 = AtomicU64::new(0);
+/// Stacks the handler took with libgcc (the cached unwinder could not vouch for them).
+pub(crate) static CAPTURED_LIBGCC: AtomicU64 = AtomicU64::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 static UNWINDER_START: AtomicUsize = AtomicUsize::new(0);
@@ -82,6 +96,7 @@ fn install() -> Option<&'static str> {
         return Some("no free real-time signal");
     }
     find_unwinder_text();
+    crate::heap::prepare_signals();
     // SAFETY: a zeroed sigaction is a valid "query" argument; we only read the old action.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: reading the current disposition of `sig` with a valid out-pointer.
@@ -161,26 +176,45 @@ fn find_unwinder_text() {
     }
 }
 
-/// True if the interrupted instruction is inside libgcc's unwinder.
+/// The interrupted instruction's address, from the handler's context.
 #[cfg(target_os = "linux")]
-fn pc_in_unwinder(ctx: *mut libc::c_void) -> bool {
-    let end = UNWINDER_END.load(Acquire);
-    if end == 0 || ctx.is_null() {
-        return false;
+fn interrupted_pc(ctx: *mut libc::c_void) -> Option<usize> {
+    if ctx.is_null() {
+        return None;
     }
     // SAFETY: for an SA_SIGINFO handler the kernel passes a valid ucontext_t as the third
     // argument, live for the duration of the handler.
     let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
     #[cfg(target_arch = "x86_64")]
-    let pc = uc.uc_mcontext.gregs[libc::REG_RIP as usize] as usize;
+    return Some(uc.uc_mcontext.gregs[libc::REG_RIP as usize] as usize);
     #[cfg(target_arch = "aarch64")]
-    let pc = uc.uc_mcontext.pc as usize;
+    return Some(uc.uc_mcontext.pc as usize);
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let pc = {
+    {
         let _ = uc;
-        return false;
-    };
-    (UNWINDER_START.load(Relaxed)..end).contains(&pc)
+        None
+    }
+}
+
+/// True if the interrupted instruction is inside libgcc's unwinder.
+#[cfg(target_os = "linux")]
+fn pc_in_unwinder(pc: Option<usize>) -> bool {
+    let end = UNWINDER_END.load(Acquire);
+    end != 0 && pc.is_some_and(|pc| (UNWINDER_START.load(Relaxed)..end).contains(&pc))
+}
+
+/// Cuts a libgcc stack taken inside the handler so that it starts at the interrupted
+/// instruction `pc` (libgcc reports the interrupted frame's exact address); unchanged if `pc`
+/// is not in it. Returns the new length.
+#[cfg(target_os = "linux")]
+fn from_interrupted(buf: &mut [usize], n: usize, pc: Option<usize>) -> usize {
+    match pc.and_then(|pc| buf[..n].iter().position(|&ip| ip == pc)) {
+        Some(at) => {
+            buf.copy_within(at..n, 0);
+            n - at
+        }
+        None => n,
+    }
 }
 
 /// The signal handler: async-signal-safe (atomics, a const thread-local, the unwinder under the
@@ -214,21 +248,57 @@ fn capture_here(ctx: *mut libc::c_void) {
         slot.capture.store(SKIPPED, Release); // that poll has ended
         return;
     }
-    if crate::heap::thread_in_sampler() || pc_in_unwinder(ctx) {
-        SKIPPED_IN_UNWINDER.fetch_add(1, Relaxed);
-        slot.capture.store(SKIPPED, Release);
-        return;
-    }
-    let mut n = 0;
-    // SAFETY: not re-entrant with another unwind on this thread (guards above); the closure
-    // only stores into preallocated atomics.
-    unsafe {
-        crate::heap::walk_stack(|ip| {
-            slot.frames[n].store(ip, Relaxed);
-            n += 1;
-            n < MAX_FRAMES
-        });
+    let mut buf = [0usize; MAX_FRAMES];
+    // SAFETY: `ctx` is this running handler's context.
+    let n = match unsafe { crate::heap::capture_interrupted(ctx, &mut buf) } {
+        Some(n) => {
+            CAPTURED_CACHED.fetch_add(1, Relaxed);
+            n
+        }
+        None => {
+            let pc = interrupted_pc(ctx);
+            if crate::heap::thread_in_sampler() || pc_in_unwinder(pc) {
+                SKIPPED_IN_UNWINDER.fetch_add(1, Relaxed);
+                slot.capture.store(SKIPPED, Release);
+                return;
+            }
+            let mut n = 0;
+            // SAFETY: not re-entrant with another libgcc unwind on this thread (guards above);
+            // the closure only writes into the stack buffer.
+            unsafe {
+                crate::heap::walk_stack(|ip| {
+                    buf[n] = ip;
+                    n += 1;
+                    n < MAX_FRAMES
+                });
+            }
+            CAPTURED_LIBGCC.fetch_add(1, Relaxed);
+            from_interrupted(&mut buf, n, pc)
+        }
+    };
+    for (to, from) in slot.frames.iter().zip(&buf[..n]) {
+        to.store(*from, Relaxed);
     }
     slot.depth.store(n, Relaxed);
     slot.capture.store(DONE, Release);
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::from_interrupted;
+
+    #[test]
+    fn libgcc_stacks_start_at_the_interrupted_instruction() {
+        let mut buf = [1, 2, 3, 40, 50, 60, 0, 0];
+        assert_eq!(from_interrupted(&mut buf, 6, Some(40)), 3);
+        assert_eq!(buf[..3], [40, 50, 60]);
+        let mut buf = [1, 2, 3, 0];
+        assert_eq!(
+            from_interrupted(&mut buf, 3, Some(9)),
+            3,
+            "pc not found: unchanged"
+        );
+        assert_eq!(from_interrupted(&mut buf, 3, None), 3);
+        assert_eq!(buf[..3], [1, 2, 3]);
+    }
 }

@@ -157,6 +157,9 @@ fn claim() -> u32 {
                 }
                 names[i] = Some(name);
             }
+            // The signal handler's unwinder needs this thread's stack bounds, which only
+            // normal context can look up.
+            crate::heap::prepare_thread();
             MY_SLOT.with(|c| c.set(i as u32));
             // Registers the destructor that frees the slot at thread exit.
             RELEASE.with(|_| {});
