@@ -1,10 +1,13 @@
-//! Soak: the CPU profiler must not deadlock or crash its host. A multi-threaded axum service
-//! allocates through `DiagAlloc` sampling every 4 KiB (so the heap sampler's unwinder,
-//! libgcc's `_Unwind_Backtrace`, runs constantly and is often interrupted by `SIGPROF`), does
-//! syscalls on its workers and its blocking pool, and serves three clients, while CPU profiles
-//! at 1000 Hz are taken back to back through `/debug/pprof/profile` (every format) with heap
-//! snapshots in between. A watchdog aborts the process if no request completes for 20 s (a
-//! hang); every request must succeed.
+//! Soak: the profilers must not deadlock or crash their host. A multi-threaded axum service
+//! allocates through `DiagAlloc` sampling every 4 KiB (so the heap sampler's unwinder runs
+//! constantly: the cached unwinder and libgcc's `_Unwind_Backtrace` in turns, switched every
+//! profile, and both are often interrupted by `SIGPROF`), does syscalls on its workers and its
+//! blocking pool, blocks a worker for 150 ms of allocation-heavy work at a time (so the
+//! blocking watchdog's signal lands on threads in the middle of their own stack captures), and
+//! serves four clients, while CPU profiles at 1000 Hz are taken back to back through
+//! `/debug/pprof/profile` (every format) with heap snapshots in between. A watchdog aborts the
+//! process if no request completes for 20 s (a hang); every request must succeed, and the
+//! blocking events must carry the blocking function's stack.
 //!
 //! Short by default (CI, ~12 s). Full run: `DIAG_SOAK_SECS=120 cargo test -p diag-core --test
 //! cpu_soak --release -- --nocapture`. One test: the allocator and the profiler are global.
@@ -25,6 +28,11 @@ static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
 const HANG: Duration = Duration::from_secs(20);
 
 fn get_status(addr: &str, path: &str) -> Result<(u16, usize), String> {
+    get_body(addr, path).map(|(status, body)| (status, body.len()))
+}
+
+/// One GET over a fresh connection: the status and the whole response (head and body).
+fn get_body(addr: &str, path: &str) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
@@ -40,7 +48,12 @@ fn get_status(addr: &str, path: &str) -> Result<(u16, usize), String> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("no status line: {text:?}"))?;
-    Ok((status, buf.len()))
+    let whole = String::from_utf8_lossy(&buf).into_owned();
+    let body = whole
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Ok((status, body))
 }
 
 /// Allocation-heavy work with a syscall: the request handler.
@@ -58,9 +71,21 @@ fn churn(seed: u64) -> usize {
     map.len() + stat.len() + v.iter().map(Vec::len).sum::<usize>()
 }
 
+/// 150 ms of allocation-heavy work inside one poll: a blocking event.
+#[inline(never)]
+fn stall_work() -> usize {
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < Duration::from_millis(150) {
+        n += churn(n as u64);
+    }
+    n
+}
+
 fn app() -> Router {
     Router::new()
         .route("/churn", get(|| async { format!("{}\n", churn(7)) }))
+        .route("/stall", get(|| async { format!("{}\n", stall_work()) }))
         .route(
             "/blocking",
             get(|| async {
@@ -73,6 +98,7 @@ fn app() -> Router {
                 format!("{n}\n")
             }),
         )
+        .layer(diag_core::layer())
 }
 
 #[test]
@@ -85,6 +111,7 @@ fn profiler_under_allocation_syscalls_and_requests() {
         .addr("127.0.0.1:0")
         .heap_sample_bytes(4096)
         .snapshot_min_interval(Duration::from_millis(0))
+        .blocking_threshold(Duration::from_millis(50))
         .start()
         .expect("diag");
     let diag_addr = diag.local_addr().unwrap().to_string();
@@ -127,8 +154,11 @@ fn profiler_under_allocation_syscalls_and_requests() {
     }
 
     let mut threads = Vec::new();
-    // Three clients on the app.
-    for (i, path) in ["/churn", "/blocking", "/churn"].into_iter().enumerate() {
+    // Four clients on the app.
+    for (i, path) in ["/churn", "/blocking", "/churn", "/stall"]
+        .into_iter()
+        .enumerate()
+    {
         let (stop, addr, tick) = (stop.clone(), app_addr.clone(), tick.clone());
         threads.push(
             std::thread::Builder::new()
@@ -172,6 +202,11 @@ fn profiler_under_allocation_syscalls_and_requests() {
     let mut profiles = 0;
     let formats = ["pprof", "svg", "folded"];
     while start.elapsed() < Duration::from_secs(secs) {
+        diag_core::heap::set_unwinder(if profiles % 2 == 0 {
+            diag_core::heap::Unwinder::Cached
+        } else {
+            diag_core::heap::Unwinder::Libgcc
+        });
         let format = formats[profiles % formats.len()];
         let path = format!("/debug/pprof/profile?seconds=2&frequency=1000&format={format}");
         let (status, len) = get_status(&diag_addr, &path).expect("profile request");
@@ -194,4 +229,23 @@ fn profiler_under_allocation_syscalls_and_requests() {
     );
     assert!(profiles >= 2);
     assert!(requests > 0);
+
+    // The blocking watchdog caught the stalls with their stacks.
+    let (status, body) = get_body(&diag_addr, "/debug/tasks").expect("tasks");
+    assert_eq!(status, 200);
+    let tasks: serde_json::Value = serde_json::from_str(&body).expect("tasks json");
+    let events = tasks["blocking_events"].as_array().expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["stack"].as_array().is_some_and(|s| s
+                .iter()
+                .any(|f| f.as_str().is_some_and(|f| f.contains("stall_work"))))),
+        "no blocking event with stall_work on its stack: {}",
+        tasks["blocking_events"]
+    );
+    eprintln!("watchdog: {}", tasks["watchdog"]);
+    let unwind = diag_core::heap::stats().unwind;
+    eprintln!("heap unwinder: {unwind:?}");
+    assert!(unwind.cached > 0, "{unwind:?}");
 }
