@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use diag_benches::env_usize;
 use diag_core::cpu::Session;
 
 /// The workload: the `hot` example's hot function (primes below `n`, folded into a checksum).
@@ -30,18 +31,15 @@ fn median(v: &mut [Duration]) -> Duration {
     v[v.len() / 2]
 }
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run short then.
     let quick = !std::env::args().any(|a| a == "--bench");
-    let reps = if quick { 3 } else { env("CPU_BENCH_REPS", 15) };
-    let threads = env("CPU_BENCH_THREADS", 2);
+    let reps = if quick {
+        3
+    } else {
+        env_usize("CPU_BENCH_REPS", 15)
+    };
+    let threads = env_usize("CPU_BENCH_THREADS", 2);
     // Size the workload to ~0.5 s per repetition.
     let mut n = 50_000u64;
     while !quick && run(1, n) < Duration::from_millis(500) {

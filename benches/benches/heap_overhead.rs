@@ -62,6 +62,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use diag_benches::median;
+
 /// Every mode: name, label in the tables, share of the full operation count it runs.
 const MODES: [(&str, &str, f64); 9] = [
     ("system", "System", 1.0),
@@ -128,11 +130,6 @@ fn run(mode: &str, workload: &str, scale: f64, seq: usize) -> f64 {
         .and_then(|s| s.split(',').next())
         .and_then(|s| s.trim().parse::<f64>().ok());
     v.unwrap_or_else(|| panic!("bad output from {mode}: {text}"))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

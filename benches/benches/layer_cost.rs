@@ -16,22 +16,11 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
+use diag_benches::{env_usize, median};
 use tower::ServiceExt;
 
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 async fn drive(app: Router, requests: usize, tasks: usize) {
     let handles: Vec<_> = (0..tasks)

@@ -12,23 +12,12 @@
 
 use std::time::Instant;
 
+use diag_benches::{env_usize, median};
 use diag_core::DiagAlloc;
 use diag_core::heap::{self, Unwinder};
 
 #[global_allocator]
 static ALLOC: DiagAlloc = DiagAlloc::system();
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 /// Recurses `depth` frames, then times `pairs` sampled alloc/free pairs; ns per pair.
 #[inline(never)]
