@@ -142,35 +142,23 @@ fn find_unwinder_text() {
     if !name.to_bytes().windows(8).any(|w| w == b"libgcc_s") {
         return; // statically linked unwinder: the range would be the whole program
     }
-    struct Find {
-        addr: usize,
-        range: Option<(usize, usize)>,
-    }
-    unsafe extern "C" fn cb(
-        info: *mut libc::dl_phdr_info,
-        _size: libc::size_t,
-        data: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: `data` is the &mut Find passed below; `info` is valid for this call.
-        let (find, info) = unsafe { (&mut *(data as *mut Find), &*info) };
+    let mut range = None;
+    crate::heap::each_image(|info| {
         for i in 0..info.dlpi_phnum as usize {
             // SAFETY: dlpi_phdr has dlpi_phnum entries.
             let ph = unsafe { &*info.dlpi_phdr.add(i) };
             if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_X != 0 {
                 let start = info.dlpi_addr as usize + ph.p_vaddr as usize;
                 let end = start + ph.p_memsz as usize;
-                if (start..end).contains(&find.addr) {
-                    find.range = Some((start, end));
-                    return 1;
+                if (start..end).contains(&addr) {
+                    range = Some((start, end));
+                    return std::ops::ControlFlow::Break(());
                 }
             }
         }
-        0
-    }
-    let mut find = Find { addr, range: None };
-    // SAFETY: the callback only reads the headers and writes into `find`.
-    unsafe { libc::dl_iterate_phdr(Some(cb), (&mut find as *mut Find).cast()) };
-    if let Some((s, e)) = find.range {
+        std::ops::ControlFlow::Continue(())
+    });
+    if let Some((s, e)) = range {
         UNWINDER_START.store(s, Relaxed);
         UNWINDER_END.store(e, Release);
     }

@@ -1,0 +1,364 @@
+//! The cached DWARF unwinder: the rule-cache pool, per-thread stack bounds, and the
+//! captures themselves, on the allocation path and in the blocking watchdog's signal handler.
+
+use std::cell::Cell;
+use std::sync::Mutex;
+#[cfg(feature = "server")]
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64};
+use framehop::{FrameAddress, MustNotAllocateDuringUnwind, Unwinder as _};
+
+use super::MAX_FRAMES;
+use super::modules::{Modules, loader_generation, modules};
+
+type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
+
+/// Rule caches shared by all threads (about 40 KiB each, made on first need); a capture
+/// that finds them all busy uses libgcc.
+const CACHES: usize = 4;
+#[cfg(feature = "server")]
+/// Caches made ready for the signal handler, which cannot make one.
+const SIGNAL_CACHES: usize = 2;
+/// Free stack a thread needs below its stack pointer to make a cache on the allocation
+/// path (the cache's state may be built on the stack before it is boxed).
+const CACHE_STACK_ROOM: usize = 256 * 1024;
+
+fn new_cache() -> Box<Cache> {
+    Box::new(Cache::new_in())
+}
+
+static POOL: [Mutex<Option<Box<Cache>>>; CACHES] = [const { Mutex::new(None) }; CACHES];
+
+thread_local! {
+    /// This thread's stack, `(low, high)`; `(0, 0)` until asked, `(1, 0)` if unknown.
+    static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// Captures the current stack, or None if the cached unwinder cannot vouch for all of it.
+pub(super) fn capture(buf: &mut [usize; MAX_FRAMES]) -> Option<usize> {
+    let regs = registers();
+    let bounds = stack_bounds()?;
+    let guard = modules(loader_generation())?;
+    let modules = guard.as_ref()?;
+    let mut cache = POOL.iter().find_map(|m| m.try_lock().ok())?;
+    if cache.is_none() {
+        // Making a cache may build its ~30 KiB evaluation state on the stack first.
+        if (regs.1 as usize).saturating_sub(bounds.0) < CACHE_STACK_ROOM {
+            return None;
+        }
+        *cache = Some(new_cache());
+    }
+    let cache = cache.as_mut()?;
+    // The first frame is this function's own: not recorded.
+    walk(modules, cache, regs, bounds, true, buf, |a| {
+        modules.knows(a)
+    })
+}
+
+/// Unwinds from `(ip, sp, bp)` into `buf`, skipping the first frame if asked; None unless
+/// every frame's code address passes `check` and unwinding ends at the stack's root (or
+/// fills `buf`). `sp` must lie in the thread's stack `(low, high)`; stack reads are limited
+/// to `[sp, high)`. Allocates nothing.
+fn walk(
+    modules: &Modules,
+    cache: &mut Cache,
+    (ip, sp, bp): (u64, u64, u64),
+    (low, high): (usize, usize),
+    skip_first: bool,
+    buf: &mut [usize],
+    check: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    if buf.is_empty() || !(low..high).contains(&(sp as usize)) {
+        return None;
+    }
+    let mut read = |addr: u64| {
+        let a = addr as usize;
+        if a >= sp as usize
+            && a.checked_add(8).is_some_and(|end| end <= high)
+            && a.is_multiple_of(8)
+        {
+            // SAFETY: `a` is 8-aligned and inside the stack being unwound, at or above the
+            // stack pointer it was interrupted or captured at, so the word is mapped.
+            Ok(unsafe { (a as *const u64).read_volatile() })
+        } else {
+            Err(())
+        }
+    };
+    let mut frames =
+        modules
+            .unwinder
+            .iter_frames(ip, UnwindRegsX86_64::new(ip, sp, bp), cache, &mut read);
+    let mut n = 0;
+    let mut first = true;
+    loop {
+        let f: FrameAddress = match frames.next() {
+            Ok(Some(f)) => f,
+            Ok(None) => return Some(n),
+            Err(_) => return None,
+        };
+        // Unwinding this frame next reads the unwind data of the module holding it.
+        if !check(f.address_for_lookup() as usize) {
+            return None;
+        }
+        if std::mem::take(&mut first) && skip_first {
+            continue;
+        }
+        buf[n] = f.address() as usize;
+        n += 1;
+        if n == buf.len() {
+            return Some(n);
+        }
+    }
+}
+
+#[cfg(feature = "server")]
+/// `_dl_find_object` (glibc 2.35 and later), looked up by [`prepare_signals`]; 0 if the C
+/// library has none, and then signal handlers use libgcc.
+static DL_FIND_OBJECT: AtomicUsize = AtomicUsize::new(0);
+
+#[cfg(feature = "server")]
+/// glibc's `struct dl_find_object` (`<dlfcn.h>`).
+#[repr(C)]
+struct DlFindObject {
+    flags: u64,
+    map_start: *mut libc::c_void,
+    map_end: *mut libc::c_void,
+    link_map: *mut libc::c_void,
+    eh_frame: *mut libc::c_void,
+    reserved: [u64; 7],
+}
+
+#[cfg(feature = "server")]
+type FindObject = unsafe extern "C" fn(*mut libc::c_void, *mut DlFindObject) -> libc::c_int;
+
+#[cfg(feature = "server")]
+/// Readies the cached unwinder for signal handlers: finds `_dl_find_object`, scans the
+/// modules and makes rule caches. Call from normal context (it allocates).
+pub(crate) fn prepare_signals() {
+    // SAFETY: dlsym with the default handle and a NUL-terminated name.
+    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_dl_find_object".as_ptr()) };
+    DL_FIND_OBJECT.store(f as usize, Relaxed);
+    refresh();
+    let mut ready = 0;
+    for m in &POOL {
+        if ready == SIGNAL_CACHES {
+            break;
+        }
+        if let Ok(mut c) = m.try_lock() {
+            c.get_or_insert_with(new_cache);
+            ready += 1;
+        }
+    }
+}
+
+#[cfg(feature = "server")]
+/// Rescans the modules if a library was loaded or unloaded since the last scan. Normal
+/// context (the watchdog calls it before it signals a thread).
+pub(crate) fn refresh() {
+    drop(modules(loader_generation()));
+}
+
+#[cfg(feature = "server")]
+/// Looks up the current thread's stack bounds now, in normal context, so a signal handler
+/// on this thread finds them.
+pub(crate) fn prepare_thread() {
+    let _ = stack_bounds();
+}
+
+#[cfg(feature = "server")]
+/// Unwinds the stack of the code a signal interrupted on this thread, from the registers
+/// the kernel saved in `uc`, into `buf`; the interrupted instruction comes first. None
+/// when it cannot vouch for the stack (then the caller may use libgcc).
+///
+/// Async-signal-safe: no allocation, only try-locks, and no loader lock. The module table
+/// is the one [`refresh`] left; each frame's module is checked against the loader's
+/// current view with `_dl_find_object` (lock-free) before its unwind data is read, so a
+/// library unloaded since the scan is never read.
+///
+/// # Safety
+/// `uc` is the context the kernel passed to this thread's `SA_SIGINFO` handler.
+pub(crate) unsafe fn capture_interrupted(
+    uc: *const libc::ucontext_t,
+    buf: &mut [usize],
+) -> Option<usize> {
+    let find = DL_FIND_OBJECT.load(Relaxed);
+    if find == 0 || uc.is_null() {
+        return None;
+    }
+    // SAFETY: a non-zero value was stored from dlsym of `_dl_find_object`, whose C
+    // signature FindObject matches.
+    let find: FindObject = unsafe { std::mem::transmute::<usize, FindObject>(find) };
+    let bounds = BOUNDS.try_with(Cell::get).ok().filter(|b| b.0 < b.1)?;
+    // SAFETY: per the contract, a valid ucontext for the duration of the handler.
+    let g = unsafe { &(*uc).uc_mcontext.gregs };
+    let reg = |r: libc::c_int| g[r as usize] as u64;
+    let regs = (reg(libc::REG_RIP), reg(libc::REG_RSP), reg(libc::REG_RBP));
+    let guard = super::modules::last_scanned()?;
+    let modules = guard.as_ref()?;
+    // Only caches made beforehand: making one would allocate.
+    let mut slot = POOL
+        .iter()
+        .find_map(|m| m.try_lock().ok().filter(|c| c.is_some()))?;
+    let cache = slot.as_mut()?;
+    let current = |addr: usize| {
+        let Some(hdr) = modules.module_of(addr) else {
+            return false;
+        };
+        // SAFETY: an all-zero struct is a valid out-parameter.
+        let mut o: DlFindObject = unsafe { std::mem::zeroed() };
+        // SAFETY: `_dl_find_object` takes any address and writes only `o`.
+        let found = unsafe { find(addr as *mut libc::c_void, &mut o) } == 0;
+        found && o.eh_frame as usize == hdr
+    };
+    walk(modules, cache, regs, bounds, false, buf, current)
+}
+
+/// See [`super::prepare`].
+pub(super) fn prepare() {
+    let _ = stack_bounds();
+    drop(modules(loader_generation()));
+    if let Some(mut c) = POOL.iter().find_map(|m| m.try_lock().ok()) {
+        c.get_or_insert_with(new_cache);
+    }
+}
+
+/// This function's own instruction pointer, stack pointer and frame pointer, all at one
+/// instruction, so the CFI row for `ip` describes `sp`.
+#[inline(always)]
+fn registers() -> (u64, u64, u64) {
+    let (ip, sp, bp): (u64, u64, u64);
+    // SAFETY: reads three registers; touches no memory and no flags.
+    unsafe {
+        std::arch::asm!(
+            "lea {ip}, [rip]",
+            "mov {sp}, rsp",
+            "mov {bp}, rbp",
+            ip = out(reg) ip,
+            sp = out(reg) sp,
+            bp = out(reg) bp,
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+    (ip, sp, bp)
+}
+
+/// This thread's stack range, looked up once per thread.
+fn stack_bounds() -> Option<(usize, usize)> {
+    let b = BOUNDS.try_with(Cell::get).ok()?;
+    let b = if b == (0, 0) {
+        let b = query_stack_bounds().unwrap_or((1, 0));
+        let _ = BOUNDS.try_with(|c| c.set(b));
+        b
+    } else {
+        b
+    };
+    (b.0 < b.1).then_some(b)
+}
+
+fn query_stack_bounds() -> Option<(usize, usize)> {
+    // SAFETY: a zeroed attr is what pthread_getattr_np initialises; it is destroyed below.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        (ok && !addr.is_null()).then(|| (addr as usize, addr as usize + size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In a signal handler, the cached unwinder's stack of the interrupted code equals
+    /// libgcc's from the interrupted instruction on, frame for frame.
+    #[cfg(feature = "server")]
+    #[test]
+    fn signal_context_stacks_match_libgcc() {
+        use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::*};
+        const N: usize = 64;
+        static CACHED: [AtomicUsize; N] = [const { AtomicUsize::new(0) }; N];
+        static LIBGCC: [AtomicUsize; N] = [const { AtomicUsize::new(0) }; N];
+        static DEPTHS: [AtomicUsize; 2] = [const { AtomicUsize::new(usize::MAX) }; 2];
+        static DONE: AtomicBool = AtomicBool::new(false);
+        static TID: AtomicI32 = AtomicI32::new(0);
+
+        extern "C" fn handler(_: libc::c_int, _: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+            let mut a = [0usize; N];
+            // SAFETY: ctx is this handler's context.
+            let n = unsafe { capture_interrupted(ctx.cast(), &mut a) }.unwrap_or(0);
+            // SAFETY: as above.
+            let pc = unsafe { (*ctx.cast::<libc::ucontext_t>()).uc_mcontext.gregs }
+                [libc::REG_RIP as usize] as usize;
+            let (mut b, mut m) = ([0usize; N], 0);
+            // SAFETY: the target thread is not inside libgcc (it spins in plain code).
+            unsafe {
+                super::super::walk(|ip| {
+                    b[m] = ip;
+                    m += 1;
+                    m < N
+                })
+            };
+            let at = b[..m].iter().position(|&ip| ip == pc).unwrap_or(m);
+            for (i, f) in a[..n].iter().enumerate() {
+                CACHED[i].store(*f, Relaxed);
+            }
+            for (i, f) in b[at..m].iter().enumerate() {
+                LIBGCC[i].store(*f, Relaxed);
+            }
+            DEPTHS[0].store(n, Relaxed);
+            DEPTHS[1].store(m - at, Relaxed);
+            DONE.store(true, Release);
+        }
+
+        #[inline(never)]
+        fn spin_here(depth: u32) {
+            if depth > 0 {
+                spin_here(std::hint::black_box(depth - 1));
+                std::hint::black_box(depth);
+                return;
+            }
+            while !DONE.load(Acquire) {
+                std::hint::spin_loop();
+            }
+        }
+
+        let _serial = super::super::SERIAL
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        prepare_signals();
+        let sig = libc::SIGRTMIN() + 9;
+        // SAFETY: a zeroed sigaction with our handler; the signal is otherwise unused by
+        // this test binary (diag's own watchdog uses SIGRTMIN+6).
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = handler as *const () as usize;
+            act.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut act.sa_mask);
+            assert_eq!(libc::sigaction(sig, &act, std::ptr::null_mut()), 0);
+        }
+        let t = std::thread::spawn(|| {
+            prepare_thread();
+            // SAFETY: gettid has no preconditions.
+            TID.store(unsafe { libc::syscall(libc::SYS_gettid) } as i32, Release);
+            spin_here(5);
+        });
+        while TID.load(Acquire) == 0 {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // SAFETY: signals one thread of this process, which has the handler installed.
+        unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), TID.load(Acquire), sig) };
+        t.join().unwrap();
+        let (n, m) = (DEPTHS[0].load(Relaxed), DEPTHS[1].load(Relaxed));
+        let cached: Vec<usize> = CACHED[..n].iter().map(|f| f.load(Relaxed)).collect();
+        let libgcc: Vec<usize> = LIBGCC[..m].iter().map(|f| f.load(Relaxed)).collect();
+        assert!(n > 6, "cached unwinder gave {n} frames: {cached:x?}");
+        assert_eq!(cached, libgcc);
+    }
+}
