@@ -43,14 +43,15 @@
 //! **Slow modes run fewer operations** (the `ops/thread` column says how many): `diag-exact`
 //! 5 %, `heaptrack` 10 %, `dhat` 1 % of the full count. Every figure is ns per operation, so
 //! they stay comparable; the fast modes run the full count (10 M pairs per thread on `churn`,
-//! 1 M replacements per thread on `mixed`).
+//! 1 M replacements per thread on `mixed`, 200 k documents per thread on `json`).
 //!
 //! ```sh
 //! ROUNDS=9 cargo bench -p diag-benches --bench heap_overhead                      # no jemalloc
 //! ROUNDS=9 cargo bench -p diag-benches --features anchors --bench heap_overhead   # all modes
 //! ```
 //!
-//! Arguments after `--` pick workloads by substring (`churn`, `mixed`). Environment:
+//! Arguments after `--` pick workloads by substring (`churn`, `mixed`, `json`; see
+//! `benches/src/workloads.rs`). Environment:
 //! - `ROUNDS` (default 9): interleaved rounds per workload;
 //! - `HEAP_BENCH_SCALE` (default 1): multiplies every mode's operation count (e.g. `0.1` for
 //!   a quick check);
@@ -86,7 +87,7 @@ const JEMALLOC_PROF_CONF: &str = "prof:true,prof_active:true,lg_prof_sample:19";
 
 /// Full operation counts per thread (as in `alloc_workload`).
 fn full_ops(workload: &str) -> f64 {
-    if workload == "churn" { 10e6 } else { 1e6 }
+    diag_benches::workloads::by_name(workload).map_or(0.0, |w| w.full_ops as f64)
 }
 
 /// Runs one measurement and returns its ns/op.
@@ -243,8 +244,9 @@ fn main() {
         println!("jemalloc-prof: _RJEM_MALLOC_CONF={JEMALLOC_PROF_CONF} (checked in the child)");
     }
 
-    let workloads: Vec<&str> = ["churn", "mixed"]
-        .into_iter()
+    let workloads: Vec<&str> = diag_benches::workloads::WORKLOADS
+        .iter()
+        .map(|w| w.name)
         .filter(|w| filter.is_empty() || filter.iter().any(|f| w.contains(f.as_str())))
         .collect();
     let mut seq = 0;

@@ -1,5 +1,7 @@
 //! Benchmarks.
 
+pub mod workloads;
+
 /// The environment variable `name` as a number, or `default` if unset or not a number.
 pub fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

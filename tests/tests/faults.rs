@@ -9,6 +9,21 @@ use diag_core::DiagAlloc;
 #[global_allocator]
 static ALLOC: DiagAlloc = DiagAlloc::system();
 
+/// An allocator that refuses every request.
+struct Refuse;
+
+// SAFETY: never hands out a block, so there is nothing to free.
+unsafe impl GlobalAlloc for Refuse {
+    unsafe fn alloc(&self, _: Layout) -> *mut u8 {
+        std::ptr::null_mut()
+    }
+    unsafe fn dealloc(&self, _: *mut u8, _: Layout) {
+        unreachable!("Refuse hands out no blocks")
+    }
+}
+
+static REFUSING: DiagAlloc<Refuse> = DiagAlloc::new(Refuse);
+
 /// Distinct call sites, so each recursion depth is a distinct stack.
 #[inline(never)]
 fn at_depth(d: usize, keep: &mut Vec<Vec<u8>>) {
@@ -43,6 +58,40 @@ fn failures_huge_blocks_and_full_tables() {
         after.dropped_samples, before.dropped_samples,
         "a failed allocation is no drop"
     );
+
+    // 1b. At the default rate, an unsampled allocation of CHECKED_SIZE bytes or more takes
+    //     the checked path (smaller ones are tail calls): an inner allocator that refuses
+    //     it leaves the counters as they were. Sampled ones come from diag's region and
+    //     succeed; they are freed again.
+    diag_core::heap::set_sample_rate(diag_core::heap::DEFAULT_SAMPLE_BYTES);
+    let before = diag_core::heap::stats();
+    let block = Layout::from_size_align(2 * diag_core::heap::CHECKED_SIZE, 8).unwrap();
+    let mut refused = 0;
+    for i in 0..200 {
+        // SAFETY: non-zero size; a null result is handled, a block is freed with its layout.
+        unsafe {
+            let p = if i % 2 == 0 {
+                REFUSING.alloc(block)
+            } else {
+                REFUSING.alloc_zeroed(block)
+            };
+            if p.is_null() {
+                refused += 1;
+            } else {
+                REFUSING.dealloc(p, block);
+            }
+        }
+    }
+    let after = diag_core::heap::stats();
+    assert!(
+        refused > 100,
+        "only {refused} of 200 reached the inner allocator"
+    );
+    assert!(
+        after.live_bytes < before.live_bytes + (1 << 20),
+        "refused allocations counted as live at 512 KiB: {before:?} -> {after:?}"
+    );
+    diag_core::heap::set_sample_rate(1);
 
     // 2. A huge allocation that succeeds, zeroed, sampled (exact mode), then freed.
     let big = vec![0u8; 1 << 30];

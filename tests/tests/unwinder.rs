@@ -60,6 +60,10 @@ fn check_same_stacks(label: &str) {
         "{label}: the cached unwinder gave a stack to libgcc"
     );
     assert!(after.cached > before.cached, "{label}: nothing captured");
+    assert!(
+        after.rule_hits + after.rule_misses > before.rule_hits + before.rule_misses,
+        "{label}: captured with no rule lookup counted: {before:?} -> {after:?}"
+    );
     heap::set_unwinder(Unwinder::Libgcc);
     parent(6, &mut keep, true);
     heap::set_unwinder(Unwinder::Cached);

@@ -145,49 +145,6 @@ unsafe impl GlobalAlloc for Switch {
 #[global_allocator]
 static ALLOC: Switch = Switch;
 
-/// Small alloc/free pairs: the worst case for an allocator wrapper.
-#[inline(never)]
-fn churn(iters: usize, seed: u64) -> u64 {
-    let mut x = seed | 1;
-    let mut sum = 0u64;
-    for _ in 0..iters {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let n = 16 + (x % 240) as usize;
-        let mut v: Vec<u8> = Vec::with_capacity(n);
-        v.push(x as u8);
-        sum = sum.wrapping_add(std::hint::black_box(&v)[0] as u64);
-    }
-    sum
-}
-
-/// A service-like mix: a working set of 1024 live buffers of log-uniform sizes (8 B to
-/// 64 KiB) replaced at random, touched, plus string formatting.
-#[inline(never)]
-fn mixed(iters: usize, seed: u64) -> u64 {
-    let mut x = seed | 1;
-    let mut live: Vec<Vec<u8>> = (0..1024).map(|_| Vec::new()).collect();
-    let mut sum = 0u64;
-    for i in 0..iters {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let size = 8usize << (x % 14);
-        let size = size + (x >> 20) as usize % size;
-        let mut v = vec![0u8; size];
-        v[size - 1] = i as u8;
-        let slot = (x >> 40) as usize % live.len();
-        live[slot] = v;
-        if i % 8 == 0 {
-            let s = format!("request {i} from {:x}", x);
-            sum = sum.wrapping_add(s.len() as u64);
-        }
-        sum = sum.wrapping_add(live[slot][0] as u64);
-    }
-    sum
-}
-
 /// Reads jemalloc's profiling settings, prints them on stderr, and exits with status 3 unless
 /// profiling is on (`want_prof`) or off (not `want_prof`) as asked.
 #[cfg(feature = "anchors")]
@@ -248,14 +205,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let workload = args.get(1).map(String::as_str).unwrap_or("churn");
     let scale: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1.0);
-    let (f, base_iters): (fn(usize, u64) -> u64, usize) = match workload {
-        "churn" => (churn, 10_000_000),
-        "mixed" => (mixed, 1_000_000),
-        other => {
-            eprintln!("unknown workload {other:?}: churn or mixed");
-            std::process::exit(2);
-        }
+    let Some(w) = diag_benches::workloads::by_name(workload) else {
+        eprintln!("unknown workload {workload:?}: churn, mixed or json");
+        std::process::exit(2);
     };
+    let (f, base_iters) = (w.run, w.full_ops);
     let iters = ((base_iters as f64) * scale) as usize;
     let profiler = (m == 4).then(|| {
         dhat::Profiler::builder()

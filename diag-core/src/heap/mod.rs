@@ -15,7 +15,7 @@ mod symbolize;
 mod thread;
 mod unwind;
 
-pub use alloc::{DEFAULT_MAX_TRACKED_BLOCKS, DiagAlloc};
+pub use alloc::{CHECKED_SIZE, DEFAULT_MAX_TRACKED_BLOCKS, DiagAlloc};
 pub use config::{DEFAULT_SAMPLE_BYTES, sample_rate, set_sample_rate};
 pub use snapshot::{ALLOC_SPACE, HeapStats, INUSE_SPACE, is_installed, profile, stats};
 pub use stacks::{DEFAULT_MAX_STACKS, MAX_FRAMES};

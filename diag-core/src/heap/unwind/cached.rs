@@ -214,6 +214,22 @@ pub(crate) unsafe fn capture_interrupted(
     walk(modules, cache, regs, bounds, false, buf, current)
 }
 
+/// Rule-cache hits and misses summed over the pool's caches. A cache in use right now is
+/// skipped (its counts show up next time), so this never waits.
+pub(super) fn rule_stats() -> (u64, u64) {
+    let (mut hits, mut misses) = (0, 0);
+    for m in &POOL {
+        if let Ok(c) = m.try_lock()
+            && let Some(c) = c.as_ref()
+        {
+            let s = c.stats();
+            hits += s.hits();
+            misses += s.misses();
+        }
+    }
+    (hits, misses)
+}
+
 /// See [`super::prepare`].
 pub(super) fn prepare() {
     let _ = stack_bounds();

@@ -74,6 +74,11 @@ pub struct UnwindStats {
     pub cached: u64,
     /// Stacks the cached unwinder gave to libgcc (see the module docs for when).
     pub fallbacks: u64,
+    /// Frames whose unwind rule the cached unwinder found in its rule caches.
+    pub rule_hits: u64,
+    /// Frames whose rule it had to look up in the module's `.eh_frame` (a few thousand
+    /// instructions each; the caches are direct-mapped, 509 entries each).
+    pub rule_misses: u64,
 }
 
 /// How the stacks captured so far were taken.
@@ -82,7 +87,23 @@ pub fn stats() -> UnwindStats {
         unwinder: unwinder(),
         cached: CACHED.load(Relaxed),
         fallbacks: FALLBACKS.load(Relaxed),
+        ..rule_stats()
     }
+}
+
+/// The rule caches' hit and miss counts (the other fields default).
+fn rule_stats() -> UnwindStats {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        let (rule_hits, rule_misses) = cached::rule_stats();
+        UnwindStats {
+            rule_hits,
+            rule_misses,
+            ..UnwindStats::default()
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    UnwindStats::default()
 }
 
 /// Walks the current stack with libgcc, innermost frame first, passing each return address to

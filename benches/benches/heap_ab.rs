@@ -1,0 +1,337 @@
+//! Heap profiler overhead measured in one process, for ratios fine enough to judge a 1-2 %
+//! target on a machine whose run-to-run noise is larger than that.
+//!
+//! `heap_overhead` starts a fresh child per measurement, which it must for its anchors (dhat,
+//! jemalloc and heaptrack each own the process), but two children running the same allocator
+//! differ here by 5-15 % from run to run. This bench keeps one process and two worker threads
+//! for the whole run and switches the global allocator between short phases (about
+//! `PHASE_MS`, default 40 ms, of the same workload):
+//!
+//! - `system`: `std::alloc::System`;
+//! - `system-again`: `System` once more, the calibration arm: its ratio to `system` is the
+//!   noise floor of the method, and its confidence interval should hold 1;
+//! - `diag-off`: `DiagAlloc` with sampling off (rate 0);
+//! - `diag-counting`: `DiagAlloc` at a mean of one sample per TiB: the fast path (countdown,
+//!   exact counters) on every call and, in practice, no sample: `diag-512k` minus this arm is
+//!   what the samples themselves cost;
+//! - `diag-512k`: `DiagAlloc` at the default mean of one sample per 512 KiB, stacks unwound
+//!   by the default (cached) unwinder, with everything a sample does (capture, interning,
+//!   the sampled-block region, the header) inside the timed phase.
+//!
+//! Every round runs each arm once, in a random order (a fixed rotation biased the figures by
+//! ~2 %: the arm that always followed `diag-512k` ran slower); each arm's figure for
+//! the round is its time over the `system` phase of the same round. The report gives, per
+//! workload, the median ns per operation of each arm, the median of its per-round ratios and a
+//! distribution-free 95 % confidence interval of that median (order statistics of the
+//! ratios), so drifts slower than a round cancel and a difference is only claimed where the
+//! interval excludes it.
+//!
+//! Switching is safe because `DiagAlloc<System>` hands every unsampled block to `System`
+//! itself: the two free each other's blocks. Sampled blocks live in diag's region and must
+//! never reach `System::dealloc`: each workload frees everything it allocates before it
+//! returns, the main thread never samples (it holds [`diag_core::heap::IgnoreAllocs`]), and
+//! before every switch to `System` the bench checks that no sampled block is tracked, and
+//! stops if one is.
+//!
+//! ```sh
+//! ROUNDS=31 cargo bench -p diag-benches --bench heap_ab            # env PHASE_MS
+//! ROUNDS=31 cargo bench -p diag-benches --bench heap_ab -- json    # one workload
+//! ```
+//!
+//! Workloads are those of `heap_overhead` (`benches/src/workloads.rs`); arguments after `--`
+//! pick them by substring.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use diag_benches::workloads::{WORKLOADS, Workload};
+use diag_benches::{env_usize, median};
+use diag_core::DiagAlloc;
+
+const SYSTEM: u8 = 0;
+const DIAG: u8 = 1;
+static MODE: AtomicU8 = AtomicU8::new(SYSTEM);
+static DIAG_ALLOC: DiagAlloc = DiagAlloc::system();
+
+/// The global allocator: `System` or `DiagAlloc` as `MODE` says, one relaxed load and a
+/// branch on every call for both.
+struct Switch;
+
+// SAFETY: `DiagAlloc<System>` passes every block it does not sample to `System`, so blocks
+// may move between the two freely; sampled blocks never reach `System` (see the module doc).
+unsafe impl GlobalAlloc for Switch {
+    #[inline]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe {
+            if MODE.load(Relaxed) == SYSTEM {
+                System.alloc(l)
+            } else {
+                DIAG_ALLOC.alloc(l)
+            }
+        }
+    }
+    #[inline]
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe {
+            if MODE.load(Relaxed) == SYSTEM {
+                System.alloc_zeroed(l)
+            } else {
+                DIAG_ALLOC.alloc_zeroed(l)
+            }
+        }
+    }
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: forwarded.
+        unsafe {
+            if MODE.load(Relaxed) == SYSTEM {
+                System.dealloc(p, l)
+            } else {
+                DIAG_ALLOC.dealloc(p, l)
+            }
+        }
+    }
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe {
+            if MODE.load(Relaxed) == SYSTEM {
+                System.realloc(p, l, n)
+            } else {
+                DIAG_ALLOC.realloc(p, l, n)
+            }
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Switch = Switch;
+
+/// The arms: name, allocator, sample rate (for `DiagAlloc`).
+const ARMS: [(&str, u8, u64); 5] = [
+    ("system", SYSTEM, 0),
+    ("system-again", SYSTEM, 0),
+    ("diag-off", DIAG, 0),
+    ("diag-counting", DIAG, 1 << 40),
+    ("diag-512k", DIAG, 512 * 1024),
+];
+
+/// Puts the process on `arm`'s allocator. Called by the main thread while the workers wait.
+fn switch_to(arm: (&str, u8, u64)) {
+    let (name, alloc, rate) = arm;
+    if alloc == SYSTEM {
+        diag_core::heap::set_sample_rate(0);
+        let tracked = diag_core::heap::stats().tracked_blocks;
+        if tracked != 0 {
+            eprintln!("heap_ab: {tracked} sampled blocks still live before {name}: stopping");
+            std::process::exit(1);
+        }
+        MODE.store(SYSTEM, Relaxed);
+    } else {
+        MODE.store(DIAG, Relaxed);
+        diag_core::heap::set_sample_rate(rate);
+    }
+}
+
+/// Two worker threads that run one phase of a workload each time they are released.
+struct Workers {
+    start: Arc<Barrier>,
+    done: Arc<Barrier>,
+    job: Arc<Job>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Job {
+    workload: AtomicUsize,
+    iters: AtomicUsize,
+    seed: AtomicU64,
+    quit: AtomicBool,
+    sink: AtomicU64,
+    cpu_ns: AtomicU64,
+}
+
+/// CPU time of the calling thread, ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+const THREADS: usize = 2;
+
+impl Workers {
+    fn new() -> Self {
+        let start = Arc::new(Barrier::new(THREADS + 1));
+        let done = Arc::new(Barrier::new(THREADS + 1));
+        let job = Arc::new(Job::default());
+        let handles = (0..THREADS)
+            .map(|t| {
+                let (start, done, job) = (start.clone(), done.clone(), job.clone());
+                std::thread::spawn(move || {
+                    loop {
+                        start.wait();
+                        if job.quit.load(Relaxed) {
+                            return;
+                        }
+                        let w = WORKLOADS[job.workload.load(Relaxed)];
+                        let seed = job.seed.load(Relaxed) + t as u64;
+                        let c = thread_cpu_ns();
+                        let sum = (w.run)(job.iters.load(Relaxed), seed);
+                        job.cpu_ns.fetch_add(thread_cpu_ns() - c, Relaxed);
+                        job.sink.fetch_add(sum, Relaxed);
+                        done.wait();
+                    }
+                })
+            })
+            .collect();
+        Self {
+            start,
+            done,
+            job,
+            handles,
+        }
+    }
+
+    /// Runs `iters` operations of workload `w` on every worker; the wall time of the phase.
+    fn phase(&self, w: usize, iters: usize, seed: u64) -> (Duration, u64) {
+        self.job.cpu_ns.store(0, Relaxed);
+        self.job.workload.store(w, Relaxed);
+        self.job.iters.store(iters, Relaxed);
+        self.job.seed.store(seed, Relaxed);
+        self.start.wait();
+        let t = Instant::now();
+        self.done.wait();
+        (t.elapsed(), self.job.cpu_ns.load(Relaxed))
+    }
+
+    fn stop(self) {
+        self.job.quit.store(true, Relaxed);
+        self.start.wait();
+        for h in self.handles {
+            h.join().expect("worker");
+        }
+        black_box(self.job.sink.load(Relaxed));
+    }
+}
+
+/// The 95 % confidence interval of the median of `n` values, as 0-based ranks into the sorted
+/// values (distribution-free: the binomial order-statistic bound, normal approximation).
+fn median_ci_ranks(n: usize) -> (usize, usize) {
+    let half = 1.96 * (n as f64).sqrt() / 2.0;
+    let lo = ((n as f64) / 2.0 - half).floor().max(0.0) as usize;
+    let hi = (((n as f64) / 2.0 + half).ceil() as usize).min(n - 1);
+    (lo, hi)
+}
+
+fn main() {
+    let _main_never_samples = diag_core::heap::IgnoreAllocs::new();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let rounds = env_usize("ROUNDS", 31).max(3);
+    let phase_ms = env_usize("PHASE_MS", 40).max(1) as f64;
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    println!(
+        "heap_ab: one process, {THREADS} worker threads, {rounds} rounds of ~{phase_ms} ms \
+         phases, arms in random order; load average {load}"
+    );
+    let (lo, hi) = median_ci_ranks(rounds);
+    let workers = Workers::new();
+    for (wi, w) in WORKLOADS.iter().enumerate() {
+        if !filter.is_empty() && !filter.iter().any(|f| w.name.contains(f.as_str())) {
+            continue;
+        }
+        let iters = calibrate(&workers, wi, w, phase_ms);
+        // One untimed round of every arm: the heap, the region and the stack table warm up.
+        for arm in ARMS {
+            switch_to(arm);
+            workers.phase(wi, iters, 1);
+        }
+        // Per arm: ns/op (wall), and per-round ratios to `system` of wall and of CPU time.
+        let mut ns: Vec<Vec<f64>> = vec![Vec::new(); ARMS.len()];
+        let mut wall: Vec<Vec<f64>> = vec![Vec::new(); ARMS.len()];
+        let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); ARMS.len()];
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        for r in 0..rounds {
+            let mut t = [(0.0f64, 0.0f64); ARMS.len()];
+            for (k, a) in shuffled(&mut rng).into_iter().enumerate() {
+                switch_to(ARMS[a]);
+                let seed = 0x9E37_79B9 + (r * ARMS.len() + k) as u64;
+                let (w, c) = workers.phase(wi, iters, seed);
+                t[a] = (w.as_nanos() as f64, c as f64);
+            }
+            for a in 0..ARMS.len() {
+                ns[a].push(t[a].0 / (iters * THREADS) as f64);
+                wall[a].push(t[a].0 / t[0].0);
+                cpu[a].push(t[a].1 / t[0].1);
+            }
+        }
+        switch_to(ARMS[0]);
+        println!(
+            "\n{}: {iters} operations per thread per phase\n\n\
+             | arm | ns/op (median) | wall vs system | 95 % CI | CPU time vs system | 95 % CI |\n\
+             |---|---:|---:|---|---:|---|",
+            w.name
+        );
+        let ci = |v: &[f64]| {
+            let mut sorted = v.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            format!("{:.3} .. {:.3}", sorted[lo], sorted[hi])
+        };
+        for (a, arm) in ARMS.iter().enumerate() {
+            let (wci, cci) = if a == 0 {
+                ("-".to_owned(), "-".to_owned())
+            } else {
+                (ci(&wall[a]), ci(&cpu[a]))
+            };
+            println!(
+                "| {} | {:.2} | {:.3} | {wci} | {:.3} | {cci} |",
+                arm.0,
+                median(ns[a].clone()),
+                median(wall[a].clone()),
+                median(cpu[a].clone()),
+            );
+        }
+    }
+    workers.stop();
+}
+
+/// The arm indices in a random order (Fisher-Yates on xorshift), so that no arm always
+/// follows the same one: a phase can leave the heap or the caches in a state that speeds up
+/// or slows down the next.
+fn shuffled(rng: &mut u64) -> [usize; ARMS.len()] {
+    let mut order: [usize; ARMS.len()] = std::array::from_fn(|i| i);
+    for i in (1..order.len()).rev() {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        order.swap(i, (*rng % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
+/// Operations per thread that make a `System` phase of workload `w` last about `phase_ms`.
+fn calibrate(workers: &Workers, wi: usize, w: &Workload, phase_ms: f64) -> usize {
+    switch_to(ARMS[0]);
+    let mut iters = (w.full_ops / 1000).max(10);
+    loop {
+        let t = workers.phase(wi, iters, 7).0.as_secs_f64() * 1e3;
+        if t >= phase_ms / 4.0 || iters >= w.full_ops {
+            return ((iters as f64 * phase_ms / t.max(1e-3)) as usize).max(1);
+        }
+        iters *= 4;
+    }
+}
