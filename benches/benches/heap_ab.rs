@@ -48,7 +48,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use diag_benches::workloads::{WORKLOADS, Workload};
-use diag_benches::{env_usize, median};
+use diag_benches::{env_usize, median_ci, shuffled};
 use diag_core::DiagAlloc;
 
 const SYSTEM: u8 = 0;
@@ -224,15 +224,6 @@ impl Workers {
     }
 }
 
-/// The 95 % confidence interval of the median of `n` values, as 0-based ranks into the sorted
-/// values (distribution-free: the binomial order-statistic bound, normal approximation).
-fn median_ci_ranks(n: usize) -> (usize, usize) {
-    let half = 1.96 * (n as f64).sqrt() / 2.0;
-    let lo = ((n as f64) / 2.0 - half).floor().max(0.0) as usize;
-    let hi = (((n as f64) / 2.0 + half).ceil() as usize).min(n - 1);
-    (lo, hi)
-}
-
 fn main() {
     let _main_never_samples = diag_core::heap::IgnoreAllocs::new();
     let filter: Vec<String> = std::env::args()
@@ -248,7 +239,6 @@ fn main() {
         "heap_ab: one process, {THREADS} worker threads, {rounds} rounds of ~{phase_ms} ms \
          phases, arms in random order; load average {load}"
     );
-    let (lo, hi) = median_ci_ranks(rounds);
     let workers = Workers::new();
     for (wi, w) in WORKLOADS.iter().enumerate() {
         if !filter.is_empty() && !filter.iter().any(|f| w.name.contains(f.as_str())) {
@@ -267,7 +257,7 @@ fn main() {
         let mut rng = 0x2545_F491_4F6C_DD1Du64;
         for r in 0..rounds {
             let mut t = [(0.0f64, 0.0f64); ARMS.len()];
-            for (k, a) in shuffled(&mut rng).into_iter().enumerate() {
+            for (k, a) in shuffled::<{ ARMS.len() }>(&mut rng).into_iter().enumerate() {
                 switch_to(ARMS[a]);
                 let seed = 0x9E37_79B9 + (r * ARMS.len() + k) as u64;
                 let (w, c) = workers.phase(wi, iters, seed);
@@ -287,9 +277,8 @@ fn main() {
             w.name
         );
         let ci = |v: &[f64]| {
-            let mut sorted = v.to_vec();
-            sorted.sort_by(f64::total_cmp);
-            format!("{:.3} .. {:.3}", sorted[lo], sorted[hi])
+            let (lo, _, hi) = median_ci(v);
+            format!("{lo:.3} .. {hi:.3}")
         };
         for (a, arm) in ARMS.iter().enumerate() {
             let (wci, cci) = if a == 0 {
@@ -300,27 +289,13 @@ fn main() {
             println!(
                 "| {} | {:.2} | {:.3} | {wci} | {:.3} | {cci} |",
                 arm.0,
-                median(ns[a].clone()),
-                median(wall[a].clone()),
-                median(cpu[a].clone()),
+                median_ci(&ns[a]).1,
+                median_ci(&wall[a]).1,
+                median_ci(&cpu[a]).1,
             );
         }
     }
     workers.stop();
-}
-
-/// The arm indices in a random order (Fisher-Yates on xorshift), so that no arm always
-/// follows the same one: a phase can leave the heap or the caches in a state that speeds up
-/// or slows down the next.
-fn shuffled(rng: &mut u64) -> [usize; ARMS.len()] {
-    let mut order: [usize; ARMS.len()] = std::array::from_fn(|i| i);
-    for i in (1..order.len()).rev() {
-        *rng ^= *rng << 13;
-        *rng ^= *rng >> 7;
-        *rng ^= *rng << 17;
-        order.swap(i, (*rng % (i as u64 + 1)) as usize);
-    }
-    order
 }
 
 /// Operations per thread that make a `System` phase of workload `w` last about `phase_ms`.

@@ -3,6 +3,9 @@
 //!
 //! - `GET /items/{id}`: fast; looks the item up through a timed fake database query
 //!   (`diag_operation_duration_seconds{operation="db.query"}`).
+//! - `GET /catalog?page=N`: a page of 24 catalogue entries rendered as JSON, built from a
+//!   timed fake query: a route with a typical handler's work (tens of microseconds of
+//!   formatting, allocation and serialization), next to the near-empty `/items/{id}`.
 //! - `GET /slow`: answers after 20-40 ms (spread evenly over requests).
 //! - `GET /fail`: answers 500.
 //! - `POST /db/down`, `POST /db/up`: flip the fake database, so `GET /ready` (served by diag)
@@ -15,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Path;
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 
@@ -43,6 +46,63 @@ async fn item(Path(id): Path<u64>) -> Result<String, (StatusCode, String)> {
 async fn item_untimed(Path(id): Path<u64>) -> Result<String, (StatusCode, String)> {
     query_item(id)
         .await
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))
+}
+
+/// One entry of a `/catalog` page.
+#[derive(serde::Serialize)]
+struct Entry {
+    id: u64,
+    sku: String,
+    name: String,
+    price_cents: u64,
+    in_stock: bool,
+    tags: Vec<String>,
+}
+
+/// `?page=N` of `/catalog` (default 0).
+#[derive(serde::Deserialize)]
+struct Page {
+    #[serde(default)]
+    page: u64,
+}
+
+/// The fake catalogue query: the 24 entries of page `page`.
+async fn query_page(page: u64) -> Result<Vec<Entry>, String> {
+    if !DB_UP.load(Ordering::Relaxed) {
+        return Err("database is down".into());
+    }
+    Ok((page * 24..page * 24 + 24)
+        .map(|id| {
+            let h = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            Entry {
+                id,
+                sku: format!("SKU-{:08x}", h as u32),
+                name: format!("Item number {id} of the catalogue, batch {}", h % 1000),
+                price_cents: 100 + h % 100_000,
+                in_stock: !h.is_multiple_of(3),
+                tags: (0..h % 5)
+                    .map(|t| format!("tag-{}", (h >> (8 * t)) % 97))
+                    .collect(),
+            }
+        })
+        .collect())
+}
+
+async fn catalog(Query(p): Query<Page>) -> Result<axum::Json<Vec<Entry>>, (StatusCode, String)> {
+    diag_core::timed("db.catalog", query_page(p.page))
+        .await
+        .map(axum::Json)
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))
+}
+
+/// [`catalog`] without diag's operation timing (for the diag-free baseline).
+async fn catalog_untimed(
+    Query(p): Query<Page>,
+) -> Result<axum::Json<Vec<Entry>>, (StatusCode, String)> {
+    query_page(p.page)
+        .await
+        .map(axum::Json)
         .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))
 }
 
@@ -87,18 +147,22 @@ pub fn register_readiness() {
 
 /// The routes without diag's layer.
 pub fn routes() -> Router {
-    with_item(get(item))
+    with_handlers(get(item), get(catalog))
 }
 
 /// The routes with no diag code at all (no layer, no `diag_core::timed`): the baseline of
 /// `benches/scripts/service_overhead.sh` (binary `shop_plain`).
 pub fn plain_routes() -> Router {
-    with_item(get(item_untimed))
+    with_handlers(get(item_untimed), get(catalog_untimed))
 }
 
-fn with_item(item: axum::routing::MethodRouter) -> Router {
+fn with_handlers(
+    item: axum::routing::MethodRouter,
+    catalog: axum::routing::MethodRouter,
+) -> Router {
     Router::new()
         .route("/items/{id}", item)
+        .route("/catalog", catalog)
         .route("/slow", get(slow))
         .route("/fail", get(fail))
         .route("/db/down", post(db_down))
