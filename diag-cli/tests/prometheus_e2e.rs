@@ -9,6 +9,8 @@
 #[path = "support/mod.rs"]
 mod support;
 
+use support::agent;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -54,14 +56,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
 }
 
 fn start_prometheus(bin: &Path, target: &str) -> (PrometheusGuard, String) {

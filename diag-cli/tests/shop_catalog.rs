@@ -2,18 +2,12 @@
 //! answers its page, rejects a bad page, follows the fake database, and is instrumented by
 //! `diag_core::layer()` and `diag_core::timed` like the other routes.
 
-use std::time::Duration;
+mod support;
+
+use support::agent;
 
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
-}
 
 /// Status and body of a request.
 fn call(method: &str, url: &str) -> (u16, String) {

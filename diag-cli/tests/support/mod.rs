@@ -269,3 +269,12 @@ fn write_fixtures() {
     write("empty.pb.gz", b"");
     write("not-a-profile.txt", b"this is a README, not a profile\n");
 }
+
+/// An HTTP client for the tests: 10 s timeout, non-2xx statuses returned, not errors.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+}
