@@ -39,7 +39,11 @@
 //! ```
 //!
 //! Workloads are those of `heap_overhead` (`benches/src/workloads.rs`); arguments after `--`
-//! pick them by substring.
+//! pick them by substring. `HEAP_AB_ARMS` (comma-separated arm names, e.g.
+//! `diag-counting,diag-512k`) runs only those arms besides `system`, the reference: more rounds
+//! in the same time for the pair being studied, or one arm alone under `perf record`.
+//! `HEAP_AB_RATE` changes the sampled arm's mean bytes between samples (it keeps its name),
+//! `HEAP_AB_THREADS` the number of workers (default 2).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -121,6 +125,12 @@ const ARMS: [(&str, u8, u64); 5] = [
     ("diag-512k", DIAG, 512 * 1024),
 ];
 
+/// The sample rate of the `diag-512k` arm: 512 KiB unless `HEAP_AB_RATE` says otherwise (to
+/// see how the samples' cost scales with their number).
+fn sampled_rate() -> u64 {
+    env_usize("HEAP_AB_RATE", 512 * 1024).max(1) as u64
+}
+
 /// Puts the process on `arm`'s allocator. Called by the main thread while the workers wait.
 fn switch_to(arm: (&str, u8, u64)) {
     let (name, alloc, rate) = arm;
@@ -134,6 +144,11 @@ fn switch_to(arm: (&str, u8, u64)) {
         MODE.store(SYSTEM, Relaxed);
     } else {
         MODE.store(DIAG, Relaxed);
+        let rate = if name == "diag-512k" {
+            sampled_rate()
+        } else {
+            rate
+        };
         diag_core::heap::set_sample_rate(rate);
     }
 }
@@ -167,14 +182,17 @@ fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-const THREADS: usize = 2;
+/// Worker threads, from `HEAP_AB_THREADS` (default 2).
+fn threads() -> usize {
+    env_usize("HEAP_AB_THREADS", 2).max(1)
+}
 
 impl Workers {
     fn new() -> Self {
-        let start = Arc::new(Barrier::new(THREADS + 1));
-        let done = Arc::new(Barrier::new(THREADS + 1));
+        let start = Arc::new(Barrier::new(threads() + 1));
+        let done = Arc::new(Barrier::new(threads() + 1));
         let job = Arc::new(Job::default());
-        let handles = (0..THREADS)
+        let handles = (0..threads())
             .map(|t| {
                 let (start, done, job) = (start.clone(), done.clone(), job.clone());
                 std::thread::spawn(move || {
@@ -236,9 +254,25 @@ fn main() {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
     println!(
-        "heap_ab: one process, {THREADS} worker threads, {rounds} rounds of ~{phase_ms} ms \
-         phases, arms in random order; load average {load}"
+        "heap_ab: one process, {} worker threads, {rounds} rounds of ~{phase_ms} ms \
+         phases, arms in random order; diag-512k samples every {} bytes on average; load \
+         average {load}",
+        threads(),
+        sampled_rate()
     );
+    let wanted = std::env::var("HEAP_AB_ARMS").unwrap_or_default();
+    let mut active = [true; ARMS.len()];
+    if !wanted.trim().is_empty() {
+        let names: Vec<&str> = wanted.split(',').map(str::trim).collect();
+        if let Some(bad) = names.iter().find(|n| !ARMS.iter().any(|a| a.0 == **n)) {
+            let known: Vec<&str> = ARMS.iter().map(|a| a.0).collect();
+            eprintln!("heap_ab: unknown arm {bad:?} in HEAP_AB_ARMS (arms: {known:?})");
+            std::process::exit(2);
+        }
+        for (a, arm) in ARMS.iter().enumerate().skip(1) {
+            active[a] = names.contains(&arm.0);
+        }
+    }
     let workers = Workers::new();
     for (wi, w) in WORKLOADS.iter().enumerate() {
         if !filter.is_empty() && !filter.iter().any(|f| w.name.contains(f.as_str())) {
@@ -246,25 +280,36 @@ fn main() {
         }
         let iters = calibrate(&workers, wi, w, phase_ms);
         // One untimed round of every arm: the heap, the region and the stack table warm up.
-        for arm in ARMS {
-            switch_to(arm);
-            workers.phase(wi, iters, 1);
+        for (a, arm) in ARMS.into_iter().enumerate() {
+            if active[a] {
+                switch_to(arm);
+                workers.phase(wi, iters, 1);
+            }
         }
         // Per arm: ns/op (wall), and per-round ratios to `system` of wall and of CPU time.
         let mut ns: Vec<Vec<f64>> = vec![Vec::new(); ARMS.len()];
         let mut wall: Vec<Vec<f64>> = vec![Vec::new(); ARMS.len()];
         let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); ARMS.len()];
+        // `diag-512k` over `diag-counting` in the same round: what the samples themselves cost,
+        // paired, so its interval is tighter than the difference of the two columns.
+        let arm = |name: &str| ARMS.iter().position(|a| a.0 == name).expect("arm");
+        let (counting, sampled) = (arm("diag-counting"), arm("diag-512k"));
+        let mut samples_cpu: Vec<f64> = Vec::new();
         let mut rng = 0x2545_F491_4F6C_DD1Du64;
         for r in 0..rounds {
             let mut t = [(0.0f64, 0.0f64); ARMS.len()];
-            for (k, a) in shuffled::<{ ARMS.len() }>(&mut rng).into_iter().enumerate() {
+            let order = shuffled::<{ ARMS.len() }>(&mut rng);
+            for (k, a) in order.into_iter().filter(|&a| active[a]).enumerate() {
                 switch_to(ARMS[a]);
                 let seed = 0x9E37_79B9 + (r * ARMS.len() + k) as u64;
                 let (w, c) = workers.phase(wi, iters, seed);
                 t[a] = (w.as_nanos() as f64, c as f64);
             }
-            for a in 0..ARMS.len() {
-                ns[a].push(t[a].0 / (iters * THREADS) as f64);
+            if active[counting] && active[sampled] {
+                samples_cpu.push(t[sampled].1 / t[counting].1);
+            }
+            for a in (0..ARMS.len()).filter(|&a| active[a]) {
+                ns[a].push(t[a].0 / (iters * threads()) as f64);
                 wall[a].push(t[a].0 / t[0].0);
                 cpu[a].push(t[a].1 / t[0].1);
             }
@@ -280,7 +325,7 @@ fn main() {
             let (lo, _, hi) = median_ci(v);
             format!("{lo:.3} .. {hi:.3}")
         };
-        for (a, arm) in ARMS.iter().enumerate() {
+        for (a, arm) in ARMS.iter().enumerate().filter(|&(a, _)| active[a]) {
             let (wci, cci) = if a == 0 {
                 ("-".to_owned(), "-".to_owned())
             } else {
@@ -292,6 +337,14 @@ fn main() {
                 median_ci(&ns[a]).1,
                 median_ci(&wall[a]).1,
                 median_ci(&cpu[a]).1,
+            );
+        }
+        if !samples_cpu.is_empty() {
+            let (lo, m, hi) = median_ci(&samples_cpu);
+            println!(
+                "\nThe samples' own cost, {} over {} per round, CPU time: {m:.3} (95 % CI \
+                 {lo:.3} .. {hi:.3})",
+                ARMS[sampled].0, ARMS[counting].0
             );
         }
     }

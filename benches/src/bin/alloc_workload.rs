@@ -6,7 +6,8 @@
 //! shutdown are outside the timed region), after an untimed warm-up of the same workload
 //! (`HEAP_BENCH_WARMUP` times the operation count, default 0.1) and a 200 ms pause. The environment variable `DIAG_BENCH_MODE` picks
 //! the global allocator at the first allocation: `system`, `diag-off`, `diag-512k`,
-//! `diag-512k-libgcc` (stacks unwound by libgcc alone), `diag-exact`, `dhat`, and with the `anchors` feature `jemalloc` and `jemalloc-prof`. An
+//! `diag-512k-libgcc` (stacks unwound by libgcc alone), `diag-counting` (a sample rate of
+//! 1 TiB: the fast path on every call, no samples), `diag-exact`, `dhat`, and with the `anchors` feature `jemalloc` and `jemalloc-prof`. An
 //! unknown mode (or a jemalloc mode in a build without `anchors`) exits with status 2.
 //! Every mode pays the same dispatch (a relaxed load and a compare or two), so the
 //! comparison is fair.
@@ -32,7 +33,7 @@ static DHAT: dhat::Alloc = dhat::Alloc;
 #[cfg(feature = "anchors")]
 static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-const MODES: [&str; 8] = [
+const MODES: [&str; 9] = [
     "system",
     "diag-off",
     "diag-512k",
@@ -41,6 +42,7 @@ const MODES: [&str; 8] = [
     "jemalloc",
     "jemalloc-prof",
     "diag-512k-libgcc",
+    "diag-counting",
 ];
 
 /// Writes `msg` to stderr and exits with `code`, without allocating (this runs inside the
@@ -81,6 +83,7 @@ fn init_mode() -> u8 {
         1 => diag_core::heap::set_sample_rate(0),
         2 => diag_core::heap::set_sample_rate(512 * 1024),
         3 => diag_core::heap::set_sample_rate(1),
+        8 => diag_core::heap::set_sample_rate(1 << 40),
         7 => {
             diag_core::heap::set_unwinder(diag_core::heap::Unwinder::Libgcc);
             diag_core::heap::set_sample_rate(512 * 1024);
