@@ -50,9 +50,21 @@ pub(super) fn capture(buf: &mut [usize; MAX_FRAMES]) -> Option<usize> {
         *cache = Some(new_cache());
     }
     let cache = cache.as_mut()?;
-    // The first frame is this function's own: not recorded.
+    // The first frame is this function's own: not recorded. Most frames of a stack lie in
+    // the module of the frame before (the program's own code), so the last range found
+    // answers them without a search.
+    let mut last = 0..0;
     walk(modules, cache, regs, bounds, true, buf, |a| {
-        modules.knows(a)
+        if last.contains(&a) {
+            return true;
+        }
+        match modules.code_range_of(a) {
+            Some(r) => {
+                last = r;
+                true
+            }
+            None => false,
+        }
     })
 }
 
@@ -67,7 +79,7 @@ fn walk(
     (low, high): (usize, usize),
     skip_first: bool,
     buf: &mut [usize],
-    check: impl Fn(usize) -> bool,
+    mut check: impl FnMut(usize) -> bool,
 ) -> Option<usize> {
     if buf.is_empty() || !(low..high).contains(&(sp as usize)) {
         return None;

@@ -76,8 +76,16 @@ impl Modules {
         r.contains(&addr).then_some(*hdr)
     }
 
+    #[cfg(test)]
     pub(super) fn knows(&self, addr: usize) -> bool {
         self.module_of(addr).is_some()
+    }
+
+    /// The code range of the module holding `addr`, if any.
+    pub(super) fn code_range_of(&self, addr: usize) -> Option<Range<usize>> {
+        let i = self.code.partition_point(|(r, _)| r.start <= addr);
+        let (r, _) = self.code.get(i.checked_sub(1)?)?;
+        r.contains(&addr).then(|| r.clone())
     }
 }
 
@@ -237,6 +245,9 @@ mod tests {
             m.code
         );
         assert!(!m.knows(0x10));
+        let own = m.code_range_of(here).expect("own code range");
+        assert!(own.contains(&here) && m.knows(own.start) && m.knows(own.end - 1));
+        assert_eq!(m.code_range_of(0x10), None);
         assert!(m.code.windows(2).all(|w| w[0].0.end <= w[1].0.start));
     }
 }
