@@ -6,14 +6,77 @@ use crate::profile::Frame;
 /// A frame from a resolved symbol at instruction address `addr`: the demangled name without
 /// the hash suffix (or the address when there is no name), file and line when known.
 pub(crate) fn frame(sym: &backtrace::Symbol, addr: usize) -> Frame {
+    let file = sym.filename().map(|p| p.display().to_string());
+    let function = match sym.name() {
+        Some(n) => qualify(format!("{n:#}"), file.as_deref()),
+        None => format!("{addr:#x}"),
+    };
     Frame {
-        function: match sym.name() {
-            Some(n) => format!("{n:#}"),
-            None => format!("{addr:#x}"),
-        },
-        file: sym.filename().map(|p| p.display().to_string()),
+        function,
+        file,
         line: sym.lineno().unwrap_or(0),
         address: addr as u64,
+    }
+}
+
+/// Gives a function name without its module path (what the debug info of a build with
+/// `debug = "line-tables-only"` holds: `remember_request`, `with_capacity<u8>`) the path of
+/// the module its source file is, so site attribution can still tell user code from std and
+/// diag, and two functions called `new` stay apart. Names that already have a path are
+/// returned as they are.
+fn qualify(name: String, file: Option<&str>) -> String {
+    let head = name.split('<').next().unwrap_or("");
+    if name.starts_with('<') || head.contains("::") {
+        return name;
+    }
+    match file.and_then(module_of_file) {
+        Some(module) => format!("{module}::{name}"),
+        None => name,
+    }
+}
+
+/// The Rust module path a source file is, from the file's path: the standard library's
+/// sources (`/rustc/<hash>/library/core/src/slice/mod.rs` -> `core::slice`), a registry
+/// crate's (`.../registry/src/<index>/tokio-1.48.0/src/runtime/task/core.rs` ->
+/// `tokio::runtime::task::core`), or another package's (`diag-core/src/heap/alloc.rs` ->
+/// `diag_core::heap::alloc`, the package directory's name standing for the crate's). None when
+/// the path has no `src` directory to go by.
+pub(crate) fn module_of_file(file: &str) -> Option<String> {
+    let file = file.replace('\\', "/");
+    let parts: Vec<&str> = file.split('/').filter(|p| !p.is_empty()).collect();
+    // The last `src` directory with a package (or standard-library crate) directory before it.
+    let src = parts.iter().rposition(|p| *p == "src").filter(|&i| i > 0)?;
+    let package = parts[src - 1];
+    let mut krate = strip_version(package).replace('-', "_");
+    let mut rest: Vec<&str> = parts[src + 1..].to_vec();
+    let leaf = rest.pop()?.strip_suffix(".rs")?;
+    if rest.first() == Some(&"bin") {
+        // `src/bin/NAME.rs` or `src/bin/NAME/main.rs`: the binary crate NAME.
+        rest.remove(0);
+        krate = match rest.first() {
+            Some(dir) => dir.replace('-', "_"),
+            None => leaf.replace('-', "_"),
+        };
+        rest.clear();
+    } else if !matches!(leaf, "mod" | "lib" | "main") || !rest.is_empty() && leaf != "mod" {
+        rest.push(leaf);
+    }
+    if krate.is_empty() || !krate.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return None;
+    }
+    let mut path = krate;
+    for m in rest {
+        path.push_str("::");
+        path.push_str(&m.replace('-', "_"));
+    }
+    Some(path)
+}
+
+/// `tokio-1.48.0` -> `tokio`; a name without a version suffix is returned as it is.
+fn strip_version(dir: &str) -> &str {
+    match dir.rfind('-') {
+        Some(i) if dir[i + 1..].starts_with(|c: char| c.is_ascii_digit()) => &dir[..i],
+        _ => dir,
     }
 }
 
@@ -85,6 +148,72 @@ mod tests {
             (0x55d0c0b00000, 0x55d0c0c00000, 0x100000)
         );
         assert_eq!(m[1].file, "/lib/libc.so.6");
+    }
+
+    #[test]
+    fn module_paths_from_source_files() {
+        use super::module_of_file as m;
+        let rustc = "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library";
+        assert_eq!(
+            m(&format!("{rustc}/core/src/slice/mod.rs")).unwrap(),
+            "core::slice"
+        );
+        assert_eq!(
+            m(&format!("{rustc}/alloc/src/raw_vec/mod.rs")).unwrap(),
+            "alloc::raw_vec"
+        );
+        assert_eq!(
+            m(&format!("{rustc}/alloc/src/alloc.rs")).unwrap(),
+            "alloc::alloc"
+        );
+        assert_eq!(m(&format!("{rustc}/std/src/lib.rs")).unwrap(), "std");
+        assert_eq!(
+            m("/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.48.0/src/runtime/task/core.rs").unwrap(),
+            "tokio::runtime::task::core"
+        );
+        assert_eq!(
+            m("/home/u/.cargo/registry/src/idx/backtrace-0.3.77/src/backtrace/libunwind.rs")
+                .unwrap(),
+            "backtrace::backtrace::libunwind"
+        );
+        assert_eq!(
+            m("diag-core/src/heap/unwind/mod.rs").unwrap(),
+            "diag_core::heap::unwind"
+        );
+        assert_eq!(
+            m("/work/main/diag-core/src/heap/alloc.rs").unwrap(),
+            "diag_core::heap::alloc"
+        );
+        assert_eq!(m("myapp/src/main.rs").unwrap(), "myapp");
+        assert_eq!(m("myapp/src/bin/load-gen.rs").unwrap(), "load_gen");
+        assert_eq!(m("myapp/src/cache/mod.rs").unwrap(), "myapp::cache");
+        assert_eq!(m("src/main.rs"), None);
+        assert_eq!(m("/usr/include/stdio.h"), None);
+        assert_eq!(m("build/out.c"), None);
+    }
+
+    #[test]
+    fn short_names_get_their_module_and_full_names_stay() {
+        use super::qualify;
+        let f = Some("/work/app/myapp/src/cache.rs");
+        assert_eq!(qualify("insert".into(), f), "myapp::cache::insert");
+        assert_eq!(
+            qualify("with_capacity_in<u8, alloc::alloc::Global>".into(), f),
+            "myapp::cache::with_capacity_in<u8, alloc::alloc::Global>"
+        );
+        assert_eq!(
+            qualify("myapp::cache::insert".into(), f),
+            "myapp::cache::insert"
+        );
+        assert_eq!(
+            qualify("<myapp::Foo as core::clone::Clone>::clone".into(), f),
+            "<myapp::Foo as core::clone::Clone>::clone"
+        );
+        assert_eq!(qualify("malloc".into(), None), "malloc");
+        assert_eq!(
+            qualify("malloc".into(), Some("./malloc/malloc.c")),
+            "malloc"
+        );
     }
 
     #[test]

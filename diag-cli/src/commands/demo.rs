@@ -35,17 +35,22 @@ impl Drop for Service {
     }
 }
 
-/// The `leaky` example binary: beside `diag`, or built with cargo from this workspace.
+/// The function of the `leaky` example that holds the memory (the end of its path).
+const LEAK_FUNCTION: &str = "leaky::remember_request";
+
+/// The `leaky` example binary: built with cargo when `diag` runs under cargo (`cargo run`, so
+/// a changed tree is never demonstrated with an old build), else the one beside `diag`, else
+/// built with cargo from this workspace.
 fn leaky_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the diag binary")?;
     let dir = exe.parent().context("the diag binary has no directory")?;
     let candidate = dir.join("leaky");
-    if candidate.is_file() {
+    if candidate.is_file() && std::env::var_os("CARGO").is_none() {
         return Ok(candidate);
     }
     let release = dir.ends_with("release");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("diag demo: building the leaky example service (once)...");
+    eprintln!("diag demo: building the leaky example service...");
     let mut cmd = Command::new(&cargo);
     cmd.args(["build", "-p", "diag-examples", "--bin", "leaky"]);
     if release {
@@ -183,6 +188,13 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
     let Some(top) = diff.sites.first().filter(|s| s.delta_bytes > 0) else {
         bail!("the diff shows no growth: the demo did not find the leak");
     };
+    if !top.function.ends_with(LEAK_FUNCTION) {
+        bail!(
+            "the diff ranks `{}` first, not the leaking function `{LEAK_FUNCTION}`: the demo \
+             did not find the leak",
+            top.function
+        );
+    }
     println!(
         "4. the leak: {} grew by {} (the demo leaked {} there: estimate off by {:.1} %)",
         top.function,
