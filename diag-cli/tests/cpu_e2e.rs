@@ -118,10 +118,34 @@ fn cpu_flamegraph_end_to_end() {
         hot * 100.0
     );
     assert!(
-        !p.samples
+        !p.samples.iter().any(|s| s
+            .stack
             .iter()
-            .any(|s| s.stack.iter().any(|f| f.function == "perf_signal_handler")),
+            .any(|f| f.function.ends_with("perf_signal_handler"))),
         "the profiler's own frames leaked into the stacks"
+    );
+    // The innermost frame is the interrupted code, never the signal trampoline above it
+    // (`__restore_rt` in libc, unnamed: libc does not export it), which would make every flat
+    // profile (`diag top`, `go tool pprof -top`) one address. Samples interrupted in libc
+    // itself are dropped (the blocklist), so no innermost frame may lie in libc.
+    let libc: Vec<_> = p
+        .mappings
+        .iter()
+        .filter(|m| m.file.contains("libc.so"))
+        .collect();
+    assert!(!libc.is_empty(), "no libc mapping in {:?}", p.mappings);
+    let in_libc: Vec<&str> = p
+        .samples
+        .iter()
+        .filter_map(|s| s.stack.first())
+        .filter(|f| libc.iter().any(|m| m.contains(f.address)))
+        .map(|f| f.function.as_str())
+        .collect();
+    assert!(
+        in_libc.is_empty(),
+        "{} samples have an innermost frame in libc (the signal trampoline?), e.g. {:?}",
+        in_libc.len(),
+        in_libc.first()
     );
 
     // go tool pprof opens it.

@@ -84,7 +84,7 @@ pub(crate) fn to_profile(
 /// Removes the profiler's own frames from the top of a stack: the unwinder, the signal
 /// handler and the kernel's signal trampoline, leaving the interrupted function innermost.
 fn strip_machinery(stack: &mut Vec<Frame>) {
-    if let Some(i) = stack.iter().rposition(|f| f.function == HANDLER) {
+    if let Some(i) = stack.iter().rposition(|f| is_handler(&f.function)) {
         // The frame after the handler is the kernel's signal trampoline (`__restore_rt`,
         // often unnamed since libc does not export it): always drop it, as pprof-rs does.
         let cut = (i + 2).min(stack.len());
@@ -97,6 +97,15 @@ fn strip_machinery(stack: &mut Vec<Frame>) {
         .position(|f| !is_machinery(&f.function))
         .unwrap_or(stack.len());
     stack.drain(..keep);
+}
+
+/// pprof-rs's signal handler, named with its path (`pprof::profiler::perf_signal_handler`, full
+/// debug info) or without (`perf_signal_handler`, line tables only).
+fn is_handler(function: &str) -> bool {
+    function == HANDLER
+        || function
+            .strip_suffix(HANDLER)
+            .is_some_and(|path| path.ends_with("::"))
 }
 
 fn is_trampoline(function: &str) -> bool {
@@ -166,5 +175,21 @@ mod tests {
         let mut s = vec![Frame::named("myapp::spin")];
         strip_machinery(&mut s);
         assert_eq!(names(&s), ["myapp::spin"]);
+
+        // The handler with its path (release builds with linkage names): the unnamed
+        // trampoline after it goes too.
+        let mut s: Vec<Frame> = [
+            "backtrace::backtrace::trace_unsynchronized",
+            "pprof::profiler::perf_signal_handler",
+            "0x7f99e5843050",
+            "core::iter::range::spec_next",
+            "myapp::burn",
+        ]
+        .into_iter()
+        .map(Frame::named)
+        .collect();
+        strip_machinery(&mut s);
+        assert_eq!(names(&s), ["core::iter::range::spec_next", "myapp::burn"]);
+        assert!(!is_handler("myapp::not_perf_signal_handler"));
     }
 }
