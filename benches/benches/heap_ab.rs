@@ -128,7 +128,8 @@ const ARMS: [(&str, u8, u64); 5] = [
 /// The sample rate of the `diag-512k` arm: 512 KiB unless `HEAP_AB_RATE` says otherwise (to
 /// see how the samples' cost scales with their number).
 fn sampled_rate() -> u64 {
-    env_usize("HEAP_AB_RATE", 512 * 1024).max(1) as u64
+    static RATE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *RATE.get_or_init(|| env_usize("HEAP_AB_RATE", 512 * 1024).max(1) as u64)
 }
 
 /// Puts the process on `arm`'s allocator. Called by the main thread while the workers wait.
@@ -184,7 +185,8 @@ fn thread_cpu_ns() -> u64 {
 
 /// Worker threads, from `HEAP_AB_THREADS` (default 2).
 fn threads() -> usize {
-    env_usize("HEAP_AB_THREADS", 2).max(1)
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| env_usize("HEAP_AB_THREADS", 2).max(1))
 }
 
 impl Workers {

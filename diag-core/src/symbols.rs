@@ -58,8 +58,12 @@ pub(crate) fn module_of_file(file: &str) -> Option<String> {
             None => leaf.replace('-', "_"),
         };
         rest.clear();
-    } else if !matches!(leaf, "mod" | "lib" | "main") || !rest.is_empty() && leaf != "mod" {
-        rest.push(leaf);
+    } else {
+        // `mod.rs` is its directory's module; `lib.rs` and `main.rs` at the top, the crate root.
+        let crate_root = rest.is_empty() && matches!(leaf, "lib" | "main");
+        if leaf != "mod" && !crate_root {
+            rest.push(leaf);
+        }
     }
     if krate.is_empty() || !krate.chars().all(|c| c.is_alphanumeric() || c == '_') {
         return None;

@@ -145,30 +145,28 @@ impl Resolver {
 mod tests {
     use super::*;
 
+    fn stack(functions: &[&str]) -> Vec<Frame> {
+        functions.iter().copied().map(Frame::named).collect()
+    }
+
     fn names(stack: &[Frame]) -> Vec<&str> {
         stack.iter().map(|f| f.function.as_str()).collect()
     }
 
     #[test]
     fn machinery_is_stripped() {
-        let mut s: Vec<Frame> = [
+        let mut s = stack(&[
             "backtrace::backtrace::trace_unsynchronized",
             "pprof::profiler::perf_signal_handler::{{closure}}",
             HANDLER,
             "0x7f9c42777050",
             "myapp::spin",
             "myapp::main",
-        ]
-        .into_iter()
-        .map(Frame::named)
-        .collect();
+        ]);
         strip_machinery(&mut s);
         assert_eq!(names(&s), ["myapp::spin", "myapp::main"]);
 
-        let mut s: Vec<Frame> = ["backtrace::trace", "_Unwind_Backtrace", "myapp::spin"]
-            .into_iter()
-            .map(Frame::named)
-            .collect();
+        let mut s = stack(&["backtrace::trace", "_Unwind_Backtrace", "myapp::spin"]);
         strip_machinery(&mut s);
         assert_eq!(names(&s), ["myapp::spin"]);
 
@@ -178,16 +176,13 @@ mod tests {
 
         // The handler with its path (release builds with linkage names): the unnamed
         // trampoline after it goes too.
-        let mut s: Vec<Frame> = [
+        let mut s = stack(&[
             "backtrace::backtrace::trace_unsynchronized",
             "pprof::profiler::perf_signal_handler",
             "0x7f99e5843050",
             "core::iter::range::spec_next",
             "myapp::burn",
-        ]
-        .into_iter()
-        .map(Frame::named)
-        .collect();
+        ]);
         strip_machinery(&mut s);
         assert_eq!(names(&s), ["core::iter::range::spec_next", "myapp::burn"]);
         assert!(!is_handler("myapp::not_perf_signal_handler"));

@@ -69,11 +69,17 @@ pub(super) fn modules(generation: (u64, u64)) -> Option<ModulesGuard> {
 }
 
 impl Modules {
+    /// The code range and `.eh_frame_hdr` address of the module whose code holds `addr`.
+    fn entry_of(&self, addr: usize) -> Option<&Code> {
+        let i = self.code.partition_point(|(r, _)| r.start <= addr);
+        self.code
+            .get(i.checked_sub(1)?)
+            .filter(|(r, _)| r.contains(&addr))
+    }
+
     /// The `.eh_frame_hdr` address of the module whose code holds `addr`.
     pub(super) fn module_of(&self, addr: usize) -> Option<usize> {
-        let i = self.code.partition_point(|(r, _)| r.start <= addr);
-        let (r, hdr) = self.code.get(i.checked_sub(1)?)?;
-        r.contains(&addr).then_some(*hdr)
+        self.entry_of(addr).map(|(_, hdr)| *hdr)
     }
 
     #[cfg(test)]
@@ -83,9 +89,7 @@ impl Modules {
 
     /// The code range of the module holding `addr`, if any.
     pub(super) fn code_range_of(&self, addr: usize) -> Option<Range<usize>> {
-        let i = self.code.partition_point(|(r, _)| r.start <= addr);
-        let (r, _) = self.code.get(i.checked_sub(1)?)?;
-        r.contains(&addr).then(|| r.clone())
+        self.entry_of(addr).map(|(r, _)| r.clone())
     }
 }
 
