@@ -1,5 +1,5 @@
-//! The cached DWARF unwinder: the rule-cache pool, per-thread stack bounds, and the
-//! captures themselves, on the allocation path and in the blocking watchdog's signal handler.
+//! The cached DWARF unwinder: the pool of rule caches and step tables, per-thread stack
+//! bounds, and the captures themselves, on the allocation path and in the blocking watchdog's signal handler.
 
 use std::cell::Cell;
 use std::sync::Mutex;
@@ -11,10 +11,18 @@ use framehop::{FrameAddress, MustNotAllocateDuringUnwind, Unwinder as _};
 
 use super::MAX_FRAMES;
 use super::modules::{Modules, loader_generation, modules};
+use super::steps::{Next, Steps};
 
-type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
+/// framehop's rule cache (with its CFI evaluation state).
+pub(super) type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
 
-/// Rule caches shared by all threads (about 40 KiB each, made on first need); a capture
+/// One set of caches: framehop's, and the learnt steps in front of it.
+struct Caches {
+    rules: Cache,
+    steps: Steps,
+}
+
+/// Cache sets shared by all threads (about 60 KiB each, made on first need); a capture
 /// that finds them all busy uses libgcc.
 const CACHES: usize = 4;
 #[cfg(feature = "server")]
@@ -24,11 +32,14 @@ const SIGNAL_CACHES: usize = 2;
 /// path (the cache's state may be built on the stack before it is boxed).
 const CACHE_STACK_ROOM: usize = 256 * 1024;
 
-fn new_cache() -> Box<Cache> {
-    Box::new(Cache::new_in())
+fn new_cache() -> Box<Caches> {
+    Box::new(Caches {
+        rules: Cache::new_in(),
+        steps: Steps::new(),
+    })
 }
 
-static POOL: [Mutex<Option<Box<Cache>>>; CACHES] = [const { Mutex::new(None) }; CACHES];
+static POOL: [Mutex<Option<Box<Caches>>>; CACHES] = [const { Mutex::new(None) }; CACHES];
 
 thread_local! {
     /// This thread's stack, `(low, high)`; `(0, 0)` until asked, `(1, 0)` if unknown.
@@ -72,9 +83,13 @@ pub(super) fn capture(buf: &mut [usize; MAX_FRAMES]) -> Option<usize> {
 /// every frame's code address passes `check` and unwinding ends at the stack's root (or
 /// fills `buf`). `sp` must lie in the thread's stack `(low, high)`; stack reads are limited
 /// to `[sp, high)`. Allocates nothing.
+///
+/// The first frame (an instruction address, perhaps in a prologue) is unwound by framehop,
+/// every return address by its learnt [`Step`](super::steps::Step); a stack with a frame no
+/// step can describe is walked again by framehop alone.
 fn walk(
     modules: &Modules,
-    cache: &mut Cache,
+    caches: &mut Caches,
     (ip, sp, bp): (u64, u64, u64),
     (low, high): (usize, usize),
     skip_first: bool,
@@ -84,19 +99,118 @@ fn walk(
     if buf.is_empty() || !(low..high).contains(&(sp as usize)) {
         return None;
     }
-    let mut read = |addr: u64| {
+    let mut read = reader(sp, high);
+    caches.steps.use_generation(modules.generation());
+    match walk_steps(
+        modules,
+        caches,
+        (ip, sp, bp),
+        skip_first,
+        buf,
+        &mut check,
+        &mut read,
+    ) {
+        Ok(n) => n,
+        Err(NeedFramehop) => walk_framehop(
+            modules,
+            &mut caches.rules,
+            (ip, sp, bp),
+            skip_first,
+            buf,
+            check,
+            read,
+        ),
+    }
+}
+
+/// Reads words of the stack `[sp, high)` being unwound; refuses any other address.
+fn reader(sp: u64, high: usize) -> impl FnMut(u64) -> Result<u64, ()> {
+    move |addr: u64| {
         let a = addr as usize;
         if a >= sp as usize
             && a.checked_add(8).is_some_and(|end| end <= high)
             && a.is_multiple_of(8)
         {
             // SAFETY: `a` is 8-aligned and inside the stack being unwound, at or above the
-            // stack pointer it was interrupted or captured at, so the word is mapped.
+            // stack pointer it was interrupted or captured at (the caller checked that `sp`
+            // lies in the thread's stack), so the word is mapped.
             Ok(unsafe { (a as *const u64).read_volatile() })
         } else {
             Err(())
         }
+    }
+}
+
+/// A frame on the stack needs framehop's full register tracking.
+struct NeedFramehop;
+
+/// [`walk`] with learnt steps; `Err` if a frame has none.
+fn walk_steps(
+    modules: &Modules,
+    caches: &mut Caches,
+    (ip, sp, bp): (u64, u64, u64),
+    skip_first: bool,
+    buf: &mut [usize],
+    check: &mut impl FnMut(usize) -> bool,
+    read: &mut impl FnMut(u64) -> Result<u64, ()>,
+) -> Result<Option<usize>, NeedFramehop> {
+    let mut n = 0;
+    if !check(ip as usize) {
+        return Ok(None);
+    }
+    if !skip_first {
+        buf[n] = ip as usize;
+        n += 1;
+        if n == buf.len() {
+            return Ok(Some(n));
+        }
+    }
+    let mut regs = UnwindRegsX86_64::new(ip, sp, bp);
+    let first = FrameAddress::from_instruction_pointer(ip);
+    let mut ra = match modules
+        .unwinder
+        .unwind_frame(first, &mut regs, &mut caches.rules, read)
+    {
+        Ok(Some(ra)) => ra,
+        Ok(None) => return Ok(Some(n)),
+        Err(_) => return Ok(None),
     };
+    let mut regs = (regs.ip(), regs.sp(), regs.bp());
+    loop {
+        // A return address's frame is looked up at the call instruction, one byte before.
+        let Some(lookup) = ra.checked_sub(1) else {
+            return Ok(None);
+        };
+        if !check(lookup as usize) {
+            return Ok(None);
+        }
+        buf[n] = ra as usize;
+        n += 1;
+        if n == buf.len() {
+            return Ok(Some(n));
+        }
+        let step = caches
+            .steps
+            .step_for(ra, &modules.unwinder, &mut caches.rules);
+        match step.exec(&mut regs, read) {
+            Next::Frame(next) => ra = next,
+            Next::End => return Ok(Some(n)),
+            Next::Failed => return Ok(None),
+            Next::Framehop => return Err(NeedFramehop),
+        }
+    }
+}
+
+/// [`walk`] by framehop's iterator alone, which tracks every register.
+fn walk_framehop(
+    modules: &Modules,
+    cache: &mut Cache,
+    (ip, sp, bp): (u64, u64, u64),
+    skip_first: bool,
+    buf: &mut [usize],
+    mut check: impl FnMut(usize) -> bool,
+    mut read: impl FnMut(u64) -> Result<u64, ()>,
+) -> Option<usize> {
     let mut frames =
         modules
             .unwinder
@@ -226,17 +340,17 @@ pub(crate) unsafe fn capture_interrupted(
     walk(modules, cache, regs, bounds, false, buf, current)
 }
 
-/// Rule-cache hits and misses summed over the pool's caches. A cache in use right now is
-/// skipped (its counts show up next time), so this never waits.
+/// Step-table hits and misses (steps learnt) summed over the pool's caches. A cache in use
+/// right now is skipped (its counts show up next time), so this never waits.
 pub(super) fn rule_stats() -> (u64, u64) {
     let (mut hits, mut misses) = (0, 0);
     for m in &POOL {
         if let Ok(c) = m.try_lock()
             && let Some(c) = c.as_ref()
         {
-            let s = c.stats();
-            hits += s.hits();
-            misses += s.misses();
+            let (h, m) = c.steps.stats();
+            hits += h;
+            misses += m;
         }
     }
     (hits, misses)
@@ -302,6 +416,73 @@ fn query_stack_bounds() -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The learnt steps unwind exactly as framehop alone does, frame for frame, on stacks
+    /// through std's thread start and a recursion, from the first walk (steps learnt) and
+    /// the second (steps found).
+    #[test]
+    fn steps_match_framehop() {
+        #[inline(never)]
+        fn at_depth(depth: u32) {
+            if depth > 0 {
+                at_depth(std::hint::black_box(depth - 1));
+                std::hint::black_box(depth);
+                return;
+            }
+            let regs = registers();
+            let bounds = stack_bounds().expect("stack bounds");
+            let guard = modules(loader_generation()).expect("module table");
+            let m = guard.as_ref().expect("module table");
+            let mut caches = new_cache();
+            caches.steps.use_generation(m.generation());
+            let expected = {
+                let mut b = [0; MAX_FRAMES];
+                let read = reader(regs.1, bounds.1);
+                let n = walk_framehop(
+                    m,
+                    &mut caches.rules,
+                    regs,
+                    false,
+                    &mut b,
+                    |a| m.knows(a),
+                    read,
+                )
+                .expect("framehop walk");
+                b[..n].to_vec()
+            };
+            assert!(expected.len() > depth as usize + 3, "{expected:x?}");
+            for round in 0..2 {
+                let mut a = [0; MAX_FRAMES];
+                let mut read = reader(regs.1, bounds.1);
+                let before = caches.steps.stats();
+                let got = walk_steps(
+                    m,
+                    &mut caches,
+                    regs,
+                    false,
+                    &mut a,
+                    &mut |a| m.knows(a),
+                    &mut read,
+                );
+                let Ok(Some(n)) = got else {
+                    panic!("round {round}: the steps did not walk the stack");
+                };
+                assert_eq!(a[..n], expected[..], "round {round}");
+                let after = caches.steps.stats();
+                if round == 1 {
+                    assert_eq!(after.1, before.1, "round 2 learnt steps again");
+                    assert!(after.0 >= before.0 + expected.len() as u64 - 2);
+                }
+            }
+        }
+        let _serial = super::super::SERIAL
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for depth in [0, 7] {
+            at_depth(depth);
+        }
+        std::thread::spawn(|| at_depth(3)).join().unwrap();
+    }
 
     /// In a signal handler, the cached unwinder's stack of the interrupted code equals
     /// libgcc's from the interrupted instruction on, frame for frame.

@@ -3,10 +3,13 @@
 //! Two unwinders, both allocation-free on the common path and lock-free towards the host:
 //!
 //! - **cached** (the default on x86-64 Linux): DWARF CFI from the loaded modules'
-//!   `.eh_frame_hdr`/`.eh_frame`, read in place, evaluated by `framehop`, which turns each
-//!   return address's CFI row into a compact rule and keeps it in a per-address cache. After
-//!   warm-up a frame costs a cache probe and one stack read instead of libgcc's FDE search and
-//!   CFI interpretation (about 2,000 instructions a frame here; see BENCHMARKS.md).
+//!   `.eh_frame_hdr`/`.eh_frame`, read in place, evaluated by `framehop`. Each return
+//!   address's unwind step (new stack pointer as an offset, where the frame pointer was
+//!   saved) is learnt from framehop once and kept in a per-address table
+//!   ([`steps`]). After warm-up a frame costs a table probe and two or three stack reads
+//!   (about 75 instructions) instead of libgcc's FDE search and CFI interpretation (about
+//!   2,000 instructions a frame here) or framehop's own rule cache (about 230; see
+//!   BENCHMARKS.md).
 //! - **libgcc** (`_Unwind_Backtrace` through `backtrace::trace_unsynchronized`): the fallback
 //!   whenever the cached unwinder cannot vouch for a whole stack, and the only unwinder on
 //!   other targets.
@@ -74,10 +77,11 @@ pub struct UnwindStats {
     pub cached: u64,
     /// Stacks the cached unwinder gave to libgcc (see the module docs for when).
     pub fallbacks: u64,
-    /// Frames whose unwind rule the cached unwinder found in its rule caches.
+    /// Frames whose unwind step the cached unwinder found in its step tables.
     pub rule_hits: u64,
-    /// Frames whose rule it had to look up in the module's `.eh_frame` (a few thousand
-    /// instructions each; the caches are direct-mapped, 509 entries each).
+    /// Frames whose step it had to learn from framehop, which looks the rule up in the
+    /// module's `.eh_frame` unless its own cache has it (a few thousand instructions each;
+    /// the tables are direct-mapped, 1024 entries each).
     pub rule_misses: u64,
 }
 
@@ -252,6 +256,8 @@ pub(crate) unsafe fn capture_interrupted(
 mod cached;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod modules;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod steps;
 
 /// Serializes the tests that use the cached unwinder's shared state: a capture that meets a
 /// rescan in progress on another thread gives its stack to libgcc by design, which a test

@@ -69,6 +69,11 @@ pub(super) fn modules(generation: (u64, u64)) -> Option<ModulesGuard> {
 }
 
 impl Modules {
+    /// The loader's counters when this table was scanned: they name the module set.
+    pub(super) fn generation(&self) -> (u64, u64) {
+        self.generation
+    }
+
     /// The code range and `.eh_frame_hdr` address of the module whose code holds `addr`.
     fn entry_of(&self, addr: usize) -> Option<&Code> {
         let i = self.code.partition_point(|(r, _)| r.start <= addr);
