@@ -1,10 +1,11 @@
 //! Cost of one sampled allocation, by stack depth and unwinder, side by side in one run:
 //! `DiagAlloc` in exact mode (every allocation sampled), a 64-byte allocation and its free made
 //! at the bottom of a recursion `DEPTH` frames deep (plus the ~10 frames of `main` and the
-//! runtime below it), with the stack unwound by the default cached unwinder and by libgcc
-//! alone (`diag_core::heap::set_unwinder`). The figure is ns per sampled alloc/free pair: stack
+//! runtime below it), with the stack unwound by the default cached unwinder (learnt steps in
+//! front of framehop), by framehop's rule cache alone, and by libgcc alone
+//! (`diag_core::heap::set_unwinder`). The figure is ns per sampled alloc/free pair: stack
 //! capture, stack-table lookup, region block and header, and the free. Unwinders alternate
-//! round by round; medians reported. The run fails if the cached unwinder gave any stack to
+//! round by round; medians reported. The run fails if a cached unwinder gave any stack to
 //! libgcc (then it would not be measuring itself).
 //!
 //! `cargo bench -p diag-benches --bench sample_cost` (env `ROUNDS`, default 9; `PAIRS`,
@@ -37,24 +38,24 @@ fn main() {
     let rounds = env_usize("ROUNDS", 9);
     let pairs = env_usize("PAIRS", 20_000);
     heap::set_sample_rate(1);
-    let unwinders = [Unwinder::Cached, Unwinder::Libgcc];
+    let unwinders = [Unwinder::Cached, Unwinder::Framehop, Unwinder::Libgcc];
     println!(
         "sample_cost: ns per sampled alloc/free pair (exact mode), medians of {rounds} rounds of {pairs} pairs"
     );
     println!(
-        "{:>6} {:>12} {:>12} {:>8}",
-        "depth", "cached", "libgcc", "ratio"
+        "{:>6} {:>12} {:>12} {:>12} {:>16} {:>14}",
+        "depth", "cached", "framehop", "libgcc", "framehop/cached", "libgcc/cached"
     );
     for depth in [8usize, 32, 56] {
-        let mut results = [Vec::new(), Vec::new()];
+        let mut results = [Vec::new(), Vec::new(), Vec::new()];
         for u in unwinders {
             heap::set_unwinder(u);
             at_depth(depth, pairs / 10); // warm-up: rule caches, stack table entry
         }
         let before = heap::stats().unwind;
         for round in 0..rounds {
-            for k in 0..2 {
-                let k = (k + round) % 2;
+            for k in 0..unwinders.len() {
+                let k = (k + round) % unwinders.len();
                 heap::set_unwinder(unwinders[k]);
                 results[k].push(at_depth(depth, pairs));
             }
@@ -62,10 +63,14 @@ fn main() {
         let after = heap::stats().unwind;
         assert_eq!(
             after.fallbacks, before.fallbacks,
-            "the cached unwinder fell back to libgcc during the run"
+            "a cached unwinder fell back to libgcc during the run"
         );
-        let [c, l] = results.map(median);
-        println!("{depth:>6} {c:>12.0} {l:>12.0} {:>7.2}x", l / c);
+        let [c, f, l] = results.map(median);
+        println!(
+            "{depth:>6} {c:>12.0} {f:>12.0} {l:>12.0} {:>15.2}x {:>13.2}x",
+            f / c,
+            l / c
+        );
     }
     heap::set_unwinder(Unwinder::Cached);
 }

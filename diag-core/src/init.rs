@@ -130,10 +130,14 @@ impl Builder {
             self.heap_unwinder = match u.as_str() {
                 "cached" => heap::Unwinder::Cached,
                 "libgcc" => heap::Unwinder::Libgcc,
+                "framehop" => heap::Unwinder::Framehop,
                 _ => {
                     return Err(Error::new(
                         ErrorKind::Config,
-                        format!("{}={u:?} must be `cached` or `libgcc`", env::HEAP_UNWINDER),
+                        format!(
+                            "{}={u:?} must be `cached`, `libgcc` or `framehop`",
+                            env::HEAP_UNWINDER
+                        ),
                     ));
                 }
             };

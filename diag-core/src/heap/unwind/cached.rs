@@ -46,8 +46,9 @@ thread_local! {
     static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
-/// Captures the current stack, or None if the cached unwinder cannot vouch for all of it.
-pub(super) fn capture(buf: &mut [usize; MAX_FRAMES]) -> Option<usize> {
+/// Captures the current stack, with the learnt steps if `steps` (else framehop alone), or
+/// None if the cached unwinder cannot vouch for all of it.
+pub(super) fn capture(buf: &mut [usize; MAX_FRAMES], steps: bool) -> Option<usize> {
     let regs = registers();
     let bounds = stack_bounds()?;
     let guard = modules(loader_generation())?;
@@ -65,7 +66,7 @@ pub(super) fn capture(buf: &mut [usize; MAX_FRAMES]) -> Option<usize> {
     // the module of the frame before (the program's own code), so the last range found
     // answers them without a search.
     let mut last = 0..0;
-    walk(modules, cache, regs, bounds, true, buf, |a| {
+    walk(modules, cache, steps, regs, bounds, true, buf, |a| {
         if last.contains(&a) {
             return true;
         }
@@ -87,9 +88,11 @@ pub(super) fn capture(buf: &mut [usize; MAX_FRAMES]) -> Option<usize> {
 /// The first frame (an instruction address, perhaps in a prologue) is unwound by framehop,
 /// every return address by its learnt [`Step`](super::steps::Step); a stack with a frame no
 /// step can describe is walked again by framehop alone.
+#[allow(clippy::too_many_arguments)]
 fn walk(
     modules: &Modules,
     caches: &mut Caches,
+    steps: bool,
     (ip, sp, bp): (u64, u64, u64),
     (low, high): (usize, usize),
     skip_first: bool,
@@ -100,6 +103,17 @@ fn walk(
         return None;
     }
     let mut read = reader(sp, high);
+    if !steps {
+        return walk_framehop(
+            modules,
+            &mut caches.rules,
+            (ip, sp, bp),
+            skip_first,
+            buf,
+            check,
+            read,
+        );
+    }
     caches.steps.use_generation(modules.generation());
     match walk_steps(
         modules,
@@ -337,7 +351,8 @@ pub(crate) unsafe fn capture_interrupted(
         let found = unsafe { find(addr as *mut libc::c_void, &mut o) } == 0;
         found && o.eh_frame as usize == hdr
     };
-    walk(modules, cache, regs, bounds, false, buf, current)
+    let steps = super::unwinder() != super::Unwinder::Framehop;
+    walk(modules, cache, steps, regs, bounds, false, buf, current)
 }
 
 /// Step-table hits and misses (steps learnt) summed over the pool's caches. A cache in use

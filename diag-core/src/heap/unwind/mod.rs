@@ -33,7 +33,7 @@
 
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", feature = "server")))]
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 
 use super::stacks::MAX_FRAMES;
 
@@ -41,30 +41,35 @@ use super::stacks::MAX_FRAMES;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Unwinder {
-    /// Cached DWARF unwinding (framehop) with libgcc as the fallback; libgcc alone where the
-    /// cached unwinder is not built (targets other than x86-64 Linux).
+    /// Cached DWARF unwinding: steps learnt per return address in front of framehop, with
+    /// libgcc as the fallback; libgcc alone where the cached unwinder is not built (targets
+    /// other than x86-64 Linux).
     #[default]
     Cached,
     /// libgcc's `_Unwind_Backtrace` for every stack.
     Libgcc,
+    /// Cached DWARF unwinding by framehop's own rule cache, without the step table: the same
+    /// stacks as [`Unwinder::Cached`], at about three times its cost per frame. For
+    /// comparisons, and a way around the step table should it ever be wrong.
+    Framehop,
 }
 
-static USE_LIBGCC: AtomicBool = AtomicBool::new(false);
+impl Unwinder {
+    const ALL: [Unwinder; 3] = [Unwinder::Cached, Unwinder::Libgcc, Unwinder::Framehop];
+}
+
+static UNWINDER: AtomicU8 = AtomicU8::new(0);
 static CACHED: AtomicU64 = AtomicU64::new(0);
 static FALLBACKS: AtomicU64 = AtomicU64::new(0);
 
 /// Picks the unwinder for stacks captured from now on (default [`Unwinder::Cached`]).
 pub fn set_unwinder(u: Unwinder) {
-    USE_LIBGCC.store(u == Unwinder::Libgcc, Relaxed);
+    UNWINDER.store(u as u8, Relaxed);
 }
 
 /// The unwinder in use.
 pub fn unwinder() -> Unwinder {
-    if USE_LIBGCC.load(Relaxed) {
-        Unwinder::Libgcc
-    } else {
-        Unwinder::Cached
-    }
+    Unwinder::ALL[usize::from(UNWINDER.load(Relaxed)) % Unwinder::ALL.len()]
 }
 
 /// Counts of stack captures by how they were taken.
@@ -153,9 +158,10 @@ pub(crate) fn each_image<F: FnMut(&libc::dl_phdr_info) -> ControlFlow<()>>(mut f
 /// rescan, a rule cache's first use) are pass-throughs and cannot come back here.
 #[inline(never)]
 pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
-    if !USE_LIBGCC.load(Relaxed) {
+    let unwinder = unwinder();
+    if unwinder != Unwinder::Libgcc {
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-        match cached::capture(buf) {
+        match cached::capture(buf, unwinder == Unwinder::Cached) {
             Some(n) => {
                 CACHED.fetch_add(1, Relaxed);
                 return n;
@@ -173,7 +179,7 @@ pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
 /// like any of diag's own, and never sampled.
 pub(crate) fn prepare() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    if !USE_LIBGCC.load(Relaxed) {
+    if unwinder() != Unwinder::Libgcc {
         let _own = super::IgnoreAllocs::new();
         cached::prepare();
     }
