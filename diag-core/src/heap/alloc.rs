@@ -1,9 +1,11 @@
 //! `DiagAlloc`: the sampling global allocator.
 //!
-//! The unsampled path of `alloc` is a thread-local countdown, two counter bumps and, below
-//! [`CHECKED_SIZE`], a tail call to the inner allocator; of `dealloc`, one range compare and
-//! two counter bumps. With sampling off (rate 0) both are a pure pass-through: one relaxed
-//! load and a branch (the exact counters then pause too). A sampled block is placed in the
+//! The unsampled path of `alloc` is a layout check, a thread-local countdown, two counter
+//! bumps and, below [`CHECKED_SIZE`], a tail call to the inner allocator; of `dealloc`, one
+//! range compare and two counter bumps; of `realloc`, both. Every path of the three is a tail
+//! call, so none sets up a stack frame (layouts `malloc` cannot serve directly go out of line).
+//! With sampling off (rate 0) they are a pure pass-through: one relaxed load and a branch (the
+//! exact counters then pause too). A sampled block is placed in the
 //! sampled-block [`region`](super::region) behind a small header that names its stack and
 //! the weights it was counted with, so freeing it needs no lookup.
 
@@ -94,6 +96,18 @@ fn off() -> bool {
 fn on_config() -> Option<u64> {
     let cfg = config::load();
     (config::rate(cfg) != 0).then_some(cfg)
+}
+
+/// The alignment `malloc` gives every block on 64-bit targets (std's `System` asks plain
+/// `malloc` for a layout aligned to at most this and to at most its size).
+const PLAIN_ALIGN: usize = 16;
+
+/// A layout `alloc` takes inline: non-zero size, aligned to at most [`PLAIN_ALIGN`] and to
+/// at most its size. For `System` the inner allocator is then a plain `malloc`, so the
+/// compiler drops its `posix_memalign` branch (which needs a stack frame) from `alloc`.
+#[inline(always)]
+fn plain(layout: Layout) -> bool {
+    layout.align() <= PLAIN_ALIGN && layout.align() <= layout.size()
 }
 
 #[inline]
@@ -213,6 +227,31 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
         p
     }
 
+    /// An allocation that is not [`plain`]: zero-size (passed through, never counted) or
+    /// aligned beyond what `malloc` gives. Out of line, so the inner allocator's code for
+    /// such layouts (`System`'s `posix_memalign` call needs a stack frame) stays out of
+    /// `alloc`, whose every path is then a tail call.
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_unusual(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        let (fast, counted) = match on_config() {
+            Some(cfg) if layout.size() != 0 => (thread::fast_alloc(cfg, layout.size()), true),
+            _ => (Fast::Pass, false),
+        };
+        // SAFETY: forwarded contract; zero-size blocks and sampling off are forwarded as is.
+        unsafe {
+            if fast != Fast::Pass {
+                self.alloc_slow(layout, zeroed, fast)
+            } else if counted {
+                self.alloc_checked(layout, zeroed)
+            } else if zeroed {
+                self.inner.alloc_zeroed(layout)
+            } else {
+                self.inner.alloc(layout)
+            }
+        }
+    }
+
     /// Everything `dealloc` does not do inline: counting without a slot, sampled blocks.
     #[cold]
     #[inline(never)]
@@ -259,6 +298,82 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
         p
     }
 
+    /// A realloc `realloc` does not take inline: a sampled block, a zero-size or over-aligned
+    /// layout. Every case, counted and decided here.
+    #[inline(never)]
+    unsafe fn realloc_unusual(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.size() == 0 || new_size == 0 {
+            // SAFETY: forwarded as is (zero-size blocks are never sampled).
+            return unsafe { self.inner.realloc(p, layout, new_size) };
+        }
+        let off = off();
+        if off && !region::contains(p) {
+            // SAFETY: forwarded as is.
+            return unsafe { self.inner.realloc(p, layout, new_size) };
+        }
+        // SAFETY: the caller guarantees new_size, rounded up to align, does not overflow isize.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        if off {
+            // A block sampled before sampling went off: move it out of the region, uncounted.
+            // SAFETY: forwarded contracts of GlobalAlloc::realloc.
+            unsafe {
+                let new = self.inner.alloc(new_layout);
+                if !new.is_null() {
+                    ptr::copy_nonoverlapping(p, new, layout.size().min(new_size));
+                    free_sampled(p, layout);
+                }
+                return new;
+            }
+        }
+        thread::on_free(layout.size());
+        let decision = thread::on_alloc(new_size);
+        let sampled = region::contains(p);
+        if decision == Decision::Pass && !sampled {
+            // SAFETY: forwarded as is.
+            let q = unsafe { self.inner.realloc(p, layout, new_size) };
+            if q.is_null() {
+                thread::failed(new_size, layout.size());
+            }
+            return q;
+        }
+        // A sampled block that moves is tracked afresh (a new Poisson decision for its new
+        // size keeps the estimates unbiased); one that is freed is forgotten.
+        // SAFETY: forwarded contract.
+        unsafe { self.realloc_move(p, layout, new_layout, decision) }
+    }
+
+    /// A realloc of an unsampled block after the inline path counted it (or could not:
+    /// `Fast::Slow`): the sampling decision, and the null check from [`CHECKED_SIZE`] up.
+    #[inline(never)]
+    unsafe fn realloc_counted(
+        &self,
+        p: *mut u8,
+        layout: Layout,
+        new_size: usize,
+        fast: Fast,
+    ) -> *mut u8 {
+        let decision = match fast {
+            Fast::Pass => Decision::Pass,
+            Fast::Decide => thread::decide(new_size),
+            Fast::Slow => {
+                thread::on_free(layout.size());
+                thread::on_alloc(new_size)
+            }
+        };
+        if decision == Decision::Pass {
+            // SAFETY: forwarded as is.
+            let q = unsafe { self.inner.realloc(p, layout, new_size) };
+            if q.is_null() {
+                thread::failed(new_size, layout.size());
+            }
+            return q;
+        }
+        // SAFETY: the caller guarantees new_size, rounded up to align, does not overflow isize.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: forwarded contract.
+        unsafe { self.realloc_move(p, layout, new_layout, decision) }
+    }
+
     /// Moves a block to a new one of `new_layout` chosen by `decision`, copying the contents.
     #[cold]
     unsafe fn realloc_move(
@@ -296,10 +411,13 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let cfg = match on_config() {
-            Some(cfg) if layout.size() != 0 => cfg,
-            // SAFETY: forwarded as is (sampling off, or a zero-size block).
-            _ => return unsafe { self.inner.alloc(layout) },
+        if !plain(layout) {
+            // SAFETY: forwarded contract.
+            return unsafe { self.alloc_unusual(layout, false) };
+        }
+        let Some(cfg) = on_config() else {
+            // SAFETY: forwarded as is (sampling off).
+            return unsafe { self.inner.alloc(layout) };
         };
         let fast = thread::fast_alloc(cfg, layout.size());
         if fast != Fast::Pass {
@@ -316,10 +434,13 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let cfg = match on_config() {
-            Some(cfg) if layout.size() != 0 => cfg,
-            // SAFETY: forwarded as is (sampling off, or a zero-size block).
-            _ => return unsafe { self.inner.alloc_zeroed(layout) },
+        if !plain(layout) {
+            // SAFETY: forwarded contract.
+            return unsafe { self.alloc_unusual(layout, true) };
+        }
+        let Some(cfg) = on_config() else {
+            // SAFETY: forwarded as is (sampling off).
+            return unsafe { self.inner.alloc_zeroed(layout) };
         };
         let fast = thread::fast_alloc(cfg, layout.size());
         if fast != Fast::Pass {
@@ -360,43 +481,21 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
 
     #[inline]
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if layout.size() == 0 || new_size == 0 {
-            // SAFETY: forwarded as is (zero-size blocks are never sampled).
+        // Inline: an unsampled block with plain layouts before and after.
+        if !plain(layout) || layout.align() > new_size || region::contains(p) {
+            // SAFETY: forwarded contract.
+            return unsafe { self.realloc_unusual(p, layout, new_size) };
+        }
+        let Some(cfg) = on_config() else {
+            // SAFETY: forwarded as is (sampling off).
             return unsafe { self.inner.realloc(p, layout, new_size) };
+        };
+        let fast = thread::fast_realloc(cfg, layout.size(), new_size);
+        if fast != Fast::Pass || new_size >= CHECKED_SIZE {
+            // SAFETY: forwarded contract.
+            return unsafe { self.realloc_counted(p, layout, new_size, fast) };
         }
-        let off = off();
-        if off && !region::contains(p) {
-            // SAFETY: forwarded as is.
-            return unsafe { self.inner.realloc(p, layout, new_size) };
-        }
-        // SAFETY: the caller guarantees new_size, rounded up to align, does not overflow isize.
-        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        if off {
-            // A block sampled before sampling went off: move it out of the region, uncounted.
-            // SAFETY: forwarded contracts of GlobalAlloc::realloc.
-            unsafe {
-                let new = self.inner.alloc(new_layout);
-                if !new.is_null() {
-                    ptr::copy_nonoverlapping(p, new, layout.size().min(new_size));
-                    free_sampled(p, layout);
-                }
-                return new;
-            }
-        }
-        thread::on_free(layout.size());
-        let decision = thread::on_alloc(new_size);
-        let sampled = region::contains(p);
-        if decision == Decision::Pass && !sampled {
-            // SAFETY: forwarded as is.
-            let q = unsafe { self.inner.realloc(p, layout, new_size) };
-            if q.is_null() {
-                thread::failed(new_size, layout.size());
-            }
-            return q;
-        }
-        // A sampled block that moves is tracked afresh (a new Poisson decision for its new
-        // size keeps the estimates unbiased); one that is freed is forgotten.
-        // SAFETY: forwarded contract.
-        unsafe { self.realloc_move(p, layout, new_layout, decision) }
+        // SAFETY: forwarded as is; a tail call (see CHECKED_SIZE).
+        unsafe { self.inner.realloc(p, layout, new_size) }
     }
 }

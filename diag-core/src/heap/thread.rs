@@ -207,6 +207,18 @@ pub(crate) enum Fast {
 /// never gets here).
 #[inline(always)]
 pub(crate) fn fast_alloc(cfg: u64, size: usize) -> Fast {
+    fast::<false>(cfg, 0, size)
+}
+
+/// [`fast_alloc`] for a realloc: counts the free of `old` bytes and the allocation of `new`
+/// bytes, and decides for the new block. [`Fast::Slow`] means nothing was counted.
+#[inline(always)]
+pub(crate) fn fast_realloc(cfg: u64, old: usize, new: usize) -> Fast {
+    fast::<true>(cfg, old, new)
+}
+
+#[inline(always)]
+fn fast<const FREED: bool>(cfg: u64, freed: usize, size: usize) -> Fast {
     LOCAL
         .try_with(|l| {
             let s = l.slot.get();
@@ -215,6 +227,10 @@ pub(crate) fn fast_alloc(cfg: u64, size: usize) -> Fast {
             }
             // SAFETY: non-null slot pointers only ever point into the static SLOTS_TABLE.
             let s = unsafe { &*s };
+            if FREED {
+                add(&s.free_bytes, freed as u64);
+                add(&s.free_objects, 1);
+            }
             add(&s.alloc_bytes, size as u64);
             add(&s.alloc_objects, 1);
             let c = l.countdown.get() - size as i64;
