@@ -64,8 +64,44 @@ const DIAG: u8 = 1;
 static MODE: AtomicU8 = AtomicU8::new(SYSTEM);
 static DIAG_ALLOC: DiagAlloc = DiagAlloc::system();
 
-/// The global allocator: `System` or `DiagAlloc` as `MODE` says, one relaxed load and a
-/// branch on every call for both.
+/// Each allocator's four calls, each in a function of its own, compiled as they would be in a
+/// program with that allocator alone (`System`'s `alloc` with or without a stack frame,
+/// `DiagAlloc`'s likewise), so that neither shapes the other's code.
+macro_rules! out_of_line {
+    ($alloc:ident, $zeroed:ident, $dealloc:ident, $realloc:ident, $a:expr) => {
+        #[inline(never)]
+        unsafe fn $alloc(l: Layout) -> *mut u8 {
+            // SAFETY: forwarded.
+            unsafe { $a.alloc(l) }
+        }
+        #[inline(never)]
+        unsafe fn $zeroed(l: Layout) -> *mut u8 {
+            // SAFETY: forwarded.
+            unsafe { $a.alloc_zeroed(l) }
+        }
+        #[inline(never)]
+        unsafe fn $dealloc(p: *mut u8, l: Layout) {
+            // SAFETY: forwarded.
+            unsafe { $a.dealloc(p, l) }
+        }
+        #[inline(never)]
+        unsafe fn $realloc(p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+            // SAFETY: forwarded.
+            unsafe { $a.realloc(p, l, n) }
+        }
+    };
+}
+out_of_line!(sys_alloc, sys_zeroed, sys_dealloc, sys_realloc, System);
+out_of_line!(
+    diag_alloc,
+    diag_zeroed,
+    diag_dealloc,
+    diag_realloc,
+    DIAG_ALLOC
+);
+
+/// The global allocator: `System` or `DiagAlloc` as `MODE` says. Both pay the same dispatch:
+/// one relaxed load, a branch and a tail call into that allocator's own function (above).
 struct Switch;
 
 // SAFETY: `DiagAlloc<System>` passes every block it does not sample to `System`, so blocks
@@ -76,9 +112,9 @@ unsafe impl GlobalAlloc for Switch {
         // SAFETY: forwarded.
         unsafe {
             if MODE.load(Relaxed) == SYSTEM {
-                System.alloc(l)
+                sys_alloc(l)
             } else {
-                DIAG_ALLOC.alloc(l)
+                diag_alloc(l)
             }
         }
     }
@@ -87,9 +123,9 @@ unsafe impl GlobalAlloc for Switch {
         // SAFETY: forwarded.
         unsafe {
             if MODE.load(Relaxed) == SYSTEM {
-                System.alloc_zeroed(l)
+                sys_zeroed(l)
             } else {
-                DIAG_ALLOC.alloc_zeroed(l)
+                diag_zeroed(l)
             }
         }
     }
@@ -98,9 +134,9 @@ unsafe impl GlobalAlloc for Switch {
         // SAFETY: forwarded.
         unsafe {
             if MODE.load(Relaxed) == SYSTEM {
-                System.dealloc(p, l)
+                sys_dealloc(p, l)
             } else {
-                DIAG_ALLOC.dealloc(p, l)
+                diag_dealloc(p, l)
             }
         }
     }
@@ -109,9 +145,9 @@ unsafe impl GlobalAlloc for Switch {
         // SAFETY: forwarded.
         unsafe {
             if MODE.load(Relaxed) == SYSTEM {
-                System.realloc(p, l, n)
+                sys_realloc(p, l, n)
             } else {
-                DIAG_ALLOC.realloc(p, l, n)
+                diag_realloc(p, l, n)
             }
         }
     }
