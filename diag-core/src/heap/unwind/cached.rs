@@ -103,38 +103,18 @@ fn walk(
         return None;
     }
     let mut read = reader(sp, high);
-    if !steps {
-        return walk_framehop(
-            modules,
-            &mut caches.rules,
-            (ip, sp, bp),
-            skip_first,
-            buf,
-            check,
-            read,
-        );
+    if steps {
+        caches.steps.use_generation(modules.generation());
+        let regs = (ip, sp, bp);
+        // Err: a frame needs framehop's full register tracking; walk again with it alone.
+        if let Ok(n) = walk_steps(
+            modules, caches, regs, skip_first, buf, &mut check, &mut read,
+        ) {
+            return n;
+        }
     }
-    caches.steps.use_generation(modules.generation());
-    match walk_steps(
-        modules,
-        caches,
-        (ip, sp, bp),
-        skip_first,
-        buf,
-        &mut check,
-        &mut read,
-    ) {
-        Ok(n) => n,
-        Err(NeedFramehop) => walk_framehop(
-            modules,
-            &mut caches.rules,
-            (ip, sp, bp),
-            skip_first,
-            buf,
-            check,
-            read,
-        ),
-    }
+    let rules = &mut caches.rules;
+    walk_framehop(modules, rules, (ip, sp, bp), skip_first, buf, check, read)
 }
 
 /// Reads words of the stack `[sp, high)` being unwound; refuses any other address.
