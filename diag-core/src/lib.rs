@@ -23,6 +23,8 @@ mod padded;
 pub mod profile;
 #[cfg(any(feature = "heap", feature = "cpu"))]
 mod symbols;
+#[cfg(all(feature = "heap", target_os = "linux"))]
+mod symtab;
 #[cfg(feature = "server")]
 mod tasks;
 

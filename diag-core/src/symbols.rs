@@ -3,20 +3,90 @@
 
 use crate::profile::Frame;
 
-/// A frame from a resolved symbol at instruction address `addr`: the demangled name without
-/// the hash suffix (or the address when there is no name), file and line when known.
-pub(crate) fn frame(sym: &backtrace::Symbol, addr: usize) -> Frame {
-    let file = sym.filename().map(|p| p.display().to_string());
-    let function = match sym.name() {
-        Some(n) => qualify(format!("{n:#}"), file.as_deref()),
-        None => format!("{addr:#x}"),
+/// The frames at code address `addr`, innermost (inlined) first, from the symbols `resolve`
+/// passes to its callback (`backtrace::resolve` or `backtrace::resolve_frame`); one frame
+/// named by the address if there are none. See [`frame`] for the names; the outermost
+/// frame, the function `addr` lies in, is named from the ELF symbol table when its debug
+/// info has only a short name, so its path is the real one rather than one derived from its
+/// source file.
+pub(crate) fn resolve_with(
+    addr: usize,
+    resolve: impl FnOnce(&mut dyn FnMut(&backtrace::Symbol)),
+) -> Vec<Frame> {
+    let mut out = Vec::new();
+    let mut last_short = None;
+    resolve(&mut |sym| {
+        let (f, short) = frame(sym, addr);
+        out.push(f);
+        last_short = short;
+    });
+    match (out.last_mut(), last_short) {
+        (None, _) => out.push(unknown(addr)),
+        (Some(outer), Some(short)) => {
+            if let Some(full) = symbol_name(addr).filter(|full| same_function(&short, full)) {
+                outer.function = full;
+            }
+        }
+        (Some(_), None) => {}
+    }
+    out
+}
+
+/// The symbol-table name of the function holding `addr` (a return address: the call
+/// instruction is the byte before, as `backtrace` resolves it).
+fn symbol_name(addr: usize) -> Option<String> {
+    #[cfg(all(feature = "heap", target_os = "linux"))]
+    {
+        crate::symtab::function_at(addr.checked_sub(1)?)
+    }
+    #[cfg(not(all(feature = "heap", target_os = "linux")))]
+    {
+        let _ = addr;
+        None
+    }
+}
+
+/// Whether the symbol-table name `full` (`myapp::cache::insert`,
+/// `alloc::vec::Vec<T,A>::with_capacity_in`) is the function the debug info calls `short`
+/// (`insert`, `with_capacity_in<u8, alloc::alloc::Global>`): the last path segment matches.
+fn same_function(short: &str, full: &str) -> bool {
+    let head = short.split('<').next().unwrap_or("");
+    // A trailing `::<T>` (v0 mangling's generic arguments) is not a path segment.
+    let full = match full.rfind("::<") {
+        Some(i) if full.ends_with('>') => &full[..i],
+        _ => full,
     };
-    Frame {
+    !head.is_empty() && full.contains("::") && full.rsplit("::").next() == Some(head)
+}
+
+/// A frame from a resolved symbol at code address `addr`: the demangled name without the hash
+/// suffix (or the address when there is no name), file and line when known; and the name as
+/// the debug info had it if it had no module path (see [`qualify`]).
+fn frame(sym: &backtrace::Symbol, addr: usize) -> (Frame, Option<String>) {
+    let file = sym.filename().map(|p| p.display().to_string());
+    let (function, short) = match sym.name() {
+        Some(n) => {
+            let name = format!("{n:#}");
+            if has_path(&name) {
+                (name, None)
+            } else {
+                (qualify(name.clone(), file.as_deref()), Some(name))
+            }
+        }
+        None => (format!("{addr:#x}"), None),
+    };
+    let frame = Frame {
         function,
         file,
         line: sym.lineno().unwrap_or(0),
         address: addr as u64,
-    }
+    };
+    (frame, short)
+}
+
+/// Whether a demangled name carries a path (`a::b`, `<a::B as c::D>::e`).
+fn has_path(name: &str) -> bool {
+    name.starts_with('<') || name.split('<').next().unwrap_or("").contains("::")
 }
 
 /// Gives a function name without its module path (what the debug info of a build with
@@ -25,8 +95,7 @@ pub(crate) fn frame(sym: &backtrace::Symbol, addr: usize) -> Frame {
 /// diag, and two functions called `new` stay apart. Names that already have a path are
 /// returned as they are.
 fn qualify(name: String, file: Option<&str>) -> String {
-    let head = name.split('<').next().unwrap_or("");
-    if name.starts_with('<') || head.contains("::") {
+    if has_path(&name) {
         return name;
     }
     match file.and_then(module_of_file) {
@@ -194,6 +263,46 @@ mod tests {
         assert_eq!(m("src/main.rs"), None);
         assert_eq!(m("/usr/include/stdio.h"), None);
         assert_eq!(m("build/out.c"), None);
+    }
+
+    #[test]
+    fn symbol_names_match_short_names_by_last_segment() {
+        use super::same_function as same;
+        assert!(same(
+            "remember_request",
+            "diag_examples::leaky::remember_request"
+        ));
+        assert!(same(
+            "with_capacity_in<u8, alloc::alloc::Global>",
+            "alloc::vec::Vec<T,A>::with_capacity_in"
+        ));
+        assert!(same("clone", "<myapp::Foo as core::clone::Clone>::clone"));
+        assert!(same("parse", "myapp::parse::<u8>"));
+        assert!(!same("insert", "myapp::cache::remove"));
+        assert!(!same("{closure#0}", "myapp::run::{{closure}}"));
+        // A symbol without a path says nothing more than the short name.
+        assert!(!same("malloc", "malloc"));
+        assert!(!same("", "a::b"));
+    }
+
+    /// The outermost frame of an address in this binary comes out with its real path even if
+    /// the debug info had only a short name: what `resolve_with` does for it, checked on a
+    /// function of this test binary.
+    #[cfg(all(feature = "heap", target_os = "linux"))]
+    #[test]
+    fn outermost_frames_take_the_symbol_tables_name() {
+        #[inline(never)]
+        fn named_in_the_symbol_table() -> usize {
+            std::hint::black_box(3)
+        }
+        assert_eq!(named_in_the_symbol_table(), 3);
+        let addr = named_in_the_symbol_table as *const () as usize + 2;
+        let full = super::symbol_name(addr).expect("symbol");
+        assert!(
+            super::same_function("named_in_the_symbol_table", &full),
+            "{full}"
+        );
+        assert!(full.starts_with("diag_core::symbols::tests::"), "{full}");
     }
 
     #[test]

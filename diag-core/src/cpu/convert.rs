@@ -131,12 +131,7 @@ impl Resolver {
     fn frames(&mut self, frame: &backtrace::Frame) -> &[Frame] {
         let ip = frame.ip() as usize;
         self.cache.entry(ip).or_insert_with(|| {
-            let mut out = Vec::new();
-            backtrace::resolve_frame(frame, |sym| out.push(crate::symbols::frame(sym, ip)));
-            if out.is_empty() {
-                out.push(crate::symbols::unknown(ip));
-            }
-            out
+            crate::symbols::resolve_with(ip, |cb| backtrace::resolve_frame(frame, cb))
         })
     }
 }

@@ -28,8 +28,8 @@ pub(crate) use symbolize::stack as symbolize_stack;
 pub(crate) use thread::ignore_this_thread;
 #[cfg(feature = "server")]
 pub(crate) use thread::thread_in_sampler;
-#[cfg(all(feature = "server", target_os = "linux"))]
-pub(crate) use unwind::each_image;
+#[cfg(target_os = "linux")]
+pub(crate) use unwind::segment_of;
 #[cfg(feature = "server")]
 pub(crate) use unwind::walk as walk_stack;
 #[cfg(feature = "server")]

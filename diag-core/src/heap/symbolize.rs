@@ -22,13 +22,9 @@ pub(crate) fn frames(addr: usize) -> Arc<[Frame]> {
     if let Some(f) = c.get(&addr) {
         return f.clone();
     }
-    let mut out = Vec::new();
-    backtrace::resolve(addr as *mut std::ffi::c_void, |sym| {
-        out.push(crate::symbols::frame(sym, addr));
+    let out = crate::symbols::resolve_with(addr, |cb| {
+        backtrace::resolve(addr as *mut std::ffi::c_void, cb)
     });
-    if out.is_empty() {
-        out.push(crate::symbols::unknown(addr));
-    }
     let f: Arc<[Frame]> = out.into();
     if c.len() >= MAX_CACHED {
         c.clear();

@@ -142,22 +142,7 @@ fn find_unwinder_text() {
     if !name.to_bytes().windows(8).any(|w| w == b"libgcc_s") {
         return; // statically linked unwinder: the range would be the whole program
     }
-    let mut range = None;
-    crate::heap::each_image(|info| {
-        for i in 0..info.dlpi_phnum as usize {
-            // SAFETY: dlpi_phdr has dlpi_phnum entries.
-            let ph = unsafe { &*info.dlpi_phdr.add(i) };
-            if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_X != 0 {
-                let start = info.dlpi_addr as usize + ph.p_vaddr as usize;
-                let end = start + ph.p_memsz as usize;
-                if (start..end).contains(&addr) {
-                    range = Some((start, end));
-                    return std::ops::ControlFlow::Break(());
-                }
-            }
-        }
-        std::ops::ControlFlow::Continue(())
-    });
+    let range = crate::heap::segment_of(addr).map(|s| (s.range.start, s.range.end));
     if let Some((s, e)) = range {
         UNWINDER_START.store(s, Relaxed);
         UNWINDER_END.store(e, Release);

@@ -465,8 +465,11 @@ mod tests {
                 assert_eq!(a[..n], expected[..], "round {round}");
                 let after = caches.steps.stats();
                 if round == 1 {
-                    assert_eq!(after.1, before.1, "round 2 learnt steps again");
-                    assert!(after.0 >= before.0 + expected.len() as u64 - 2);
+                    // Every step was learnt in round 1; round 2 finds them, but for the
+                    // addresses of a set that got three of them (about one stack in 200).
+                    let (hits, misses) = (after.0 - before.0, after.1 - before.1);
+                    assert!(misses <= 3, "round 2 learnt {misses} steps again");
+                    assert!(hits + 4 >= expected.len() as u64, "{hits} hits");
                 }
             }
         }

@@ -31,7 +31,7 @@
 //! context beforehand, and instead of the loader's counters (`dl_iterate_phdr` takes the
 //! loader's lock) each frame's module is checked with `_dl_find_object`, which is lock-free.
 
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", feature = "server")))]
+#[cfg(target_os = "linux")]
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 
@@ -133,9 +133,56 @@ pub(crate) unsafe fn walk(mut push: impl FnMut(usize) -> bool) {
     }
 }
 
+/// The executable segment of a loaded image that holds an address.
+#[cfg(target_os = "linux")]
+pub(crate) struct Segment {
+    /// The image's file as the loader names it; `None` for the main program.
+    pub(crate) file: Option<std::path::PathBuf>,
+    /// The load bias: an address in the image's file plus this is its address in memory.
+    pub(crate) bias: usize,
+    /// The segment's address range in memory.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) range: std::ops::Range<usize>,
+}
+
+/// The executable segment holding `addr` among the images the loader has mapped. Normal
+/// context only (it allocates under the loader's lock).
+#[cfg(target_os = "linux")]
+pub(crate) fn segment_of(addr: usize) -> Option<Segment> {
+    let mut found = None;
+    each_image(|info| {
+        for i in 0..info.dlpi_phnum as usize {
+            // SAFETY: dlpi_phdr has dlpi_phnum entries.
+            let ph = unsafe { &*info.dlpi_phdr.add(i) };
+            if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_X != 0 {
+                let start = info.dlpi_addr as usize + ph.p_vaddr as usize;
+                let range = start..start + ph.p_memsz as usize;
+                if range.contains(&addr) {
+                    let file = (!info.dlpi_name.is_null())
+                        // SAFETY: the loader's NUL-terminated name for the image.
+                        .then(|| unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) })
+                        .filter(|n| !n.is_empty())
+                        .map(|n| {
+                            use std::os::unix::ffi::OsStrExt;
+                            std::ffi::OsStr::from_bytes(n.to_bytes()).into()
+                        });
+                    found = Some(Segment {
+                        file,
+                        bias: info.dlpi_addr as usize,
+                        range,
+                    });
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    found
+}
+
 /// Calls `f` with each image the loader has mapped (`dl_iterate_phdr`, under the loader's
 /// lock) until it breaks.
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", feature = "server")))]
+#[cfg(target_os = "linux")]
 pub(crate) fn each_image<F: FnMut(&libc::dl_phdr_info) -> ControlFlow<()>>(mut f: F) {
     unsafe extern "C" fn call<F: FnMut(&libc::dl_phdr_info) -> ControlFlow<()>>(
         info: *mut libc::dl_phdr_info,

@@ -83,6 +83,7 @@ impl Modules {
     }
 
     /// The `.eh_frame_hdr` address of the module whose code holds `addr`.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(super) fn module_of(&self, addr: usize) -> Option<usize> {
         self.entry_of(addr).map(|(_, hdr)| *hdr)
     }

@@ -21,8 +21,12 @@ use framehop::{FrameAddress, Unwinder as _};
 
 use super::modules::Fast;
 
-/// Entries in one table (a power of two); 16 KiB.
+/// Entries in one table (a power of two), in sets of [`WAYS`]: 24 KiB.
 const ENTRIES: usize = 1024;
+/// Entries per set: an address can live in either, so two return addresses that hash alike
+/// (a direct-mapped table of this size had such a pair on about one stack in five) do not
+/// evict each other on every capture.
+const WAYS: usize = 2;
 
 /// Tag in the high bits of every word of the synthetic stack, so a value read from it names
 /// the address it came from and cannot be mistaken for a register value.
@@ -104,13 +108,17 @@ impl Steps {
         }
     }
 
+    /// The first entry of the set for lookup address `addr` (a multiplicative hash: return
+    /// addresses differ mostly in their low bits).
     #[inline]
-    fn slot(addr: u64) -> usize {
-        ((addr ^ (addr >> 10)) as usize) & (ENTRIES - 1)
+    fn set(addr: u64) -> usize {
+        const SETS: usize = ENTRIES / WAYS;
+        let h = addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SETS.trailing_zeros());
+        h as usize * WAYS
     }
 
     /// The step for the frame whose return address is `ra`, learnt from `unwinder` (with its
-    /// `cache`) on a miss.
+    /// `cache`) on a miss; the newest entry of a set is kept first.
     #[inline]
     pub(super) fn step_for(
         &mut self,
@@ -119,14 +127,17 @@ impl Steps {
         cache: &mut super::cached::Cache,
     ) -> Step {
         let key = ra.wrapping_sub(1);
-        let e = &mut self.entries[Self::slot(key)];
-        if e.addr == key && key != 0 {
+        let set = &mut self.entries[Self::set(key)..][..WAYS];
+        if key != 0
+            && let Some(e) = set.iter().find(|e| e.addr == key)
+        {
             self.hits += 1;
             return e.step;
         }
         self.misses += 1;
         let step = learn(ra, unwinder, cache);
-        *e = Entry { addr: key, step };
+        set.rotate_right(1);
+        set[0] = Entry { addr: key, step };
         step
     }
 }
