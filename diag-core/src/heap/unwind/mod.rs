@@ -86,7 +86,7 @@ pub struct UnwindStats {
     pub rule_hits: u64,
     /// Frames whose step it had to learn from framehop, which looks the rule up in the
     /// module's `.eh_frame` unless its own cache has it (a few thousand instructions each;
-    /// the tables are direct-mapped, 1024 entries each).
+    /// the tables hold 1024 entries each, in sets of two).
     pub rule_misses: u64,
 }
 

@@ -1,5 +1,5 @@
 //! The step cache: each return address's unwind step reduced to two offsets, kept in a
-//! direct-mapped table in front of framehop.
+//! table (sets of two) in front of framehop.
 //!
 //! framehop's own rule cache returns a rule that still has to be executed, and its most common
 //! rule on x86-64 (pop the saved callee registers, then return) decodes the order of those
