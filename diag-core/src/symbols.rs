@@ -60,18 +60,18 @@ fn same_function(short: &str, full: &str) -> bool {
 }
 
 /// A frame from a resolved symbol at code address `addr`: the demangled name without the hash
-/// suffix (or the address when there is no name), file and line when known; and the name as
-/// the debug info had it if it had no module path (see [`qualify`]).
+/// suffix (or the address when there is no name), file and line when known; and, for a Rust
+/// function whose debug-info name had no module path (one [`qualify`] gave a path), that
+/// short name. C functions (`malloc`, `clone3`) and `main` have no path by nature and are
+/// left alone.
 fn frame(sym: &backtrace::Symbol, addr: usize) -> (Frame, Option<String>) {
     let file = sym.filename().map(|p| p.display().to_string());
     let (function, short) = match sym.name() {
         Some(n) => {
             let name = format!("{n:#}");
-            if has_path(&name) {
-                (name, None)
-            } else {
-                (qualify(name.clone(), file.as_deref()), Some(name))
-            }
+            let qualified = qualify(name.clone(), file.as_deref());
+            let short = (qualified != name).then_some(name);
+            (qualified, short)
         }
         None => (format!("{addr:#x}"), None),
     };

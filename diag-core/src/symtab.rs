@@ -4,9 +4,11 @@
 //! module path (`remember_request`); the symbol table of the same binary names the function
 //! an address lies in with its full path (`_ZN13diag_examples5leaky16remember_request...`).
 //! [`crate::symbols`] asks here for the outermost (not inlined) frame of an address whose
-//! debug-info name is short. Tables are read when a profile is served (never on the
-//! allocation path), once per image, from the image's file mapped read-only, and keep only
-//! the function symbols: bounded by [`MAX_SYMBOLS`] and [`MAX_NAME_BYTES`] per image.
+//! debug-info name is a short Rust name; builds with full or "limited" debug info, and C
+//! functions, never get here. Tables are made when a profile is served (never on the
+//! allocation path), once per image: the image's file stays mapped read-only (its pages are
+//! file-backed, which the kernel can drop and read again) and an index of its function
+//! symbols is kept, at most [`MAX_SYMBOLS`] entries (24 bytes each) per image.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,54 +16,72 @@ use std::sync::{Mutex, OnceLock};
 
 use object::{Object, ObjectSymbol, SymbolKind};
 
-/// Function symbols kept per image at most.
-const MAX_SYMBOLS: usize = 1 << 20;
-/// Bytes of symbol names kept per image at most.
-const MAX_NAME_BYTES: usize = 64 << 20;
+/// Function symbols indexed per image at most.
+const MAX_SYMBOLS: usize = 1 << 19;
 
-/// One image's function symbols, sorted by address.
+/// A function symbol: its address in the file, and where its name lies in the file.
+struct Func {
+    addr: u64,
+    name_at: u64,
+    size: u32,
+    name_len: u32,
+}
+
+/// One image's function symbols, sorted by address, over the mapped file.
 struct Table {
-    /// (address in the file, size, name offset in `names`, name length).
-    funcs: Vec<(u64, u64, u32, u32)>,
-    /// The raw (mangled) names, back to back.
-    names: Vec<u8>,
+    map: Mapped,
+    funcs: Vec<Func>,
 }
 
 impl Table {
-    /// Reads the function symbols of the ELF file at `path`; None if it cannot be read or
+    /// Indexes the function symbols of the ELF file at `path`; None if it cannot be read or
     /// parsed.
     fn load(path: &Path) -> Option<Table> {
         let map = Mapped::open(path)?;
-        let file = object::File::parse(map.bytes()).ok()?;
+        let bytes = map.bytes();
+        let file = object::File::parse(bytes).ok()?;
         let mut funcs = Vec::new();
-        let mut names = Vec::new();
         for sym in file.symbols() {
             if sym.kind() != SymbolKind::Text || sym.size() == 0 {
                 continue;
             }
-            let Ok(name) = sym.name_bytes() else {
+            let (Ok(name), Ok(size)) = (sym.name_bytes(), u32::try_from(sym.size())) else {
                 continue;
             };
-            if funcs.len() == MAX_SYMBOLS || names.len() + name.len() > MAX_NAME_BYTES {
+            if funcs.len() == MAX_SYMBOLS {
                 break;
             }
-            funcs.push((
-                sym.address(),
-                sym.size(),
-                names.len() as u32,
-                name.len() as u32,
-            ));
-            names.extend_from_slice(name);
+            // Names are slices of the mapped file: keep their place, not a copy.
+            let name_at = (name.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
+            if name_at >= bytes.len() {
+                continue;
+            }
+            funcs.push(Func {
+                addr: sym.address(),
+                name_at: name_at as u64,
+                size,
+                name_len: name.len() as u32,
+            });
         }
-        funcs.sort_unstable_by_key(|f| f.0);
-        Some(Table { funcs, names })
+        drop(file);
+        funcs.sort_unstable_by_key(|f| f.addr);
+        Some(Table { map, funcs })
     }
 
     /// The raw name of the function whose symbol covers file address `at`.
     fn name_at(&self, at: u64) -> Option<&[u8]> {
-        let i = self.funcs.partition_point(|f| f.0 <= at).checked_sub(1)?;
-        let (start, size, off, len) = self.funcs[i];
-        (at < start.saturating_add(size)).then(|| &self.names[off as usize..][..len as usize])
+        let i = self
+            .funcs
+            .partition_point(|f| f.addr <= at)
+            .checked_sub(1)?;
+        let f = &self.funcs[i];
+        if at >= f.addr.saturating_add(u64::from(f.size)) {
+            return None;
+        }
+        self.map
+            .bytes()
+            .get(f.name_at as usize..)?
+            .get(..f.name_len as usize)
     }
 }
 
@@ -98,6 +118,10 @@ impl Mapped {
         unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
     }
 }
+
+// SAFETY: the mapping is read-only and owned by this value alone; reading it from any thread
+// is sound.
+unsafe impl Send for Mapped {}
 
 impl Drop for Mapped {
     fn drop(&mut self) {
