@@ -69,9 +69,13 @@ fn frame(sym: &backtrace::Symbol, addr: usize) -> (Frame, Option<String>) {
     let (function, short) = match sym.name() {
         Some(n) => {
             let name = format!("{n:#}");
-            let qualified = qualify(name.clone(), file.as_deref());
-            let short = (qualified != name).then_some(name);
-            (qualified, short)
+            if has_path(&name) {
+                (name, None)
+            } else {
+                let qualified = qualify(name.clone(), file.as_deref());
+                let short = (qualified != name).then_some(name);
+                (qualified, short)
+            }
         }
         None => (format!("{addr:#x}"), None),
     };
