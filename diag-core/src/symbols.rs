@@ -49,6 +49,9 @@ fn symbol_name(addr: usize) -> Option<String> {
 /// Whether the symbol-table name `full` (`myapp::cache::insert`,
 /// `alloc::vec::Vec<T,A>::with_capacity_in`) is the function the debug info calls `short`
 /// (`insert`, `with_capacity_in<u8, alloc::alloc::Global>`): the last path segment matches.
+/// A closure or coroutine body has no name of its own: the debug info calls it `{closure#0}`,
+/// `{async_fn#0}` or `{async_block#1}`, the symbol table `{{closure}}` (legacy mangling) or
+/// `{closure#0}` (v0); either matches any of them.
 fn same_function(short: &str, full: &str) -> bool {
     let head = short.split('<').next().unwrap_or("");
     // A trailing `::<T>` (v0 mangling's generic arguments) is not a path segment.
@@ -56,7 +59,15 @@ fn same_function(short: &str, full: &str) -> bool {
         Some(i) if full.ends_with('>') => &full[..i],
         _ => full,
     };
-    !head.is_empty() && full.contains("::") && full.rsplit("::").next() == Some(head)
+    let Some((_, last)) = full.rsplit_once("::") else {
+        return false;
+    };
+    !head.is_empty() && (last == head || (is_body(head) && is_body(last)))
+}
+
+/// A closure's or coroutine's path segment: `{closure#0}`, `{async_block#2}`, `{{closure}}`.
+fn is_body(segment: &str) -> bool {
+    segment.len() > 2 && segment.starts_with('{') && segment.ends_with('}')
 }
 
 /// A frame from a resolved symbol at code address `addr`: the demangled name without the hash
@@ -283,7 +294,17 @@ mod tests {
         assert!(same("clone", "<myapp::Foo as core::clone::Clone>::clone"));
         assert!(same("parse", "myapp::parse::<u8>"));
         assert!(!same("insert", "myapp::cache::remove"));
-        assert!(!same("{closure#0}", "myapp::run::{{closure}}"));
+        // Closure and coroutine bodies: any body matches any body, never a named function.
+        assert!(same("{closure#0}", "myapp::run::{{closure}}"));
+        assert!(same("{closure#1}", "myapp::run::{closure#1}"));
+        assert!(same(
+            "{async_block#0}<fn() -> u8, u8>",
+            "<F as axum::handler::Handler<(M,T1),S>>::call::{{closure}}"
+        ));
+        assert!(same("{async_fn#0}", "myapp::leak::{closure#0}::<u8>"));
+        assert!(!same("{closure#0}", "myapp::run"));
+        assert!(!same("run", "myapp::run::{{closure}}"));
+        assert!(!same("{closure#0}", "{{closure}}"));
         // A symbol without a path says nothing more than the short name.
         assert!(!same("malloc", "malloc"));
         assert!(!same("", "a::b"));
