@@ -345,12 +345,8 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
         let decision = thread::on_alloc(new_size);
         let sampled = region::contains(p);
         if decision == Decision::Pass && !sampled {
-            // SAFETY: forwarded as is.
-            let q = unsafe { self.inner.realloc(p, layout, new_size) };
-            if q.is_null() {
-                thread::failed(new_size, layout.size());
-            }
-            return q;
+            // SAFETY: forwarded contract.
+            return unsafe { self.realloc_passed(p, layout, new_size) };
         }
         // A sampled block that moves is tracked afresh (a new Poisson decision for its new
         // size keeps the estimates unbiased); one that is freed is forgotten.
@@ -377,17 +373,25 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
             }
         };
         if decision == Decision::Pass {
-            // SAFETY: forwarded as is.
-            let q = unsafe { self.inner.realloc(p, layout, new_size) };
-            if q.is_null() {
-                thread::failed(new_size, layout.size());
-            }
-            return q;
+            // SAFETY: forwarded contract.
+            return unsafe { self.realloc_passed(p, layout, new_size) };
         }
         // SAFETY: the caller guarantees new_size, rounded up to align, does not overflow isize.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         // SAFETY: forwarded contract.
         unsafe { self.realloc_move(p, layout, new_layout, decision) }
+    }
+
+    /// A counted realloc of an unsampled block that stays unsampled: the inner allocator's
+    /// realloc, taking the counts back if it refuses.
+    #[inline]
+    unsafe fn realloc_passed(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        let q = unsafe { self.inner.realloc(p, layout, new_size) };
+        if q.is_null() {
+            thread::failed(new_size, layout.size());
+        }
+        q
     }
 
     /// Moves a block to a new one of `new_layout` chosen by `decision`, copying the contents.
