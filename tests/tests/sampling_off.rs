@@ -15,6 +15,24 @@ fn filled(n: usize, seed: u8) -> Vec<u8> {
 #[test]
 fn off_is_a_pass_through_and_sampled_blocks_survive_it() {
     const N: usize = 200;
+    // Off before anything was sampled (unless the harness's own allocations drew a sample at
+    // the default rate): the configuration word is 0 and frees skip the region check.
+    set_sample_rate(0);
+    let before = stats();
+    let kept: Vec<Vec<u8>> = (0..1000).map(|i| filled(16 + i % 700, 3)).collect();
+    for (i, b) in kept.iter().enumerate() {
+        assert_eq!(b, &filled(16 + i % 700, 3));
+    }
+    let mut grown = kept;
+    for b in &mut grown {
+        b.extend_from_slice(&[9; 100]);
+    }
+    drop(grown);
+    let after = stats();
+    assert_eq!(after.allocated_objects, before.allocated_objects);
+    assert_eq!(after.tracked_blocks, before.tracked_blocks);
+    assert_eq!(after.region_used_bytes, before.region_used_bytes);
+
     // Exact mode: every block below is sampled.
     set_sample_rate(1);
     let tracked0 = stats().tracked_blocks;
