@@ -254,7 +254,21 @@ fn prometheus_scrapes_the_layer_and_agrees_with_the_client() {
         (prom_p99 - client_p99).abs() <= width + 0.002,
         "p99: prometheus {prom_p99} vs client {client_p99} (bucket width {width})"
     );
-    assert!((0.020..=0.052).contains(&prom_p99), "{prom_p99}");
+    // Bounds for every server-side quantile of /slow: its shortest sleep (20 ms) below, and
+    // above, the upper edge of the bucket holding the slowest request the client saw (the
+    // server's time of a request is part of the client's, and a quantile is interpolated
+    // inside its bucket). A fixed ceiling would test the machine's load, not diag: sleeps
+    // overshoot on a busy 2-core runner.
+    let client_max = *slow.last().unwrap();
+    let ceiling = b
+        .iter()
+        .copied()
+        .find(|&le| le >= client_max)
+        .unwrap_or(f64::INFINITY);
+    assert!(
+        (0.020..=ceiling).contains(&prom_p99),
+        "{prom_p99} (client max {client_max})"
+    );
 
     // Error rate of the 500 route: every answer is a 5xx.
     let fail_error_ratio = query(
@@ -323,7 +337,10 @@ fn prometheus_scrapes_the_layer_and_agrees_with_the_client() {
     assert_eq!(route("/fail")["error_percent"], 100.0);
     assert_eq!(route("/items/{id}")["error_percent"], 0.0);
     let top_p99 = route("/slow")["p99_ms"].as_f64().unwrap();
-    assert!((20.0..=50.0).contains(&top_p99), "{top}");
+    assert!(
+        (20.0..=ceiling * 1e3).contains(&top_p99),
+        "{top} (client max {client_max})"
+    );
     assert!(route("/slow")["rps"].as_f64().unwrap() > 10.0, "{top}");
     assert!(v["process"]["rss_bytes"].as_f64().unwrap() > 1e6, "{top}");
     assert!(
