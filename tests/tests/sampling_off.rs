@@ -16,7 +16,7 @@ fn filled(n: usize, seed: u8) -> Vec<u8> {
 fn off_is_a_pass_through_and_sampled_blocks_survive_it() {
     const N: usize = 200;
     // Off before anything was sampled (unless the harness's own allocations drew a sample at
-    // the default rate): the configuration word is 0 and frees skip the region check.
+    // the default rate): blocks allocated, grown and freed pass straight through.
     set_sample_rate(0);
     let before = stats();
     let kept: Vec<Vec<u8>> = (0..1000).map(|i| filled(16 + i % 700, 3)).collect();

@@ -4,8 +4,8 @@
 //! bumps and, below [`CHECKED_SIZE`], a tail call to the inner allocator; of `dealloc`, one
 //! range compare and two counter bumps; of `realloc`, both. Every path of the three is a tail
 //! call, so none sets up a stack frame (layouts `malloc` cannot serve directly go out of line).
-//! With sampling off (rate 0) they are a pure pass-through: one relaxed load and a branch, and
-//! on free, if a block was ever sampled, the range compare (the exact counters then pause too). A sampled block is placed in the
+//! With sampling off (rate 0) they are a pure pass-through: one relaxed load and a branch (the
+//! exact counters then pause too). A sampled block is placed in the
 //! sampled-block [`region`](super::region) behind a small header that names its stack and
 //! the weights it was counted with, so freeing it needs no lookup.
 
@@ -83,8 +83,8 @@ impl<A> DiagAlloc<A> {
     }
 }
 
-/// Sampling off (rate 0): `DiagAlloc` is a pure pass-through (sampled blocks left from before
-/// still go back to the region).
+/// Sampling off (rate 0): `DiagAlloc` is a pure pass-through, one relaxed load and a branch
+/// per call (sampled blocks left from before still go back to the region).
 #[inline(always)]
 fn off() -> bool {
     on_config().is_none()
@@ -477,18 +477,16 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
 
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        let cfg = config::load();
-        if config::rate(cfg) == 0 {
-            // Off. With no region (the word is 0) no block can be a sampled one.
-            if cfg != 0 && region::contains(p) {
+        if layout.size() == 0 {
+            // SAFETY: forwarded as is.
+            return unsafe { self.inner.dealloc(p, layout) };
+        }
+        if off() {
+            if region::contains(p) {
                 // Sampled while sampling was on: back to the region, not counted.
                 // SAFETY: forwarded contract.
                 return unsafe { self.dealloc_slow(p, layout, true) };
             }
-            // SAFETY: forwarded as is.
-            return unsafe { self.inner.dealloc(p, layout) };
-        }
-        if layout.size() == 0 {
             // SAFETY: forwarded as is.
             return unsafe { self.inner.dealloc(p, layout) };
         }
@@ -504,20 +502,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
     #[inline]
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // Inline: an unsampled block with plain layouts before and after.
-        if !plain(layout) || layout.align() > new_size {
+        if !plain(layout) || layout.align() > new_size || region::contains(p) {
             // SAFETY: forwarded contract.
             return unsafe { self.realloc_unusual(p, layout, new_size) };
         }
-        let cfg = config::load();
-        // With the word 0 (off, no region) no block can be a sampled one.
-        if cfg != 0 && region::contains(p) {
-            // SAFETY: forwarded contract.
-            return unsafe { self.realloc_unusual(p, layout, new_size) };
-        }
-        if config::rate(cfg) == 0 {
-            // SAFETY: forwarded as is (sampling off, not a sampled block).
+        let Some(cfg) = on_config() else {
+            // SAFETY: forwarded as is (sampling off).
             return unsafe { self.inner.realloc(p, layout, new_size) };
-        }
+        };
         let fast = thread::fast_realloc(cfg, layout.size(), new_size);
         if fast != Fast::Pass || new_size >= CHECKED_SIZE {
             // SAFETY: forwarded contract.

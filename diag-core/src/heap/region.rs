@@ -84,8 +84,6 @@ fn ensure() -> bool {
             }
         }
     }
-    // Before any block of the region exists, so `dealloc` checks for them from now on.
-    super::config::mark_region();
     for size in RESERVE_SIZES {
         // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches
         // no existing memory.
