@@ -240,7 +240,9 @@ fn prometheus_scrapes_the_layer_and_agrees_with_the_client() {
     // Allow that bucket's width, plus 2 ms of client-side overhead (the client also measures
     // the connection and the response body).
     let b = diag_core::metrics::LATENCY_BUCKETS;
-    let i = b.iter().position(|&le| le >= client_p99).unwrap();
+    // The bucket a latency falls in: the first upper edge at or above it.
+    let bucket = |x: f64| b.iter().position(|&le| le >= x);
+    let i = bucket(client_p99).unwrap();
     let width = b[i] - if i == 0 { 0.0 } else { b[i - 1] };
     eprintln!(
         "/slow: {} requests, client p99 {:.1} ms, prometheus p99 {:.1} ms, tolerance {:.1} ms",
@@ -260,11 +262,7 @@ fn prometheus_scrapes_the_layer_and_agrees_with_the_client() {
     // inside its bucket). A fixed ceiling would test the machine's load, not diag: sleeps
     // overshoot on a busy 2-core runner.
     let client_max = *slow.last().unwrap();
-    let ceiling = b
-        .iter()
-        .copied()
-        .find(|&le| le >= client_max)
-        .unwrap_or(f64::INFINITY);
+    let ceiling = bucket(client_max).map_or(f64::INFINITY, |j| b[j]);
     assert!(
         (0.020..=ceiling).contains(&prom_p99),
         "{prom_p99} (client max {client_max})"

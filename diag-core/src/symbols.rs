@@ -72,7 +72,7 @@ fn is_body(segment: &str) -> bool {
 
 /// A frame from a resolved symbol at code address `addr`: the demangled name without the hash
 /// suffix (or the address when there is no name), file and line when known; and, for a Rust
-/// function whose debug-info name had no module path (one [`qualify`] gave a path), that
+/// function whose debug-info name had no module path (one [`with_module`] gave a path), that
 /// short name. C functions (`malloc`, `clone3`) and `main` have no path by nature and are
 /// left alone.
 fn frame(sym: &backtrace::Symbol, addr: usize) -> (Frame, Option<String>) {
@@ -80,12 +80,9 @@ fn frame(sym: &backtrace::Symbol, addr: usize) -> (Frame, Option<String>) {
     let (function, short) = match sym.name() {
         Some(n) => {
             let name = format!("{n:#}");
-            if has_path(&name) {
-                (name, None)
-            } else {
-                let qualified = qualify(name.clone(), file.as_deref());
-                let short = (qualified != name).then_some(name);
-                (qualified, short)
+            match with_module(&name, file.as_deref()) {
+                Some(qualified) => (qualified, Some(name)),
+                None => (name, None),
             }
         }
         None => (format!("{addr:#x}"), None),
@@ -107,16 +104,20 @@ fn has_path(name: &str) -> bool {
 /// Gives a function name without its module path (what the debug info of a build with
 /// `debug = "line-tables-only"` holds: `remember_request`, `with_capacity<u8>`) the path of
 /// the module its source file is, so site attribution can still tell user code from std and
-/// diag, and two functions called `new` stay apart. Names that already have a path are
-/// returned as they are.
+/// diag, and two functions called `new` stay apart. None for a name that already has a path,
+/// or whose file names no module.
+fn with_module(name: &str, file: Option<&str>) -> Option<String> {
+    if has_path(name) {
+        return None;
+    }
+    let module = module_of_file(file?)?;
+    Some(format!("{module}::{name}"))
+}
+
+/// The name a frame ends up with: [`with_module`]'s, or the name as it is.
+#[cfg(test)]
 fn qualify(name: String, file: Option<&str>) -> String {
-    if has_path(&name) {
-        return name;
-    }
-    match file.and_then(module_of_file) {
-        Some(module) => format!("{module}::{name}"),
-        None => name,
-    }
+    with_module(&name, file).unwrap_or(name)
 }
 
 /// The Rust module path a source file is, from the file's path: the standard library's
