@@ -29,6 +29,13 @@ pub(crate) enum Command {
     Snapshot(SnapshotArgs),
     /// Show which allocation sites grew between two heap snapshots.
     Diff(DiffArgs),
+    /// Tell leaks from one-off growth: which sites keep growing over three or more snapshots.
+    ///
+    /// With one URL: take --count snapshots of the live service, --every apart, save them,
+    /// then report. Each site is classed growing (a significant upward trend, still rising),
+    /// plateaued (rose, then levelled off: a cache that filled), steady or shrinking, by a
+    /// Mann-Kendall test, with its Theil-Sen rate.
+    Trend(TrendArgs),
     /// Show the heaviest functions of one profile (heap or CPU).
     ///
     /// With a URL instead of a FILE: a live view of the service's routes (rps, p50/p95/p99,
@@ -49,6 +56,7 @@ impl Command {
             Command::Demo(args) => commands::demo::run(args.into()),
             Command::Snapshot(args) => commands::snapshot::run(args.into()),
             Command::Diff(args) => commands::diff::run(args),
+            Command::Trend(args) => commands::trend::run(args),
             Command::Top(args) => commands::top::run(args),
             Command::Flamegraph(args) => commands::flamegraph::run(args),
             Command::Tasks(args) => commands::tasks::run(args.into()),
@@ -140,6 +148,51 @@ pub(crate) struct DiffArgs {
     /// Compare this column instead of inuse_space (e.g. alloc_space).
     #[arg(long, value_name = "TYPE")]
     pub(crate) sample: Option<String>,
+}
+
+/// `diag trend`.
+#[derive(Debug, Args)]
+pub(crate) struct TrendArgs {
+    /// Three or more heap snapshots (pprof .pb.gz / .pb, or dhat-heap.json), in any order
+    /// (they are sorted by their timestamps). Or one URL: a live service's diag listener.
+    #[arg(value_name = "SNAPSHOT", required = true, num_args = 1..)]
+    pub(crate) inputs: Vec<String>,
+    /// URL mode: time between snapshots, e.g. 30s, 5m, 1h.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub(crate) every: String,
+    /// URL mode: how many snapshots to take.
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u64).range(3..=200))]
+    pub(crate) count: u64,
+    /// URL mode: directory to save the snapshots in. Default: diag-trend-<host>-<port>-<UTC
+    /// time> here.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+    /// Show this many sites (0 = all). Default: 20 in the table, all with --json.
+    #[arg(long, value_name = "N")]
+    pub(crate) top: Option<usize>,
+    /// Print the trend as JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Follow this column instead of inuse_space.
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) sample: Option<String>,
+    /// One-sided significance level of the trend test.
+    #[arg(long, value_name = "P", default_value_t = diag_core::profile::DEFAULT_TREND_ALPHA, value_parser = parse_alpha)]
+    pub(crate) alpha: f64,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+}
+
+/// `--alpha`: a probability strictly between 0 and 1.
+fn parse_alpha(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    if !(v > 0.0 && v < 1.0) {
+        return Err(format!("`{s}` must be between 0 and 1, e.g. 0.05"));
+    }
+    Ok(v)
 }
 
 /// `diag top FILE`.

@@ -1,4 +1,9 @@
-//! Human units for tables: `12.4 MiB`, `1,234`, `350ms`, `+12.4 MiB`.
+//! Human units for tables: `12.4 MiB`, `1,234`, `350ms`, `+12.4 MiB`; and durations given
+//! on the command line (`2s`, `500ms`, `5m`, `1h`).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
 
 /// Bytes in binary units: `512 B`, `1.5 KiB`, `12.4 MiB`.
 pub(crate) fn bytes(v: i64) -> String {
@@ -100,6 +105,55 @@ pub(crate) fn located(function: &str, file: Option<&str>, line: u32) -> String {
     }
 }
 
+/// Parses the value of `flag`: a number with a unit, `500ms`, `2s`, `1.5m`, `1h`, between
+/// `min` and `max` seconds.
+pub(crate) fn duration(flag: &str, s: &str, min: f64, max: f64) -> Result<Duration> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        bail!("{flag} {s:?}: give a unit, e.g. 2s, 500ms or 5m");
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .with_context(|| format!("{flag} {s:?} is not a duration like 2s, 500ms or 5m"))?;
+    let secs = v * mult;
+    if !(min..=max).contains(&secs) {
+        bail!(
+            "{flag} {s:?} must be between {} and {}",
+            span(Duration::from_secs_f64(min)),
+            span(Duration::from_secs_f64(max))
+        );
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A span of time for people: `500ms`, `4.6s`, `30s`, `2m30s`, `1h5m`.
+pub(crate) fn span(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    if ms < 10_000 && !ms.is_multiple_of(1000) {
+        return format!("{:.1}s", d.as_secs_f64());
+    }
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +192,24 @@ mod tests {
         assert_eq!(located("f", Some("src/a.rs"), 3), "f (src/a.rs:3)");
         assert_eq!(located("f", Some("src/a.rs"), 0), "f (src/a.rs)");
         assert_eq!(located("f", None, 3), "f");
+    }
+
+    #[test]
+    fn durations() {
+        let d = |s| duration("--every", s, 1.0, 86_400.0);
+        assert_eq!(d("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(d("1.5m").unwrap(), Duration::from_secs(90));
+        assert_eq!(d("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(d("1000ms").unwrap(), Duration::from_secs(1));
+        let e = d("500ms").unwrap_err().to_string();
+        assert_eq!(e, "--every \"500ms\" must be between 1s and 24h");
+        assert!(d("30").unwrap_err().to_string().contains("give a unit"));
+        assert!(d("xs").is_err());
+        assert!(d("-5s").is_err());
+        assert_eq!(span(Duration::from_millis(250)), "250ms");
+        assert_eq!(span(Duration::from_millis(4_640)), "4.6s");
+        assert_eq!(span(Duration::from_millis(4_000)), "4s");
+        assert_eq!(span(Duration::from_secs(150)), "2m30s");
+        assert_eq!(span(Duration::from_secs(3900)), "1h5m");
     }
 }

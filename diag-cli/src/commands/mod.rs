@@ -7,3 +7,4 @@ pub(crate) mod snapshot;
 pub(crate) mod tasks;
 pub(crate) mod top;
 pub(crate) mod top_live;
+pub(crate) mod trend;

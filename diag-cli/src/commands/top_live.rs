@@ -301,25 +301,7 @@ pub(crate) fn diff(url: &str, a: &Scrape, b: &Scrape, secs: f64) -> Sample {
 
 /// Parses `2s`, `500ms`, `1.5s`, `1m`; at least 100 ms, at most one hour.
 pub(crate) fn parse_interval(s: &str) -> Result<Duration> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        bail!("--interval {s:?}: give a unit, e.g. 2s or 500ms");
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .with_context(|| format!("--interval {s:?} is not a duration like 2s or 500ms"))?;
-    let secs = v * mult;
-    if !(0.1..=3600.0).contains(&secs) {
-        bail!("--interval {s:?} must be between 100ms and 1h");
-    }
-    Ok(Duration::from_secs_f64(secs))
+    crate::units::duration("--interval", s, 0.1, 3600.0)
 }
 
 fn scrape(remote: &Remote) -> Result<Scrape> {

@@ -112,19 +112,19 @@ fn is_zero(v: &u32) -> bool {
 
 /// Column indices used from one profile.
 #[derive(Clone, Copy)]
-struct Columns {
+pub(super) struct Columns {
     bytes: usize,
-    objects: Option<usize>,
+    pub(super) objects: Option<usize>,
     alloc_bytes: Option<usize>,
     alloc_objects: Option<usize>,
 }
 
 /// Values at one site or stack: bytes, objects, alloc bytes, alloc objects.
-type Values = [i64; 4];
+pub(super) type Values = [i64; 4];
 
 #[derive(Default)]
-struct SiteAgg {
-    values: Values,
+pub(super) struct SiteAgg {
+    pub(super) values: Values,
     /// Per stack (from the site outward): bytes, and the site frame's file and line.
     stacks: BTreeMap<Vec<String>, (i64, Option<String>, u32)>,
 }
@@ -206,7 +206,7 @@ pub fn diff(before: &Profile, after: &Profile, opts: &DiffOptions) -> Result<Hea
 }
 
 /// Finds the compared columns in both profiles, or explains why they cannot be compared.
-fn columns(before: &Profile, after: &Profile, ty: &str) -> Result<(Columns, Columns)> {
+pub(super) fn columns(before: &Profile, after: &Profile, ty: &str) -> Result<(Columns, Columns)> {
     let (ib, ia) = match (before.sample_index(ty), after.sample_index(ty)) {
         (Some(b), Some(a)) => (b, a),
         (b, a) => {
@@ -258,7 +258,7 @@ fn columns(before: &Profile, after: &Profile, ty: &str) -> Result<(Columns, Colu
     ))
 }
 
-fn aggregate(profile: &Profile, cols: Columns) -> BTreeMap<String, SiteAgg> {
+pub(super) fn aggregate(profile: &Profile, cols: Columns) -> BTreeMap<String, SiteAgg> {
     let get =
         |values: &[i64], i: Option<usize>| i.and_then(|i| values.get(i).copied()).unwrap_or(0);
     let mut sites: BTreeMap<String, SiteAgg> = BTreeMap::new();
@@ -293,7 +293,7 @@ fn aggregate(profile: &Profile, cols: Columns) -> BTreeMap<String, SiteAgg> {
 
 /// The stack of the site that grew most (ties: the first in name order), with its file and
 /// line; from `after` if it is there, else from `before`.
-fn heaviest_stack(b: &SiteAgg, a: &SiteAgg) -> (Vec<String>, Option<String>, u32) {
+pub(super) fn heaviest_stack(b: &SiteAgg, a: &SiteAgg) -> (Vec<String>, Option<String>, u32) {
     let mut best: Option<(i64, &Vec<String>, &Option<String>, u32)> = None;
     let keys: std::collections::BTreeSet<&Vec<String>> =
         b.stacks.keys().chain(a.stacks.keys()).collect();

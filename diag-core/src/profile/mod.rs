@@ -1,6 +1,6 @@
 //! The profile model and everything computed from it: pprof encode/decode, dhat import, diffs,
-//! top lists, folded stacks and flamegraphs. Pure functions over readers and writers; used by
-//! the service (to serve snapshots) and by the `diag` CLI.
+//! leak trends, top lists, folded stacks and flamegraphs. Pure functions over readers and
+//! writers; used by the service (to serve snapshots) and by the `diag` CLI.
 
 pub mod dhat;
 mod diff;
@@ -14,6 +14,7 @@ pub mod sites;
 #[cfg(test)]
 mod testutil;
 mod top;
+mod trend;
 
 pub use diff::{DEFAULT_DIFF_SAMPLE_TYPE, DiffOptions, DiffTotals, HeapDiff, SiteDelta, diff};
 pub use flamegraph::{DEFAULT_MIN_WIDTH, FlameOptions, diff_flamegraph, flamegraph};
@@ -21,3 +22,7 @@ pub use folded::{folded, folded_map, write_folded};
 pub use load::{load, sample_type_names, select_sample};
 pub use model::{Frame, Mapping, Profile, Sample, ValueType, heap_sample_types};
 pub use top::{Attribution, Top, TopEntry, TopOptions, top};
+pub use trend::{
+    DEFAULT_TREND_ALPHA, HeapTrend, MAX_TREND_SNAPSHOTS, MIN_TREND_SNAPSHOTS, SiteTrend, SlopeUnit,
+    SnapshotPoint, TrendOptions, Verdict, trend,
+};

@@ -1,6 +1,6 @@
-//! Profile operations on any profile that decodes: `diff`, `top`, `folded`, `flamegraph` and
-//! `diff_flamegraph` must never panic, fail only with `InvalidInput`, and `diff(a, a)` must be
-//! empty.
+//! Profile operations on any profile that decodes: `diff`, `trend`, `top`, `folded`,
+//! `flamegraph` and `diff_flamegraph` must never panic, fail only with `InvalidInput`, and
+//! `diff(a, a)` and a trend of `a` alone must be empty.
 //!
 //! The first byte picks how the two profiles are made: even, from raw bytes through
 //! `profile::load` (two big-endian-u16-length-prefixed halves, so real pprof and dhat files are
@@ -11,8 +11,9 @@
 
 use diag_core::ErrorKind;
 use diag_core::profile::{
-    Attribution, DiffOptions, FlameOptions, Frame, Profile, Sample, TopOptions, ValueType, diff,
-    diff_flamegraph, flamegraph, folded, load, pprof_codec, top, write_folded,
+    Attribution, DiffOptions, FlameOptions, Frame, Profile, Sample, TopOptions, TrendOptions,
+    ValueType, diff, diff_flamegraph, flamegraph, folded, load, pprof_codec, top, trend,
+    write_folded,
 };
 use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -172,6 +173,33 @@ fn run(a: &Profile, b: &Profile, ops: &Ops) {
             same.sites
         );
         assert_eq!(same.totals.delta_bytes, 0);
+    }
+
+    // Trends over a, b, a, b with the profiles' own timestamps (often equal: refused), then
+    // with none (the given order), and of `a` alone (nothing changes).
+    let mut trend_opts = TrendOptions::default();
+    trend_opts.sample_type = ty.clone();
+    let series = [a, b, a, b];
+    expect_invalid("trend", trend(&series, &trend_opts));
+    let untimed = |p: &Profile| Profile {
+        time_nanos: 0,
+        ..p.clone()
+    };
+    let (ua, ub) = (untimed(a), untimed(b));
+    if let Some(t) = expect_invalid("trend untimed", trend(&[&ua, &ub, &ua, &ub], &trend_opts)) {
+        for s in &t.sites {
+            assert!(s.p_growing >= 0.0 && s.p_growing <= 1.0, "{s:?}");
+            assert!(s.p_shrinking >= 0.0 && s.p_shrinking <= 1.0, "{s:?}");
+            assert_eq!(s.bytes.len(), 4);
+            assert!(s.bytes.iter().any(|&v| v != s.bytes[0]), "{s:?}");
+        }
+    }
+    if let Some(t) = expect_invalid("trend a a a", trend(&[&ua, &ua, &ua], &trend_opts)) {
+        assert!(
+            t.sites.is_empty(),
+            "a trend of one profile has sites: {:?}",
+            t.sites
+        );
     }
 
     let mut topts = TopOptions::default();

@@ -1,0 +1,322 @@
+//! `diag trend`: which allocation sites keep growing over a series of heap snapshots, as
+//! opposed to those that grew once (a cache filling up) or move with traffic.
+//!
+//! Given files, it reads them; given one URL, it first takes `--count` snapshots of the live
+//! service `--every` apart and saves them. The statistics live in
+//! [`diag_core::profile::trend`].
+
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use diag_core::profile::{self, HeapTrend, Profile, SlopeUnit, TrendOptions, Verdict};
+
+use crate::cli::TrendArgs;
+use crate::commands::snapshot::{self, SnapshotArgs};
+use crate::input::{Input, read_profile};
+use crate::remote;
+use crate::table::{Align, Table};
+use crate::units;
+
+/// Rows shown in the table when `--top` is not given.
+const DEFAULT_TOP: usize = 20;
+/// Points drawn in a sparkline; longer series are thinned evenly.
+const SPARK_POINTS: usize = 32;
+
+/// Runs `diag trend`.
+pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
+    let files = match args.inputs.as_slice() {
+        [one] if matches!(Input::parse(one), Input::Url(_)) => take_series(&args, one)?,
+        inputs => {
+            if let Some(url) = inputs
+                .iter()
+                .find(|a| matches!(Input::parse(a), Input::Url(_)))
+            {
+                bail!(
+                    "{url}: give either one URL (to take the snapshots) or three or more saved \
+                     snapshots, not both"
+                );
+            }
+            if inputs.len() < profile::MIN_TREND_SNAPSHOTS {
+                bail!(
+                    "a trend needs at least {} snapshots, got {} (for two, use `diag diff`)",
+                    profile::MIN_TREND_SNAPSHOTS,
+                    inputs.len()
+                );
+            }
+            inputs.to_vec()
+        }
+    };
+    let profiles = files
+        .iter()
+        .map(|f| read_profile(f))
+        .collect::<Result<Vec<Profile>>>()?;
+    warn_on_restarts(&files, &profiles);
+    let mut opts = TrendOptions::default();
+    opts.sample_type.clone_from(&args.sample);
+    opts.alpha = args.alpha;
+    let refs: Vec<&Profile> = profiles.iter().collect();
+    let mut trend = profile::trend(&refs, &opts).context("computing the trend")?;
+    let limit = match (args.top, args.json) {
+        (Some(n), _) => n,
+        (None, true) => 0,
+        (None, false) => DEFAULT_TOP,
+    };
+
+    let mut out = BufWriter::new(io::stdout().lock());
+    if args.json {
+        if limit > 0 {
+            trend.sites.truncate(limit);
+        }
+        let mut v = serde_json::to_value(&trend).context("writing JSON")?;
+        v["files"] = serde_json::json!(files);
+        serde_json::to_writer_pretty(&mut out, &v).context("writing JSON")?;
+        writeln!(out)?;
+    } else {
+        write_table(&mut out, &trend, limit)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Takes `--count` snapshots of the service at `url`, `--every` apart (measured from the
+/// first, so slow answers do not stretch the spacing), into `--out`; returns their paths.
+fn take_series(args: &TrendArgs, url: &str) -> Result<Vec<String>> {
+    let every = units::duration("--every", &args.every, 1.0, 86_400.0)?;
+    let count = args.count as usize;
+    let dir = args.out.clone().unwrap_or_else(|| {
+        let base = url.trim_end_matches('/');
+        PathBuf::from(format!(
+            "diag-trend-{}-{}",
+            remote::host_tag(base),
+            remote::timestamp()
+        ))
+    });
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    eprintln!(
+        "diag: taking {count} heap snapshots of {url}, {} apart ({} in all), into {}",
+        units::span(every),
+        units::span(every * (count as u32 - 1)),
+        dir.display()
+    );
+    let start = Instant::now();
+    let mut files = Vec::with_capacity(count);
+    for k in 0..count {
+        let due = every * k as u32;
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let path = dir.join(format!("heap-{:03}.pb.gz", k + 1));
+        let saved = snapshot::take(&SnapshotArgs {
+            url: url.to_owned(),
+            output: Some(path),
+            allocs: false,
+            token: args.remote.token.clone(),
+            timeout: Duration::from_secs(args.remote.timeout.max(1)),
+        })
+        .with_context(|| {
+            format!(
+                "taking snapshot {} of {count} ({} saved in {}: `diag trend {}/heap-*.pb.gz` reads \
+                 them once there are {} or more)",
+                k + 1,
+                k,
+                dir.display(),
+                dir.display(),
+                profile::MIN_TREND_SNAPSHOTS
+            )
+        })?;
+        eprintln!(
+            "diag: snapshot {}/{count} at {}: {} in use -> {}",
+            k + 1,
+            units::span(start.elapsed()),
+            units::bytes(saved.inuse_bytes),
+            saved.path.display()
+        );
+        files.push(saved.path.display().to_string());
+    }
+    Ok(files)
+}
+
+/// A trend across a restart compares two processes' heaps: say so (the result still stands
+/// for what it is).
+fn warn_on_restarts(files: &[String], profiles: &[Profile]) {
+    let pids: Vec<Option<&str>> = profiles.iter().map(|p| p.comment_value("pid")).collect();
+    if let Some(i) = pids
+        .windows(2)
+        .position(|w| w[0].is_some() && w[1].is_some() && w[0] != w[1])
+    {
+        eprintln!(
+            "diag: warning: {} and {} come from different processes (pid {} and {}): a restart \
+             empties the heap, so a trend across one misleads",
+            files[i],
+            files[i + 1],
+            pids[i].unwrap_or("?"),
+            pids[i + 1].unwrap_or("?")
+        );
+    }
+}
+
+/// The human table: a summary of all sites, then one row for each of the first `limit`
+/// (0 = all).
+fn write_table(w: &mut impl Write, t: &HeapTrend, limit: usize) -> io::Result<()> {
+    let n = t.snapshots.len();
+    let (first, last) = (&t.snapshots[0], &t.snapshots[n - 1]);
+    let over = match t.slope_per {
+        SlopeUnit::Second => format!(
+            " in {}",
+            units::span(Duration::from_nanos(
+                (last.time_nanos - first.time_nanos).max(0) as u64
+            ))
+        ),
+        SlopeUnit::Snapshot => " (no timestamps: in the order given, rates per snapshot)".into(),
+    };
+    writeln!(
+        w,
+        "{} over {n} snapshots{over}: {} -> {} ({})",
+        t.sample_type,
+        units::bytes(first.total_bytes),
+        units::bytes(last.total_bytes),
+        units::signed(last.total_bytes.saturating_sub(first.total_bytes), "bytes"),
+    )?;
+    let tally = |v: Verdict| t.sites.iter().filter(|s| s.verdict == v).count();
+    writeln!(
+        w,
+        "{} growing, {} plateaued, {} steady, {} shrinking of {} changed sites \
+         (Mann-Kendall, one-sided p < {}; RATE: Theil-Sen slope over all snapshots, RECENT: \
+         over the later half)",
+        tally(Verdict::Growing),
+        tally(Verdict::Plateaued),
+        tally(Verdict::Steady),
+        tally(Verdict::Shrinking),
+        t.sites.len(),
+        t.alpha,
+    )?;
+    if t.min_p_value >= t.alpha {
+        writeln!(
+            w,
+            "note: {n} snapshots cannot show a trend at p < {} (the smallest p they allow is \
+             {:.3}); take at least {}",
+            t.alpha,
+            t.min_p_value,
+            snapshots_needed(t.alpha)
+        )?;
+    }
+    if t.sites.is_empty() {
+        return writeln!(w, "no site changed");
+    }
+    writeln!(w)?;
+    let mut table = Table::new(&[
+        ("VERDICT", Align::Left),
+        ("RATE", Align::Right),
+        ("RECENT", Align::Right),
+        ("FIRST", Align::Right),
+        ("LAST", Align::Right),
+        ("ROSE", Align::Right),
+        ("P", Align::Right),
+        ("SERIES", Align::Left),
+        ("SITE", Align::Left),
+    ]);
+    let shown = if limit == 0 { t.sites.len() } else { limit };
+    for s in t.sites.iter().take(shown) {
+        let p = match s.verdict {
+            Verdict::Growing | Verdict::Plateaued => s.p_growing,
+            Verdict::Shrinking => s.p_shrinking,
+            Verdict::Steady => s.p_growing.min(s.p_shrinking),
+        };
+        table.row(vec![
+            s.verdict.as_str().to_owned(),
+            rate(s.slope_bytes, t.slope_per),
+            rate(s.recent_slope_bytes, t.slope_per),
+            units::bytes(s.bytes[0]),
+            units::bytes(s.bytes[s.bytes.len() - 1]),
+            format!("{}/{}", s.rose_in, s.bytes.len() - 1),
+            format!("{p:.3}"),
+            sparkline(&s.bytes),
+            units::located(&s.function, s.file.as_deref(), s.line),
+        ]);
+    }
+    table.write(w)?;
+    if shown < t.sites.len() {
+        writeln!(
+            w,
+            "({shown} of {} sites shown; --top 0 shows all)",
+            t.sites.len()
+        )?;
+    }
+    Ok(())
+}
+
+/// The fewest snapshots whose smallest possible p-value (`1/n!`) is under `alpha`.
+fn snapshots_needed(alpha: f64) -> usize {
+    let mut n = profile::MIN_TREND_SNAPSHOTS;
+    let mut factorial: f64 = (1..=n).map(|k| k as f64).product();
+    while 1.0 / factorial >= alpha && n < profile::MAX_TREND_SNAPSHOTS {
+        n += 1;
+        factorial *= n as f64;
+    }
+    n
+}
+
+/// A slope as a rate people read: per hour for slow ones, per minute, or per second for
+/// fast ones; per snapshot without timestamps.
+fn rate(bytes: f64, per: SlopeUnit) -> String {
+    let fmt = |v: f64, unit: &str| format!("{}/{unit}", units::signed(v.round() as i64, "bytes"));
+    match per {
+        SlopeUnit::Snapshot => fmt(bytes, "snap"),
+        SlopeUnit::Second if bytes.abs() >= 1024.0 * 1024.0 => fmt(bytes, "s"),
+        SlopeUnit::Second if bytes.abs() * 60.0 >= 1024.0 => fmt(bytes * 60.0, "min"),
+        SlopeUnit::Second => fmt(bytes * 3600.0, "h"),
+    }
+}
+
+/// The series as block characters scaled between its minimum and maximum.
+fn sparkline(values: &[i64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let picked: Vec<i64> = if values.len() > SPARK_POINTS {
+        (0..SPARK_POINTS)
+            .map(|i| values[i * (values.len() - 1) / (SPARK_POINTS - 1)])
+            .collect()
+    } else {
+        values.to_vec()
+    };
+    let (lo, hi) = (
+        *picked.iter().min().unwrap_or(&0),
+        *picked.iter().max().unwrap_or(&0),
+    );
+    picked
+        .iter()
+        .map(|&v| {
+            if hi == lo {
+                BARS[3]
+            } else {
+                let x = (v - lo) as f64 / (hi - lo) as f64;
+                BARS[((x * 7.0).round() as usize).min(7)]
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_sparklines_and_snapshot_counts() {
+        assert_eq!(rate(2.0 * 1048576.0, SlopeUnit::Second), "+2.0 MiB/s");
+        assert_eq!(rate(1024.0, SlopeUnit::Second), "+60.0 KiB/min");
+        assert_eq!(rate(-1.0, SlopeUnit::Second), "-3.5 KiB/h");
+        assert_eq!(rate(4096.0, SlopeUnit::Snapshot), "+4.0 KiB/snap");
+        assert_eq!(sparkline(&[0, 1, 2, 3, 4, 5, 6, 7]), "▁▂▃▄▅▆▇█");
+        assert_eq!(sparkline(&[5, 5, 5]), "▄▄▄");
+        let long: Vec<i64> = (0..100).collect();
+        let s = sparkline(&long);
+        assert_eq!(s.chars().count(), SPARK_POINTS);
+        assert!(s.starts_with('▁') && s.ends_with('█'));
+        // 1/3! = 0.167, 1/4! = 0.042.
+        assert_eq!(snapshots_needed(0.05), 4);
+        assert_eq!(snapshots_needed(0.2), 3);
+        assert_eq!(snapshots_needed(0.001), 7);
+    }
+}

@@ -1,0 +1,236 @@
+//! Leak trends end to end over real sockets: the leaky example runs in this process with
+//! `DiagAlloc` installed. Across seven snapshots the leak keeps growing while a bounded cache
+//! fills and levels off: `diag trend` must call the first growing (ranked first, its growth
+//! within 25 % of the truth) and the second plateaued, where a two-snapshot diff shows both
+//! as growth. Then `diag trend URL` takes the snapshots itself while traffic runs. One test:
+//! the allocator is process-global.
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+#[global_allocator]
+static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
+
+fn diag(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_diag"))
+        .args(args)
+        .output()
+        .expect("running diag")
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "diag failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn fails(out: Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn get(agent: &ureq::Agent, url: &str) {
+    let mut r = agent.get(url).call().expect(url);
+    assert_eq!(r.status(), 200, "{url}");
+    r.body_mut().read_to_vec().unwrap();
+}
+
+fn site<'a>(v: &'a Value, suffix: &str) -> Option<&'a Value> {
+    v["sites"]
+        .as_array()
+        .expect("sites")
+        .iter()
+        .find(|s| s["function"].as_str().unwrap().ends_with(suffix))
+}
+
+#[test]
+fn trend_tells_the_leak_from_the_filling_cache() {
+    let service = diag_examples::InProcess::start(
+        diag_core::Diag::builder()
+            .heap_sample_bytes(16 * 1024)
+            .snapshot_min_interval(Duration::ZERO),
+        diag_examples::leaky::app(),
+    );
+    let (diag_url, app_url) = (service.diag_url.clone(), service.app_url.clone());
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent();
+    let dir = std::env::temp_dir().join(format!("diag-trend-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Seven snapshots. Between each: 30 leaking requests of 64 KiB and churn; the cache takes
+    // 11 new keys of 64 KiB each time, so it is full (32 entries) from the third interval on
+    // and only turns over after that.
+    let mut files = Vec::new();
+    let mut key = 0u64;
+    let mut leaked_first = 0;
+    for k in 0..7 {
+        if k > 0 {
+            for _ in 0..30 {
+                get(&agent, &format!("{app_url}/leak?kb=64"));
+            }
+            for _ in 0..11 {
+                key += 1;
+                get(&agent, &format!("{app_url}/warm?key={key}&kb=64"));
+            }
+            for _ in 0..10 {
+                get(&agent, &format!("{app_url}/churn"));
+            }
+        }
+        if k == 0 {
+            leaked_first = diag_examples::leaky::leaked_bytes();
+        }
+        let f = dir.join(format!("s{k}.pb.gz"));
+        ok(diag(&["snapshot", &diag_url, "-o", f.to_str().unwrap()]));
+        files.push(f.to_str().unwrap().to_owned());
+    }
+    let truth = (diag_examples::leaky::leaked_bytes() - leaked_first) as f64;
+
+    // Given in reverse: the timestamps put them in order.
+    let mut args = vec!["trend", "--json"];
+    args.extend(files.iter().rev().map(String::as_str));
+    let json = ok(diag(&args));
+    let v: Value = serde_json::from_str(&json).expect("trend --json is JSON");
+    assert_eq!(v["slope_per"], "second", "{json}");
+    let first = &v["sites"][0];
+    assert!(
+        first["function"]
+            .as_str()
+            .unwrap()
+            .ends_with("leaky::remember_request"),
+        "leak not ranked first: {json}"
+    );
+    assert_eq!(first["verdict"], "growing", "{first}");
+    assert!(first["p_growing"].as_f64().unwrap() < 0.05, "{first}");
+    assert!(first["slope_bytes"].as_f64().unwrap() > 0.0, "{first}");
+    let delta = first["delta_bytes"].as_i64().unwrap() as f64;
+    let err = (delta - truth).abs() / truth;
+    assert!(
+        err < 0.25,
+        "delta {delta} vs leaked {truth}: {:.1} % off",
+        err * 100.0
+    );
+    let series = first["bytes"].as_array().unwrap();
+    assert_eq!(series.len(), 7);
+    let inputs: Vec<u64> = v["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["input"].as_u64().unwrap())
+        .collect();
+    assert_eq!(inputs, [6, 5, 4, 3, 2, 1, 0], "time order from timestamps");
+
+    let cache = site(&v, "leaky::warm_cache").unwrap_or_else(|| panic!("no cache: {json}"));
+    assert_eq!(cache["verdict"], "plateaued", "{cache}");
+    for s in v["sites"].as_array().unwrap() {
+        if s["verdict"] == "growing" {
+            // Only the leak (and, at most, runtime bookkeeping far smaller than it) grows.
+            let slope = s["slope_bytes"].as_f64().unwrap();
+            assert!(
+                s == first || slope < first["slope_bytes"].as_f64().unwrap() * 0.05,
+                "something else grows like a leak: {s}"
+            );
+        }
+    }
+
+    // A diff of the first and last snapshots shows the cache as growth: what the trend adds.
+    let diff = ok(diag(&["diff", &files[0], &files[6], "--json"]));
+    let d: Value = serde_json::from_str(&diff).unwrap();
+    let cache_growth = site(&d, "leaky::warm_cache").unwrap()["delta_bytes"]
+        .as_i64()
+        .unwrap();
+    assert!(cache_growth > 1 << 20, "{diff}");
+
+    // The table says the same to a person.
+    let table = ok(diag(&["trend", &files[0], &files[3], &files[6], &files[1]]));
+    assert!(table.contains("over 4 snapshots"), "{table}");
+    let leak_row = table
+        .lines()
+        .find(|l| l.contains("remember_request"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(leak_row.starts_with("growing"), "{table}");
+
+    // Bad input: a clear error and exit code 2, never a panic.
+    fails(
+        diag(&["trend", &files[0], &files[1]]),
+        "at least 3 snapshots",
+    );
+    fails(
+        diag(&["trend", &files[0], &files[1], &files[1]]),
+        "same time",
+    );
+    fails(
+        diag(&["trend", &diag_url, &files[0], &files[1]]),
+        "either one URL",
+    );
+    fails(
+        diag(&["trend", &diag_url, "--every", "10ms"]),
+        "--every \"10ms\" must be between",
+    );
+    fails(
+        diag(&[
+            "trend",
+            "http://127.0.0.1:9",
+            "--every",
+            "1s",
+            "--count",
+            "3",
+        ]),
+        "http://127.0.0.1:9",
+    );
+    let junk = dir.join("junk.pb.gz");
+    std::fs::write(&junk, b"not a profile").unwrap();
+    fails(
+        diag(&["trend", &files[0], &files[1], junk.to_str().unwrap()]),
+        "junk.pb.gz",
+    );
+
+    // URL mode: diag takes the snapshots while a client keeps leaking.
+    let stop = AtomicBool::new(false);
+    let live_dir = dir.join("live");
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                get(&agent, &format!("{app_url}/leak?kb=16"));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let out = diag(&[
+            "trend",
+            &diag_url,
+            "--every",
+            "1s",
+            "--count",
+            "5",
+            "--out",
+            live_dir.to_str().unwrap(),
+            "--json",
+        ]);
+        stop.store(true, Ordering::Relaxed);
+        out
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = ok(out);
+    assert!(stderr.contains("snapshot 5/5"), "{stderr}");
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["files"].as_array().unwrap().len(), 5);
+    for i in 1..=5 {
+        assert!(live_dir.join(format!("heap-{i:03}.pb.gz")).exists());
+    }
+    let leak = site(&v, "leaky::remember_request").unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(leak["verdict"], "growing", "{json}");
+    assert_eq!(v["sites"][0], *leak, "{json}");
+
+    std::fs::remove_dir_all(&dir).ok();
+    drop(service);
+}

@@ -1,0 +1,592 @@
+//! Leak trends: how each allocation site's in-use memory moves over a series of snapshots.
+//!
+//! A diff of two snapshots cannot tell a leak from a cache that is still warming up, a burst
+//! of traffic or sampling noise: each grows between two points. A leak keeps growing. So for
+//! every site this module takes its series over three or more snapshots and asks two
+//! questions, with methods that need no assumption about the noise of a sampled estimate:
+//!
+//! - **Is there a monotonic trend?** The Mann-Kendall test: `S` is the number of later-minus-
+//!   earlier pairs that went up minus those that went down, and its one-sided p-value is
+//!   computed exactly from the distribution of inversions of a random permutation (Mahonian
+//!   numbers), the null hypothesis that the order of the values is random. Pairs with equal
+//!   values count zero; using the tie-free distribution then makes the p-value conservative.
+//! - **How fast, and is it still going?** The Theil-Sen slope: the median of the slopes of
+//!   all pairs of points, robust to outliers. It is computed over the whole series and over
+//!   its later half; a significant rise whose later-half slope has fallen under a quarter of
+//!   the whole is a plateau (a cache that filled, a pool that reached its size), not a leak.
+//!
+//! Snapshots are put in time order by their timestamps and slopes are per second; when a
+//! profile has no timestamp (dhat JSON) the given order is used and slopes are per snapshot.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::diff::{DEFAULT_DIFF_SAMPLE_TYPE, SiteAgg, aggregate, columns, heaviest_stack};
+use super::model::Profile;
+use crate::error::{Error, Result};
+
+/// The fewest snapshots a trend is computed from.
+pub const MIN_TREND_SNAPSHOTS: usize = 3;
+/// The most snapshots a trend is computed from (Theil-Sen is quadratic in their number).
+pub const MAX_TREND_SNAPSHOTS: usize = 200;
+/// The default significance level of the Mann-Kendall test.
+pub const DEFAULT_TREND_ALPHA: f64 = 0.05;
+/// A rise whose later-half slope is under this share of its whole slope has levelled off.
+const PLATEAU_RATIO: f64 = 0.25;
+
+/// Options for [`trend`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TrendOptions {
+    /// The bytes column to follow; `inuse_space` when `None`.
+    pub sample_type: Option<String>,
+    /// One-sided significance level of the trend test, in (0, 1).
+    pub alpha: f64,
+}
+
+impl Default for TrendOptions {
+    fn default() -> Self {
+        Self {
+            sample_type: None,
+            alpha: DEFAULT_TREND_ALPHA,
+        }
+    }
+}
+
+/// What a site's series says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// A significant upward trend that is still rising: the leak candidates.
+    Growing,
+    /// A significant rise that levelled off in the later half (a cache that filled).
+    Plateaued,
+    /// No significant trend either way.
+    Steady,
+    /// A significant downward trend.
+    Shrinking,
+}
+
+impl Verdict {
+    /// The lowercase name used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Growing => "growing",
+            Verdict::Plateaued => "plateaued",
+            Verdict::Steady => "steady",
+            Verdict::Shrinking => "shrinking",
+        }
+    }
+}
+
+/// The time axis of the slopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlopeUnit {
+    /// Bytes per second: every snapshot had a timestamp.
+    Second,
+    /// Bytes per snapshot: some snapshot had none, so the given order and even spacing are
+    /// assumed.
+    Snapshot,
+}
+
+/// How heap use moved over a series of snapshots, by site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HeapTrend {
+    /// Sites whose value changed at least once: growing first, then plateaued, steady and
+    /// shrinking; within each, the highest slope first.
+    pub sites: Vec<SiteTrend>,
+    /// The snapshots in time order.
+    pub snapshots: Vec<SnapshotPoint>,
+    /// The followed column (`inuse_space`).
+    pub sample_type: String,
+    /// What the slopes are per.
+    pub slope_per: SlopeUnit,
+    /// The significance level used.
+    pub alpha: f64,
+    /// The smallest p-value this many snapshots can give: at or above `alpha`, no site can
+    /// be called growing or shrinking (take more snapshots).
+    pub min_p_value: f64,
+}
+
+/// One snapshot of the series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SnapshotPoint {
+    /// Its position in the input.
+    pub input: usize,
+    /// When it was taken, nanoseconds since the Unix epoch (0 = unknown).
+    pub time_nanos: i64,
+    /// The followed column summed over all sites.
+    pub total_bytes: i64,
+}
+
+/// One site's series and what it says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SiteTrend {
+    /// The site: the innermost user-code function (as in [`diff`](super::diff())).
+    pub function: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Theil-Sen slope over all snapshots, bytes per [`HeapTrend::slope_per`].
+    pub slope_bytes: f64,
+    /// Theil-Sen slope over the later half of the snapshots.
+    pub recent_slope_bytes: f64,
+    /// Mann-Kendall `S`: rising pairs minus falling pairs.
+    pub kendall_s: i64,
+    /// One-sided p-value of a rise (exact, conservative with ties).
+    pub p_growing: f64,
+    /// One-sided p-value of a fall.
+    pub p_shrinking: f64,
+    /// Consecutive intervals in which the value rose, of `bytes.len() - 1`.
+    pub rose_in: usize,
+    /// The value at each snapshot, in time order.
+    pub bytes: Vec<i64>,
+    /// The matching objects column at each snapshot (empty if the profiles have none).
+    pub objects: Vec<i64>,
+    /// `last - first` of `bytes`.
+    pub delta_bytes: i64,
+    /// The stack that grew most between the first and last snapshot, from the site outward.
+    pub stack: Vec<String>,
+    /// The site's source file, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The site's source line, when known (0 = unknown).
+    #[serde(default)]
+    pub line: u32,
+}
+
+/// Follows every allocation site over `profiles` (three or more heap snapshots of one
+/// service, in any order) and classifies its series.
+///
+/// Fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for fewer than
+/// [`MIN_TREND_SNAPSHOTS`] or more than [`MAX_TREND_SNAPSHOTS`] profiles, two profiles with
+/// the same timestamp, an `alpha` outside (0, 1), or profiles that lack the column or
+/// disagree on its unit.
+pub fn trend(profiles: &[&Profile], opts: &TrendOptions) -> Result<HeapTrend> {
+    let n = profiles.len();
+    if !(MIN_TREND_SNAPSHOTS..=MAX_TREND_SNAPSHOTS).contains(&n) {
+        return Err(Error::invalid(format!(
+            "a trend needs {MIN_TREND_SNAPSHOTS} to {MAX_TREND_SNAPSHOTS} snapshots, got {n}"
+        )));
+    }
+    if !(opts.alpha > 0.0 && opts.alpha < 1.0) {
+        return Err(Error::invalid(format!(
+            "the significance level must be between 0 and 1, got {}",
+            opts.alpha
+        )));
+    }
+    let ty = opts
+        .sample_type
+        .as_deref()
+        .unwrap_or(DEFAULT_DIFF_SAMPLE_TYPE);
+    let (order, times, slope_per) = time_axis(profiles)?;
+
+    let mut per_snapshot: Vec<BTreeMap<String, SiteAgg>> = Vec::with_capacity(n);
+    let mut has_objects = true;
+    for &i in &order {
+        let (_, cols) = columns(profiles[order[0]], profiles[i], ty).map_err(|e| {
+            Error::invalid(format!(
+                "snapshot {} cannot be compared with snapshot {}: {e}",
+                i + 1,
+                order[0] + 1
+            ))
+        })?;
+        has_objects &= cols.objects.is_some();
+        per_snapshot.push(aggregate(profiles[i], cols));
+    }
+
+    let null = KendallNull::new(n);
+    let names: std::collections::BTreeSet<&String> =
+        per_snapshot.iter().flat_map(|m| m.keys()).collect();
+    let empty = SiteAgg::default();
+    let mut sites = Vec::new();
+    for name in names {
+        let aggs: Vec<&SiteAgg> = per_snapshot
+            .iter()
+            .map(|m| m.get(name).unwrap_or(&empty))
+            .collect();
+        let bytes: Vec<i64> = aggs.iter().map(|a| a.values[0]).collect();
+        if bytes.iter().all(|&b| b == bytes[0]) {
+            continue;
+        }
+        let objects = if has_objects {
+            aggs.iter().map(|a| a.values[1]).collect()
+        } else {
+            Vec::new()
+        };
+        let values: Vec<f64> = bytes.iter().map(|&b| b as f64).collect();
+        let s = kendall_s(&values);
+        let (p_growing, p_shrinking) = (null.p_at_least(s), null.p_at_least(-s));
+        let slope = theil_sen(&times, &values);
+        let half = n - recent_len(n);
+        let recent = theil_sen(&times[half..], &values[half..]);
+        let verdict = if p_growing < opts.alpha && slope > 0.0 {
+            if recent < slope * PLATEAU_RATIO {
+                Verdict::Plateaued
+            } else {
+                Verdict::Growing
+            }
+        } else if p_shrinking < opts.alpha && slope < 0.0 {
+            Verdict::Shrinking
+        } else {
+            Verdict::Steady
+        };
+        let (stack, file, line) = heaviest_stack(aggs[0], aggs[n - 1]);
+        sites.push(SiteTrend {
+            function: name.clone(),
+            verdict,
+            slope_bytes: slope,
+            recent_slope_bytes: recent,
+            kendall_s: s,
+            p_growing,
+            p_shrinking,
+            rose_in: bytes.windows(2).filter(|w| w[1] > w[0]).count(),
+            delta_bytes: bytes[n - 1].saturating_sub(bytes[0]),
+            bytes,
+            objects,
+            stack,
+            file,
+            line,
+        });
+    }
+    sites.sort_by(|a, b| {
+        a.verdict
+            .cmp(&b.verdict)
+            .then(b.slope_bytes.total_cmp(&a.slope_bytes))
+            .then(b.delta_bytes.cmp(&a.delta_bytes))
+            .then_with(|| a.function.cmp(&b.function))
+    });
+    let snapshots = order
+        .iter()
+        .zip(&per_snapshot)
+        .map(|(&i, m)| SnapshotPoint {
+            input: i,
+            time_nanos: profiles[i].time_nanos,
+            total_bytes: m.values().map(|a| a.values[0]).fold(0, i64::saturating_add),
+        })
+        .collect();
+    Ok(HeapTrend {
+        sites,
+        snapshots,
+        sample_type: ty.to_owned(),
+        slope_per,
+        alpha: opts.alpha,
+        min_p_value: null.p_at_least(null.max_s()),
+    })
+}
+
+/// The time order of the profiles and their times on the slope axis: seconds since the first
+/// if every profile has a timestamp, else the given order at one unit per snapshot.
+fn time_axis(profiles: &[&Profile]) -> Result<(Vec<usize>, Vec<f64>, SlopeUnit)> {
+    let mut order: Vec<usize> = (0..profiles.len()).collect();
+    if profiles.iter().any(|p| p.time_nanos <= 0) {
+        let times = order.iter().map(|&i| i as f64).collect();
+        return Ok((order, times, SlopeUnit::Snapshot));
+    }
+    order.sort_by_key(|&i| profiles[i].time_nanos);
+    for w in order.windows(2) {
+        if profiles[w[0]].time_nanos == profiles[w[1]].time_nanos {
+            return Err(Error::invalid(format!(
+                "snapshots {} and {} were taken at the same time (the same snapshot twice?)",
+                w[0].min(w[1]) + 1,
+                w[0].max(w[1]) + 1
+            )));
+        }
+    }
+    let t0 = profiles[order[0]].time_nanos;
+    let times = order
+        .iter()
+        .map(|&i| (profiles[i].time_nanos - t0) as f64 / 1e9)
+        .collect();
+    Ok((order, times, SlopeUnit::Second))
+}
+
+/// How many of `n` snapshots make the later half: at least three, so it has a slope to speak
+/// of, and the middle one when `n` is odd.
+fn recent_len(n: usize) -> usize {
+    n.div_ceil(2).max(MIN_TREND_SNAPSHOTS).min(n)
+}
+
+/// Mann-Kendall `S`: over all pairs `i < j`, +1 if `y[j] > y[i]`, -1 if lower, 0 if equal.
+fn kendall_s(y: &[f64]) -> i64 {
+    let mut s = 0i64;
+    for (i, a) in y.iter().enumerate() {
+        for b in &y[i + 1..] {
+            s += match b.partial_cmp(a) {
+                Some(std::cmp::Ordering::Greater) => 1,
+                Some(std::cmp::Ordering::Less) => -1,
+                _ => 0,
+            };
+        }
+    }
+    s
+}
+
+/// The Theil-Sen slope: the median of `(y[j] - y[i]) / (t[j] - t[i])` over all pairs with
+/// `t[j] > t[i]` (0 if there is none).
+fn theil_sen(t: &[f64], y: &[f64]) -> f64 {
+    let mut slopes = Vec::with_capacity(t.len() * t.len().saturating_sub(1) / 2);
+    for i in 0..t.len() {
+        for j in i + 1..t.len() {
+            let dt = t[j] - t[i];
+            if dt > 0.0 {
+                slopes.push((y[j] - y[i]) / dt);
+            }
+        }
+    }
+    if slopes.is_empty() {
+        return 0.0;
+    }
+    slopes.sort_by(f64::total_cmp);
+    let m = slopes.len() / 2;
+    if slopes.len() % 2 == 1 {
+        slopes[m]
+    } else {
+        (slopes[m - 1] + slopes[m]) / 2.0
+    }
+}
+
+/// The exact null distribution of Mann-Kendall's `S` for `n` values in random order and no
+/// ties: `S = C(n,2) - 2I`, where the inversion count `I` of a random permutation follows the
+/// Mahonian distribution, built here one element at a time (inserting element `m` adds 0 to
+/// `m - 1` inversions, uniformly).
+struct KendallNull {
+    pairs: i64,
+    /// `cdf[k] = P(I <= k)`.
+    cdf: Vec<f64>,
+}
+
+impl KendallNull {
+    fn new(n: usize) -> Self {
+        let mut pmf = vec![1.0f64];
+        for m in 2..=n {
+            let len = pmf.len() + m - 1;
+            let mut prefix = Vec::with_capacity(pmf.len() + 1);
+            prefix.push(0.0);
+            let mut acc = 0.0;
+            for p in &pmf {
+                acc += p;
+                prefix.push(acc);
+            }
+            let next: Vec<f64> = (0..len)
+                .map(|k| {
+                    let hi = (k + 1).min(pmf.len());
+                    let lo = (k + 1).saturating_sub(m);
+                    (prefix[hi] - prefix[lo.min(hi)]) / m as f64
+                })
+                .collect();
+            pmf = next;
+        }
+        let mut acc = 0.0;
+        let cdf = pmf
+            .iter()
+            .map(|p| {
+                acc += p;
+                acc.min(1.0)
+            })
+            .collect();
+        Self {
+            pairs: (n * n.saturating_sub(1) / 2) as i64,
+            cdf,
+        }
+    }
+
+    /// The largest possible `S`.
+    fn max_s(&self) -> i64 {
+        self.pairs
+    }
+
+    /// `P(S' >= s)` for `S'` from the null distribution: `P(I <= floor((C - s) / 2))`.
+    fn p_at_least(&self, s: i64) -> f64 {
+        let k = (self.pairs - s).div_euclid(2);
+        if k < 0 {
+            return 0.0;
+        }
+        self.cdf
+            .get(k as usize)
+            .copied()
+            .unwrap_or(1.0)
+            .clamp(0.0, 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use crate::profile::testutil::heap_profile;
+
+    fn at(mut p: Profile, secs: i64) -> Profile {
+        p.time_nanos = 1_700_000_000_000_000_000 + secs * 1_000_000_000;
+        p
+    }
+
+    /// Snapshots every 60 s of three sites: a steady leak (+1 MiB a snapshot), a cache that
+    /// fills in three steps and then stays full, and a buffer that comes and goes.
+    fn series(n: usize) -> Vec<Profile> {
+        const MIB: i64 = 1 << 20;
+        (0..n)
+            .map(|k| {
+                let k = k as i64;
+                let noise = [300_000, -200_000, 100_000, -300_000, 250_000][k as usize % 5];
+                at(
+                    heap_profile(&[
+                        (&["myapp::leak", "myapp::main"], MIB * (k + 1)),
+                        (&["myapp::cache::fill", "myapp::main"], MIB * k.min(3) + 1),
+                        (&["myapp::buffers", "myapp::main"], 4 * MIB + noise),
+                        (&["myapp::startup", "myapp::main"], 777),
+                    ]),
+                    60 * k,
+                )
+            })
+            .collect()
+    }
+
+    fn run(profiles: &[Profile]) -> HeapTrend {
+        let refs: Vec<&Profile> = profiles.iter().collect();
+        trend(&refs, &TrendOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn mahonian_null_matches_enumeration() {
+        // n = 4: the 24 permutations have 1, 3, 5, 6, 5, 3, 1 of 0..=6 inversions.
+        let null = KendallNull::new(4);
+        let counts = [1.0, 3.0, 5.0, 6.0, 5.0, 3.0, 1.0];
+        let mut acc = 0.0;
+        for (k, c) in counts.iter().enumerate() {
+            acc += c / 24.0;
+            assert!((null.cdf[k] - acc).abs() < 1e-12, "k={k}");
+        }
+        assert!((null.p_at_least(6) - 1.0 / 24.0).abs() < 1e-12);
+        assert!((null.p_at_least(4) - 4.0 / 24.0).abs() < 1e-12);
+        assert!((null.p_at_least(-6) - 1.0).abs() < 1e-12);
+        // A tie makes S odd: P(S' >= 5) = P(S' = 6) without ties.
+        assert!((null.p_at_least(5) - 1.0 / 24.0).abs() < 1e-12);
+        // n = 7 (Mahonian row 1, 6, 20, 49, 98, 169, ...): P(I <= 3) = 76 / 5040.
+        let null = KendallNull::new(7);
+        assert!((null.p_at_least(21 - 6) - 76.0 / 5040.0).abs() < 1e-12);
+        // The distribution sums to one for the largest n allowed.
+        let big = KendallNull::new(MAX_TREND_SNAPSHOTS);
+        assert!((big.cdf.last().unwrap() - 1.0).abs() < 1e-9);
+        assert!((big.p_at_least(0) - 0.5).abs() < 0.01);
+    }
+
+    #[test]
+    fn kendall_and_theil_sen() {
+        assert_eq!(kendall_s(&[1.0, 2.0, 3.0, 4.0]), 6);
+        assert_eq!(kendall_s(&[4.0, 3.0, 2.0, 1.0]), -6);
+        assert_eq!(kendall_s(&[1.0, 1.0, 2.0]), 2);
+        let t = [0.0, 1.0, 2.0, 3.0, 4.0];
+        assert_eq!(theil_sen(&t, &[0.0, 2.0, 4.0, 6.0, 8.0]), 2.0);
+        // One wild point does not move the median slope.
+        assert_eq!(theil_sen(&t, &[0.0, 2.0, 400.0, 6.0, 8.0]), 2.0);
+        assert_eq!(theil_sen(&[0.0, 0.0], &[1.0, 5.0]), 0.0);
+    }
+
+    #[test]
+    fn tells_a_leak_from_a_plateau_and_noise() {
+        let t = run(&series(8));
+        let by_name = |n: &str| t.sites.iter().find(|s| s.function == n).unwrap();
+        let leak = by_name("myapp::leak");
+        assert_eq!(leak.verdict, Verdict::Growing);
+        assert_eq!(t.sites[0].function, "myapp::leak");
+        // +1 MiB a minute, per second.
+        assert!((leak.slope_bytes - (1 << 20) as f64 / 60.0).abs() < 1e-6);
+        assert_eq!(leak.rose_in, 7);
+        assert_eq!(leak.delta_bytes, 7 << 20);
+        assert_eq!(leak.kendall_s, 28);
+        assert_eq!(leak.stack, ["myapp::leak", "myapp::main"]);
+        assert_eq!(by_name("myapp::cache::fill").verdict, Verdict::Plateaued);
+        assert_eq!(by_name("myapp::buffers").verdict, Verdict::Steady);
+        assert!(t.sites.iter().all(|s| s.function != "myapp::startup"));
+        assert_eq!(t.slope_per, SlopeUnit::Second);
+        assert_eq!(t.snapshots.len(), 8);
+        assert!(t.min_p_value < 1e-4);
+    }
+
+    #[test]
+    fn a_two_point_diff_would_call_the_cache_a_leak() {
+        // The point of a trend: first against last, the cache grew by 3 MiB like a leak.
+        let s = series(8);
+        let d = crate::profile::diff(&s[0], &s[7], &Default::default()).unwrap();
+        let cache = d
+            .sites
+            .iter()
+            .find(|x| x.function == "myapp::cache::fill")
+            .unwrap();
+        assert_eq!(cache.delta_bytes, 3 << 20);
+    }
+
+    #[test]
+    fn order_comes_from_timestamps() {
+        let mut s = series(6);
+        s.reverse();
+        let t = run(&s);
+        assert_eq!(t.sites[0].function, "myapp::leak");
+        assert_eq!(t.sites[0].verdict, Verdict::Growing);
+        let inputs: Vec<usize> = t.snapshots.iter().map(|p| p.input).collect();
+        assert_eq!(inputs, [5, 4, 3, 2, 1, 0]);
+        // Without timestamps, the given order, per snapshot: now it shrinks.
+        for p in &mut s {
+            p.time_nanos = 0;
+        }
+        let t = run(&s);
+        assert_eq!(t.slope_per, SlopeUnit::Snapshot);
+        let leak = t
+            .sites
+            .iter()
+            .find(|x| x.function == "myapp::leak")
+            .unwrap();
+        assert_eq!(leak.verdict, Verdict::Shrinking);
+        assert!((leak.slope_bytes + (1 << 20) as f64).abs() < 1e-6);
+        assert_eq!(t.sites.last().unwrap().function, "myapp::leak");
+    }
+
+    #[test]
+    fn few_snapshots_cannot_be_significant() {
+        let t = run(&series(3));
+        assert!(t.min_p_value >= DEFAULT_TREND_ALPHA);
+        assert!(t.sites.iter().all(|s| s.verdict == Verdict::Steady));
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let s = series(4);
+        let two: Vec<&Profile> = s.iter().take(2).collect();
+        let e = trend(&two, &TrendOptions::default()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("got 2"), "{e}");
+
+        let same: Vec<&Profile> = vec![&s[0], &s[1], &s[1]];
+        let e = trend(&same, &TrendOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("same time"), "{e}");
+
+        let opts = TrendOptions {
+            alpha: 1.5,
+            ..Default::default()
+        };
+        let all: Vec<&Profile> = s.iter().collect();
+        assert!(trend(&all, &opts).is_err());
+
+        let cpu = crate::profile::testutil::cpu_profile(&[(&["myapp::a"], 10)]);
+        let mixed: Vec<&Profile> = vec![&s[0], &s[1], &cpu];
+        let e = trend(&mixed, &TrendOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("snapshot 3"), "{e}");
+    }
+
+    #[test]
+    fn json_shape() {
+        let t = run(&series(5));
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["sites"][0]["function"], "myapp::leak");
+        assert_eq!(v["sites"][0]["verdict"], "growing");
+        assert_eq!(v["slope_per"], "second");
+        assert_eq!(v["sites"][0]["bytes"].as_array().unwrap().len(), 5);
+        let back: HeapTrend = serde_json::from_value(v).unwrap();
+        assert_eq!(back, t);
+    }
+}
