@@ -32,7 +32,7 @@ pub(crate) enum Command {
     /// Tell leaks from one-off growth: which sites keep growing over three or more snapshots.
     ///
     /// With one URL: take --count snapshots of the live service, --every apart, save them,
-    /// then report. Each site is classed growing (a significant upward trend, still rising),
+    /// then report; or, with --history, fetch the history the service keeps (no waiting). Each site is classed growing (a significant upward trend, still rising),
     /// plateaued (rose, then levelled off: a cache that filled), steady or shrinking, by a
     /// Mann-Kendall test, with its Theil-Sen rate.
     Trend(TrendArgs),
@@ -157,6 +157,10 @@ pub(crate) struct TrendArgs {
     /// (they are sorted by their timestamps). Or one URL: a live service's diag listener.
     #[arg(value_name = "SNAPSHOT", required = true, num_args = 1..)]
     pub(crate) inputs: Vec<String>,
+    /// URL mode: read the service's heap history (one point a minute over the last hour, by
+    /// default) plus a snapshot of now, instead of taking snapshots over time.
+    #[arg(long, conflicts_with_all = ["every", "count"])]
+    pub(crate) history: bool,
     /// URL mode: time between snapshots, e.g. 30s, 5m, 1h.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub(crate) every: String,

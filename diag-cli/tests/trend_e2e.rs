@@ -57,7 +57,8 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     let service = diag_examples::InProcess::start(
         diag_core::Diag::builder()
             .heap_sample_bytes(16 * 1024)
-            .snapshot_min_interval(Duration::ZERO),
+            .snapshot_min_interval(Duration::ZERO)
+            .heap_history(Duration::from_millis(200), 50),
         diag_examples::leaky::app(),
     );
     let (diag_url, app_url) = (service.diag_url.clone(), service.app_url.clone());
@@ -68,12 +69,14 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     let dir = std::env::temp_dir().join(format!("diag-trend-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
 
-    // Seven snapshots. Between each: 30 leaking requests of 64 KiB and churn; the cache takes
-    // 11 new keys of 64 KiB each time, so it is full (32 entries) from the third interval on
-    // and only turns over after that.
+    // Seven snapshots, 500 ms apart (as `diag trend URL --every` spaces them). Between each:
+    // 30 leaking requests of 64 KiB and churn; the cache takes 11 new keys of 256 KiB each
+    // time (blocks that large are always sampled at 16 KiB, so its estimate is exact), so it
+    // is full (32 entries) from the third interval on and only turns over after that.
     let mut files = Vec::new();
     let mut key = 0u64;
     let mut leaked_first = 0;
+    let start = std::time::Instant::now();
     for k in 0..7 {
         if k > 0 {
             for _ in 0..30 {
@@ -81,10 +84,13 @@ fn trend_tells_the_leak_from_the_filling_cache() {
             }
             for _ in 0..11 {
                 key += 1;
-                get(&agent, &format!("{app_url}/warm?key={key}&kb=64"));
+                get(&agent, &format!("{app_url}/warm?key={key}&kb=256"));
             }
             for _ in 0..10 {
                 get(&agent, &format!("{app_url}/churn"));
+            }
+            if let Some(wait) = (Duration::from_millis(500) * k).checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
             }
         }
         if k == 0 {
@@ -230,6 +236,67 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     let leak = site(&v, "leaky::remember_request").unwrap_or_else(|| panic!("{json}"));
     assert_eq!(leak["verdict"], "growing", "{json}");
     assert_eq!(v["sites"][0], *leak, "{json}");
+
+    // The history the service recorded all along (every 200 ms here, the last 50 points):
+    // the same verdict with no waiting, from the points and a snapshot of now.
+    let mut r = agent
+        .get(&format!("{diag_url}/debug/heap/history"))
+        .call()
+        .unwrap();
+    let h: Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+    assert_eq!(h["interval_ms"], 200, "{h}");
+    let points = h["points"].as_array().unwrap();
+    assert!(points.len() >= 10 && points.len() <= 50, "{h}");
+    let last = points.last().unwrap();
+    assert!(last["inuse_bytes"].as_u64().unwrap() > 0, "{h}");
+    assert!(last["live_bytes"].as_u64().unwrap() > 0, "{h}");
+    assert!(h["memory_bytes"].as_u64().unwrap() < 16 << 20, "{h}");
+    let history_dir = dir.join("history");
+    let out = diag(&[
+        "trend",
+        &diag_url,
+        "--history",
+        "--out",
+        history_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    let json = ok(out);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    // The points listed above, give or take one dropped or added since, and now.
+    let fetched = v["files"].as_array().unwrap().len();
+    assert!(
+        fetched >= points.len() && fetched <= points.len() + 2,
+        "{fetched} files for {} points",
+        points.len()
+    );
+    assert!(history_dir.join("heap-001.pb.gz").exists());
+    let leak = site(&v, "leaky::remember_request").unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(leak["verdict"], "growing", "{json}");
+    assert_eq!(v["sites"][0], *leak, "{json}");
+    // A recorded point's profile carries its own time; unknown or malformed points are refused.
+    let t = points[points.len() / 2]["time_nanos"].as_i64().unwrap();
+    let mut r = agent
+        .get(&format!("{diag_url}/debug/pprof/heap?at={t}&debug=1"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.body_mut().read_to_string().unwrap();
+    assert!(text.starts_with("heap profile:"), "{text}");
+    let status = |q: &str| {
+        agent
+            .get(&format!("{diag_url}/debug/pprof/heap?{q}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status("at=1"), 410);
+    assert_eq!(status("at=soon"), 400);
+    assert_eq!(status("at=0"), 400);
+    fails(diag(&["trend", &files[0], "--history"]), "--history");
 
     std::fs::remove_dir_all(&dir).ok();
     drop(service);

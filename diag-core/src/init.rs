@@ -39,6 +39,10 @@ pub mod env {
     pub const REQUEST_TIMEOUT_MS: &str = "DIAG_REQUEST_TIMEOUT_MS";
     /// Largest debug response body in bytes (default 67108864); larger answers 503.
     pub const MAX_RESPONSE_BYTES: &str = "DIAG_MAX_RESPONSE_BYTES";
+    /// Seconds between two points of the heap history (default 60; 0 turns it off).
+    pub const HEAP_HISTORY_INTERVAL_SECS: &str = "DIAG_HEAP_HISTORY_INTERVAL_SECS";
+    /// Points the heap history keeps (default 60, from 2 to 1440).
+    pub const HEAP_HISTORY_POINTS: &str = "DIAG_HEAP_HISTORY_POINTS";
 }
 
 /// Starts diag from `DIAG_*` environment variables: sets the heap sample rate and starts the
@@ -65,6 +69,8 @@ pub struct Builder {
     task_sample: u32,
     request_timeout: Duration,
     max_response_bytes: u64,
+    heap_history_interval: Duration,
+    heap_history_points: usize,
     #[cfg(feature = "console")]
     console: bool,
 }
@@ -86,6 +92,8 @@ impl Default for Builder {
             task_sample: crate::tasks::DEFAULT_TASK_SAMPLE,
             request_timeout: Duration::from_millis(crate::http::limits::DEFAULT_REQUEST_TIMEOUT_MS),
             max_response_bytes: crate::http::limits::DEFAULT_MAX_RESPONSE_BYTES,
+            heap_history_interval: heap::DEFAULT_HISTORY_INTERVAL,
+            heap_history_points: heap::DEFAULT_HISTORY_POINTS,
             #[cfg(feature = "console")]
             console: true,
         }
@@ -175,6 +183,31 @@ impl Builder {
         if let Some(n) = env_number(env::MAX_TRACKED_BLOCKS)? {
             self.max_tracked_blocks = usize::try_from(n).unwrap_or(usize::MAX);
         }
+        if let Some(n) = env_number(env::HEAP_HISTORY_INTERVAL_SECS)? {
+            if n > 86_400 {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{}={n} must be at most 86400 (one day); 0 turns the history off",
+                        env::HEAP_HISTORY_INTERVAL_SECS
+                    ),
+                ));
+            }
+            self.heap_history_interval = Duration::from_secs(n);
+        }
+        if let Some(n) = env_number(env::HEAP_HISTORY_POINTS)? {
+            if !(2..=heap::MAX_HISTORY_POINTS as u64).contains(&n) {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{}={n} must be between 2 and {}",
+                        env::HEAP_HISTORY_POINTS,
+                        heap::MAX_HISTORY_POINTS
+                    ),
+                ));
+            }
+            self.heap_history_points = n as usize;
+        }
         Ok(self)
     }
 
@@ -251,6 +284,15 @@ impl Builder {
         self
     }
 
+    /// Record the heap history every `interval`, keeping the last `points` (default: every
+    /// 60 s, 60 points, one hour; a zero interval turns it off; the interval is at least
+    /// 100 ms, the points 2 to 1440). See [`heap::set_history`].
+    pub fn heap_history(mut self, interval: Duration, points: usize) -> Self {
+        self.heap_history_interval = interval;
+        self.heap_history_points = points;
+        self
+    }
+
     /// Do not start a listener (for apps that nest [`router`](crate::router) into their own).
     pub fn no_listener(mut self) -> Self {
         self.listen = false;
@@ -286,6 +328,7 @@ impl Builder {
         crate::tasks::set_task_sample(self.task_sample);
         crate::tasks::on_init(self.blocking_threshold);
         heap::set_max_tracked_blocks(self.max_tracked_blocks);
+        heap::set_history(self.heap_history_interval, self.heap_history_points);
         crate::cpu::set_max_seconds(self.max_profile_seconds);
         crate::http::limits::SNAPSHOTS
             .set_min_interval_ms(self.snapshot_min_interval.as_millis() as u64);

@@ -2,7 +2,8 @@
 //! opposed to those that grew once (a cache filling up) or move with traffic.
 //!
 //! Given files, it reads them; given one URL, it first takes `--count` snapshots of the live
-//! service `--every` apart and saves them. The statistics live in
+//! service `--every` apart and saves them, or with `--history` fetches the points of the
+//! service's heap history and a snapshot of now. The statistics live in
 //! [`diag_core::profile::trend`].
 
 use std::io::{self, BufWriter, Write};
@@ -16,7 +17,7 @@ use diag_core::profile::{self, HeapTrend, Profile, SlopeUnit, TrendOptions, Verd
 use crate::cli::TrendArgs;
 use crate::commands::snapshot::{self, SnapshotArgs};
 use crate::input::{Input, read_profile};
-use crate::remote;
+use crate::remote::{self, Remote};
 use crate::table::{Align, Table};
 use crate::units;
 
@@ -28,6 +29,9 @@ const SPARK_POINTS: usize = 32;
 /// Runs `diag trend`.
 pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
     let files = match args.inputs.as_slice() {
+        [one] if matches!(Input::parse(one), Input::Url(_)) && args.history => {
+            fetch_history(&args, one)?
+        }
         [one] if matches!(Input::parse(one), Input::Url(_)) => take_series(&args, one)?,
         inputs => {
             if let Some(url) = inputs
@@ -38,6 +42,9 @@ pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
                     "{url}: give either one URL (to take the snapshots) or three or more saved \
                      snapshots, not both"
                 );
+            }
+            if args.history {
+                bail!("--history reads a live service: give its URL alone");
             }
             if inputs.len() < profile::MIN_TREND_SNAPSHOTS {
                 bail!(
@@ -81,11 +88,9 @@ pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Takes `--count` snapshots of the service at `url`, `--every` apart (measured from the
-/// first, so slow answers do not stretch the spacing), into `--out`; returns their paths.
-fn take_series(args: &TrendArgs, url: &str) -> Result<Vec<String>> {
-    let every = units::duration("--every", &args.every, 1.0, 86_400.0)?;
-    let count = args.count as usize;
+/// Where URL mode saves its snapshots: `--out`, or a new directory named after the service
+/// and the time.
+fn out_dir(args: &TrendArgs, url: &str) -> Result<PathBuf> {
     let dir = args.out.clone().unwrap_or_else(|| {
         let base = url.trim_end_matches('/');
         PathBuf::from(format!(
@@ -95,6 +100,91 @@ fn take_series(args: &TrendArgs, url: &str) -> Result<Vec<String>> {
         ))
     });
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// One point of `/debug/heap/history`.
+#[derive(serde::Deserialize)]
+struct HistoryPoint {
+    time_nanos: i64,
+}
+
+/// `/debug/heap/history`'s answer (the fields used here).
+#[derive(serde::Deserialize)]
+struct History {
+    interval_ms: u64,
+    points: Vec<HistoryPoint>,
+}
+
+/// Fetches every point of the service's heap history (`/debug/pprof/heap?at=T`), then a
+/// snapshot of now, into `--out`; returns their paths, oldest first.
+fn fetch_history(args: &TrendArgs, url: &str) -> Result<Vec<String>> {
+    let timeout = Duration::from_secs(args.remote.timeout.max(1));
+    let remote = Remote::new(url, args.remote.token.clone(), timeout)?;
+    let reply = remote.get("/debug/heap/history")?;
+    let history: History = serde_json::from_slice(&reply.body).with_context(|| {
+        format!(
+            "{}/debug/heap/history did not answer the history JSON",
+            remote.base()
+        )
+    })?;
+    let held = history.points.len();
+    if held + 1 < profile::MIN_TREND_SNAPSHOTS {
+        bail!(
+            "{} holds {held} heap history point{} ({}); a trend needs {} with the snapshot of \
+             now: wait for more, or take snapshots with --every",
+            remote.base(),
+            if held == 1 { "" } else { "s" },
+            if history.interval_ms == 0 {
+                "the history is off: DIAG_HEAP_HISTORY_INTERVAL_SECS=0".to_owned()
+            } else {
+                format!(
+                    "one every {}",
+                    units::span(Duration::from_millis(history.interval_ms))
+                )
+            },
+            profile::MIN_TREND_SNAPSHOTS - 1
+        );
+    }
+    let dir = out_dir(args, url)?;
+    eprintln!(
+        "diag: fetching {held} heap history points of {} and a snapshot of now into {}",
+        remote.base(),
+        dir.display()
+    );
+    let mut files = Vec::with_capacity(held + 1);
+    for (k, p) in history.points.iter().enumerate() {
+        let path = format!("/debug/pprof/heap?at={}", p.time_nanos);
+        let reply = remote.get_profile(&path).with_context(|| {
+            format!(
+                "fetching history point {} of {held} (if the service dropped it as the oldest \
+                 meanwhile, run again)",
+                k + 1
+            )
+        })?;
+        let file = dir.join(format!("heap-{:03}.pb.gz", k + 1));
+        std::fs::write(&file, &reply.body)
+            .with_context(|| format!("writing {}", file.display()))?;
+        files.push(file.display().to_string());
+    }
+    let saved = snapshot::take(&SnapshotArgs {
+        url: url.to_owned(),
+        output: Some(dir.join(format!("heap-{:03}.pb.gz", held + 1))),
+        allocs: false,
+        token: args.remote.token.clone(),
+        timeout,
+    })
+    .context("taking the snapshot of now")?;
+    files.push(saved.path.display().to_string());
+    Ok(files)
+}
+
+/// Takes `--count` snapshots of the service at `url`, `--every` apart (measured from the
+/// first, so slow answers do not stretch the spacing), into `--out`; returns their paths.
+fn take_series(args: &TrendArgs, url: &str) -> Result<Vec<String>> {
+    let every = units::duration("--every", &args.every, 1.0, 86_400.0)?;
+    let count = args.count as usize;
+    let dir = out_dir(args, url)?;
     eprintln!(
         "diag: taking {count} heap snapshots of {url}, {} apart ({} in all), into {}",
         units::span(every),

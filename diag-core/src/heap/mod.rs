@@ -1,5 +1,6 @@
 //! The heap profiler: a sampling global allocator ([`DiagAlloc`]), its thread-local sampler,
-//! the sampled-block region, the stack table, and the heap profile built from them.
+//! the sampled-block region, the stack table, the heap profile built from them, and the
+//! history of that profile over time.
 //!
 //! Sampling is Poisson by bytes, as in Go's runtime: each thread counts down an exponentially
 //! distributed number of bytes (mean = the sample rate) and samples the allocation that crosses
@@ -8,6 +9,7 @@
 
 mod alloc;
 mod config;
+mod history;
 mod region;
 mod snapshot;
 mod stacks;
@@ -17,7 +19,12 @@ mod unwind;
 
 pub use alloc::{CHECKED_SIZE, DEFAULT_MAX_TRACKED_BLOCKS, DiagAlloc};
 pub use config::{DEFAULT_SAMPLE_BYTES, sample_rate, set_sample_rate};
-pub use snapshot::{ALLOC_SPACE, HeapStats, INUSE_SPACE, is_installed, profile, stats};
+pub use history::{
+    DEFAULT_HISTORY_INTERVAL, DEFAULT_HISTORY_POINTS, HistoryPoint, MAX_HISTORY_ENTRIES,
+    MAX_HISTORY_POINTS, MIN_HISTORY_INTERVAL, history_interval, history_max_points,
+    history_memory_bytes, history_points, set_history,
+};
+pub use snapshot::{ALLOC_SPACE, HeapStats, INUSE_SPACE, is_installed, profile, profile_at, stats};
 pub use stacks::{DEFAULT_MAX_STACKS, MAX_FRAMES};
 pub use thread::IgnoreAllocs;
 pub use unwind::{UnwindStats, Unwinder, set_unwinder, stats as unwind_stats, unwinder};

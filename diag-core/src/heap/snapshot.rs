@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::alloc::{DROPPED_BYTES, DROPPED_SAMPLES, MAX_TRACKED, TRACKED};
 use super::stacks::{self, DROPPED_STACKS, FP};
 use super::thread::{self, IgnoreAllocs};
-use super::{config, region, symbolize};
+use super::{config, history, region, symbolize};
 use crate::profile::{Frame, Profile, Sample, ValueType};
 
 /// Exact process-wide allocation figures and the sampler's own state.
@@ -90,43 +90,27 @@ pub const ALLOC_SPACE: &str = "alloc_space";
 pub fn profile(default_type: &str) -> Profile {
     let _ignore = IgnoreAllocs::new();
     let st = stats();
-    let mut samples = Vec::new();
-    for (id, e) in stacks::entries() {
-        let alloc_objects_fp = e.alloc_objects_fp.load(Relaxed);
-        if alloc_objects_fp == 0 {
-            continue;
-        }
-        let stack = if id == 0 {
-            vec![Frame::named("[diag: stack table full]")]
-        } else {
-            symbolize::stack(&e.frames[..e.depth])
-        };
-        let fp = |v: u64| (v as f64 / FP).round() as i64;
-        samples.push(Sample {
-            stack,
-            values: vec![
-                fp(alloc_objects_fp),
-                e.alloc_bytes.load(Relaxed) as i64,
-                fp(e.inuse_objects_fp.load(Relaxed)),
-                e.inuse_bytes.load(Relaxed) as i64,
+    let counters = stacks::entries().map(|(id, e)| {
+        (
+            id,
+            [
+                e.alloc_objects_fp.load(Relaxed),
+                e.alloc_bytes.load(Relaxed),
+                e.inuse_objects_fp.load(Relaxed),
+                e.inuse_bytes.load(Relaxed),
             ],
-            labels: Vec::new(),
-        });
-    }
+        )
+    });
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
-    Profile {
-        sample_types: crate::profile::heap_sample_types(),
-        samples,
-        period_type: Some(ValueType::new("space", "bytes")),
-        mappings: crate::symbols::mappings(),
-        period: st.sample_rate as i64,
-        time_nanos: now,
-        duration_nanos: 0,
-        default_sample_type: Some(default_type.to_owned()),
-        comments: vec![
+    build(
+        counters,
+        now,
+        default_type,
+        st.sample_rate,
+        vec![
             format!("pid={}", std::process::id()),
             format!("sample_rate={}", st.sample_rate),
             format!("live_bytes={}", st.live_bytes),
@@ -138,5 +122,80 @@ pub fn profile(default_type: &str) -> Profile {
             format!("dropped_bytes={}", st.dropped_bytes),
             format!("dropped_stacks={}", st.dropped_stacks),
         ],
+    )
+}
+
+/// The heap profile as the [history](super::set_history) recorded it at `time_nanos` (one of
+/// [`history_points`](super::history_points)' times), with that time; `None` if no point
+/// recorded then is held (never recorded, or dropped as the oldest since).
+pub fn profile_at(time_nanos: i64, default_type: &str) -> Option<Profile> {
+    let _ignore = IgnoreAllocs::new();
+    let counters = history::counters_at(time_nanos)?;
+    let point = history::history_points()
+        .into_iter()
+        .find(|p| p.time_nanos == time_nanos);
+    let rate = config::sample_rate();
+    let mut comments = vec![
+        format!("pid={}", std::process::id()),
+        format!("sample_rate={rate}"),
+        format!("history_point={time_nanos}"),
+    ];
+    if let Some(p) = point {
+        comments.push(format!("live_bytes={}", p.live_bytes));
+        comments.push(format!("live_objects={}", p.live_objects));
+    }
+    Some(build(
+        counters
+            .into_iter()
+            .enumerate()
+            .map(|(id, c)| (id as u32, c)),
+        time_nanos,
+        default_type,
+        rate,
+        comments,
+    ))
+}
+
+/// A symbolized heap profile from each stack's counters.
+fn build(
+    counters: impl Iterator<Item = (u32, history::Counters)>,
+    time_nanos: i64,
+    default_type: &str,
+    rate: u64,
+    comments: Vec<String>,
+) -> Profile {
+    let mut samples = Vec::new();
+    for (id, [alloc_objects_fp, alloc_bytes, inuse_objects_fp, inuse_bytes]) in counters {
+        if alloc_objects_fp == 0 {
+            continue;
+        }
+        let stack = if id == 0 {
+            vec![Frame::named("[diag: stack table full]")]
+        } else {
+            let e = stacks::entry(id);
+            symbolize::stack(&e.frames[..e.depth])
+        };
+        let fp = |v: u64| (v as f64 / FP).round() as i64;
+        samples.push(Sample {
+            stack,
+            values: vec![
+                fp(alloc_objects_fp),
+                alloc_bytes as i64,
+                fp(inuse_objects_fp),
+                inuse_bytes as i64,
+            ],
+            labels: Vec::new(),
+        });
+    }
+    Profile {
+        sample_types: crate::profile::heap_sample_types(),
+        samples,
+        period_type: Some(ValueType::new("space", "bytes")),
+        mappings: crate::symbols::mappings(),
+        period: rate as i64,
+        time_nanos,
+        duration_nanos: 0,
+        default_sample_type: Some(default_type.to_owned()),
+        comments,
     }
 }

@@ -16,10 +16,11 @@ async fn serve_profile(
     raw: Option<String>,
     default_type: &'static str,
 ) -> Result<Response, HttpError> {
-    let params = Params::parse(raw.as_deref(), &["debug", "gc"])?;
+    let params = Params::parse(raw.as_deref(), &["debug", "gc", "at"])?;
     let debug = params.u64_in("debug", 0, 1, 0)?;
     // Go clients send gc=1; there is no collector to run, accept and ignore it.
     params.u64_in("gc", 0, 1, 0)?;
+    let at = params.u64_in("at", 1, i64::MAX as u64, 0)? as i64;
     if !heap::is_installed() {
         return Err(HttpError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -27,10 +28,21 @@ async fn serve_profile(
              #[global_allocator] static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();",
         ));
     }
-    let pass = limits::SNAPSHOTS.enter()?;
+    let pass = if at == 0 {
+        limits::SNAPSHOTS.enter()?
+    } else {
+        limits::HISTORY_PROFILES.enter()?
+    };
     run_blocking(move || {
         let _pass = pass;
-        let profile = heap::profile(default_type);
+        let profile = if at == 0 {
+            heap::profile(default_type)
+        } else {
+            match heap::profile_at(at, default_type) {
+                Some(p) => p,
+                None => return HttpError::new(StatusCode::GONE, no_point(at)).into_response(),
+            }
+        };
         if debug == 1 {
             (
                 [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -54,7 +66,48 @@ async fn serve_profile(
     .await
 }
 
-/// `GET /debug/pprof/heap[?debug=1]`: in-use space by default.
+/// Why `?at=T` found nothing, with what the history does hold.
+fn no_point(at: i64) -> String {
+    let points = heap::history_points();
+    match (points.first(), points.last()) {
+        (Some(first), Some(last)) => format!(
+            "no heap history point at {at}: the history holds {} points, from {} to {} \
+             (GET /debug/heap/history lists their times)",
+            points.len(),
+            first.time_nanos,
+            last.time_nanos
+        ),
+        _ => format!(
+            "no heap history point at {at}: the history is empty (off, or nothing recorded yet)"
+        ),
+    }
+}
+
+/// `GET /debug/heap/history`: the recorded points (time, estimated in-use and exact live
+/// bytes and objects) and the history's settings, JSON.
+pub(crate) async fn history(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {
+    Params::parse(raw.as_deref(), &[])?;
+    #[derive(serde::Serialize)]
+    struct History {
+        interval_ms: u64,
+        max_points: usize,
+        memory_bytes: usize,
+        points: Vec<heap::HistoryPoint>,
+    }
+    run_blocking(|| {
+        axum::Json(History {
+            interval_ms: heap::history_interval().as_millis() as u64,
+            max_points: heap::history_max_points(),
+            memory_bytes: heap::history_memory_bytes(),
+            points: heap::history_points(),
+        })
+        .into_response()
+    })
+    .await
+}
+
+/// `GET /debug/pprof/heap[?debug=1][&at=T]`: in-use space by default; with `at`, as the heap
+/// history recorded it at time `T` (nanoseconds, as `/debug/heap/history` lists).
 pub(crate) async fn heap_profile(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {
     serve_profile(raw, heap::INUSE_SPACE).await
 }

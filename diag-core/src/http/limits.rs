@@ -19,6 +19,9 @@ pub(crate) struct Gate {
 
 /// Heap snapshots (`/debug/pprof/heap`, `/debug/pprof/allocs`).
 pub(crate) static SNAPSHOTS: Gate = Gate::new("heap snapshot", DEFAULT_SNAPSHOT_MIN_INTERVAL_MS);
+/// Profiles of recorded heap-history points (`/debug/pprof/heap?at=T`): one at a time, no
+/// interval (a client fetches them in a row; each is symbolized from the same cache).
+pub(crate) static HISTORY_PROFILES: Gate = Gate::new("heap history profile", 0);
 
 fn now_ms() -> u64 {
     SystemTime::now()

@@ -1,0 +1,379 @@
+//! The heap history: the stack table's counters recorded every interval on a thread of diag's
+//! own, so that when memory is found growing, the trend over the past hour is already there
+//! (`GET /debug/heap/history`, `GET /debug/pprof/heap?at=T`, `diag trend URL --history`).
+//!
+//! Each point stores only the stacks whose counters changed since the point before it, over a
+//! full copy of the oldest point, so a service whose allocation sites are mostly quiet costs
+//! little per point. The whole history is bounded: at most the configured number of points and
+//! [`MAX_HISTORY_ENTRIES`] changed-stack entries; past either, the oldest point is folded into
+//! the base and dropped, so a service whose sites all change at every point keeps a shorter
+//! span rather than more memory.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::stacks;
+
+/// Default time between two points.
+pub const DEFAULT_HISTORY_INTERVAL: Duration = Duration::from_secs(60);
+/// Default number of points kept (with the default interval: one hour).
+pub const DEFAULT_HISTORY_POINTS: usize = 60;
+/// Most points that can be kept.
+pub const MAX_HISTORY_POINTS: usize = 1440;
+/// Shortest interval accepted.
+pub const MIN_HISTORY_INTERVAL: Duration = Duration::from_millis(100);
+/// Cap on changed-stack entries held across all points (40 bytes each: 10 MiB).
+pub const MAX_HISTORY_ENTRIES: usize = 256 * 1024;
+
+/// A stack's four counters: alloc objects (fixed point), alloc bytes, in-use objects (fixed
+/// point), in-use bytes.
+pub(crate) type Counters = [u64; 4];
+
+/// One recorded point after the oldest.
+struct Delta {
+    time_nanos: i64,
+    exact: Exact,
+    /// Stacks whose counters differ from the point before, with their new counters.
+    changes: Vec<(u32, Counters)>,
+}
+
+/// The exact live figures at a point: bytes and objects.
+pub(crate) type Exact = (u64, u64);
+
+/// The recorded points: the oldest in full, the rest as changes.
+#[derive(Default)]
+pub(crate) struct History {
+    /// Time of the oldest point (0: nothing recorded).
+    base_time: i64,
+    base_exact: Exact,
+    /// Counters at the oldest point, by stack id.
+    base: Vec<Counters>,
+    deltas: VecDeque<Delta>,
+    /// Counters at the newest point, by stack id.
+    last: Vec<Counters>,
+    /// Entries held in `deltas`.
+    entries: usize,
+}
+
+/// One point as listed by [`points`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct HistoryPoint {
+    /// When it was recorded, nanoseconds since the Unix epoch; ask for its profile with
+    /// [`profile_at`].
+    pub time_nanos: i64,
+    /// Estimated in-use bytes over all stacks.
+    pub inuse_bytes: u64,
+    /// Estimated in-use objects over all stacks.
+    pub inuse_objects: u64,
+    /// Exact live bytes (allocated - freed through `DiagAlloc`) at that time.
+    pub live_bytes: u64,
+    /// Exact live objects at that time.
+    pub live_objects: u64,
+}
+
+fn inuse(c: &[Counters]) -> (u64, u64) {
+    c.iter().fold((0u64, 0u64), |(b, o), v| {
+        (
+            b.saturating_add(v[3]),
+            o.saturating_add((v[2] as f64 / stacks::FP).round() as u64),
+        )
+    })
+}
+
+impl History {
+    /// Adds a point at `time_nanos` with the counters of every stack (`now[id]`), then drops
+    /// the oldest points until at most `max_points` and [`MAX_HISTORY_ENTRIES`] remain.
+    pub(crate) fn record(
+        &mut self,
+        time_nanos: i64,
+        exact: Exact,
+        now: &[Counters],
+        max_points: usize,
+    ) {
+        if self.base_time == 0 {
+            self.base_time = time_nanos;
+            self.base_exact = exact;
+            self.base = now.to_vec();
+            self.last = now.to_vec();
+        } else {
+            let changes: Vec<(u32, Counters)> = now
+                .iter()
+                .enumerate()
+                .filter(|&(id, c)| self.last.get(id) != Some(c))
+                .map(|(id, c)| (id as u32, *c))
+                .collect();
+            self.entries += changes.len();
+            self.last.clear();
+            self.last.extend_from_slice(now);
+            self.deltas.push_back(Delta {
+                time_nanos,
+                exact,
+                changes,
+            });
+        }
+        while self.deltas.len() + 1 > max_points.max(1)
+            || (self.entries > MAX_HISTORY_ENTRIES && !self.deltas.is_empty())
+        {
+            self.fold_oldest();
+        }
+    }
+
+    /// Folds the second-oldest point into the base, dropping the oldest.
+    fn fold_oldest(&mut self) {
+        let Some(d) = self.deltas.pop_front() else {
+            return;
+        };
+        self.entries -= d.changes.len();
+        apply(&mut self.base, &d.changes);
+        self.base_time = d.time_nanos;
+        self.base_exact = d.exact;
+    }
+
+    /// The points held, oldest first.
+    pub(crate) fn points(&self) -> Vec<HistoryPoint> {
+        if self.base_time == 0 {
+            return Vec::new();
+        }
+        let mut state = self.base.clone();
+        let point = |t: i64, exact: Exact, s: &[Counters]| {
+            let (inuse_bytes, inuse_objects) = inuse(s);
+            HistoryPoint {
+                time_nanos: t,
+                inuse_bytes,
+                inuse_objects,
+                live_bytes: exact.0,
+                live_objects: exact.1,
+            }
+        };
+        let mut out = vec![point(self.base_time, self.base_exact, &state)];
+        for d in &self.deltas {
+            apply(&mut state, &d.changes);
+            out.push(point(d.time_nanos, d.exact, &state));
+        }
+        out
+    }
+
+    /// The counters of every stack at the point recorded at `time_nanos`, if it is held.
+    pub(crate) fn at(&self, time_nanos: i64) -> Option<Vec<Counters>> {
+        if self.base_time == 0 {
+            return None;
+        }
+        let mut state = self.base.clone();
+        if time_nanos == self.base_time {
+            return Some(state);
+        }
+        for d in &self.deltas {
+            apply(&mut state, &d.changes);
+            if d.time_nanos == time_nanos {
+                return Some(state);
+            }
+        }
+        None
+    }
+
+    /// Bytes the history holds (its vectors' capacities).
+    pub(crate) fn memory_bytes(&self) -> usize {
+        let c = std::mem::size_of::<Counters>();
+        let e = std::mem::size_of::<(u32, Counters)>();
+        (self.base.capacity() + self.last.capacity()) * c
+            + self.deltas.capacity() * std::mem::size_of::<Delta>()
+            + self
+                .deltas
+                .iter()
+                .map(|d| d.changes.capacity() * e)
+                .sum::<usize>()
+    }
+}
+
+fn apply(state: &mut Vec<Counters>, changes: &[(u32, Counters)]) {
+    for &(id, c) in changes {
+        let id = id as usize;
+        if state.len() <= id {
+            state.resize(id + 1, [0; 4]);
+        }
+        state[id] = c;
+    }
+}
+
+static HISTORY: Mutex<History> = Mutex::new(History {
+    base_time: 0,
+    base_exact: (0, 0),
+    base: Vec::new(),
+    deltas: VecDeque::new(),
+    last: Vec::new(),
+    entries: 0,
+});
+static INTERVAL_MS: AtomicU64 = AtomicU64::new(0);
+static MAX_POINTS: AtomicUsize = AtomicUsize::new(DEFAULT_HISTORY_POINTS);
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+fn lock() -> std::sync::MutexGuard<'static, History> {
+    HISTORY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Records one point now from the live stack table.
+fn record_now() {
+    let _ignore = super::thread::IgnoreAllocs::new();
+    let now: Vec<Counters> = stacks::entries()
+        .map(|(_, e)| {
+            [
+                e.alloc_objects_fp.load(Relaxed),
+                e.alloc_bytes.load(Relaxed),
+                e.inuse_objects_fp.load(Relaxed),
+                e.inuse_bytes.load(Relaxed),
+            ]
+        })
+        .collect();
+    let totals = super::thread::totals();
+    let exact = (
+        totals.alloc_bytes.saturating_sub(totals.free_bytes),
+        totals.alloc_objects.saturating_sub(totals.free_objects),
+    );
+    let t = now_nanos();
+    lock().record(t, exact, &now, MAX_POINTS.load(Relaxed));
+}
+
+/// Starts recording a point every `interval` (at least [`MIN_HISTORY_INTERVAL`]), keeping the
+/// last `points` (2 to [`MAX_HISTORY_POINTS`]); a zero interval stops recording and clears the
+/// history. The recorder is one thread of diag's own (`diag-heap-history`), started on first
+/// use; its allocations are never sampled. The first point is recorded at once.
+pub fn set_history(interval: Duration, points: usize) {
+    MAX_POINTS.store(points.clamp(2, MAX_HISTORY_POINTS), Relaxed);
+    if interval.is_zero() {
+        INTERVAL_MS.store(0, Relaxed);
+        *lock() = History::default();
+        return;
+    }
+    let ms = interval.max(MIN_HISTORY_INTERVAL).as_millis() as u64;
+    INTERVAL_MS.store(ms, Relaxed);
+    if STARTED.swap(true, Relaxed) {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("diag-heap-history".into())
+        .spawn(|| {
+            std::mem::forget(super::thread::IgnoreAllocs::new());
+            loop {
+                let ms = INTERVAL_MS.load(Relaxed);
+                if ms == 0 {
+                    std::thread::sleep(Duration::from_millis(250));
+                    continue;
+                }
+                record_now();
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+        });
+    if spawned.is_err() {
+        STARTED.store(false, Relaxed);
+    }
+}
+
+/// The recording interval (zero: not recording).
+pub fn history_interval() -> Duration {
+    Duration::from_millis(INTERVAL_MS.load(Relaxed))
+}
+
+/// The most points kept.
+pub fn history_max_points() -> usize {
+    MAX_POINTS.load(Relaxed)
+}
+
+/// The points held, oldest first.
+pub fn history_points() -> Vec<HistoryPoint> {
+    let _ignore = super::thread::IgnoreAllocs::new();
+    lock().points()
+}
+
+/// Bytes the history holds.
+pub fn history_memory_bytes() -> usize {
+    lock().memory_bytes()
+}
+
+/// The counters of every stack at the point recorded at `time_nanos`.
+pub(crate) fn counters_at(time_nanos: i64) -> Option<Vec<Counters>> {
+    let _ignore = super::thread::IgnoreAllocs::new();
+    lock().at(time_nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(inuse: u64) -> Counters {
+        [
+            0,
+            inuse * 2,
+            (stacks::FP as u64) * (inuse / 100).max(1),
+            inuse,
+        ]
+    }
+
+    #[test]
+    fn points_rebuild_from_base_and_changes() {
+        let mut h = History::default();
+        assert!(h.points().is_empty());
+        assert!(h.at(5).is_none());
+        h.record(10, (1, 1), &[c(100), c(200)], 10);
+        h.record(20, (2, 2), &[c(100), c(300), c(50)], 10);
+        h.record(30, (3, 3), &[c(100), c(300), c(80)], 10);
+        let p = h.points();
+        let times: Vec<i64> = p.iter().map(|p| p.time_nanos).collect();
+        assert_eq!(times, [10, 20, 30]);
+        let bytes: Vec<u64> = p.iter().map(|p| p.inuse_bytes).collect();
+        assert_eq!(bytes, [300, 450, 480]);
+        let live: Vec<u64> = p.iter().map(|p| p.live_bytes).collect();
+        assert_eq!(live, [1, 2, 3]);
+        assert_eq!(h.at(10).unwrap(), vec![c(100), c(200)]);
+        assert_eq!(h.at(20).unwrap(), vec![c(100), c(300), c(50)]);
+        assert_eq!(h.at(30).unwrap(), vec![c(100), c(300), c(80)]);
+        assert!(h.at(25).is_none());
+        // Only changed stacks are stored: stack 0 never is after the base.
+        assert_eq!(h.entries, 2 + 1);
+    }
+
+    #[test]
+    fn oldest_points_fold_into_the_base() {
+        let mut h = History::default();
+        for t in 1..=10 {
+            h.record(t, (t as u64, 0), &[c(t as u64 * 100), c(7)], 4);
+        }
+        let p = h.points();
+        assert_eq!(p.len(), 4);
+        assert_eq!(p[0].time_nanos, 7);
+        assert_eq!(p[0].live_bytes, 7);
+        assert_eq!(h.at(7).unwrap(), vec![c(700), c(7)]);
+        assert_eq!(h.at(10).unwrap(), vec![c(1000), c(7)]);
+        assert!(h.at(6).is_none());
+        assert_eq!(h.entries, 3);
+    }
+
+    #[test]
+    fn memory_is_bounded_by_entries() {
+        let mut h = History::default();
+        let wide = 100_000usize;
+        for t in 1..=20i64 {
+            let now: Vec<Counters> = (0..wide).map(|i| c(i as u64 + t as u64)).collect();
+            h.record(t, (0, 0), &now, MAX_HISTORY_POINTS);
+            assert!(h.entries <= MAX_HISTORY_ENTRIES, "{}", h.entries);
+        }
+        // Every stack changes at every point: 100k entries a point, so two deltas fit.
+        let p = h.points();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.last().unwrap().time_nanos, 20);
+        let bound = 2 * wide * std::mem::size_of::<Counters>()
+            + MAX_HISTORY_ENTRIES * std::mem::size_of::<(u32, Counters)>()
+            + 4096;
+        assert!(h.memory_bytes() <= bound, "{} > {bound}", h.memory_bytes());
+    }
+}
