@@ -57,12 +57,12 @@ pub(crate) struct History {
     entries: usize,
 }
 
-/// One point as listed by [`points`].
+/// One point as listed by [`history_points`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct HistoryPoint {
     /// When it was recorded, nanoseconds since the Unix epoch; ask for its profile with
-    /// [`profile_at`].
+    /// [`profile_at`](super::profile_at).
     pub time_nanos: i64,
     /// Estimated in-use bytes over all stacks.
     pub inuse_bytes: u64,
