@@ -251,6 +251,13 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     assert!(last["inuse_bytes"].as_u64().unwrap() > 0, "{h}");
     assert!(last["live_bytes"].as_u64().unwrap() > 0, "{h}");
     assert!(h["memory_bytes"].as_u64().unwrap() < 16 << 20, "{h}");
+    assert_eq!(
+        h["points_held"].as_u64().unwrap() as usize,
+        points.len(),
+        "{h}"
+    );
+    assert!(h["records"].as_u64().unwrap() >= points.len() as u64, "{h}");
+    assert!(h["record_cpu_ns"].as_u64().unwrap() > 0, "{h}");
     let history_dir = dir.join("history");
     let out = diag(&[
         "trend",

@@ -207,6 +207,10 @@ static HISTORY: Mutex<History> = Mutex::new(History {
     entries: 0,
 });
 static INTERVAL_MS: AtomicU64 = AtomicU64::new(0);
+/// Points recorded since the start, and the CPU time the recorder spent on them.
+static RECORDS: AtomicU64 = AtomicU64::new(0);
+static RECORD_CPU_NS: AtomicU64 = AtomicU64::new(0);
+static LAST_RECORD_CPU_NS: AtomicU64 = AtomicU64::new(0);
 static MAX_POINTS: AtomicUsize = AtomicUsize::new(DEFAULT_HISTORY_POINTS);
 static STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -270,12 +274,77 @@ pub fn set_history(interval: Duration, points: usize) {
                     std::thread::sleep(Duration::from_millis(250));
                     continue;
                 }
+                let before = thread_cpu_ns();
                 record_now();
+                let spent = thread_cpu_ns().saturating_sub(before);
+                RECORDS.fetch_add(1, Relaxed);
+                RECORD_CPU_NS.fetch_add(spent, Relaxed);
+                LAST_RECORD_CPU_NS.store(spent, Relaxed);
                 std::thread::sleep(Duration::from_millis(ms));
             }
         });
     if spawned.is_err() {
         STARTED.store(false, Relaxed);
+    }
+}
+
+/// CPU time this thread has run, in nanoseconds (0 if the clock cannot be read).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a pointer to a timespec we own.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// The history's settings, size and own cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct HistoryStats {
+    /// Time between points in milliseconds (0: not recording).
+    pub interval_ms: u64,
+    /// The most points kept.
+    pub max_points: usize,
+    /// Points held now.
+    pub points_held: usize,
+    /// Changed-stack entries held (at most [`MAX_HISTORY_ENTRIES`]).
+    pub entries: usize,
+    /// Bytes the history holds.
+    pub memory_bytes: usize,
+    /// Points recorded since the start (including those dropped since).
+    pub records: u64,
+    /// CPU time the recorder spent on all of them, in nanoseconds.
+    pub record_cpu_ns: u64,
+    /// CPU time of the latest one, in nanoseconds.
+    pub last_record_cpu_ns: u64,
+}
+
+/// The history's settings, size and cost so far.
+pub fn history_stats() -> HistoryStats {
+    let (points_held, entries, memory_bytes) = {
+        let h = lock();
+        let points = if h.base_time == 0 {
+            0
+        } else {
+            h.deltas.len() + 1
+        };
+        (points, h.entries, h.memory_bytes())
+    };
+    HistoryStats {
+        interval_ms: INTERVAL_MS.load(Relaxed),
+        max_points: MAX_POINTS.load(Relaxed),
+        points_held,
+        entries,
+        memory_bytes,
+        records: RECORDS.load(Relaxed),
+        record_cpu_ns: RECORD_CPU_NS.load(Relaxed),
+        last_record_cpu_ns: LAST_RECORD_CPU_NS.load(Relaxed),
     }
 }
 
@@ -293,11 +362,6 @@ pub fn history_max_points() -> usize {
 pub fn history_points() -> Vec<HistoryPoint> {
     let _ignore = super::thread::IgnoreAllocs::new();
     lock().points()
-}
-
-/// Bytes the history holds.
-pub fn history_memory_bytes() -> usize {
-    lock().memory_bytes()
 }
 
 /// The counters of every stack at the point recorded at `time_nanos`.

@@ -20,9 +20,9 @@ mod unwind;
 pub use alloc::{CHECKED_SIZE, DEFAULT_MAX_TRACKED_BLOCKS, DiagAlloc};
 pub use config::{DEFAULT_SAMPLE_BYTES, sample_rate, set_sample_rate};
 pub use history::{
-    DEFAULT_HISTORY_INTERVAL, DEFAULT_HISTORY_POINTS, HistoryPoint, MAX_HISTORY_ENTRIES,
-    MAX_HISTORY_POINTS, MIN_HISTORY_INTERVAL, history_interval, history_max_points,
-    history_memory_bytes, history_points, set_history,
+    DEFAULT_HISTORY_INTERVAL, DEFAULT_HISTORY_POINTS, HistoryPoint, HistoryStats,
+    MAX_HISTORY_ENTRIES, MAX_HISTORY_POINTS, MIN_HISTORY_INTERVAL, history_interval,
+    history_max_points, history_points, history_stats, set_history,
 };
 pub use snapshot::{ALLOC_SPACE, HeapStats, INUSE_SPACE, is_installed, profile, profile_at, stats};
 pub use stacks::{DEFAULT_MAX_STACKS, MAX_FRAMES};

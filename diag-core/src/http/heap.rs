@@ -83,22 +83,19 @@ fn no_point(at: i64) -> String {
     }
 }
 
-/// `GET /debug/heap/history`: the recorded points (time, estimated in-use and exact live
-/// bytes and objects) and the history's settings, JSON.
+/// `GET /debug/heap/history`: the history's settings, size and own cost, and its points
+/// (time, estimated in-use and exact live bytes and objects), JSON.
 pub(crate) async fn history(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {
     Params::parse(raw.as_deref(), &[])?;
     #[derive(serde::Serialize)]
     struct History {
-        interval_ms: u64,
-        max_points: usize,
-        memory_bytes: usize,
+        #[serde(flatten)]
+        stats: heap::HistoryStats,
         points: Vec<heap::HistoryPoint>,
     }
     run_blocking(|| {
         axum::Json(History {
-            interval_ms: heap::history_interval().as_millis() as u64,
-            max_points: heap::history_max_points(),
-            memory_bytes: heap::history_memory_bytes(),
+            stats: heap::history_stats(),
             points: heap::history_points(),
         })
         .into_response()
