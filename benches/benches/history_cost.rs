@@ -8,7 +8,7 @@
 //! reallocates a share of the blocks at their own stack before each point, so that share of
 //! the stacks changes. Printed per configuration: distinct stacks in the table (all
 //! configurations so far, plus the program's own), points recorded, mean and last CPU time
-//! per point, entries and memory held at the end (at most 60 points).
+//! per point, points, entries and memory held at the end (at most 60 points).
 //!
 //! `cargo bench -p diag-benches --bench history_cost` (env `SECONDS`).
 
@@ -60,8 +60,8 @@ fn main() {
         interval.as_millis()
     );
     println!(
-        "{:>7} {:>8} {:>7} {:>13} {:>13} {:>9} {:>11}",
-        "stacks", "changed", "points", "mean us/pt", "last us/pt", "entries", "memory KiB"
+        "{:>7} {:>8} {:>7} {:>13} {:>13} {:>5} {:>9} {:>11}",
+        "stacks", "changed", "points", "mean us/pt", "last us/pt", "held", "entries", "memory KiB"
     );
     for bits in [10u32, 13] {
         let n = 1usize << bits;
@@ -86,12 +86,13 @@ fn main() {
             let after = heap::history_stats();
             let records = after.records - before.records;
             println!(
-                "{:>7} {:>7}% {:>7} {:>13.1} {:>13.1} {:>9} {:>11}",
+                "{:>7} {:>7}% {:>7} {:>13.1} {:>13.1} {:>5} {:>9} {:>11}",
                 heap::stats().stacks,
                 share,
                 records,
                 (after.record_cpu_ns - before.record_cpu_ns) as f64 / records.max(1) as f64 / 1e3,
                 after.last_record_cpu_ns as f64 / 1e3,
+                after.points_held,
                 after.entries,
                 after.memory_bytes / 1024
             );
