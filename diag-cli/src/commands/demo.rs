@@ -209,7 +209,8 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
         svg.display()
     );
     println!(
-        "   next: `diag top {}`, `diag diff {} {} --json`, or `go tool pprof -top {}`",
+        "   next: `diag top {}`, `diag diff {} {} --json`, or `go tool pprof -top {}`; on a \
+         live service, `diag trend URL --history` tells a leak from a cache filling up",
         b.display(),
         a.display(),
         b.display(),
