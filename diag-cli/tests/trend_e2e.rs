@@ -305,6 +305,36 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     assert_eq!(status("at=0"), 400);
     fails(diag(&["trend", &files[0], "--history"]), "--history");
 
+    // New settings take effect at once (a point is recorded right away, however long the
+    // interval), and a zero interval stops the recorder and clears the history.
+    let records = || diag_core::heap::history_stats().records;
+    let wait_past = |n: u64| {
+        let t0 = std::time::Instant::now();
+        while records() <= n && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        records()
+    };
+    // An hour apart: after the point recorded on the change, no regular one interferes.
+    let before = records();
+    diag_core::heap::set_history(Duration::from_secs(3600), 10);
+    wait_past(before);
+    std::thread::sleep(Duration::from_millis(200));
+    let settled = records();
+    diag_core::heap::set_history(Duration::from_secs(3600), 10);
+    assert_eq!(
+        wait_past(settled),
+        settled + 1,
+        "no point recorded on the change"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(records(), settled + 1, "recorded again within the hour");
+    assert!(diag_core::heap::history_points().len() <= 10);
+    diag_core::heap::set_history(Duration::ZERO, 10);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(diag_core::heap::history_points().is_empty());
+    assert_eq!(diag_core::heap::history_stats().interval_ms, 0);
+
     std::fs::remove_dir_all(&dir).ok();
     drop(service);
 }

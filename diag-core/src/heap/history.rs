@@ -10,9 +10,9 @@
 //! span rather than more memory.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::stacks;
 
@@ -213,6 +213,10 @@ static RECORD_CPU_NS: AtomicU64 = AtomicU64::new(0);
 static LAST_RECORD_CPU_NS: AtomicU64 = AtomicU64::new(0);
 static MAX_POINTS: AtomicUsize = AtomicUsize::new(DEFAULT_HISTORY_POINTS);
 static STARTED: AtomicBool = AtomicBool::new(false);
+/// Bumped by every [`set_history`], so the recorder starts over with the new settings.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// The recorder thread, once it runs.
+static RECORDER: OnceLock<std::thread::Thread> = OnceLock::new();
 
 fn lock() -> std::sync::MutexGuard<'static, History> {
     HISTORY.lock().unwrap_or_else(|e| e.into_inner())
@@ -226,8 +230,9 @@ fn now_nanos() -> i64 {
         .max(1)
 }
 
-/// Records one point now from the live stack table.
-fn record_now() {
+/// Records one point now from the live stack table; false if recording was turned off
+/// meanwhile.
+fn record_now() -> bool {
     let _ignore = super::thread::IgnoreAllocs::new();
     let now: Vec<Counters> = stacks::entries()
         .map(|(_, e)| {
@@ -245,42 +250,71 @@ fn record_now() {
         totals.alloc_objects.saturating_sub(totals.free_objects),
     );
     let t = now_nanos();
-    lock().record(t, exact, &now, MAX_POINTS.load(Relaxed));
+    let mut h = lock();
+    if INTERVAL_MS.load(Relaxed) == 0 {
+        return false;
+    }
+    h.record(t, exact, &now, MAX_POINTS.load(Relaxed));
+    true
 }
 
 /// Starts recording a point every `interval` (at least [`MIN_HISTORY_INTERVAL`]), keeping the
 /// last `points` (2 to [`MAX_HISTORY_POINTS`]); a zero interval stops recording and clears the
 /// history. The recorder is one thread of diag's own (`diag-heap-history`), started on first
-/// use; its allocations are never sampled. The first point is recorded at once.
+/// use; its allocations are never sampled. It records a point at once, and again at once
+/// whenever the settings change.
 pub fn set_history(interval: Duration, points: usize) {
     MAX_POINTS.store(points.clamp(2, MAX_HISTORY_POINTS), Relaxed);
-    if interval.is_zero() {
-        INTERVAL_MS.store(0, Relaxed);
-        *lock() = History::default();
+    let ms = if interval.is_zero() {
+        0
+    } else {
+        interval.max(MIN_HISTORY_INTERVAL).as_millis() as u64
+    };
+    {
+        // Under the history's lock, so no point is recorded after it was cleared.
+        let mut h = lock();
+        INTERVAL_MS.store(ms, Relaxed);
+        GENERATION.fetch_add(1, Relaxed);
+        if ms == 0 {
+            *h = History::default();
+        }
+    }
+    if let Some(t) = RECORDER.get() {
+        t.unpark();
         return;
     }
-    let ms = interval.max(MIN_HISTORY_INTERVAL).as_millis() as u64;
-    INTERVAL_MS.store(ms, Relaxed);
-    if STARTED.swap(true, Relaxed) {
+    if ms == 0 || STARTED.swap(true, Relaxed) {
         return;
     }
     let spawned = std::thread::Builder::new()
         .name("diag-heap-history".into())
         .spawn(|| {
             std::mem::forget(super::thread::IgnoreAllocs::new());
+            // Registered before the first look at the settings: a change made from here on
+            // unparks this thread.
+            let _ = RECORDER.set(std::thread::current());
             loop {
+                let generation = GENERATION.load(Relaxed);
                 let ms = INTERVAL_MS.load(Relaxed);
                 if ms == 0 {
-                    std::thread::sleep(Duration::from_millis(250));
+                    std::thread::park();
                     continue;
                 }
                 let before = thread_cpu_ns();
-                record_now();
-                let spent = thread_cpu_ns().saturating_sub(before);
-                RECORDS.fetch_add(1, Relaxed);
-                RECORD_CPU_NS.fetch_add(spent, Relaxed);
-                LAST_RECORD_CPU_NS.store(spent, Relaxed);
-                std::thread::sleep(Duration::from_millis(ms));
+                if record_now() {
+                    let spent = thread_cpu_ns().saturating_sub(before);
+                    RECORDS.fetch_add(1, Relaxed);
+                    RECORD_CPU_NS.fetch_add(spent, Relaxed);
+                    LAST_RECORD_CPU_NS.store(spent, Relaxed);
+                }
+                let deadline = Instant::now() + Duration::from_millis(ms);
+                while GENERATION.load(Relaxed) == generation {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::park_timeout(left);
+                }
             }
         });
     if spawned.is_err() {
