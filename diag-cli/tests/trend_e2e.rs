@@ -5,35 +5,20 @@
 //! as growth. Then `diag trend URL` takes the snapshots itself while traffic runs. One test:
 //! the allocator is process-global.
 
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
+use support::ok;
+
+mod support;
 
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
 
-fn diag(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diag"))
-        .args(args)
-        .output()
-        .expect("running diag")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "diag failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-fn fails(out: Output, needle: &str) {
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
+/// A run that must fail (exit code 2, a `diag: error:` line, no panic) naming `needle`.
+fn fails(args: &[&str], needle: &str) {
+    let err = support::fails(args);
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
@@ -97,7 +82,7 @@ fn trend_tells_the_leak_from_the_filling_cache() {
             leaked_first = diag_examples::leaky::leaked_bytes();
         }
         let f = dir.join(format!("s{k}.pb.gz"));
-        ok(diag(&["snapshot", &diag_url, "-o", f.to_str().unwrap()]));
+        ok(&["snapshot", &diag_url, "-o", f.to_str().unwrap()]);
         files.push(f.to_str().unwrap().to_owned());
     }
     let truth = (diag_examples::leaky::leaked_bytes() - leaked_first) as f64;
@@ -105,7 +90,7 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     // Given in reverse: the timestamps put them in order.
     let mut args = vec!["trend", "--json"];
     args.extend(files.iter().rev().map(String::as_str));
-    let json = ok(diag(&args));
+    let json = ok(&args);
     let v: Value = serde_json::from_str(&json).expect("trend --json is JSON");
     assert_eq!(v["slope_per"], "second", "{json}");
     let first = &v["sites"][0];
@@ -150,7 +135,7 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     }
 
     // A diff of the first and last snapshots shows the cache as growth: what the trend adds.
-    let diff = ok(diag(&["diff", &files[0], &files[6], "--json"]));
+    let diff = ok(&["diff", &files[0], &files[6], "--json"]);
     let d: Value = serde_json::from_str(&diff).unwrap();
     let cache_growth = site(&d, "leaky::warm_cache").unwrap()["delta_bytes"]
         .as_i64()
@@ -158,7 +143,7 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     assert!(cache_growth > 1 << 20, "{diff}");
 
     // The table says the same to a person.
-    let table = ok(diag(&["trend", &files[0], &files[3], &files[6], &files[1]]));
+    let table = ok(&["trend", &files[0], &files[3], &files[6], &files[1]]);
     assert!(table.contains("over 4 snapshots"), "{table}");
     let leak_row = table
         .lines()
@@ -167,37 +152,31 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     assert!(leak_row.starts_with("growing"), "{table}");
 
     // Bad input: a clear error and exit code 2, never a panic.
+    fails(&["trend", &files[0], &files[1]], "at least 3 snapshots");
+    fails(&["trend", &files[0], &files[1], &files[1]], "same time");
     fails(
-        diag(&["trend", &files[0], &files[1]]),
-        "at least 3 snapshots",
-    );
-    fails(
-        diag(&["trend", &files[0], &files[1], &files[1]]),
-        "same time",
-    );
-    fails(
-        diag(&["trend", &diag_url, &files[0], &files[1]]),
+        &["trend", &diag_url, &files[0], &files[1]],
         "either one URL",
     );
     fails(
-        diag(&["trend", &diag_url, "--every", "10ms"]),
+        &["trend", &diag_url, "--every", "10ms"],
         "--every \"10ms\" must be between",
     );
     fails(
-        diag(&[
+        &[
             "trend",
             "http://127.0.0.1:9",
             "--every",
             "1s",
             "--count",
             "3",
-        ]),
+        ],
         "http://127.0.0.1:9",
     );
     let junk = dir.join("junk.pb.gz");
     std::fs::write(&junk, b"not a profile").unwrap();
     fails(
-        diag(&["trend", &files[0], &files[1], junk.to_str().unwrap()]),
+        &["trend", &files[0], &files[1], junk.to_str().unwrap()],
         "junk.pb.gz",
     );
 
@@ -211,7 +190,7 @@ fn trend_tells_the_leak_from_the_filling_cache() {
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
-        let out = diag(&[
+        let out = support::diag(&[
             "trend",
             &diag_url,
             "--every",
@@ -226,7 +205,8 @@ fn trend_tells_the_leak_from_the_filling_cache() {
         out
     });
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json = ok(out);
+    assert!(out.status.success(), "{stderr}");
+    let json = String::from_utf8(out.stdout).unwrap();
     assert!(stderr.contains("snapshot 5/5"), "{stderr}");
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["files"].as_array().unwrap().len(), 5);
@@ -259,7 +239,7 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     assert!(h["records"].as_u64().unwrap() >= points.len() as u64, "{h}");
     assert!(h["record_cpu_ns"].as_u64().unwrap() > 0, "{h}");
     let history_dir = dir.join("history");
-    let out = diag(&[
+    let json = ok(&[
         "trend",
         &diag_url,
         "--history",
@@ -267,7 +247,6 @@ fn trend_tells_the_leak_from_the_filling_cache() {
         history_dir.to_str().unwrap(),
         "--json",
     ]);
-    let json = ok(out);
     let v: Value = serde_json::from_str(&json).unwrap();
     // The points listed above, give or take one dropped or added since, and now.
     let fetched = v["files"].as_array().unwrap().len();
@@ -303,7 +282,7 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     assert_eq!(status("at=1"), 410);
     assert_eq!(status("at=soon"), 400);
     assert_eq!(status("at=0"), 400);
-    fails(diag(&["trend", &files[0], "--history"]), "--history");
+    fails(&["trend", &files[0], "--history"], "--history");
 
     // New settings take effect at once (a point is recorded right away, however long the
     // interval), and a zero interval stops the recorder and clears the history.
