@@ -51,8 +51,7 @@ fn trend_tells_the_leak_from_the_filling_cache() {
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .new_agent();
-    let dir = std::env::temp_dir().join(format!("diag-trend-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::scratch("trend");
 
     // Seven snapshots, 500 ms apart (as `diag trend URL --every` spaces them). Between each:
     // 30 leaking requests of 64 KiB and churn; the cache takes 11 new keys of 256 KiB each
