@@ -308,10 +308,38 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(records(), settled + 1, "recorded again within the hour");
     assert!(diag_core::heap::history_points().len() <= 10);
-    diag_core::heap::set_history(Duration::ZERO, 10);
+    // Over HTTP: off (cleared), then on again, with bad parameters refused.
+    let post = |q: &str| {
+        agent
+            .post(&format!("{diag_url}/debug/heap/history?{q}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send_empty()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post("interval_ms=0"), 200);
     std::thread::sleep(Duration::from_millis(300));
     assert!(diag_core::heap::history_points().is_empty());
     assert_eq!(diag_core::heap::history_stats().interval_ms, 0);
+    fails(&["trend", &diag_url, "--history"], "the history is off");
+    assert_eq!(post("interval_ms=50"), 400);
+    assert_eq!(post("interval_ms=1000&points=1"), 400);
+    assert_eq!(post("points=10"), 400);
+    let off = records();
+    assert_eq!(post("interval_ms=1000&points=5"), 200);
+    assert_eq!(
+        wait_past(off),
+        off + 1,
+        "no point recorded when turned back on"
+    );
+    let st = diag_core::heap::history_stats();
+    assert_eq!(
+        (st.interval_ms, st.max_points, st.points_held),
+        (1000, 5, 1)
+    );
 
     std::fs::remove_dir_all(&dir).ok();
     drop(service);

@@ -136,7 +136,9 @@ fn fetch_history(args: &TrendArgs, url: &str) -> Result<Vec<String>> {
             remote.base(),
             if held == 1 { "" } else { "s" },
             if history.interval_ms == 0 {
-                "the history is off: DIAG_HEAP_HISTORY_INTERVAL_SECS=0".to_owned()
+                "the history is off; turn it on with `curl -X POST \
+                 '<URL>/debug/heap/history?interval_ms=60000'`"
+                    .to_owned()
             } else {
                 format!(
                     "one every {}",

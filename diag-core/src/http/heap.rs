@@ -103,6 +103,37 @@ pub(crate) async fn history(RawQuery(raw): RawQuery) -> Result<Response, HttpErr
     .await
 }
 
+/// `POST /debug/heap/history?interval_ms=N[&points=M]`: changes the heap history's settings
+/// at run time (`interval_ms=0` turns it off and clears it); a point is recorded at once.
+pub(crate) async fn set_history(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {
+    let params = Params::parse(raw.as_deref(), &["interval_ms", "points"])?;
+    let ms = params.u64_in("interval_ms", 0, 86_400_000, u64::MAX)?;
+    if ms == u64::MAX {
+        return Err(HttpError::bad_request(
+            "query parameter interval_ms=N is required (0 turns the history off)",
+        ));
+    }
+    let min = heap::MIN_HISTORY_INTERVAL.as_millis() as u64;
+    if ms != 0 && ms < min {
+        return Err(HttpError::bad_request(format!(
+            "query parameter interval_ms={ms} must be 0 (off) or at least {min}"
+        )));
+    }
+    let points = params.u64_in(
+        "points",
+        2,
+        heap::MAX_HISTORY_POINTS as u64,
+        heap::history_max_points() as u64,
+    )? as usize;
+    heap::set_history(std::time::Duration::from_millis(ms), points);
+    Ok(if ms == 0 {
+        "heap history off and cleared\n".to_owned()
+    } else {
+        format!("heap history: a point every {ms} ms, the last {points} kept\n")
+    }
+    .into_response())
+}
+
 /// `GET /debug/pprof/heap[?debug=1][&at=T]`: in-use space by default; with `at`, as the heap
 /// history recorded it at time `T` (nanoseconds, as `/debug/heap/history` lists).
 pub(crate) async fn heap_profile(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {

@@ -49,7 +49,7 @@ async fn index() -> Response {
         "  /debug/pprof/block     where polls blocked the runtime, gzip'd pprof\n",
         "  /debug/pprof/goroutine where every task awaits (tokio task dump, `taskdump` feature), text; ?seconds=5&format=json\n",
         "  /debug/heap/stats      exact allocation counters and sampler state, JSON\n",
-        "  /debug/heap/history    the heap history's points (one a minute by default), JSON\n",
+        "  /debug/heap/history    the heap history's points (one a minute by default), JSON; POST ?interval_ms=N&points=M\n",
         "  /debug/heap/rate       POST ?bytes=N: set the heap sample rate (0 off, 1 exact)\n",
         "  /metrics               Prometheus text exposition (routes, operations, process, heap)\n",
         "  /health                200 with uptime while alive\n",
@@ -74,7 +74,10 @@ pub(crate) fn router_with(opts: RouterOptions) -> Router {
         .route("/debug/pprof/heap", get(heap::heap_profile))
         .route("/debug/pprof/allocs", get(heap::allocs_profile))
         .route("/debug/heap/stats", get(heap::stats))
-        .route("/debug/heap/history", get(heap::history))
+        .route(
+            "/debug/heap/history",
+            get(heap::history).post(heap::set_history),
+        )
         .route("/debug/heap/rate", post(heap::set_rate))
         .route("/debug/tasks", get(tasks::tasks))
         .route("/debug/pprof/block", get(tasks::block_profile))
