@@ -311,6 +311,13 @@ fn write_table(w: &mut impl Write, t: &HeapTrend, limit: usize) -> io::Result<()
         ("SITE", Align::Left),
     ]);
     let shown = if limit == 0 { t.sites.len() } else { limit };
+    let steepest = t
+        .sites
+        .iter()
+        .take(shown)
+        .map(|s| s.slope_bytes.abs().max(s.recent_slope_bytes.abs()))
+        .fold(0.0, f64::max);
+    let unit = rate_unit(steepest, t.slope_per);
     for s in t.sites.iter().take(shown) {
         let p = match s.verdict {
             Verdict::Growing | Verdict::Plateaued => s.p_growing,
@@ -319,8 +326,8 @@ fn write_table(w: &mut impl Write, t: &HeapTrend, limit: usize) -> io::Result<()
         };
         table.row(vec![
             s.verdict.as_str().to_owned(),
-            rate(s.slope_bytes, t.slope_per),
-            rate(s.recent_slope_bytes, t.slope_per),
+            rate(s.slope_bytes, unit),
+            rate(s.recent_slope_bytes, unit),
             units::bytes(s.bytes[0]),
             units::bytes(s.bytes[s.bytes.len() - 1]),
             format!("{}/{}", s.rose_in, s.bytes.len() - 1),
@@ -351,16 +358,30 @@ fn snapshots_needed(alpha: f64) -> usize {
     n
 }
 
-/// A slope as a rate people read: per hour for slow ones, per minute, or per second for
-/// fast ones; per snapshot without timestamps.
-fn rate(bytes: f64, per: SlopeUnit) -> String {
-    let fmt = |v: f64, unit: &str| format!("{}/{unit}", units::signed(v.round() as i64, "bytes"));
-    match per {
-        SlopeUnit::Snapshot => fmt(bytes, "snap"),
-        SlopeUnit::Second if bytes.abs() >= 1024.0 * 1024.0 => fmt(bytes, "s"),
-        SlopeUnit::Second if bytes.abs() * 60.0 >= 1024.0 => fmt(bytes * 60.0, "min"),
-        SlopeUnit::Second => fmt(bytes * 3600.0, "h"),
-    }
+/// The time unit rates are shown in, one for the whole table so rows compare at a glance:
+/// per second when the steepest slope is 1 MiB/s or more, per minute when it is 1 KiB/min or
+/// more, else per hour; per snapshot without timestamps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RateUnit {
+    name: &'static str,
+    /// Slope units (seconds or snapshots) in one of these.
+    scale: f64,
+}
+
+fn rate_unit(steepest: f64, per: SlopeUnit) -> RateUnit {
+    let (name, scale) = match per {
+        SlopeUnit::Snapshot => ("snap", 1.0),
+        SlopeUnit::Second if steepest.abs() >= 1024.0 * 1024.0 => ("s", 1.0),
+        SlopeUnit::Second if steepest.abs() * 60.0 >= 1024.0 => ("min", 60.0),
+        SlopeUnit::Second => ("h", 3600.0),
+    };
+    RateUnit { name, scale }
+}
+
+/// A slope in `unit`: `+1.5 MiB/min`.
+fn rate(bytes: f64, unit: RateUnit) -> String {
+    let v = (bytes * unit.scale).round() as i64;
+    format!("{}/{}", units::signed(v, "bytes"), unit.name)
 }
 
 /// The series as block characters scaled between its minimum and maximum.
@@ -396,10 +417,14 @@ mod tests {
 
     #[test]
     fn rates_sparklines_and_snapshot_counts() {
-        assert_eq!(rate(2.0 * 1048576.0, SlopeUnit::Second), "+2.0 MiB/s");
-        assert_eq!(rate(1024.0, SlopeUnit::Second), "+60.0 KiB/min");
-        assert_eq!(rate(-1.0, SlopeUnit::Second), "-3.5 KiB/h");
-        assert_eq!(rate(4096.0, SlopeUnit::Snapshot), "+4.0 KiB/snap");
+        let unit = |v| rate_unit(v, SlopeUnit::Second);
+        assert_eq!(rate(2.0 * 1048576.0, unit(2.0 * 1048576.0)), "+2.0 MiB/s");
+        assert_eq!(rate(1024.0, unit(1024.0)), "+60.0 KiB/min");
+        assert_eq!(rate(-1.0, unit(-1.0)), "-3.5 KiB/h");
+        // One unit for a table: the steepest row picks it.
+        assert_eq!(rate(1024.0, unit(2.0 * 1048576.0)), "+1.0 KiB/s");
+        let snap = rate_unit(0.0, SlopeUnit::Snapshot);
+        assert_eq!(rate(4096.0, snap), "+4.0 KiB/snap");
         assert_eq!(sparkline(&[0, 1, 2, 3, 4, 5, 6, 7]), "▁▂▃▄▅▆▇█");
         assert_eq!(sparkline(&[5, 5, 5]), "▄▄▄");
         let long: Vec<i64> = (0..100).collect();

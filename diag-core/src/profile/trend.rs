@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::diff::{DEFAULT_DIFF_SAMPLE_TYPE, SiteAgg, aggregate, columns, heaviest_stack};
+use super::load::sample_type_names;
 use super::model::Profile;
 use crate::error::{Error, Result};
 
@@ -187,6 +188,15 @@ pub fn trend(profiles: &[&Profile], opts: &TrendOptions) -> Result<HeapTrend> {
 
     let mut per_snapshot: Vec<BTreeMap<String, SiteAgg>> = Vec::with_capacity(n);
     let mut has_objects = true;
+    for &i in &order {
+        if profiles[i].sample_index(ty).is_none() {
+            return Err(Error::invalid(format!(
+                "snapshot {} has no `{ty}` column (is it a CPU profile?); it has [{}]",
+                i + 1,
+                sample_type_names(profiles[i])
+            )));
+        }
+    }
     for &i in &order {
         let (_, cols) = columns(profiles[order[0]], profiles[i], ty).map_err(|e| {
             Error::invalid(format!(
@@ -575,7 +585,26 @@ mod tests {
         let cpu = crate::profile::testutil::cpu_profile(&[(&["myapp::a"], 10)]);
         let mixed: Vec<&Profile> = vec![&s[0], &s[1], &cpu];
         let e = trend(&mixed, &TrendOptions::default()).unwrap_err();
-        assert!(e.to_string().contains("snapshot 3"), "{e}");
+        assert!(
+            e.to_string().contains("snapshot 3 has no `inuse_space`"),
+            "{e}"
+        );
+        let mut opts = TrendOptions::default();
+        opts.sample_type = Some("cpu".into());
+        let e = trend(&all, &opts).unwrap_err();
+        assert!(
+            e.to_string().starts_with("snapshot 1 has no `cpu` column"),
+            "{e}"
+        );
+        // Same column, other unit: named as a comparison.
+        let mut odd = s[2].clone();
+        odd.sample_types[3].unit = "count".into();
+        let e = trend(&[&s[0], &s[1], &odd], &TrendOptions::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("snapshot 3 cannot be compared with snapshot 1"),
+            "{e}"
+        );
     }
 
     #[test]
