@@ -13,6 +13,7 @@ pub(crate) struct Remote {
     base: String,
     token: Option<String>,
     agent: ureq::Agent,
+    timeout: Duration,
 }
 
 /// One answer from a debug endpoint.
@@ -45,12 +46,22 @@ impl Remote {
             .http_status_as_error(false)
             .build()
             .new_agent();
-        Ok(Self { base, token, agent })
+        Ok(Self {
+            base,
+            token,
+            agent,
+            timeout,
+        })
     }
 
     /// The base URL.
     pub(crate) fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The timeout of each whole request.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// `GET base + path`; any status but 200 is an error carrying the server's reason.

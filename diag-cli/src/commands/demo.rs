@@ -1,6 +1,7 @@
 //! `diag demo`: the main job end to end on a built-in leaky service. Starts the `leaky`
 //! example, drives traffic, takes two heap snapshots, prints the diff that names the leak,
-//! writes the differential flamegraph, and says where the files are.
+//! writes the differential flamegraph, then reads the service's heap history over a stretch
+//! of leaking traffic and shows the leak's trend, and says where the files are.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -113,12 +114,96 @@ fn drive(agent: &ureq::Agent, url: &str, n: usize, what: &str) -> Result<()> {
             bail!("{url} answered {}", r.status());
         }
         r.body_mut().read_to_vec()?;
-        if (i + 1) % 100 == 0 || i + 1 == n {
+        if !what.is_empty() && ((i + 1) % 100 == 0 || i + 1 == n) {
             eprint!("\r  {what}: {}/{n}", i + 1);
         }
     }
-    eprintln!();
+    if !what.is_empty() {
+        eprintln!();
+    }
     Ok(())
+}
+
+/// Rounds of traffic in the trend step (one history point each when the service keeps up),
+/// and the time between two points.
+const TREND_POINTS: u32 = 8;
+const TREND_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Step 5: a leak keeps growing. Turns the service's heap history to a point every 250 ms,
+/// drives leaking and normal traffic across eight of them, then reads the history back as
+/// `diag trend URL --history` does and checks the leak is called growing and ranked first.
+/// Returns the directory the points were saved in.
+fn trend_step(agent: &ureq::Agent, app: &str, diag: &str, args: &DemoArgs) -> Result<PathBuf> {
+    println!(
+        "5. diag trend {diag} --history: does it keep growing? (heap history every {} ms, \
+         {TREND_POINTS} rounds of leaking traffic)",
+        TREND_INTERVAL.as_millis()
+    );
+    // Cleared first (interval 0), so the history starts now, with a point at once.
+    for query in [
+        "interval_ms=0".to_owned(),
+        format!("interval_ms={}&points=60", TREND_INTERVAL.as_millis()),
+    ] {
+        let url = format!("{diag}/debug/heap/history?{query}");
+        let mut r = agent
+            .post(&url)
+            .send_empty()
+            .with_context(|| format!("POST {url}"))?;
+        if r.status() != 200 {
+            bail!("POST {url} answered {}", r.status());
+        }
+        r.body_mut().read_to_vec()?;
+    }
+    let start = Instant::now();
+    let per_round = (args.requests / 8).max(20);
+    for round in 1..=TREND_POINTS {
+        drive(agent, &format!("{app}/leak?kb={}", args.kb), per_round, "")?;
+        drive(agent, &format!("{app}/churn"), per_round, "")?;
+        if let Some(wait) = (TREND_INTERVAL * round).checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let remote = crate::remote::Remote::new(diag, None, Duration::from_secs(60))?;
+    let history = super::trend::read_history(&remote)?;
+    let dir = args.out.join("history");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let files = super::trend::fetch_history(&remote, &history, None, &dir)?;
+    let profiles = files
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(f).with_context(|| format!("reading {f}"))?;
+            profile::load(&bytes).with_context(|| format!("reading {f}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&profile::Profile> = profiles.iter().collect();
+    let trend = profile::trend(&refs, &profile::TrendOptions::default())?;
+    println!();
+    super::trend::write_table(&mut std::io::stdout().lock(), &trend, 5)?;
+    println!();
+    let Some(top) = trend.sites.first() else {
+        bail!("the trend shows no site: the demo did not see the leak grow");
+    };
+    if !top.function.ends_with(LEAK_FUNCTION) || top.verdict != profile::Verdict::Growing {
+        bail!(
+            "the trend ranks `{}` ({}) first, not the leaking function `{LEAK_FUNCTION}` \
+             (growing)",
+            top.function,
+            top.verdict.as_str()
+        );
+    }
+    println!(
+        "   the leak keeps growing: {} at {} over {} points (p {})",
+        top.function,
+        trend_rate(top.slope_bytes),
+        top.bytes.len(),
+        super::trend::p_value(top.p_growing)
+    );
+    Ok(dir)
+}
+
+/// Bytes per second as `+1.2 MiB/s`.
+fn trend_rate(bytes_per_sec: f64) -> String {
+    format!("{}/s", units::signed(bytes_per_sec.round() as i64, "bytes"))
 }
 
 /// Runs `diag demo`.
@@ -208,12 +293,16 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
         b.display(),
         svg.display()
     );
+
+    let history = trend_step(&agent, &app, &diag, &args)?;
+    println!("   files: {}/heap-*.pb.gz", history.display());
     println!(
-        "   next: `diag top {}`, `diag diff {} {} --json`, or `go tool pprof -top {}`; on a \
-         live service, `diag trend URL --history` tells a leak from a cache filling up",
+        "   next: `diag top {}`, `diag diff {} {} --json`, `diag trend {}/heap-*.pb.gz`, or \
+         `go tool pprof -top {}`",
         b.display(),
         a.display(),
         b.display(),
+        history.display(),
         b.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -7,7 +7,7 @@
 //! [`diag_core::profile::trend`].
 
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,17 @@ const SPARK_POINTS: usize = 32;
 pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
     let files = match args.inputs.as_slice() {
         [one] if matches!(Input::parse(one), Input::Url(_)) && args.history => {
-            fetch_history(&args, one)?
+            let timeout = Duration::from_secs(args.remote.timeout.max(1));
+            let remote = Remote::new(one, args.remote.token.clone(), timeout)?;
+            let history = read_history(&remote)?;
+            let dir = out_dir(&args, one)?;
+            eprintln!(
+                "diag: fetching {} heap history points of {} and a snapshot of now into {}",
+                history.points.len(),
+                remote.base(),
+                dir.display()
+            );
+            fetch_history(&remote, &history, args.remote.token.clone(), &dir)?
         }
         [one] if matches!(Input::parse(one), Input::Url(_)) => take_series(&args, one)?,
         inputs => {
@@ -105,22 +115,19 @@ fn out_dir(args: &TrendArgs, url: &str) -> Result<PathBuf> {
 
 /// One point of `/debug/heap/history`.
 #[derive(serde::Deserialize)]
-struct HistoryPoint {
+pub(crate) struct HistoryPoint {
     time_nanos: i64,
 }
 
 /// `/debug/heap/history`'s answer (the fields used here).
 #[derive(serde::Deserialize)]
-struct History {
+pub(crate) struct History {
     interval_ms: u64,
-    points: Vec<HistoryPoint>,
+    pub(crate) points: Vec<HistoryPoint>,
 }
 
-/// Fetches every point of the service's heap history (`/debug/pprof/heap?at=T`), then a
-/// snapshot of now, into `--out`; returns their paths, oldest first.
-fn fetch_history(args: &TrendArgs, url: &str) -> Result<Vec<String>> {
-    let timeout = Duration::from_secs(args.remote.timeout.max(1));
-    let remote = Remote::new(url, args.remote.token.clone(), timeout)?;
+/// The service's heap history listing; an error if it holds too few points for a trend.
+pub(crate) fn read_history(remote: &Remote) -> Result<History> {
     let reply = remote.get("/debug/heap/history")?;
     let history: History = serde_json::from_slice(&reply.body).with_context(|| {
         format!(
@@ -148,12 +155,18 @@ fn fetch_history(args: &TrendArgs, url: &str) -> Result<Vec<String>> {
             profile::MIN_TREND_SNAPSHOTS - 1
         );
     }
-    let dir = out_dir(args, url)?;
-    eprintln!(
-        "diag: fetching {held} heap history points of {} and a snapshot of now into {}",
-        remote.base(),
-        dir.display()
-    );
+    Ok(history)
+}
+
+/// Fetches every point of `history` (`/debug/pprof/heap?at=T`), then a snapshot of now, into
+/// `dir`; returns their paths, oldest first.
+pub(crate) fn fetch_history(
+    remote: &Remote,
+    history: &History,
+    token: Option<String>,
+    dir: &Path,
+) -> Result<Vec<String>> {
+    let held = history.points.len();
     let mut files = Vec::with_capacity(held + 1);
     for (k, p) in history.points.iter().enumerate() {
         let path = format!("/debug/pprof/heap?at={}", p.time_nanos);
@@ -170,11 +183,11 @@ fn fetch_history(args: &TrendArgs, url: &str) -> Result<Vec<String>> {
         files.push(file.display().to_string());
     }
     let saved = snapshot::take(&SnapshotArgs {
-        url: url.to_owned(),
+        url: remote.base().to_owned(),
         output: Some(dir.join(format!("heap-{:03}.pb.gz", held + 1))),
         allocs: false,
-        token: args.remote.token.clone(),
-        timeout,
+        token,
+        timeout: remote.timeout(),
     })
     .context("taking the snapshot of now")?;
     files.push(saved.path.display().to_string());
@@ -252,7 +265,7 @@ fn warn_on_restarts(files: &[String], profiles: &[Profile]) {
 
 /// The human table: a summary of all sites, then one row for each of the first `limit`
 /// (0 = all).
-fn write_table(w: &mut impl Write, t: &HeapTrend, limit: usize) -> io::Result<()> {
+pub(crate) fn write_table(w: &mut impl Write, t: &HeapTrend, limit: usize) -> io::Result<()> {
     let n = t.snapshots.len();
     let (first, last) = (&t.snapshots[0], &t.snapshots[n - 1]);
     let over = match t.slope_per {
@@ -331,7 +344,7 @@ fn write_table(w: &mut impl Write, t: &HeapTrend, limit: usize) -> io::Result<()
             units::bytes(s.bytes[0]),
             units::bytes(s.bytes[s.bytes.len() - 1]),
             format!("{}/{}", s.rose_in, s.bytes.len() - 1),
-            format!("{p:.3}"),
+            p_value(p).trim_start_matches("= ").to_owned(),
             sparkline(&s.bytes),
             units::located(&s.function, s.file.as_deref(), s.line),
         ]);
@@ -345,6 +358,15 @@ fn write_table(w: &mut impl Write, t: &HeapTrend, limit: usize) -> io::Result<()
         )?;
     }
     Ok(())
+}
+
+/// A p-value as people read it: `= 0.042`, or `< 0.001` when smaller.
+pub(crate) fn p_value(p: f64) -> String {
+    if p < 0.001 {
+        "< 0.001".to_owned()
+    } else {
+        format!("= {p:.3}")
+    }
 }
 
 /// The fewest snapshots whose smallest possible p-value (`1/n!`) is under `alpha`.
@@ -435,5 +457,7 @@ mod tests {
         assert_eq!(snapshots_needed(0.05), 4);
         assert_eq!(snapshots_needed(0.2), 3);
         assert_eq!(snapshots_needed(0.001), 7);
+        assert_eq!(p_value(0.0421), "= 0.042");
+        assert_eq!(p_value(0.0002), "< 0.001");
     }
 }
