@@ -172,6 +172,13 @@ fn trend_tells_the_leak_from_the_filling_cache() {
         ],
         "http://127.0.0.1:9",
     );
+    // The failed run above left no empty snapshot directory behind (diag runs in fixtures/).
+    let litter: Vec<_> = std::fs::read_dir(support::tests_dir("fixtures"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("diag-trend-"))
+        .collect();
+    assert!(litter.is_empty(), "{litter:?}");
     let junk = dir.join("junk.pb.gz");
     std::fs::write(&junk, b"not a profile").unwrap();
     fails(

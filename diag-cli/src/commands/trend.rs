@@ -33,7 +33,7 @@ pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
             let timeout = Duration::from_secs(args.remote.timeout.max(1));
             let remote = Remote::new(one, args.remote.token.clone(), timeout)?;
             let history = read_history(&remote)?;
-            let dir = out_dir(&args, one)?;
+            let (dir, _) = out_dir(&args, one)?;
             eprintln!(
                 "diag: fetching {} heap history points of {} and a snapshot of now into {}",
                 history.points.len(),
@@ -99,8 +99,8 @@ pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
 }
 
 /// Where URL mode saves its snapshots: `--out`, or a new directory named after the service
-/// and the time.
-fn out_dir(args: &TrendArgs, url: &str) -> Result<PathBuf> {
+/// and the time; created if missing (the bool says whether it was).
+fn out_dir(args: &TrendArgs, url: &str) -> Result<(PathBuf, bool)> {
     let dir = args.out.clone().unwrap_or_else(|| {
         let base = url.trim_end_matches('/');
         PathBuf::from(format!(
@@ -109,8 +109,9 @@ fn out_dir(args: &TrendArgs, url: &str) -> Result<PathBuf> {
             remote::timestamp()
         ))
     });
+    let created = !dir.exists();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
+    Ok((dir, created))
 }
 
 /// One point of `/debug/heap/history`.
@@ -199,7 +200,7 @@ pub(crate) fn fetch_history(
 fn take_series(args: &TrendArgs, url: &str) -> Result<Vec<String>> {
     let every = units::duration("--every", &args.every, 1.0, 86_400.0)?;
     let count = args.count as usize;
-    let dir = out_dir(args, url)?;
+    let (dir, created) = out_dir(args, url)?;
     eprintln!(
         "diag: taking {count} heap snapshots of {url}, {} apart ({} in all), into {}",
         units::span(every),
@@ -221,16 +222,23 @@ fn take_series(args: &TrendArgs, url: &str) -> Result<Vec<String>> {
             token: args.remote.token.clone(),
             timeout: Duration::from_secs(args.remote.timeout.max(1)),
         })
-        .with_context(|| {
-            format!(
-                "taking snapshot {} of {count} ({} saved in {}: `diag trend {}/heap-*.pb.gz` reads \
-                 them once there are {} or more)",
-                k + 1,
-                k,
-                dir.display(),
-                dir.display(),
-                profile::MIN_TREND_SNAPSHOTS
-            )
+        .map_err(|e| {
+            if k == 0 {
+                // Nothing saved: leave no empty directory behind.
+                if created {
+                    let _ = std::fs::remove_dir(&dir);
+                }
+                e.context(format!("taking snapshot 1 of {count}"))
+            } else {
+                e.context(format!(
+                    "taking snapshot {} of {count} ({k} saved in {}: `diag trend \
+                     {}/heap-*.pb.gz` reads them once there are {} or more)",
+                    k + 1,
+                    dir.display(),
+                    dir.display(),
+                    profile::MIN_TREND_SNAPSHOTS
+                ))
+            }
         })?;
         eprintln!(
             "diag: snapshot {}/{count} at {}: {} in use -> {}",
