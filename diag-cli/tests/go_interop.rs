@@ -1,6 +1,7 @@
-//! Profiles from the real peer: a small Go program (tests/go/leak.go) writes two heap profiles
-//! with `runtime/pprof`; `diag diff` must rank Go's leaking function first with the growth Go
-//! recorded, and `diag top` must read them. Needs Debian's golang-go (CI installs it).
+//! Profiles from the real peer: a small Go program (tests/go/leak.go) writes five heap
+//! profiles with `runtime/pprof` as it leaks; `diag diff` of the first and last must rank Go's
+//! leaking function first with the growth Go recorded, `diag trend` of all five must call it
+//! growing, and `diag top` must read them. Needs Debian's golang-go (CI installs it).
 
 use std::path::Path;
 use std::process::Command;
@@ -20,10 +21,13 @@ fn go_heap_profiles_diff_and_top() {
     std::fs::create_dir_all(&dir).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/leak.go");
     let (a, b) = (dir.join("a.pb.gz"), dir.join("b.pb.gz"));
+    let between: Vec<_> = (1..=3).map(|i| dir.join(format!("m{i}.pb.gz"))).collect();
     let out = Command::new(go)
         .args(["run"])
         .arg(&src)
-        .args([&a, &b])
+        .arg(&a)
+        .args(&between)
+        .arg(&b)
         .env("HOME", &dir)
         .env("GOCACHE", dir.join("cache"))
         .env("GO111MODULE", "off")
@@ -56,6 +60,26 @@ fn go_heap_profiles_diff_and_top() {
         (delta - truth).abs() / truth < 0.25,
         "delta {delta} vs {truth}"
     );
+
+    // Go's timestamps order the snapshots; 100 buffers a step, so main.leak keeps growing.
+    let out = Command::new(env!("CARGO_BIN_EXE_diag"))
+        .args(["trend", "--json"])
+        .arg(&b)
+        .args(&between)
+        .arg(&a)
+        .output()
+        .expect("diag trend");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["slope_per"], "second", "{v}");
+    let first = &v["sites"][0];
+    assert_eq!(first["function"], "main.leak", "{v}");
+    assert_eq!(first["verdict"], "growing", "{v}");
+    assert_eq!(first["rose_in"], 4, "{v}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_diag"))
         .arg("top")

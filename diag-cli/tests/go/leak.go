@@ -27,10 +27,15 @@ func write(path string) {
 	f.Close()
 }
 
+// Writes a heap profile to each path given: the first after 100 leaked buffers, the others
+// after an even share of 400 more.
 func main() {
 	runtime.MemProfileRate = 4096
+	paths := os.Args[1:]
 	leak(100)
-	write(os.Args[1])
-	leak(400)
-	write(os.Args[2])
+	write(paths[0])
+	for _, p := range paths[1:] {
+		leak(400 / (len(paths) - 1))
+		write(p)
+	}
 }
