@@ -236,6 +236,7 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     let last = points.last().unwrap();
     assert!(last["inuse_bytes"].as_u64().unwrap() > 0, "{h}");
     assert!(last["live_bytes"].as_u64().unwrap() > 0, "{h}");
+    assert_eq!(last["sample_rate"], 16 * 1024, "{h}");
     assert!(h["memory_bytes"].as_u64().unwrap() < 16 << 20, "{h}");
     assert_eq!(
         h["points_held"].as_u64().unwrap() as usize,

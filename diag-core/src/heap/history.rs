@@ -39,8 +39,8 @@ struct Delta {
     changes: Vec<(u32, Counters)>,
 }
 
-/// The exact live figures at a point: bytes and objects.
-pub(crate) type Exact = (u64, u64);
+/// What else a point records: the exact live bytes and objects, and the sample rate.
+pub(crate) type Exact = (u64, u64, u64);
 
 /// The recorded points: the oldest in full, the rest as changes.
 #[derive(Default)]
@@ -72,6 +72,8 @@ pub struct HistoryPoint {
     pub live_bytes: u64,
     /// Exact live objects at that time.
     pub live_objects: u64,
+    /// The sample rate at that time (mean bytes between samples; 0 off, 1 exact).
+    pub sample_rate: u64,
 }
 
 fn inuse(c: &[Counters]) -> (u64, u64) {
@@ -146,6 +148,7 @@ impl History {
                 inuse_objects,
                 live_bytes: exact.0,
                 live_objects: exact.1,
+                sample_rate: exact.2,
             }
         };
         let mut out = vec![point(self.base_time, self.base_exact, &state)];
@@ -200,7 +203,7 @@ fn apply(state: &mut Vec<Counters>, changes: &[(u32, Counters)]) {
 
 static HISTORY: Mutex<History> = Mutex::new(History {
     base_time: 0,
-    base_exact: (0, 0),
+    base_exact: (0, 0, 0),
     base: Vec::new(),
     deltas: VecDeque::new(),
     last: Vec::new(),
@@ -248,6 +251,7 @@ fn record_now() -> bool {
     let exact = (
         totals.alloc_bytes.saturating_sub(totals.free_bytes),
         totals.alloc_objects.saturating_sub(totals.free_objects),
+        super::config::sample_rate(),
     );
     let t = now_nanos();
     let mut h = lock();
@@ -422,9 +426,9 @@ mod tests {
         let mut h = History::default();
         assert!(h.points().is_empty());
         assert!(h.at(5).is_none());
-        h.record(10, (1, 1), &[c(100), c(200)], 10);
-        h.record(20, (2, 2), &[c(100), c(300), c(50)], 10);
-        h.record(30, (3, 3), &[c(100), c(300), c(80)], 10);
+        h.record(10, (1, 1, 512), &[c(100), c(200)], 10);
+        h.record(20, (2, 2, 512), &[c(100), c(300), c(50)], 10);
+        h.record(30, (3, 3, 1), &[c(100), c(300), c(80)], 10);
         let p = h.points();
         let times: Vec<i64> = p.iter().map(|p| p.time_nanos).collect();
         assert_eq!(times, [10, 20, 30]);
@@ -432,6 +436,8 @@ mod tests {
         assert_eq!(bytes, [300, 450, 480]);
         let live: Vec<u64> = p.iter().map(|p| p.live_bytes).collect();
         assert_eq!(live, [1, 2, 3]);
+        let rates: Vec<u64> = p.iter().map(|p| p.sample_rate).collect();
+        assert_eq!(rates, [512, 512, 1]);
         assert_eq!(h.at(10).unwrap(), vec![c(100), c(200)]);
         assert_eq!(h.at(20).unwrap(), vec![c(100), c(300), c(50)]);
         assert_eq!(h.at(30).unwrap(), vec![c(100), c(300), c(80)]);
@@ -444,7 +450,7 @@ mod tests {
     fn oldest_points_fold_into_the_base() {
         let mut h = History::default();
         for t in 1..=10 {
-            h.record(t, (t as u64, 0), &[c(t as u64 * 100), c(7)], 4);
+            h.record(t, (t as u64, 0, 0), &[c(t as u64 * 100), c(7)], 4);
         }
         let p = h.points();
         assert_eq!(p.len(), 4);
@@ -462,7 +468,7 @@ mod tests {
         let wide = 100_000usize;
         for t in 1..=20i64 {
             let now: Vec<Counters> = (0..wide).map(|i| c(i as u64 + t as u64)).collect();
-            h.record(t, (0, 0), &now, MAX_HISTORY_POINTS);
+            h.record(t, (0, 0, 0), &now, MAX_HISTORY_POINTS);
             assert!(h.entries <= MAX_HISTORY_ENTRIES, "{}", h.entries);
         }
         // Every stack changes at every point: 100k entries a point, so two deltas fit.

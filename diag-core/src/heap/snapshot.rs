@@ -134,7 +134,8 @@ pub fn profile_at(time_nanos: i64, default_type: &str) -> Option<Profile> {
     let point = history::history_points()
         .into_iter()
         .find(|p| p.time_nanos == time_nanos);
-    let rate = config::sample_rate();
+    // The rate recorded with the point (the current one if the point was dropped meanwhile).
+    let rate = point.map_or_else(config::sample_rate, |p| p.sample_rate);
     let mut comments = vec![
         format!("pid={}", std::process::id()),
         format!("sample_rate={rate}"),
