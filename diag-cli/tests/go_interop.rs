@@ -3,8 +3,23 @@
 //! leaking function first with the growth Go recorded, `diag trend` of all five must call it
 //! growing, and `diag top` must read them. Needs Debian's golang-go (CI installs it).
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
+
+/// stdout of `diag args...`, which must succeed.
+fn diag(args: &[&OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_diag"))
+        .args(args)
+        .output()
+        .expect("running diag");
+    assert!(
+        out.status.success(),
+        "diag {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
 
 #[test]
 fn go_heap_profiles_diff_and_top() {
@@ -39,18 +54,13 @@ fn go_heap_profiles_diff_and_top() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_diag"))
-        .arg("diff")
-        .args([&a, &b])
-        .arg("--json")
-        .output()
-        .expect("diag diff");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&diag(&[
+        "diff".as_ref(),
+        a.as_ref(),
+        b.as_ref(),
+        "--json".as_ref(),
+    ]))
+    .unwrap();
     let first = &v["sites"][0];
     assert_eq!(first["function"], "main.leak", "{v}");
     // 400 more 64 KiB buffers; Go's own estimate, scaled from 4 KiB sampling.
@@ -62,35 +72,16 @@ fn go_heap_profiles_diff_and_top() {
     );
 
     // Go's timestamps order the snapshots; 100 buffers a step, so main.leak keeps growing.
-    let out = Command::new(env!("CARGO_BIN_EXE_diag"))
-        .args(["trend", "--json"])
-        .arg(&b)
-        .args(&between)
-        .arg(&a)
-        .output()
-        .expect("diag trend");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut args: Vec<&OsStr> = vec!["trend".as_ref(), "--json".as_ref(), b.as_ref()];
+    args.extend(between.iter().map(|p| p.as_os_str()));
+    args.push(a.as_ref());
+    let v: serde_json::Value = serde_json::from_str(&diag(&args)).unwrap();
     assert_eq!(v["slope_per"], "second", "{v}");
     let first = &v["sites"][0];
     assert_eq!(first["function"], "main.leak", "{v}");
     assert_eq!(first["verdict"], "growing", "{v}");
     assert_eq!(first["rose_in"], 4, "{v}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_diag"))
-        .arg("top")
-        .arg(&b)
-        .output()
-        .expect("diag top");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("main.leak"));
+    assert!(diag(&["top".as_ref(), b.as_ref()]).contains("main.leak"));
     std::fs::remove_dir_all(&dir).ok();
 }
