@@ -165,7 +165,11 @@ fn trend_step(agent: &ureq::Agent, app: &str, diag: &str, args: &DemoArgs) -> Re
     }
     let remote = crate::remote::Remote::new(diag, None, Duration::from_secs(60))?;
     let history = super::trend::read_history(&remote)?;
+    // The demo's own directory: a previous run's points would mix into `diag trend` of it.
     let dir = args.out.join("history");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let files = super::trend::fetch_history(&remote, &history, None, &dir)?;
     let profiles = files
