@@ -14,6 +14,7 @@ use diag_core::profile::{self, DiffOptions, FlameOptions};
 
 use super::diff::{DEFAULT_TOP, write_table};
 use super::snapshot::{SnapshotArgs, take};
+use crate::input::read_profile;
 use crate::units;
 
 /// Parsed arguments of `diag demo`.
@@ -174,10 +175,7 @@ fn trend_step(agent: &ureq::Agent, app: &str, diag: &str, args: &DemoArgs) -> Re
     let files = super::trend::fetch_history(&remote, &history, None, &dir)?;
     let profiles = files
         .iter()
-        .map(|f| {
-            let bytes = std::fs::read(f).with_context(|| format!("reading {f}"))?;
-            profile::load(&bytes).with_context(|| format!("reading {f}"))
-        })
+        .map(|f| read_profile(f))
         .collect::<Result<Vec<_>>>()?;
     let refs: Vec<&profile::Profile> = profiles.iter().collect();
     let trend = profile::trend(&refs, &profile::TrendOptions::default())?;
@@ -252,11 +250,10 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
     drive(&agent, &format!("{app}/churn"), args.requests * 3, "/churn")?;
     let b = snap("after.pb.gz")?;
 
-    let read = |p: &Path| -> Result<profile::Profile> {
-        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-        profile::load(&bytes).with_context(|| format!("reading {}", p.display()))
-    };
-    let (before, after) = (read(&a)?, read(&b)?);
+    let (before, after) = (
+        read_profile(&a.display().to_string())?,
+        read_profile(&b.display().to_string())?,
+    );
     let mut diff = profile::diff(&before, &after, &DiffOptions::default())?;
     let total_sites = diff.sites.len();
     diff.sites.truncate(DEFAULT_TOP);

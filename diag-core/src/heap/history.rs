@@ -159,19 +159,20 @@ impl History {
         out
     }
 
-    /// The counters of every stack at the point recorded at `time_nanos`, if it is held.
-    pub(crate) fn at(&self, time_nanos: i64) -> Option<Vec<Counters>> {
+    /// The counters of every stack at the point recorded at `time_nanos`, with what else that
+    /// point recorded, if it is held.
+    pub(crate) fn at(&self, time_nanos: i64) -> Option<(Vec<Counters>, Exact)> {
         if self.base_time == 0 {
             return None;
         }
         let mut state = self.base.clone();
         if time_nanos == self.base_time {
-            return Some(state);
+            return Some((state, self.base_exact));
         }
         for d in &self.deltas {
             apply(&mut state, &d.changes);
             if d.time_nanos == time_nanos {
-                return Some(state);
+                return Some((state, d.exact));
             }
         }
         None
@@ -237,16 +238,7 @@ fn now_nanos() -> i64 {
 /// meanwhile.
 fn record_now() -> bool {
     let _ignore = super::thread::IgnoreAllocs::new();
-    let now: Vec<Counters> = stacks::entries()
-        .map(|(_, e)| {
-            [
-                e.alloc_objects_fp.load(Relaxed),
-                e.alloc_bytes.load(Relaxed),
-                e.inuse_objects_fp.load(Relaxed),
-                e.inuse_bytes.load(Relaxed),
-            ]
-        })
-        .collect();
+    let now: Vec<Counters> = stacks::entries().map(|(_, e)| e.counters()).collect();
     let totals = super::thread::totals();
     let exact = (
         totals.alloc_bytes.saturating_sub(totals.free_bytes),
@@ -402,8 +394,9 @@ pub fn history_points() -> Vec<HistoryPoint> {
     lock().points()
 }
 
-/// The counters of every stack at the point recorded at `time_nanos`.
-pub(crate) fn counters_at(time_nanos: i64) -> Option<Vec<Counters>> {
+/// The counters of every stack at the point recorded at `time_nanos`, and its live bytes,
+/// live objects and sample rate.
+pub(crate) fn counters_at(time_nanos: i64) -> Option<(Vec<Counters>, Exact)> {
     let _ignore = super::thread::IgnoreAllocs::new();
     lock().at(time_nanos)
 }
@@ -438,9 +431,9 @@ mod tests {
         assert_eq!(live, [1, 2, 3]);
         let rates: Vec<u64> = p.iter().map(|p| p.sample_rate).collect();
         assert_eq!(rates, [512, 512, 1]);
-        assert_eq!(h.at(10).unwrap(), vec![c(100), c(200)]);
-        assert_eq!(h.at(20).unwrap(), vec![c(100), c(300), c(50)]);
-        assert_eq!(h.at(30).unwrap(), vec![c(100), c(300), c(80)]);
+        assert_eq!(h.at(10).unwrap(), (vec![c(100), c(200)], (1, 1, 512)));
+        assert_eq!(h.at(20).unwrap().0, vec![c(100), c(300), c(50)]);
+        assert_eq!(h.at(30).unwrap(), (vec![c(100), c(300), c(80)], (3, 3, 1)));
         assert!(h.at(25).is_none());
         // Only changed stacks are stored: stack 0 never is after the base.
         assert_eq!(h.entries, 2 + 1);
@@ -456,8 +449,8 @@ mod tests {
         assert_eq!(p.len(), 4);
         assert_eq!(p[0].time_nanos, 7);
         assert_eq!(p[0].live_bytes, 7);
-        assert_eq!(h.at(7).unwrap(), vec![c(700), c(7)]);
-        assert_eq!(h.at(10).unwrap(), vec![c(1000), c(7)]);
+        assert_eq!(h.at(7).unwrap().0, vec![c(700), c(7)]);
+        assert_eq!(h.at(10).unwrap().0, vec![c(1000), c(7)]);
         assert!(h.at(6).is_none());
         assert_eq!(h.entries, 3);
     }

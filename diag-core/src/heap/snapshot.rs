@@ -90,17 +90,7 @@ pub const ALLOC_SPACE: &str = "alloc_space";
 pub fn profile(default_type: &str) -> Profile {
     let _ignore = IgnoreAllocs::new();
     let st = stats();
-    let counters = stacks::entries().map(|(id, e)| {
-        (
-            id,
-            [
-                e.alloc_objects_fp.load(Relaxed),
-                e.alloc_bytes.load(Relaxed),
-                e.inuse_objects_fp.load(Relaxed),
-                e.inuse_bytes.load(Relaxed),
-            ],
-        )
-    });
+    let counters = stacks::entries().map(|(id, e)| (id, e.counters()));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -130,21 +120,14 @@ pub fn profile(default_type: &str) -> Profile {
 /// recorded then is held (never recorded, or dropped as the oldest since).
 pub fn profile_at(time_nanos: i64, default_type: &str) -> Option<Profile> {
     let _ignore = IgnoreAllocs::new();
-    let counters = history::counters_at(time_nanos)?;
-    let point = history::history_points()
-        .into_iter()
-        .find(|p| p.time_nanos == time_nanos);
-    // The rate recorded with the point (the current one if the point was dropped meanwhile).
-    let rate = point.map_or_else(config::sample_rate, |p| p.sample_rate);
-    let mut comments = vec![
+    let (counters, (live_bytes, live_objects, rate)) = history::counters_at(time_nanos)?;
+    let comments = vec![
         format!("pid={}", std::process::id()),
         format!("sample_rate={rate}"),
         format!("history_point={time_nanos}"),
+        format!("live_bytes={live_bytes}"),
+        format!("live_objects={live_objects}"),
     ];
-    if let Some(p) = point {
-        comments.push(format!("live_bytes={}", p.live_bytes));
-        comments.push(format!("live_objects={}", p.live_objects));
-    }
     Some(build(
         counters
             .into_iter()

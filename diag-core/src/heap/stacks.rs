@@ -30,6 +30,19 @@ pub(crate) struct Entry {
     pub(crate) frames: [usize; MAX_FRAMES],
 }
 
+impl Entry {
+    /// The four counters: alloc objects (fixed point), alloc bytes, in-use objects (fixed
+    /// point), in-use bytes.
+    pub(crate) fn counters(&self) -> [u64; 4] {
+        [
+            self.alloc_objects_fp.load(Relaxed),
+            self.alloc_bytes.load(Relaxed),
+            self.inuse_objects_fp.load(Relaxed),
+            self.inuse_bytes.load(Relaxed),
+        ]
+    }
+}
+
 struct Table {
     entries: *mut Entry,
     index: *mut u32,

@@ -205,8 +205,6 @@ pub fn trend(profiles: &[&Profile], opts: &TrendOptions) -> Result<HeapTrend> {
                 sample_type_names(profiles[i])
             )));
         }
-    }
-    for &i in &order {
         let (_, cols) = columns(profiles[order[0]], profiles[i], ty).map_err(|e| {
             Error::invalid(format!(
                 "snapshot {} cannot be compared with snapshot {}: {e}",
