@@ -11,6 +11,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
+use crate::filter::FilterArgs;
 
 /// Find memory leaks and hot paths in live tokio/axum services.
 #[derive(Debug, Parser)]
@@ -148,6 +149,8 @@ pub(crate) struct DiffArgs {
     /// Compare this column instead of inuse_space (e.g. alloc_space).
     #[arg(long, value_name = "TYPE")]
     pub(crate) sample: Option<String>,
+    #[command(flatten)]
+    pub(crate) filter: FilterArgs,
 }
 
 /// `diag trend`.
@@ -183,6 +186,8 @@ pub(crate) struct TrendArgs {
     /// One-sided significance level of the trend test.
     #[arg(long, value_name = "P", default_value_t = diag_core::profile::DEFAULT_TREND_ALPHA, value_parser = parse_alpha)]
     pub(crate) alpha: f64,
+    #[command(flatten)]
+    pub(crate) filter: FilterArgs,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
 }
@@ -236,6 +241,8 @@ pub(crate) struct TopArgs {
     #[arg(long)]
     pub(crate) once: bool,
     #[command(flatten)]
+    pub(crate) filter: FilterArgs,
+    #[command(flatten)]
     pub(crate) remote: RemoteArgs,
 }
 
@@ -264,6 +271,8 @@ pub(crate) struct FlamegraphArgs {
     /// Leave out frames narrower than this many pixels.
     #[arg(long, value_name = "F", default_value_t = diag_core::profile::DEFAULT_MIN_WIDTH, value_parser = parse_min_width)]
     pub(crate) min_width: f64,
+    #[command(flatten)]
+    pub(crate) filter: FilterArgs,
     /// URL mode: seconds to profile the live service's CPU for (default 30).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) seconds: Option<u64>,

@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod filter;
 mod input;
 mod remote;
 mod table;

@@ -265,3 +265,106 @@ fn broken_pipe_exits_0() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn filters_narrow_what_every_command_reads() {
+    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+
+    // --focus keeps the stacks through the cache; the table's total is theirs alone.
+    let out = diag(&["top", &path("after.pb.gz"), "--focus", r"cache\.rs"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.starts_with("inuse_space total 15.0 MiB"), "{table}");
+    assert!(!table.contains("session"), "{table}");
+    assert!(stderr(&out).contains("--focus 'cache\\.rs': kept 2 of 5 stacks"));
+
+    // --ignore takes the leak out of a diff; the rest of it stands.
+    let out = ok(&[
+        "diff",
+        &path("before.pb.gz"),
+        &path("after.pb.gz"),
+        "--json",
+        "--ignore",
+        "Cache::insert",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let functions: Vec<&str> = v["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["function"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        functions,
+        [
+            "<myapp::session::Session as core::clone::Clone>::clone",
+            "myapp::handlers::upload::{{closure}}"
+        ]
+    );
+
+    // --hide cuts frames out of the drawing; the values stay.
+    let svg = ok(&[
+        "flamegraph",
+        &path("cpu.pb"),
+        "-o",
+        "-",
+        "--hide",
+        "^myapp::handlers",
+    ]);
+    assert!(svg.contains("myapp::json::parse") && !svg.contains("myapp::handlers"));
+    let cpu = ok(&["top", &path("cpu.pb"), "--hide", "handlers", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&cpu).unwrap();
+    assert_eq!(v["total"], 1_000_000_000i64);
+
+    // A trend follows only the focused sites.
+    use diag_core::profile::{Frame, Profile, Sample, ValueType, pprof_codec};
+    let dir = scratch("filter-trend");
+    let mut files = Vec::new();
+    for i in 0..5i64 {
+        let sample = |f: &str, v: i64| Sample {
+            stack: vec![Frame::named(f)],
+            values: vec![v],
+            labels: Vec::new(),
+        };
+        let p = Profile {
+            sample_types: vec![ValueType::new("inuse_space", "bytes")],
+            samples: vec![
+                sample("myapp::leak", 1000 * (i + 1)),
+                sample("myapp::shrink", 9000 - 1000 * i),
+            ],
+            time_nanos: 1_000_000_000 * (i + 1),
+            ..Profile::default()
+        };
+        let file = dir.join(format!("heap-{i}.pb"));
+        std::fs::write(&file, pprof_codec::encode(&p)).unwrap();
+        files.push(file.to_str().unwrap().to_owned());
+    }
+    let mut args: Vec<&str> = vec!["trend", "--json", "--focus", "shrink"];
+    args.extend(files.iter().map(String::as_str));
+    let v: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    let sites = v["sites"].as_array().unwrap();
+    assert_eq!(sites.len(), 1, "{v}");
+    assert_eq!(sites[0]["function"], "myapp::shrink");
+    assert_eq!(sites[0]["verdict"], "shrinking");
+    std::fs::remove_dir_all(dir).ok();
+
+    // Nothing left is said, not an error; a bad pattern is a usage error naming the flag;
+    // filters on the live view (which reads /metrics, not a profile) are refused.
+    let out = diag(&["top", &path("after.pb.gz"), "--focus", "no-such-frame"]);
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("warning: --focus 'no-such-frame' left no stack of 5"));
+    for flag in ["--focus", "--ignore", "--hide"] {
+        let out = diag(&[
+            "diff",
+            &path("before.pb.gz"),
+            &path("after.pb.gz"),
+            flag,
+            "a(",
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains(flag), "{}", stderr(&out));
+    }
+    let err = fails(&["top", "http://127.0.0.1:1", "--ignore", "x"]);
+    assert!(err.contains("--profile heap|cpu"), "{err}");
+}

@@ -16,8 +16,9 @@ pub(crate) const DEFAULT_TOP: usize = 20;
 
 /// Runs `diag diff`.
 pub(crate) fn run(args: DiffArgs) -> Result<ExitCode> {
-    let before = read_profile(&args.before)?;
-    let after = read_profile(&args.after)?;
+    let mut before = read_profile(&args.before)?;
+    let mut after = read_profile(&args.after)?;
+    args.filter.apply_all([&mut before, &mut after]);
     let mut opts = DiffOptions::default();
     opts.sample_type.clone_from(&args.sample);
     let mut diff = profile::diff(&before, &after, &opts)

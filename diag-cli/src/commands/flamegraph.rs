@@ -18,7 +18,7 @@ pub(crate) fn run(args: FlamegraphArgs) -> Result<ExitCode> {
     opts.reverse = args.reverse;
     opts.min_width = args.min_width;
     opts.sample_type.clone_from(&args.sample);
-    let (p, output) = match Input::parse(&args.file) {
+    let (mut p, output) = match Input::parse(&args.file) {
         Input::File(_) => {
             if args.seconds.is_some() || args.frequency.is_some() {
                 bail!(
@@ -35,6 +35,8 @@ pub(crate) fn run(args: FlamegraphArgs) -> Result<ExitCode> {
         }
         Input::Url(url) => from_url(url, &args, &mut opts)?,
     };
+    // The raw profile of URL mode is saved as served; the drawing is filtered.
+    args.filter.apply_all([&mut p]);
     // CPU profiles carry a `thread` label: root each stack at its thread.
     let p = diag_core::cpu::thread_rooted(&p);
     if output.as_os_str() == "-" {

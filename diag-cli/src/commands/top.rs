@@ -17,7 +17,12 @@ use crate::units;
 
 /// Runs `diag top`.
 pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
-    let p = match (Input::parse(&args.file), args.profile.as_deref()) {
+    let mut p = match (Input::parse(&args.file), args.profile.as_deref()) {
+        (Input::Url(_), None) if args.filter.is_active() => bail!(
+            "{} applies to profiles: add --profile heap|cpu to list a profile of {}",
+            args.filter.describe(),
+            args.file
+        ),
         (Input::Url(url), None) => return super::top_live::run(url, &args),
         (Input::Url(url), Some(kind)) => fetch_profile(url, kind, &args)?,
         (Input::File(_), Some(_)) => {
@@ -25,6 +30,7 @@ pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
         }
         (Input::File(_), None) => read_profile(&args.file)?,
     };
+    args.filter.apply_all([&mut p]);
     let mut opts = TopOptions::default();
     opts.sample_type.clone_from(&args.sample);
     opts.n = args.top;

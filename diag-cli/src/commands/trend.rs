@@ -66,10 +66,11 @@ pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
             inputs.to_vec()
         }
     };
-    let profiles = files
+    let mut profiles = files
         .iter()
         .map(|f| read_profile(f))
         .collect::<Result<Vec<Profile>>>()?;
+    args.filter.apply_all(&mut profiles);
     warn_on_restarts(&files, &profiles);
     let mut opts = TrendOptions::default();
     opts.sample_type.clone_from(&args.sample);
