@@ -131,12 +131,21 @@ impl From<SnapshotArgs> for commands::snapshot::SnapshotArgs {
 /// `diag diff A B`.
 #[derive(Debug, Args)]
 pub(crate) struct DiffArgs {
-    /// The earlier heap snapshot (pprof .pb.gz / .pb, or dhat-heap.json).
+    /// The earlier heap snapshot (pprof .pb.gz / .pb, or dhat-heap.json), or a live service's
+    /// diag URL: its heap now (with --since: its heap history).
     #[arg(value_name = "BEFORE")]
     pub(crate) before: String,
-    /// The later heap snapshot.
-    #[arg(value_name = "AFTER")]
-    pub(crate) after: String,
+    /// The later heap snapshot, or a live service's diag URL: its heap now.
+    #[arg(value_name = "AFTER", required_unless_present = "since")]
+    pub(crate) after: Option<String>,
+    /// With one URL: what grew since DURATION ago (e.g. 10m, 1h, 2d), from the heap history
+    /// the service keeps, against a snapshot of now. No earlier snapshot needed.
+    #[arg(long, value_name = "DURATION", conflicts_with = "after")]
+    pub(crate) since: Option<String>,
+    /// Where to save the snapshots fetched from URLs (default: here, named after the service
+    /// and the time).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
     /// Show this many sites (0 = all). Default: 20 in the table, all with --json.
     #[arg(long, value_name = "N")]
     pub(crate) top: Option<usize>,
@@ -151,6 +160,8 @@ pub(crate) struct DiffArgs {
     pub(crate) sample: Option<String>,
     #[command(flatten)]
     pub(crate) filter: FilterArgs,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
 }
 
 /// `diag trend`.

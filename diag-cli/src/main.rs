@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod filter;
+mod history;
 mod input;
 mod remote;
 mod table;

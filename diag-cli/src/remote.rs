@@ -7,6 +7,10 @@ use anyhow::{Context, Result, bail};
 
 /// Largest body accepted from a debug endpoint.
 const MAX_BODY: u64 = 512 << 20;
+/// Times a request answered 429 is tried again.
+const RETRIES_429: u32 = 3;
+/// The longest `Retry-After` (seconds) waited for; a longer one is reported as the error.
+const MAX_RETRY_AFTER: u64 = 5;
 
 /// A debug listener at `base` (e.g. `http://127.0.0.1:6060`).
 pub(crate) struct Remote {
@@ -64,31 +68,26 @@ impl Remote {
         self.timeout
     }
 
-    /// `GET base + path`; any status but 200 is an error carrying the server's reason.
+    /// `GET base + path`; any status but 200 is an error carrying the server's reason. A 429
+    /// (the listener's rate limit: one heap snapshot every 200 ms by default, or one already
+    /// being built) is retried after its `Retry-After`, up to [`RETRIES_429`] times.
     pub(crate) fn get(&self, path: &str) -> Result<Reply> {
         let url = format!("{}{}", self.base, path);
-        let mut req = self.agent.get(&url);
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", &format!("Bearer {t}"));
-        }
-        let mut resp = req.call().with_context(|| format!("cannot reach {url}"))?;
-        let status = resp.status();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_vec()
-            .with_context(|| format!("reading the answer of {url}"))?;
+        let mut attempt = 0;
+        let (status, content_type, body) = loop {
+            let (status, content_type, retry_after, body) = self.get_once(&url)?;
+            match retry_after {
+                Some(secs) if status == 429 && attempt < RETRIES_429 && secs <= MAX_RETRY_AFTER => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_secs(secs));
+                }
+                _ => break (status, content_type, body),
+            }
+        };
         if status != 200 {
             let reason = String::from_utf8_lossy(&body);
             let reason = reason.lines().next().unwrap_or("").trim();
-            match status.as_u16() {
+            match status {
                 401 => bail!("{url}: 401 unauthorized ({reason}); pass --token or set DIAG_TOKEN"),
                 404 => bail!(
                     "{url}: 404 not found: is this a diag debug listener (diag_core::init() or diag_core::router())?"
@@ -97,6 +96,31 @@ impl Remote {
             }
         }
         Ok(Reply { content_type, body })
+    }
+
+    /// One `GET`: status, content type, `Retry-After` in seconds (if given) and body.
+    fn get_once(&self, url: &str) -> Result<(u16, String, Option<u64>, Vec<u8>)> {
+        let mut req = self.agent.get(url);
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut resp = req.call().with_context(|| format!("cannot reach {url}"))?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = header("content-type").unwrap_or_default();
+        let retry_after = header("retry-after").and_then(|v| v.trim().parse().ok());
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .with_context(|| format!("reading the answer of {url}"))?;
+        Ok((status, content_type, retry_after, body))
     }
 
     /// `GET base + path` expecting a pprof profile (gzip'd protobuf).
@@ -189,6 +213,11 @@ pub(crate) fn timestamp() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0) as i64;
+    timestamp_at(secs)
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC of `secs` since the Unix epoch.
+pub(crate) fn timestamp_at(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -220,5 +249,7 @@ mod tests {
         assert!(Remote::new("https://h:1", None, Duration::from_secs(1)).is_err());
         assert_eq!(host_tag("http://127.0.0.1:6060"), "127.0.0.1-6060");
         assert_eq!(timestamp().len(), 15);
+        assert_eq!(timestamp_at(0), "19700101-000000");
+        assert_eq!(timestamp_at(1_795_824_000 + 3_723), "20261128-010203");
     }
 }

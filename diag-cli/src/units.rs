@@ -117,8 +117,10 @@ pub(crate) fn duration(flag: &str, s: &str, min: f64, max: f64) -> Result<Durati
         (n, 60.0)
     } else if let Some(n) = s.strip_suffix('h') {
         (n, 3600.0)
+    } else if let Some(n) = s.strip_suffix('d') {
+        (n, 86_400.0)
     } else {
-        bail!("{flag} {s:?}: give a unit, e.g. 2s, 500ms or 5m");
+        bail!("{flag} {s:?}: give a unit (ms, s, m, h, d), e.g. 2s, 500ms or 5m");
     };
     let v: f64 = num
         .trim()

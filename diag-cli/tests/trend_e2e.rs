@@ -291,6 +291,48 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     assert_eq!(status("at=0"), 400);
     fails(&["trend", &files[0], "--history"], "--history");
 
+    // `diag diff URL --since D`: what grew since D ago, from the history, with no snapshot
+    // taken back then. Quiet for 1.5 s (points recorded), then a known leak; D reaches back
+    // to before the leak and not before the quiet time.
+    let leaked_before = diag_examples::leaky::leaked_bytes();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mark = std::time::Instant::now();
+    for _ in 0..60 {
+        get(&agent, &format!("{app_url}/leak?kb=64"));
+    }
+    let leaked = diag_examples::leaky::leaked_bytes() - leaked_before;
+    let since = (mark.elapsed() + Duration::from_millis(500)).max(Duration::from_secs(1));
+    let diff_dir = dir.join("since");
+    let out = support::diag(&[
+        "diff",
+        &diag_url,
+        "--since",
+        &format!("{:.3}s", since.as_secs_f64()),
+        "--out",
+        diff_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("heap history point of"), "{stderr}");
+    assert!(stderr.contains("snapshot of"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&diff_dir).unwrap().count(), 2, "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &v["sites"][0];
+    assert!(
+        first["function"]
+            .as_str()
+            .unwrap()
+            .ends_with("leaky::remember_request"),
+        "{v}"
+    );
+    let got = first["delta_bytes"].as_f64().unwrap();
+    assert!(
+        (got - leaked as f64).abs() <= 0.25 * leaked as f64,
+        "diff --since: {got} bytes for {leaked} leaked ({stderr})"
+    );
+    fails(&["diff", &files[0], "--since", "1m"], "give its URL");
+
     // New settings take effect at once (a point is recorded right away, however long the
     // interval), and a zero interval stops the recorder and clears the history.
     let records = || diag_core::heap::history_stats().records;
@@ -333,6 +375,7 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     assert!(diag_core::heap::history_points().is_empty());
     assert_eq!(diag_core::heap::history_stats().interval_ms, 0);
     fails(&["trend", &diag_url, "--history"], "the history is off");
+    fails(&["diff", &diag_url, "--since", "1m"], "the history is off");
     assert_eq!(post("interval_ms=50"), 400);
     assert_eq!(post("interval_ms=1000&points=1"), 400);
     assert_eq!(post("points=10"), 400);

@@ -1,13 +1,20 @@
-//! `diag diff A B`: which allocation sites grew between two heap snapshots.
+//! `diag diff A B`: which allocation sites grew between two heap snapshots. Either may be a
+//! live service's URL (its heap now); `diag diff URL --since 1h` takes the earlier one from
+//! the heap history the service keeps.
 
 use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use diag_core::profile::{self, DiffOptions, FlameOptions, HeapDiff};
 
 use crate::cli::DiffArgs;
-use crate::input::read_profile;
+use crate::commands::snapshot::{self, SnapshotArgs};
+use crate::history;
+use crate::input::{Input, read_profile};
+use crate::remote::{self, Remote};
 use crate::table::{Align, Table};
 use crate::units;
 
@@ -16,13 +23,14 @@ pub(crate) const DEFAULT_TOP: usize = 20;
 
 /// Runs `diag diff`.
 pub(crate) fn run(args: DiffArgs) -> Result<ExitCode> {
-    let mut before = read_profile(&args.before)?;
-    let mut after = read_profile(&args.after)?;
+    let (before_name, after_name) = inputs(&args)?;
+    let mut before = read_profile(&before_name)?;
+    let mut after = read_profile(&after_name)?;
     args.filter.apply_all([&mut before, &mut after]);
     let mut opts = DiffOptions::default();
     opts.sample_type.clone_from(&args.sample);
     let mut diff = profile::diff(&before, &after, &opts)
-        .with_context(|| format!("comparing {} with {}", args.before, args.after))?;
+        .with_context(|| format!("comparing {before_name} with {after_name}"))?;
     let total_sites = diff.sites.len();
 
     if let Some(path) = &args.svg {
@@ -30,7 +38,7 @@ pub(crate) fn run(args: DiffArgs) -> Result<ExitCode> {
         flame.sample_type = Some(diff.sample_type.clone());
         flame.title = Some(format!(
             "Growth of {} from {} to {}",
-            diff.sample_type, args.before, args.after
+            diff.sample_type, before_name, after_name
         ));
         let mut svg = Vec::new();
         profile::diff_flamegraph(&before, &after, &flame, &mut svg)
@@ -60,6 +68,104 @@ pub(crate) fn run(args: DiffArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The two files to compare: the arguments as they are, with each URL replaced by a snapshot
+/// of that service taken now, or, with `--since`, by a point of its heap history and a
+/// snapshot of now. Fetched snapshots are saved (`--out`, or here) and named on stderr.
+fn inputs(args: &DiffArgs) -> Result<(String, String)> {
+    let dir = args.out.clone().unwrap_or_else(|| PathBuf::from("."));
+    let fetch_now = |arg: &str| -> Result<String> {
+        if !matches!(Input::parse(arg), Input::Url(_)) {
+            return Ok(arg.to_owned());
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let base = arg.trim_end_matches('/');
+        let saved = snapshot::take(&SnapshotArgs {
+            url: arg.to_owned(),
+            output: Some(dir.join(format!(
+                "heap-{}-{}.pb.gz",
+                remote::host_tag(base),
+                remote::timestamp()
+            ))),
+            allocs: false,
+            token: args.remote.token.clone(),
+            timeout: timeout(args),
+        })?;
+        eprintln!(
+            "diag: snapshot of {base} now: {} in use -> {}",
+            units::bytes(saved.inuse_bytes),
+            saved.path.display()
+        );
+        Ok(saved.path.display().to_string())
+    };
+    match (&args.after, &args.since) {
+        (Some(after), _) => Ok((fetch_now(&args.before)?, fetch_now(after)?)),
+        (None, Some(since)) => {
+            let Input::Url(url) = Input::parse(&args.before) else {
+                bail!(
+                    "--since reads a live service's heap history: give its URL (e.g. \
+                     http://127.0.0.1:6060), not the file {}",
+                    args.before
+                );
+            };
+            let since = units::duration("--since", since, 1.0, 366.0 * 86_400.0)?;
+            let before = from_history(args, url, since, &dir)?;
+            Ok((before, fetch_now(url)?))
+        }
+        (None, None) => bail!("give two snapshots, or one URL with --since DURATION"),
+    }
+}
+
+/// Saves the heap history point of `url` from `since` ago (or its oldest, if the history is
+/// shorter) into `dir`, and returns the file.
+fn from_history(args: &DiffArgs, url: &str, since: Duration, dir: &Path) -> Result<String> {
+    let remote = Remote::new(url, args.remote.token.clone(), timeout(args))?;
+    let h = history::read(&remote)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let Some((point, short)) = history::point_before(&h.points, now, since) else {
+        bail!(
+            "{} holds no heap history point yet ({}): diff two snapshots instead",
+            remote.base(),
+            h.describe()
+        );
+    };
+    let ago = Duration::from_nanos(now.saturating_sub(point.time_nanos).max(0) as u64);
+    if short {
+        eprintln!(
+            "diag: the heap history of {} reaches back {} (not {}): comparing with its oldest \
+             point",
+            remote.base(),
+            units::span(ago),
+            units::span(since)
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file = dir.join(format!(
+        "heap-{}-{}.pb.gz",
+        remote::host_tag(remote.base()),
+        remote::timestamp_at(point.time_nanos.div_euclid(1_000_000_000))
+    ));
+    history::save_point(&remote, point.time_nanos, &file).with_context(|| {
+        format!(
+            "fetching the history point of {} ago (if the service just dropped it as the \
+             oldest, run again)",
+            units::span(ago)
+        )
+    })?;
+    eprintln!(
+        "diag: heap history point of {} ago -> {}",
+        units::span(ago),
+        file.display()
+    );
+    Ok(file.display().to_string())
+}
+
+fn timeout(args: &DiffArgs) -> Duration {
+    Duration::from_secs(args.remote.timeout.max(1))
 }
 
 /// The human table: a summary line, then one row per site.

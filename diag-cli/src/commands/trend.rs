@@ -16,6 +16,7 @@ use diag_core::profile::{self, HeapTrend, Profile, SlopeUnit, TrendOptions, Verd
 
 use crate::cli::TrendArgs;
 use crate::commands::snapshot::{self, SnapshotArgs};
+use crate::history::{self, History};
 use crate::input::{Input, read_profile};
 use crate::remote::{self, Remote};
 use crate::table::{Align, Table};
@@ -115,28 +116,9 @@ fn out_dir(args: &TrendArgs, url: &str) -> Result<(PathBuf, bool)> {
     Ok((dir, created))
 }
 
-/// One point of `/debug/heap/history`.
-#[derive(serde::Deserialize)]
-pub(crate) struct HistoryPoint {
-    time_nanos: i64,
-}
-
-/// `/debug/heap/history`'s answer (the fields used here).
-#[derive(serde::Deserialize)]
-pub(crate) struct History {
-    interval_ms: u64,
-    pub(crate) points: Vec<HistoryPoint>,
-}
-
 /// The service's heap history listing; an error if it holds too few points for a trend.
 pub(crate) fn read_history(remote: &Remote) -> Result<History> {
-    let reply = remote.get("/debug/heap/history")?;
-    let history: History = serde_json::from_slice(&reply.body).with_context(|| {
-        format!(
-            "{}/debug/heap/history did not answer the history JSON",
-            remote.base()
-        )
-    })?;
+    let history = history::read(remote)?;
     let held = history.points.len();
     if held + 1 < profile::MIN_TREND_SNAPSHOTS {
         bail!(
@@ -144,16 +126,7 @@ pub(crate) fn read_history(remote: &Remote) -> Result<History> {
              now: wait for more, or take snapshots with --every",
             remote.base(),
             if held == 1 { "" } else { "s" },
-            if history.interval_ms == 0 {
-                "the history is off; turn it on with `curl -X POST \
-                 '<URL>/debug/heap/history?interval_ms=60000'`"
-                    .to_owned()
-            } else {
-                format!(
-                    "one every {}",
-                    units::span(Duration::from_millis(history.interval_ms))
-                )
-            },
+            history.describe(),
             profile::MIN_TREND_SNAPSHOTS - 1
         );
     }
@@ -171,17 +144,14 @@ pub(crate) fn fetch_history(
     let held = history.points.len();
     let mut files = Vec::with_capacity(held + 1);
     for (k, p) in history.points.iter().enumerate() {
-        let path = format!("/debug/pprof/heap?at={}", p.time_nanos);
-        let reply = remote.get_profile(&path).with_context(|| {
+        let file = dir.join(format!("heap-{:03}.pb.gz", k + 1));
+        history::save_point(remote, p.time_nanos, &file).with_context(|| {
             format!(
                 "fetching history point {} of {held} (if the service dropped it as the oldest \
                  meanwhile, run again)",
                 k + 1
             )
         })?;
-        let file = dir.join(format!("heap-{:03}.pb.gz", k + 1));
-        std::fs::write(&file, &reply.body)
-            .with_context(|| format!("writing {}", file.display()))?;
         files.push(file.display().to_string());
     }
     let saved = snapshot::take(&SnapshotArgs {
