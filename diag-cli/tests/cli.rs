@@ -368,3 +368,35 @@ fn filters_narrow_what_every_command_reads() {
     let err = fails(&["top", "http://127.0.0.1:1", "--ignore", "x"]);
     assert!(err.contains("--profile heap|cpu"), "{err}");
 }
+
+#[test]
+fn diff_of_two_cpu_profiles_is_in_cpu_time() {
+    use diag_core::profile::{self, pprof_codec};
+    let before = std::fs::read(fixture("cpu.pb")).unwrap();
+    let mut after = profile::load(&before).unwrap();
+    // sha256 got 3x hotter: +500ms of CPU, +50 samples.
+    for s in &mut after.samples {
+        if s.stack[0].function.starts_with("sha2::") {
+            for v in &mut s.values {
+                *v *= 3;
+            }
+        }
+    }
+    let dir = scratch("cpu-diff");
+    let file = dir.join("after-cpu.pb");
+    std::fs::write(&file, pprof_codec::encode(&after)).unwrap();
+    let out = ok(&["diff", &path("cpu.pb"), file.to_str().unwrap()]);
+    assert!(out.starts_with("cpu: 1.00s -> 1.50s (+500.0ms)\n"), "{out}");
+    assert!(!out.contains("MiB") && !out.contains("OBJECTS"), "{out}");
+    assert!(out.contains("+500.0ms  100.0%"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "diff",
+        &path("cpu.pb"),
+        file.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(v["unit"], "nanoseconds");
+    assert_eq!(v["sites"][0]["delta_bytes"], 500_000_000);
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -168,22 +168,28 @@ fn timeout(args: &DiffArgs) -> Duration {
     Duration::from_secs(args.remote.timeout.max(1))
 }
 
-/// The human table: a summary line, then one row per site.
+/// The human table: a summary line, then one row per site, values in the compared column's
+/// unit (an objects column only if it has a count column beside it).
 pub(crate) fn write_table(
     w: &mut impl Write,
     diff: &HeapDiff,
     total_sites: usize,
 ) -> io::Result<()> {
     let t = &diff.totals;
-    writeln!(
+    let unit = diff.unit.as_str();
+    let objects = diff.objects_type.is_some();
+    write!(
         w,
-        "{}: {} -> {} ({}, {} objects)",
+        "{}: {} -> {} ({}",
         diff.sample_type,
-        units::bytes(t.before_bytes),
-        units::bytes(t.after_bytes),
-        units::signed(t.delta_bytes, "bytes"),
-        units::signed(t.delta_objects, "count"),
+        units::value(t.before_bytes, unit),
+        units::value(t.after_bytes, unit),
+        units::signed(t.delta_bytes, unit),
     )?;
+    if objects {
+        write!(w, ", {} objects", units::signed(t.delta_objects, "count"))?;
+    }
+    writeln!(w, ")")?;
     if diff.sites.is_empty() {
         return writeln!(w, "no site changed");
     }
@@ -194,29 +200,33 @@ pub(crate) fn write_table(
         diff.sites.len(),
         total_sites,
         grew,
-        units::bytes(t.growth_bytes),
+        units::value(t.growth_bytes, unit),
     )?;
     writeln!(w)?;
-    let mut table = Table::new(&[
+    let mut columns = vec![
         ("GROWTH", Align::Right),
         ("SHARE", Align::Right),
         ("BEFORE", Align::Right),
         ("AFTER", Align::Right),
-        ("OBJECTS", Align::Right),
-        ("", Align::Left),
-        ("SITE", Align::Left),
-    ]);
+    ];
+    if objects {
+        columns.push(("OBJECTS", Align::Right));
+    }
+    columns.extend([("", Align::Left), ("SITE", Align::Left)]);
+    let mut table = Table::new(&columns);
     for s in &diff.sites {
-        let site = units::located(&s.function, s.file.as_deref(), s.line);
-        table.row(vec![
-            units::signed(s.delta_bytes, "bytes"),
+        let mut row = vec![
+            units::signed(s.delta_bytes, unit),
             units::percent(s.share),
-            units::bytes(s.before_bytes),
-            units::bytes(s.after_bytes),
-            units::signed(s.delta_objects, "count"),
-            if s.new { "NEW".into() } else { String::new() },
-            site,
-        ]);
+            units::value(s.before_bytes, unit),
+            units::value(s.after_bytes, unit),
+        ];
+        if objects {
+            row.push(units::signed(s.delta_objects, "count"));
+        }
+        row.push(if s.new { "NEW".into() } else { String::new() });
+        row.push(units::located(&s.function, s.file.as_deref(), s.line));
+        table.row(row);
     }
     table.write(w)
 }

@@ -11,6 +11,11 @@
 //! ```
 //!
 //! with `sites` sorted by `delta_bytes`, largest growth first. More fields may be added.
+//!
+//! Any column can be compared (`alloc_space`, or `cpu` of two CPU profiles, as
+//! `go tool pprof -diff_base` does): the `*_bytes` fields then hold that column's values, in
+//! the unit [`HeapDiff::unit`] names, and the `*_objects` fields its count column's, if it has
+//! one ([`HeapDiff::objects_type`]; `inuse_space` pairs with `inuse_objects`).
 
 use std::collections::BTreeMap;
 
@@ -28,8 +33,9 @@ pub const DEFAULT_DIFF_SAMPLE_TYPE: &str = "inuse_space";
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct DiffOptions {
-    /// The bytes column to compare; [`DEFAULT_DIFF_SAMPLE_TYPE`] when `None`. Its objects
-    /// column is found by name (`alloc_space` -> `alloc_objects`).
+    /// The column to compare. When `None`: [`DEFAULT_DIFF_SAMPLE_TYPE`] if both profiles have
+    /// it, else the default column of both if they agree on it (`cpu` for two CPU profiles).
+    /// Its objects column is found by name (`alloc_space` -> `alloc_objects`).
     pub sample_type: Option<String>,
 }
 
@@ -44,6 +50,11 @@ pub struct HeapDiff {
     pub totals: DiffTotals,
     /// The compared column (`inuse_space`).
     pub sample_type: String,
+    /// Its unit (`bytes`; `nanoseconds` for `cpu`): what the `*_bytes` fields hold.
+    pub unit: String,
+    /// The count column paired with it (`inuse_objects`), whose values the `*_objects` fields
+    /// hold; `None` if it has none (they are 0 then).
+    pub objects_type: Option<String>,
 }
 
 /// The change at one site.
@@ -136,10 +147,10 @@ pub(super) struct SiteAgg {
 /// lacks the compared column or the two disagree on its unit (a CPU profile against a heap
 /// profile, say).
 pub fn diff(before: &Profile, after: &Profile, opts: &DiffOptions) -> Result<HeapDiff> {
-    let ty = opts
-        .sample_type
-        .as_deref()
-        .unwrap_or(DEFAULT_DIFF_SAMPLE_TYPE);
+    let ty = match opts.sample_type.as_deref() {
+        Some(ty) => ty,
+        None => default_column(before, after),
+    };
     let (cb, ca) = columns(before, after, ty)?;
     let sites_before = aggregate(before, cb);
     let sites_after = aggregate(after, ca);
@@ -202,7 +213,26 @@ pub fn diff(before: &Profile, after: &Profile, opts: &DiffOptions) -> Result<Hea
         sites,
         totals,
         sample_type: ty.to_owned(),
+        unit: before.sample_types[cb.bytes].unit.clone(),
+        objects_type: cb.objects.map(|i| before.sample_types[i].ty.clone()),
     })
+}
+
+/// The column compared when none is asked for: `inuse_space` if both profiles have it, else
+/// both profiles' default column if it is the same one (two CPU profiles: `cpu`); failing
+/// both, `inuse_space`, which [`columns`] then explains the absence of.
+fn default_column<'a>(before: &'a Profile, after: &Profile) -> &'a str {
+    let has = |p: &Profile| p.sample_index(DEFAULT_DIFF_SAMPLE_TYPE).is_some();
+    if has(before) && has(after) {
+        return DEFAULT_DIFF_SAMPLE_TYPE;
+    }
+    fn default(p: &Profile) -> Option<&str> {
+        p.default_index().map(|i| p.sample_types[i].ty.as_str())
+    }
+    match (default(before), default(after)) {
+        (Some(b), Some(a)) if b == a => b,
+        _ => DEFAULT_DIFF_SAMPLE_TYPE,
+    }
 }
 
 /// Finds the compared columns in both profiles, or explains why they cannot be compared.
@@ -439,7 +469,37 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("cpu/nanoseconds"), "{msg}");
-        assert!(diff(&cpu, &cpu, &DiffOptions::default()).is_err());
+    }
+
+    #[test]
+    fn two_cpu_profiles_compare_their_default_column() {
+        // `go tool pprof -diff_base` for CPU: what got hotter, in CPU time, by user function.
+        let before = cpu_profile(&[
+            (&["myapp::parse", "myapp::main"], 50),
+            (&["core::slice::memchr", "myapp::scan", "myapp::main"], 10),
+        ]);
+        let after = cpu_profile(&[
+            (&["myapp::parse", "myapp::main"], 50),
+            (&["core::slice::memchr", "myapp::scan", "myapp::main"], 70),
+        ]);
+        let d = diff(&before, &after, &DiffOptions::default()).unwrap();
+        assert_eq!(d.sample_type, "cpu");
+        assert_eq!(d.unit, "nanoseconds");
+        assert_eq!(d.objects_type, None);
+        assert_eq!(d.sites.len(), 1);
+        let scan = &d.sites[0];
+        assert_eq!(scan.function, "myapp::scan");
+        assert_eq!(scan.delta_bytes, 600_000_000);
+        assert_eq!(scan.delta_objects, 0);
+        // Asked for explicitly, the sample count works too; a heap diff keeps its pairing.
+        let mut opts = DiffOptions::default();
+        opts.sample_type = Some("samples".into());
+        let d = diff(&before, &after, &opts).unwrap();
+        assert_eq!((d.unit.as_str(), d.sites[0].delta_bytes), ("count", 60));
+        let heap = heap_profile(&[(&["myapp::a"], 10)]);
+        let d = diff(&heap, &heap, &DiffOptions::default()).unwrap();
+        assert_eq!(d.unit, "bytes");
+        assert_eq!(d.objects_type.as_deref(), Some("inuse_objects"));
     }
 
     #[test]
