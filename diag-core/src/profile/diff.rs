@@ -492,8 +492,9 @@ mod tests {
         assert_eq!(scan.delta_bytes, 600_000_000);
         assert_eq!(scan.delta_objects, 0);
         // Asked for explicitly, the sample count works too; a heap diff keeps its pairing.
-        let mut opts = DiffOptions::default();
-        opts.sample_type = Some("samples".into());
+        let opts = DiffOptions {
+            sample_type: Some("samples".into()),
+        };
         let d = diff(&before, &after, &opts).unwrap();
         assert_eq!((d.unit.as_str(), d.sites[0].delta_bytes), ("count", 60));
         let heap = heap_profile(&[(&["myapp::a"], 10)]);
