@@ -235,6 +235,10 @@ pub(crate) struct TopArgs {
     /// Flat is the innermost frame, whatever it is (the default for CPU profiles).
     #[arg(long)]
     pub(crate) leaf: bool,
+    /// One row per source line (function, file:line) instead of per function, like
+    /// `go tool pprof -lines`; with --focus, where inside one function the cost sits.
+    #[arg(long)]
+    pub(crate) lines: bool,
     /// Print the list as JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,

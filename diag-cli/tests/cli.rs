@@ -400,3 +400,27 @@ fn diff_of_two_cpu_profiles_is_in_cpu_time() {
     assert_eq!(v["sites"][0]["delta_bytes"], 500_000_000);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn top_by_line_splits_a_function() {
+    let out = ok(&["top", &path("after.pb.gz"), "--lines", "--focus", "upload"]);
+    assert!(out.contains("showing 6 of 6 lines"), "{out}");
+    // The upload handler allocates at line 61 and calls the cache from line 88.
+    let upload: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("myapp::handlers::upload::{{closure}}"))
+        .collect();
+    assert_eq!(upload.len(), 2, "{out}");
+    assert!(
+        upload[0].starts_with(" 5.0 MiB") && upload[0].ends_with("upload.rs:61)"),
+        "{out}"
+    );
+    assert!(
+        upload[1].contains("15.0 MiB") && upload[1].ends_with("upload.rs:88)"),
+        "{out}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["top", &path("after.pb.gz"), "--lines", "--json"])).unwrap();
+    assert_eq!(v["lines"], true);
+    assert_eq!(v["entries"][0]["line"], 42);
+}

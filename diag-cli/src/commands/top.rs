@@ -34,6 +34,7 @@ pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
     let mut opts = TopOptions::default();
     opts.sample_type.clone_from(&args.sample);
     opts.n = args.top;
+    opts.lines = args.lines;
     opts.attribution = if args.sites {
         Attribution::Sites
     } else if args.leaf {
@@ -100,7 +101,13 @@ pub(crate) fn write_table(w: &mut impl Write, top: &Top) -> io::Result<()> {
         }
     )?;
     let shown = top.entries.len();
-    writeln!(w, "showing {} of {} functions", shown, shown + top.omitted)?;
+    writeln!(
+        w,
+        "showing {} of {} {}",
+        shown,
+        shown + top.omitted,
+        if top.lines { "lines" } else { "functions" }
+    )?;
     writeln!(w)?;
     let mut table = Table::new(&[
         ("FLAT", Align::Right),

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::load::select_sample;
-use super::model::{Profile, ValueType};
+use super::model::{Frame, Profile, ValueType};
 use super::sites::{UNKNOWN_SITE, is_runtime, site_index};
 use crate::error::Result;
 
@@ -34,6 +34,9 @@ pub struct TopOptions {
     pub n: usize,
     /// What counts as flat.
     pub attribution: Attribution,
+    /// One entry per source line (function, file and line) instead of per function, like
+    /// `go tool pprof -lines`: where in a hot function the time or memory goes.
+    pub lines: bool,
 }
 
 /// The result of [`top`].
@@ -44,6 +47,8 @@ pub struct Top {
     pub sample_type: ValueType,
     /// What flat means in this list.
     pub attribution: Attribution,
+    /// True if entries are source lines ([`TopOptions::lines`]), not functions.
+    pub lines: bool,
     /// The column's total over the profile; percentages are of this.
     pub total: i64,
     /// The heaviest functions: largest flat first, then largest cum.
@@ -71,10 +76,14 @@ pub struct TopEntry {
     /// Its source file, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
-    /// The line of its heaviest flat sample, when known (0 = unknown).
+    /// The line of its heaviest flat sample, when known (0 = unknown); with
+    /// [`TopOptions::lines`], the entry's own line.
     #[serde(default)]
     pub line: u32,
 }
+
+/// What entries are keyed by: a function, or with [`TopOptions::lines`] a function's line.
+type Key<'a> = (&'a str, Option<&'a str>, u32);
 
 #[derive(Default)]
 struct Acc {
@@ -89,8 +98,16 @@ struct Acc {
 pub fn top(profile: &Profile, opts: &TopOptions) -> Result<Top> {
     let index = select_sample(profile, opts.sample_type.as_deref())?;
     let total = profile.total(index);
-    let mut acc: HashMap<&str, Acc> = HashMap::new();
-    let mut seen: HashSet<&str> = HashSet::new();
+    let lines = opts.lines;
+    fn key(f: &Frame, lines: bool) -> Key<'_> {
+        if lines {
+            (f.function.as_str(), f.file.as_deref(), f.line)
+        } else {
+            (f.function.as_str(), None, 0)
+        }
+    }
+    let mut acc: HashMap<Key<'_>, Acc> = HashMap::new();
+    let mut seen: HashSet<Key<'_>> = HashSet::new();
     for sample in &profile.samples {
         let value = sample.values.get(index).copied().unwrap_or(0);
         if value == 0 {
@@ -103,7 +120,7 @@ pub fn top(profile: &Profile, opts: &TopOptions) -> Result<Top> {
         match flat_at {
             Some(i) => {
                 let frame = &sample.stack[i];
-                let a = acc.entry(frame.function.as_str()).or_default();
+                let a = acc.entry(key(frame, lines)).or_default();
                 a.flat = a.flat.saturating_add(value);
                 if frame.file.is_some() && value > a.line_weight {
                     a.file.clone_from(&frame.file);
@@ -112,30 +129,30 @@ pub fn top(profile: &Profile, opts: &TopOptions) -> Result<Top> {
                 }
             }
             None => {
-                let a = acc.entry(UNKNOWN_SITE).or_default();
+                let a = acc.entry((UNKNOWN_SITE, None, 0)).or_default();
                 a.flat = a.flat.saturating_add(value);
                 a.cum = a.cum.saturating_add(value);
             }
         }
         seen.clear();
         for frame in &sample.stack {
-            if seen.insert(frame.function.as_str()) {
-                let a = acc.entry(frame.function.as_str()).or_default();
+            if seen.insert(key(frame, lines)) {
+                let a = acc.entry(key(frame, lines)).or_default();
                 a.cum = a.cum.saturating_add(value);
             }
         }
     }
 
-    let mut rows: Vec<(&str, Acc)> = acc.into_iter().collect();
+    let mut rows: Vec<(Key<'_>, Acc)> = acc.into_iter().collect();
     if opts.attribution == Attribution::Sites {
         // Runtime frames never hold flat value here; listing them only buries the sites.
-        rows.retain(|(name, a)| a.flat != 0 || !is_runtime(name));
+        rows.retain(|((name, ..), a)| a.flat != 0 || !is_runtime(name));
     }
-    rows.sort_by(|(na, a), (nb, b)| {
+    rows.sort_by(|(ka, a), (kb, b)| {
         b.flat
             .cmp(&a.flat)
             .then(b.cum.cmp(&a.cum))
-            .then_with(|| na.cmp(nb))
+            .then_with(|| ka.cmp(kb))
     });
     let keep = if opts.n == 0 {
         rows.len()
@@ -154,9 +171,14 @@ pub fn top(profile: &Profile, opts: &TopOptions) -> Result<Top> {
     let entries = rows
         .into_iter()
         .take(keep)
-        .map(|(function, a)| {
+        .map(|((function, file, line), a)| {
             let flat_percent = percent(a.flat);
             sum += flat_percent;
+            let (file, line) = if opts.lines {
+                (file.map(str::to_owned), line)
+            } else {
+                (a.file, a.line)
+            };
             TopEntry {
                 function: function.to_owned(),
                 flat: a.flat,
@@ -164,14 +186,15 @@ pub fn top(profile: &Profile, opts: &TopOptions) -> Result<Top> {
                 sum_percent: sum,
                 cum: a.cum,
                 cum_percent: percent(a.cum),
-                file: a.file,
-                line: a.line,
+                file,
+                line,
             }
         })
         .collect();
     Ok(Top {
         sample_type: profile.sample_types[index].clone(),
         attribution: opts.attribution,
+        lines: opts.lines,
         total,
         entries,
         omitted,
@@ -225,6 +248,58 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.total, 12);
+    }
+
+    #[test]
+    fn lines_split_a_function_by_source_line() {
+        let mut p = cpu_profile(&[
+            (&["myapp::parse", "myapp::main"], 6),
+            (&["myapp::parse", "myapp::main"], 3),
+            (&["myapp::parse", "myapp::parse", "myapp::main"], 1),
+        ]);
+        let at = |name: &str, line: u32| Frame {
+            file: Some("src/parse.rs".into()),
+            line,
+            ..Frame::named(name)
+        };
+        p.samples[0].stack = vec![at("myapp::parse", 10), at("myapp::main", 3)];
+        p.samples[1].stack = vec![at("myapp::parse", 12), at("myapp::main", 3)];
+        // Recursion through two lines of one function: each line counts once in cum.
+        p.samples[2].stack = vec![
+            at("myapp::parse", 12),
+            at("myapp::parse", 20),
+            at("myapp::main", 3),
+        ];
+        let by_line = top(
+            &p,
+            &TopOptions {
+                lines: true,
+                ..TopOptions::default()
+            },
+        )
+        .unwrap();
+        assert!(by_line.lines);
+        let rows: Vec<(u32, i64, i64)> = by_line
+            .entries
+            .iter()
+            .map(|e| (e.line, e.flat, e.cum))
+            .collect();
+        let ms = 10_000_000;
+        assert_eq!(
+            rows,
+            [
+                (10, 6 * ms, 6 * ms),
+                (12, 4 * ms, 4 * ms),
+                (3, 0, 10 * ms),
+                (20, 0, ms)
+            ]
+        );
+        assert_eq!(by_line.entries[0].file.as_deref(), Some("src/parse.rs"));
+        // By function, the same profile is one entry per function, at its heaviest line.
+        let by_function = top(&p, &TopOptions::default()).unwrap();
+        assert_eq!(by_function.entries.len(), 2);
+        assert_eq!(by_function.entries[0].flat, 10 * ms);
+        assert_eq!(by_function.entries[0].line, 10);
     }
 
     #[test]

@@ -139,6 +139,7 @@ struct Ops {
     sample_type: Option<Name>,
     n: u8,
     sites: bool,
+    lines: bool,
     reverse: bool,
     min_width: f64,
     title: Option<String>,
@@ -210,6 +211,7 @@ fn run(a: &Profile, b: &Profile, ops: &Ops) {
     } else {
         Attribution::Leaf
     };
+    topts.lines = ops.lines;
     if let Some(t) = expect_invalid("top", top(a, &topts)) {
         assert!(topts.n == 0 || t.entries.len() <= topts.n);
     }
@@ -273,6 +275,7 @@ fuzz_target!(|data: &[u8]| {
         sample_type: None,
         n: 0,
         sites: mode & 2 != 0,
+        lines: mode & 8 != 0,
         reverse: mode & 4 != 0,
         min_width: 0.1,
         title: None,
