@@ -43,6 +43,9 @@ pub(crate) enum Command {
     /// error %) and process (RSS, CPU %, event-loop lag, live heap) from its /metrics; or,
     /// with --profile heap|cpu, the hottest functions of a profile fetched from it.
     Top(TopArgs),
+    /// Show the source of the functions matching REGEX with each line's flat and cumulative
+    /// value (like `go tool pprof -list`).
+    List(ListArgs),
     /// Render a profile as a flamegraph SVG.
     Flamegraph(FlamegraphArgs),
     /// Show runtime health of a live service: event-loop lag, busy ratio, slow routes and the
@@ -59,6 +62,7 @@ impl Command {
             Command::Diff(args) => commands::diff::run(args),
             Command::Trend(args) => commands::trend::run(args),
             Command::Top(args) => commands::top::run(args),
+            Command::List(args) => commands::list::run(args),
             Command::Flamegraph(args) => commands::flamegraph::run(args),
             Command::Tasks(args) => commands::tasks::run(args.into()),
         }
@@ -259,6 +263,38 @@ pub(crate) struct TopArgs {
     pub(crate) filter: FilterArgs,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
+}
+
+/// `diag list REGEX FILE`.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Functions to list: a regular expression matched anywhere in their names.
+    #[arg(value_name = "REGEX", value_parser = crate::filter::parse_regex)]
+    pub(crate) regex: regex_lite::Regex,
+    /// The profile (pprof .pb.gz / .pb, or dhat-heap.json).
+    #[arg(value_name = "FILE")]
+    pub(crate) file: String,
+    /// The column to show (default: inuse_space for heap, cpu for CPU profiles).
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) sample: Option<String>,
+    /// Flat is the allocation site (the default for heap profiles).
+    #[arg(long, conflicts_with = "leaf")]
+    pub(crate) sites: bool,
+    /// Flat is the innermost frame (the default for CPU profiles).
+    #[arg(long)]
+    pub(crate) leaf: bool,
+    /// Source lines shown around each line with a value.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub(crate) context: usize,
+    /// Where to look for source files recorded with paths of another machine (tried with
+    /// the longest tail of the path that exists there). Repeatable. Default: here.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) source_path: Vec<PathBuf>,
+    /// List at most this many functions, heaviest (cum) first (0 = all).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub(crate) top: usize,
+    #[command(flatten)]
+    pub(crate) filter: FilterArgs,
 }
 
 /// `diag flamegraph FILE`.

@@ -27,7 +27,7 @@ pub(crate) struct FilterArgs {
 }
 
 /// `--focus` and friends: a regular expression, with the parser's own message if it is not one.
-fn parse_regex(s: &str) -> Result<Regex, String> {
+pub(crate) fn parse_regex(s: &str) -> Result<Regex, String> {
     if s.is_empty() {
         return Err("an empty pattern would match every frame".into());
     }

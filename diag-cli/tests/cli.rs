@@ -424,3 +424,51 @@ fn top_by_line_splits_a_function() {
     assert_eq!(v["lines"], true);
     assert_eq!(v["entries"][0]["line"], 42);
 }
+
+#[test]
+fn list_shows_source_lines_with_their_values() {
+    // The fixture was recorded with relative paths (src/cache.rs:42); its source lives here.
+    let dir = scratch("list");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    let source: String = (1..=50).map(|n| format!("// cache line {n}\n")).collect();
+    std::fs::write(dir.join("src/cache.rs"), source).unwrap();
+    let out = ok(&[
+        "list",
+        "Cache::insert",
+        &path("after.pb.gz"),
+        "--source-path",
+        dir.to_str().unwrap(),
+        "--context",
+        "1",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0], "ROUTINE ======================== myapp::cache::Cache::insert in src/cache.rs",
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("15.0 MiB   15.0 MiB (flat, cum) 69.6%"),
+        "{out}"
+    );
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        [".", ".", "41", "//", "cache", "line", "41"]
+    );
+    assert!(
+        lines[3].starts_with("  15.0 MiB   15.0 MiB     42  // cache line 42"),
+        "{out}"
+    );
+    assert!(lines[4].ends_with("43  // cache line 43"), "{out}");
+    // Without the source: the lines with value, and where to point it.
+    let out = ok(&["list", "Cache::insert", &path("after.pb.gz")]);
+    assert!(out.contains("source of src/cache.rs not found"), "{out}");
+    assert!(out.contains("15.0 MiB   15.0 MiB     42"), "{out}");
+    // A caller's line holds cum only.
+    let out = ok(&["list", "Cache::refresh", &path("after.pb.gz")]);
+    assert!(out.contains("         .   13.0 MiB     70"), "{out}");
+    let err = fails(&["list", "no::such", &path("after.pb.gz")]);
+    assert!(err.contains("no function matching 'no::such'"), "{err}");
+    let err = fails(&["list", "x", "http://127.0.0.1:1"]);
+    assert!(err.contains("saved profile"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -72,7 +72,7 @@ fn fetch_profile(url: &str, kind: &str, args: &TopArgs) -> Result<Profile> {
 }
 
 /// Sites for heap columns (where the leaf is the allocator), leaf otherwise.
-fn default_attribution(p: &Profile, sample: Option<&str>) -> Attribution {
+pub(crate) fn default_attribution(p: &Profile, sample: Option<&str>) -> Attribution {
     let ty = match sample {
         Some(t) => t,
         None => match profile::select_sample(p, None) {
