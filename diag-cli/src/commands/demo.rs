@@ -298,8 +298,9 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
     let history = trend_step(&agent, &app, &diag, &args)?;
     println!("   files: {}/heap-*.pb.gz", history.display());
     println!(
-        "   next: `diag top {}`, `diag diff {} {} --json`, `diag trend {}/heap-*.pb.gz`, or \
-         `go tool pprof -top {}`",
+        "   next: `diag top {}`, `diag list remember_request {}`, `diag diff {} {} --json`, \
+         `diag trend {}/heap-*.pb.gz`, or `go tool pprof -top {}`",
+        b.display(),
         b.display(),
         a.display(),
         b.display(),
