@@ -321,7 +321,7 @@ fn filters_narrow_what_every_command_reads() {
     use diag_core::profile::{Frame, Profile, Sample, ValueType, pprof_codec};
     let dir = scratch("filter-trend");
     let mut files = Vec::new();
-    for i in 0..5i64 {
+    for i in 0..6i64 {
         let sample = |f: &str, v: i64| Sample {
             stack: vec![Frame::named(f)],
             values: vec![v],

@@ -142,13 +142,26 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     assert!(cache_growth > 1 << 20, "{diff}");
 
     // The table says the same to a person.
-    let table = ok(&["trend", &files[0], &files[3], &files[6], &files[1]]);
-    assert!(table.contains("over 4 snapshots"), "{table}");
+    let table = ok(&[
+        "trend", &files[0], &files[3], &files[6], &files[1], &files[5], &files[2],
+    ]);
+    assert!(table.contains("over 6 snapshots"), "{table}");
     let leak_row = table
         .lines()
         .find(|l| l.contains("remember_request"))
         .unwrap_or_else(|| panic!("{table}"));
     assert!(leak_row.starts_with("growing"), "{table}");
+    assert!(
+        leak_row.contains(" 5/5 ") && leak_row.contains("0.031"),
+        "{table}"
+    );
+    // Four snapshots cannot show growth: the table says how many would.
+    let table = ok(&["trend", &files[0], &files[3], &files[6], &files[1]]);
+    assert!(
+        table.contains("note: 4 snapshots cannot show a trend")
+            && table.contains("take at least 6"),
+        "{table}"
+    );
 
     // Bad input: a clear error and exit code 2, never a panic.
     fails(&["trend", &files[0], &files[1]], "at least 3 snapshots");
@@ -202,7 +215,7 @@ fn trend_tells_the_leak_from_the_filling_cache() {
             "--every",
             "1s",
             "--count",
-            "5",
+            "6",
             "--out",
             live_dir.to_str().unwrap(),
             "--json",
@@ -213,10 +226,10 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
     let json = String::from_utf8(out.stdout).unwrap();
-    assert!(stderr.contains("snapshot 5/5"), "{stderr}");
+    assert!(stderr.contains("snapshot 6/6"), "{stderr}");
     let v: Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v["files"].as_array().unwrap().len(), 5);
-    for i in 1..=5 {
+    assert_eq!(v["files"].as_array().unwrap().len(), 6);
+    for i in 1..=6 {
         assert!(live_dir.join(format!("heap-{i:03}.pb.gz")).exists());
     }
     let leak = site(&v, "leaky::remember_request").unwrap_or_else(|| panic!("{json}"));

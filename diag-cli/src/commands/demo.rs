@@ -127,12 +127,14 @@ fn drive(agent: &ureq::Agent, url: &str, n: usize, what: &str) -> Result<()> {
 
 /// Rounds of traffic in the trend step (one history point each when the service keeps up),
 /// and the time between two points.
-const TREND_POINTS: u32 = 8;
+const TREND_POINTS: u32 = 10;
 const TREND_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Step 5: a leak keeps growing. Turns the service's heap history to a point every 250 ms,
-/// drives leaking and normal traffic across eight of them, then reads the history back as
-/// `diag trend URL --history` does and checks the leak is called growing and ranked first.
+/// drives leaking and normal traffic across ten of them (growth needs five rising steps to be
+/// significant; ten rounds leave room for a few the sampler missed), then reads the history
+/// back as `diag trend URL --history` does and checks the leak is called growing and ranked
+/// first.
 /// Returns the directory the points were saved in.
 fn trend_step(agent: &ureq::Agent, app: &str, diag: &str, args: &DemoArgs) -> Result<PathBuf> {
     println!(
@@ -156,7 +158,7 @@ fn trend_step(agent: &ureq::Agent, app: &str, diag: &str, args: &DemoArgs) -> Re
         r.body_mut().read_to_vec()?;
     }
     let start = Instant::now();
-    let per_round = (args.requests / 8).max(20);
+    let per_round = (args.requests / TREND_POINTS as usize).max(20);
     for round in 1..=TREND_POINTS {
         drive(agent, &format!("{app}/leak?kb={}", args.kb), per_round, "")?;
         drive(agent, &format!("{app}/churn"), per_round, "")?;

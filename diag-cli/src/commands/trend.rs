@@ -268,8 +268,9 @@ pub(crate) fn write_table(w: &mut impl Write, t: &HeapTrend, limit: usize) -> io
     writeln!(
         w,
         "{} growing, {} plateaued, {} steady, {} shrinking of {} changed sites \
-         (Mann-Kendall, one-sided p < {}; RATE: Theil-Sen slope over all snapshots, RECENT: \
-         over the later half)",
+         (growing: the levels rise, Mann-Kendall, and the steps rise, sign test, both at \
+         one-sided p < {}; RATE: Theil-Sen slope over all snapshots, RECENT: over the later \
+         half)",
         tally(Verdict::Growing),
         tally(Verdict::Plateaued),
         tally(Verdict::Steady),
@@ -312,7 +313,8 @@ pub(crate) fn write_table(w: &mut impl Write, t: &HeapTrend, limit: usize) -> io
     let unit = rate_unit(steepest, t.slope_per);
     for s in t.sites.iter().take(shown) {
         let p = match s.verdict {
-            Verdict::Growing | Verdict::Plateaued => s.p_growing,
+            Verdict::Growing => s.p_growing,
+            Verdict::Plateaued => s.p_levels,
             Verdict::Shrinking => s.p_shrinking,
             Verdict::Steady => s.p_growing.min(s.p_shrinking),
         };
@@ -348,13 +350,12 @@ pub(crate) fn p_value(p: f64) -> String {
     }
 }
 
-/// The fewest snapshots whose smallest possible p-value (`1/n!`) is under `alpha`.
+/// The fewest snapshots whose smallest possible p-value (`2^-(n-1)`) is under `alpha`.
 fn snapshots_needed(alpha: f64) -> usize {
+    // The sign test of n - 1 steps can reach 2^-(n-1) at best (Mann-Kendall's 1/n! is lower).
     let mut n = profile::MIN_TREND_SNAPSHOTS;
-    let mut factorial: f64 = (1..=n).map(|k| k as f64).product();
-    while 1.0 / factorial >= alpha && n < profile::MAX_TREND_SNAPSHOTS {
+    while 0.5f64.powi(n as i32 - 1) >= alpha && n < profile::MAX_TREND_SNAPSHOTS {
         n += 1;
-        factorial *= n as f64;
     }
     n
 }
@@ -433,9 +434,9 @@ mod tests {
         assert_eq!(s.chars().count(), SPARK_POINTS);
         assert!(s.starts_with('▁') && s.ends_with('█'));
         // 1/3! = 0.167, 1/4! = 0.042.
-        assert_eq!(snapshots_needed(0.05), 4);
-        assert_eq!(snapshots_needed(0.2), 3);
-        assert_eq!(snapshots_needed(0.001), 7);
+        assert_eq!(snapshots_needed(0.05), 6);
+        assert_eq!(snapshots_needed(0.2), 4);
+        assert_eq!(snapshots_needed(0.001), 11);
         assert_eq!(p_value(0.0421), "= 0.042");
         assert_eq!(p_value(0.0002), "< 0.001");
     }

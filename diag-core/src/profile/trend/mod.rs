@@ -3,18 +3,18 @@
 //! A diff of two snapshots cannot tell a leak from a cache that is still warming up, a burst
 //! of traffic or sampling noise: each grows between two points. A leak keeps growing. So for
 //! every site this module takes its series over three or more snapshots and asks two
-//! questions, with methods that need no assumption about the noise of a sampled estimate:
+//! questions, with exact rank tests that need no model of the noise of a sampled estimate:
 //!
-//! - **Is there a monotonic trend?** The Mann-Kendall test: `S` is the number of later-minus-
-//!   earlier pairs that went up minus those that went down, and its one-sided p-value is
-//!   computed exactly from the distribution of inversions of a random permutation (Mahonian
-//!   numbers), the null hypothesis that the order of the values is random. Pairs with equal
-//!   values count zero; using the tie-free distribution then makes the p-value conservative.
+//! - **Does it rise, and keep rising?** The Mann-Kendall test of the levels (`S`, rising minus
+//!   falling pairs, with its exact one-sided p-value from the distribution of inversions of a
+//!   random permutation; ties count zero, which makes it conservative) and the sign test of
+//!   the steps between snapshots must both say so: a sampled estimate's noise can be
+//!   independent from snapshot to snapshot or a random walk, and each test is fooled by one
+//!   of them (see [`classify`](self::classify)).
 //! - **How fast, and is it still going?** The Theil-Sen slope: the median of the slopes of
 //!   all pairs of points, robust to outliers, over the whole series and over its later half.
-//!   A significant rise whose later half no longer rises consistently (Kendall's tau of the
-//!   later half under 0.5) is a plateau (a cache that filled, a pool that reached its size),
-//!   not a leak.
+//!   A rise whose later half no longer rises consistently (Kendall's tau of the later half
+//!   under 0.5) is a plateau (a cache that filled, a pool that reached its size), not a leak.
 //!
 //! Snapshots are put in time order by their timestamps and slopes are per second; when a
 //! profile has no timestamp (dhat JSON) the given order is used and slopes are per snapshot.
@@ -28,23 +28,18 @@ use super::load::sample_type_names;
 use super::model::Profile;
 use crate::error::{Error, Result};
 
-use stats::{KendallNull, kendall_s, theil_sen};
+use classify::{classify, min_p_value};
+use stats::KendallNull;
 
+mod classify;
 mod stats;
 
 /// The fewest snapshots a trend is computed from.
 pub const MIN_TREND_SNAPSHOTS: usize = 3;
 /// The most snapshots a trend is computed from (Theil-Sen is quadratic in their number).
 pub const MAX_TREND_SNAPSHOTS: usize = 200;
-/// The default significance level of the Mann-Kendall test.
+/// The default one-sided significance level of the trend tests.
 pub const DEFAULT_TREND_ALPHA: f64 = 0.05;
-/// A significant rise is still going if, within the later half, rising pairs outnumber
-/// falling ones by at least three to one (Kendall's tau of the later half >= 0.5); else it
-/// has levelled off. Rank-based, so a leak that slows with traffic stays `growing` (a slope
-/// ratio called a leak whose rate fell by half a plateau), and measured under Poisson
-/// sampling noise in `classification_under_sampling_noise`.
-const STILL_RISING_TAU: f64 = 0.5;
-
 /// Options for [`trend`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -147,10 +142,19 @@ pub struct SiteTrend {
     pub recent_slope_bytes: f64,
     /// Mann-Kendall `S`: rising pairs minus falling pairs.
     pub kendall_s: i64,
-    /// One-sided p-value of a rise (exact, conservative with ties).
+    /// One-sided p-value of a rise: the larger of `p_levels` and `p_steps`, valid whether the
+    /// estimate's noise is independent from snapshot to snapshot or a random walk.
     pub p_growing: f64,
-    /// One-sided p-value of a fall.
+    /// One-sided p-value of a fall, the same way.
     pub p_shrinking: f64,
+    /// Mann-Kendall's one-sided p-value of rising levels (exact, conservative with ties).
+    pub p_levels: f64,
+    /// The sign test's one-sided p-value of rising steps between consecutive snapshots
+    /// (exact; steps of zero left out).
+    pub p_steps: f64,
+    /// Whether the later half of the series still rises (Kendall's tau of it >= 0.5): what
+    /// tells `growing` from `plateaued`.
+    pub still_rising: bool,
     /// Consecutive intervals in which the value rose, of `bytes.len() - 1`.
     pub rose_in: usize,
     /// The value at each snapshot, in time order.
@@ -246,6 +250,9 @@ pub fn trend(profiles: &[&Profile], opts: &TrendOptions) -> Result<HeapTrend> {
             kendall_s: c.s,
             p_growing: c.p_growing,
             p_shrinking: c.p_shrinking,
+            p_levels: c.p_levels,
+            p_steps: c.p_steps,
+            still_rising: c.still_rising,
             rose_in: bytes.windows(2).filter(|w| w[1] > w[0]).count(),
             delta_bytes: bytes[n - 1].saturating_sub(bytes[0]),
             bytes,
@@ -277,49 +284,8 @@ pub fn trend(profiles: &[&Profile], opts: &TrendOptions) -> Result<HeapTrend> {
         sample_type: ty.to_owned(),
         slope_per,
         alpha: opts.alpha,
-        min_p_value: null.p_at_least(null.max_s()),
+        min_p_value: min_p_value(&null, n),
     })
-}
-
-/// What one site's series says.
-struct Classified {
-    verdict: Verdict,
-    slope: f64,
-    recent: f64,
-    s: i64,
-    p_growing: f64,
-    p_shrinking: f64,
-}
-
-/// Classifies one series of `values` at `times` (at least [`MIN_TREND_SNAPSHOTS`] points).
-fn classify(times: &[f64], values: &[f64], null: &KendallNull, alpha: f64) -> Classified {
-    let n = values.len();
-    let s = kendall_s(values);
-    let (p_growing, p_shrinking) = (null.p_at_least(s), null.p_at_least(-s));
-    let slope = theil_sen(times, values);
-    let half = n - recent_len(n);
-    let recent = theil_sen(&times[half..], &values[half..]);
-    let m = (n - half) as f64;
-    let recent_tau = kendall_s(&values[half..]) as f64 / (m * (m - 1.0) / 2.0);
-    let verdict = if p_growing < alpha && slope > 0.0 {
-        if recent_tau < STILL_RISING_TAU {
-            Verdict::Plateaued
-        } else {
-            Verdict::Growing
-        }
-    } else if p_shrinking < alpha && slope < 0.0 {
-        Verdict::Shrinking
-    } else {
-        Verdict::Steady
-    };
-    Classified {
-        verdict,
-        slope,
-        recent,
-        s,
-        p_growing,
-        p_shrinking,
-    }
 }
 
 /// The time order of the profiles and their times on the slope axis: seconds since the first
@@ -346,12 +312,6 @@ fn time_axis(profiles: &[&Profile]) -> Result<(Vec<usize>, Vec<f64>, SlopeUnit)>
         .map(|&i| (profiles[i].time_nanos - t0) as f64 / 1e9)
         .collect();
     Ok((order, times, SlopeUnit::Second))
-}
-
-/// How many of `n` snapshots make the later half: at least three, so it has a slope to speak
-/// of, and the middle one when `n` is odd.
-fn recent_len(n: usize) -> usize {
-    n.div_ceil(2).max(MIN_TREND_SNAPSHOTS).min(n)
 }
 
 #[cfg(test)]
@@ -409,7 +369,8 @@ mod tests {
         assert!(t.sites.iter().all(|s| s.function != "myapp::startup"));
         assert_eq!(t.slope_per, SlopeUnit::Second);
         assert_eq!(t.snapshots.len(), 8);
-        assert!(t.min_p_value < 1e-4);
+        // Seven steps: the sign test's 2^-7 is the floor.
+        assert!((t.min_p_value - 1.0 / 128.0).abs() < 1e-15);
     }
 
     #[test]
@@ -503,83 +464,16 @@ mod tests {
         );
     }
 
-    /// The verdicts under Poisson sampling noise, by simulation: 64 KiB blocks sampled at the
-    /// default 512 KiB (each with probability 1 - e^(-1/8), weighted by its inverse), ten
-    /// snapshots, 400 series each. A leak that adds 30 blocks an interval must be `growing`
-    /// (>= 97 %), and so must one whose rate falls to 8 blocks in the later half (>= 85 %: a
-    /// slope-ratio rule failed this); one that adds 5 must at least be seen to rise (>= 90 %
-    /// growing or plateaued). A cache of 512 blocks that fills over three intervals and then
-    /// turns a third over each interval must rarely be `growing` (<= 25 %).
-    #[test]
-    fn classification_under_sampling_noise() {
-        use crate::profile::testutil::Rng;
-        let mut rng = Rng::new(42);
-        let p = 1.0 - (-1.0f64 / 8.0).exp();
-        let weight = 65536.0 / p;
-        let sampled = |rng: &mut Rng| (rng.next() >> 11) as f64 / (1u64 << 53) as f64 <= p;
-        let n = 10;
-        let times: Vec<f64> = (0..n).map(|k| k as f64 * 60.0).collect();
-        let null = KendallNull::new(n);
-        let mut tally = |series: &mut dyn FnMut(&mut Rng) -> Vec<f64>| {
-            let mut counts = [0usize; 4];
-            for _ in 0..400 {
-                let y = series(&mut rng);
-                counts[classify(&times, &y, &null, DEFAULT_TREND_ALPHA).verdict as usize] += 1;
-            }
-            counts
-        };
-        let leak = |per: usize, later: usize| {
-            move |rng: &mut Rng| {
-                let mut total = 0.0;
-                (0..n)
-                    .map(|k| {
-                        let blocks = if k <= n / 2 { per } else { later };
-                        if k > 0 {
-                            total += (0..blocks).filter(|_| sampled(rng)).count() as f64 * weight;
-                        }
-                        total
-                    })
-                    .collect::<Vec<f64>>()
-            }
-        };
-        let growing = Verdict::Growing as usize;
-        let plateaued = Verdict::Plateaued as usize;
-        let fast = tally(&mut leak(30, 30));
-        assert!(fast[growing] >= 388, "{fast:?}");
-        let slowing = tally(&mut leak(30, 8));
-        assert!(slowing[growing] >= 340, "{slowing:?}");
-        let sparse = tally(&mut leak(5, 5));
-        assert!(sparse[growing] + sparse[plateaued] >= 360, "{sparse:?}");
-        let mut cache = |rng: &mut Rng| {
-            let mut entries: Vec<bool> = Vec::new();
-            (0..n)
-                .map(|k| {
-                    let target = 512 * k.min(3) / 3;
-                    while entries.len() < target {
-                        entries.push(sampled(rng));
-                    }
-                    if k > 3 {
-                        for _ in 0..entries.len() / 3 {
-                            let i = rng.below(entries.len() as u64) as usize;
-                            entries[i] = sampled(rng);
-                        }
-                    }
-                    entries.iter().filter(|&&s| s).count() as f64 * weight
-                })
-                .collect()
-        };
-        let filled = tally(&mut cache);
-        assert!(filled[growing] <= 100, "{filled:?}");
-    }
-
     #[test]
     fn json_shape() {
-        let t = run(&series(5));
+        let t = run(&series(6));
         let v = serde_json::to_value(&t).unwrap();
         assert_eq!(v["sites"][0]["function"], "myapp::leak");
         assert_eq!(v["sites"][0]["verdict"], "growing");
         assert_eq!(v["slope_per"], "second");
-        assert_eq!(v["sites"][0]["bytes"].as_array().unwrap().len(), 5);
+        assert_eq!(v["sites"][0]["bytes"].as_array().unwrap().len(), 6);
+        assert_eq!(v["sites"][0]["p_steps"], 1.0 / 32.0);
+        assert!(v["sites"][0]["p_levels"].as_f64().unwrap() < 0.01);
         let back: HeapTrend = serde_json::from_value(v).unwrap();
         assert_eq!(back, t);
     }

@@ -1,5 +1,5 @@
-//! The two statistics behind [`trend`](super::trend): the Mann-Kendall trend test with its
-//! exact null distribution, and the Theil-Sen slope.
+//! The statistics behind [`trend`](super::trend): the Mann-Kendall trend test with its exact
+//! null distribution, the sign test of the steps, and the Theil-Sen slope.
 
 /// Mann-Kendall `S`: over all pairs `i < j`, +1 if `y[j] > y[i]`, -1 if lower, 0 if equal.
 pub(super) fn kendall_s(y: &[f64]) -> i64 {
@@ -104,6 +104,37 @@ impl KendallNull {
     }
 }
 
+/// The sign test of the steps between consecutive values: one-sided p-values of "the steps
+/// lean up" and "lean down", exact from the binomial distribution, steps of zero left out.
+/// Under a random walk (a series whose steps are independent with median zero, as a sampled
+/// estimate of a cache that turns over slowly is) the rises among the non-zero steps are
+/// `Binomial(m, 1/2)`.
+pub(super) fn sign_test(y: &[f64]) -> (f64, f64) {
+    let (mut up, mut down) = (0usize, 0usize);
+    for w in y.windows(2) {
+        match w[1].partial_cmp(&w[0]) {
+            Some(std::cmp::Ordering::Greater) => up += 1,
+            Some(std::cmp::Ordering::Less) => down += 1,
+            _ => {}
+        }
+    }
+    (binomial_tail(up + down, up), binomial_tail(up + down, down))
+}
+
+/// `P(X >= k)` for `X ~ Binomial(m, 1/2)` (1 when `m` is 0).
+pub(super) fn binomial_tail(m: usize, k: usize) -> f64 {
+    // pmf(0) = 2^-m stays a normal f64 for every m a trend allows (<= 199 steps).
+    let mut pmf = 0.5f64.powi(m as i32);
+    let mut tail = 0.0;
+    for j in 0..=m {
+        if j >= k {
+            tail += pmf;
+        }
+        pmf *= (m - j) as f64 / (j + 1) as f64;
+    }
+    tail.min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +162,23 @@ mod tests {
         let big = KendallNull::new(MAX_TREND_SNAPSHOTS);
         assert!((big.cdf.last().unwrap() - 1.0).abs() < 1e-9);
         assert!((big.p_at_least(0) - 0.5).abs() < 0.01);
+    }
+
+    #[test]
+    fn sign_test_is_the_binomial_tail_of_the_steps() {
+        assert_eq!(binomial_tail(0, 0), 1.0);
+        assert!((binomial_tail(5, 5) - 1.0 / 32.0).abs() < 1e-15);
+        assert!((binomial_tail(5, 4) - 6.0 / 32.0).abs() < 1e-15);
+        assert!((binomial_tail(10, 8) - 56.0 / 1024.0).abs() < 1e-15);
+        assert!((binomial_tail(199, 0) - 1.0).abs() < 1e-12);
+        assert!(binomial_tail(199, 199) > 0.0);
+        assert!((binomial_tail(199, 100) - 0.5).abs() < 1e-12);
+        // Five rises: 1/32 each way round; zero steps are left out.
+        let (up, down) = sign_test(&[1.0, 2.0, 3.0, 3.0, 4.0, 5.0, 6.0]);
+        assert!((up - 1.0 / 32.0).abs() < 1e-15 && (down - 1.0).abs() < 1e-15);
+        let (up, down) = sign_test(&[3.0, 1.0, 2.0, 0.0]);
+        assert!((up - 7.0 / 8.0).abs() < 1e-15 && (down - 4.0 / 8.0).abs() < 1e-15);
+        assert_eq!(sign_test(&[2.0, 2.0, 2.0]), (1.0, 1.0));
     }
 
     #[test]
