@@ -28,14 +28,18 @@ pub(crate) enum Command {
     Demo(DemoArgs),
     /// Pull a heap snapshot (gzip'd pprof) from a live service and save it.
     Snapshot(SnapshotArgs),
-    /// Show which allocation sites grew between two heap snapshots.
+    /// Show which allocation sites grew between two heap snapshots (or two CPU profiles).
+    ///
+    /// Either may be a live service's URL (its heap now); with one URL and --since, the
+    /// earlier one comes from the heap history the service keeps.
     Diff(DiffArgs),
     /// Tell leaks from one-off growth: which sites keep growing over three or more snapshots.
     ///
     /// With one URL: take --count snapshots of the live service, --every apart, save them,
-    /// then report; or, with --history, fetch the history the service keeps (no waiting). Each site is classed growing (a significant upward trend, still rising),
-    /// plateaued (rose, then levelled off: a cache that filled), steady or shrinking, by a
-    /// Mann-Kendall test, with its Theil-Sen rate.
+    /// then report; or, with --history, fetch the history the service keeps (no waiting).
+    /// Each site is classed growing (its levels rise by a Mann-Kendall test and its steps by a
+    /// sign test, and it is still rising: six snapshots at least), plateaued (rose, then
+    /// levelled off: a cache that filled), steady or shrinking, with its Theil-Sen rate.
     Trend(TrendArgs),
     /// Show the heaviest functions of one profile (heap or CPU).
     ///

@@ -83,11 +83,11 @@ fn inputs(args: &DiffArgs) -> Result<(String, String)> {
         let base = arg.trim_end_matches('/');
         let saved = snapshot::take(&SnapshotArgs {
             url: arg.to_owned(),
-            output: Some(dir.join(format!(
+            output: Some(unused(dir.join(format!(
                 "heap-{}-{}.pb.gz",
                 remote::host_tag(base),
                 remote::timestamp()
-            ))),
+            )))),
             allocs: false,
             token: args.remote.token.clone(),
             timeout: timeout(args),
@@ -144,11 +144,11 @@ fn from_history(args: &DiffArgs, url: &str, since: Duration, dir: &Path) -> Resu
         );
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let file = dir.join(format!(
-        "heap-{}-{}.pb.gz",
+    let file = unused(dir.join(format!(
+        "heap-{}-at-{}.pb.gz",
         remote::host_tag(remote.base()),
         remote::timestamp_at(point.time_nanos.div_euclid(1_000_000_000))
-    ));
+    )));
     history::save_point(&remote, point.time_nanos, &file).with_context(|| {
         format!(
             "fetching the history point of {} ago (if the service just dropped it as the \
@@ -162,6 +162,23 @@ fn from_history(args: &DiffArgs, url: &str, since: Duration, dir: &Path) -> Resu
         file.display()
     );
     Ok(file.display().to_string())
+}
+
+/// `path`, or if a file is there already (two snapshots within a second), the first free
+/// `<stem>-2.pb.gz`, `<stem>-3.pb.gz`... (up to 999, then `path` itself).
+fn unused(path: PathBuf) -> PathBuf {
+    if !path.exists() {
+        return path;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".pb.gz").unwrap_or(&name).to_owned();
+    (2..1000)
+        .map(|k| path.with_file_name(format!("{stem}-{k}.pb.gz")))
+        .find(|p| !p.exists())
+        .unwrap_or(path)
 }
 
 fn timeout(args: &DiffArgs) -> Duration {
@@ -229,4 +246,23 @@ pub(crate) fn write_table(
         table.row(row);
     }
     table.write(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetched_snapshots_never_overwrite_one_another() {
+        let dir = std::env::temp_dir().join(format!("diag-unused-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = dir.join("heap-h-1-20261129-080000.pb.gz");
+        assert_eq!(unused(first.clone()), first);
+        std::fs::write(&first, b"x").unwrap();
+        let second = unused(first.clone());
+        assert_eq!(second, dir.join("heap-h-1-20261129-080000-2.pb.gz"));
+        std::fs::write(&second, b"x").unwrap();
+        assert_eq!(unused(first), dir.join("heap-h-1-20261129-080000-3.pb.gz"));
+        std::fs::remove_dir_all(dir).ok();
+    }
 }
