@@ -120,6 +120,10 @@ pub(crate) struct SnapshotArgs {
     /// Fetch /debug/pprof/allocs (allocated space by default) instead of /debug/pprof/heap.
     #[arg(long)]
     pub(crate) allocs: bool,
+    /// A delta profile: what changed over the next N seconds (allocated, and still in use),
+    /// like Go's `?seconds=N`. Default file: heap-delta-<host>-<port>-<UTC time>.pb.gz.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) seconds: Option<u64>,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
 }
@@ -130,6 +134,7 @@ impl From<SnapshotArgs> for commands::snapshot::SnapshotArgs {
             url: a.url,
             output: a.output,
             allocs: a.allocs,
+            seconds: a.seconds.unwrap_or(0),
             token: a.remote.token,
             timeout: std::time::Duration::from_secs(a.remote.timeout.max(1)),
         }

@@ -162,6 +162,70 @@ fn snapshot_diff_names_the_leak() {
         );
     }
 
+    // A delta profile (Go's `?seconds=N`): what the next seconds allocate and keep. 20 leaking
+    // requests of 1 MiB (each sampled with probability 1 - e^-4 at 256 KiB, so the estimate
+    // is within a few % of the truth) land inside a 3 s window.
+    let delta = dir.join("delta.pb.gz");
+    let summary = std::thread::scope(|s| {
+        let taker = s.spawn(|| {
+            ok(diag(&[
+                "snapshot",
+                &diag_url,
+                "--allocs",
+                "--seconds",
+                "3",
+                "-o",
+                delta.to_str().unwrap(),
+            ]))
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let before = diag_examples::leaky::leaked_bytes();
+        hit(&agent, &format!("{app_url}/leak?kb=1024"), 20);
+        let leaked = diag_examples::leaky::leaked_bytes() - before;
+        (taker.join().unwrap(), leaked)
+    });
+    let (summary, leaked) = summary;
+    assert!(summary.starts_with("over 3 s: allocated"), "{summary}");
+    let json = ok(diag(&[
+        "top",
+        delta.to_str().unwrap(),
+        "--json",
+        "--top",
+        "1",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["sample_type"]["ty"], "alloc_space", "{json}");
+    let first = &v["entries"][0];
+    assert!(
+        first["function"]
+            .as_str()
+            .unwrap()
+            .ends_with("leaky::remember_request"),
+        "{json}"
+    );
+    let got = first["flat"].as_f64().unwrap();
+    assert!(
+        (got - leaked as f64).abs() < 0.25 * leaked as f64,
+        "delta profile: {got} allocated for {leaked} leaked"
+    );
+    if let Some(top) = go_pprof(&["-top", "-sample_index=inuse_space", delta.to_str().unwrap()]) {
+        assert!(top.contains("Duration: 3"), "{top}");
+    }
+    let status = |q: &str| {
+        agent
+            .get(&format!("{diag_url}/debug/pprof/heap?{q}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status("seconds=0"), 400);
+    assert_eq!(status("seconds=1&debug=1"), 400);
+    assert_eq!(status("seconds=1&at=5"), 400);
+
     // An unreachable URL is named in the error, with exit code 2.
     let out = diag(&[
         "snapshot",

@@ -228,6 +228,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
             url: diag.clone(),
             output: Some(args.out.join(name)),
             allocs: false,
+            seconds: 0,
             token: None,
             timeout: Duration::from_secs(60),
         })?;

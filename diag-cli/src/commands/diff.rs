@@ -89,6 +89,7 @@ fn inputs(args: &DiffArgs) -> Result<(String, String)> {
                 remote::timestamp()
             )))),
             allocs: false,
+            seconds: 0,
             token: args.remote.token.clone(),
             timeout: timeout(args),
         })?;

@@ -1,19 +1,23 @@
-//! `diag snapshot URL [-o FILE]`: pull a heap profile from a live service and save it.
+//! `diag snapshot URL [-o FILE] [--seconds N]`: pull a heap profile from a live service and
+//! save it; with `--seconds`, a delta profile of what changed over the next N seconds.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use diag_core::profile::pprof_codec;
 
 use crate::remote::{self, Remote};
-use crate::units::bytes;
+use crate::units::{bytes, signed};
 
 /// Parsed arguments of `diag snapshot`.
 pub(crate) struct SnapshotArgs {
     pub(crate) url: String,
     pub(crate) output: Option<PathBuf>,
     pub(crate) allocs: bool,
+    /// Seconds of a delta profile (`?seconds=N`); 0 for a snapshot of now.
+    pub(crate) seconds: u64,
     pub(crate) token: Option<String>,
     pub(crate) timeout: std::time::Duration,
 }
@@ -23,18 +27,38 @@ pub(crate) struct Saved {
     pub(crate) path: PathBuf,
     pub(crate) inuse_bytes: i64,
     pub(crate) inuse_objects: i64,
+    /// Allocated bytes (`alloc_space`): since the start, or over a delta profile's seconds.
+    pub(crate) alloc_bytes: i64,
     pub(crate) rate: i64,
 }
 
 /// Fetches, checks and writes one snapshot; returns where and what.
 pub(crate) fn take(args: &SnapshotArgs) -> Result<Saved> {
-    let remote = Remote::new(&args.url, args.token.clone(), args.timeout)?;
-    let path = if args.allocs {
+    let remote = Remote::new(
+        &args.url,
+        args.token.clone(),
+        args.timeout + Duration::from_secs(args.seconds),
+    )?;
+    let mut path = if args.allocs {
         "/debug/pprof/allocs"
     } else {
         "/debug/pprof/heap"
+    }
+    .to_owned();
+    let reply = if args.seconds > 0 {
+        path.push_str(&format!("?seconds={}", args.seconds));
+        remote::with_progress(
+            &format!(
+                "recording what {} allocates for {} s",
+                remote.base(),
+                args.seconds
+            ),
+            args.seconds,
+            || remote.get_profile(&path),
+        )?
+    } else {
+        remote.get_profile(&path)?
     };
-    let reply = remote.get_profile(path)?;
     let profile = pprof_codec::decode(&reply.body).with_context(|| {
         format!(
             "{}{path} answered a profile diag cannot read",
@@ -49,7 +73,8 @@ pub(crate) fn take(args: &SnapshotArgs) -> Result<Saved> {
     };
     let out = args.output.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
-            "heap-{}-{}.pb.gz",
+            "heap-{}{}-{}.pb.gz",
+            if args.seconds > 0 { "delta-" } else { "" },
             remote::host_tag(remote.base()),
             remote::timestamp()
         ))
@@ -59,6 +84,7 @@ pub(crate) fn take(args: &SnapshotArgs) -> Result<Saved> {
         path: out,
         inuse_bytes: total("inuse_space"),
         inuse_objects: total("inuse_objects"),
+        alloc_bytes: total("alloc_space"),
         rate: profile.period,
     })
 }
@@ -66,16 +92,27 @@ pub(crate) fn take(args: &SnapshotArgs) -> Result<Saved> {
 /// Runs `diag snapshot`.
 pub(crate) fn run(args: SnapshotArgs) -> Result<ExitCode> {
     let s = take(&args)?;
-    println!(
-        "in use: {} in {} objects (estimated; sample rate {}) -> {}",
-        bytes(s.inuse_bytes),
-        s.inuse_objects,
-        match s.rate {
-            0 => "off".to_owned(),
-            1 => "exact".to_owned(),
-            r => format!("1 per {}", bytes(r)),
-        },
-        s.path.display()
-    );
+    let rate = match s.rate {
+        0 => "off".to_owned(),
+        1 => "exact".to_owned(),
+        r => format!("1 per {}", bytes(r)),
+    };
+    if args.seconds > 0 {
+        println!(
+            "over {} s: allocated {}, in use {} ({} objects) (estimated; sample rate {rate}) -> {}",
+            args.seconds,
+            bytes(s.alloc_bytes),
+            signed(s.inuse_bytes, "bytes"),
+            signed(s.inuse_objects, "count"),
+            s.path.display()
+        );
+    } else {
+        println!(
+            "in use: {} in {} objects (estimated; sample rate {rate}) -> {}",
+            bytes(s.inuse_bytes),
+            s.inuse_objects,
+            s.path.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

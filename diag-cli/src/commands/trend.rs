@@ -158,6 +158,7 @@ pub(crate) fn fetch_history(
         url: remote.base().to_owned(),
         output: Some(dir.join(format!("heap-{:03}.pb.gz", held + 1))),
         allocs: false,
+        seconds: 0,
         token,
         timeout: remote.timeout(),
     })
@@ -190,6 +191,7 @@ fn take_series(args: &TrendArgs, url: &str) -> Result<Vec<String>> {
             url: url.to_owned(),
             output: Some(path),
             allocs: false,
+            seconds: 0,
             token: args.remote.token.clone(),
             timeout: Duration::from_secs(args.remote.timeout.max(1)),
         })

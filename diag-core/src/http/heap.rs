@@ -1,5 +1,7 @@
 //! `/debug/pprof/heap`, `/debug/pprof/allocs` and the heap-sampler controls.
 
+use std::time::{Duration, Instant};
+
 use axum::extract::RawQuery;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -9,24 +11,33 @@ use super::limits;
 use super::query::Params;
 use super::run_blocking;
 use crate::heap;
-use crate::profile::{go_text, pprof_codec};
+use crate::profile::{self, Profile, go_text, pprof_codec};
 
 /// Serves a heap profile with `default_type` as its default column.
 async fn serve_profile(
     raw: Option<String>,
     default_type: &'static str,
 ) -> Result<Response, HttpError> {
-    let params = Params::parse(raw.as_deref(), &["debug", "gc", "at"])?;
+    let params = Params::parse(raw.as_deref(), &["debug", "gc", "at", "seconds"])?;
     let debug = params.u64_in("debug", 0, 1, 0)?;
     // Go clients send gc=1; there is no collector to run, accept and ignore it.
     params.u64_in("gc", 0, 1, 0)?;
     let at = params.u64_in("at", 1, i64::MAX as u64, 0)? as i64;
+    let seconds = params.u64_in("seconds", 1, crate::cpu::max_seconds().max(1), 0)?;
+    if seconds > 0 && (debug != 0 || at != 0) {
+        return Err(HttpError::bad_request(
+            "seconds= (a delta profile) cannot be combined with debug= or at=",
+        ));
+    }
     if !heap::is_installed() {
         return Err(HttpError::new(
             StatusCode::NOT_IMPLEMENTED,
             "heap profiling needs DiagAlloc as the global allocator: \
              #[global_allocator] static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();",
         ));
+    }
+    if seconds > 0 {
+        return serve_delta(default_type, seconds).await;
     }
     let pass = if at == 0 {
         limits::SNAPSHOTS.enter()?
@@ -65,6 +76,62 @@ async fn serve_profile(
     })
     .await
 }
+
+/// `?seconds=N`, as Go serves it: a snapshot now, another `N` seconds later, and their
+/// difference stack by stack (`alloc_*`: what was allocated in between; `inuse_*`: what of it
+/// is still held, negative where memory was given back), as pprof.
+async fn serve_delta(default_type: &'static str, seconds: u64) -> Result<Response, HttpError> {
+    let _one = limits::HEAP_DELTAS.enter()?;
+    let before = gated_profile(default_type).await?;
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let after = gated_profile(default_type).await?;
+    run_blocking(move || match profile::delta(&before, &after) {
+        Ok(d) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"heap-delta.pb.gz\"",
+                ),
+            ],
+            pprof_codec::encode_gzip(&d),
+        )
+            .into_response(),
+        // The sample types changed in between (they never do within one process).
+        Err(e) => HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    })
+    .await
+}
+
+/// A heap snapshot through the snapshot gate, waiting up to [`GATE_WAIT`] for a snapshot
+/// another client is taking (or the gate's minimum interval) rather than failing.
+async fn gated_profile(default_type: &'static str) -> Result<Profile, HttpError> {
+    let deadline = Instant::now() + GATE_WAIT;
+    let pass = loop {
+        match limits::SNAPSHOTS.enter() {
+            Ok(pass) => break pass,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    tokio::task::spawn_blocking(move || {
+        let _pass = pass;
+        let _ignore = heap::IgnoreAllocs::new();
+        heap::profile(default_type)
+    })
+    .await
+    .map_err(|e| {
+        HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("heap snapshot task failed: {e}"),
+        )
+    })
+}
+
+/// How long a delta profile waits for the snapshot gate at each end.
+const GATE_WAIT: Duration = Duration::from_secs(5);
 
 /// Why `?at=T` found nothing, with what the history does hold.
 fn no_point(at: i64) -> String {
@@ -134,13 +201,15 @@ pub(crate) async fn set_history(RawQuery(raw): RawQuery) -> Result<Response, Htt
     .into_response())
 }
 
-/// `GET /debug/pprof/heap[?debug=1][&at=T]`: in-use space by default; with `at`, as the heap
-/// history recorded it at time `T` (nanoseconds, as `/debug/heap/history` lists).
+/// `GET /debug/pprof/heap[?debug=1][&at=T][?seconds=N]`: in-use space by default; with `at`,
+/// as the heap history recorded it at time `T` (nanoseconds, as `/debug/heap/history` lists);
+/// with `seconds`, the change over the next `N` seconds (Go's delta profile).
 pub(crate) async fn heap_profile(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {
     serve_profile(raw, heap::INUSE_SPACE).await
 }
 
-/// `GET /debug/pprof/allocs[?debug=1]`: the same profile, allocated space by default.
+/// `GET /debug/pprof/allocs[?debug=1][?seconds=N]`: the same profile, allocated space by
+/// default; with `seconds`, what was allocated over the next `N` seconds.
 pub(crate) async fn allocs_profile(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {
     serve_profile(raw, heap::ALLOC_SPACE).await
 }

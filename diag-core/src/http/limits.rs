@@ -22,6 +22,8 @@ pub(crate) static SNAPSHOTS: Gate = Gate::new("heap snapshot", DEFAULT_SNAPSHOT_
 /// Profiles of recorded heap-history points (`/debug/pprof/heap?at=T`): one at a time, no
 /// interval (a client fetches them in a row; each is symbolized from the same cache).
 pub(crate) static HISTORY_PROFILES: Gate = Gate::new("heap history profile", 0);
+/// Delta heap profiles (`?seconds=N`): one at a time (each takes two snapshots, N s apart).
+pub(crate) static HEAP_DELTAS: Gate = Gate::new("heap delta profile", 0);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -107,7 +109,11 @@ pub(crate) fn set_max_response_bytes(bytes: u64) {
 /// endpoint is asked to take on purpose (CPU profiles, task dumps).
 fn deadline_ms(path: &str) -> u64 {
     let base = REQUEST_TIMEOUT_MS.load(Relaxed);
-    let on_purpose = if path.ends_with("/debug/pprof/profile") {
+    let on_purpose = if path.ends_with("/debug/pprof/profile")
+        || path.ends_with("/debug/pprof/heap")
+        || path.ends_with("/debug/pprof/allocs")
+    {
+        // CPU profiles and delta heap profiles (`seconds=`) take up to this long on purpose.
         crate::cpu::max_seconds().saturating_mul(1000)
     } else if path.ends_with("/debug/pprof/goroutine") {
         crate::tasks::dump::MAX_TIMEOUT_SECS * 1000

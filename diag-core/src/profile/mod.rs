@@ -1,7 +1,8 @@
 //! The profile model and everything computed from it: pprof encode/decode, dhat import, diffs,
-//! leak trends, top lists, folded stacks and flamegraphs. Pure functions over readers and
+//! delta profiles, leak trends, top lists, folded stacks and flamegraphs. Pure functions over readers and
 //! writers; used by the service (to serve snapshots) and by the `diag` CLI.
 
+mod delta;
 pub mod dhat;
 mod diff;
 mod flamegraph;
@@ -16,6 +17,7 @@ mod testutil;
 mod top;
 mod trend;
 
+pub use delta::delta;
 pub use diff::{DEFAULT_DIFF_SAMPLE_TYPE, DiffOptions, DiffTotals, HeapDiff, SiteDelta, diff};
 pub use flamegraph::{DEFAULT_MIN_WIDTH, FlameOptions, diff_flamegraph, flamegraph};
 pub use folded::{folded, folded_map, write_folded};
