@@ -252,6 +252,10 @@ pub(crate) struct TopArgs {
     /// `go tool pprof -lines`; with --focus, where inside one function the cost sits.
     #[arg(long)]
     pub(crate) lines: bool,
+    /// Subtract this earlier profile of the same process first, stack by stack (like
+    /// `go tool pprof -base`): what changed since.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) base: Option<String>,
     /// Print the list as JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
@@ -302,6 +306,10 @@ pub(crate) struct ListArgs {
     /// List at most this many functions, heaviest (cum) first (0 = all).
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub(crate) top: usize,
+    /// Subtract this earlier profile of the same process first, stack by stack (like
+    /// `go tool pprof -base`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) base: Option<String>,
     #[command(flatten)]
     pub(crate) filter: FilterArgs,
 }

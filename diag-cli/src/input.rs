@@ -40,6 +40,16 @@ pub(crate) fn read_profile(arg: &str) -> Result<Profile> {
     }
 }
 
+/// `profile` less the profile in the file `base` (`--base`), stack by stack; `profile` as it
+/// is without one.
+pub(crate) fn less_base(profile: Profile, base: Option<&str>) -> Result<Profile> {
+    let Some(base) = base else {
+        return Ok(profile);
+    };
+    let earlier = read_profile(base)?;
+    profile::delta(&earlier, &profile).with_context(|| format!("subtracting --base {base}"))
+}
+
 /// A CPU profile fetched from a live service.
 pub(crate) struct FetchedCpu {
     /// The debug listener's base URL.

@@ -472,3 +472,41 @@ fn list_shows_source_lines_with_their_values() {
     assert!(err.contains("saved profile"), "{err}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn base_subtracts_an_earlier_profile_like_pprof() {
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "top",
+        &path("after.pb.gz"),
+        "--base",
+        &path("before.pb.gz"),
+        "--json",
+    ]))
+    .unwrap();
+    // The diff as a top list: +13 MiB at the cache, +1.5 MiB of sessions, -1 MiB at upload.
+    assert_eq!(v["total"], (13 << 20) + (1 << 19));
+    assert_eq!(v["entries"][0]["function"], "myapp::cache::Cache::insert");
+    assert_eq!(v["entries"][0]["flat"], 13 << 20);
+    let upload = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["function"] == "myapp::handlers::upload::{{closure}}")
+        .unwrap();
+    assert_eq!(upload["flat"], -(1 << 20));
+    let out = ok(&[
+        "list",
+        "Cache::insert",
+        &path("after.pb.gz"),
+        "--base",
+        &path("before.pb.gz"),
+    ]);
+    assert!(out.contains("13.0 MiB   13.0 MiB (flat, cum)"), "{out}");
+    let err = fails(&["top", &path("after.pb.gz"), "--base", &path("cpu.pb")]);
+    assert!(
+        err.contains("subtracting --base") && err.contains("different columns"),
+        "{err}"
+    );
+    let err = fails(&["top", "http://127.0.0.1:1", "--base", &path("cpu.pb")]);
+    assert!(err.contains("--base applies to profiles"), "{err}");
+}

@@ -12,7 +12,7 @@ use diag_core::profile::{self, Attribution, Top, TopEntry, TopOptions};
 
 use crate::cli::ListArgs;
 use crate::commands::top::default_attribution;
-use crate::input::{Input, read_profile};
+use crate::input::{Input, less_base, read_profile};
 use crate::units;
 
 /// Runs `diag list`.
@@ -23,7 +23,7 @@ pub(crate) fn run(args: ListArgs) -> Result<ExitCode> {
              `diag flamegraph URL`, which keeps the raw CPU profile beside the SVG)"
         );
     }
-    let mut p = read_profile(&args.file)?;
+    let mut p = less_base(read_profile(&args.file)?, args.base.as_deref())?;
     args.filter.apply_all([&mut p]);
     let mut opts = TopOptions::default();
     opts.sample_type.clone_from(&args.sample);

@@ -10,17 +10,21 @@ use anyhow::{Context, Result, bail};
 use diag_core::profile::{self, Attribution, Profile, Top, TopOptions};
 
 use crate::cli::TopArgs;
-use crate::input::{Input, read_profile};
+use crate::input::{Input, less_base, read_profile};
 use crate::remote::Remote;
 use crate::table::{Align, Table};
 use crate::units;
 
 /// Runs `diag top`.
 pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
-    let mut p = match (Input::parse(&args.file), args.profile.as_deref()) {
-        (Input::Url(_), None) if args.filter.is_active() => bail!(
+    let p = match (Input::parse(&args.file), args.profile.as_deref()) {
+        (Input::Url(_), None) if args.filter.is_active() || args.base.is_some() => bail!(
             "{} applies to profiles: add --profile heap|cpu to list a profile of {}",
-            args.filter.describe(),
+            if args.base.is_some() {
+                "--base".to_owned()
+            } else {
+                args.filter.describe()
+            },
             args.file
         ),
         (Input::Url(url), None) => return super::top_live::run(url, &args),
@@ -30,6 +34,7 @@ pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
         }
         (Input::File(_), None) => read_profile(&args.file)?,
     };
+    let mut p = less_base(p, args.base.as_deref())?;
     args.filter.apply_all([&mut p]);
     let mut opts = TopOptions::default();
     opts.sample_type.clone_from(&args.sample);
