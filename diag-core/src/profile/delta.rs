@@ -36,8 +36,10 @@ pub fn delta(before: &Profile, after: &Profile) -> Result<Profile> {
                 order.push(key);
                 vec![0; columns]
             });
+            // Wrapping: the sum is then exact whenever the result fits in an i64, however
+            // large the terms (saturating would leave a profile less itself non-zero).
             for (sum, v) in values.iter_mut().zip(&s.values) {
-                *sum = sum.saturating_add(v.saturating_mul(sign));
+                *sum = sum.wrapping_add(v.wrapping_mul(sign));
             }
         }
     }
@@ -122,6 +124,16 @@ mod tests {
             let d = delta(&p, &p).unwrap();
             assert!(d.samples.is_empty(), "{:?}", d.samples);
         }
+    }
+
+    #[test]
+    fn huge_values_cancel_exactly() {
+        // Found by the fuzzer: two samples of one stack near i64::MAX.
+        let mut p = heap_profile(&[(&["myapp::a"], 1), (&["myapp::a"], 1)]);
+        for s in &mut p.samples {
+            s.values[0] = i64::MAX - 3;
+        }
+        assert!(delta(&p, &p).unwrap().samples.is_empty());
     }
 
     #[test]

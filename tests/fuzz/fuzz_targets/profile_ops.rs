@@ -1,4 +1,4 @@
-//! Profile operations on any profile that decodes: `diff`, `trend`, `top`, `folded`,
+//! Profile operations on any profile that decodes: `diff`, `delta`, `trend`, `top`, `folded`,
 //! `flamegraph` and `diff_flamegraph` must never panic, fail only with `InvalidInput`, and
 //! `diff(a, a)` and a trend of `a` alone must be empty.
 //!
@@ -12,7 +12,7 @@
 use diag_core::ErrorKind;
 use diag_core::profile::{
     Attribution, DiffOptions, FlameOptions, Frame, Profile, Sample, TopOptions, TrendOptions,
-    ValueType, diff, diff_flamegraph, flamegraph, folded, load, pprof_codec, top, trend,
+    ValueType, delta, diff, diff_flamegraph, flamegraph, folded, load, pprof_codec, top, trend,
     write_folded,
 };
 use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
@@ -167,6 +167,14 @@ fn run(a: &Profile, b: &Profile, ops: &Ops) {
     let mut dopts = DiffOptions::default();
     dopts.sample_type = ty.clone();
     expect_invalid("diff", diff(a, b, &dopts));
+    // A delta profile of b over a encodes and decodes; a less itself is empty.
+    if let Some(d) = expect_invalid("delta", delta(a, b)) {
+        let back = pprof_codec::decode(&pprof_codec::encode(&d)).expect("delta round trip");
+        assert_eq!(back.samples.len(), d.samples.len());
+    }
+    if let Some(d) = expect_invalid("delta a a", delta(a, a)) {
+        assert!(d.samples.is_empty(), "delta(a, a) has samples: {:?}", d.samples);
+    }
     if let Some(same) = expect_invalid("diff a a", diff(a, a, &dopts)) {
         assert!(
             same.sites.is_empty(),
