@@ -191,8 +191,9 @@ pub(crate) struct TrendArgs {
     /// URL mode: time between snapshots, e.g. 30s, 5m, 1h.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub(crate) every: String,
-    /// URL mode: how many snapshots to take.
-    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u64).range(3..=200))]
+    /// URL mode: how many snapshots to take (six at least can show growth; ten leave room
+    /// for intervals in which a slow leak was not sampled).
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(3..=200))]
     pub(crate) count: u64,
     /// URL mode: directory to save the snapshots in. Default: diag-trend-<host>-<port>-<UTC
     /// time> here.
