@@ -239,16 +239,8 @@ pub(crate) struct TopArgs {
     /// Show this many functions (0 = all).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub(crate) top: usize,
-    /// The column to rank by (default: inuse_space for heap, cpu for CPU profiles).
-    #[arg(long, value_name = "TYPE")]
-    pub(crate) sample: Option<String>,
-    /// Flat is the allocation site: std/alloc/allocator frames are folded into their caller
-    /// (the default for heap profiles).
-    #[arg(long, conflicts_with = "leaf")]
-    pub(crate) sites: bool,
-    /// Flat is the innermost frame, whatever it is (the default for CPU profiles).
-    #[arg(long)]
-    pub(crate) leaf: bool,
+    #[command(flatten)]
+    pub(crate) flat: FlatArgs,
     /// One row per source line (function, file:line) instead of per function, like
     /// `go tool pprof -lines`; with --focus, where inside one function the cost sits.
     #[arg(long)]
@@ -279,6 +271,21 @@ pub(crate) struct TopArgs {
     pub(crate) remote: RemoteArgs,
 }
 
+/// Which column and which frame count, for `top` and `list`.
+#[derive(Debug, Args)]
+pub(crate) struct FlatArgs {
+    /// The column to show (default: inuse_space for heap, cpu for CPU profiles).
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) sample: Option<String>,
+    /// Flat is the allocation site: std/alloc/allocator frames are folded into their caller
+    /// (the default for heap profiles).
+    #[arg(long, conflicts_with = "leaf")]
+    pub(crate) sites: bool,
+    /// Flat is the innermost frame, whatever it is (the default for CPU profiles).
+    #[arg(long)]
+    pub(crate) leaf: bool,
+}
+
 /// `diag list REGEX FILE`.
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
@@ -288,15 +295,8 @@ pub(crate) struct ListArgs {
     /// The profile (pprof .pb.gz / .pb, or dhat-heap.json).
     #[arg(value_name = "FILE")]
     pub(crate) file: String,
-    /// The column to show (default: inuse_space for heap, cpu for CPU profiles).
-    #[arg(long, value_name = "TYPE")]
-    pub(crate) sample: Option<String>,
-    /// Flat is the allocation site (the default for heap profiles).
-    #[arg(long, conflicts_with = "leaf")]
-    pub(crate) sites: bool,
-    /// Flat is the innermost frame (the default for CPU profiles).
-    #[arg(long)]
-    pub(crate) leaf: bool,
+    #[command(flatten)]
+    pub(crate) flat: FlatArgs,
     /// Source lines shown around each line with a value.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub(crate) context: usize,

@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+mod support;
+
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
 
@@ -211,17 +213,7 @@ fn snapshot_diff_names_the_leak() {
     if let Some(top) = go_pprof(&["-top", "-sample_index=inuse_space", delta.to_str().unwrap()]) {
         assert!(top.contains("Duration: 3"), "{top}");
     }
-    let status = |q: &str| {
-        agent
-            .get(&format!("{diag_url}/debug/pprof/heap?{q}"))
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-            .unwrap()
-            .status()
-            .as_u16()
-    };
+    let status = |q: &str| support::status(&format!("{diag_url}/debug/pprof/heap?{q}"));
     assert_eq!(status("seconds=0"), 400);
     assert_eq!(status("seconds=1&debug=1"), 400);
     assert_eq!(status("seconds=1&at=5"), 400);

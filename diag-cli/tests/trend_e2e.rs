@@ -288,17 +288,7 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     assert_eq!(r.status(), 200);
     let text = r.body_mut().read_to_string().unwrap();
     assert!(text.starts_with("heap profile:"), "{text}");
-    let status = |q: &str| {
-        agent
-            .get(&format!("{diag_url}/debug/pprof/heap?{q}"))
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-            .unwrap()
-            .status()
-            .as_u16()
-    };
+    let status = |q: &str| support::status(&format!("{diag_url}/debug/pprof/heap?{q}"));
     assert_eq!(status("at=1"), 410);
     assert_eq!(status("at=soon"), 400);
     assert_eq!(status("at=0"), 400);

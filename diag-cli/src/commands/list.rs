@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use diag_core::profile::{self, Attribution, Top, TopEntry, TopOptions};
+use diag_core::profile::{self, Top, TopEntry, TopOptions};
 
 use crate::cli::ListArgs;
-use crate::commands::top::default_attribution;
+use crate::commands::top::attribution;
 use crate::input::{Input, less_base, read_profile};
 use crate::units;
 
@@ -26,14 +26,8 @@ pub(crate) fn run(args: ListArgs) -> Result<ExitCode> {
     let mut p = less_base(read_profile(&args.file)?, args.base.as_deref())?;
     args.filter.apply_all([&mut p]);
     let mut opts = TopOptions::default();
-    opts.sample_type.clone_from(&args.sample);
-    opts.attribution = if args.sites {
-        Attribution::Sites
-    } else if args.leaf {
-        Attribution::Leaf
-    } else {
-        default_attribution(&p, args.sample.as_deref())
-    };
+    opts.sample_type.clone_from(&args.flat.sample);
+    opts.attribution = attribution(&args.flat, &p);
     let by_function = profile::top(&p, &opts).with_context(|| format!("reading {}", args.file))?;
     opts.lines = true;
     let by_line = profile::top(&p, &opts).with_context(|| format!("reading {}", args.file))?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use diag_core::profile::{self, Attribution, Profile, Top, TopOptions};
 
-use crate::cli::TopArgs;
+use crate::cli::{FlatArgs, TopArgs};
 use crate::input::{Input, less_base, read_profile};
 use crate::remote::Remote;
 use crate::table::{Align, Table};
@@ -37,16 +37,10 @@ pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
     let mut p = less_base(p, args.base.as_deref())?;
     args.filter.apply_all([&mut p]);
     let mut opts = TopOptions::default();
-    opts.sample_type.clone_from(&args.sample);
+    opts.sample_type.clone_from(&args.flat.sample);
     opts.n = args.top;
     opts.lines = args.lines;
-    opts.attribution = if args.sites {
-        Attribution::Sites
-    } else if args.leaf {
-        Attribution::Leaf
-    } else {
-        default_attribution(&p, args.sample.as_deref())
-    };
+    opts.attribution = attribution(&args.flat, &p);
     let top = profile::top(&p, &opts).with_context(|| format!("reading {}", args.file))?;
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
@@ -76,8 +70,19 @@ fn fetch_profile(url: &str, kind: &str, args: &TopArgs) -> Result<Profile> {
     profile::load(&reply.body).with_context(|| format!("reading {}{path}", remote.base()))
 }
 
+/// What counts as flat: as asked (`--sites`, `--leaf`), else by the column.
+pub(crate) fn attribution(flat: &FlatArgs, p: &Profile) -> Attribution {
+    if flat.sites {
+        Attribution::Sites
+    } else if flat.leaf {
+        Attribution::Leaf
+    } else {
+        default_attribution(p, flat.sample.as_deref())
+    }
+}
+
 /// Sites for heap columns (where the leaf is the allocator), leaf otherwise.
-pub(crate) fn default_attribution(p: &Profile, sample: Option<&str>) -> Attribution {
+fn default_attribution(p: &Profile, sample: Option<&str>) -> Attribution {
     let ty = match sample {
         Some(t) => t,
         None => match profile::select_sample(p, None) {

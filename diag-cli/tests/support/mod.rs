@@ -278,3 +278,8 @@ pub fn agent() -> ureq::Agent {
         .build()
         .new_agent()
 }
+
+/// The status `GET url` answers (any status, not an error).
+pub fn status(url: &str) -> u16 {
+    agent().get(url).call().expect(url).status().as_u16()
+}
