@@ -318,28 +318,14 @@ fn filters_narrow_what_every_command_reads() {
     assert_eq!(v["total"], 1_000_000_000i64);
 
     // A trend follows only the focused sites.
-    use diag_core::profile::{Frame, Profile, Sample, ValueType, pprof_codec};
     let dir = scratch("filter-trend");
-    let mut files = Vec::new();
-    for i in 0..6i64 {
-        let sample = |f: &str, v: i64| Sample {
-            stack: vec![Frame::named(f)],
-            values: vec![v],
-            labels: Vec::new(),
-        };
-        let p = Profile {
-            sample_types: vec![ValueType::new("inuse_space", "bytes")],
-            samples: vec![
-                sample("myapp::leak", 1000 * (i + 1)),
-                sample("myapp::shrink", 9000 - 1000 * i),
-            ],
-            time_nanos: 1_000_000_000 * (i + 1),
-            ..Profile::default()
-        };
-        let file = dir.join(format!("heap-{i}.pb"));
-        std::fs::write(&file, pprof_codec::encode(&p)).unwrap();
-        files.push(file.to_str().unwrap().to_owned());
-    }
+    let files = write_series(
+        &dir,
+        &[
+            ("myapp::leak", &[1000, 2000, 3000, 4000, 5000, 6000]),
+            ("myapp::shrink", &[9000, 8000, 7000, 6000, 5000, 4000]),
+        ],
+    );
     let mut args: Vec<&str> = vec!["trend", "--json", "--focus", "shrink"];
     args.extend(files.iter().map(String::as_str));
     let v: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
@@ -509,4 +495,64 @@ fn base_subtracts_an_earlier_profile_like_pprof() {
     );
     let err = fails(&["top", "http://127.0.0.1:1", "--base", &path("cpu.pb")]);
     assert!(err.contains("--base applies to profiles"), "{err}");
+}
+
+/// Heap profiles a second apart of one-frame sites, site `name` holding `values[k]` bytes in
+/// profile `k`; written under `dir`, their paths returned.
+fn write_series(dir: &std::path::Path, sites: &[(&str, &[i64])]) -> Vec<String> {
+    use diag_core::profile::{Frame, Profile, Sample, ValueType, pprof_codec};
+    let n = sites[0].1.len();
+    (0..n)
+        .map(|k| {
+            let p = Profile {
+                sample_types: vec![ValueType::new("inuse_space", "bytes")],
+                samples: sites
+                    .iter()
+                    .map(|(name, values)| Sample {
+                        stack: vec![Frame::named(*name)],
+                        values: vec![values[k]],
+                        labels: Vec::new(),
+                    })
+                    .collect(),
+                time_nanos: 1_000_000_000 * (k as i64 + 1),
+                ..Profile::default()
+            };
+            let file = dir.join(format!("heap-{k}.pb"));
+            std::fs::write(&file, pprof_codec::encode(&p)).unwrap();
+            file.to_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn trend_says_when_a_rise_is_not_yet_a_leak() {
+    // The levels climb (Mann-Kendall p < 0.001) but every rise is followed by a fall: a random
+    // walk could do that, so not `growing`, and the table says what would settle it.
+    let dir = scratch("trend-undecided");
+    let files = write_series(
+        &dir,
+        &[("myapp::wanders", &[0, 100, 90, 200, 190, 300, 290, 400])],
+    );
+    let mut args: Vec<&str> = vec!["trend"];
+    args.extend(files.iter().map(String::as_str));
+    let table = ok(&args);
+    assert!(
+        table.contains("note: 1 steady site rose and is still rising, but too few of the steps"),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.contains("myapp::wanders"))
+        .unwrap();
+    assert!(
+        row.starts_with("steady") && row.contains(" 4/7 "),
+        "{table}"
+    );
+    args.push("--json");
+    let v: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    let site = &v["sites"][0];
+    assert!(site["p_levels"].as_f64().unwrap() < 0.01, "{site}");
+    assert_eq!(site["p_steps"], 0.5, "{site}");
+    assert_eq!(site["still_rising"], true, "{site}");
+    std::fs::remove_dir_all(dir).ok();
 }

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use diag_core::profile::{self, HeapTrend, Profile, SlopeUnit, TrendOptions, Verdict};
+use diag_core::profile::{self, HeapTrend, Profile, SiteTrend, SlopeUnit, TrendOptions, Verdict};
 
 use crate::cli::TrendArgs;
 use crate::commands::snapshot::{self, SnapshotArgs};
@@ -290,6 +290,21 @@ pub(crate) fn write_table(w: &mut impl Write, t: &HeapTrend, limit: usize) -> io
             snapshots_needed(t.alpha)
         )?;
     }
+    let undecided = t
+        .sites
+        .iter()
+        .filter(|s| s.verdict == Verdict::Steady && rising_undecided(s, t.alpha))
+        .count();
+    if undecided > 0 && t.min_p_value < t.alpha {
+        writeln!(
+            w,
+            "note: {undecided} steady site{} rose and {} still rising, but too few of the \
+             steps between snapshots rose to tell a slow leak from a wandering estimate: \
+             take more snapshots, or read the heap history (--history)",
+            if undecided == 1 { "" } else { "s" },
+            if undecided == 1 { "is" } else { "are" },
+        )?;
+    }
     if t.sites.is_empty() {
         return writeln!(w, "no site changed");
     }
@@ -350,6 +365,12 @@ pub(crate) fn p_value(p: f64) -> String {
     } else {
         format!("= {p:.3}")
     }
+}
+
+/// A site the levels test calls rising, still rising in the later half, that the steps do
+/// not bear out (yet): `steady`, but worth more snapshots.
+fn rising_undecided(s: &SiteTrend, alpha: f64) -> bool {
+    s.p_levels < alpha && s.slope_bytes > 0.0 && s.still_rising && s.p_steps >= alpha
 }
 
 /// The fewest snapshots whose smallest possible p-value (`2^-(n-1)`) is under `alpha`.
