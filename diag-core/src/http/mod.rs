@@ -42,8 +42,8 @@ where
 async fn index() -> Response {
     concat!(
         "diag debug endpoints\n",
-        "  /debug/pprof/heap      heap profile (in-use), gzip'd pprof; ?debug=1 for text; ?at=T: as recorded at T\n",
-        "  /debug/pprof/allocs    heap profile (allocated), gzip'd pprof; ?debug=1 for text\n",
+        "  /debug/pprof/heap      heap profile (in-use), gzip'd pprof; ?debug=1 for text; ?at=T: as recorded at T; ?seconds=N: the change over N s\n",
+        "  /debug/pprof/allocs    heap profile (allocated), gzip'd pprof; ?debug=1 for text; ?seconds=N: allocated over N s\n",
         "  /debug/pprof/profile   CPU profile, ?seconds=30&frequency=99&format=pprof|svg|folded\n",
         "  /debug/tasks           blocking events, event-loop lag, runtime and task health, JSON; ?debug=1 for text\n",
         "  /debug/pprof/block     where polls blocked the runtime, gzip'd pprof\n",
