@@ -105,16 +105,22 @@ pub(crate) fn set_max_response_bytes(bytes: u64) {
     MAX_RESPONSE_BYTES.store(bytes.max(1), Relaxed);
 }
 
-/// How long a request to `path` may take: the request timeout, plus the longest time the
-/// endpoint is asked to take on purpose (CPU profiles, task dumps).
-fn deadline_ms(path: &str) -> u64 {
+/// How long a request to `path` (with `query`) may take: the request timeout, plus the
+/// longest time the endpoint is asked to take on purpose (CPU profiles, task dumps, and a
+/// delta heap profile's `seconds=`).
+fn deadline_ms(path: &str, query: Option<&str>) -> u64 {
     let base = REQUEST_TIMEOUT_MS.load(Relaxed);
-    let on_purpose = if path.ends_with("/debug/pprof/profile")
-        || path.ends_with("/debug/pprof/heap")
-        || path.ends_with("/debug/pprof/allocs")
-    {
-        // CPU profiles and delta heap profiles (`seconds=`) take up to this long on purpose.
-        crate::cpu::max_seconds().saturating_mul(1000)
+    let max_seconds_ms = crate::cpu::max_seconds().saturating_mul(1000);
+    let on_purpose = if path.ends_with("/debug/pprof/profile") {
+        max_seconds_ms
+    } else if path.ends_with("/debug/pprof/heap") || path.ends_with("/debug/pprof/allocs") {
+        // Only a delta profile waits, and no longer than it asks (the handler caps `seconds`).
+        query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|kv| kv.strip_prefix("seconds="))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(0, |secs| secs.saturating_mul(1000).min(max_seconds_ms))
     } else if path.ends_with("/debug/pprof/goroutine") {
         crate::tasks::dump::MAX_TIMEOUT_SECS * 1000
     } else {
@@ -133,7 +139,7 @@ pub(crate) async fn enforce(
     use axum::http::StatusCode;
     use axum::response::IntoResponse as _;
 
-    let ms = deadline_ms(req.uri().path());
+    let ms = deadline_ms(req.uri().path(), req.uri().query());
     let Ok(res) = tokio::time::timeout(std::time::Duration::from_millis(ms), next.run(req)).await
     else {
         return HttpError::new(
@@ -158,4 +164,29 @@ pub(crate) async fn enforce(
         .into_response();
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_delta_heap_profile_gets_its_seconds_added() {
+        let plain = deadline_ms("/debug/pprof/heap", None);
+        assert_eq!(deadline_ms("/debug/pprof/heap", Some("debug=1")), plain);
+        assert_eq!(
+            deadline_ms("/debug/pprof/allocs", Some("gc=1&seconds=5")),
+            plain + 5000
+        );
+        // Capped as the handler caps it; garbage adds nothing (the handler answers 400).
+        assert_eq!(
+            deadline_ms("/debug/pprof/heap", Some("seconds=99999999")),
+            deadline_ms("/debug/pprof/profile", None)
+        );
+        assert_eq!(
+            deadline_ms("/debug/pprof/heap", Some("seconds=soon")),
+            plain
+        );
+        assert_eq!(deadline_ms("/debug/heap/stats", Some("seconds=5")), plain);
+    }
 }
