@@ -253,12 +253,14 @@ pub(crate) struct TopArgs {
     #[arg(long)]
     pub(crate) json: bool,
     /// URL mode: fetch this profile from the service and list its hottest functions instead
-    /// of the live view (heap: /debug/pprof/heap; cpu: /debug/pprof/profile?seconds=N).
-    #[arg(long, value_name = "KIND", value_parser = ["heap", "cpu"])]
+    /// of the live view (heap: /debug/pprof/heap, in use; allocs: /debug/pprof/allocs,
+    /// allocated; cpu: /debug/pprof/profile?seconds=N).
+    #[arg(long, value_name = "KIND", value_parser = ["heap", "allocs", "cpu"])]
     pub(crate) profile: Option<String>,
-    /// URL mode with --profile cpu: seconds to profile for.
-    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub(crate) seconds: u64,
+    /// URL mode: with --profile cpu, seconds to profile for (default 10); with heap or allocs,
+    /// a delta profile of the next N seconds instead of a snapshot of now.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) seconds: Option<u64>,
     /// URL mode (live view): time between two scrapes of /metrics, e.g. 2s, 500ms.
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     pub(crate) interval: String,

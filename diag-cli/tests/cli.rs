@@ -495,6 +495,16 @@ fn base_subtracts_an_earlier_profile_like_pprof() {
     );
     let err = fails(&["top", "http://127.0.0.1:1", "--base", &path("cpu.pb")]);
     assert!(err.contains("--base applies to profiles"), "{err}");
+    for args in [
+        vec!["top", "after.pb.gz", "--seconds", "5"],
+        vec!["top", "http://127.0.0.1:1", "--seconds", "5"],
+    ] {
+        let err = fails(&args);
+        assert!(
+            err.contains("--seconds applies to a profile fetched"),
+            "{err}"
+        );
+    }
 }
 
 /// Heap profiles a second apart of one-frame sites, site `name` holding `values[k]` bytes in

@@ -214,6 +214,19 @@ fn snapshot_diff_names_the_leak() {
         assert!(top.contains("Duration: 3"), "{top}");
     }
     let status = |q: &str| support::status(&format!("{diag_url}/debug/pprof/heap?{q}"));
+    // The same endpoints through `diag top URL --profile`: allocations since the start.
+    let json = ok(diag(&[
+        "top",
+        &diag_url,
+        "--profile",
+        "allocs",
+        "--json",
+        "--top",
+        "3",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["sample_type"]["ty"], "alloc_space", "{json}");
+    assert!(json.contains("leaky::remember_request"), "{json}");
     assert_eq!(status("seconds=0"), 400);
     assert_eq!(status("seconds=1&debug=1"), 400);
     assert_eq!(status("seconds=1&at=5"), 400);

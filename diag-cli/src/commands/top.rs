@@ -27,6 +27,10 @@ pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
             },
             args.file
         ),
+        (_, None) if args.seconds.is_some() => bail!(
+            "--seconds applies to a profile fetched from a service: add --profile heap|allocs|cpu \
+             and give its URL"
+        ),
         (Input::Url(url), None) => return super::top_live::run(url, &args),
         (Input::Url(url), Some(kind)) => fetch_profile(url, kind, &args)?,
         (Input::File(_), Some(_)) => {
@@ -53,18 +57,32 @@ pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Fetches `/debug/pprof/heap` or `/debug/pprof/profile?seconds=N` from the service at `url`.
+/// CPU profile length when `--seconds` is not given.
+const DEFAULT_CPU_SECONDS: u64 = 10;
+
+/// Fetches `/debug/pprof/heap` or `/allocs` (with `--seconds`, their delta over the next N
+/// seconds) or `/debug/pprof/profile?seconds=N` from the service at `url`.
 fn fetch_profile(url: &str, kind: &str, args: &TopArgs) -> Result<Profile> {
-    let path = match kind {
-        "cpu" => format!("/debug/pprof/profile?seconds={}", args.seconds),
-        _ => "/debug/pprof/heap".to_owned(),
+    let (path, seconds) = match (kind, args.seconds) {
+        ("cpu", s) => {
+            let s = s.unwrap_or(DEFAULT_CPU_SECONDS);
+            (format!("/debug/pprof/profile?seconds={s}"), s)
+        }
+        (_, Some(s)) => (format!("/debug/pprof/{kind}?seconds={s}"), s),
+        (_, None) => (format!("/debug/pprof/{kind}"), 0),
     };
-    // A CPU profile takes its seconds before the answer starts: allow for them.
-    let extra = if kind == "cpu" { args.seconds } else { 0 };
-    let timeout = Duration::from_secs(args.remote.timeout.max(1) + extra);
+    // A profile over time takes its seconds before the answer starts: allow for them.
+    let timeout = Duration::from_secs(args.remote.timeout.max(1) + seconds);
     let remote = Remote::new(url, args.remote.token.clone(), timeout)?;
-    if kind == "cpu" {
-        eprintln!("profiling CPU for {} s...", args.seconds);
+    if seconds > 0 {
+        eprintln!(
+            "diag: {} for {seconds} s...",
+            if kind == "cpu" {
+                "profiling CPU"
+            } else {
+                "recording allocations"
+            }
+        );
     }
     let reply = remote.get_profile(&path)?;
     profile::load(&reply.body).with_context(|| format!("reading {}{path}", remote.base()))
