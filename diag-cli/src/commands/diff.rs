@@ -83,11 +83,7 @@ fn inputs(args: &DiffArgs) -> Result<(String, String)> {
         let base = arg.trim_end_matches('/');
         let saved = snapshot::take(&SnapshotArgs {
             url: arg.to_owned(),
-            output: Some(unused(dir.join(format!(
-                "heap-{}-{}.pb.gz",
-                remote::host_tag(base),
-                remote::timestamp()
-            )))),
+            output: Some(unused(dir.join(snapshot::default_name(base, false)))),
             allocs: false,
             seconds: 0,
             token: args.remote.token.clone(),

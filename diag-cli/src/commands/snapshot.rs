@@ -71,14 +71,10 @@ pub(crate) fn take(args: &SnapshotArgs) -> Result<Saved> {
             .map(|i| profile.total(i))
             .unwrap_or(0)
     };
-    let out = args.output.clone().unwrap_or_else(|| {
-        PathBuf::from(format!(
-            "heap-{}{}-{}.pb.gz",
-            if args.seconds > 0 { "delta-" } else { "" },
-            remote::host_tag(remote.base()),
-            remote::timestamp()
-        ))
-    });
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(default_name(remote.base(), args.seconds > 0)));
     std::fs::write(&out, &reply.body).with_context(|| format!("writing {}", out.display()))?;
     Ok(Saved {
         path: out,
@@ -87,6 +83,17 @@ pub(crate) fn take(args: &SnapshotArgs) -> Result<Saved> {
         alloc_bytes: total("alloc_space"),
         rate: profile.period,
     })
+}
+
+/// The default file name of a snapshot of the listener at `base` taken now:
+/// `heap-<host>-<port>-<UTC time>.pb.gz`, `heap-delta-...` for a delta profile.
+pub(crate) fn default_name(base: &str, delta: bool) -> String {
+    format!(
+        "heap-{}{}-{}.pb.gz",
+        if delta { "delta-" } else { "" },
+        remote::host_tag(base),
+        remote::timestamp()
+    )
 }
 
 /// Runs `diag snapshot`.

@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use axum::extract::RawQuery;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::error::HttpError;
 use super::query::Params;
-use super::run_blocking;
+use super::{blocking, pprof_response, run_blocking};
 use crate::cpu::{self, Session};
-use crate::profile::{self, FlameOptions, Profile, pprof_codec};
+use crate::profile::{self, FlameOptions, Profile};
 
 /// The column folded stacks and flamegraphs are drawn from.
 const DRAW_COLUMN: &str = "samples";
@@ -33,17 +33,7 @@ pub(crate) async fn profile(
     )? as u32;
     let format = params.one_of("format", &["pprof", "svg", "folded"], "pprof")?;
 
-    let session = tokio::task::spawn_blocking(move || {
-        let _ignore = crate::heap::IgnoreAllocs::new();
-        Session::start(frequency)
-    })
-    .await
-    .map_err(|e| {
-        HttpError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("CPU profiler task failed: {e}"),
-        )
-    })??;
+    let session = blocking("CPU profiler task", move || Session::start(frequency)).await??;
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     run_blocking(move || match session.finish() {
         Ok(p) => respond(&p, format, seconds, frequency),
@@ -77,17 +67,7 @@ fn respond(p: &Profile, format: &str, seconds: u64, frequency: u32) -> Response 
             }
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
         }
-        _ => (
-            [
-                (header::CONTENT_TYPE, "application/octet-stream"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"profile.pb.gz\"",
-                ),
-            ],
-            pprof_codec::encode_gzip(p),
-        )
-            .into_response(),
+        _ => pprof_response(p, "profile.pb.gz"),
     }
 }
 

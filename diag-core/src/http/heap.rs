@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use super::error::HttpError;
 use super::limits;
 use super::query::Params;
-use super::run_blocking;
+use super::{blocking, pprof_response, run_blocking};
 use crate::heap;
-use crate::profile::{self, Profile, go_text, pprof_codec};
+use crate::profile::{self, Profile, go_text};
 
 /// Serves a heap profile with `default_type` as its default column.
 async fn serve_profile(
@@ -61,17 +61,7 @@ async fn serve_profile(
             )
                 .into_response()
         } else {
-            (
-                [
-                    (header::CONTENT_TYPE, "application/octet-stream"),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        "attachment; filename=\"heap.pb.gz\"",
-                    ),
-                ],
-                pprof_codec::encode_gzip(&profile),
-            )
-                .into_response()
+            pprof_response(&profile, "heap.pb.gz")
         }
     })
     .await
@@ -86,17 +76,7 @@ async fn serve_delta(default_type: &'static str, seconds: u64) -> Result<Respons
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let after = gated_profile(default_type).await?;
     run_blocking(move || match profile::delta(&before, &after) {
-        Ok(d) => (
-            [
-                (header::CONTENT_TYPE, "application/octet-stream"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"heap-delta.pb.gz\"",
-                ),
-            ],
-            pprof_codec::encode_gzip(&d),
-        )
-            .into_response(),
+        Ok(d) => pprof_response(&d, "heap-delta.pb.gz"),
         // The sample types changed in between (they never do within one process).
         Err(e) => HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     })
@@ -116,18 +96,11 @@ async fn gated_profile(default_type: &'static str) -> Result<Profile, HttpError>
             Err(e) => return Err(e),
         }
     };
-    tokio::task::spawn_blocking(move || {
+    blocking("heap snapshot task", move || {
         let _pass = pass;
-        let _ignore = heap::IgnoreAllocs::new();
         heap::profile(default_type)
     })
     .await
-    .map_err(|e| {
-        HttpError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("heap snapshot task failed: {e}"),
-        )
-    })
 }
 
 /// How long a delta profile waits for the snapshot gate at each end.

@@ -115,11 +115,9 @@ fn deadline_ms(path: &str, query: Option<&str>) -> u64 {
         max_seconds_ms
     } else if path.ends_with("/debug/pprof/heap") || path.ends_with("/debug/pprof/allocs") {
         // Only a delta profile waits, and no longer than it asks (the handler caps `seconds`).
-        query
-            .into_iter()
-            .flat_map(|q| q.split('&'))
-            .find_map(|kv| kv.strip_prefix("seconds="))
-            .and_then(|v| v.trim().parse::<u64>().ok())
+        form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "seconds")
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok())
             .map_or(0, |secs| secs.saturating_mul(1000).min(max_seconds_ms))
     } else if path.ends_with("/debug/pprof/goroutine") {
         crate::tasks::dump::MAX_TIMEOUT_SECS * 1000
@@ -188,5 +186,10 @@ mod tests {
             plain
         );
         assert_eq!(deadline_ms("/debug/heap/stats", Some("seconds=5")), plain);
+        // Read as the handler reads it: percent-encoded too.
+        assert_eq!(
+            deadline_ms("/debug/pprof/heap", Some("seconds=%35")),
+            plain + 5000
+        );
     }
 }

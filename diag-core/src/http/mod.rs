@@ -26,6 +26,15 @@ async fn run_blocking<F>(f: F) -> Result<Response, HttpError>
 where
     F: FnOnce() -> Response + Send + 'static,
 {
+    blocking("profile task", f).await
+}
+
+/// [`run_blocking`] for work that returns a value; `what` names it if the task fails.
+async fn blocking<T, F>(what: &str, f: F) -> Result<T, HttpError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
     tokio::task::spawn_blocking(move || {
         let _ignore = crate::heap::IgnoreAllocs::new();
         f()
@@ -34,9 +43,25 @@ where
     .map_err(|e| {
         HttpError::new(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            format!("profile task failed: {e}"),
+            format!("{what} failed: {e}"),
         )
     })
+}
+
+/// A profile as a gzip'd pprof download named `filename`.
+fn pprof_response(p: &crate::profile::Profile, filename: &str) -> Response {
+    use axum::http::header;
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        crate::profile::pprof_codec::encode_gzip(p),
+    )
+        .into_response()
 }
 
 async fn index() -> Response {

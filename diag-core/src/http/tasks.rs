@@ -9,8 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::HttpError;
 use super::query::Params;
-use super::run_blocking;
-use crate::profile::pprof_codec;
+use super::{pprof_response, run_blocking};
 use crate::tasks;
 
 /// `GET /debug/tasks[?debug=1]`: JSON by default, text with `debug=1`.
@@ -36,21 +35,7 @@ pub(crate) async fn tasks(RawQuery(raw): RawQuery) -> Result<Response, HttpError
 /// `contentions/count` and `delay/nanoseconds`.
 pub(crate) async fn block_profile(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {
     Params::parse(raw.as_deref(), &[])?;
-    run_blocking(|| {
-        let profile = tasks::block_profile();
-        (
-            [
-                (header::CONTENT_TYPE, "application/octet-stream"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"block.pb.gz\"",
-                ),
-            ],
-            pprof_codec::encode_gzip(&profile),
-        )
-            .into_response()
-    })
-    .await
+    run_blocking(|| pprof_response(&tasks::block_profile(), "block.pb.gz")).await
 }
 
 /// `GET /debug/pprof/goroutine[?seconds=N&format=text|json]`: where every task of the
