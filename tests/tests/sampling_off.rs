@@ -8,6 +8,14 @@ use diag_core::heap::{set_sample_rate, stats};
 #[global_allocator]
 static ALLOC: DiagAlloc = DiagAlloc::system();
 
+/// Turns sampling off and waits for samples other threads decided on just before (the test
+/// harness's own thread allocates too) to finish: a rate change is not a barrier, and one
+/// such sample landing between two `stats()` calls below would read as sampling while off.
+fn off() {
+    set_sample_rate(0);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+}
+
 fn filled(n: usize, seed: u8) -> Vec<u8> {
     (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
 }
@@ -17,7 +25,7 @@ fn off_is_a_pass_through_and_sampled_blocks_survive_it() {
     const N: usize = 200;
     // Off before anything was sampled (unless the harness's own allocations drew a sample at
     // the default rate): blocks allocated, grown and freed pass straight through.
-    set_sample_rate(0);
+    off();
     let before = stats();
     let kept: Vec<Vec<u8>> = (0..1000).map(|i| filled(16 + i % 700, 3)).collect();
     for (i, b) in kept.iter().enumerate() {
@@ -43,7 +51,7 @@ fn off_is_a_pass_through_and_sampled_blocks_survive_it() {
         "{tracked0} -> {tracked_on}"
     );
 
-    set_sample_rate(0);
+    off();
     let before = stats();
     // Churn while off: not counted, not sampled.
     for i in 0..10_000 {
