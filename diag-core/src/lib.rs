@@ -21,10 +21,8 @@ pub mod metrics;
 #[cfg(any(feature = "heap", feature = "server"))]
 mod padded;
 pub mod profile;
-#[cfg(any(feature = "heap", feature = "cpu"))]
-mod symbols;
-#[cfg(all(feature = "heap", target_os = "linux"))]
-mod symtab;
+#[cfg(feature = "heap")]
+mod stack;
 #[cfg(feature = "server")]
 mod tasks;
 

@@ -63,7 +63,7 @@ pub(crate) fn to_profile(
         ],
         samples,
         period_type: Some(ValueType::new("cpu", "nanoseconds")),
-        mappings: crate::symbols::mappings(),
+        mappings: crate::stack::symbols::mappings(),
         period,
         time_nanos: started
             .duration_since(UNIX_EPOCH)
@@ -131,7 +131,7 @@ impl Resolver {
     fn frames(&mut self, frame: &backtrace::Frame) -> &[Frame] {
         let ip = frame.ip() as usize;
         self.cache.entry(ip).or_insert_with(|| {
-            crate::symbols::resolve_with(ip, |cb| backtrace::resolve_frame(frame, cb))
+            crate::stack::symbols::resolve_with(ip, |cb| backtrace::resolve_frame(frame, cb))
         })
     }
 }

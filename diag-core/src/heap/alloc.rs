@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use super::stacks::{self, FP, MAX_FRAMES};
 use super::thread::{self, Decision, Fast};
-use super::unwind;
 use super::{config, region};
+use crate::stack::unwind;
 
 /// Bytes reserved in front of every sampled block for its [`Header`].
 const HEADER: usize = 32;

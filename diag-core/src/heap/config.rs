@@ -49,7 +49,7 @@ pub(crate) fn rate(cfg: u64) -> u64 {
 pub fn set_sample_rate(bytes: u64) {
     let bytes = bytes.min(RATE_MASK);
     if bytes != 0 {
-        super::unwind::prepare();
+        crate::stack::unwind::prepare();
     }
     let _ = HOT.config.fetch_update(Relaxed, Relaxed, |old| {
         let generation = (old >> RATE_BITS).wrapping_add(1) & ((1 << (64 - RATE_BITS)) - 1);

@@ -13,10 +13,11 @@ mod history;
 mod region;
 mod snapshot;
 mod stacks;
-mod symbolize;
 mod thread;
-mod unwind;
 
+pub use crate::stack::unwind::{
+    UnwindStats, Unwinder, set_unwinder, stats as unwind_stats, unwinder,
+};
 pub use alloc::{CHECKED_SIZE, DEFAULT_MAX_TRACKED_BLOCKS, DiagAlloc};
 pub use config::{DEFAULT_SAMPLE_BYTES, sample_rate, set_sample_rate};
 pub use history::{
@@ -27,20 +28,11 @@ pub use history::{
 pub use snapshot::{ALLOC_SPACE, HeapStats, INUSE_SPACE, is_installed, profile, profile_at, stats};
 pub use stacks::{DEFAULT_MAX_STACKS, MAX_FRAMES};
 pub use thread::IgnoreAllocs;
-pub use unwind::{UnwindStats, Unwinder, set_unwinder, stats as unwind_stats, unwinder};
 
-#[cfg(feature = "server")]
-pub(crate) use symbolize::stack as symbolize_stack;
 #[cfg(feature = "server")]
 pub(crate) use thread::ignore_this_thread;
 #[cfg(feature = "server")]
 pub(crate) use thread::thread_in_sampler;
-#[cfg(target_os = "linux")]
-pub(crate) use unwind::segment_of;
-#[cfg(feature = "server")]
-pub(crate) use unwind::walk as walk_stack;
-#[cfg(feature = "server")]
-pub(crate) use unwind::{capture_interrupted, prepare_signals, prepare_thread, refresh_modules};
 
 use std::sync::atomic::Ordering::Relaxed;
 

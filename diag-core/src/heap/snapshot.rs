@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::alloc::{DROPPED_BYTES, DROPPED_SAMPLES, MAX_TRACKED, TRACKED};
 use super::stacks::{self, DROPPED_STACKS, FP};
 use super::thread::{self, IgnoreAllocs};
-use super::{config, history, region, symbolize};
+use super::{config, history, region};
 use crate::profile::{Frame, Profile, Sample, ValueType};
 
 /// Exact process-wide allocation figures and the sampler's own state.
@@ -70,7 +70,7 @@ pub fn stats() -> HeapStats {
         dropped_stacks: DROPPED_STACKS.load(Relaxed),
         region_used_bytes: region::USED_BYTES.load(Relaxed) as u64,
         region_reserved_bytes: region::reserved() as u64,
-        unwind: super::unwind::stats(),
+        unwind: crate::stack::unwind::stats(),
     }
 }
 
@@ -157,7 +157,7 @@ fn build(
             vec![Frame::named("[diag: stack table full]")]
         } else {
             let e = stacks::entry(id);
-            symbolize::stack(&e.frames[..e.depth])
+            crate::stack::symbolize_stack(&e.frames[..e.depth])
         };
         let fp = |v: u64| (v as f64 / FP).round() as i64;
         samples.push(Sample {
@@ -175,7 +175,7 @@ fn build(
         sample_types: crate::profile::heap_sample_types(),
         samples,
         period_type: Some(ValueType::new("space", "bytes")),
-        mappings: crate::symbols::mappings(),
+        mappings: crate::stack::symbols::mappings(),
         period: rate as i64,
         time_nanos,
         duration_nanos: 0,

@@ -122,7 +122,7 @@ pub(crate) fn ongoing() -> Vec<(usize, u64)> {
 /// if it could not (libgcc's stack without that address), the kernel's signal trampoline
 /// (`__restore_rt`) may still head it below diag's own frames, and is dropped.
 fn symbolize(frames: &[usize]) -> Vec<Frame> {
-    let mut out = crate::heap::symbolize_stack(frames);
+    let mut out = crate::stack::symbolize_stack(frames);
     if out
         .first()
         .is_some_and(|f| f.function.contains("__restore_rt") || f.function.contains("sigreturn"))
@@ -271,7 +271,7 @@ pub(crate) fn block_profile() -> Profile {
         ],
         samples,
         period_type: Some(ValueType::new("contentions", "count")),
-        mappings: crate::symbols::mappings(),
+        mappings: crate::stack::symbols::mappings(),
         period: 1,
         time_nanos: SystemTime::now()
             .duration_since(UNIX_EPOCH)

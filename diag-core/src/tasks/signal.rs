@@ -3,7 +3,7 @@
 //!
 //! The handler allocates nothing, takes no blocking lock and only touches atomics, const
 //! thread-locals and memory prepared beforehand. It unwinds with the heap sampler's cached
-//! unwinder first ([`crate::heap::capture_interrupted`]): from the registers the kernel saved,
+//! unwinder first ([`crate::stack::capture_interrupted`]): from the registers the kernel saved,
 //! with rule caches and the module table made in normal context, stack reads bounds-checked,
 //! and each frame's module checked with glibc's lock-free `_dl_find_object`. That path is
 //! async-signal-safe and does not care what the thread was doing. When it cannot vouch for a
@@ -96,7 +96,7 @@ fn install() -> Option<&'static str> {
         return Some("no free real-time signal");
     }
     find_unwinder_text();
-    crate::heap::prepare_signals();
+    crate::stack::prepare_signals();
     // SAFETY: a zeroed sigaction is a valid "query" argument; we only read the old action.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: reading the current disposition of `sig` with a valid out-pointer.
@@ -142,7 +142,7 @@ fn find_unwinder_text() {
     if !name.to_bytes().windows(8).any(|w| w == b"libgcc_s") {
         return; // statically linked unwinder: the range would be the whole program
     }
-    let range = crate::heap::segment_of(addr).map(|s| (s.range.start, s.range.end));
+    let range = crate::stack::segment_of(addr).map(|s| (s.range.start, s.range.end));
     if let Some((s, e)) = range {
         UNWINDER_START.store(s, Relaxed);
         UNWINDER_END.store(e, Release);
@@ -223,7 +223,7 @@ fn capture_here(ctx: *mut libc::c_void) {
     }
     let mut buf = [0usize; MAX_FRAMES];
     // SAFETY: `ctx` is this running handler's context.
-    let n = match unsafe { crate::heap::capture_interrupted(ctx, &mut buf) } {
+    let n = match unsafe { crate::stack::capture_interrupted(ctx, &mut buf) } {
         Some(n) => {
             CAPTURED_CACHED.fetch_add(1, Relaxed);
             n
@@ -239,7 +239,7 @@ fn capture_here(ctx: *mut libc::c_void) {
             // SAFETY: not re-entrant with another libgcc unwind on this thread (guards above);
             // the closure only writes into the stack buffer.
             unsafe {
-                crate::heap::walk_stack(|ip| {
+                crate::stack::walk_stack(|ip| {
                     buf[n] = ip;
                     n += 1;
                     n < MAX_FRAMES

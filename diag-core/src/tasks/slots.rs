@@ -159,7 +159,7 @@ fn claim() -> u32 {
             }
             // The signal handler's unwinder needs this thread's stack bounds, which only
             // normal context can look up.
-            crate::heap::prepare_thread();
+            crate::stack::prepare_thread();
             MY_SLOT.with(|c| c.set(i as u32));
             // Registers the destructor that frees the slot at thread exit.
             RELEASE.with(|_| {});

@@ -137,7 +137,7 @@ fn capture(slot: &slots::Slot, word: u64) -> Capture {
         return Capture::Failed; // a handler is still writing an old capture
     }
     // The handler cannot rescan the module list: do it here if a library came or went.
-    crate::heap::refresh_modules();
+    crate::stack::refresh_modules();
     if !signal::request(slot.tid.load(Acquire)) {
         let _ = slot
             .capture

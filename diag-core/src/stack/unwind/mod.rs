@@ -35,7 +35,7 @@
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 
-use super::stacks::MAX_FRAMES;
+use crate::heap::MAX_FRAMES;
 
 /// Which unwinder captures the stacks of sampled allocations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -227,7 +227,7 @@ pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
 pub(crate) fn prepare() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     if unwinder() != Unwinder::Libgcc {
-        let _own = super::IgnoreAllocs::new();
+        let _own = crate::heap::IgnoreAllocs::new();
         cached::prepare();
     }
 }
@@ -254,7 +254,7 @@ pub(crate) fn capture_libgcc(buf: &mut [usize; MAX_FRAMES]) -> usize {
 pub(crate) fn prepare_signals() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
-        let _own = super::IgnoreAllocs::new();
+        let _own = crate::heap::IgnoreAllocs::new();
         cached::prepare_signals();
     }
 }
@@ -265,7 +265,7 @@ pub(crate) fn prepare_signals() {
 pub(crate) fn refresh_modules() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
-        let _own = super::IgnoreAllocs::new();
+        let _own = crate::heap::IgnoreAllocs::new();
         cached::refresh();
     }
 }
@@ -276,7 +276,7 @@ pub(crate) fn refresh_modules() {
 pub(crate) fn prepare_thread() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
-        let _own = super::IgnoreAllocs::new();
+        let _own = crate::heap::IgnoreAllocs::new();
         cached::prepare_thread();
     }
 }

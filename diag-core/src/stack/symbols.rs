@@ -37,7 +37,7 @@ pub(crate) fn resolve_with(
 fn symbol_name(addr: usize) -> Option<String> {
     #[cfg(all(feature = "heap", target_os = "linux"))]
     {
-        crate::symtab::function_at(addr.checked_sub(1)?)
+        crate::stack::symtab::function_at(addr.checked_sub(1)?)
     }
     #[cfg(not(all(feature = "heap", target_os = "linux")))]
     {

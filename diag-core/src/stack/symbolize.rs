@@ -22,7 +22,7 @@ pub(crate) fn frames(addr: usize) -> Arc<[Frame]> {
     if let Some(f) = c.get(&addr) {
         return f.clone();
     }
-    let out = crate::symbols::resolve_with(addr, |cb| {
+    let out = crate::stack::symbols::resolve_with(addr, |cb| {
         backtrace::resolve(addr as *mut std::ffi::c_void, cb)
     });
     let f: Arc<[Frame]> = out.into();

@@ -3,7 +3,7 @@
 //! The debug info of a build with `debug = "line-tables-only"` names functions without their
 //! module path (`remember_request`); the symbol table of the same binary names the function
 //! an address lies in with its full path (`_ZN13diag_examples5leaky16remember_request...`).
-//! [`crate::symbols`] asks here for the outermost (not inlined) frame of an address whose
+//! [`crate::stack::symbols`] asks here for the outermost (not inlined) frame of an address whose
 //! debug-info name is a short Rust name; builds with full or "limited" debug info, and C
 //! functions, never get here. Tables are made when a profile is served (never on the
 //! allocation path), once per image: the image's file stays mapped read-only (its pages are
@@ -139,7 +139,7 @@ fn tables() -> &'static Mutex<HashMap<PathBuf, Option<Table>>> {
 /// The demangled name, without hash, of the function whose symbol covers code address
 /// `addr` in this process; None if no loaded image's symbol table has one.
 pub(crate) fn function_at(addr: usize) -> Option<String> {
-    let seg = crate::heap::segment_of(addr)?;
+    let seg = crate::stack::segment_of(addr)?;
     let path = seg.file.unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
     let at = addr.checked_sub(seg.bias)? as u64;
     let mut tables = tables().lock().unwrap_or_else(|e| e.into_inner());

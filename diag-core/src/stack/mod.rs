@@ -1,0 +1,21 @@
+//! Stacks, for every profiler in diag: capture (of the current thread on the allocation
+//! path, of an interrupted thread from a signal handler), the table of loaded modules, and
+//! symbolization (addresses to function names, files, lines and inlined frames).
+//!
+//! The heap sampler ([`crate::heap`]), the CPU sampler ([`crate::cpu`]) and the blocking
+//! watchdog (`tasks`) all capture through [`unwind`] and symbolize through [`symbolize_stack`]
+//! / [`symbols`], so a frame is named the same way in every profile.
+
+pub(crate) mod symbolize;
+pub(crate) mod symbols;
+#[cfg(target_os = "linux")]
+pub(crate) mod symtab;
+pub(crate) mod unwind;
+
+pub(crate) use symbolize::stack as symbolize_stack;
+#[cfg(target_os = "linux")]
+pub(crate) use unwind::segment_of;
+#[cfg(feature = "server")]
+pub(crate) use unwind::walk as walk_stack;
+#[cfg(feature = "server")]
+pub(crate) use unwind::{capture_interrupted, prepare_signals, prepare_thread, refresh_modules};
