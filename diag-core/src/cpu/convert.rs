@@ -1,52 +1,34 @@
-//! pprof-rs's unresolved report (raw return addresses per thread) -> the [`Profile`] model:
-//! addresses resolved here, off the signal handler, with inlined frames expanded and the
-//! profiler's own frames removed.
+//! What the sampler gathered (raw addresses per thread and stack) -> the [`Profile`] model:
+//! addresses resolved here, after the sampler stopped, with inlined frames expanded.
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pprof::UnresolvedReport;
-
-use super::{BLOCKLIST, THREAD_LABEL};
+use super::THREAD_LABEL;
+use super::sampler::Gathered;
 use crate::profile::{Frame, Profile, Sample, ValueType};
 
-/// The signal handler's symbol (`#[no_mangle]` in pprof-rs).
-const HANDLER: &str = "perf_signal_handler";
+/// The outermost frame of a sample whose stack could not be unwound to its root.
+pub const TRUNCATED_FRAME: &str = "[truncated]";
 
-/// Builds the CPU profile of `report`, sampled at `frequency` Hz from `started` for `duration`.
+/// Builds the CPU profile of `gathered`, sampled at `frequency` Hz from `started` for
+/// `duration`.
 pub(crate) fn to_profile(
-    report: &UnresolvedReport,
+    gathered: &Gathered,
     frequency: u32,
     started: SystemTime,
     duration: Duration,
 ) -> Profile {
     let period = 1_000_000_000i64 / i64::from(frequency.max(1));
-    let mut resolver = Resolver::default();
-    let mut samples = Vec::with_capacity(report.data.len());
-    for (frames, &count) in &report.data {
-        if count <= 0 {
-            continue;
-        }
-        let mut stack = Vec::with_capacity(frames.frames.len() * 2);
-        for f in &frames.frames {
-            // The unwinder reports the end of the stack as a zero address.
-            if !f.ip().is_null() {
-                stack.extend(resolver.frames(f).iter().cloned());
-            }
-        }
-        strip_machinery(&mut stack);
-        let len = frames.thread_name_length.min(frames.thread_name.len());
-        let name = String::from_utf8_lossy(&frames.thread_name[..len]).into_owned();
-        let thread = if name.is_empty() {
-            format!("thread-{}", frames.thread_id)
-        } else {
-            name
-        };
-        let count = count as i64;
+    let mut samples = Vec::with_capacity(gathered.stacks.len());
+    let (mut kept, mut periods) = (0u64, 0u64);
+    for ((thread, addrs, complete), &(count, weight)) in &gathered.stacks {
+        kept += count;
+        periods += weight;
+        let weight = i64::try_from(weight).unwrap_or(i64::MAX);
         samples.push(Sample {
-            stack,
-            values: vec![count, count.saturating_mul(period)],
-            labels: vec![(THREAD_LABEL.to_owned(), thread)],
+            stack: stack(addrs, *complete, crate::stack::symbolize::frames),
+            values: vec![weight, weight.saturating_mul(period)],
+            labels: vec![(THREAD_LABEL.to_owned(), thread.clone())],
         });
     }
     // Deterministic order: heaviest first, then by thread and stack.
@@ -56,7 +38,32 @@ pub(crate) fn to_profile(
             .then_with(|| a.labels.cmp(&b.labels))
             .then_with(|| a.stack.cmp(&b.stack))
     });
+    let profiled = periods.saturating_mul(period as u64);
+    let cpu = gathered.process_cpu_nanos;
+    let mut comments = vec![
+        format!("frequency_hz={frequency}"),
+        format!(
+            "samples: {kept} kept ({} periods), {} truncated (stack unwound in part, ending in \
+             {TRUNCATED_FRAME}), {} with the interrupted instruction only, {} periods lost \
+             (sample buffer full or distinct-stack cap)",
+            periods, gathered.truncated, gathered.leaf_only, gathered.lost
+        ),
+        format!(
+            "threads sampled: {} (per-thread CPU-time timers), {} timers not armed",
+            gathered.threads, gathered.timer_errors
+        ),
+    ];
+    if cpu > 0 {
+        comments.push(format!(
+            "process CPU in the window (utime+stime): {} ms; the profile holds {} ms ({:.0} %)",
+            cpu / 1_000_000,
+            profiled / 1_000_000,
+            profiled as f64 * 100.0 / cpu as f64
+        ));
+    }
     Profile {
+        // "samples" counts sampling periods (a late timer's sample weighs its overruns too),
+        // so samples x period = CPU time, as pprof expects.
         sample_types: vec![
             ValueType::new("samples", "count"),
             ValueType::new("cpu", "nanoseconds"),
@@ -71,115 +78,69 @@ pub(crate) fn to_profile(
             .unwrap_or(0),
         duration_nanos: duration.as_nanos().min(i64::MAX as u128) as i64,
         default_sample_type: Some("cpu".to_owned()),
-        comments: vec![
-            format!("frequency_hz={frequency}"),
-            format!(
-                "dropped: samples whose interrupted code was in {}",
-                BLOCKLIST.join(", ")
-            ),
-        ],
+        comments,
     }
 }
 
-/// Removes the profiler's own frames from the top of a stack: the unwinder, the signal
-/// handler and the kernel's signal trampoline, leaving the interrupted function innermost.
-fn strip_machinery(stack: &mut Vec<Frame>) {
-    if let Some(i) = stack.iter().rposition(|f| is_handler(&f.function)) {
-        // The frame after the handler is the kernel's signal trampoline (`__restore_rt`,
-        // often unnamed since libc does not export it): always drop it, as pprof-rs does.
-        let cut = (i + 2).min(stack.len());
-        stack.drain(..cut);
-        return;
+/// The frames of one sampled stack: `addrs[0]` is the interrupted instruction, the rest
+/// return addresses; `resolve` takes a return address (it looks up the call, the byte
+/// before), so the interrupted instruction is passed one past itself. A stack that was not
+/// unwound to its root ends in a [`TRUNCATED_FRAME`].
+fn stack<F, R>(addrs: &[usize], complete: bool, resolve: R) -> Vec<Frame>
+where
+    R: Fn(usize) -> F,
+    F: std::ops::Deref<Target = [Frame]>,
+{
+    let mut out = Vec::with_capacity(addrs.len() * 2 + 1);
+    for (i, &a) in addrs.iter().enumerate() {
+        let a = if i == 0 { a.wrapping_add(1) } else { a };
+        out.extend(resolve(a).iter().cloned());
     }
-    // Unsymbolized handler (stripped binary): drop what is recognisably the unwinder.
-    let keep = stack
-        .iter()
-        .position(|f| !is_machinery(&f.function))
-        .unwrap_or(stack.len());
-    stack.drain(..keep);
-}
-
-/// pprof-rs's signal handler, named with its path (`pprof::profiler::perf_signal_handler`, full
-/// debug info) or without (`perf_signal_handler`, line tables only).
-fn is_handler(function: &str) -> bool {
-    function == HANDLER
-        || function
-            .strip_suffix(HANDLER)
-            .is_some_and(|path| path.ends_with("::"))
-}
-
-fn is_trampoline(function: &str) -> bool {
-    function.contains("restore_rt") || function.contains("sigreturn")
-}
-
-fn is_machinery(function: &str) -> bool {
-    let f = function.trim_start_matches('<');
-    f.starts_with("backtrace::")
-        || f.starts_with("pprof::")
-        || f.starts_with("_Unwind_")
-        || f.starts_with("smallvec::")
-        || is_trampoline(f)
-}
-
-/// Resolves frames, caching by instruction address (hot loops repeat the same few).
-#[derive(Default)]
-struct Resolver {
-    cache: HashMap<usize, Vec<Frame>>,
-}
-
-impl Resolver {
-    fn frames(&mut self, frame: &backtrace::Frame) -> &[Frame] {
-        let ip = frame.ip() as usize;
-        self.cache.entry(ip).or_insert_with(|| {
-            crate::stack::symbols::resolve_with(ip, |cb| backtrace::resolve_frame(frame, cb))
-        })
+    if !complete {
+        out.push(Frame::named(TRUNCATED_FRAME));
     }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn stack(functions: &[&str]) -> Vec<Frame> {
-        functions.iter().copied().map(Frame::named).collect()
+    fn fake(addr: usize) -> Vec<Frame> {
+        vec![Frame::named(format!("f{addr:x}"))]
     }
 
-    fn names(stack: &[Frame]) -> Vec<&str> {
-        stack.iter().map(|f| f.function.as_str()).collect()
+    fn names(s: &[Frame]) -> Vec<&str> {
+        s.iter().map(|f| f.function.as_str()).collect()
     }
 
     #[test]
-    fn machinery_is_stripped() {
-        let mut s = stack(&[
-            "backtrace::backtrace::trace_unsynchronized",
-            "pprof::profiler::perf_signal_handler::{{closure}}",
-            HANDLER,
-            "0x7f9c42777050",
-            "myapp::spin",
-            "myapp::main",
-        ]);
-        strip_machinery(&mut s);
-        assert_eq!(names(&s), ["myapp::spin", "myapp::main"]);
+    fn leaf_is_looked_up_at_itself_and_truncation_is_marked() {
+        let s = stack(&[0x10, 0x20, 0x30], true, fake);
+        assert_eq!(names(&s), ["f11", "f20", "f30"]);
+        let s = stack(&[0x10, 0x20], false, fake);
+        assert_eq!(names(&s), ["f11", "f20", TRUNCATED_FRAME]);
+        let s = stack(&[], false, fake);
+        assert_eq!(names(&s), [TRUNCATED_FRAME]);
+    }
 
-        let mut s = stack(&["backtrace::trace", "_Unwind_Backtrace", "myapp::spin"]);
-        strip_machinery(&mut s);
-        assert_eq!(names(&s), ["myapp::spin"]);
-
-        let mut s = vec![Frame::named("myapp::spin")];
-        strip_machinery(&mut s);
-        assert_eq!(names(&s), ["myapp::spin"]);
-
-        // The handler with its path (release builds with linkage names): the unnamed
-        // trampoline after it goes too.
-        let mut s = stack(&[
-            "backtrace::backtrace::trace_unsynchronized",
-            "pprof::profiler::perf_signal_handler",
-            "0x7f99e5843050",
-            "core::iter::range::spec_next",
-            "myapp::burn",
-        ]);
-        strip_machinery(&mut s);
-        assert_eq!(names(&s), ["core::iter::range::spec_next", "myapp::burn"]);
-        assert!(!is_handler("myapp::not_perf_signal_handler"));
+    #[test]
+    fn values_are_periods_and_cpu_time() {
+        let mut g = Gathered {
+            process_cpu_nanos: 40_000_000,
+            ..Gathered::default()
+        };
+        g.stacks.insert(("worker".into(), vec![], false), (2, 3));
+        let p = to_profile(&g, 100, SystemTime::now(), Duration::from_secs(1));
+        assert_eq!(p.samples[0].values, [3, 30_000_000]);
+        assert_eq!(
+            p.samples[0].labels[0],
+            (THREAD_LABEL.into(), "worker".into())
+        );
+        assert!(
+            p.comments.iter().any(|c| c.contains("holds 30 ms (75 %)")),
+            "{:?}",
+            p.comments
+        );
     }
 }

@@ -1,68 +1,72 @@
-//! CPU profiling: on-CPU stacks sampled with a `SIGPROF` timer (pprof-rs), served as pprof
+//! CPU profiling: on-CPU stacks sampled by diag's own `SIGPROF` sampler, served as pprof
 //! profiles, folded stacks or flamegraphs.
 //!
 //! # How a sample is taken, and why it cannot deadlock or crash the host
 //!
-//! pprof-rs arms `setitimer(ITIMER_PROF)` at the requested frequency; the kernel sends
-//! `SIGPROF` to whichever thread is on CPU, and the signal handler unwinds that thread's stack
-//! into a preallocated buffer. Two things can go wrong in a signal handler that unwinds
-//! (tikv/pprof-rs#36, gperftools' long history):
+//! Every thread of the process gets a POSIX timer on its own CPU-time clock; each time a
+//! thread has used `1/frequency` s of CPU the kernel sends it `SIGPROF`, and the handler
+//! unwinds the interrupted stack into a preallocated ring (`sampler.rs` has the details). Two
+//! things can go wrong in a signal handler that unwinds (tikv/pprof-rs#36, gperftools' long
+//! history):
 //!
 //! 1. **Deadlock.** The interrupted code holds a lock that the unwinder needs: the dynamic
 //!    loader's lock inside `dl_iterate_phdr`, libgcc's object list while it registers frames,
-//!    `malloc`'s arena lock if anything in the handler allocates. diag's own heap sampler makes
-//!    this likely rather than theoretical: it unwinds with `backtrace::trace_unsynchronized`
-//!    (libgcc's `_Unwind_Backtrace`) inside sampled allocations, constantly.
+//!    `malloc`'s arena lock if anything in the handler allocates.
 //! 2. **Crash.** The unwinder starts from a program counter whose unwind information is missing
 //!    or wrong (hand-written assembly, the vDSO, the loader's trampolines) and reads garbage.
 //!
-//! The choices made here, deliberately:
+//! pprof-rs, which diag used before, avoids both with a blocklist: a sample whose interrupted
+//! instruction lies in libc, the vDSO, the loader or libgcc is dropped. On a network server
+//! that is most of the CPU (syscall wrappers, `memcpy`, `malloc`): measured, 11-25 % of the
+//! process's CPU reached the profile. diag's sampler keeps those samples instead, because
+//! its unwinder needs none of those locks:
 //!
-//! - **Unwinder: pprof-rs's default, backtrace-rs over libgcc's `_Unwind_Backtrace`** (DWARF
-//!   CFI). Not `frame-pointer`: user code is built without frame pointers, and that unwinder
-//!   drops the interrupted (leaf) frame, so the hottest function vanishes from the graph. Not
-//!   `framehop-unwinder`: it would bring a second copy of `object` and `memmap2` for no gain on
-//!   glibc >= 2.35 with libgcc >= 12, where libgcc finds FDEs with `_dl_find_object`, which
-//!   is lock-free and async-signal-safe (no `dl_iterate_phdr`, no loader lock, no `malloc`).
-//!   pprof-rs unwinds once before arming the timer, so libgcc's one-time initialisation
-//!   (`pthread_once`) never runs inside the handler.
-//! - **Blocklist: [`BLOCKLIST`]** = `libc.so`, `libpthread`, `libgcc_s`, `ld-linux`,
-//!   `linux-vdso`, `libdl`, `libunwind`. pprof-rs drops a sample when the *interrupted program
-//!   counter* lies in one of these libraries. That covers every point where the interrupted
-//!   code can hold a lock an unwinder needs or sits in code whose CFI is unreliable: inside
-//!   `_Unwind_Backtrace` / `_Unwind_Find_FDE` (libgcc_s: the heap sampler's unwind), inside
-//!   `_dl_find_object` / `dl_iterate_phdr` (ld-linux / libc), inside `pthread_mutex_lock` or
-//!   `malloc` (libc), inside `clock_gettime` (vDSO). When the heap sampler's unwind is
-//!   interrupted while running its per-frame callback (our own code), libgcc holds no lock and
-//!   keeps its state on the stack, so a nested unwind from the handler is safe.
-//!   The price: CPU time spent *in* those libraries (memcpy, malloc, syscalls' user-side
-//!   wrappers) is not sampled; the time of their Rust callers is.
-//! - **Nothing allocates or locks in the handler.** pprof-rs's handler only `try_write`s its
-//!   profiler lock (a busy lock drops the sample), writes into a fixed buffer (spilling to a
-//!   temporary file with `write(2)`), and reads the thread name with `prctl`.
-//! - **Symbolization happens off the signal handler and after the timer is disarmed**: a
-//!   session takes pprof-rs's *unresolved* report (raw addresses), stops the profiler, and only
-//!   then resolves addresses ([`Session::finish`]), on a diag thread whose allocations are not
-//!   sampled.
+//! - **The cached unwinder** (`crate::stack`): DWARF CFI read in place from the loaded
+//!   modules, evaluated with fixed-size state; rule caches made before the profile starts
+//!   and taken with try-locks (all busy: the sample keeps what it has, marked truncated);
+//!   each frame's module checked with glibc's lock-free `_dl_find_object`, never the
+//!   loader's lock; stack reads bounds-checked against the interrupted thread's stack (its
+//!   own record, or the process's stack mappings read by diag's thread beforehand). It
+//!   unwinds through libc's syscall wrappers, `malloc`, `memcpy` and the vDSO from their CFI.
+//!   libgcc's unwinder is never called from this handler.
+//! - **Nothing allocates or blocks in the handler**: atomics, the ring, `gettid` and
+//!   `prctl(PR_GET_NAME)` for the thread's name.
+//! - **A stack that cannot be unwound whole is still counted**: the frames found, then a
+//!   `[truncated]` frame; the profile's comments count such samples and any lost to a full
+//!   ring, and give the process's CPU time over the window next to the profile's total, so
+//!   the capture rate is there to read.
+//! - **Symbolization happens after the timers are deleted**, on diag's thread, through the
+//!   same symbolizer as heap stacks.
 //!
-//! `diag-core/tests/cpu_soak.rs` profiles a multi-threaded service that allocates through
-//! `DiagAlloc` sampling every 4 KiB (so the heap unwinder runs constantly), does syscalls and
-//! serves requests, under a watchdog: no hang, no failed request.
+//! `diag-core/tests/cpu_soak.rs` profiles at 1000 Hz a multi-threaded service that allocates
+//! through `DiagAlloc` sampling every 4 KiB (so samples land inside `malloc` and inside the
+//! heap sampler's own unwind), does syscalls, blocks a thread in a syscall for seconds and
+//! serves requests under the blocking watchdog, with heap snapshots symbolizing in between:
+//! no hang, no failed request.
 //!
 //! # Output
 //!
-//! Frames innermost first; the profiler's own frames (the signal handler, the unwinder, the
-//! signal trampoline) are removed. Each sample carries a `thread` label with the thread's name
-//! (`tokio-runtime-worker`, the blocking pool's name, or the user's); [`thread_rooted`] puts it
-//! as the root frame so folded stacks and flamegraphs split by thread.
+//! Frames innermost first, starting at the interrupted instruction. The values are periods
+//! (`samples`) and CPU time (`cpu`, nanoseconds); a timer that fired late (the kernel checks
+//! CPU timers at its tick, often 250 Hz) weighs its overruns too, so the CPU total is right
+//! at any frequency. Each sample carries a `thread` label with the thread's name
+//! (`tokio-runtime-worker`, the blocking pool's name, or the user's; diag's own threads are
+//! `diag-*`); [`thread_rooted`] puts it as the root frame so folded stacks and flamegraphs
+//! split by thread.
+//!
+//! The protobuf types come from the `pprof` crate (`pprof::protos`); its sampler is not used.
 
 mod threads;
 
 #[cfg(feature = "cpu")]
 mod convert;
+#[cfg(all(feature = "cpu", target_os = "linux"))]
+mod sampler;
 #[cfg(feature = "cpu")]
 mod session;
 
+#[cfg(feature = "cpu")]
+pub use convert::TRUNCATED_FRAME;
 pub use threads::{THREAD_LABEL, thread_rooted};
 
 #[cfg(feature = "cpu")]
@@ -77,14 +81,3 @@ pub const DEFAULT_FREQUENCY: u32 = 99;
 /// Highest sampling frequency accepted, in Hz. (The kernel's tick, often 250 Hz, caps what is
 /// actually delivered per CPU-second.)
 pub const MAX_FREQUENCY: u32 = 1000;
-/// Libraries in which an interrupted program counter makes the handler drop the sample
-/// instead of unwinding (matched as substrings of the loaded object's path).
-pub const BLOCKLIST: &[&str] = &[
-    "libc.so",
-    "libpthread",
-    "libgcc_s",
-    "ld-linux",
-    "linux-vdso",
-    "libdl",
-    "libunwind",
-];

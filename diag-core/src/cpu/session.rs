@@ -1,12 +1,11 @@
-//! One CPU profile at a time: [`Session`] owns pprof-rs's profiler while it samples, and
-//! releases it when finished or dropped (a client that disconnects drops it).
+//! One CPU profile at a time: [`Session`] owns diag's CPU sampler while it samples, and
+//! stops it when finished or dropped (a client that disconnects drops it).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
-use pprof::{ProfilerGuard, ProfilerGuardBuilder};
-
-use super::{BLOCKLIST, DEFAULT_MAX_SECONDS, MAX_FREQUENCY, convert};
+use super::sampler::Sampler;
+use super::{DEFAULT_MAX_SECONDS, MAX_FREQUENCY, convert};
 use crate::error::{Error, ErrorKind, Result};
 use crate::profile::Profile;
 
@@ -30,7 +29,7 @@ pub fn max_seconds() -> u64 {
 /// Dropping it stops the sampling timer, restores the `SIGPROF` disposition and frees the
 /// samples, so an abandoned profile (a client gone away) costs nothing afterwards.
 pub struct Session {
-    guard: Option<ProfilerGuard<'static>>,
+    sampler: Option<Sampler>,
     frequency: u32,
     started: SystemTime,
     started_at: Instant,
@@ -61,8 +60,9 @@ impl Session {
     /// [`MAX_FREQUENCY`](super::MAX_FREQUENCY)).
     ///
     /// Errors: [`ErrorKind::InvalidInput`] for a frequency out of range, [`ErrorKind::Busy`]
-    /// if a profile is already running (here or through pprof-rs directly), [`ErrorKind::Io`]
-    /// if the timer or signal handler cannot be installed.
+    /// if a profile is already running (or another profiler owns `SIGPROF`),
+    /// [`ErrorKind::Io`] if the signal handler or the sampler's thread cannot be set up,
+    /// [`ErrorKind::Unsupported`] off Linux.
     pub fn start(frequency: u32) -> Result<Session> {
         if !(1..=MAX_FREQUENCY).contains(&frequency) {
             return Err(Error::invalid(format!(
@@ -76,21 +76,10 @@ impl Session {
             return Err(busy());
         }
         let mut flag = ActiveFlag(true);
-        let guard = ProfilerGuardBuilder::default()
-            .frequency(frequency as i32)
-            .blocklist(BLOCKLIST)
-            .build()
-            .map_err(|e| match e {
-                pprof::Error::Running => busy(),
-                e => Error::with_source(
-                    ErrorKind::Io,
-                    format!("cannot start the CPU profiler: {e}"),
-                    e,
-                ),
-            })?;
+        let sampler = Sampler::start(frequency)?;
         flag.0 = false;
         Ok(Session {
-            guard: Some(guard),
+            sampler: Some(sampler),
             frequency,
             started: SystemTime::now(),
             started_at: Instant::now(),
@@ -108,24 +97,16 @@ impl Session {
     /// resolved, so symbolization never races the signal handler.
     pub fn finish(mut self) -> Result<Profile> {
         let duration = self.started_at.elapsed();
-        let Some(guard) = self.guard.take() else {
+        let Some(sampler) = self.sampler.take() else {
             return Err(Error::new(
                 ErrorKind::Io,
                 "the CPU profile was already finished",
             ));
         };
-        let report = guard.report().build_unresolved();
-        // Disarm the timer and restore SIGPROF before the (slow) symbolization.
-        drop(guard);
-        let report = report.map_err(|e| {
-            Error::with_source(
-                ErrorKind::Io,
-                format!("cannot read the CPU samples: {e}"),
-                e,
-            )
-        })?;
+        // Timers deleted and the handler idle before the (slow) symbolization.
+        let gathered = sampler.finish();
         Ok(convert::to_profile(
-            &report,
+            &gathered,
             self.frequency,
             self.started,
             duration,
@@ -135,7 +116,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        drop(self.guard.take());
+        drop(self.sampler.take());
         ACTIVE.store(false, Ordering::Release);
     }
 }

@@ -15,7 +15,10 @@ pub(crate) mod unwind;
 pub(crate) use symbolize::stack as symbolize_stack;
 #[cfg(target_os = "linux")]
 pub(crate) use unwind::segment_of;
-#[cfg(feature = "server")]
+#[cfg(feature = "cpu")]
 pub(crate) use unwind::walk as walk_stack;
-#[cfg(feature = "server")]
-pub(crate) use unwind::{capture_interrupted, prepare_signals, prepare_thread, refresh_modules};
+#[cfg(feature = "cpu")]
+pub(crate) use unwind::{
+    capture_interrupted, capture_interrupted_partial, prepare_cpu_sampler, prepare_signals,
+    prepare_thread, refresh_modules, refresh_stack_mappings,
+};

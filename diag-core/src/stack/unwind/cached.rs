@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 use std::sync::Mutex;
-#[cfg(feature = "server")]
+#[cfg(feature = "cpu")]
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64};
@@ -25,7 +25,7 @@ struct Caches {
 /// Cache sets shared by all threads (about 60 KiB each, made on first need); a capture
 /// that finds them all busy uses libgcc.
 const CACHES: usize = 4;
-#[cfg(feature = "server")]
+#[cfg(feature = "cpu")]
 /// Caches made ready for the signal handler, which cannot make one.
 const SIGNAL_CACHES: usize = 2;
 /// Free stack a thread needs below its stack pointer to make a cache on the allocation
@@ -66,7 +66,7 @@ pub(super) fn capture(buf: &mut [usize; MAX_FRAMES], steps: bool) -> Option<usiz
     // the module of the frame before (the program's own code), so the last range found
     // answers them without a search.
     let mut last = 0..0;
-    walk(modules, cache, steps, regs, bounds, true, buf, |a| {
+    let w = walk(modules, cache, steps, regs, bounds, true, buf, |a| {
         if last.contains(&a) {
             return true;
         }
@@ -77,13 +77,40 @@ pub(super) fn capture(buf: &mut [usize; MAX_FRAMES], steps: bool) -> Option<usiz
             }
             None => false,
         }
-    })
+    });
+    w.complete.then_some(w.frames)
 }
 
-/// Unwinds from `(ip, sp, bp)` into `buf`, skipping the first frame if asked; None unless
+/// What a walk found: `frames` frames written, and whether they are the whole stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Walk {
+    /// Frames written to the buffer, innermost first.
+    pub(crate) frames: usize,
+    /// True if unwinding reached the stack's root (or filled the buffer); false if it
+    /// stopped early (a frame outside the known modules, no unwind rule, a stack read out of
+    /// bounds): the frames written are then the innermost part of the stack.
+    pub(crate) complete: bool,
+}
+
+impl Walk {
+    const fn done(frames: usize) -> Walk {
+        Walk {
+            frames,
+            complete: true,
+        }
+    }
+    const fn cut(frames: usize) -> Walk {
+        Walk {
+            frames,
+            complete: false,
+        }
+    }
+}
+
+/// Unwinds from `(ip, sp, bp)` into `buf`, skipping the first frame if asked. Complete if
 /// every frame's code address passes `check` and unwinding ends at the stack's root (or
-/// fills `buf`). `sp` must lie in the thread's stack `(low, high)`; stack reads are limited
-/// to `[sp, high)`. Allocates nothing.
+/// fills `buf`); otherwise the frames found before it stopped. `sp` must lie in the thread's
+/// stack `(low, high)`; stack reads are limited to `[sp, high)`. Allocates nothing.
 ///
 /// The first frame (an instruction address, perhaps in a prologue) is unwound by framehop,
 /// every return address by its learnt [`Step`](super::steps::Step); a stack with a frame no
@@ -98,9 +125,9 @@ fn walk(
     skip_first: bool,
     buf: &mut [usize],
     mut check: impl FnMut(usize) -> bool,
-) -> Option<usize> {
+) -> Walk {
     if buf.is_empty() || !(low..high).contains(&(sp as usize)) {
-        return None;
+        return Walk::cut(0);
     }
     let mut read = reader(sp, high);
     if steps {
@@ -147,16 +174,16 @@ fn walk_steps(
     buf: &mut [usize],
     check: &mut impl FnMut(usize) -> bool,
     read: &mut impl FnMut(u64) -> Result<u64, ()>,
-) -> Result<Option<usize>, NeedFramehop> {
+) -> Result<Walk, NeedFramehop> {
     let mut n = 0;
     if !check(ip as usize) {
-        return Ok(None);
+        return Ok(Walk::cut(n));
     }
     if !skip_first {
         buf[n] = ip as usize;
         n += 1;
         if n == buf.len() {
-            return Ok(Some(n));
+            return Ok(Walk::done(n));
         }
     }
     let mut regs = UnwindRegsX86_64::new(ip, sp, bp);
@@ -166,30 +193,30 @@ fn walk_steps(
         .unwind_frame(first, &mut regs, &mut caches.rules, read)
     {
         Ok(Some(ra)) => ra,
-        Ok(None) => return Ok(Some(n)),
-        Err(_) => return Ok(None),
+        Ok(None) => return Ok(Walk::done(n)),
+        Err(_) => return Ok(Walk::cut(n)),
     };
     let mut regs = (regs.ip(), regs.sp(), regs.bp());
     loop {
         // A return address's frame is looked up at the call instruction, one byte before.
         let Some(lookup) = ra.checked_sub(1) else {
-            return Ok(None);
+            return Ok(Walk::cut(n));
         };
         if !check(lookup as usize) {
-            return Ok(None);
+            return Ok(Walk::cut(n));
         }
         buf[n] = ra as usize;
         n += 1;
         if n == buf.len() {
-            return Ok(Some(n));
+            return Ok(Walk::done(n));
         }
         let step = caches
             .steps
             .step_for(ra, &modules.unwinder, &mut caches.rules);
         match step.exec(&mut regs, read) {
             Next::Frame(next) => ra = next,
-            Next::End => return Ok(Some(n)),
-            Next::Failed => return Ok(None),
+            Next::End => return Ok(Walk::done(n)),
+            Next::Failed => return Ok(Walk::cut(n)),
             Next::Framehop => return Err(NeedFramehop),
         }
     }
@@ -204,7 +231,7 @@ fn walk_framehop(
     buf: &mut [usize],
     mut check: impl FnMut(usize) -> bool,
     mut read: impl FnMut(u64) -> Result<u64, ()>,
-) -> Option<usize> {
+) -> Walk {
     let mut frames =
         modules
             .unwinder
@@ -214,12 +241,12 @@ fn walk_framehop(
     loop {
         let f: FrameAddress = match frames.next() {
             Ok(Some(f)) => f,
-            Ok(None) => return Some(n),
-            Err(_) => return None,
+            Ok(None) => return Walk::done(n),
+            Err(_) => return Walk::cut(n),
         };
         // Unwinding this frame next reads the unwind data of the module holding it.
         if !check(f.address_for_lookup() as usize) {
-            return None;
+            return Walk::cut(n);
         }
         if std::mem::take(&mut first) && skip_first {
             continue;
@@ -227,17 +254,17 @@ fn walk_framehop(
         buf[n] = f.address() as usize;
         n += 1;
         if n == buf.len() {
-            return Some(n);
+            return Walk::done(n);
         }
     }
 }
 
-#[cfg(feature = "server")]
+#[cfg(feature = "cpu")]
 /// `_dl_find_object` (glibc 2.35 and later), looked up by [`prepare_signals`]; 0 if the C
 /// library has none, and then signal handlers use libgcc.
 static DL_FIND_OBJECT: AtomicUsize = AtomicUsize::new(0);
 
-#[cfg(feature = "server")]
+#[cfg(feature = "cpu")]
 /// glibc's `struct dl_find_object` (`<dlfcn.h>`).
 #[repr(C)]
 struct DlFindObject {
@@ -249,20 +276,27 @@ struct DlFindObject {
     reserved: [u64; 7],
 }
 
-#[cfg(feature = "server")]
+#[cfg(feature = "cpu")]
 type FindObject = unsafe extern "C" fn(*mut libc::c_void, *mut DlFindObject) -> libc::c_int;
 
-#[cfg(feature = "server")]
+#[cfg(feature = "cpu")]
 /// Readies the cached unwinder for signal handlers: finds `_dl_find_object`, scans the
 /// modules and makes rule caches. Call from normal context (it allocates).
 pub(crate) fn prepare_signals() {
+    prepare_signal_caches(SIGNAL_CACHES);
+}
+
+#[cfg(feature = "cpu")]
+/// [`prepare_signals`] with `caches` rule caches made ready (at most the pool's size): the
+/// CPU sampler, whose handler may run on several threads at once, readies them all.
+pub(crate) fn prepare_signal_caches(caches: usize) {
     // SAFETY: dlsym with the default handle and a NUL-terminated name.
     let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_dl_find_object".as_ptr()) };
     DL_FIND_OBJECT.store(f as usize, Relaxed);
     refresh();
     let mut ready = 0;
     for m in &POOL {
-        if ready == SIGNAL_CACHES {
+        if ready == caches.min(CACHES) {
             break;
         }
         if let Ok(mut c) = m.try_lock() {
@@ -272,24 +306,24 @@ pub(crate) fn prepare_signals() {
     }
 }
 
-#[cfg(feature = "server")]
+#[cfg(feature = "cpu")]
 /// Rescans the modules if a library was loaded or unloaded since the last scan. Normal
 /// context (the watchdog calls it before it signals a thread).
 pub(crate) fn refresh() {
     drop(modules(loader_generation()));
 }
 
-#[cfg(feature = "server")]
+#[cfg(feature = "cpu")]
 /// Looks up the current thread's stack bounds now, in normal context, so a signal handler
 /// on this thread finds them.
 pub(crate) fn prepare_thread() {
     let _ = stack_bounds();
 }
 
-#[cfg(feature = "server")]
+#[cfg(feature = "cpu")]
 /// Unwinds the stack of the code a signal interrupted on this thread, from the registers
 /// the kernel saved in `uc`, into `buf`; the interrupted instruction comes first. None
-/// when it cannot vouch for the stack (then the caller may use libgcc).
+/// when it cannot vouch for the whole stack (then the caller may use libgcc).
 ///
 /// Async-signal-safe: no allocation, only try-locks, and no loader lock. The module table
 /// is the one [`refresh`] left; each frame's module is checked against the loader's
@@ -302,6 +336,48 @@ pub(crate) unsafe fn capture_interrupted(
     uc: *const libc::ucontext_t,
     buf: &mut [usize],
 ) -> Option<usize> {
+    let bounds = BOUNDS.try_with(Cell::get).ok().filter(|b| b.0 < b.1)?;
+    // SAFETY: forwarded contract.
+    let w = unsafe { interrupted(uc, buf, bounds) }?;
+    w.complete.then_some(w.frames)
+}
+
+#[cfg(feature = "cpu")]
+/// [`capture_interrupted`] for the CPU sampler, which interrupts any thread of the process:
+/// the stack bounds come from this thread's own record if it has one, else from the
+/// process's stack mappings as last scanned ([`super::stacks::bounds_of`]). Returns what
+/// was unwound, complete or not; None if nothing could be (no `_dl_find_object`, no
+/// bounds, the module table or every cache busy).
+///
+/// # Safety
+/// As [`capture_interrupted`].
+pub(crate) unsafe fn capture_interrupted_partial(
+    uc: *const libc::ucontext_t,
+    buf: &mut [usize],
+) -> Option<Walk> {
+    if uc.is_null() {
+        return None;
+    }
+    // SAFETY: per the contract, a valid ucontext for the duration of the handler.
+    let sp = unsafe { (*uc).uc_mcontext.gregs[libc::REG_RSP as usize] } as usize;
+    let bounds = match BOUNDS.try_with(Cell::get).ok().filter(|b| b.0 < b.1) {
+        Some(b) if (b.0..b.1).contains(&sp) => b,
+        _ => super::stacks::bounds_of(sp)?,
+    };
+    // SAFETY: forwarded contract.
+    unsafe { interrupted(uc, buf, bounds) }
+}
+
+#[cfg(feature = "cpu")]
+/// The walk behind both: from the saved registers, within `bounds`.
+///
+/// # Safety
+/// As [`capture_interrupted`]; `bounds` holds the interrupted stack pointer's stack.
+unsafe fn interrupted(
+    uc: *const libc::ucontext_t,
+    buf: &mut [usize],
+    bounds: (usize, usize),
+) -> Option<Walk> {
     let find = DL_FIND_OBJECT.load(Relaxed);
     if find == 0 || uc.is_null() {
         return None;
@@ -309,7 +385,6 @@ pub(crate) unsafe fn capture_interrupted(
     // SAFETY: a non-zero value was stored from dlsym of `_dl_find_object`, whose C
     // signature FindObject matches.
     let find: FindObject = unsafe { std::mem::transmute::<usize, FindObject>(find) };
-    let bounds = BOUNDS.try_with(Cell::get).ok().filter(|b| b.0 < b.1)?;
     // SAFETY: per the contract, a valid ucontext for the duration of the handler.
     let g = unsafe { &(*uc).uc_mcontext.gregs };
     let reg = |r: libc::c_int| g[r as usize] as u64;
@@ -332,7 +407,9 @@ pub(crate) unsafe fn capture_interrupted(
         found && o.eh_frame as usize == hdr
     };
     let steps = super::unwinder() != super::Unwinder::Framehop;
-    walk(modules, cache, steps, regs, bounds, false, buf, current)
+    Some(walk(
+        modules, cache, steps, regs, bounds, false, buf, current,
+    ))
 }
 
 /// Step-table hits and misses (steps learnt) summed over the pool's caches. A cache in use
@@ -441,9 +518,9 @@ mod tests {
                     &mut b,
                     |a| m.knows(a),
                     read,
-                )
-                .expect("framehop walk");
-                b[..n].to_vec()
+                );
+                assert!(n.complete, "framehop walk stopped early");
+                b[..n.frames].to_vec()
             };
             assert!(expected.len() > depth as usize + 3, "{expected:x?}");
             for round in 0..2 {
@@ -459,7 +536,11 @@ mod tests {
                     &mut |a| m.knows(a),
                     &mut read,
                 );
-                let Ok(Some(n)) = got else {
+                let Ok(Walk {
+                    frames: n,
+                    complete: true,
+                }) = got
+                else {
                     panic!("round {round}: the steps did not walk the stack");
                 };
                 assert_eq!(a[..n], expected[..], "round {round}");
@@ -484,7 +565,7 @@ mod tests {
 
     /// In a signal handler, the cached unwinder's stack of the interrupted code equals
     /// libgcc's from the interrupted instruction on, frame for frame.
-    #[cfg(feature = "server")]
+    #[cfg(feature = "cpu")]
     #[test]
     fn signal_context_stacks_match_libgcc() {
         use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::*};

@@ -250,7 +250,7 @@ pub(crate) fn capture_libgcc(buf: &mut [usize; MAX_FRAMES]) -> usize {
 
 /// Readies the cached unwinder for the blocking watchdog's signal handler (see
 /// [`capture_interrupted`]). Normal context: it allocates.
-#[cfg(feature = "server")]
+#[cfg(feature = "cpu")]
 pub(crate) fn prepare_signals() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
@@ -261,7 +261,7 @@ pub(crate) fn prepare_signals() {
 
 /// Rescans the module list if a library came or went. Normal context (the watchdog, before it
 /// signals a blocked thread).
-#[cfg(feature = "server")]
+#[cfg(feature = "cpu")]
 pub(crate) fn refresh_modules() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
@@ -272,7 +272,7 @@ pub(crate) fn refresh_modules() {
 
 /// Looks up this thread's stack bounds now, in normal context, for a later signal handler on
 /// it (the watchdog's slots call it when a thread first runs a watched poll).
-#[cfg(feature = "server")]
+#[cfg(feature = "cpu")]
 pub(crate) fn prepare_thread() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
@@ -288,7 +288,7 @@ pub(crate) fn prepare_thread() {
 ///
 /// # Safety
 /// `ctx` is the third argument of this thread's `SA_SIGINFO` handler, which is running.
-#[cfg(feature = "server")]
+#[cfg(feature = "cpu")]
 pub(crate) unsafe fn capture_interrupted(
     ctx: *mut std::ffi::c_void,
     buf: &mut [usize],
@@ -305,10 +305,62 @@ pub(crate) unsafe fn capture_interrupted(
     }
 }
 
+/// Readies the cached unwinder for the CPU sampler's signal handler, which interrupts any
+/// thread: everything [`prepare_signals`] does, with every rule cache of the pool made, and
+/// the process's stack mappings read (the bounds of threads that never recorded their own).
+/// Normal context; call again when threads appear.
+#[cfg(feature = "cpu")]
+pub(crate) fn prepare_cpu_sampler() {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        let _own = crate::heap::IgnoreAllocs::new();
+        cached::prepare_signal_caches(usize::MAX);
+        stacks::refresh_stack_mappings();
+    }
+}
+
+/// Re-reads the process's stack mappings (new threads' stacks). Normal context.
+#[cfg(feature = "cpu")]
+pub(crate) fn refresh_stack_mappings() {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        let _own = crate::heap::IgnoreAllocs::new();
+        stacks::refresh_stack_mappings();
+        cached::refresh();
+    }
+}
+
+/// In a signal handler on any thread: unwinds the interrupted code's stack with the cached
+/// unwinder into `buf` (the interrupted instruction first), as far as it can vouch for it:
+/// `(frames, complete)`. None if it could not start (see the module docs; other targets).
+///
+/// # Safety
+/// `ctx` is the third argument of this thread's `SA_SIGINFO` handler, which is running.
+#[cfg(feature = "cpu")]
+pub(crate) unsafe fn capture_interrupted_partial(
+    ctx: *mut std::ffi::c_void,
+    buf: &mut [usize],
+) -> Option<(usize, bool)> {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        // SAFETY: forwarded contract.
+        unsafe { cached::capture_interrupted_partial(ctx.cast(), buf) }
+            .map(|w| (w.frames, w.complete))
+    }
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    {
+        let _ = (ctx, buf);
+        None
+    }
+}
+
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod cached;
+
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod modules;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod stacks;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod steps;
 
