@@ -27,6 +27,36 @@ static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
 /// No completed request for this long counts as a hang.
 const HANG: Duration = Duration::from_secs(20);
 
+/// One GET: the status and the body's bytes.
+fn get_bytes(addr: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
+    let head_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of head")?;
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status line: {head:?}"))?;
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Err("chunked response".into());
+    }
+    Ok((status, buf[head_end + 4..].to_vec()))
+}
+
 fn get_status(addr: &str, path: &str) -> Result<(u16, usize), String> {
     get_body(addr, path).map(|(status, body)| (status, body.len()))
 }
@@ -198,7 +228,70 @@ fn profiler_under_allocation_syscalls_and_requests() {
         );
     }
 
-    // Profiles back to back at 1000 Hz, every format, heap snapshots in between.
+    // A thread blocked in a syscall for seconds at a time while profiles run: each read must
+    // come back whole with what was written (the sampler's signal must not break it).
+    let (mut pipe_r, mut pipe_w) = std::io::pipe().expect("pipe");
+    {
+        let stop = stop.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("blocked-read".into())
+                .spawn(move || {
+                    let mut n = 0u64;
+                    let mut buf = [0u8; 8];
+                    while !stop.load(Ordering::Relaxed) {
+                        if pipe_r.read_exact(&mut buf).is_err() {
+                            break; // the writer closed: the test is over
+                        }
+                        assert_eq!(u64::from_le_bytes(buf), n, "the blocked read lost data");
+                        n += 1;
+                    }
+                    n
+                })
+                .unwrap(),
+        );
+    }
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(3));
+                pipe_w.write_all(&n.to_le_bytes()).unwrap();
+                n += 1;
+            }
+        })
+    };
+    // Heap snapshots concurrently with the profiles, so samples land in the symbolizer too.
+    {
+        let (stop, addr, tick) = (stop.clone(), diag_addr.clone(), tick.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("snapshots".into())
+                .spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        // 429: the main loop's snapshot is being served (one at a time).
+                        match get_status(&addr, "/debug/pprof/heap") {
+                            Ok((200, _)) => {
+                                tick();
+                                n += 1;
+                            }
+                            Ok((429, _)) => {}
+                            other => panic!("heap snapshot failed: {other:?}"),
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    n
+                })
+                .unwrap(),
+        );
+    }
+
+    // Profiles back to back at 1000 Hz, every format, heap snapshots in between. Where the
+    // pprof ones caught threads: inside malloc, inside the heap sampler's unwinder.
+    let (mut in_malloc, mut in_unwinder, mut in_symbolizer, mut truncated, mut total) =
+        (0i64, 0i64, 0i64, 0i64, 0i64);
     let mut profiles = 0;
     let formats = ["pprof", "svg", "folded"];
     while start.elapsed() < Duration::from_secs(secs) {
@@ -209,16 +302,32 @@ fn profiler_under_allocation_syscalls_and_requests() {
         });
         let format = formats[profiles % formats.len()];
         let path = format!("/debug/pprof/profile?seconds=2&frequency=1000&format={format}");
-        let (status, len) = get_status(&diag_addr, &path).expect("profile request");
+        let (status, body) = get_bytes(&diag_addr, &path).expect("profile request");
         assert_eq!(status, 200, "{path}");
-        assert!(len > 100, "{path}: {len} bytes");
+        assert!(body.len() > 100, "{path}: {} bytes", body.len());
+        if format == "pprof" {
+            let p = diag_core::profile::load(&body).expect("decode the profile");
+            let i = p.sample_index("cpu").unwrap();
+            for s in &p.samples {
+                let has = |pat: &str| s.stack.iter().any(|f| f.function.contains(pat));
+                let v = s.values[i];
+                total += v;
+                in_malloc += v * i64::from(has("malloc") || has("_int_free") || has("cfree"));
+                in_unwinder += v * i64::from(has("stack::unwind"));
+                in_symbolizer += v * i64::from(has("symboliz") || has("addr2line") || has("gimli"));
+                truncated +=
+                    v * i64::from(s.stack.last().is_some_and(|f| f.function == "[truncated]"));
+            }
+        }
         tick();
         let (status, _) = get_status(&diag_addr, "/debug/pprof/heap").expect("heap snapshot");
-        assert_eq!(status, 200);
+        // 429: the snapshot thread's is being served (one at a time).
+        assert!(status == 200 || status == 429, "heap snapshot: {status}");
         tick();
         profiles += 1;
     }
     stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap(); // drops the write end: the blocked reader sees the end and exits
     let mut requests = 0;
     for t in threads {
         requests += t.join().expect("a client failed");
@@ -229,6 +338,27 @@ fn profiler_under_allocation_syscalls_and_requests() {
     );
     assert!(profiles >= 2);
     assert!(requests > 0);
+    let ms = |ns: i64| ns / 1_000_000;
+    eprintln!(
+        "pprof profiles: {} ms of CPU, {} in malloc/free, {} in the heap unwinder, {} in the \
+         symbolizer, {} truncated",
+        ms(total),
+        ms(in_malloc),
+        ms(in_unwinder),
+        ms(in_symbolizer),
+        ms(truncated)
+    );
+    assert!(in_malloc > 0, "no CPU sample landed inside malloc/free");
+    assert!(
+        in_unwinder > 0,
+        "no CPU sample landed inside the heap sampler's unwinder"
+    );
+    assert!(
+        (truncated as f64) < 0.05 * total as f64,
+        "{} of {} ms truncated",
+        ms(truncated),
+        ms(total)
+    );
 
     // The blocking watchdog caught the stalls with their stacks.
     let (status, body) = get_body(&diag_addr, "/debug/tasks").expect("tasks");
