@@ -1,7 +1,7 @@
-//! CPU profiler overhead: throughput of a CPU-bound workload with pprof-rs sampling at 99 Hz
-//! (through `diag_core::cpu::Session`, as `/debug/pprof/profile` runs it) versus without, in
-//! one run: interleaved repetitions (off, on, off, on, ...) on the same threads, medians,
-//! ratio. The profiler's start/stop and symbolization are outside the timed region and
+//! CPU profiler overhead: throughput of a CPU-bound workload with diag's sampler at 99 Hz and
+//! at 1000 Hz (through `diag_core::cpu::Session`, as `/debug/pprof/profile` runs it) versus
+//! without, in one run: interleaved repetitions (off, 99 Hz, 1000 Hz, off, ...), medians,
+//! ratios. The profiler's start/stop and symbolization are outside the timed region and
 //! reported separately.
 //!
 //! `cargo bench -p diag-benches --bench cpu_overhead` (env: `CPU_BENCH_REPS`, default 15;
@@ -46,33 +46,45 @@ fn main() {
         n = n * 3 / 2;
     }
     run(threads, n); // warm-up
-    let (mut off, mut on) = (Vec::new(), Vec::new());
-    let (mut setup, mut finish, mut samples) = (Vec::new(), Vec::new(), 0i64);
+    const FREQS: [u32; 2] = [99, 1000];
+    let mut off = Vec::new();
+    let mut on: [Vec<Duration>; 2] = Default::default();
+    let (mut setup, mut finish, mut samples) = (Vec::new(), Vec::new(), [0i64; 2]);
     for _ in 0..reps {
         off.push(run(threads, n));
-        let t = Instant::now();
-        let session = Session::start(99).expect("start the profiler");
-        setup.push(t.elapsed());
-        on.push(run(threads, n));
-        let t = Instant::now();
-        let p = session.finish().expect("finish the profile");
-        finish.push(t.elapsed());
-        samples += p.total(0);
+        for (k, hz) in FREQS.into_iter().enumerate() {
+            let t = Instant::now();
+            let session = Session::start(hz).expect("start the profiler");
+            setup.push(t.elapsed());
+            on[k].push(run(threads, n));
+            let t = Instant::now();
+            let p = session.finish().expect("finish the profile");
+            finish.push(t.elapsed());
+            samples[k] += p.total(0);
+        }
     }
-    let (m_off, m_on) = (median(&mut off), median(&mut on));
-    let ratio = m_on.as_secs_f64() / m_off.as_secs_f64();
+    let m_off = median(&mut off);
     println!(
         "cpu_overhead: {threads} threads x work({n}), {reps} interleaved repetitions, medians"
     );
-    println!("  profiler off      {:>9.1} ms", m_off.as_secs_f64() * 1e3);
-    println!("  profiler on 99 Hz {:>9.1} ms", m_on.as_secs_f64() * 1e3);
     println!(
-        "  ratio on/off      {ratio:>9.4}  ({:+.2} % time, {:+.2} % throughput)",
-        (ratio - 1.0) * 100.0,
-        (1.0 / ratio - 1.0) * 100.0
+        "  profiler off        {:>9.1} ms",
+        m_off.as_secs_f64() * 1e3
     );
+    for (k, hz) in FREQS.into_iter().enumerate() {
+        let m_on = median(&mut on[k]);
+        let ratio = m_on.as_secs_f64() / m_off.as_secs_f64();
+        println!(
+            "  profiler on {hz:>4} Hz {:>9.1} ms  ratio {ratio:.4} ({:+.2} % time, {:+.2} % \
+             throughput); {} sampling periods",
+            m_on.as_secs_f64() * 1e3,
+            (ratio - 1.0) * 100.0,
+            (1.0 / ratio - 1.0) * 100.0,
+            samples[k]
+        );
+    }
     println!(
-        "  outside the timed region: start {:.1} ms, finish+symbolize {:.1} ms (medians); {samples} samples",
+        "  outside the timed region: start {:.1} ms, finish+symbolize {:.1} ms (medians)",
         median(&mut setup).as_secs_f64() * 1e3,
         median(&mut finish).as_secs_f64() * 1e3
     );

@@ -1,7 +1,8 @@
 //! The CPU sampler against the truth each thread keeps of itself (its CPU-time clock): two
 //! threads burning CPU 2:1 show 2:1 in the profile within 5 points, every thread's CPU is
-//! captured (at least 90 % of it), and a thread that spends its time in syscalls shows libc's
-//! wrappers innermost with the Rust function that called them above. One test: the
+//! captured (at least 90 % of it), a thread that spends its time in syscalls shows libc's
+//! wrappers innermost with the Rust function that called them above, and one that reads the
+//! clock (the vDSO) is unwound through it to its Rust caller. One test: the
 //! profiler is process-global.
 
 use std::io::{Read, Write};
@@ -52,6 +53,19 @@ fn io_loop(cpu: Duration) -> Duration {
     thread_cpu() - start
 }
 
+/// Reads the clock in a loop: `clock_gettime` runs in the vDSO.
+#[inline(never)]
+fn clock_loop(cpu: Duration) -> Duration {
+    let start = thread_cpu();
+    let mut last = std::time::Instant::now();
+    while thread_cpu() - start < cpu {
+        for _ in 0..1000 {
+            last = std::hint::black_box(std::time::Instant::now().max(last));
+        }
+    }
+    thread_cpu() - start
+}
+
 fn spawn(
     name: &str,
     f: fn(Duration) -> Duration,
@@ -79,7 +93,9 @@ fn shares_capture_and_syscall_frames() {
     let a = spawn("burn-a", burn, Duration::from_millis(1200));
     let b = spawn("burn-b", burn, Duration::from_millis(600));
     let io = spawn("io-loop", io_loop, Duration::from_millis(800));
+    let clock = spawn("clock-loop", clock_loop, Duration::from_millis(500));
     let (a, b, io) = (a.join().unwrap(), b.join().unwrap(), io.join().unwrap());
+    let clock = clock.join().unwrap();
     let p = session.finish().unwrap();
     let (pa, pb, pio) = (
         cpu_of(&p, "burn-a") as f64,
@@ -96,7 +112,13 @@ fn shares_capture_and_syscall_frames() {
         pb / 1e6,
         pio / 1e6
     );
-    for (name, truth, got) in [("burn-a", a, pa), ("burn-b", b, pb), ("io-loop", io, pio)] {
+    let pclock = cpu_of(&p, "clock-loop") as f64;
+    for (name, truth, got) in [
+        ("burn-a", a, pa),
+        ("burn-b", b, pb),
+        ("io-loop", io, pio),
+        ("clock-loop", clock, pclock),
+    ] {
         let ratio = got / truth.as_nanos() as f64;
         assert!(
             (0.9..=1.1).contains(&ratio),
@@ -153,6 +175,24 @@ fn shares_capture_and_syscall_frames() {
         in_libc_under_us / 1_000_000,
         pio as i64 / 1_000_000
     );
+    // The vDSO thread: unwound through the vDSO to our function.
+    let under_clock_loop: i64 = p
+        .samples
+        .iter()
+        .filter(|s| s.labels.iter().any(|(_, v)| v == "clock-loop"))
+        .filter(|s| {
+            s.stack
+                .iter()
+                .any(|f| f.function.ends_with("cpu_sampler::clock_loop"))
+        })
+        .map(|s| s.values[i])
+        .sum();
+    assert!(
+        under_clock_loop as f64 >= 0.9 * pclock,
+        "only {} of {} ms of clock-loop's samples reach clock_loop",
+        under_clock_loop / 1_000_000,
+        pclock as i64 / 1_000_000
+    );
     let truncated = p
         .samples
         .iter()
@@ -160,7 +200,7 @@ fn shares_capture_and_syscall_frames() {
         .map(|s| s.values[i])
         .sum::<i64>();
     assert!(
-        truncated as f64 <= 0.05 * (pa + pb + pio),
+        truncated as f64 <= 0.05 * (pa + pb + pio + pclock),
         "{} ms of samples truncated",
         truncated / 1_000_000
     );

@@ -21,7 +21,11 @@
 //! (often 250 Hz), so a timer due more often fires late with an overrun count: each sample
 //! weighs `1 + overrun` periods, and the profile's CPU total stays right at any frequency.
 //! Threads that start during a profile are found within [`SCAN_EVERY`] by re-listing the
-//! directory; timers of threads that ended are deleted then.
+//! directory; timers of threads that ended are deleted then. Until a thread has its own
+//! timer, a process-wide one covers it, as in Go: `ITIMER_PROF` runs at the same frequency,
+//! and the handler keeps its signals (`SI_KERNEL`) only on threads that have no timer of their
+//! own (looked up in a lock-free table of armed thread ids), so no CPU is counted twice and a
+//! thread that lives for 20 ms is not lost.
 //!
 //! # The handler
 //! Async-signal-safe: atomics, the preallocated ring, the cached unwinder (try-locks only, no
@@ -91,6 +95,55 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 /// Handlers running now (the ring is not freed until none is).
 static INFLIGHT: AtomicUsize = AtomicUsize::new(0);
 static RUNNING: AtomicBool = AtomicBool::new(false);
+/// Thread ids that have their own timer (open addressing, `0` empty, `-1` removed).
+static ARMED: [AtomicI32; ARMED_SLOTS] = [const { AtomicI32::new(0) }; ARMED_SLOTS];
+const ARMED_SLOTS: usize = 2 * MAX_THREADS;
+
+/// Records that `tid` has its own timer (diag's thread only).
+fn mark_armed(tid: i32) {
+    let start = tid as usize % ARMED_SLOTS;
+    for k in 0..ARMED_SLOTS {
+        let slot = &ARMED[(start + k) % ARMED_SLOTS];
+        let v = slot.load(Relaxed);
+        if v == tid {
+            return;
+        }
+        if v <= 0 {
+            slot.store(tid, Release);
+            return;
+        }
+    }
+}
+
+/// Forgets `tid` (diag's thread only).
+fn unmark_armed(tid: i32) {
+    let start = tid as usize % ARMED_SLOTS;
+    for k in 0..ARMED_SLOTS {
+        let slot = &ARMED[(start + k) % ARMED_SLOTS];
+        match slot.load(Relaxed) {
+            0 => return,
+            v if v == tid => {
+                slot.store(-1, Release);
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether `tid` has its own timer. Async-signal-safe (atomic loads).
+fn is_armed(tid: i32) -> bool {
+    let start = tid as usize % ARMED_SLOTS;
+    for k in 0..ARMED_SLOTS {
+        match ARMED[(start + k) % ARMED_SLOTS].load(Acquire) {
+            0 => return false,
+            v if v == tid => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Periods lost because the ring slot was still full.
 static LOST: AtomicU64 = AtomicU64::new(0);
 /// Samples whose stack could not be unwound at all (only the interrupted instruction kept).
@@ -195,6 +248,7 @@ fn run(period: Duration, stop: &AtomicBool) -> Gathered {
         ..Timers::default()
     };
     let mut out = Gathered::default();
+    set_process_timer(period);
     let mut last_scan: Option<Instant> = None;
     loop {
         if last_scan.is_none_or(|t| t.elapsed() >= SCAN_EVERY) {
@@ -319,6 +373,7 @@ impl Timers {
             let alive = live.contains(tid);
             if !alive {
                 delete_timer(*timer);
+                unmark_armed(*tid);
             }
             alive
         });
@@ -330,6 +385,7 @@ impl Timers {
             match arm(tid, self.period) {
                 Some(timer) => {
                     self.by_tid.insert(tid, timer);
+                    mark_armed(tid);
                     self.armed_ever += 1;
                     new = true;
                 }
@@ -340,8 +396,13 @@ impl Timers {
     }
 
     fn delete_all(&mut self) {
-        for (_, timer) in self.by_tid.drain() {
+        set_process_timer(Duration::ZERO);
+        for (tid, timer) in self.by_tid.drain() {
             delete_timer(timer);
+            unmark_armed(tid);
+        }
+        for slot in &ARMED {
+            slot.store(0, Relaxed);
         }
     }
 }
@@ -411,6 +472,21 @@ fn arm(tid: i32, period: Duration) -> Option<i32> {
         return None;
     }
     Some(id)
+}
+
+/// Arms (or with zero, disarms) the process-wide `ITIMER_PROF` that covers threads without a
+/// timer of their own.
+fn set_process_timer(period: Duration) {
+    let tv = libc::timeval {
+        tv_sec: period.as_secs() as libc::time_t,
+        tv_usec: period.subsec_micros() as libc::suseconds_t,
+    };
+    let it = libc::itimerval {
+        it_interval: tv,
+        it_value: tv,
+    };
+    // SAFETY: setitimer with a valid itimerval; no old value asked.
+    unsafe { libc::setitimer(libc::ITIMER_PROF, &it, std::ptr::null_mut()) };
 }
 
 fn delete_timer(id: i32) {
@@ -501,6 +577,8 @@ struct TimerInfo {
 
 /// `si_code` of a POSIX timer's signal.
 const SI_TIMER: libc::c_int = -2;
+/// `si_code` of a signal the kernel sent itself (`ITIMER_PROF`).
+const SI_KERNEL: libc::c_int = 0x80;
 
 /// The `SIGPROF` handler. Async-signal-safe: see the module docs.
 extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
@@ -514,6 +592,8 @@ extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut l
         let ti = unsafe { &*info.cast::<TimerInfo>() };
         if ti.code == SI_TIMER {
             sample(1 + u64::from(ti.overrun.max(0) as u32), ctx);
+        } else if ti.code == SI_KERNEL && !is_armed(gettid()) {
+            sample(1, ctx);
         }
     }
     INFLIGHT.fetch_sub(1, SeqCst);
@@ -556,9 +636,7 @@ fn sample(weight: u64, ctx: *mut libc::c_void) {
     slot.depth.store(n, Relaxed);
     slot.complete.store(complete, Relaxed);
     slot.weight.store(weight, Relaxed);
-    // SAFETY: gettid has no preconditions.
-    slot.tid
-        .store(unsafe { libc::syscall(libc::SYS_gettid) } as i32, Relaxed);
+    slot.tid.store(gettid(), Relaxed);
     let mut name = [0u8; 16];
     // SAFETY: PR_GET_NAME writes at most 16 bytes (NUL included) into `name`.
     unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
@@ -566,6 +644,11 @@ fn sample(weight: u64, ctx: *mut libc::c_void) {
         to.store(from, Relaxed);
     }
     slot.state.store(READY, Release);
+}
+
+fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
 /// The interrupted instruction's address from the handler's context (0 if unknown).

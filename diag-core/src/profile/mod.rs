@@ -11,6 +11,7 @@ pub mod go_text;
 mod load;
 mod model;
 pub mod pprof_codec;
+pub mod proto;
 pub mod sites;
 #[cfg(test)]
 mod testutil;

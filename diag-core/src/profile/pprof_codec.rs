@@ -1,12 +1,12 @@
-//! pprof `profile.proto` encoding and decoding (gzip'd or plain), using pprof-rs's prost types.
+//! pprof `profile.proto` encoding and decoding (gzip'd or plain), using the prost messages of [`super::proto`].
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 
+use super::proto::{self as protos, Message};
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
-use pprof::protos::{self, Message};
 
 use super::model::{Frame, Mapping, Profile, Sample, ValueType};
 use crate::error::{Error, Result};
