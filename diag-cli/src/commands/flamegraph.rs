@@ -81,6 +81,13 @@ fn from_url(
         fetched.profile.total(0),
         raw.display()
     );
+    // The service's own account of what it caught: the process's CPU over the window beside
+    // the profile's total, and any truncated or lost samples.
+    for c in &fetched.profile.comments {
+        if c.starts_with("process CPU in the window") || c.starts_with("samples: ") {
+            eprintln!("diag: {c}");
+        }
+    }
     if opts.title.is_none() {
         opts.title = Some(format!(
             "CPU flame graph: {}, {seconds} s at {frequency} Hz",
