@@ -62,6 +62,7 @@ fn main() {
     let mut off = Vec::new();
     let mut on: [Vec<Duration>; 2] = Default::default();
     let (mut setup, mut finish, mut samples) = (Vec::new(), Vec::new(), [0i64; 2]);
+    let mut last_comment: [String; 2] = Default::default();
     for _ in 0..reps {
         off.push(run(threads, n));
         for (k, hz) in FREQS.into_iter().enumerate() {
@@ -73,6 +74,13 @@ fn main() {
             let p = session.finish().expect("finish the profile");
             finish.push(t.elapsed());
             samples[k] += p.total(0);
+            if let Some(c) = p
+                .comments
+                .iter()
+                .find(|c| c.contains("sampler's own thread"))
+            {
+                last_comment[k] = c.clone();
+            }
         }
     }
     let m_off = median(&mut off);
@@ -97,6 +105,9 @@ fn main() {
                 / on[k].iter().sum::<Duration>().as_nanos() as f64
                 * 100.0
         );
+    }
+    for (k, hz) in FREQS.into_iter().enumerate() {
+        println!("  last profile at {hz} Hz: {}", last_comment[k]);
     }
     println!(
         "  outside the timed region: start {:.1} ms, finish+symbolize {:.1} ms (medians)",

@@ -49,8 +49,11 @@ pub(crate) fn to_profile(
             periods, gathered.truncated, gathered.leaf_only, gathered.lost
         ),
         format!(
-            "threads sampled: {} (per-thread CPU-time timers), {} timers not armed",
-            gathered.threads, gathered.timer_errors
+            "threads sampled: {} (per-thread CPU-time timers), {} timers not armed; the \
+             sampler's own thread used {} ms of CPU",
+            gathered.threads,
+            gathered.timer_errors,
+            gathered.sampler_cpu_nanos / 1_000_000
         ),
     ];
     if cpu > 0 {

@@ -166,6 +166,8 @@ pub(crate) struct Gathered {
     pub(crate) timer_errors: usize,
     /// The process's CPU time (user + system) from start to stop, in nanoseconds.
     pub(crate) process_cpu_nanos: u64,
+    /// CPU time of the sampler's own thread (`diag-cpu`: timers, drains), in nanoseconds.
+    pub(crate) sampler_cpu_nanos: u64,
 }
 
 /// A running sampler: the `diag-cpu` thread and what it gathers.
@@ -274,6 +276,7 @@ fn run(period: Duration, stop: &AtomicBool) -> Gathered {
     out.lost += LOST.load(Relaxed);
     out.leaf_only = UNWOUND_NONE.load(Relaxed);
     free_ring();
+    out.sampler_cpu_nanos = thread_cpu_nanos();
     out
 }
 
@@ -510,6 +513,17 @@ pub(crate) fn process_cpu_nanos() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     (ticks(11) + ticks(12)).saturating_mul(1_000_000_000 / hz)
+}
+
+/// The calling thread's CPU time in nanoseconds.
+fn thread_cpu_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 static HANDLER_INSTALLED: Mutex<bool> = Mutex::new(false);

@@ -328,7 +328,10 @@ mod tests {
             super::same_function("named_in_the_symbol_table", &full),
             "{full}"
         );
-        assert!(full.starts_with("diag_core::symbols::tests::"), "{full}");
+        assert!(
+            full.starts_with("diag_core::stack::symbols::tests::"),
+            "{full}"
+        );
     }
 
     #[test]
