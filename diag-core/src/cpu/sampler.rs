@@ -50,9 +50,9 @@ use crate::error::{Error, ErrorKind, Result};
 /// and are marked truncated.
 pub(crate) const MAX_DEPTH: usize = 128;
 /// How often the ring is drained.
-const DRAIN_EVERY: Duration = Duration::from_millis(25);
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// How often `/proc/self/task` is listed for new threads.
-pub(crate) const SCAN_EVERY: Duration = Duration::from_millis(50);
+pub(crate) const SCAN_EVERY: Duration = Duration::from_millis(100);
 /// Distinct (thread, stack) pairs kept in one profile; samples of further stacks are counted
 /// as lost (bounds diag's memory: ~0.5 KiB a stack).
 const MAX_STACKS: usize = 32 * 1024;
