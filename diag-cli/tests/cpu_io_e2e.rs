@@ -11,6 +11,8 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
+mod support;
+
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
 
@@ -48,7 +50,9 @@ fn get_bytes(addr: &str, path: &str) -> (u16, Vec<u8>) {
 
 #[test]
 fn io_bound_service_is_fully_captured() {
-    let Some(wrk) = peer("wrk") else { return };
+    let Some(wrk) = support::peer("wrk", "wrk", None) else {
+        return;
+    };
     let service =
         diag_examples::InProcess::start(diag_core::Diag::builder(), diag_examples::hot::app());
     let diag_addr = service.diag_addr().to_owned();
@@ -114,7 +118,7 @@ fn io_bound_service_is_fully_captured() {
             leaves.push((s.values[i], leaf.function.clone()));
         }
     }
-    leaves.sort_by(|a, b| b.0.cmp(&a.0));
+    leaves.sort_by_key(|l| std::cmp::Reverse(l.0));
     leaves.dedup_by(|a, b| a.1 == b.1);
     let share = under_rust as f64 / p.total(i) as f64;
     eprintln!(
@@ -136,21 +140,4 @@ fn io_bound_service_is_fully_captured() {
             || f.contains("epoll")),
         "no syscall wrapper among {names:?}"
     );
-}
-
-/// A peer program on PATH; a missing one fails under CI and skips (saying so) elsewhere.
-fn peer(name: &str) -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install {name} (apt-get install {name})"
-        );
-        eprintln!("SKIPPING: {name} is not on PATH (apt-get install {name})");
-    }
-    found
 }

@@ -7,6 +7,8 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
+mod support;
+
 /// stdout of `diag args...`, which must succeed.
 fn diag(args: &[&OsStr]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_diag"))
@@ -23,15 +25,9 @@ fn diag(args: &[&OsStr]) -> String {
 
 #[test]
 fn go_heap_profiles_diff_and_top() {
-    let go = Path::new("/usr/bin/go");
-    if !go.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install golang-go"
-        );
-        eprintln!("SKIPPING the Go interop test: /usr/bin/go is not installed");
+    let Some(go) = support::peer("go", "golang-go", None) else {
         return;
-    }
+    };
     let dir = std::env::temp_dir().join(format!("diag-go-interop-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/leak.go");
@@ -85,4 +81,38 @@ fn go_heap_profiles_diff_and_top() {
 
     assert!(diag(&["top".as_ref(), b.as_ref()]).contains("main.leak"));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Without `go` on PATH the Go test fails and names the install command; with
+/// `DIAG_SKIP_PEERS=1` it passes and says on stderr what it skipped (past libtest's capture).
+/// Runs this test binary again, on the other test only, with an empty PATH.
+#[test]
+fn a_missing_peer_fails_or_is_skipped_out_loud() {
+    let me = std::env::current_exe().unwrap();
+    let run = |skip: bool| {
+        let mut c = Command::new(&me);
+        c.args([
+            "--exact",
+            "go_heap_profiles_diff_and_top",
+            "--test-threads=1",
+        ])
+        .env("PATH", "")
+        .env_remove("DIAG_SKIP_PEERS");
+        if skip {
+            c.env("DIAG_SKIP_PEERS", "1");
+        }
+        c.output().unwrap()
+    };
+    let failed = run(false);
+    let text = String::from_utf8_lossy(&failed.stdout).into_owned()
+        + &String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "passed without go: {text}");
+    assert!(text.contains("apt-get install golang-go"), "{text}");
+    let skipped = run(true);
+    let err = String::from_utf8_lossy(&skipped.stderr);
+    assert!(skipped.status.success(), "{err}");
+    assert!(
+        err.contains("SKIPPED (DIAG_SKIP_PEERS=1)") && err.contains("`go` is not on PATH"),
+        "{err}"
+    );
 }

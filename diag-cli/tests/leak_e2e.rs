@@ -3,7 +3,6 @@
 //! --json` must rank the leaking function first with a delta within 25 % of the truth.
 //! `go tool pprof -traces` must read the snapshot. One test: the allocator is process-global.
 
-use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -39,15 +38,7 @@ fn hit(agent: &ureq::Agent, url: &str, n: usize) {
 
 /// Runs `go tool pprof` if Go is installed; in CI it must be.
 fn go_pprof(args: &[&str]) -> Option<String> {
-    let go = Path::new("/usr/bin/go");
-    if !go.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install golang-go for go tool pprof"
-        );
-        eprintln!("SKIPPING the go tool pprof check: /usr/bin/go is not installed");
-        return None;
-    }
+    let go = support::peer("go", "golang-go", None)?;
     let out = Command::new(go)
         .args(["tool", "pprof"])
         .args(args)

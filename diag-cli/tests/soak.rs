@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod support;
+
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
 
@@ -46,12 +48,9 @@ fn soak_under_load_with_snapshots() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
-    let wrk = std::path::Path::new("/usr/bin/wrk");
-    if !wrk.exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI must install wrk");
-        eprintln!("SKIPPING soak: /usr/bin/wrk is not installed (apt-get install wrk)");
+    let Some(wrk) = support::peer("wrk", "wrk", None) else {
         return;
-    }
+    };
     // glibc raises its mmap threshold (up to 32 MiB) after the first large free, and from
     // then on keeps freed large buffers (a CPU profile's sample table, a snapshot's
     // symbolization) resident in its heaps: RSS would then step up by tens of MiB at random
@@ -169,7 +168,7 @@ fn soak_under_load_with_snapshots() {
     // Warm-up, then the measured stretch under wrk.
     let warm = secs.min(30) / 4;
     let run_wrk = |d: u64| {
-        let out = Command::new(wrk)
+        let out = Command::new(&wrk)
             .args([
                 "-t2",
                 "-c32",

@@ -283,3 +283,45 @@ pub fn agent() -> ureq::Agent {
 pub fn status(url: &str) -> u16 {
     agent().get(url).call().expect(url).status().as_u16()
 }
+
+/// A real peer program the tests talk to (`go`, `prometheus`, `wrk`), found on `PATH` (or at
+/// the path in the environment variable `override_var`, if set). When it is missing the test
+/// fails with the command that installs it, unless `DIAG_SKIP_PEERS=1`: then it returns None
+/// and says what it skipped on the terminal (written past libtest's capture, so a passing
+/// `cargo test` shows it).
+pub fn peer(name: &str, debian_package: &str, override_var: Option<&str>) -> Option<PathBuf> {
+    if let Some(p) = override_var.and_then(std::env::var_os) {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "{} points at {}, which is not a file",
+            override_var.unwrap(),
+            p.display()
+        );
+        return Some(p);
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_some() {
+        return found;
+    }
+    if std::env::var("DIAG_SKIP_PEERS").is_ok_and(|v| v == "1") {
+        use std::io::Write;
+        let test = std::thread::current().name().unwrap_or("?").to_owned();
+        // libtest captures print!/eprint!, not writes to the stderr handle itself.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED (DIAG_SKIP_PEERS=1) in {test}: `{name}` is not on PATH; \
+             apt-get install {debian_package} runs it ***"
+        );
+        return None;
+    }
+    panic!(
+        "`{name}` is not on PATH: this test talks to the real {name}. Install it with \
+         `apt-get install {debian_package}` (as .ci/run does), or set DIAG_SKIP_PEERS=1 to skip \
+         the checks that need it"
+    );
+}
