@@ -15,7 +15,22 @@ use crate::filter::FilterArgs;
 
 /// Find memory leaks and hot paths in live tokio/axum services.
 #[derive(Debug, Parser)]
-#[command(name = "diag", version, about, propagate_version = true)]
+#[command(
+    name = "diag",
+    version,
+    about,
+    propagate_version = true,
+    long_about = "Find memory leaks, CPU hot paths and runtime stalls in live tokio/axum services \
+that embed diag-core.\n\n\
+A leak: `snapshot` twice and `diff`, or `diff URL --since 1h`, then `trend` to tell a leak \
+from a cache; `list` shows the source lines. A hot path: `flamegraph URL` or `top URL \
+--profile cpu`. Stalls and health: `tasks URL`, `top URL` (routes and process). `demo` runs \
+it all on a built-in leaky service.",
+    after_help = "Examples:\n  \
+diag demo\n  \
+diag diff http://127.0.0.1:6060 --since 1h\n  \
+diag flamegraph http://127.0.0.1:6060 --seconds 10 -o cpu.svg"
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -25,13 +40,20 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the main job end to end on a built-in leaky service: snapshot, leak, snapshot, diff.
+    #[command(after_help = "Examples:\n  diag demo\n  diag demo --out /tmp/demo --requests 300")]
     Demo(DemoArgs),
     /// Pull a heap snapshot (gzip'd pprof) from a live service and save it.
+    #[command(
+        after_help = "Examples:\n  diag snapshot http://127.0.0.1:6060\n  diag snapshot http://127.0.0.1:6060 -o before.pb.gz\n  diag snapshot http://127.0.0.1:6060 --allocs --seconds 30"
+    )]
     Snapshot(SnapshotArgs),
     /// Show which allocation sites grew between two heap snapshots (or two CPU profiles).
     ///
     /// Either may be a live service's URL (its heap now); with one URL and --since, the
     /// earlier one comes from the heap history the service keeps.
+    #[command(
+        after_help = "Examples:\n  diag diff before.pb.gz after.pb.gz\n  diag diff before.pb.gz http://127.0.0.1:6060 --top 5\n  diag diff http://127.0.0.1:6060 --since 1h --json"
+    )]
     Diff(DiffArgs),
     /// Tell leaks from one-off growth: which sites keep growing over three or more snapshots.
     ///
@@ -40,20 +62,35 @@ pub(crate) enum Command {
     /// Each site is classed growing (its levels rise by a Mann-Kendall test and its steps by a
     /// sign test, and it is still rising: six snapshots at least), plateaued (rose, then
     /// levelled off: a cache that filled), steady or shrinking, with its Theil-Sen rate.
+    #[command(
+        after_help = "Examples:\n  diag trend heap-*.pb.gz\n  diag trend http://127.0.0.1:6060 --every 30s --count 10\n  diag trend http://127.0.0.1:6060 --history"
+    )]
     Trend(TrendArgs),
     /// Show the heaviest functions of one profile (heap or CPU).
     ///
     /// With a URL instead of a FILE: a live view of the service's routes (rps, p50/p95/p99,
     /// error %) and process (RSS, CPU %, event-loop lag, live heap) from its /metrics; or,
     /// with --profile heap|cpu, the hottest functions of a profile fetched from it.
+    #[command(
+        after_help = "Examples:\n  diag top cpu.pb.gz\n  diag top http://127.0.0.1:6060\n  diag top http://127.0.0.1:6060 --profile cpu --seconds 10"
+    )]
     Top(TopArgs),
     /// Show the source of the functions matching REGEX with each line's flat and cumulative
     /// value (like `go tool pprof -list`).
+    #[command(
+        after_help = "Examples:\n  diag list remember_request heap.pb.gz\n  diag list 'myapp::cache' cpu.pb.gz --source-path ~/src/myapp"
+    )]
     List(ListArgs),
     /// Render a profile as a flamegraph SVG.
+    #[command(
+        after_help = "Examples:\n  diag flamegraph http://127.0.0.1:6060 --seconds 10 -o cpu.svg\n  diag flamegraph heap.pb.gz -o heap.svg"
+    )]
     Flamegraph(FlamegraphArgs),
     /// Show runtime health of a live service: event-loop lag, busy ratio, slow routes and the
     /// recent blocking events with their stacks.
+    #[command(
+        after_help = "Examples:\n  diag tasks http://127.0.0.1:6060\n  diag tasks http://127.0.0.1:6060 --json"
+    )]
     Tasks(TasksArgs),
 }
 
