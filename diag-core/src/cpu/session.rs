@@ -78,6 +78,8 @@ impl Session {
         let mut flag = ActiveFlag(true);
         let sampler = Sampler::start(frequency)?;
         flag.0 = false;
+        #[cfg(feature = "server")]
+        tracing::debug!(target: "diag", frequency, "CPU profile started");
         Ok(Session {
             sampler: Some(sampler),
             frequency,
@@ -105,12 +107,28 @@ impl Session {
         };
         // Timers deleted and the handler idle before the (slow) symbolization.
         let gathered = sampler.finish();
-        Ok(convert::to_profile(
-            &gathered,
-            self.frequency,
-            self.started,
-            duration,
-        ))
+        let p = convert::to_profile(&gathered, self.frequency, self.started, duration);
+        #[cfg(feature = "server")]
+        {
+            let periods: u64 = gathered.stacks.values().map(|v| v.1).sum();
+            tracing::debug!(
+                target: "diag",
+                seconds = duration.as_secs_f64(),
+                periods,
+                truncated = gathered.truncated,
+                lost = gathered.lost,
+                process_cpu_ms = gathered.process_cpu_nanos / 1_000_000,
+                "CPU profile finished"
+            );
+            if gathered.lost > 0 {
+                tracing::warn!(
+                    target: "diag",
+                    lost_periods = gathered.lost,
+                    "CPU profile lost samples (sample buffer full or distinct-stack cap)"
+                );
+            }
+        }
+        Ok(p)
     }
 }
 

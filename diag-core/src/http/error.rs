@@ -51,6 +51,17 @@ impl From<Error> for HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
+        if matches!(
+            self.status,
+            StatusCode::UNAUTHORIZED | StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS
+        ) {
+            tracing::info!(
+                target: "diag",
+                status = self.status.as_u16(),
+                reason = %self.reason,
+                "debug request refused"
+            );
+        }
         let mut reason = self.reason.replace('\n', " ");
         reason.push('\n');
         let mut r = (

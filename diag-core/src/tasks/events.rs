@@ -121,7 +121,7 @@ pub(crate) fn ongoing() -> Vec<(usize, u64)> {
 /// Symbolizes a captured stack. The handler already starts it at the interrupted instruction;
 /// if it could not (libgcc's stack without that address), the kernel's signal trampoline
 /// (`__restore_rt`) may still head it below diag's own frames, and is dropped.
-fn symbolize(frames: &[usize]) -> Vec<Frame> {
+pub(crate) fn symbolize(frames: &[usize]) -> Vec<Frame> {
     let mut out = crate::stack::symbolize_stack(frames);
     if out
         .first()
@@ -142,7 +142,7 @@ fn frame_text(f: &Frame) -> String {
 }
 
 /// The innermost frame of user code: not std/diag (see `profile::sites`) and not a C symbol.
-fn user_site(stack: &[Frame]) -> Option<&Frame> {
+pub(crate) fn user_site(stack: &[Frame]) -> Option<&Frame> {
     stack
         .iter()
         .find(|f| f.function.contains("::") && !sites::is_runtime(&f.function))

@@ -11,6 +11,7 @@
 pub(crate) mod dump;
 mod events;
 mod lag;
+mod log;
 mod metrics;
 mod signal;
 mod slots;
@@ -155,6 +156,7 @@ fn ensure_started() {
 pub(crate) fn on_init(threshold: Duration) {
     watchdog::set_threshold(threshold);
     ensure_started();
+    log::ensure_started();
 }
 
 /// A registered task name: its id in the watchdog's slots and its `TaskMonitor`. Resolve it

@@ -98,14 +98,9 @@ fn scan(
         retries.retain(|(s, _), _| *s != i);
         reported.insert(i, word);
         let elapsed_ns = slots::elapsed_us(word, slots::now_us()).saturating_mul(1000);
-        events::record(
-            metrics::name_of(name_id),
-            slots::thread_name(i),
-            i,
-            word,
-            elapsed_ns,
-            frames,
-        );
+        let (name, thread) = (metrics::name_of(name_id), slots::thread_name(i));
+        super::log::blocking_poll(&name, &thread, elapsed_ns, &frames);
+        events::record(name, thread, i, word, elapsed_ns, frames);
         warm_symbolizer();
     }
 }

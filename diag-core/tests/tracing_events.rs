@@ -1,0 +1,137 @@
+//! diag's own events reach the application's `tracing` subscriber (target `diag`): a blocking
+//! poll at warn level with its route, duration and site, a refused debug request (409) at info,
+//! a CPU profile's start and end at debug. The subscriber here is the application's (diag
+//! installs none), global as an application's is. One test: the subscriber is global.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Metadata, span};
+
+#[global_allocator]
+static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
+
+static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Keeps every event of target `diag` as `LEVEL message k=v ...`.
+struct Capture;
+
+struct Fields<'a>(&'a mut String);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, " {}={:?}", field.name(), value);
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, m: &Metadata<'_>) -> bool {
+        m.target() == "diag"
+    }
+    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+        span::Id::from_u64(1)
+    }
+    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+    fn event(&self, e: &Event<'_>) {
+        let mut s = e.metadata().level().to_string();
+        e.record(&mut Fields(&mut s));
+        EVENTS.lock().unwrap().push(s);
+    }
+    fn enter(&self, _: &span::Id) {}
+    fn exit(&self, _: &span::Id) {}
+}
+
+/// Waits up to 60 s for an event containing every one of `parts`.
+fn wait_for(parts: &[&str]) -> String {
+    // Long: the first blocking event's site is symbolized cold (seconds in a debug build).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(e) = EVENTS
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|e| parts.iter().all(|p| e.contains(p)))
+        {
+            return e.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event with {parts:?} among {:#?}",
+            EVENTS.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn get_status(addr: &str, path: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let head = String::from_utf8_lossy(&buf[..buf.len().min(200)]).into_owned();
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{path}: no status in {head:?}"))
+}
+
+#[inline(never)]
+fn block_the_worker() -> &'static str {
+    std::thread::sleep(Duration::from_millis(300));
+    "done\n"
+}
+
+#[test]
+fn diag_logs_through_tracing() {
+    tracing::subscriber::set_global_default(Capture).unwrap();
+    let diag = diag_core::Diag::builder()
+        .addr("127.0.0.1:0")
+        .blocking_threshold(Duration::from_millis(50))
+        .start()
+        .unwrap();
+    let diag_addr = diag.local_addr().unwrap().to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let app_addr = listener.local_addr().unwrap().to_string();
+    let app = Router::new()
+        .route("/block", get(|| async { block_the_worker() }))
+        .layer(diag_core::layer());
+    rt.spawn(async move { axum::serve(listener, app).await });
+
+    assert_eq!(get_status(&app_addr, "/block"), 200);
+    let e = wait_for(&["WARN", "blocking poll", "name=/block"]);
+    assert!(e.contains("block_the_worker"), "the site is not named: {e}");
+    assert!(e.contains("blocked_ms="), "{e}");
+
+    // A second CPU profile while one runs: 409, logged.
+    let first = {
+        let a = diag_addr.clone();
+        std::thread::spawn(move || get_status(&a, "/debug/pprof/profile?seconds=2"))
+    };
+    wait_for(&["DEBUG", "CPU profile started"]);
+    assert_eq!(
+        get_status(&diag_addr, "/debug/pprof/profile?seconds=1"),
+        409
+    );
+    let e = wait_for(&["INFO", "debug request refused", "status=409"]);
+    assert!(e.contains("reason="), "{e}");
+    assert_eq!(first.join().unwrap(), 200);
+    wait_for(&["DEBUG", "CPU profile finished", "periods="]);
+}
