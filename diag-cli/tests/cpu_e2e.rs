@@ -1,6 +1,7 @@
 //! End to end, CPU: the hot example service in-process with a client keeping `/burn` busy;
 //! `diag flamegraph URL --seconds 5` writes a well-formed SVG naming the hot function and
-//! saves the raw profile, in which the hot function holds most samples and which `go tool
+//! saves the raw profile, in which the hot function holds most samples, labelled with its route,
+//! and which `go tool
 //! pprof` reads. Then the endpoint's one-at-a-time rule (409) and the early-disconnect path
 //! (the profiler is freed at once). One test: the allocator and the profiler are global.
 
@@ -58,8 +59,10 @@ fn get(addr: &str, path: &str, timeout: Duration) -> (u16, String) {
 
 #[test]
 fn cpu_flamegraph_end_to_end() {
-    let service =
-        diag_examples::InProcess::start(diag_core::Diag::builder(), diag_examples::hot::app());
+    let service = diag_examples::InProcess::start(
+        diag_core::Diag::builder(),
+        diag_examples::hot::app().layer(diag_core::layer()),
+    );
     let diag_addr = service.diag_addr().to_owned();
     let diag_url = service.diag_url.clone();
     let app_addr = service.app_addr().to_owned();
@@ -111,6 +114,20 @@ fn cpu_flamegraph_end_to_end() {
         p.samples
             .iter()
             .all(|s| s.labels.iter().any(|(k, _)| k == "thread"))
+    );
+    // Samples taken inside a request's poll carry its route (pprof label `route`).
+    let (mut in_hot, mut labelled) = (0i64, 0i64);
+    for s in &p.samples {
+        if s.stack.iter().any(|f| f.function == HOT) {
+            in_hot += s.values[0];
+            if s.labels.iter().any(|(k, v)| k == "route" && v == "/burn") {
+                labelled += s.values[0];
+            }
+        }
+    }
+    assert!(
+        labelled as f64 >= 0.95 * in_hot as f64,
+        "{labelled} of {in_hot} samples in {HOT} carry route=/burn"
     );
     let hot = share(&p, HOT);
     eprintln!("{HOT}: {:.1} % of {} samples", hot * 100.0, p.total(0));

@@ -21,14 +21,16 @@ pub(crate) fn to_profile(
     let period = 1_000_000_000i64 / i64::from(frequency.max(1));
     let mut samples = Vec::with_capacity(gathered.stacks.len());
     let (mut kept, mut periods) = (0u64, 0u64);
-    for ((thread, addrs, complete), &(count, weight)) in &gathered.stacks {
+    for ((thread, poll, addrs, complete), &(count, weight)) in &gathered.stacks {
         kept += count;
         periods += weight;
         let weight = i64::try_from(weight).unwrap_or(i64::MAX);
+        let mut labels = vec![(THREAD_LABEL.to_owned(), thread.clone())];
+        labels.extend(poll.and_then(poll_label));
         samples.push(Sample {
             stack: stack(addrs, *complete, crate::stack::symbolize::frames),
             values: vec![weight, weight.saturating_mul(period)],
-            labels: vec![(THREAD_LABEL.to_owned(), thread.clone())],
+            labels,
         });
     }
     // Deterministic order: heaviest first, then by thread and stack.
@@ -85,6 +87,19 @@ pub(crate) fn to_profile(
     }
 }
 
+/// The `route` or `task` label of a poll id.
+fn poll_label(id: u32) -> Option<(String, String)> {
+    #[cfg(feature = "server")]
+    {
+        crate::tasks::poll_label(id).map(|(k, v)| (k.to_owned(), v.to_string()))
+    }
+    #[cfg(not(feature = "server"))]
+    {
+        let _ = id;
+        None
+    }
+}
+
 /// The frames of one sampled stack: `addrs[0]` is the interrupted instruction, the rest
 /// return addresses; `resolve` takes a return address (it looks up the call, the byte
 /// before), so the interrupted instruction is passed one past itself. A stack that was not
@@ -133,7 +148,8 @@ mod tests {
             process_cpu_nanos: 40_000_000,
             ..Gathered::default()
         };
-        g.stacks.insert(("worker".into(), vec![], false), (2, 3));
+        g.stacks
+            .insert(("worker".into(), None, vec![], false), (2, 3));
         let p = to_profile(&g, 100, SystemTime::now(), Duration::from_secs(1));
         assert_eq!(p.samples[0].values, [3, 30_000_000]);
         assert_eq!(

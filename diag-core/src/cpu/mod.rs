@@ -67,7 +67,7 @@ mod session;
 
 #[cfg(feature = "cpu")]
 pub use convert::TRUNCATED_FRAME;
-pub use threads::{THREAD_LABEL, thread_rooted};
+pub use threads::{ROUTE_LABEL, TASK_LABEL, THREAD_LABEL, thread_rooted};
 
 #[cfg(feature = "cpu")]
 pub use session::{Session, max_seconds, set_max_seconds};

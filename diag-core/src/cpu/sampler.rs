@@ -40,7 +40,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
+};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,9 +72,13 @@ struct Slot {
     complete: AtomicBool,
     weight: AtomicU64,
     tid: AtomicI32,
+    /// The instrumented poll (route or task) running when the sample was taken, or NO_POLL.
+    poll: AtomicU32,
     name: [AtomicU8; 16],
     frames: [AtomicUsize; MAX_DEPTH],
 }
+
+const NO_POLL: u32 = u32::MAX;
 
 impl Slot {
     fn new() -> Slot {
@@ -82,6 +88,7 @@ impl Slot {
             complete: AtomicBool::new(false),
             weight: AtomicU64::new(0),
             tid: AtomicI32::new(0),
+            poll: AtomicU32::new(NO_POLL),
             name: [const { AtomicU8::new(0) }; 16],
             frames: [const { AtomicUsize::new(0) }; MAX_DEPTH],
         }
@@ -149,11 +156,15 @@ static LOST: AtomicU64 = AtomicU64::new(0);
 /// Samples whose stack could not be unwound at all (only the interrupted instruction kept).
 static UNWOUND_NONE: AtomicU64 = AtomicU64::new(0);
 
+/// A sampled stack with its thread's name and the poll it was in.
+pub(crate) type StackKey = (String, Option<u32>, Vec<usize>, bool);
+
 /// What one profile gathered, per thread name and stack.
 #[derive(Default)]
 pub(crate) struct Gathered {
-    /// `(thread name, frames innermost first, complete)` -> (samples, periods).
-    pub(crate) stacks: HashMap<(String, Vec<usize>, bool), (u64, u64)>,
+    /// `(thread name, poll id, frames innermost first, complete)` -> (samples, periods); the
+    /// poll id names the route or task being polled (`tasks::poll_label`).
+    pub(crate) stacks: HashMap<StackKey, (u64, u64)>,
     /// Periods lost: ring full, or a new stack past the cap.
     pub(crate) lost: u64,
     /// Samples kept with a stack unwound only in part.
@@ -307,6 +318,7 @@ fn drain(out: &mut Gathered) {
             .take_while(|&b| b != 0)
             .collect();
         let tid = slot.tid.load(Relaxed);
+        let poll = Some(slot.poll.load(Relaxed)).filter(|&p| p != NO_POLL);
         slot.state.store(FREE, Release);
         let name = if name.is_empty() {
             format!("thread-{tid}")
@@ -316,7 +328,7 @@ fn drain(out: &mut Gathered) {
         if !complete {
             out.truncated += 1;
         }
-        let key = (name, frames, complete);
+        let key = (name, poll, frames, complete);
         if out.stacks.len() >= MAX_STACKS && !out.stacks.contains_key(&key) {
             out.lost += weight;
             continue;
@@ -651,6 +663,11 @@ fn sample(weight: u64, ctx: *mut libc::c_void) {
     slot.complete.store(complete, Relaxed);
     slot.weight.store(weight, Relaxed);
     slot.tid.store(gettid(), Relaxed);
+    #[cfg(feature = "server")]
+    let poll = crate::tasks::running_poll();
+    #[cfg(not(feature = "server"))]
+    let poll: Option<u32> = None;
+    slot.poll.store(poll.unwrap_or(NO_POLL), Relaxed);
     let mut name = [0u8; 16];
     // SAFETY: PR_GET_NAME writes at most 16 bytes (NUL included) into `name`.
     unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };

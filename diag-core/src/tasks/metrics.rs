@@ -67,6 +67,17 @@ pub(crate) fn monitor_for(name: &Arc<str>, sampled: bool) -> (u32, TaskMonitor) 
     (id, m)
 }
 
+/// The name registered under `id` and whether it is a route (counted one request in
+/// `task_sample()`) rather than a spawned task.
+pub(crate) fn name_and_kind(id: u32) -> Option<(Arc<str>, bool)> {
+    NAMES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|n| n.entries.get(id as usize))
+        .map(|e| (e.name.clone(), e.sampled))
+}
+
 /// The name registered under `id`.
 pub(crate) fn name_of(id: u32) -> Arc<str> {
     NAMES

@@ -153,6 +153,20 @@ fn ensure_started() {
 }
 
 /// Called by `Builder::start`: applies the threshold and starts what can be started.
+/// The route or task of the instrumented poll running on this thread (signal-safe), as an id
+/// for [`poll_label`].
+pub(crate) fn running_poll() -> Option<u32> {
+    slots::running_poll()
+}
+
+/// The pprof label of a poll id from [`running_poll`]: `("route", "/users/{id}")` for a
+/// request under `layer()`, `("task", name)` for a future of `spawn(name, ..)`.
+pub(crate) fn poll_label(id: u32) -> Option<(&'static str, Arc<str>)> {
+    let (name, route) = metrics::name_and_kind(id)?;
+    use crate::cpu::{ROUTE_LABEL, TASK_LABEL};
+    Some((if route { ROUTE_LABEL } else { TASK_LABEL }, name))
+}
+
 pub(crate) fn on_init(threshold: Duration) {
     watchdog::set_threshold(threshold);
     ensure_started();

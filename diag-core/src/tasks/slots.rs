@@ -198,6 +198,15 @@ pub(crate) fn thread_name(i: usize) -> std::sync::Arc<str> {
         .unwrap_or_else(|| "<unknown>".into())
 }
 
+/// The name id of the instrumented poll running on this thread now, if any. Async-signal-safe
+/// (a const thread-local and atomic loads): the CPU sampler's handler labels its samples with
+/// it.
+pub(crate) fn running_poll() -> Option<u32> {
+    let i = MY_SLOT.try_with(Cell::get).ok()?;
+    let slot = SLOTS.get(i as usize)?;
+    (slot.word.load(Acquire) != 0).then(|| slot.name_id.load(Relaxed))
+}
+
 /// Marks the start of an instrumented poll; returns what [`exit`] needs, or `None` for a nested
 /// poll or an unwatched thread.
 #[inline]
