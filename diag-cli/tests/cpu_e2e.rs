@@ -1,8 +1,7 @@
 //! End to end, CPU: the hot example service in-process with a client keeping `/burn` busy;
 //! `diag flamegraph URL --seconds 5` writes a well-formed SVG naming the hot function and
-//! saves the raw profile, in which the hot function holds most samples, labelled with its route,
-//! and which `go tool
-//! pprof` reads. Then the endpoint's one-at-a-time rule (409) and the early-disconnect path
+//! saves the raw profile, in which the hot function holds most samples, labelled with its
+//! route, and which `go tool pprof` reads. Then the endpoint's one-at-a-time rule (409) and the early-disconnect path
 //! (the profiler is freed at once). One test: the allocator and the profiler are global.
 
 use std::io::{Read, Write};
