@@ -1,36 +1,267 @@
-//! Address -> frames, done when a profile is served (never on the allocation path), cached.
+//! Address -> frames, done when a profile is served (never on the allocation path), for heap,
+//! CPU and blocking stacks alike.
+//!
+//! Function names come from DWARF (with inlined frames, files and lines) where the image has
+//! it and from the ELF symbol table otherwise ([`super::dwarf`], [`super::symtab`]), both read
+//! in place from the mapped image files. What the symbolizer keeps between requests (images
+//! with their parsed DWARF, symbol tables, resolved addresses) is measured as diag's own
+//! allocations made while it works (this thread's own counters, see `heap::IgnoreAllocs`),
+//! plus the anonymous buffers of inflated debug sections, and bounded: after a request that
+//! leaves more than [`cache_bytes`] (`DIAG_SYMBOL_CACHE_BYTES`, default 8 MiB), the DWARF
+//! state goes first, then the resolved addresses. Everything goes after [`idle`] without
+//! symbolizing (`DIAG_SYMBOL_IDLE_SECS`, default 60 s). After a drop the freed heap is handed
+//! back to the system (`malloc_trim`, glibc). When the allocations cannot be measured
+//! (sampling off, or `DiagAlloc` not the global allocator) nothing is kept after a request.
+//!
+//! Within a request the DWARF state may grow to the bound, or to twice an image's fixed cost
+//! if that is larger: `addr2line` parses every compilation unit's header and line-program
+//! header when it opens an image (about 21 MB for a 34 MB binary of 1,561 units), before the
+//! first address.
+//!
+//! A request's addresses are resolved in address order ([`stacks`]): DWARF is parsed one
+//! compilation unit at a time, so when the bound forces a drop in the middle of a request
+//! the units already done are not needed again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
+use super::dwarf::Image;
 use crate::profile::Frame;
 
-/// Addresses kept in the cache before it is cleared (bounds diag's own memory).
-const MAX_CACHED: usize = 256 * 1024;
+/// Default bound on what the symbolizer keeps between requests.
+pub(crate) const DEFAULT_CACHE_BYTES: usize = 8 << 20;
+/// Default time without symbolizing after which everything is dropped.
+pub(crate) const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 
-type Cache = HashMap<usize, Arc<[Frame]>>;
-
-fn cache() -> &'static Mutex<Cache> {
-    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+/// The bound on the caches: `DIAG_SYMBOL_CACHE_BYTES`, or [`DEFAULT_CACHE_BYTES`].
+pub(crate) fn cache_bytes() -> usize {
+    static V: OnceLock<usize> = OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("DIAG_SYMBOL_CACHE_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_CACHE_BYTES)
+    })
 }
 
-/// The frames at return address `addr`, innermost (inlined) first. Unknown addresses get one
-/// frame named by address.
-pub(crate) fn frames(addr: usize) -> Arc<[Frame]> {
-    let mut c = cache().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(f) = c.get(&addr) {
-        return f.clone();
+/// The idle time before the caches are dropped: `DIAG_SYMBOL_IDLE_SECS` (fractions allowed),
+/// or [`DEFAULT_IDLE`].
+pub(crate) fn idle() -> Duration {
+    static V: OnceLock<Duration> = OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("DIAG_SYMBOL_IDLE_SECS")
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .unwrap_or(DEFAULT_IDLE)
+    })
+}
+
+/// Everything the symbolizer keeps.
+#[derive(Default)]
+struct State {
+    images: HashMap<PathBuf, Image>,
+    results: HashMap<usize, Arc<[Frame]>>,
+    /// Bytes held by the images and symbol tables (parsed DWARF, inflated sections), measured.
+    dwarf_used: usize,
+    /// `dwarf_used` after the first address resolved since the last drop: an image's fixed
+    /// cost (its units' headers), paid again after every drop.
+    dwarf_floor: Option<usize>,
+    /// Bytes held by `results`, measured (or estimated, see `unmeasured`).
+    results_used: usize,
+    /// Some of the above could not be measured (sampling off, or `DiagAlloc` not installed):
+    /// the caches are then dropped after every request.
+    unmeasured: bool,
+    last_use: Option<Instant>,
+    /// A thread waits to drop the caches once idle.
+    reaper: bool,
+    /// Times the DWARF state was dropped.
+    drops: u64,
+}
+
+fn state() -> &'static Mutex<State> {
+    static S: OnceLock<Mutex<State>> = OnceLock::new();
+    S.get_or_init(Default::default)
+}
+
+/// Measures what the current thread allocates and keeps (its own counters' live bytes)
+/// between two points.
+struct Meter(Option<(u64, u64)>);
+
+impl Meter {
+    fn start() -> Meter {
+        Meter(crate::heap::own_thread_bytes())
     }
-    let out = crate::stack::symbols::resolve_with(addr, |cb| {
-        backtrace::resolve(addr as *mut std::ffi::c_void, cb)
-    });
-    let f: Arc<[Frame]> = out.into();
-    if c.len() >= MAX_CACHED {
-        c.clear();
+
+    /// The bytes allocated and not freed since `start`, or None if they cannot be measured.
+    fn kept(&self) -> Option<isize> {
+        let (a0, f0) = self.0?;
+        let (a1, f1) = crate::heap::own_thread_bytes()?;
+        Some(a1.wrapping_sub(a0).wrapping_sub(f1.wrapping_sub(f0)) as i64 as isize)
     }
-    c.insert(addr, f.clone());
-    f
+}
+
+impl State {
+    /// What happened since `meter` started, or `estimate` (and `unmeasured` set).
+    fn measured(&mut self, meter: &Meter, estimate: usize) -> isize {
+        meter.kept().unwrap_or_else(|| {
+            self.unmeasured = true;
+            estimate as isize
+        })
+    }
+
+    /// The frames at return address `addr`, from the cache or resolved now.
+    fn frames(&mut self, addr: usize) -> Arc<[Frame]> {
+        if let Some(f) = self.results.get(&addr) {
+            return f.clone();
+        }
+        let meter = Meter::start();
+        let (frames, inflated) = self.resolve(addr);
+        let f: Arc<[Frame]> = frames.into();
+        self.results.insert(addr, f.clone());
+        // The frames' own bytes are the result's; the rest of what was kept (parsed units,
+        // symbol tables, the map's growth) is the DWARF state's.
+        let result = f.iter().map(frame_bytes).sum::<usize>() + 2 * std::mem::size_of::<usize>();
+        let grown = self.measured(&meter, result);
+        self.results_used = self.results_used.saturating_add(result);
+        self.dwarf_used = self
+            .dwarf_used
+            .saturating_add_signed(grown - result as isize)
+            .saturating_add(inflated);
+        self.dwarf_floor.get_or_insert(self.dwarf_used);
+        f
+    }
+
+    /// Resolves `addr` through its image (loaded on first use); also returns the bytes of
+    /// anonymous memory a newly loaded image took for inflated sections.
+    fn resolve(&mut self, addr: usize) -> (Vec<Frame>, usize) {
+        let Some(seg) = addr
+            .checked_sub(1)
+            .and_then(crate::stack::segment_of)
+            .filter(|_| addr > 0)
+        else {
+            return (vec![super::symbols::unknown(addr)], 0);
+        };
+        let path = seg.file.unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+        let mut inflated = 0;
+        let image = self.images.entry(path).or_insert_with_key(|p| {
+            let image = Image::load(p);
+            inflated = image.inflated_bytes();
+            image
+        });
+        // A return address: the call is the instruction before it.
+        let probe = (addr - 1 - seg.bias) as u64;
+        let frames = super::symbols::resolve_with(addr, |cb| {
+            image.frames(probe, cb);
+        });
+        (frames, inflated)
+    }
+
+    /// Whether the DWARF state grew past what a request may hold: the bound, or twice an
+    /// image's fixed cost when that alone is larger (so a drop is not followed by another at
+    /// the very next address).
+    fn dwarf_over(&self) -> bool {
+        self.dwarf_used > cache_bytes().max(2 * self.dwarf_floor.unwrap_or(0))
+    }
+
+    /// Drops the images and symbol tables (parsed DWARF, mappings, inflated sections).
+    fn drop_dwarf(&mut self) {
+        self.images = HashMap::new();
+        super::symtab::clear();
+        self.dwarf_used = 0;
+        self.dwarf_floor = None;
+        self.drops += 1;
+    }
+
+    /// Drops everything.
+    fn drop_all(&mut self) {
+        self.drop_dwarf();
+        self.results = HashMap::new();
+        self.results_used = 0;
+        self.unmeasured = false;
+    }
+
+    /// After a request: keeps at most [`cache_bytes`], the resolved addresses first (they
+    /// serve the next request alone if it asks for the same stacks). True if anything was
+    /// dropped.
+    fn bound(&mut self) -> bool {
+        if self.unmeasured {
+            self.drop_all();
+            return true;
+        }
+        let limit = cache_bytes();
+        if self.dwarf_used + self.results_used <= limit {
+            return false;
+        }
+        self.drop_dwarf();
+        if self.results_used > limit {
+            self.results = HashMap::new();
+            self.results_used = 0;
+        }
+        true
+    }
+}
+
+/// The heap bytes a resolved frame holds: itself and its strings.
+fn frame_bytes(f: &Frame) -> usize {
+    std::mem::size_of::<Frame>()
+        + f.function.capacity()
+        + f.file.as_ref().map_or(0, String::capacity)
+}
+
+/// Gives freed heap memory back to the system after a drop: glibc keeps freed chunks in its
+/// arenas otherwise. Other allocators (as `DiagAlloc`'s inner one) are not touched.
+fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Runs `f` on the symbolizer's state with this thread's allocations counted as diag's, then
+/// enforces the bound and schedules the idle drop.
+fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    let _own = crate::heap::IgnoreAllocs::new();
+    let mut st = state().lock().unwrap_or_else(|e| e.into_inner());
+    let out = f(&mut st);
+    let dropped = st.bound();
+    st.last_use = Some(Instant::now());
+    let empty = st.images.is_empty() && st.results.is_empty();
+    if !st.reaper && !empty {
+        st.reaper = spawn_reaper();
+    }
+    drop(st);
+    if dropped {
+        trim();
+    }
+    out
+}
+
+/// Starts the thread that drops the caches once they have been idle for [`idle`]; false if
+/// it cannot be started (the caches then stay until the bound drops them).
+fn spawn_reaper() -> bool {
+    std::thread::Builder::new()
+        .name("diag-symbols".into())
+        .spawn(|| {
+            std::mem::forget(crate::heap::IgnoreAllocs::new());
+            loop {
+                let mut st = state().lock().unwrap_or_else(|e| e.into_inner());
+                let since = st.last_use.map_or(Duration::MAX, |t| t.elapsed());
+                if since >= idle() {
+                    st.drop_all();
+                    st.reaper = false;
+                    drop(st);
+                    trim();
+                    return;
+                }
+                drop(st);
+                std::thread::sleep(idle() - since);
+            }
+        })
+        .is_ok()
 }
 
 /// True for frames of the profiler's own machinery, dropped from the top of captured stacks.
@@ -52,9 +283,42 @@ pub(crate) fn is_machinery(function: &str) -> bool {
 /// Symbolizes a captured stack: inlined frames expanded, the profiler's own frames at the top
 /// removed.
 pub(crate) fn stack(addrs: &[usize]) -> Vec<Frame> {
-    let mut out = Vec::with_capacity(addrs.len() * 2);
-    for &a in addrs {
-        out.extend(frames(a).iter().cloned());
+    stacks(&[addrs]).pop().unwrap_or_default()
+}
+
+/// Symbolizes many captured stacks (as [`stack`] does one), resolving their distinct
+/// addresses in address order.
+pub(crate) fn stacks(stacks: &[&[usize]]) -> Vec<Vec<Frame>> {
+    let resolved = with_state(|st| {
+        let mut addrs: Vec<usize> = stacks
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        addrs.sort_unstable();
+        let mut out = HashMap::with_capacity(addrs.len());
+        for a in addrs {
+            out.insert(a, st.frames(a));
+            if st.dwarf_over() && !st.unmeasured {
+                // Over the bound in the middle of a request: start afresh. The units parsed
+                // so far lie below the addresses still to come, so none is parsed twice.
+                st.drop_dwarf();
+            }
+        }
+        out
+    });
+    stacks
+        .iter()
+        .map(|s| assemble(s.iter().map(|a| &resolved[a])))
+        .collect()
+}
+
+/// One stack's frames from its addresses' frames, the profiler's own at the top removed.
+fn assemble<'a>(per_addr: impl Iterator<Item = &'a Arc<[Frame]>>) -> Vec<Frame> {
+    let mut out = Vec::new();
+    for f in per_addr {
+        out.extend(f.iter().cloned());
     }
     let keep_from = out
         .iter()
@@ -62,4 +326,55 @@ pub(crate) fn stack(addrs: &[usize]) -> Vec<Frame> {
         .unwrap_or(out.len());
     out.drain(..keep_from);
     out
+}
+
+/// What the symbolizer holds now: bytes counted against [`cache_bytes`], and the number of
+/// times its caches were dropped.
+pub(crate) fn usage() -> (usize, u64) {
+    let st = state().lock().unwrap_or_else(|e| e.into_inner());
+    (st.dwarf_used + st.results_used, st.drops)
+}
+
+/// Whether `path` names an image the symbolizer has loaded (for tests).
+#[cfg(test)]
+fn has_image(path: &std::path::Path) -> bool {
+    let st = state().lock().unwrap_or_else(|e| e.into_inner());
+    st.images.contains_key(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[inline(never)]
+    fn symbolize_me() -> usize {
+        std::hint::black_box(5)
+    }
+
+    #[test]
+    fn names_files_and_lines_for_this_binary() {
+        assert_eq!(symbolize_me(), 5);
+        let addr = symbolize_me as *const () as usize + 1;
+        let f = with_state(|st| st.frames(addr));
+        let last = f.last().expect("a frame");
+        assert!(
+            last.function.ends_with("symbolize::tests::symbolize_me"),
+            "{f:?}"
+        );
+        assert!(
+            last.file
+                .as_deref()
+                .is_some_and(|p| p.ends_with("symbolize.rs")),
+            "{f:?}"
+        );
+        assert!(last.line > 0, "{f:?}");
+        // This test binary does not run `DiagAlloc`: what the symbolizer keeps cannot be
+        // measured, so it keeps nothing after a request.
+        assert!(!has_image(std::path::Path::new("/proc/self/exe")));
+        assert_eq!(usage().0, 0);
+        // Same frames from a batch, and an address outside any image is named by address.
+        let s = stacks(&[&[addr], &[8]]);
+        assert_eq!(s[0].last().map(|f| &f.function), Some(&last.function));
+        assert_eq!(s[1][0].function, "0x8");
+    }
 }
