@@ -23,11 +23,13 @@
 //! the units already done are not needed again.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::dwarf::Image;
+use super::unwind::Segment;
 use crate::profile::Frame;
 
 /// Default bound on what the symbolizer keeps between requests.
@@ -81,6 +83,11 @@ struct State {
     drops: u64,
 }
 
+/// `dwarf_used + results_used` as of the end of the last request or drop, and the drops so
+/// far: read without the lock (which a request holds for as long as it symbolizes).
+static USED: AtomicUsize = AtomicUsize::new(0);
+static DROPS: AtomicU64 = AtomicU64::new(0);
+
 fn state() -> &'static Mutex<State> {
     static S: OnceLock<Mutex<State>> = OnceLock::new();
     S.get_or_init(Default::default)
@@ -112,13 +119,14 @@ impl State {
         })
     }
 
-    /// The frames at return address `addr`, from the cache or resolved now.
-    fn frames(&mut self, addr: usize) -> Arc<[Frame]> {
+    /// The frames at return address `addr`, from the cache or resolved now. `last` is the
+    /// segment the previous address lay in (addresses come sorted: most lie in the same).
+    fn frames(&mut self, addr: usize, last: &mut Option<Segment>) -> Arc<[Frame]> {
         if let Some(f) = self.results.get(&addr) {
             return f.clone();
         }
         let meter = Meter::start();
-        let (frames, inflated) = self.resolve(addr);
+        let (frames, inflated) = self.resolve(addr, last);
         let f: Arc<[Frame]> = frames.into();
         self.results.insert(addr, f.clone());
         // The frames' own bytes are the result's; the rest of what was kept (parsed units,
@@ -136,21 +144,24 @@ impl State {
 
     /// Resolves `addr` through its image (loaded on first use); also returns the bytes of
     /// anonymous memory a newly loaded image took for inflated sections.
-    fn resolve(&mut self, addr: usize) -> (Vec<Frame>, usize) {
-        let Some(seg) = addr
-            .checked_sub(1)
-            .and_then(crate::stack::segment_of)
-            .filter(|_| addr > 0)
-        else {
+    fn resolve(&mut self, addr: usize, last: &mut Option<Segment>) -> (Vec<Frame>, usize) {
+        let Some(call) = addr.checked_sub(1) else {
             return (vec![super::symbols::unknown(addr)], 0);
         };
-        let path = seg.file.unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+        if !last.as_ref().is_some_and(|s| s.range.contains(&call)) {
+            *last = crate::stack::segment_of(call);
+        }
+        let Some(seg) = last.as_ref() else {
+            return (vec![super::symbols::unknown(addr)], 0);
+        };
         let mut inflated = 0;
-        let image = self.images.entry(path).or_insert_with_key(|p| {
-            let image = Image::load(p);
+        let path = seg.file.as_deref().unwrap_or(Path::new("/proc/self/exe"));
+        if !self.images.contains_key(path) {
+            let image = Image::load(path);
             inflated = image.inflated_bytes();
-            image
-        });
+            self.images.insert(path.to_owned(), image);
+        }
+        let image = &self.images[path];
         // A return address: the call is the instruction before it.
         let probe = (addr - 1 - seg.bias) as u64;
         let frames = super::symbols::resolve_with(addr, |cb| {
@@ -175,6 +186,12 @@ impl State {
         self.drops += 1;
     }
 
+    /// Makes the figures [`usage`] reads current.
+    fn publish(&self) {
+        USED.store(self.dwarf_used + self.results_used, Relaxed);
+        DROPS.store(self.drops, Relaxed);
+    }
+
     /// Drops everything.
     fn drop_all(&mut self) {
         self.drop_dwarf();
@@ -184,23 +201,41 @@ impl State {
     }
 
     /// After a request: keeps at most [`cache_bytes`], the resolved addresses first (they
-    /// serve the next request alone if it asks for the same stacks). True if anything was
-    /// dropped.
-    fn bound(&mut self) -> bool {
-        if self.unmeasured {
-            self.drop_all();
-            return true;
-        }
+    /// serve the next request alone if it asks for the same stacks). Returns what it let go,
+    /// for the caller to free off the request's path.
+    fn bound(&mut self) -> Option<Released> {
         let limit = cache_bytes();
-        if self.dwarf_used + self.results_used <= limit {
-            return false;
+        if !self.unmeasured && self.dwarf_used + self.results_used <= limit {
+            return None;
         }
+        let images = std::mem::take(&mut self.images);
         self.drop_dwarf();
-        if self.results_used > limit {
-            self.results = HashMap::new();
+        let mut results = HashMap::new();
+        if self.unmeasured || self.results_used > limit {
+            results = std::mem::take(&mut self.results);
             self.results_used = 0;
         }
-        true
+        self.unmeasured = false;
+        Some((images, results))
+    }
+}
+
+/// Caches let go after a request: images, resolved addresses.
+type Released = (HashMap<PathBuf, Image>, HashMap<usize, Arc<[Frame]>>);
+
+/// Frees what a request let go and gives the memory back to the system on a thread of its
+/// own, so the response does not wait (inline if no thread can be started).
+fn free(released: Released) {
+    let spawned = std::thread::Builder::new()
+        .name("diag-symbols-free".into())
+        .spawn(move || {
+            let _own = crate::heap::IgnoreAllocs::new();
+            drop(released);
+            trim();
+        });
+    if spawned.is_err() {
+        // The failed spawn dropped the closure, and the caches with it.
+        trim();
     }
 }
 
@@ -227,15 +262,16 @@ fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
     let _own = crate::heap::IgnoreAllocs::new();
     let mut st = state().lock().unwrap_or_else(|e| e.into_inner());
     let out = f(&mut st);
-    let dropped = st.bound();
+    let released = st.bound();
+    st.publish();
     st.last_use = Some(Instant::now());
     let empty = st.images.is_empty() && st.results.is_empty();
     if !st.reaper && !empty {
         st.reaper = spawn_reaper();
     }
     drop(st);
-    if dropped {
-        trim();
+    if let Some(r) = released {
+        free(r);
     }
     out
 }
@@ -252,6 +288,7 @@ fn spawn_reaper() -> bool {
                 let since = st.last_use.map_or(Duration::MAX, |t| t.elapsed());
                 if since >= idle() {
                     st.drop_all();
+                    st.publish();
                     st.reaper = false;
                     drop(st);
                     trim();
@@ -298,8 +335,9 @@ pub(crate) fn stacks(stacks: &[&[usize]]) -> Vec<Vec<Frame>> {
             .collect();
         addrs.sort_unstable();
         let mut out = HashMap::with_capacity(addrs.len());
+        let mut last = None;
         for a in addrs {
-            out.insert(a, st.frames(a));
+            out.insert(a, st.frames(a, &mut last));
             if st.dwarf_over() && !st.unmeasured {
                 // Over the bound in the middle of a request: start afresh. The units parsed
                 // so far lie below the addresses still to come, so none is parsed twice.
@@ -328,16 +366,15 @@ fn assemble<'a>(per_addr: impl Iterator<Item = &'a Arc<[Frame]>>) -> Vec<Frame> 
     out
 }
 
-/// What the symbolizer holds now: bytes counted against [`cache_bytes`], and the number of
-/// times its caches were dropped.
+/// What the symbolizer held after its last request or drop: bytes counted against
+/// [`cache_bytes`], and the number of times its DWARF state was dropped.
 pub(crate) fn usage() -> (usize, u64) {
-    let st = state().lock().unwrap_or_else(|e| e.into_inner());
-    (st.dwarf_used + st.results_used, st.drops)
+    (USED.load(Relaxed), DROPS.load(Relaxed))
 }
 
 /// Whether `path` names an image the symbolizer has loaded (for tests).
 #[cfg(test)]
-fn has_image(path: &std::path::Path) -> bool {
+fn has_image(path: &Path) -> bool {
     let st = state().lock().unwrap_or_else(|e| e.into_inner());
     st.images.contains_key(path)
 }
@@ -355,7 +392,7 @@ mod tests {
     fn names_files_and_lines_for_this_binary() {
         assert_eq!(symbolize_me(), 5);
         let addr = symbolize_me as *const () as usize + 1;
-        let f = with_state(|st| st.frames(addr));
+        let f = with_state(|st| st.frames(addr, &mut None));
         let last = f.last().expect("a frame");
         assert!(
             last.function.ends_with("symbolize::tests::symbolize_me"),
@@ -370,11 +407,15 @@ mod tests {
         assert!(last.line > 0, "{f:?}");
         // This test binary does not run `DiagAlloc`: what the symbolizer keeps cannot be
         // measured, so it keeps nothing after a request.
-        assert!(!has_image(std::path::Path::new("/proc/self/exe")));
+        assert!(!has_image(Path::new("/proc/self/exe")));
         assert_eq!(usage().0, 0);
-        // Same frames from a batch, and an address outside any image is named by address.
-        let s = stacks(&[&[addr], &[8]]);
-        assert_eq!(s[0].last().map(|f| &f.function), Some(&last.function));
-        assert_eq!(s[1][0].function, "0x8");
+        // In a batch: diag's own frames at the top of a stack are dropped (here, all of
+        // them), libc's are named from its dynamic symbols, and an address outside any image
+        // is named by address.
+        let libc_fn = libc::getpid as *const () as usize + 1;
+        let s = stacks(&[&[addr], &[libc_fn], &[8]]);
+        assert!(s[0].is_empty(), "{s:?}");
+        assert!(s[1][0].function.contains("getpid"), "{s:?}");
+        assert_eq!(s[2][0].function, "0x8");
     }
 }
