@@ -23,20 +23,30 @@ static ALLOC: DiagAlloc = DiagAlloc::system();
 /// Levels of two-way calls: 2^14 paths.
 const BITS: u32 = 14;
 
-type Held = Box<dyn std::any::Any>;
+/// One live block, allocated through one of eight standard-library routes.
+#[allow(dead_code)] // Held to stay live, never read.
+enum Held {
+    Boxed(Box<[u8; 48]>),
+    Words(Vec<u64>),
+    Text(String),
+    Map(HashMap<usize, usize>),
+    Tree(BTreeMap<usize, usize>),
+    Queue(VecDeque<u32>),
+    Halves(Vec<u16>),
+}
 
 /// The leaf: one live allocation through one of eight standard-library routes.
 #[inline(never)]
 fn leaf(path: usize) -> Held {
     match path % 8 {
-        0 => Box::new(Box::new([path as u8; 48])),
-        1 => Box::new(Vec::<u64>::with_capacity(6 + path % 3)),
-        2 => Box::new(String::from("a string held by the benchmark")),
-        3 => Box::new(format!("path {path}")),
-        4 => Box::new(HashMap::from([(path, path)])),
-        5 => Box::new(BTreeMap::from([(path, path)])),
-        6 => Box::new(VecDeque::<u32>::with_capacity(10)),
-        _ => Box::new([path as u16; 20].to_vec()),
+        0 => Held::Boxed(Box::new([path as u8; 48])),
+        1 => Held::Words(Vec::with_capacity(6 + path % 3)),
+        2 => Held::Text(String::from("a string held by the benchmark")),
+        3 => Held::Text(format!("path {path}")),
+        4 => Held::Map(HashMap::from([(path, path)])),
+        5 => Held::Tree(BTreeMap::from([(path, path)])),
+        6 => Held::Queue(VecDeque::with_capacity(10)),
+        _ => Held::Halves([path as u16; 20].to_vec()),
     }
 }
 
@@ -114,8 +124,11 @@ fn snapshot() -> (Duration, usize) {
 fn main() {
     let stacks = env_usize("STACKS", 10_000).min(1 << BITS);
     let warm = env_usize("WARM", 5).max(1);
+    // Room for every path's stack and the program's own (the default cap is 16 Ki).
+    heap::set_max_stacks(1 << 16);
+    let mut held: Vec<Held> = Vec::with_capacity(stacks);
     heap::set_sample_rate(1);
-    let held: Vec<Held> = (0..stacks).map(at_path).collect();
+    held.extend((0..stacks).map(at_path));
     heap::set_sample_rate(512 * 1024);
     let st = heap::stats();
     let anon0 = rss_anon_kib();
