@@ -418,4 +418,93 @@ mod tests {
         assert!(s[1][0].function.contains("getpid"), "{s:?}");
         assert_eq!(s[2][0].function, "0x8");
     }
+
+    /// The frames backtrace's resolver gives for `addr`, named by the same rules.
+    fn backtrace_frames(addr: usize) -> Vec<(String, Option<String>, u32)> {
+        let f = crate::stack::symbols::resolve_with(addr, |cb| {
+            backtrace::resolve(addr as *mut std::ffi::c_void, cb)
+        });
+        f.into_iter()
+            .map(|f| (f.function, f.file, f.line))
+            .collect()
+    }
+
+    /// Names, files, lines and inlined frames exactly as `backtrace` gave them (which diag
+    /// used before), on a captured stack through the standard library and on ~800 addresses
+    /// spread over this test binary's functions and libc's.
+    #[test]
+    fn frames_are_the_ones_backtrace_gave() {
+        let mut ips = Vec::new();
+        let mut v: Vec<u32> = (0..64).rev().collect();
+        v.sort_by(|a, b| {
+            if ips.is_empty() {
+                backtrace::trace(|f| {
+                    ips.push(f.ip() as usize);
+                    true
+                });
+            }
+            a.cmp(b)
+        });
+        assert!(ips.len() > 5, "{ips:?}");
+        // Addresses within this binary's and libc's functions, from their symbol tables.
+        let mut addrs = ips.clone();
+        let exe_fn = frames_are_the_ones_backtrace_gave as *const () as usize;
+        for (probe, path) in [
+            (exe_fn, None),
+            (libc::malloc as *const () as usize, Some(())),
+        ] {
+            let seg = crate::stack::segment_of(probe).expect("segment");
+            let file = match path {
+                None => std::path::PathBuf::from("/proc/self/exe"),
+                Some(()) => seg.file.clone().expect("libc's path"),
+            };
+            let data = std::fs::read(&file).unwrap();
+            let obj = object::File::parse(&*data).unwrap();
+            use object::{Object, ObjectSymbol};
+            let mut funcs: Vec<_> = obj
+                .symbols()
+                .chain(obj.dynamic_symbols())
+                .filter(|s| s.kind() == object::SymbolKind::Text && s.size() > 4)
+                .map(|s| (s.address() + s.size() / 2) as usize + seg.bias)
+                .filter(|a| seg.range.contains(a))
+                .collect();
+            funcs.sort_unstable();
+            funcs.dedup();
+            let step = (funcs.len() / 400).max(1);
+            addrs.extend(funcs.into_iter().step_by(step));
+        }
+        // One request for all (this test binary does not run `DiagAlloc`, so the symbolizer
+        // keeps nothing from one request to the next).
+        let ours: Vec<Arc<[Frame]>> =
+            with_state(|st| addrs.iter().map(|&a| st.frames(a, &mut None)).collect());
+        let mut differ = Vec::new();
+        for (&a, ours) in addrs.iter().zip(ours) {
+            let ours: Vec<_> = ours
+                .iter()
+                .map(|f| (f.function.clone(), f.file.clone(), f.line))
+                .collect();
+            let theirs = backtrace_frames(a);
+            // One difference is allowed: of a symbol's aliases (libc's `xdr_uint32_t` and
+            // `__GI_xdr_uint32_t`), backtrace gives whichever its unstable sort put first,
+            // diag always the public one.
+            let alias =
+                |(f, file, line): &(String, Option<String>, u32),
+                 (g, gfile, gline): &(String, Option<String>, u32)| {
+                    (file, line) == (gfile, gline)
+                        && g.trim_start_matches('_').ends_with(f.as_str())
+                };
+            let same = ours.len() == theirs.len()
+                && ours.iter().zip(&theirs).all(|(o, t)| o == t || alias(o, t));
+            if !same {
+                differ.push((a, ours, theirs));
+            }
+        }
+        assert!(
+            differ.is_empty(),
+            "{} of {} addresses differ, e.g. {:#?}",
+            differ.len(),
+            addrs.len(),
+            &differ[..differ.len().min(3)]
+        );
+    }
 }

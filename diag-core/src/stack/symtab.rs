@@ -76,7 +76,19 @@ impl Table {
             });
         }
         drop(file);
-        funcs.sort_unstable_by_key(|f| f.addr);
+        // Aliases (one address, several names: libc's `xdr_uint32_t` and `__GI_xdr_uint32_t`)
+        // sort the name with the fewest leading underscores last, where lookups land, so the
+        // public name is the one given, the same one every time.
+        let underscores = |f: &Func| {
+            let name = bytes.get(f.name_at as usize..).unwrap_or_default();
+            name.iter().take_while(|&&b| b == b'_').count()
+        };
+        funcs.sort_unstable_by(|a, b| {
+            a.addr
+                .cmp(&b.addr)
+                .then_with(|| underscores(b).cmp(&underscores(a)))
+                .then_with(|| a.name_len.cmp(&b.name_len).reverse())
+        });
         Some(Table { map, funcs })
     }
 
