@@ -21,14 +21,27 @@ pub(crate) fn to_profile(
     let period = 1_000_000_000i64 / i64::from(frequency.max(1));
     let mut samples = Vec::with_capacity(gathered.stacks.len());
     let (mut kept, mut periods) = (0u64, 0u64);
-    for ((thread, poll, addrs, complete), &(count, weight)) in &gathered.stacks {
+    // The interrupted instruction is passed one past itself: the symbolizer takes return
+    // addresses and looks each up at the byte before.
+    let as_return: Vec<Vec<usize>> = gathered
+        .stacks
+        .keys()
+        .map(|(_, _, addrs, _)| leaf_as_return(addrs))
+        .collect();
+    let refs: Vec<&[usize]> = as_return.iter().map(Vec::as_slice).collect();
+    let mut resolved = crate::stack::symbolize_stacks_whole(&refs).into_iter();
+    for ((thread, poll, _, complete), &(count, weight)) in &gathered.stacks {
+        let mut stack = resolved.next().unwrap_or_default();
+        if !complete {
+            stack.push(Frame::named(TRUNCATED_FRAME));
+        }
         kept += count;
         periods += weight;
         let weight = i64::try_from(weight).unwrap_or(i64::MAX);
         let mut labels = vec![(THREAD_LABEL.to_owned(), thread.clone())];
         labels.extend(poll.and_then(poll_label));
         samples.push(Sample {
-            stack: stack(addrs, *complete, crate::stack::symbolize::frames),
+            stack,
             values: vec![weight, weight.saturating_mul(period)],
             labels,
         });
@@ -100,46 +113,24 @@ fn poll_label(id: u32) -> Option<(String, String)> {
     }
 }
 
-/// The frames of one sampled stack: `addrs[0]` is the interrupted instruction, the rest
-/// return addresses; `resolve` takes a return address (it looks up the call, the byte
-/// before), so the interrupted instruction is passed one past itself. A stack that was not
-/// unwound to its root ends in a [`TRUNCATED_FRAME`].
-fn stack<F, R>(addrs: &[usize], complete: bool, resolve: R) -> Vec<Frame>
-where
-    R: Fn(usize) -> F,
-    F: std::ops::Deref<Target = [Frame]>,
-{
-    let mut out = Vec::with_capacity(addrs.len() * 2 + 1);
-    for (i, &a) in addrs.iter().enumerate() {
-        let a = if i == 0 { a.wrapping_add(1) } else { a };
-        out.extend(resolve(a).iter().cloned());
+/// A sampled stack with its interrupted instruction (`addrs[0]`) moved one byte on, so that
+/// every address reads as a return address.
+fn leaf_as_return(addrs: &[usize]) -> Vec<usize> {
+    let mut v = addrs.to_vec();
+    if let Some(leaf) = v.first_mut() {
+        *leaf = leaf.wrapping_add(1);
     }
-    if !complete {
-        out.push(Frame::named(TRUNCATED_FRAME));
-    }
-    out
+    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn fake(addr: usize) -> Vec<Frame> {
-        vec![Frame::named(format!("f{addr:x}"))]
-    }
-
-    fn names(s: &[Frame]) -> Vec<&str> {
-        s.iter().map(|f| f.function.as_str()).collect()
-    }
-
     #[test]
-    fn leaf_is_looked_up_at_itself_and_truncation_is_marked() {
-        let s = stack(&[0x10, 0x20, 0x30], true, fake);
-        assert_eq!(names(&s), ["f11", "f20", "f30"]);
-        let s = stack(&[0x10, 0x20], false, fake);
-        assert_eq!(names(&s), ["f11", "f20", TRUNCATED_FRAME]);
-        let s = stack(&[], false, fake);
-        assert_eq!(names(&s), [TRUNCATED_FRAME]);
+    fn leaf_is_looked_up_at_itself() {
+        assert_eq!(leaf_as_return(&[0x10, 0x20, 0x30]), [0x11, 0x20, 0x30]);
+        assert_eq!(leaf_as_return(&[]), Vec::<usize>::new());
     }
 
     #[test]
@@ -152,6 +143,7 @@ mod tests {
             .insert(("worker".into(), None, vec![], false), (2, 3));
         let p = to_profile(&g, 100, SystemTime::now(), Duration::from_secs(1));
         assert_eq!(p.samples[0].values, [3, 30_000_000]);
+        assert_eq!(p.samples[0].stack, [Frame::named(TRUNCATED_FRAME)]);
         assert_eq!(
             p.samples[0].labels[0],
             (THREAD_LABEL.into(), "worker".into())

@@ -31,6 +31,7 @@ pub use thread::IgnoreAllocs;
 
 #[cfg(feature = "server")]
 pub(crate) use thread::ignore_this_thread;
+pub(crate) use thread::own_thread_bytes;
 #[cfg(feature = "server")]
 pub(crate) use thread::thread_in_sampler;
 

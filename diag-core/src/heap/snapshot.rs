@@ -11,6 +11,9 @@ use crate::profile::{Frame, Profile, Sample, ValueType};
 
 /// Exact process-wide allocation figures and the sampler's own state.
 ///
+/// The allocation figures are the application's: what diag allocates for itself is counted
+/// apart, in [`self_live_bytes`](Self::self_live_bytes).
+///
 /// The exact counters count while sampling is on (rate > 0): with sampling off `DiagAlloc` is
 /// a pure pass-through and counts nothing, so after a period off the live figures miss (or
 /// keep) the blocks that crossed it.
@@ -29,6 +32,12 @@ pub struct HeapStats {
     pub live_bytes: u64,
     /// Blocks live now.
     pub live_objects: u64,
+    /// Bytes live now that diag itself allocated (its symbolizer, encoders, debug server,
+    /// history), counted apart: the figures above are the application's alone.
+    pub self_live_bytes: u64,
+    /// Bytes the symbolizer keeps between requests (part of `self_live_bytes`, plus any
+    /// inflated debug sections), bounded by `DIAG_SYMBOL_CACHE_BYTES`.
+    pub symbolizer_cache_bytes: u64,
     /// Mean bytes between samples (0 = off, 1 = exact).
     pub sample_rate: u64,
     /// Sampled blocks tracked now.
@@ -54,6 +63,7 @@ pub struct HeapStats {
 /// Current exact counters and sampler state.
 pub fn stats() -> HeapStats {
     let t = thread::totals();
+    let own = thread::own_totals();
     HeapStats {
         allocated_bytes: t.alloc_bytes,
         allocated_objects: t.alloc_objects,
@@ -61,6 +71,8 @@ pub fn stats() -> HeapStats {
         freed_objects: t.free_objects,
         live_bytes: t.alloc_bytes.saturating_sub(t.free_bytes),
         live_objects: t.alloc_objects.saturating_sub(t.free_objects),
+        self_live_bytes: own.alloc_bytes.saturating_sub(own.free_bytes),
+        symbolizer_cache_bytes: crate::stack::symbolize::usage().0 as u64,
         sample_rate: config::sample_rate(),
         tracked_blocks: TRACKED.load(Relaxed) as u64,
         max_tracked_blocks: MAX_TRACKED.load(Relaxed) as u64,
@@ -76,7 +88,7 @@ pub fn stats() -> HeapStats {
 
 /// True once any allocation went through `DiagAlloc` (i.e. it is the global allocator).
 pub fn is_installed() -> bool {
-    thread::totals().alloc_objects > 0
+    thread::totals().alloc_objects > 0 || thread::own_totals().alloc_objects > 0
 }
 
 /// The column `/debug/pprof/heap` shows by default.
@@ -148,16 +160,29 @@ fn build(
     rate: u64,
     comments: Vec<String>,
 ) -> Profile {
-    let mut samples = Vec::new();
-    for (id, [alloc_objects_fp, alloc_bytes, inuse_objects_fp, inuse_bytes]) in counters {
-        if alloc_objects_fp == 0 {
-            continue;
-        }
+    let counters: Vec<_> = counters.filter(|(_, c)| c[0] != 0).collect();
+    // Every stack's addresses symbolized in one pass (in address order, see
+    // `stack::symbolize`).
+    let addrs: Vec<&[usize]> = counters
+        .iter()
+        .map(|&(id, _)| {
+            if id == 0 {
+                &[][..]
+            } else {
+                let e = stacks::entry(id);
+                &e.frames[..e.depth]
+            }
+        })
+        .collect();
+    let stacks = crate::stack::symbolize_stacks(&addrs);
+    let mut samples = Vec::with_capacity(counters.len());
+    for ((id, [alloc_objects_fp, alloc_bytes, inuse_objects_fp, inuse_bytes]), stack) in
+        counters.into_iter().zip(stacks)
+    {
         let stack = if id == 0 {
             vec![Frame::named("[diag: stack table full]")]
         } else {
-            let e = stacks::entry(id);
-            crate::stack::symbolize_stack(&e.frames[..e.depth])
+            stack
         };
         let fp = |v: u64| (v as f64 / FP).round() as i64;
         samples.push(Sample {

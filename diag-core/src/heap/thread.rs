@@ -1,6 +1,15 @@
 //! Per-thread allocator state: the sampling countdown, the re-entrancy guard and the exact
 //! counters.
 //!
+//! The exact counters come in two sets: the application's, and diag's own (allocations made
+//! while an [`IgnoreAllocs`] guard lives: the symbolizer, encoding, the debug server, the
+//! history). Each thread's slot has a twin in the diag set, and the guard points the thread's
+//! slot pointer at the twin, so the fast paths stay what they were (they count into whatever
+//! `slot` points at) and a free counts against the set of the code that frees: diag frees what
+//! diag allocated on its own threads, or under the guard. A block handed across (allocated by
+//! diag and freed by the application, or the reverse) moves the two totals by its size in
+//! opposite directions; diag's code keeps such hand-overs out of its long-lived state.
+//!
 //! Everything here runs inside `GlobalAlloc` calls, so it never allocates through the global
 //! allocator, never panics and never blocks. The state lives in a `const`-initialised
 //! `thread_local!` without a destructor, which stays readable during and after the thread's
@@ -40,6 +49,11 @@ impl Slot {
 static SLOTS_TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
 /// Shared counters for threads without a slot (too many threads, or after TLS teardown).
 static OVERFLOW: Slot = Slot::new();
+/// diag's own counters: slot `i` here is the twin of `SLOTS_TABLE[i]`, written by the same
+/// thread while it runs diag's code.
+static OWN_TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
+/// diag's shared counters for its threads without a slot.
+static OWN_OVERFLOW: Slot = Slot::new();
 
 /// A snapshot of the exact counters, summed over all threads.
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,9 +64,19 @@ pub(crate) struct Totals {
     pub(crate) free_objects: u64,
 }
 
+/// The application's exact counters (everything but diag's own allocations).
 pub(crate) fn totals() -> Totals {
+    sum(SLOTS_TABLE.iter().chain(std::iter::once(&OVERFLOW)))
+}
+
+/// diag's own exact counters (allocations made under [`IgnoreAllocs`]).
+pub(crate) fn own_totals() -> Totals {
+    sum(OWN_TABLE.iter().chain(std::iter::once(&OWN_OVERFLOW)))
+}
+
+fn sum<'a>(slots: impl Iterator<Item = &'a Slot>) -> Totals {
     let mut t = Totals::default();
-    for s in SLOTS_TABLE.iter().chain(std::iter::once(&OVERFLOW)) {
+    for s in slots {
         t.alloc_bytes = t.alloc_bytes.wrapping_add(s.alloc_bytes.load(Relaxed));
         t.alloc_objects = t.alloc_objects.wrapping_add(s.alloc_objects.load(Relaxed));
         t.free_bytes = t.free_bytes.wrapping_add(s.free_bytes.load(Relaxed));
@@ -73,9 +97,17 @@ struct Local {
     rng: Cell<u64>,
     /// Set while diag itself runs on this thread (sampling, snapshots, the debug server).
     busy: Cell<bool>,
+    /// Set while an [`IgnoreAllocs`] guard lives: allocations and frees count as diag's.
+    own: Cell<bool>,
+    /// Set while this thread claims its slot (the claim may allocate).
+    claiming: Cell<bool>,
     /// Set once this thread's slot was given back (thread exit): use the overflow slot.
     exited: Cell<bool>,
+    /// The slot the fast paths count into: `SLOTS_TABLE[index]`, or its twin in `OWN_TABLE`
+    /// while `own`; null without a slot.
     slot: Cell<*const Slot>,
+    /// This thread's slot index; `usize::MAX` without one.
+    index: Cell<usize>,
 }
 
 thread_local! {
@@ -85,8 +117,11 @@ thread_local! {
             config: Cell::new(u64::MAX),
             rng: Cell::new(0),
             busy: Cell::new(false),
+            own: Cell::new(false),
+            claiming: Cell::new(false),
             exited: Cell::new(false),
             slot: Cell::new(NO_SLOT),
+            index: Cell::new(usize::MAX),
         }
     };
     /// Gives the slot back when the thread exits. Registered on first use of a slot.
@@ -98,11 +133,10 @@ struct SlotGuard;
 impl Drop for SlotGuard {
     fn drop(&mut self) {
         let _ = LOCAL.try_with(|l| {
-            let slot = l.slot.replace(NO_SLOT);
+            l.slot.set(NO_SLOT);
             l.exited.set(true);
-            if !slot.is_null() {
-                // SAFETY: non-null slot pointers only ever point into the static SLOTS_TABLE.
-                unsafe { &*slot }.in_use.store(false, Release);
+            if let Some(s) = SLOTS_TABLE.get(l.index.replace(usize::MAX)) {
+                s.in_use.store(false, Release);
             }
         });
     }
@@ -133,6 +167,22 @@ fn count<const ALLOC: bool>(l: &Local, size: u64) {
     }
 }
 
+/// The slot of set `own` (diag's or the application's) at `index`, if the thread has one.
+#[inline]
+fn slot_at(index: usize, own: bool) -> Option<&'static Slot> {
+    if own {
+        OWN_TABLE.get(index)
+    } else {
+        SLOTS_TABLE.get(index)
+    }
+}
+
+/// The shared slot of the application's or diag's set.
+#[inline]
+fn overflow(own: bool) -> &'static Slot {
+    if own { &OWN_OVERFLOW } else { &OVERFLOW }
+}
+
 #[cold]
 #[inline(never)]
 fn count_slow<const ALLOC: bool>(l: &Local, size: u64) {
@@ -142,7 +192,7 @@ fn count_slow<const ALLOC: bool>(l: &Local, size: u64) {
     } else {
         (&s.free_bytes, &s.free_objects)
     };
-    if std::ptr::eq(s, &OVERFLOW) {
+    if std::ptr::eq(s, &OVERFLOW) || std::ptr::eq(s, &OWN_OVERFLOW) {
         bytes.fetch_add(size, Relaxed);
         objects.fetch_add(1, Relaxed);
     } else {
@@ -153,32 +203,37 @@ fn count_slow<const ALLOC: bool>(l: &Local, size: u64) {
 
 #[cold]
 fn claim_slot(l: &Local) -> &'static Slot {
-    if l.exited.get() || l.busy.get() {
-        return &OVERFLOW;
+    let own = l.own.get();
+    if l.exited.get() || l.claiming.get() {
+        return overflow(own);
     }
-    l.busy.set(true);
-    let mut claimed: &'static Slot = &OVERFLOW;
-    for s in SLOTS_TABLE.iter() {
+    l.claiming.set(true);
+    // Registering the TLS destructor may allocate: never sample that.
+    let was_busy = l.busy.replace(true);
+    let mut claimed = None;
+    for (i, s) in SLOTS_TABLE.iter().enumerate() {
         if !s.in_use.load(Relaxed)
             && s.in_use
                 .compare_exchange(false, true, Acquire, Relaxed)
                 .is_ok()
         {
-            claimed = s;
+            claimed = Some(i);
             break;
         }
     }
-    if !std::ptr::eq(claimed, &OVERFLOW) {
-        // Registering the TLS destructor may allocate; `busy` makes that a plain pass-through.
+    let mut slot = overflow(own);
+    if let Some(i) = claimed {
         if SLOT_GUARD.try_with(|_| ()).is_ok() {
-            l.slot.set(claimed);
+            l.index.set(i);
+            slot = slot_at(i, own).unwrap_or(slot);
+            l.slot.set(slot);
         } else {
-            claimed.in_use.store(false, Release);
-            claimed = &OVERFLOW;
+            SLOTS_TABLE[i].in_use.store(false, Release);
         }
     }
-    l.busy.set(false);
-    claimed
+    l.busy.set(was_busy);
+    l.claiming.set(false);
+    slot
 }
 
 /// What the allocator should do with one allocation.
@@ -369,26 +424,38 @@ pub(crate) fn on_free(size: usize) {
 #[cold]
 #[inline(never)]
 pub(crate) fn failed(alloc_size: usize, freed_size: usize) {
-    // Always through the shared slot, atomically: rare, and any slot will do for a sum.
-    OVERFLOW.alloc_bytes.fetch_sub(alloc_size as u64, Relaxed);
-    OVERFLOW.alloc_objects.fetch_sub(1, Relaxed);
+    // Always through a shared slot, atomically: rare, and any slot of the set will do for a sum.
+    let own = LOCAL.try_with(|l| l.own.get()).unwrap_or(false);
+    let o = overflow(own);
+    o.alloc_bytes.fetch_sub(alloc_size as u64, Relaxed);
+    o.alloc_objects.fetch_sub(1, Relaxed);
     if freed_size > 0 {
-        OVERFLOW.free_bytes.fetch_sub(freed_size as u64, Relaxed);
-        OVERFLOW.free_objects.fetch_sub(1, Relaxed);
+        o.free_bytes.fetch_sub(freed_size as u64, Relaxed);
+        o.free_objects.fetch_sub(1, Relaxed);
     }
 }
 
 /// Marks the current thread as diag's own for as long as the guard lives: its allocations are
-/// counted but never sampled. Nested guards are fine.
+/// never sampled, and they (and its frees) count as diag's own (`HeapStats::self_live_bytes`),
+/// not the application's. Nested guards are fine.
 pub struct IgnoreAllocs {
-    was: bool,
+    was_busy: bool,
+    was_own: bool,
 }
 
 impl IgnoreAllocs {
     /// Starts ignoring this thread's allocations.
     pub fn new() -> Self {
-        let was = LOCAL.try_with(|l| l.busy.replace(true)).unwrap_or(true);
-        Self { was }
+        let (was_busy, was_own) = LOCAL
+            .try_with(|l| {
+                let was = (l.busy.replace(true), l.own.replace(true));
+                if let Some(s) = slot_at(l.index.get(), true) {
+                    l.slot.set(s);
+                }
+                was
+            })
+            .unwrap_or((true, true));
+        Self { was_busy, was_own }
     }
 }
 
@@ -400,14 +467,37 @@ impl Default for IgnoreAllocs {
 
 impl Drop for IgnoreAllocs {
     fn drop(&mut self) {
-        let was = self.was;
+        let (was_busy, was_own) = (self.was_busy, self.was_own);
         let _ = LOCAL.try_with(|l| {
-            l.busy.set(was);
+            l.busy.set(was_busy);
+            l.own.set(was_own);
+            if let Some(s) = slot_at(l.index.get(), was_own) {
+                l.slot.set(s);
+            }
             // Re-draw on the next allocation so the ignored stretch leaves no bias.
             l.config.set(u64::MAX);
             l.countdown.set(-1);
         });
     }
+}
+
+/// This thread's own (diag) counters as (bytes allocated, bytes freed), while it runs under
+/// [`IgnoreAllocs`] with a slot of its own and the counters counting (sampling on); `None`
+/// otherwise. The symbolizer measures what it keeps with two readings.
+pub(crate) fn own_thread_bytes() -> Option<(u64, u64)> {
+    if config::rate(config::load()) == 0 {
+        return None;
+    }
+    LOCAL
+        .try_with(|l| {
+            if !l.own.get() {
+                return None;
+            }
+            let s = slot_at(l.index.get(), true)?;
+            Some((s.alloc_bytes.load(Relaxed), s.free_bytes.load(Relaxed)))
+        })
+        .ok()
+        .flatten()
 }
 
 /// Marks the current thread as diag's own for the rest of its life (debug-server threads).

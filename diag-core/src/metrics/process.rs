@@ -220,6 +220,13 @@ impl Collector for ProcessCollector {
                 None,
                 h.live_objects as f64,
             )?;
+            gauge(
+                e,
+                "diag_self_heap",
+                "Heap bytes live now that diag itself allocated (symbolizer, encoding, HTTP, history); not in diag_heap_live_bytes",
+                Some(b),
+                h.self_live_bytes as f64,
+            )?;
             counter(
                 e,
                 "diag_heap_allocated",

@@ -6,6 +6,10 @@
 //! watchdog (`tasks`) all capture through [`unwind`] and symbolize through [`symbolize_stack`]
 //! / [`symbols`], so a frame is named the same way in every profile.
 
+#[cfg(target_os = "linux")]
+mod dwarf;
+#[cfg(target_os = "linux")]
+mod mapped;
 pub(crate) mod symbolize;
 pub(crate) mod symbols;
 #[cfg(target_os = "linux")]
@@ -13,6 +17,8 @@ pub(crate) mod symtab;
 pub(crate) mod unwind;
 
 pub(crate) use symbolize::stack as symbolize_stack;
+pub(crate) use symbolize::stacks as symbolize_stacks;
+pub(crate) use symbolize::stacks_whole as symbolize_stacks_whole;
 #[cfg(target_os = "linux")]
 pub(crate) use unwind::segment_of;
 #[cfg(feature = "cpu")]

@@ -1,17 +1,63 @@
-//! Turning what `backtrace` resolves into the profile model's frames: shared by the heap
-//! profiler's symbolizer and the CPU profile conversion.
+//! Turning what a symbolizer resolves into the profile model's frames: shared by diag's own
+//! symbolizer ([`crate::stack::symbolize`], for heap, CPU and blocking stacks) and any other
+//! source of resolved symbols (`backtrace::Symbol`).
 
 use crate::profile::Frame;
 
+/// One function a symbolizer found at an address (an inlined one, or the one the address lies
+/// in): its raw (mangled) name, source file and line, each if known.
+pub(crate) trait Resolved {
+    /// The raw name, mangled as the debug info or symbol table holds it.
+    fn name_bytes(&self) -> Option<&[u8]>;
+    /// The source file.
+    fn file_name(&self) -> Option<String>;
+    /// The source line.
+    fn line_number(&self) -> Option<u32>;
+}
+
+/// A [`Resolved`] function as diag's symbolizer reads it from DWARF or a symbol table.
+pub(crate) struct RawFrame<'a> {
+    /// The raw name.
+    pub(crate) name: Option<std::borrow::Cow<'a, [u8]>>,
+    /// The source file.
+    pub(crate) file: Option<&'a str>,
+    /// The source line.
+    pub(crate) line: Option<u32>,
+}
+
+impl Resolved for RawFrame<'_> {
+    fn name_bytes(&self) -> Option<&[u8]> {
+        self.name.as_deref()
+    }
+    fn file_name(&self) -> Option<String> {
+        self.file.map(str::to_owned)
+    }
+    fn line_number(&self) -> Option<u32> {
+        self.line
+    }
+}
+
+impl Resolved for backtrace::Symbol {
+    fn name_bytes(&self) -> Option<&[u8]> {
+        self.name().map(|n| n.as_bytes())
+    }
+    fn file_name(&self) -> Option<String> {
+        self.filename().map(|p| p.display().to_string())
+    }
+    fn line_number(&self) -> Option<u32> {
+        self.lineno()
+    }
+}
+
 /// The frames at code address `addr`, innermost (inlined) first, from the symbols `resolve`
-/// passes to its callback (`backtrace::resolve` or `backtrace::resolve_frame`); one frame
+/// passes to its callback (diag's symbolizer, or `backtrace::resolve_frame`); one frame
 /// named by the address if there are none. See [`frame`] for the names; the outermost
 /// frame, the function `addr` lies in, is named from the ELF symbol table when its debug
 /// info has only a short name, so its path is the real one rather than one derived from its
 /// source file.
-pub(crate) fn resolve_with(
+pub(crate) fn resolve_with<S: Resolved + ?Sized>(
     addr: usize,
-    resolve: impl FnOnce(&mut dyn FnMut(&backtrace::Symbol)),
+    resolve: impl FnOnce(&mut dyn FnMut(&S)),
 ) -> Vec<Frame> {
     let mut out = Vec::new();
     let mut last_short = None;
@@ -33,7 +79,7 @@ pub(crate) fn resolve_with(
 }
 
 /// The symbol-table name of the function holding `addr` (a return address: the call
-/// instruction is the byte before, as `backtrace` resolves it).
+/// instruction is the byte before, as the symbolizer resolves it).
 fn symbol_name(addr: usize) -> Option<String> {
     #[cfg(all(feature = "heap", target_os = "linux"))]
     {
@@ -75,11 +121,11 @@ fn is_body(segment: &str) -> bool {
 /// function whose debug-info name had no module path (one [`with_module`] gave a path), that
 /// short name. C functions (`malloc`, `clone3`) and `main` have no path by nature and are
 /// left alone.
-fn frame(sym: &backtrace::Symbol, addr: usize) -> (Frame, Option<String>) {
-    let file = sym.filename().map(|p| p.display().to_string());
-    let (function, short) = match sym.name() {
+fn frame<S: Resolved + ?Sized>(sym: &S, addr: usize) -> (Frame, Option<String>) {
+    let file = sym.file_name();
+    let (function, short) = match sym.name_bytes() {
         Some(n) => {
-            let name = format!("{n:#}");
+            let name = format!("{:#}", backtrace::SymbolName::new(n));
             match with_module(&name, file.as_deref()) {
                 Some(qualified) => (qualified, Some(name)),
                 None => (name, None),
@@ -90,7 +136,7 @@ fn frame(sym: &backtrace::Symbol, addr: usize) -> (Frame, Option<String>) {
     let frame = Frame {
         function,
         file,
-        line: sym.lineno().unwrap_or(0),
+        line: sym.line_number().unwrap_or(0),
         address: addr as u64,
     };
     (frame, short)

@@ -8,13 +8,18 @@
 //! functions, never get here. Tables are made when a profile is served (never on the
 //! allocation path), once per image: the image's file stays mapped read-only (its pages are
 //! file-backed, which the kernel can drop and read again) and an index of its function
-//! symbols is kept, at most [`MAX_SYMBOLS`] entries (24 bytes each) per image.
+//! symbols is kept, at most [`MAX_SYMBOLS`] entries (24 bytes each) per image. An image
+//! without a `.symtab` (a stripped shared library such as libc) is indexed from its dynamic
+//! symbols. The symbolizer ([`crate::stack::symbolize`]) also names the frames DWARF cannot
+//! name from here, and drops the tables with its other caches ([`clear`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use object::{Object, ObjectSymbol, SymbolKind};
+
+use super::mapped::Mapped;
 
 /// Function symbols indexed per image at most.
 const MAX_SYMBOLS: usize = 1 << 19;
@@ -41,7 +46,14 @@ impl Table {
         let bytes = map.bytes();
         let file = object::File::parse(bytes).ok()?;
         let mut funcs = Vec::new();
-        for sym in file.symbols() {
+        let mut symbols = file.symbols().peekable();
+        let symbols: Box<dyn Iterator<Item = object::Symbol<'_, '_>>> = if symbols.peek().is_some()
+        {
+            Box::new(symbols)
+        } else {
+            Box::new(file.dynamic_symbols())
+        };
+        for sym in symbols {
             if sym.kind() != SymbolKind::Text || sym.size() == 0 {
                 continue;
             }
@@ -64,7 +76,19 @@ impl Table {
             });
         }
         drop(file);
-        funcs.sort_unstable_by_key(|f| f.addr);
+        // Aliases (one address, several names: libc's `xdr_uint32_t` and `__GI_xdr_uint32_t`)
+        // sort the name with the fewest leading underscores last, where lookups land, so the
+        // public name is the one given, the same one every time.
+        let underscores = |f: &Func| {
+            let name = bytes.get(f.name_at as usize..).unwrap_or_default();
+            name.iter().take_while(|&&b| b == b'_').count()
+        };
+        funcs.sort_unstable_by(|a, b| {
+            a.addr
+                .cmp(&b.addr)
+                .then_with(|| underscores(b).cmp(&underscores(a)))
+                .then_with(|| a.name_len.cmp(&b.name_len).reverse())
+        });
         Some(Table { map, funcs })
     }
 
@@ -85,51 +109,6 @@ impl Table {
     }
 }
 
-/// A file mapped read-only for as long as this lives.
-struct Mapped {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Mapped {
-    fn open(path: &Path) -> Option<Mapped> {
-        use std::os::fd::AsRawFd;
-        let file = std::fs::File::open(path).ok()?;
-        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
-        if len == 0 {
-            return None;
-        }
-        // SAFETY: a private read-only mapping of an open file; the result is checked.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        (ptr != libc::MAP_FAILED).then_some(Mapped { ptr, len })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `len` readable bytes are mapped at `ptr` until drop.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
-    }
-}
-
-// SAFETY: the mapping is read-only and owned by this value alone; reading it from any thread
-// is sound.
-unsafe impl Send for Mapped {}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `open`.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
-}
-
 /// Tables by image file; None for a file that could not be read.
 fn tables() -> &'static Mutex<HashMap<PathBuf, Option<Table>>> {
     static TABLES: OnceLock<Mutex<HashMap<PathBuf, Option<Table>>>> = OnceLock::new();
@@ -142,13 +121,28 @@ pub(crate) fn function_at(addr: usize) -> Option<String> {
     let seg = crate::stack::segment_of(addr)?;
     let path = seg.file.unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
     let at = addr.checked_sub(seg.bias)? as u64;
+    with_raw_name(&path, at, |raw| {
+        raw.map(|raw| format!("{:#}", backtrace::SymbolName::new(raw)))
+    })
+}
+
+/// Calls `f` with the raw (mangled) name of the function whose symbol covers file address `at`
+/// in the image file `path`, or None.
+pub(crate) fn with_raw_name<R>(path: &Path, at: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
     let mut tables = tables().lock().unwrap_or_else(|e| e.into_inner());
-    let table = tables
-        .entry(path)
-        .or_insert_with_key(|p| Table::load(p))
-        .as_ref()?;
-    let raw = table.name_at(at)?;
-    Some(format!("{:#}", backtrace::SymbolName::new(raw)))
+    let table = match tables.get(path) {
+        Some(t) => t,
+        None => tables
+            .entry(path.to_owned())
+            .or_insert_with_key(|p| Table::load(p)),
+    };
+    f(table.as_ref().and_then(|t| t.name_at(at)))
+}
+
+/// Drops every table (and unmaps its file); they are made again when next needed.
+pub(crate) fn clear() {
+    let old = std::mem::take(&mut *tables().lock().unwrap_or_else(|e| e.into_inner()));
+    drop(old);
 }
 
 #[cfg(test)]
