@@ -98,6 +98,19 @@ pub(crate) fn short_file(path: &str) -> String {
 
 /// `function (file:line)` when the file is known, else `function`.
 pub(crate) fn located(function: &str, file: Option<&str>, line: u32) -> String {
+    located_as(function, file, line, true)
+}
+
+/// [`located`] with the function's short name (generic arguments elided, a body named by its
+/// enclosing function) unless `full`.
+pub(crate) fn located_as(function: &str, file: Option<&str>, line: u32, full: bool) -> String {
+    let short;
+    let function = if full {
+        function
+    } else {
+        short = diag_core::profile::sites::short_name(function);
+        short.as_str()
+    };
     match file {
         Some(file) if line > 0 => format!("{function} ({}:{line})", short_file(file)),
         Some(file) => format!("{function} ({})", short_file(file)),

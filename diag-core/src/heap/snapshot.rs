@@ -148,6 +148,15 @@ fn build(
     rate: u64,
     comments: Vec<String>,
 ) -> Profile {
+    let mut comments = comments;
+    let app = crate::stack::symbols::app_crates();
+    if !app.is_empty() {
+        comments.push(format!(
+            "{}={}",
+            crate::profile::sites::APP_CRATES_COMMENT,
+            app.join(",")
+        ));
+    }
     let mut samples = Vec::new();
     for (id, [alloc_objects_fp, alloc_bytes, inuse_objects_fp, inuse_bytes]) in counters {
         if alloc_objects_fp == 0 {
