@@ -306,7 +306,8 @@ pub(crate) struct FlatArgs {
     /// The column to show (default: inuse_space for heap, cpu for CPU profiles).
     #[arg(long, value_name = "TYPE")]
     pub(crate) sample: Option<String>,
-    /// Flat is the allocation site: std/alloc/allocator frames are folded into their caller
+    /// Flat is the allocation site: the innermost frame of the application (std, allocator and
+    /// dependency frames are folded into it)
     /// (the default for heap profiles).
     #[arg(long, conflicts_with = "leaf")]
     pub(crate) sites: bool,

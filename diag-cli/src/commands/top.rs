@@ -125,7 +125,8 @@ pub(crate) fn write_table(w: &mut impl Write, top: &Top, full_names: bool) -> io
         top.sample_type.ty,
         units::value(top.total, unit),
         match top.attribution {
-            Attribution::Sites => "allocation site (std/alloc frames folded into their caller)",
+            Attribution::Sites =>
+                "allocation site (std and dependency frames folded into the application's)",
             _ => "innermost frame",
         }
     )?;
