@@ -347,6 +347,7 @@ impl Builder {
             crate::console::start()?;
         }
         crate::stack::symbols::set_app_crates(&self.app_crates);
+        crate::stack::symbols::warm_app_crates();
         heap::set_unwinder(self.heap_unwinder);
         heap::set_sample_rate(self.heap_sample_bytes);
         crate::tasks::set_task_sample(self.task_sample);

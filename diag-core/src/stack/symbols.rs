@@ -62,20 +62,19 @@ pub(crate) fn set_app_crates(crates: &[String]) {
 
 /// The application's crates this process knows of, for its profiles to record
 /// ([`APP_CRATES_COMMENT`](crate::profile::sites::APP_CRATES_COMMENT)): the binary's own crate
-/// (the crate whose `main` its symbol table has) and those configured.
+/// (the crate whose `main` its symbol table has) and those configured. Finding the binary's
+/// crate reads the executable's symbol table (half a second for a large unoptimized binary):
+/// that is done once on a thread of its own, started by the first call (or by
+/// [`warm_app_crates`] at start-up), so no snapshot waits for it; a call before it is done
+/// has the configured crates only.
 pub(crate) fn app_crates() -> Vec<String> {
-    static MAIN: OnceLock<Vec<String>> = OnceLock::new();
-    let main = MAIN.get_or_init(|| {
-        #[cfg(all(feature = "heap", target_os = "linux"))]
-        {
-            crate::stack::symtab::main_crates()
-        }
-        #[cfg(not(all(feature = "heap", target_os = "linux")))]
-        {
+    let mut out = match main_crates().get() {
+        Some(main) => main.clone(),
+        None => {
+            warm_app_crates();
             Vec::new()
         }
-    });
-    let mut out = main.clone();
+    };
     for k in configured_app_crates()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -86,6 +85,31 @@ pub(crate) fn app_crates() -> Vec<String> {
         }
     }
     out
+}
+
+/// The binary's own crates, once found.
+fn main_crates() -> &'static OnceLock<Vec<String>> {
+    static MAIN: OnceLock<Vec<String>> = OnceLock::new();
+    &MAIN
+}
+
+/// Starts finding the binary's crate (see [`app_crates`]) on a thread of its own, once.
+pub(crate) fn warm_app_crates() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("diag-symbols".into())
+            .spawn(|| {
+                #[cfg(all(feature = "heap", target_os = "linux"))]
+                let found = crate::stack::symtab::main_crates();
+                #[cfg(not(all(feature = "heap", target_os = "linux")))]
+                let found = Vec::new();
+                let _ = main_crates().set(found);
+            });
+        if spawned.is_err() {
+            let _ = main_crates().set(Vec::new());
+        }
+    });
 }
 
 /// The process's naming state (what it learned of crate names).
@@ -103,7 +127,7 @@ pub(crate) trait SymbolTable {
     fn functions_where(
         &self,
         addr: usize,
-        keep: &dyn Fn(&[String]) -> bool,
+        keep: &dyn Fn(&[&str]) -> bool,
         limit: usize,
     ) -> Vec<String>;
 }
@@ -119,7 +143,7 @@ impl SymbolTable for ProcessSymbols {
     fn functions_where(
         &self,
         addr: usize,
-        keep: &dyn Fn(&[String]) -> bool,
+        keep: &dyn Fn(&[&str]) -> bool,
         limit: usize,
     ) -> Vec<String> {
         #[cfg(all(feature = "heap", target_os = "linux"))]
@@ -297,9 +321,9 @@ impl Namer {
             &|s| {
                 s.len() >= m + 2
                     && s.len() <= m + 3
-                    && s[1..=m] == modules[..]
-                    && s.last().is_some_and(|l| l == leaf)
-                    && known.as_ref().is_none_or(|k| *k == s[0])
+                    && s[1..=m].iter().zip(modules).all(|(a, b)| a == b)
+                    && s.last().is_some_and(|l| *l == leaf)
+                    && known.as_ref().is_none_or(|k| k == s[0])
             },
             2,
         );
@@ -328,7 +352,11 @@ impl Namer {
             let found = if m == 0 {
                 symtab.functions_where(addr, &|s| s.len() == 2 && s[1] == "main", 2)
             } else {
-                symtab.functions_where(addr, &|s| s.len() > m + 1 && s[1..=m] == modules[..], 64)
+                symtab.functions_where(
+                    addr,
+                    &|s| s.len() > m + 1 && s[1..=m].iter().zip(modules).all(|(a, b)| a == b),
+                    64,
+                )
             };
             let mut roots: Vec<&str> = found.iter().map(|f| plain_segments(f)[0]).collect();
             roots.sort_unstable();
@@ -728,13 +756,13 @@ mod tests {
         fn functions_where(
             &self,
             _addr: usize,
-            keep: &dyn Fn(&[String]) -> bool,
+            keep: &dyn Fn(&[&str]) -> bool,
             limit: usize,
         ) -> Vec<String> {
             self.functions
                 .iter()
                 .filter(|f| {
-                    let segs: Vec<String> = f.split("::").map(str::to_owned).collect();
+                    let segs: Vec<&str> = f.split("::").collect();
                     keep(&segs)
                 })
                 .take(limit)

@@ -184,41 +184,14 @@ fn legacy_segments(raw: &[u8]) -> Option<Vec<&[u8]>> {
     Some(out)
 }
 
-/// The path segments of a symbol's name, for [`functions_where`]: a legacy-mangled name's
-/// without demangling (the common case, and cheap), any other Rust name's demangled; None for
-/// a C symbol.
-fn segments(raw: &[u8]) -> Option<Vec<String>> {
-    if let Some(segs) = legacy_segments(raw) {
-        return Some(
-            segs.into_iter()
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect(),
-        );
-    }
-    if !raw.starts_with(b"_R") {
-        return None;
-    }
-    let name = format!("{:#}", backtrace::SymbolName::new(raw));
-    if name.starts_with('<') {
-        return None;
-    }
-    Some(
-        name.split('<')
-            .next()
-            .unwrap_or("")
-            .split("::")
-            .map(str::to_owned)
-            .collect(),
-    )
-}
-
 /// The demangled names (without hash) of the functions, in the symbol table of the image that
 /// holds code address `addr` (the executable when `addr` is 0), whose path segments `keep`
 /// accepts (a plain path: `myapp`, `cache`, `insert`; impls of traits are not offered); at
-/// most `limit` names. The whole table is scanned: callers cache what they learn.
+/// most `limit` names. The whole table is scanned (legacy-mangled names without demangling or
+/// allocating; v0-mangled ones demangled): callers cache what they learn.
 pub(crate) fn functions_where(
     addr: usize,
-    keep: &dyn Fn(&[String]) -> bool,
+    keep: &dyn Fn(&[&str]) -> bool,
     limit: usize,
 ) -> Vec<String> {
     let path = if addr == 0 {
@@ -238,22 +211,41 @@ pub(crate) fn functions_where(
         return Vec::new();
     };
     let mut out: Vec<String> = Vec::new();
+    let mut segs: Vec<&str> = Vec::new();
     for raw in table.names() {
         if out.len() >= limit {
             break;
         }
-        let Some(segs) = segments(raw) else {
-            continue;
+        let kept = if let Some(raw_segs) = legacy_segments(raw) {
+            segs.clear();
+            segs.extend(
+                raw_segs
+                    .iter()
+                    .map(|s| std::str::from_utf8(s).unwrap_or("")),
+            );
+            plain(&segs) && keep(&segs)
+        } else if raw.starts_with(b"_R") {
+            let name = format!("{:#}", backtrace::SymbolName::new(raw));
+            let head = name.split('<').next().unwrap_or("");
+            let owned: Vec<&str> = head.split("::").collect();
+            !name.starts_with('<') && plain(&owned) && keep(&owned)
+        } else {
+            false
         };
-        if segs.first().is_some_and(|s| s.starts_with('_')) || !keep(&segs) {
-            continue;
-        }
-        let name = format!("{:#}", backtrace::SymbolName::new(raw));
-        if !out.contains(&name) {
-            out.push(name);
+        if kept {
+            let name = format!("{:#}", backtrace::SymbolName::new(raw));
+            if !out.contains(&name) {
+                out.push(name);
+            }
         }
     }
     out
+}
+
+/// Whether segments are a plain path's (`myapp`, `cache`), not an impl's (`_$LT$...`).
+fn plain(segs: &[&str]) -> bool {
+    segs.first()
+        .is_some_and(|s| !s.is_empty() && !s.starts_with('_') && !s.starts_with('<'))
 }
 
 /// The crates of this executable that define a `main` function at their root (`myapp::main`):
@@ -311,7 +303,7 @@ mod tests {
         let here = a_function_with_a_symbol as *const () as usize;
         let found = functions_where(
             here,
-            &|s| s.last().is_some_and(|l| l == "a_function_with_a_symbol"),
+            &|s| s.last().is_some_and(|l| *l == "a_function_with_a_symbol"),
             4,
         );
         assert_eq!(found.len(), 1, "{found:?}");
