@@ -137,7 +137,10 @@ pub fn top(profile: &Profile, opts: &TopOptions) -> Result<Top> {
                 let frame = &sample.stack[i];
                 let mut k = key(frame, lines);
                 if let Some(name) = marked {
+                    // A marked entry is on no stack as a frame: its cum is its flat.
                     k.0 = Cow::Owned(name);
+                    let a = acc.entry(k.clone()).or_default();
+                    a.cum = a.cum.saturating_add(value);
                 }
                 let a = acc.entry(k).or_default();
                 a.flat = a.flat.saturating_add(value);
@@ -229,6 +232,54 @@ pub fn top(profile: &Profile, opts: &TopOptions) -> Result<Top> {
 mod tests {
     use super::*;
     use crate::profile::testutil::{cpu_profile, heap_profile};
+
+    /// With the application's crates known, a dependency's constructor is no entry of its
+    /// own, and a stack without an application frame counts for a marked entry (cum = flat).
+    #[test]
+    fn sites_are_the_applications_functions() {
+        let p = heap_profile(&[
+            (
+                &[
+                    "__rust_alloc",
+                    "bytes::Bytes::copy_from_slice",
+                    "svc::keep",
+                    "svc::main",
+                ],
+                300,
+            ),
+            (
+                &[
+                    "__rust_alloc",
+                    "tokio::runtime::task::raw::poll",
+                    "start_thread",
+                ],
+                100,
+            ),
+        ]);
+        let opts = TopOptions {
+            attribution: Attribution::Sites,
+            app_crates: vec!["svc".into()],
+            ..TopOptions::default()
+        };
+        let t = top(&p, &opts).unwrap();
+        let flat: Vec<(&str, i64, i64)> = t
+            .entries
+            .iter()
+            .filter(|e| e.flat != 0)
+            .map(|e| (e.function.as_str(), e.flat, e.cum))
+            .collect();
+        assert_eq!(
+            flat,
+            [
+                ("svc::keep", 300, 300),
+                (
+                    "[no application frame] tokio::runtime::task::raw::poll",
+                    100,
+                    100
+                )
+            ]
+        );
+    }
 
     fn opts(attribution: Attribution, n: usize) -> TopOptions {
         TopOptions {
