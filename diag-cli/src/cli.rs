@@ -121,6 +121,27 @@ pub(crate) struct RemoteArgs {
     pub(crate) timeout: u64,
 }
 
+/// How functions are named and which are the application's; shared by the commands that
+/// show sites or functions.
+#[derive(Debug, Args)]
+pub(crate) struct NamesArgs {
+    /// Crates of the application (comma-separated crate names), besides those the profile
+    /// shows with their source files and the service's binary crate it records: a site is the
+    /// innermost frame of one of these, never a dependency's. Needed for builds with
+    /// `debug = false` whose application spans several crates.
+    #[arg(
+        long,
+        value_name = "CRATES",
+        env = "DIAG_APP_CRATES",
+        value_delimiter = ','
+    )]
+    pub(crate) app_crates: Vec<String>,
+    /// Show functions with their full names (generic arguments, closure and async bodies);
+    /// by default tables and flamegraph labels elide generic arguments, as pprof does.
+    #[arg(long)]
+    pub(crate) full_names: bool,
+}
+
 /// `diag demo`.
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -209,6 +230,8 @@ pub(crate) struct DiffArgs {
     #[arg(long, value_name = "TYPE")]
     pub(crate) sample: Option<String>,
     #[command(flatten)]
+    pub(crate) names: NamesArgs,
+    #[command(flatten)]
     pub(crate) filter: FilterArgs,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
@@ -248,6 +271,8 @@ pub(crate) struct TrendArgs {
     /// One-sided significance level of the trend test.
     #[arg(long, value_name = "P", default_value_t = diag_core::profile::DEFAULT_TREND_ALPHA, value_parser = parse_alpha)]
     pub(crate) alpha: f64,
+    #[command(flatten)]
+    pub(crate) names: NamesArgs,
     #[command(flatten)]
     pub(crate) filter: FilterArgs,
     #[command(flatten)]
@@ -305,6 +330,8 @@ pub(crate) struct TopArgs {
     #[arg(long)]
     pub(crate) once: bool,
     #[command(flatten)]
+    pub(crate) names: NamesArgs,
+    #[command(flatten)]
     pub(crate) filter: FilterArgs,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
@@ -316,7 +343,8 @@ pub(crate) struct FlatArgs {
     /// The column to show (default: inuse_space for heap, cpu for CPU profiles).
     #[arg(long, value_name = "TYPE")]
     pub(crate) sample: Option<String>,
-    /// Flat is the allocation site: std/alloc/allocator frames are folded into their caller
+    /// Flat is the allocation site: the innermost frame of the application (std, allocator and
+    /// dependency frames are folded into it)
     /// (the default for heap profiles).
     #[arg(long, conflicts_with = "leaf")]
     pub(crate) sites: bool,
@@ -379,6 +407,9 @@ pub(crate) struct FlamegraphArgs {
     /// Leave out frames narrower than this many pixels.
     #[arg(long, value_name = "F", default_value_t = diag_core::profile::DEFAULT_MIN_WIDTH, value_parser = parse_min_width)]
     pub(crate) min_width: f64,
+    /// Label frames with their full names (generic arguments, closure and async bodies).
+    #[arg(long)]
+    pub(crate) full_names: bool,
     #[command(flatten)]
     pub(crate) filter: FilterArgs,
     /// URL mode: seconds to profile the live service's CPU for (default 30).

@@ -96,8 +96,16 @@ pub(crate) fn short_file(path: &str) -> String {
     path.to_owned()
 }
 
-/// `function (file:line)` when the file is known, else `function`.
-pub(crate) fn located(function: &str, file: Option<&str>, line: u32) -> String {
+/// `function (file:line)` when the file is known, else `function`; the function by its short
+/// name (generic arguments elided, a body named by its enclosing function) unless `full`.
+pub(crate) fn located_as(function: &str, file: Option<&str>, line: u32, full: bool) -> String {
+    let short;
+    let function = if full {
+        function
+    } else {
+        short = diag_core::profile::sites::short_name(function);
+        short.as_str()
+    };
     match file {
         Some(file) if line > 0 => format!("{function} ({}:{line})", short_file(file)),
         Some(file) => format!("{function} ({})", short_file(file)),
@@ -191,9 +199,11 @@ mod tests {
             "library/alloc/src/vec/mod.rs"
         );
         assert_eq!(short_file("src/main.rs"), "src/main.rs");
-        assert_eq!(located("f", Some("src/a.rs"), 3), "f (src/a.rs:3)");
-        assert_eq!(located("f", Some("src/a.rs"), 0), "f (src/a.rs)");
-        assert_eq!(located("f", None, 3), "f");
+        assert_eq!(located_as("f", Some("src/a.rs"), 3, true), "f (src/a.rs:3)");
+        assert_eq!(located_as("f", Some("src/a.rs"), 0, true), "f (src/a.rs)");
+        assert_eq!(located_as("f", None, 3, true), "f");
+        assert_eq!(located_as("a::f<u8>::{{closure}}", None, 3, false), "a::f");
+        assert_eq!(located_as("a::f<u8>", None, 3, true), "a::f<u8>");
     }
 
     #[test]

@@ -26,6 +26,32 @@ fn diff_table_matches_golden() {
     assert!(out.contains("NEW"), "{out}");
 }
 
+/// Tables show short names unless `--full-names`; JSON keeps `function` whole and adds
+/// `short`.
+#[test]
+fn names_are_short_in_tables_and_whole_in_json() {
+    let (b, a) = (path("before.pb.gz"), path("after.pb.gz"));
+    let short = ok(&["diff", &b, &a]);
+    assert!(short.contains("myapp::handlers::upload (src"), "{short}");
+    assert!(!short.contains("{{closure}}"), "{short}");
+    let full = ok(&["diff", &b, &a, "--full-names"]);
+    assert!(
+        full.contains("myapp::handlers::upload::{{closure}} (src"),
+        "{full}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(&["diff", &b, &a, "--json"])).unwrap();
+    let upload = v["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["short"] == "myapp::handlers::upload")
+        .expect("a site whose short name is the handler's");
+    assert_eq!(upload["function"], "myapp::handlers::upload::{{closure}}");
+    let top: serde_json::Value =
+        serde_json::from_str(&ok(&["top", &a, "--json", "--full-names"])).unwrap();
+    assert_eq!(top["entries"][1]["short"], "myapp::handlers::upload");
+}
+
 #[test]
 fn diff_json_contract() {
     let out = ok(&[
@@ -391,10 +417,11 @@ fn diff_of_two_cpu_profiles_is_in_cpu_time() {
 fn top_by_line_splits_a_function() {
     let out = ok(&["top", &path("after.pb.gz"), "--lines", "--focus", "upload"]);
     assert!(out.contains("showing 6 of 6 lines"), "{out}");
-    // The upload handler allocates at line 61 and calls the cache from line 88.
+    // The upload handler allocates at line 61 and calls the cache from line 88 (its async
+    // body `upload::{{closure}}` shown by its short name).
     let upload: Vec<&str> = out
         .lines()
-        .filter(|l| l.contains("myapp::handlers::upload::{{closure}}"))
+        .filter(|l| l.contains("myapp::handlers::upload ("))
         .collect();
     assert_eq!(upload.len(), 2, "{out}");
     assert!(

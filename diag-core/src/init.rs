@@ -43,6 +43,10 @@ pub mod env {
     pub const HEAP_HISTORY_INTERVAL_SECS: &str = "DIAG_HEAP_HISTORY_INTERVAL_SECS";
     /// Points the heap history keeps (default 60, from 2 to 1440).
     pub const HEAP_HISTORY_POINTS: &str = "DIAG_HEAP_HISTORY_POINTS";
+    /// The application's crates, comma-separated (`myapp,myapp_db`), besides the binary's own
+    /// crate and those its profiles show with their source files: heap sites are their
+    /// functions, never a dependency's. Recorded in every heap profile (`app_crates=`).
+    pub const APP_CRATES: &str = "DIAG_APP_CRATES";
 }
 
 /// Starts diag from `DIAG_*` environment variables: sets the heap sample rate and starts the
@@ -71,6 +75,7 @@ pub struct Builder {
     max_response_bytes: u64,
     heap_history_interval: Duration,
     heap_history_points: usize,
+    app_crates: Vec<String>,
     #[cfg(feature = "console")]
     console: bool,
 }
@@ -94,6 +99,7 @@ impl Default for Builder {
             max_response_bytes: crate::http::limits::DEFAULT_MAX_RESPONSE_BYTES,
             heap_history_interval: heap::DEFAULT_HISTORY_INTERVAL,
             heap_history_points: heap::DEFAULT_HISTORY_POINTS,
+            app_crates: Vec::new(),
             #[cfg(feature = "console")]
             console: true,
         }
@@ -208,6 +214,9 @@ impl Builder {
             }
             self.heap_history_points = n as usize;
         }
+        if let Some(v) = env_var(env::APP_CRATES)? {
+            self = self.app_crates(v.split(','));
+        }
         Ok(self)
     }
 
@@ -293,6 +302,20 @@ impl Builder {
         self
     }
 
+    /// Crates of the application besides the binary's own (`myapp_db` of a workspace, as Rust
+    /// names crates: `-` is taken as `_`): heap sites are the innermost frame of one of these,
+    /// never a dependency's. Needed only where the profile cannot show it (`debug = false`
+    /// builds have no source files); see `DIAG_APP_CRATES`.
+    pub fn app_crates<S: AsRef<str>>(mut self, crates: impl IntoIterator<Item = S>) -> Self {
+        self.app_crates.extend(
+            crates
+                .into_iter()
+                .map(|c| c.as_ref().trim().replace('-', "_"))
+                .filter(|c| !c.is_empty()),
+        );
+        self
+    }
+
     /// Do not start a listener (for apps that nest [`router`](crate::router) into their own).
     pub fn no_listener(mut self) -> Self {
         self.listen = false;
@@ -323,6 +346,8 @@ impl Builder {
         if self.console {
             crate::console::start()?;
         }
+        crate::stack::symbols::set_app_crates(&self.app_crates);
+        crate::stack::symbols::warm_app_crates();
         heap::set_unwinder(self.heap_unwinder);
         heap::set_sample_rate(self.heap_sample_bytes);
         crate::tasks::set_task_sample(self.task_sample);

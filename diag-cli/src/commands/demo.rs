@@ -182,7 +182,7 @@ fn trend_step(agent: &ureq::Agent, app: &str, diag: &str, args: &DemoArgs) -> Re
     let refs: Vec<&profile::Profile> = profiles.iter().collect();
     let trend = profile::trend(&refs, &profile::TrendOptions::default())?;
     println!();
-    super::trend::write_table(&mut std::io::stdout().lock(), &trend, 5)?;
+    super::trend::write_table(&mut std::io::stdout().lock(), &trend, 5, false)?;
     println!();
     let Some(top) = trend.sites.first() else {
         bail!("the trend shows no site: the demo did not see the leak grow");
@@ -262,7 +262,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
     diff.sites.truncate(DEFAULT_TOP);
     println!("3. diag diff {} {}", a.display(), b.display());
     println!();
-    write_table(&mut std::io::stdout().lock(), &diff, total_sites)?;
+    write_table(&mut std::io::stdout().lock(), &diff, total_sites, false)?;
     println!();
 
     let svg = args.out.join("growth.svg");

@@ -29,6 +29,7 @@ pub(crate) fn run(args: DiffArgs) -> Result<ExitCode> {
     args.filter.apply_all([&mut before, &mut after]);
     let mut opts = DiffOptions::default();
     opts.sample_type.clone_from(&args.sample);
+    opts.app_crates.clone_from(&args.names.app_crates);
     let mut diff = profile::diff(&before, &after, &opts)
         .with_context(|| format!("comparing {before_name} with {after_name}"))?;
     let total_sites = diff.sites.len();
@@ -36,6 +37,7 @@ pub(crate) fn run(args: DiffArgs) -> Result<ExitCode> {
     if let Some(path) = &args.svg {
         let mut flame = FlameOptions::default();
         flame.sample_type = Some(diff.sample_type.clone());
+        flame.full_names = args.names.full_names;
         flame.title = Some(format!(
             "Growth of {} from {} to {}",
             diff.sample_type, before_name, after_name
@@ -64,7 +66,7 @@ pub(crate) fn run(args: DiffArgs) -> Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &diff).context("writing JSON")?;
         writeln!(out)?;
     } else {
-        write_table(&mut out, &diff, total_sites)?;
+        write_table(&mut out, &diff, total_sites, args.names.full_names)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -183,11 +185,13 @@ fn timeout(args: &DiffArgs) -> Duration {
 }
 
 /// The human table: a summary line, then one row per site, values in the compared column's
-/// unit (an objects column only if it has a count column beside it).
+/// unit (an objects column only if it has a count column beside it); sites by their short
+/// names unless `full_names`.
 pub(crate) fn write_table(
     w: &mut impl Write,
     diff: &HeapDiff,
     total_sites: usize,
+    full_names: bool,
 ) -> io::Result<()> {
     let t = &diff.totals;
     let unit = diff.unit.as_str();
@@ -239,7 +243,12 @@ pub(crate) fn write_table(
             row.push(units::signed(s.delta_objects, "count"));
         }
         row.push(if s.new { "NEW".into() } else { String::new() });
-        row.push(units::located(&s.function, s.file.as_deref(), s.line));
+        row.push(units::located_as(
+            &s.function,
+            s.file.as_deref(),
+            s.line,
+            full_names,
+        ));
         table.row(row);
     }
     table.write(w)

@@ -17,6 +17,7 @@ pub(crate) fn run(args: FlamegraphArgs) -> Result<ExitCode> {
     opts.title.clone_from(&args.title);
     opts.reverse = args.reverse;
     opts.min_width = args.min_width;
+    opts.full_names = args.full_names;
     opts.sample_type.clone_from(&args.sample);
     let (mut p, output) = match Input::parse(&args.file) {
         Input::File(_) => {

@@ -45,13 +45,14 @@ pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
     opts.n = args.top;
     opts.lines = args.lines;
     opts.attribution = attribution(&args.flat, &p);
+    opts.app_crates.clone_from(&args.names.app_crates);
     let top = profile::top(&p, &opts).with_context(|| format!("reading {}", args.file))?;
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
         serde_json::to_writer_pretty(&mut out, &top).context("writing JSON")?;
         writeln!(out)?;
     } else {
-        write_table(&mut out, &top)?;
+        write_table(&mut out, &top, args.names.full_names)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -116,7 +117,7 @@ fn default_attribution(p: &Profile, sample: Option<&str>) -> Attribution {
 }
 
 /// The human table, in the shape of `go tool pprof -top`.
-pub(crate) fn write_table(w: &mut impl Write, top: &Top) -> io::Result<()> {
+pub(crate) fn write_table(w: &mut impl Write, top: &Top, full_names: bool) -> io::Result<()> {
     let unit = top.sample_type.unit.as_str();
     writeln!(
         w,
@@ -124,7 +125,8 @@ pub(crate) fn write_table(w: &mut impl Write, top: &Top) -> io::Result<()> {
         top.sample_type.ty,
         units::value(top.total, unit),
         match top.attribution {
-            Attribution::Sites => "allocation site (std/alloc frames folded into their caller)",
+            Attribution::Sites =>
+                "allocation site (std and dependency frames folded into the application's)",
             _ => "innermost frame",
         }
     )?;
@@ -146,7 +148,7 @@ pub(crate) fn write_table(w: &mut impl Write, top: &Top) -> io::Result<()> {
         ("FUNCTION", Align::Left),
     ]);
     for e in &top.entries {
-        let function = units::located(&e.function, e.file.as_deref(), e.line);
+        let function = units::located_as(&e.function, e.file.as_deref(), e.line, full_names);
         table.row(vec![
             units::value(e.flat, unit),
             units::percent(e.flat_percent),

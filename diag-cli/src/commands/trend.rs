@@ -76,6 +76,7 @@ pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
     let mut opts = TrendOptions::default();
     opts.sample_type.clone_from(&args.sample);
     opts.alpha = args.alpha;
+    opts.app_crates.clone_from(&args.names.app_crates);
     let refs: Vec<&Profile> = profiles.iter().collect();
     let mut trend = profile::trend(&refs, &opts).context("computing the trend")?;
     let limit = match (args.top, args.json) {
@@ -94,7 +95,7 @@ pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &v).context("writing JSON")?;
         writeln!(out)?;
     } else {
-        write_table(&mut out, &trend, limit)?;
+        write_table(&mut out, &trend, limit, args.names.full_names)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -246,7 +247,12 @@ fn warn_on_restarts(files: &[String], profiles: &[Profile]) {
 
 /// The human table: a summary of all sites, then one row for each of the first `limit`
 /// (0 = all).
-pub(crate) fn write_table(w: &mut impl Write, t: &HeapTrend, limit: usize) -> io::Result<()> {
+pub(crate) fn write_table(
+    w: &mut impl Write,
+    t: &HeapTrend,
+    limit: usize,
+    full_names: bool,
+) -> io::Result<()> {
     let n = t.snapshots.len();
     let (first, last) = (&t.snapshots[0], &t.snapshots[n - 1]);
     let over = match t.slope_per {
@@ -344,7 +350,7 @@ pub(crate) fn write_table(w: &mut impl Write, t: &HeapTrend, limit: usize) -> io
             format!("{}/{}", s.rose_in, s.bytes.len() - 1),
             p_value(p).trim_start_matches("= ").to_owned(),
             sparkline(&s.bytes),
-            units::located(&s.function, s.file.as_deref(), s.line),
+            units::located_as(&s.function, s.file.as_deref(), s.line, full_names),
         ]);
     }
     table.write(w)?;

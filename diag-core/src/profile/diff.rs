@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::load::sample_type_names;
 use super::model::Profile;
-use super::sites::{UNKNOWN_SITE, site_index};
+use super::sites::{SiteRules, UNKNOWN_SITE, short_name};
 use crate::error::{Error, Result};
 
 /// The column compared by default.
@@ -37,6 +37,9 @@ pub struct DiffOptions {
     /// it, else the default column of both if they agree on it (`cpu` for two CPU profiles).
     /// Its objects column is found by name (`alloc_space` -> `alloc_objects`).
     pub sample_type: Option<String>,
+    /// Crates taken as the application's besides those the profiles show or record (see
+    /// [`SiteRules`]): `--app-crates`, `DIAG_APP_CRATES`.
+    pub app_crates: Vec<String>,
 }
 
 /// How the heap changed between two snapshots.
@@ -61,8 +64,14 @@ pub struct HeapDiff {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct SiteDelta {
-    /// The site: the innermost user-code function of the stacks attributed here.
+    /// The site: the innermost application function of the stacks attributed here (see
+    /// [`sites`](super::sites)), its full name; `[no application frame] <function>` for stacks
+    /// without one.
     pub function: String,
+    /// `function` as tables show it: generic arguments elided, a closure or async body named
+    /// by its enclosing function ([`short_name`]).
+    #[serde(default)]
+    pub short: String,
     /// `after_bytes - before_bytes`.
     pub delta_bytes: i64,
     /// In-use bytes at the site in the first snapshot.
@@ -152,8 +161,9 @@ pub fn diff(before: &Profile, after: &Profile, opts: &DiffOptions) -> Result<Hea
         None => default_column(before, after),
     };
     let (cb, ca) = columns(before, after, ty)?;
-    let sites_before = aggregate(before, cb);
-    let sites_after = aggregate(after, ca);
+    let rules = SiteRules::for_profiles([before, after]).with_app_crates(&opts.app_crates);
+    let sites_before = aggregate(before, cb, &rules);
+    let sites_after = aggregate(after, ca, &rules);
 
     let mut totals = DiffTotals::default();
     let mut sites = Vec::new();
@@ -177,6 +187,7 @@ pub fn diff(before: &Profile, after: &Profile, opts: &DiffOptions) -> Result<Hea
         let (stack, file, line) = heaviest_stack(b, a);
         sites.push(SiteDelta {
             function: name.clone(),
+            short: short_name(name),
             delta_bytes,
             before_bytes: b.values[0],
             after_bytes: a.values[0],
@@ -288,7 +299,11 @@ pub(super) fn columns(before: &Profile, after: &Profile, ty: &str) -> Result<(Co
     ))
 }
 
-pub(super) fn aggregate(profile: &Profile, cols: Columns) -> BTreeMap<String, SiteAgg> {
+pub(super) fn aggregate(
+    profile: &Profile,
+    cols: Columns,
+    rules: &SiteRules,
+) -> BTreeMap<String, SiteAgg> {
     let get =
         |values: &[i64], i: Option<usize>| i.and_then(|i| values.get(i).copied()).unwrap_or(0);
     let mut sites: BTreeMap<String, SiteAgg> = BTreeMap::new();
@@ -300,14 +315,15 @@ pub(super) fn aggregate(profile: &Profile, cols: Columns) -> BTreeMap<String, Si
             get(v, cols.alloc_bytes),
             get(v, cols.alloc_objects),
         ];
-        let (name, stack, file, line) = match site_index(&sample.stack) {
-            Some(i) => {
-                let site = &sample.stack[i];
+        let (name, stack, file, line) = match rules.site(&sample.stack) {
+            Some(site) => {
+                let i = site.index;
+                let frame = &sample.stack[i];
                 let stack: Vec<String> = sample.stack[i..]
                     .iter()
                     .map(|f| f.function.clone())
                     .collect();
-                (site.function.clone(), stack, site.file.clone(), site.line)
+                (site.name, stack, frame.file.clone(), frame.line)
             }
             None => (UNKNOWN_SITE.to_owned(), Vec::new(), None, 0),
         };
@@ -494,6 +510,7 @@ mod tests {
         // Asked for explicitly, the sample count works too; a heap diff keeps its pairing.
         let opts = DiffOptions {
             sample_type: Some("samples".into()),
+            ..DiffOptions::default()
         };
         let d = diff(&before, &after, &opts).unwrap();
         assert_eq!((d.unit.as_str(), d.sites[0].delta_bytes), ("count", 60));

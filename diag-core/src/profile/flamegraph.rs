@@ -36,6 +36,9 @@ pub struct FlameOptions {
     /// What one unit of width counts (`bytes`, `objects`, `samples`); from the column when
     /// `None`.
     pub count_name: Option<String>,
+    /// Label frames with their full names; by default they show their
+    /// [`short_name`](super::sites::short_name) (generic arguments elided), as pprof does.
+    pub full_names: bool,
 }
 
 impl Default for FlameOptions {
@@ -46,6 +49,7 @@ impl Default for FlameOptions {
             min_width: DEFAULT_MIN_WIDTH,
             sample_type: None,
             count_name: None,
+            full_names: false,
         }
     }
 }
@@ -57,7 +61,11 @@ impl Default for FlameOptions {
 pub fn flamegraph<W: Write>(profile: &Profile, opts: &FlameOptions, w: W) -> Result<()> {
     let index = select_sample(profile, opts.sample_type.as_deref())?;
     let ty = &profile.sample_types[index];
-    let stacks = fold(profile, |s| s.values.get(index).copied().unwrap_or(0));
+    let stacks = fold(
+        profile,
+        |s| s.values.get(index).copied().unwrap_or(0),
+        !opts.full_names,
+    );
     if stacks.is_empty() {
         return Err(Error::invalid(format!(
             "nothing to draw: no stack has a positive `{}` value",
@@ -120,8 +128,16 @@ pub fn diff_flamegraph<W: Write>(
             ty.ty
         ))
     })?;
-    let mut before_stacks = fold(before, |s| s.values.get(ib).copied().unwrap_or(0));
-    let mut after_stacks = fold(after, |s| s.values.get(ia).copied().unwrap_or(0));
+    let mut before_stacks = fold(
+        before,
+        |s| s.values.get(ib).copied().unwrap_or(0),
+        !opts.full_names,
+    );
+    let mut after_stacks = fold(
+        after,
+        |s| s.values.get(ia).copied().unwrap_or(0),
+        !opts.full_names,
+    );
     let divisor = scale_down(&mut [&mut before_stacks, &mut after_stacks]);
     if after_stacks.is_empty() {
         return Err(Error::invalid(format!(

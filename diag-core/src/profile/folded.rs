@@ -19,7 +19,11 @@ const EMPTY_STACK: &str = "[unknown]";
 /// in a number after a space (`f 12`) has that space made `_`, so no reader takes it for a count.
 pub fn folded_map(profile: &Profile, sample_type: Option<&str>) -> Result<BTreeMap<String, i64>> {
     let index = select_sample(profile, sample_type)?;
-    Ok(fold(profile, |s| s.values.get(index).copied().unwrap_or(0)))
+    Ok(fold(
+        profile,
+        |s| s.values.get(index).copied().unwrap_or(0),
+        false,
+    ))
 }
 
 /// Folded lines (`outer;mid;inner value`), sorted by stack, for one column.
@@ -43,8 +47,13 @@ pub fn write_folded<W: Write>(
     Ok(())
 }
 
-/// Folds `profile` with `value` giving each sample's weight.
-pub(crate) fn fold(profile: &Profile, value: impl Fn(&Sample) -> i64) -> BTreeMap<String, i64> {
+/// Folds `profile` with `value` giving each sample's weight; frames named by their
+/// [`short_name`](super::sites::short_name) if `short`.
+pub(crate) fn fold(
+    profile: &Profile,
+    value: impl Fn(&Sample) -> i64,
+    short: bool,
+) -> BTreeMap<String, i64> {
     let mut stacks: BTreeMap<String, i64> = BTreeMap::new();
     let mut key = String::new();
     for sample in &profile.samples {
@@ -53,7 +62,7 @@ pub(crate) fn fold(profile: &Profile, value: impl Fn(&Sample) -> i64) -> BTreeMa
             continue;
         }
         key.clear();
-        stack_key(sample, &mut key);
+        stack_key(sample, short, &mut key);
         match stacks.get_mut(key.as_str()) {
             Some(sum) => *sum = sum.saturating_add(v),
             None => {
@@ -65,7 +74,7 @@ pub(crate) fn fold(profile: &Profile, value: impl Fn(&Sample) -> i64) -> BTreeMa
     stacks
 }
 
-fn stack_key(sample: &Sample, key: &mut String) {
+fn stack_key(sample: &Sample, short: bool, key: &mut String) {
     if sample.stack.is_empty() {
         key.push_str(EMPTY_STACK);
         return;
@@ -74,7 +83,13 @@ fn stack_key(sample: &Sample, key: &mut String) {
         if i > 0 {
             key.push(';');
         }
-        let name = frame.function.trim();
+        let shortened;
+        let name = if short {
+            shortened = super::sites::short_name(frame.function.trim());
+            shortened.as_str()
+        } else {
+            frame.function.trim()
+        };
         let name = if name.is_empty() { "[unknown]" } else { name };
         if name.contains([';', '\n', '\r']) {
             key.extend(name.chars().map(|c| match c {

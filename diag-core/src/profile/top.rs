@@ -1,12 +1,13 @@
 //! The heaviest functions of one profile, flat and cumulative, like `go tool pprof -top`.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::load::select_sample;
 use super::model::{Frame, Profile, ValueType};
-use super::sites::{UNKNOWN_SITE, is_runtime, site_index};
+use super::sites::{FrameKind, SiteRules, UNKNOWN_SITE, short_name};
 use crate::error::Result;
 
 /// Which frame of a stack a sample's value counts as "flat" for.
@@ -17,9 +18,10 @@ pub enum Attribution {
     /// The innermost frame, whatever it is (pprof's flat): right for CPU profiles.
     #[default]
     Leaf,
-    /// The innermost user-code frame (see [`sites`](super::sites)): right for heap profiles,
-    /// where the leaf is almost always the allocator. Runtime functions (std, alloc, the
-    /// allocator) are left out of the list.
+    /// The innermost application frame (see [`sites`](super::sites)): right for heap
+    /// profiles, where the leaf is almost always the allocator. Runtime functions (std, alloc,
+    /// the allocator) are left out of the list; a stack without an application frame counts
+    /// for a marked entry (`[no application frame] <function>`).
     Sites,
 }
 
@@ -37,6 +39,9 @@ pub struct TopOptions {
     /// One entry per source line (function, file and line) instead of per function, like
     /// `go tool pprof -lines`: where in a hot function the time or memory goes.
     pub lines: bool,
+    /// Crates taken as the application's besides those the profile shows or records (see
+    /// [`SiteRules`]), for [`Attribution::Sites`].
+    pub app_crates: Vec<String>,
 }
 
 /// The result of [`top`].
@@ -61,8 +66,11 @@ pub struct Top {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TopEntry {
-    /// The function.
+    /// The function (its full name).
     pub function: String,
+    /// `function` as tables show it ([`short_name`]).
+    #[serde(default)]
+    pub short: String,
     /// The value of samples where it is the flat frame.
     pub flat: i64,
     /// `flat` as a percentage of the total.
@@ -83,7 +91,7 @@ pub struct TopEntry {
 }
 
 /// What entries are keyed by: a function, or with [`TopOptions::lines`] a function's line.
-type Key<'a> = (&'a str, Option<&'a str>, u32);
+type Key<'a> = (Cow<'a, str>, Option<&'a str>, u32);
 
 #[derive(Default)]
 struct Acc {
@@ -100,12 +108,17 @@ pub fn top(profile: &Profile, opts: &TopOptions) -> Result<Top> {
     let total = profile.total(index);
     let lines = opts.lines;
     fn key(f: &Frame, lines: bool) -> Key<'_> {
+        let name = Cow::Borrowed(f.function.as_str());
         if lines {
-            (f.function.as_str(), f.file.as_deref(), f.line)
+            (name, f.file.as_deref(), f.line)
         } else {
-            (f.function.as_str(), None, 0)
+            (name, None, 0)
         }
     }
+    let rules = match opts.attribution {
+        Attribution::Sites => SiteRules::for_profile(profile).with_app_crates(&opts.app_crates),
+        Attribution::Leaf => SiteRules::default(),
+    };
     let mut acc: HashMap<Key<'_>, Acc> = HashMap::new();
     let mut seen: HashSet<Key<'_>> = HashSet::new();
     for sample in &profile.samples {
@@ -114,13 +127,22 @@ pub fn top(profile: &Profile, opts: &TopOptions) -> Result<Top> {
             continue;
         }
         let flat_at = match opts.attribution {
-            Attribution::Leaf => (!sample.stack.is_empty()).then_some(0),
-            Attribution::Sites => site_index(&sample.stack),
+            Attribution::Leaf => (!sample.stack.is_empty()).then_some((0, None)),
+            Attribution::Sites => rules
+                .site(&sample.stack)
+                .map(|s| (s.index, (!s.app).then_some(s.name))),
         };
         match flat_at {
-            Some(i) => {
+            Some((i, marked)) => {
                 let frame = &sample.stack[i];
-                let a = acc.entry(key(frame, lines)).or_default();
+                let mut k = key(frame, lines);
+                if let Some(name) = marked {
+                    // A marked entry is on no stack as a frame: its cum is its flat.
+                    k.0 = Cow::Owned(name);
+                    let a = acc.entry(k.clone()).or_default();
+                    a.cum = a.cum.saturating_add(value);
+                }
+                let a = acc.entry(k).or_default();
                 a.flat = a.flat.saturating_add(value);
                 if frame.file.is_some() && value > a.line_weight {
                     a.file.clone_from(&frame.file);
@@ -129,7 +151,9 @@ pub fn top(profile: &Profile, opts: &TopOptions) -> Result<Top> {
                 }
             }
             None => {
-                let a = acc.entry((UNKNOWN_SITE, None, 0)).or_default();
+                let a = acc
+                    .entry((Cow::Borrowed(UNKNOWN_SITE), None, 0))
+                    .or_default();
                 a.flat = a.flat.saturating_add(value);
                 a.cum = a.cum.saturating_add(value);
             }
@@ -146,7 +170,9 @@ pub fn top(profile: &Profile, opts: &TopOptions) -> Result<Top> {
     let mut rows: Vec<(Key<'_>, Acc)> = acc.into_iter().collect();
     if opts.attribution == Attribution::Sites {
         // Runtime frames never hold flat value here; listing them only buries the sites.
-        rows.retain(|((name, ..), a)| a.flat != 0 || !is_runtime(name));
+        rows.retain(|((name, ..), a)| {
+            a.flat != 0 || rules.kind(&Frame::named(name.as_ref())) != FrameKind::Runtime
+        });
     }
     rows.sort_by(|(ka, a), (kb, b)| {
         b.flat
@@ -180,7 +206,8 @@ pub fn top(profile: &Profile, opts: &TopOptions) -> Result<Top> {
                 (a.file, a.line)
             };
             TopEntry {
-                function: function.to_owned(),
+                short: short_name(&function),
+                function: function.into_owned(),
                 flat: a.flat,
                 flat_percent,
                 sum_percent: sum,
@@ -205,6 +232,54 @@ pub fn top(profile: &Profile, opts: &TopOptions) -> Result<Top> {
 mod tests {
     use super::*;
     use crate::profile::testutil::{cpu_profile, heap_profile};
+
+    /// With the application's crates known, a dependency's constructor is no entry of its
+    /// own, and a stack without an application frame counts for a marked entry (cum = flat).
+    #[test]
+    fn sites_are_the_applications_functions() {
+        let p = heap_profile(&[
+            (
+                &[
+                    "__rust_alloc",
+                    "bytes::Bytes::copy_from_slice",
+                    "svc::keep",
+                    "svc::main",
+                ],
+                300,
+            ),
+            (
+                &[
+                    "__rust_alloc",
+                    "tokio::runtime::task::raw::poll",
+                    "start_thread",
+                ],
+                100,
+            ),
+        ]);
+        let opts = TopOptions {
+            attribution: Attribution::Sites,
+            app_crates: vec!["svc".into()],
+            ..TopOptions::default()
+        };
+        let t = top(&p, &opts).unwrap();
+        let flat: Vec<(&str, i64, i64)> = t
+            .entries
+            .iter()
+            .filter(|e| e.flat != 0)
+            .map(|e| (e.function.as_str(), e.flat, e.cum))
+            .collect();
+        assert_eq!(
+            flat,
+            [
+                ("svc::keep", 300, 300),
+                (
+                    "[no application frame] tokio::runtime::task::raw::poll",
+                    100,
+                    100
+                )
+            ]
+        );
+    }
 
     fn opts(attribution: Attribution, n: usize) -> TopOptions {
         TopOptions {

@@ -309,6 +309,7 @@ pub(crate) fn is_machinery(function: &str) -> bool {
         || f.starts_with("_Unwind_")
         || f.starts_with("std::alloc::")
         || f.starts_with("alloc::alloc::")
+        || crate::profile::sites::is_allocator_shim(function)
 }
 
 /// Symbolizes a captured stack: inlined frames expanded, the profiler's own frames at the top

@@ -2,6 +2,9 @@
 //! symbolizer ([`crate::stack::symbolize`], for heap, CPU and blocking stacks) and any other
 //! source of resolved symbols (`backtrace::Symbol`).
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use crate::profile::Frame;
 
 /// One function a symbolizer found at an address (an inlined one, or the one the address lies
@@ -49,37 +52,455 @@ impl Resolved for backtrace::Symbol {
     }
 }
 
+/// One symbol as the symbolizer resolved it, in plain data whatever the backend: the
+/// demangled name without hash suffix, the source file and line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RawSymbol {
+    pub(crate) name: Option<String>,
+    pub(crate) file: Option<String>,
+    pub(crate) line: u32,
+}
+
+impl RawSymbol {
+    fn from_resolved<S: Resolved + ?Sized>(sym: &S) -> Self {
+        RawSymbol {
+            name: sym
+                .name_bytes()
+                .map(|n| format!("{:#}", backtrace::SymbolName::new(n))),
+            file: sym.file_name(),
+            line: sym.line_number().unwrap_or(0),
+        }
+    }
+}
+
 /// The frames at code address `addr`, innermost (inlined) first, from the symbols `resolve`
 /// passes to its callback (diag's symbolizer, or `backtrace::resolve_frame`); one frame
-/// named by the address if there are none. See [`frame`] for the names; the outermost
-/// frame, the function `addr` lies in, is named from the ELF symbol table when its debug
-/// info has only a short name, so its path is the real one rather than one derived from its
-/// source file.
+/// named by the address if there are none. See [`Namer::frames`] for the names.
 pub(crate) fn resolve_with<S: Resolved + ?Sized>(
     addr: usize,
     resolve: impl FnOnce(&mut dyn FnMut(&S)),
 ) -> Vec<Frame> {
-    let mut out = Vec::new();
-    let mut last_short = None;
-    resolve(&mut |sym| {
-        let (f, short) = frame(sym, addr);
-        out.push(f);
-        last_short = short;
-    });
-    match (out.last_mut(), last_short) {
-        (None, _) => out.push(unknown(addr)),
-        (Some(outer), Some(short)) => {
-            if let Some(full) = symbol_name(addr).filter(|full| same_function(&short, full)) {
-                outer.function = full;
-            }
+    let mut raw = Vec::new();
+    resolve(&mut |sym| raw.push(RawSymbol::from_resolved(sym)));
+    if raw.is_empty() {
+        return vec![unknown(addr)];
+    }
+    let mut namer = namer().lock().unwrap_or_else(|e| e.into_inner());
+    namer.frames(addr, &raw, &ProcessSymbols)
+}
+
+/// Crates of the application configured in this process (`DIAG_APP_CRATES`,
+/// `Builder::app_crates`).
+fn configured_app_crates() -> &'static Mutex<Vec<String>> {
+    static CRATES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    &CRATES
+}
+
+/// Sets the application's crates named by the configuration (see [`app_crates`]).
+pub(crate) fn set_app_crates(crates: &[String]) {
+    let mut c = configured_app_crates()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    for k in crates {
+        if !c.contains(k) {
+            c.push(k.clone());
         }
-        (Some(_), None) => {}
+    }
+}
+
+/// The application's crates this process knows of, for its profiles to record
+/// ([`APP_CRATES_COMMENT`](crate::profile::sites::APP_CRATES_COMMENT)): the binary's own crate
+/// (the crate whose `main` its symbol table has) and those configured. Finding the binary's
+/// crate reads the executable's symbol table (half a second for a large unoptimized binary):
+/// that is done once on a thread of its own, started by the first call (or by
+/// [`warm_app_crates`] at start-up), so no snapshot waits for it; a call before it is done
+/// has the configured crates only.
+pub(crate) fn app_crates() -> Vec<String> {
+    let mut out = match main_crates().get() {
+        Some(main) => main.clone(),
+        None => {
+            warm_app_crates();
+            Vec::new()
+        }
+    };
+    for k in configured_app_crates()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        if !out.contains(k) {
+            out.push(k.clone());
+        }
     }
     out
 }
 
+/// The binary's own crates, once found.
+fn main_crates() -> &'static OnceLock<Vec<String>> {
+    static MAIN: OnceLock<Vec<String>> = OnceLock::new();
+    &MAIN
+}
+
+/// Starts finding the binary's crate (see [`app_crates`]) on a thread of its own, once.
+pub(crate) fn warm_app_crates() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("diag-symbols".into())
+            .spawn(|| {
+                #[cfg(all(feature = "heap", target_os = "linux"))]
+                let found = crate::stack::symtab::main_crates();
+                #[cfg(not(all(feature = "heap", target_os = "linux")))]
+                let found = Vec::new();
+                let _ = main_crates().set(found);
+            });
+        if spawned.is_err() {
+            let _ = main_crates().set(Vec::new());
+        }
+    });
+}
+
+/// The process's naming state (what it learned of crate names).
+fn namer() -> &'static Mutex<Namer> {
+    static NAMER: OnceLock<Mutex<Namer>> = OnceLock::new();
+    NAMER.get_or_init(Default::default)
+}
+
+/// What naming asks of the binaries' symbol tables (an interface so tests can give their own).
+pub(crate) trait SymbolTable {
+    /// The symbol-table name of the function holding return address `addr`.
+    fn function_at(&self, addr: usize) -> Option<String>;
+    /// Plain-path functions of the image holding `addr` whose path segments `keep` accepts,
+    /// at most `limit`.
+    fn functions_where(
+        &self,
+        addr: usize,
+        keep: &dyn Fn(&[&str]) -> bool,
+        limit: usize,
+    ) -> Vec<String>;
+}
+
+/// This process's symbol tables.
+struct ProcessSymbols;
+
+impl SymbolTable for ProcessSymbols {
+    fn function_at(&self, addr: usize) -> Option<String> {
+        symbol_name(addr)
+    }
+
+    fn functions_where(
+        &self,
+        addr: usize,
+        keep: &dyn Fn(&[&str]) -> bool,
+        limit: usize,
+    ) -> Vec<String> {
+        #[cfg(all(feature = "heap", target_os = "linux"))]
+        {
+            crate::stack::symtab::functions_where(addr, keep, limit)
+        }
+        #[cfg(not(all(feature = "heap", target_os = "linux")))]
+        {
+            let _ = (addr, keep, limit);
+            Vec::new()
+        }
+    }
+}
+
+/// Most distinct functions looked up in a symbol table, per process: beyond it, short names
+/// get their crate from what was learned or their package directory (bounds the cost of a
+/// first snapshot of a huge binary).
+const MAX_LOOKUPS: usize = 4096;
+
+/// Names frames, learning which crate each package's sources belong to from the evidence
+/// the binary gives (symbol-table paths), never from directory names alone.
+#[derive(Debug, Default)]
+pub(crate) struct Namer {
+    /// A package's (or `src/bin/NAME` binary's) directory -> its crate, as evidence showed.
+    crates: HashMap<String, String>,
+    /// (unit, module path, function) -> the full path the symbol table gave, if any.
+    lookups: HashMap<(String, String, String), Option<String>>,
+}
+
+impl Namer {
+    /// The frames of the symbols `raw` resolved at `addr` (innermost first). Names are the
+    /// debug info's, except a Rust function named without its module path (debug info with
+    /// `debug = "line-tables-only"`):
+    /// - the outermost (not inlined) frame takes its symbol-table name;
+    /// - a closure or async body (`{async_fn#0}`) takes its enclosing function's path from the
+    ///   generic arguments of the frames it was inlined into
+    ///   (`myapp::api::get::{async_fn_env#0}` -> `myapp::api::get::{async_fn#0}`);
+    /// - another function of the application (not in Cargo's registry or the Rust sources)
+    ///   takes the path the symbol table has for a function of its module and name
+    ///   (`remember` in `src/leaks.rs` -> `myapp::leaks::Registry::remember`), or its crate
+    ///   from that evidence and its module from its file;
+    /// - a dependency's or std's takes its module from its file (`tokio::runtime::task::core`).
+    ///
+    /// C functions (`malloc`, `clone3`) and `main` have no path by nature and are left alone.
+    pub(crate) fn frames(
+        &mut self,
+        addr: usize,
+        raw: &[RawSymbol],
+        symtab: &dyn SymbolTable,
+    ) -> Vec<Frame> {
+        let n = raw.len();
+        let mut out: Vec<Frame> = raw
+            .iter()
+            .map(|r| Frame {
+                function: r.name.clone().unwrap_or_else(|| format!("{addr:#x}")),
+                file: r.file.clone(),
+                line: r.line,
+                address: addr as u64,
+            })
+            .collect();
+        // Which frames need a path: Rust functions from a Rust source file without one.
+        let sources: Vec<Option<Source>> = raw
+            .iter()
+            .map(|r| match &r.name {
+                Some(name) if !has_path(name) => r.file.as_deref().and_then(Source::of),
+                _ => None,
+            })
+            .collect();
+        let mut named = vec![false; n];
+        // The outermost frame: the symbol table's name.
+        if let (Some(src), Some(short)) = (&sources[n - 1], raw[n - 1].name.as_deref())
+            && let Some(full) = symtab
+                .function_at(addr)
+                .filter(|full| same_function(short, full))
+        {
+            self.learn(src, &full);
+            out[n - 1].function = full;
+            named[n - 1] = true;
+        }
+        // Bodies: their enclosing function from the frames they were inlined into.
+        for i in 0..n {
+            let (Some(src), Some(short)) = (&sources[i], raw[i].name.as_deref()) else {
+                continue;
+            };
+            if named[i] {
+                continue;
+            }
+            let outer = raw[i + 1..].iter().filter_map(|r| r.name.as_deref());
+            if let Some(path) = enclosing_path(short, outer, src) {
+                self.learn(src, &path);
+                out[i].function = path;
+                named[i] = true;
+            }
+        }
+        // The rest: crate (and type, for a method) from the symbol table's evidence.
+        for i in 0..n {
+            let (Some(src), Some(short)) = (&sources[i], raw[i].name.as_deref()) else {
+                continue;
+            };
+            if !named[i] {
+                out[i].function = self.qualify(addr, short, src, symtab);
+            }
+        }
+        out
+    }
+
+    /// Records that `src`'s unit is the crate `full` (a path) starts with, if the path's
+    /// modules are the file's.
+    fn learn(&mut self, src: &Source, full: &str) {
+        if src.dependency {
+            return;
+        }
+        let segs: Vec<&str> = plain_segments(full);
+        if segs.len() > src.modules.len()
+            && segs[1..=src.modules.len()]
+                .iter()
+                .zip(&src.modules)
+                .all(|(a, b)| a == b)
+        {
+            self.crates
+                .entry(src.unit.clone())
+                .or_insert_with(|| segs[0].to_owned());
+        }
+    }
+
+    /// `short` (a name without path) with its crate and module.
+    fn qualify(
+        &mut self,
+        addr: usize,
+        short: &str,
+        src: &Source,
+        symtab: &dyn SymbolTable,
+    ) -> String {
+        let head = short.split('<').next().unwrap_or(short);
+        let suffix = &short[head.len()..];
+        let krate = if src.dependency {
+            src.guess.clone()
+        } else {
+            if !is_body(head)
+                && let Some(full) = self.lookup(addr, head, src, symtab)
+            {
+                return format!("{full}{suffix}");
+            }
+            self.crate_of(addr, src, symtab)
+        };
+        let mut path = krate;
+        for m in &src.modules {
+            path.push_str("::");
+            path.push_str(m);
+        }
+        format!("{path}::{short}")
+    }
+
+    /// The symbol table's full path of function `leaf` of `src`'s module (`crate::module::leaf`
+    /// or `crate::module::Type::leaf`), if exactly one is there; learns the crate from it.
+    fn lookup(
+        &mut self,
+        addr: usize,
+        leaf: &str,
+        src: &Source,
+        symtab: &dyn SymbolTable,
+    ) -> Option<String> {
+        let key = (src.unit.clone(), src.modules.join("::"), leaf.to_owned());
+        if let Some(found) = self.lookups.get(&key) {
+            return found.clone();
+        }
+        if self.lookups.len() >= MAX_LOOKUPS {
+            return None;
+        }
+        let m = src.modules.len();
+        let known = self.crates.get(&src.unit).cloned();
+        let modules = &src.modules;
+        let found = symtab.functions_where(
+            addr,
+            &|s| {
+                s.len() >= m + 2
+                    && s.len() <= m + 3
+                    && s[1..=m].iter().zip(modules).all(|(a, b)| a == b)
+                    && s.last().is_some_and(|l| *l == leaf)
+                    && known.as_ref().is_none_or(|k| k == s[0])
+            },
+            2,
+        );
+        let found = match found.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        };
+        if let Some(full) = &found {
+            self.learn(src, full);
+        }
+        self.lookups.insert(key, found.clone());
+        found
+    }
+
+    /// The crate of `src`'s unit: what evidence showed, or the one crate of the symbol table
+    /// that has `src`'s module (for a crate root file, the binary's crate with a `main`), or,
+    /// failing evidence, the directory's name.
+    fn crate_of(&mut self, addr: usize, src: &Source, symtab: &dyn SymbolTable) -> String {
+        if let Some(k) = self.crates.get(&src.unit) {
+            return k.clone();
+        }
+        let key = (src.unit.clone(), src.modules.join("::"), String::new());
+        if !self.lookups.contains_key(&key) && self.lookups.len() < MAX_LOOKUPS {
+            let m = src.modules.len();
+            let modules = &src.modules;
+            let found = if m == 0 {
+                symtab.functions_where(addr, &|s| s.len() == 2 && s[1] == "main", 2)
+            } else {
+                symtab.functions_where(
+                    addr,
+                    &|s| s.len() > m + 1 && s[1..=m].iter().zip(modules).all(|(a, b)| a == b),
+                    64,
+                )
+            };
+            let mut roots: Vec<&str> = found.iter().map(|f| plain_segments(f)[0]).collect();
+            roots.sort_unstable();
+            roots.dedup();
+            let found = match roots.as_slice() {
+                [one] => Some((*one).to_owned()),
+                _ => None,
+            };
+            if let Some(k) = &found {
+                self.crates.insert(src.unit.clone(), k.clone());
+            }
+            self.lookups.insert(key, found);
+        }
+        self.crates
+            .get(&src.unit)
+            .cloned()
+            .unwrap_or_else(|| src.guess.clone())
+    }
+}
+
+/// The segments of a plain path, generic arguments aside (`a::b::C<T>::d` -> a, b, C, d).
+fn plain_segments(path: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'<' => {
+                if depth == 0 {
+                    out.push(&path[start..i]);
+                }
+                depth += 1;
+            }
+            b'>' if depth > 0 && (i == 0 || bytes[i - 1] != b'-') => {
+                depth -= 1;
+                start = i + 1;
+            }
+            b':' if depth == 0 && bytes.get(i + 1) == Some(&b':') => {
+                if start < i {
+                    out.push(&path[start..i]);
+                }
+                i += 1;
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if start < path.len() && depth == 0 {
+        out.push(&path[start..]);
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// The enclosing function's path of a closure or async body named `short` (`{async_fn#0}`,
+/// `{closure#1}<u8>`), from the generic arguments of the frames it was inlined into (`outer`,
+/// innermost first), which name its environment type: `myapp::api::get::{async_fn_env#0}`
+/// gives `myapp::api::get::{async_fn#0}`. Only a path whose modules are `src`'s counts.
+fn enclosing_path<'a>(
+    short: &str,
+    outer: impl Iterator<Item = &'a str>,
+    src: &Source,
+) -> Option<String> {
+    let head = short.split('<').next().unwrap_or(short);
+    let inner = head.strip_prefix('{')?.strip_suffix('}')?;
+    let (kind, index) = inner.split_once('#')?;
+    if kind.is_empty() || kind.ends_with("_env") || index.parse::<u32>().is_err() {
+        return None;
+    }
+    let token = format!("::{{{kind}_env#{index}}}");
+    for name in outer {
+        let mut from = 0;
+        while let Some(at) = name[from..].find(&token).map(|p| p + from) {
+            from = at + token.len();
+            let start = name[..at]
+                .rfind(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | ':' | '{' | '}' | '#')))
+                .map_or(0, |p| p + 1);
+            let base = &name[start..at];
+            let segs: Vec<&str> = base.split("::").collect();
+            let m = src.modules.len();
+            if segs.len() > m + 1
+                && segs[0].chars().all(|c| c.is_alphanumeric() || c == '_')
+                && segs[1..=m].iter().zip(&src.modules).all(|(a, b)| a == b)
+            {
+                return Some(format!("{base}::{{{kind}#{index}}}"));
+            }
+        }
+    }
+    None
+}
+
 /// The symbol-table name of the function holding `addr` (a return address: the call
-/// instruction is the byte before, as the symbolizer resolves it).
+/// instruction is the byte before, as `backtrace` resolves it).
 fn symbol_name(addr: usize) -> Option<String> {
     #[cfg(all(feature = "heap", target_os = "linux"))]
     {
@@ -116,93 +537,79 @@ fn is_body(segment: &str) -> bool {
     segment.len() > 2 && segment.starts_with('{') && segment.ends_with('}')
 }
 
-/// A frame from a resolved symbol at code address `addr`: the demangled name without the hash
-/// suffix (or the address when there is no name), file and line when known; and, for a Rust
-/// function whose debug-info name had no module path (one [`with_module`] gave a path), that
-/// short name. C functions (`malloc`, `clone3`) and `main` have no path by nature and are
-/// left alone.
-fn frame<S: Resolved + ?Sized>(sym: &S, addr: usize) -> (Frame, Option<String>) {
-    let file = sym.file_name();
-    let (function, short) = match sym.name_bytes() {
-        Some(n) => {
-            let name = format!("{:#}", backtrace::SymbolName::new(n));
-            match with_module(&name, file.as_deref()) {
-                Some(qualified) => (qualified, Some(name)),
-                None => (name, None),
-            }
-        }
-        None => (format!("{addr:#x}"), None),
-    };
-    let frame = Frame {
-        function,
-        file,
-        line: sym.line_number().unwrap_or(0),
-        address: addr as u64,
-    };
-    (frame, short)
-}
-
 /// Whether a demangled name carries a path (`a::b`, `<a::B as c::D>::e`).
 fn has_path(name: &str) -> bool {
     name.starts_with('<') || name.split('<').next().unwrap_or("").contains("::")
 }
 
-/// Gives a function name without its module path (what the debug info of a build with
-/// `debug = "line-tables-only"` holds: `remember_request`, `with_capacity<u8>`) the path of
-/// the module its source file is, so site attribution can still tell user code from std and
-/// diag, and two functions called `new` stay apart. None for a name that already has a path,
-/// or whose file names no module.
-fn with_module(name: &str, file: Option<&str>) -> Option<String> {
-    if has_path(name) {
-        return None;
+/// What a Rust source file's path says: the unit (package directory, or `src/bin/NAME` of a
+/// binary) whose crate evidence is learned for, the crate name the path suggests (the
+/// directory's, a last resort for application code), the module path inside the crate, and
+/// whether the file is a dependency's or std's (Cargo's registry or git checkouts, the Rust
+/// library sources), whose directory names are their crates'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Source {
+    unit: String,
+    guess: String,
+    modules: Vec<String>,
+    dependency: bool,
+}
+
+impl Source {
+    /// None for a path without a `src` directory, or not a `.rs` file.
+    fn of(file: &str) -> Option<Source> {
+        let file = file.replace('\\', "/");
+        let parts: Vec<&str> = file.split('/').filter(|p| !p.is_empty()).collect();
+        // The last `src` directory with a package (or standard-library crate) directory before it.
+        let src = parts.iter().rposition(|p| *p == "src").filter(|&i| i > 0)?;
+        let package = parts[src - 1];
+        let mut guess = strip_version(package).replace('-', "_");
+        let mut unit = parts[..src].join("/");
+        let mut rest: Vec<&str> = parts[src + 1..].to_vec();
+        let leaf = rest.pop()?.strip_suffix(".rs")?;
+        if rest.first() == Some(&"bin") {
+            // `src/bin/NAME.rs` or `src/bin/NAME/main.rs`: the binary crate NAME.
+            rest.remove(0);
+            let name = rest.first().copied().unwrap_or(leaf);
+            guess = name.replace('-', "_");
+            unit = format!("{unit}/src/bin/{name}");
+            rest.clear();
+        } else {
+            // `mod.rs` is its directory's module; `lib.rs` and `main.rs` at the top, the crate root.
+            let crate_root = rest.is_empty() && matches!(leaf, "lib" | "main");
+            if leaf != "mod" && !crate_root {
+                rest.push(leaf);
+            }
+        }
+        if guess.is_empty() || !guess.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            return None;
+        }
+        let dependency = file.contains("/registry/src/")
+            || file.contains("/git/checkouts/")
+            || file.starts_with("/rustc/")
+            || file.contains("/lib/rustlib/src/rust/library/");
+        Some(Source {
+            unit,
+            guess,
+            modules: rest.iter().map(|m| m.replace('-', "_")).collect(),
+            dependency,
+        })
     }
-    let module = module_of_file(file?)?;
-    Some(format!("{module}::{name}"))
 }
 
-/// The name a frame ends up with: [`with_module`]'s, or the name as it is.
-#[cfg(test)]
-fn qualify(name: String, file: Option<&str>) -> String {
-    with_module(&name, file).unwrap_or(name)
-}
-
-/// The Rust module path a source file is, from the file's path: the standard library's
+/// The Rust module path a source file is, from the file's path alone: the standard library's
 /// sources (`/rustc/<hash>/library/core/src/slice/mod.rs` -> `core::slice`), a registry
 /// crate's (`.../registry/src/<index>/tokio-1.48.0/src/runtime/task/core.rs` ->
 /// `tokio::runtime::task::core`), or another package's (`diag-core/src/heap/alloc.rs` ->
-/// `diag_core::heap::alloc`, the package directory's name standing for the crate's). None when
-/// the path has no `src` directory to go by.
-pub(crate) fn module_of_file(file: &str) -> Option<String> {
-    let file = file.replace('\\', "/");
-    let parts: Vec<&str> = file.split('/').filter(|p| !p.is_empty()).collect();
-    // The last `src` directory with a package (or standard-library crate) directory before it.
-    let src = parts.iter().rposition(|p| *p == "src").filter(|&i| i > 0)?;
-    let package = parts[src - 1];
-    let mut krate = strip_version(package).replace('-', "_");
-    let mut rest: Vec<&str> = parts[src + 1..].to_vec();
-    let leaf = rest.pop()?.strip_suffix(".rs")?;
-    if rest.first() == Some(&"bin") {
-        // `src/bin/NAME.rs` or `src/bin/NAME/main.rs`: the binary crate NAME.
-        rest.remove(0);
-        krate = match rest.first() {
-            Some(dir) => dir.replace('-', "_"),
-            None => leaf.replace('-', "_"),
-        };
-        rest.clear();
-    } else {
-        // `mod.rs` is its directory's module; `lib.rs` and `main.rs` at the top, the crate root.
-        let crate_root = rest.is_empty() && matches!(leaf, "lib" | "main");
-        if leaf != "mod" && !crate_root {
-            rest.push(leaf);
-        }
-    }
-    if krate.is_empty() || !krate.chars().all(|c| c.is_alphanumeric() || c == '_') {
-        return None;
-    }
-    let mut path = krate;
-    for m in rest {
+/// `diag_core::heap::alloc`, the package directory's name standing for the crate's: a guess,
+/// which [`Namer`] replaces with evidence). None when the path has no `src` directory to go by.
+#[cfg(test)]
+fn module_of_file(file: &str) -> Option<String> {
+    let s = Source::of(file)?;
+    let mut path = s.guess;
+    for m in s.modules {
         path.push_str("::");
-        path.push_str(&m.replace('-', "_"));
+        path.push_str(&m);
     }
     Some(path)
 }
@@ -380,28 +787,171 @@ mod tests {
         );
     }
 
+    /// A symbol table given as a list of names, and a name for the function at each address.
+    struct Table {
+        at: Vec<(usize, &'static str)>,
+        functions: Vec<&'static str>,
+    }
+
+    impl super::SymbolTable for Table {
+        fn function_at(&self, addr: usize) -> Option<String> {
+            self.at
+                .iter()
+                .find(|(a, _)| *a == addr)
+                .map(|(_, n)| (*n).to_owned())
+        }
+
+        fn functions_where(
+            &self,
+            _addr: usize,
+            keep: &dyn Fn(&[&str]) -> bool,
+            limit: usize,
+        ) -> Vec<String> {
+            self.functions
+                .iter()
+                .filter(|f| {
+                    let segs: Vec<&str> = f.split("::").collect();
+                    keep(&segs)
+                })
+                .take(limit)
+                .map(|f| (*f).to_owned())
+                .collect()
+        }
+    }
+
+    fn sym(name: &str, file: &str) -> super::RawSymbol {
+        super::RawSymbol {
+            name: Some(name.to_owned()),
+            file: Some(file.to_owned()),
+            line: 7,
+        }
+    }
+
+    const REG: &str = "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+
+    /// `debug = "line-tables-only"`: short names, crate names from the symbol table, never
+    /// from the package's directory (`svc/` holds the crate `my_service`).
     #[test]
-    fn short_names_get_their_module_and_full_names_stay() {
-        use super::qualify;
-        let f = Some("/work/app/myapp/src/cache.rs");
-        assert_eq!(qualify("insert".into(), f), "myapp::cache::insert");
-        assert_eq!(
-            qualify("with_capacity_in<u8, alloc::alloc::Global>".into(), f),
-            "myapp::cache::with_capacity_in<u8, alloc::alloc::Global>"
+    fn line_tables_only_names_take_their_paths_from_evidence() {
+        let table = Table {
+            at: vec![(0x100, "my_service::main::{{closure}}")],
+            functions: vec![
+                "my_service::main",
+                "my_service::leaks::Registry::remember",
+                "my_service::leaks::plain_vec",
+                "other_crate::leaks::plain_vec_helper",
+            ],
+        };
+        let mut namer = super::Namer::default();
+        let frames = namer.frames(
+            0x100,
+            &[
+                sym("__rust_alloc", "/work/svc/src/main.rs"),
+                sym("remember", "/work/svc/src/leaks.rs"),
+                sym("plain_vec", "/work/svc/src/leaks.rs"),
+                sym("copy_from_slice", &format!("{REG}/bytes-1.11.0/src/bytes.rs")),
+                sym(
+                    "{async_fn#0}",
+                    "/work/svc/src/handlers/mod.rs",
+                ),
+                sym(
+                    "{async_block#0}<fn() -> my_service::handlers::upload::{async_fn_env#0}, ((),), ()>",
+                    &format!("{REG}/axum-0.8.9/src/handler/mod.rs"),
+                ),
+                sym("{async_fn#0}", "/work/svc/src/main.rs"),
+            ],
+            &table,
         );
+        let names: Vec<&str> = frames.iter().map(|f| f.function.as_str()).collect();
         assert_eq!(
-            qualify("myapp::cache::insert".into(), f),
-            "myapp::cache::insert"
+            names,
+            [
+                // The shim: the binary's crate (its `main`), still a shim to site attribution.
+                "my_service::__rust_alloc",
+                // A method inlined away: the symbol table's one function of that module and name.
+                "my_service::leaks::Registry::remember",
+                "my_service::leaks::plain_vec",
+                // A dependency's: its module from its registry path.
+                "bytes::bytes::copy_from_slice",
+                // An async body: its enclosing function from the frame it was inlined into.
+                "my_service::handlers::upload::{async_fn#0}",
+                "axum::handler::{async_block#0}<fn() -> my_service::handlers::upload::{async_fn_env#0}, ((),), ()>",
+                // The outermost frame: the symbol table's name.
+                "my_service::main::{{closure}}",
+            ]
         );
+        assert!(crate::profile::sites::is_allocator_shim(names[0]));
+        // What was learned holds for later addresses: no lookup needed for this one.
+        let empty = Table {
+            at: Vec::new(),
+            functions: Vec::new(),
+        };
+        let frames = namer.frames(
+            0x200,
+            &[
+                sym("helper<u8>", "/work/svc/src/leaks.rs"),
+                sym("malloc", "./malloc/malloc.c"),
+            ],
+            &empty,
+        );
+        assert_eq!(frames[0].function, "my_service::leaks::helper<u8>");
+        assert_eq!(frames[1].function, "malloc");
+    }
+
+    /// Without any evidence the package directory's name is the last resort; full names and
+    /// C functions stay as they are.
+    #[test]
+    fn without_evidence_the_directory_names_the_crate() {
+        let empty = Table {
+            at: Vec::new(),
+            functions: Vec::new(),
+        };
+        let mut namer = super::Namer::default();
+        let frames = namer.frames(
+            0x100,
+            &[
+                sym("insert", "/work/app/myapp/src/cache.rs"),
+                sym("myapp::cache::fill", "/work/app/myapp/src/cache.rs"),
+                sym(
+                    "<myapp::Foo as core::clone::Clone>::clone",
+                    "/work/app/myapp/src/lib.rs",
+                ),
+                super::RawSymbol {
+                    name: Some("clone3".into()),
+                    file: None,
+                    line: 0,
+                },
+            ],
+            &empty,
+        );
+        let names: Vec<&str> = frames.iter().map(|f| f.function.as_str()).collect();
         assert_eq!(
-            qualify("<myapp::Foo as core::clone::Clone>::clone".into(), f),
-            "<myapp::Foo as core::clone::Clone>::clone"
+            names,
+            [
+                "myapp::cache::insert",
+                "myapp::cache::fill",
+                "<myapp::Foo as core::clone::Clone>::clone",
+                "clone3"
+            ]
         );
-        assert_eq!(qualify("malloc".into(), None), "malloc");
+    }
+
+    #[test]
+    fn body_paths_need_the_files_module() {
+        use super::{Source, enclosing_path};
+        let src = Source::of("/w/svc/src/api.rs").unwrap();
+        let outer = ["poll<other::api2::get::{async_fn_env#0}, x::api::get::{async_fn_env#0}>"];
         assert_eq!(
-            qualify("malloc".into(), Some("./malloc/malloc.c")),
-            "malloc"
+            enclosing_path("{async_fn#0}", outer.into_iter(), &src).as_deref(),
+            Some("x::api::get::{async_fn#0}")
         );
+        // Another kind or index of body is another body.
+        assert_eq!(
+            enclosing_path("{async_fn#1}", outer.into_iter(), &src),
+            None
+        );
+        assert_eq!(enclosing_path("{closure#0}", outer.into_iter(), &src), None);
+        assert_eq!(enclosing_path("get", outer.into_iter(), &src), None);
     }
 
     #[test]

@@ -92,6 +92,14 @@ impl Table {
         Some(Table { map, funcs })
     }
 
+    /// The raw names of all indexed functions.
+    fn names(&self) -> impl Iterator<Item = &[u8]> {
+        let bytes = self.map.bytes();
+        self.funcs
+            .iter()
+            .filter_map(move |f| bytes.get(f.name_at as usize..)?.get(..f.name_len as usize))
+    }
+
     /// The raw name of the function whose symbol covers file address `at`.
     fn name_at(&self, at: u64) -> Option<&[u8]> {
         let i = self
@@ -145,6 +153,105 @@ pub(crate) fn clear() {
     drop(old);
 }
 
+/// The path segments of a legacy-mangled Rust symbol (`_ZN5myapp5cache6insert17h<hash>E` ->
+/// `myapp`, `cache`, `insert`), hash left out, as raw bytes (escapes such as `$LT$` kept); None
+/// for any other symbol (C, v0-mangled: [`segments`] demangles those).
+fn legacy_segments(raw: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut rest = raw.strip_prefix(b"_ZN")?;
+    let mut out = Vec::new();
+    while let Some((&c, _)) = rest.split_first() {
+        if c == b'E' {
+            break;
+        }
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let len: usize = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+        let seg = rest.get(digits..digits + len)?;
+        out.push(seg);
+        rest = &rest[digits + len..];
+    }
+    if out
+        .last()
+        .is_some_and(|h| h.len() == 17 && h[0] == b'h' && h[1..].iter().all(u8::is_ascii_hexdigit))
+    {
+        out.pop();
+    }
+    Some(out)
+}
+
+/// The demangled names (without hash) of the functions, in the symbol table of the image that
+/// holds code address `addr` (the executable when `addr` is 0), whose path segments `keep`
+/// accepts (a plain path: `myapp`, `cache`, `insert`; impls of traits are not offered); at
+/// most `limit` names. The whole table is scanned (legacy-mangled names without demangling or
+/// allocating; v0-mangled ones demangled): callers cache what they learn.
+pub(crate) fn functions_where(
+    addr: usize,
+    keep: &dyn Fn(&[&str]) -> bool,
+    limit: usize,
+) -> Vec<String> {
+    let path = if addr == 0 {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        match crate::stack::segment_of(addr) {
+            Some(seg) => seg.file.unwrap_or_else(|| PathBuf::from("/proc/self/exe")),
+            None => return Vec::new(),
+        }
+    };
+    let mut tables = tables().lock().unwrap_or_else(|e| e.into_inner());
+    let Some(table) = tables
+        .entry(path)
+        .or_insert_with_key(|p| Table::load(p))
+        .as_ref()
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut segs: Vec<&str> = Vec::new();
+    for raw in table.names() {
+        if out.len() >= limit {
+            break;
+        }
+        let kept = if let Some(raw_segs) = legacy_segments(raw) {
+            segs.clear();
+            segs.extend(
+                raw_segs
+                    .iter()
+                    .map(|s| std::str::from_utf8(s).unwrap_or("")),
+            );
+            plain(&segs) && keep(&segs)
+        } else if raw.starts_with(b"_R") {
+            let name = format!("{:#}", backtrace::SymbolName::new(raw));
+            let head = name.split('<').next().unwrap_or("");
+            let owned: Vec<&str> = head.split("::").collect();
+            !name.starts_with('<') && plain(&owned) && keep(&owned)
+        } else {
+            false
+        };
+        if kept {
+            let name = format!("{:#}", backtrace::SymbolName::new(raw));
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+/// Whether segments are a plain path's (`myapp`, `cache`), not an impl's (`_$LT$...`).
+fn plain(segs: &[&str]) -> bool {
+    segs.first()
+        .is_some_and(|s| !s.is_empty() && !s.starts_with('_') && !s.starts_with('<'))
+}
+
+/// The crates of this executable that define a `main` function at their root (`myapp::main`):
+/// the binary's own crate, as its symbol table names it.
+pub(crate) fn main_crates() -> Vec<String> {
+    functions_where(0, &|s| s.len() == 2 && s[1] == "main", 8)
+        .into_iter()
+        .filter_map(|n| n.strip_suffix("::main").map(str::to_owned))
+        .filter(|c| !crate::profile::sites::RUNTIME_CRATES.contains(&c.as_str()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +278,32 @@ mod tests {
         // Not code: no name.
         let on_stack = 0u64;
         assert_eq!(function_at(&on_stack as *const u64 as usize), None);
+    }
+
+    #[test]
+    fn legacy_symbols_split_into_segments() {
+        let segs = legacy_segments(b"_ZN5myapp5cache6insert17h0123456789abcdefE").unwrap();
+        assert_eq!(segs, [&b"myapp"[..], b"cache", b"insert"]);
+        let segs = legacy_segments(b"_ZN4core3ptr22drop_in_place$LT$x$GT$17h0123456789abcdefE");
+        assert_eq!(segs.unwrap().len(), 3);
+        assert_eq!(legacy_segments(b"malloc"), None);
+        // Truncated: not a name.
+        assert_eq!(legacy_segments(b"_ZN5my"), None);
+    }
+
+    #[test]
+    fn finds_this_binarys_functions_by_path() {
+        assert_eq!(a_function_with_a_symbol(), 7);
+        let here = a_function_with_a_symbol as *const () as usize;
+        let found = functions_where(
+            here,
+            &|s| s.last().is_some_and(|l| *l == "a_function_with_a_symbol"),
+            4,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].ends_with("stack::symtab::tests::a_function_with_a_symbol"),
+            "{found:?}"
+        );
     }
 }

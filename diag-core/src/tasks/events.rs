@@ -141,12 +141,20 @@ fn frame_text(f: &Frame) -> String {
     }
 }
 
-/// The innermost frame of user code: not std/diag (see `profile::sites`) and not a C symbol.
-pub(crate) fn user_site(stack: &[Frame]) -> Option<&Frame> {
-    stack
-        .iter()
-        .find(|f| f.function.contains("::") && !sites::is_runtime(&f.function))
-        .or_else(|| sites::site(stack))
+/// The site of a blocking event: the innermost frame of the application's code (see
+/// `profile::sites`; a function the application called from its async code, not the
+/// dependency or std function that blocks inside it), with the marked name if there is none.
+/// Returns the site's name and its text (with file and line).
+pub(crate) fn user_site(stack: &[Frame]) -> Option<(String, String)> {
+    let rules =
+        sites::SiteRules::for_stacks([stack]).with_app_crates(crate::stack::symbols::app_crates());
+    let site = rules.site(stack)?;
+    let text = if site.app {
+        frame_text(&stack[site.index])
+    } else {
+        site.name.clone()
+    };
+    Some((site.name, text))
 }
 
 /// One event as served by `/debug/tasks`.
@@ -215,7 +223,7 @@ pub(crate) fn view() -> BlockingView {
                 duration_ns: ns,
                 ongoing,
                 at_unix_ms: at,
-                site: user_site(&stack).map(frame_text),
+                site: user_site(&stack).map(|(_, text)| text),
                 stack: stack.iter().map(frame_text).collect(),
             }
         })
@@ -224,7 +232,7 @@ pub(crate) fn view() -> BlockingView {
     for (frames, count, ns) in aggs {
         let stack = symbolize(&frames);
         let site = user_site(&stack)
-            .map(|f| f.function.clone())
+            .map(|(name, _)| name)
             .unwrap_or_else(|| sites::UNKNOWN_SITE.to_owned());
         let e = by_site.entry(site).or_default();
         e.0 += count;

@@ -78,7 +78,7 @@ fn log_blocked(b: &Blocked) {
         return;
     }
     let stack = events::symbolize(&b.frames);
-    let site = events::user_site(&stack).map(|f| f.function.clone());
+    let site = events::user_site(&stack).map(|(name, _)| name);
     tracing::warn!(
         target: "diag",
         name = %b.name,

@@ -48,6 +48,9 @@ pub struct TrendOptions {
     pub sample_type: Option<String>,
     /// One-sided significance level of the trend test, in (0, 1).
     pub alpha: f64,
+    /// Crates taken as the application's besides those the snapshots show or record (see
+    /// [`SiteRules`](super::sites::SiteRules)).
+    pub app_crates: Vec<String>,
 }
 
 impl Default for TrendOptions {
@@ -55,6 +58,7 @@ impl Default for TrendOptions {
         Self {
             sample_type: None,
             alpha: DEFAULT_TREND_ALPHA,
+            app_crates: Vec::new(),
         }
     }
 }
@@ -132,8 +136,11 @@ pub struct SnapshotPoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct SiteTrend {
-    /// The site: the innermost user-code function (as in [`diff`](super::diff())).
+    /// The site: the innermost application function (as in [`diff`](super::diff())).
     pub function: String,
+    /// `function` as tables show it ([`short_name`](super::sites::short_name)).
+    #[serde(default)]
+    pub short: String,
     /// The verdict.
     pub verdict: Verdict,
     /// Theil-Sen slope over all snapshots, bytes per [`HeapTrend::slope_per`].
@@ -199,6 +206,8 @@ pub fn trend(profiles: &[&Profile], opts: &TrendOptions) -> Result<HeapTrend> {
         .unwrap_or(DEFAULT_DIFF_SAMPLE_TYPE);
     let (order, times, slope_per) = time_axis(profiles)?;
 
+    let rules = super::sites::SiteRules::for_profiles(profiles.iter().copied())
+        .with_app_crates(&opts.app_crates);
     let mut per_snapshot: Vec<BTreeMap<String, SiteAgg>> = Vec::with_capacity(n);
     let mut has_objects = true;
     for &i in &order {
@@ -217,7 +226,7 @@ pub fn trend(profiles: &[&Profile], opts: &TrendOptions) -> Result<HeapTrend> {
             ))
         })?;
         has_objects &= cols.objects.is_some();
-        per_snapshot.push(aggregate(profiles[i], cols));
+        per_snapshot.push(aggregate(profiles[i], cols, &rules));
     }
 
     let null = KendallNull::new(n);
@@ -244,6 +253,7 @@ pub fn trend(profiles: &[&Profile], opts: &TrendOptions) -> Result<HeapTrend> {
         let (stack, file, line) = heaviest_stack(aggs[0], aggs[n - 1]);
         sites.push(SiteTrend {
             function: name.clone(),
+            short: super::sites::short_name(name),
             verdict: c.verdict,
             slope_bytes: c.slope,
             recent_slope_bytes: c.recent,
