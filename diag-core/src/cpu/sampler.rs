@@ -500,8 +500,16 @@ fn set_process_timer(period: Duration) {
         it_interval: tv,
         it_value: tv,
     };
-    // SAFETY: setitimer with a valid itimerval; no old value asked.
-    unsafe { libc::setitimer(libc::ITIMER_PROF, &it, std::ptr::null_mut()) };
+    // SAFETY: setitimer with a valid itimerval; no old value asked. (The raw syscall: older
+    // libc releases, which diag-core's manifest allows, have no binding for it.)
+    unsafe {
+        libc::syscall(
+            libc::SYS_setitimer,
+            libc::ITIMER_PROF,
+            &it as *const libc::itimerval,
+            std::ptr::null_mut::<libc::itimerval>(),
+        )
+    };
 }
 
 fn delete_timer(id: i32) {
