@@ -71,15 +71,8 @@ pub(crate) fn to_profile(
             gathered.sampler_cpu_nanos / 1_000_000
         ),
     ];
-    let app = crate::stack::symbols::app_crates();
-    if !app.is_empty() {
-        // The application's crates, so the CLI attributes CPU sites as it does heap ones.
-        comments.push(format!(
-            "{}={}",
-            crate::profile::sites::APP_CRATES_COMMENT,
-            app.join(",")
-        ));
-    }
+    // The application's crates, so the CLI attributes CPU sites as it does heap ones.
+    comments.extend(crate::stack::symbols::app_crates_comment());
     if cpu > 0 {
         comments.push(format!(
             "process CPU in the window (utime+stime): {} ms; the profile holds {} ms ({:.0} %)",

@@ -161,14 +161,7 @@ fn build(
     comments: Vec<String>,
 ) -> Profile {
     let mut comments = comments;
-    let app = crate::stack::symbols::app_crates();
-    if !app.is_empty() {
-        comments.push(format!(
-            "{}={}",
-            crate::profile::sites::APP_CRATES_COMMENT,
-            app.join(",")
-        ));
-    }
+    comments.extend(crate::stack::symbols::app_crates_comment());
     let counters: Vec<_> = counters.filter(|(_, c)| c[0] != 0).collect();
     // Every stack's addresses symbolized in one pass (in address order, see
     // `stack::symbolize`).

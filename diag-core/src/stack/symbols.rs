@@ -108,6 +108,18 @@ pub(crate) fn set_app_crates(crates: &[String]) {
     }
 }
 
+/// The profile comment that records [`app_crates`] (`app_crates=a,b`), if there are any.
+pub(crate) fn app_crates_comment() -> Option<String> {
+    let app = app_crates();
+    (!app.is_empty()).then(|| {
+        format!(
+            "{}={}",
+            crate::profile::sites::APP_CRATES_COMMENT,
+            app.join(",")
+        )
+    })
+}
+
 /// The application's crates this process knows of, for its profiles to record
 /// ([`APP_CRATES_COMMENT`](crate::profile::sites::APP_CRATES_COMMENT)): the binary's own crate
 /// (the crate whose `main` its symbol table has) and those configured. Finding the binary's
