@@ -314,6 +314,11 @@ pub(crate) struct TopArgs {
     /// Print the list as JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// One group per value of this pprof label (`route`, `task`, `thread`, or any other the
+    /// profile carries), largest first, each with its total, its share and its heaviest
+    /// functions; samples without the label form the group `(none)` (JSON `"value": null`).
+    #[arg(long, value_name = "LABEL")]
+    pub(crate) by: Option<String>,
     /// URL mode: fetch this profile from the service and list its hottest functions instead
     /// of the live view (heap: /debug/pprof/heap, in use; allocs: /debug/pprof/allocs,
     /// allocated; cpu: /debug/pprof/profile?seconds=N).

@@ -128,6 +128,29 @@ fn cpu_flamegraph_end_to_end() {
         labelled as f64 >= 0.95 * in_hot as f64,
         "{labelled} of {in_hot} samples in {HOT} carry route=/burn"
     );
+    // `diag top --by route`: the /burn group first, holding the hot function.
+    let out = Command::new(env!("CARGO_BIN_EXE_diag"))
+        .args(["top", raw.to_str().unwrap(), "--by", "route", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["by"], "route");
+    let first = &v["groups"][0];
+    assert_eq!(first["value"], "/burn", "{v}");
+    assert!(first["share"].as_f64().unwrap() > 50.0, "{v}");
+    assert!(
+        first["top"]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["function"] == HOT),
+        "{v}"
+    );
     let hot = share(&p, HOT);
     eprintln!("{HOT}: {:.1} % of {} samples", hot * 100.0, p.total(0));
     assert!(

@@ -18,15 +18,21 @@ use crate::units;
 /// Runs `diag top`.
 pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
     let p = match (Input::parse(&args.file), args.profile.as_deref()) {
-        (Input::Url(_), None) if args.filter.is_active() || args.base.is_some() => bail!(
-            "{} applies to profiles: add --profile heap|cpu to list a profile of {}",
-            if args.base.is_some() {
-                "--base".to_owned()
-            } else {
-                args.filter.describe()
-            },
-            args.file
-        ),
+        (Input::Url(_), None)
+            if args.filter.is_active() || args.base.is_some() || args.by.is_some() =>
+        {
+            bail!(
+                "{} applies to profiles: add --profile heap|cpu to list a profile of {}",
+                if args.by.is_some() {
+                    "--by".to_owned()
+                } else if args.base.is_some() {
+                    "--base".to_owned()
+                } else {
+                    args.filter.describe()
+                },
+                args.file
+            )
+        }
         (_, None) if args.seconds.is_some() => bail!(
             "--seconds applies to a profile fetched from a service: add --profile heap|allocs|cpu \
              and give its URL"
@@ -46,6 +52,9 @@ pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
     opts.lines = args.lines;
     opts.attribution = attribution(&args.flat, &p);
     opts.app_crates.clone_from(&args.names.app_crates);
+    if let Some(key) = args.by.as_deref() {
+        return by_label(&p, key, &opts, &args);
+    }
     let top = profile::top(&p, &opts).with_context(|| format!("reading {}", args.file))?;
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
@@ -56,6 +65,100 @@ pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One group of `--by`: the samples whose label `by` has `value`.
+#[derive(serde::Serialize)]
+struct Group {
+    value: Option<String>,
+    total: i64,
+    share: f64,
+    top: Top,
+}
+
+/// `diag top --by LABEL`: the profile split by the label's values, each with its heaviest
+/// functions (at most `--top`, 5 by default here).
+fn by_label(p: &Profile, key: &str, opts: &TopOptions, args: &TopArgs) -> Result<ExitCode> {
+    let mut values: Vec<Option<String>> = p
+        .samples
+        .iter()
+        .map(|s| label(s, key))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !values.iter().any(Option::is_some) {
+        let keys: std::collections::BTreeSet<&str> = p
+            .samples
+            .iter()
+            .flat_map(|s| s.labels.iter().map(|(k, _)| k.as_str()))
+            .collect();
+        bail!(
+            "no sample carries the label `{key}` (labels in this profile: {})",
+            if keys.is_empty() {
+                "none".to_owned()
+            } else {
+                keys.into_iter().collect::<Vec<_>>().join(", ")
+            }
+        );
+    }
+    let mut opts = opts.clone();
+    if args.top == 20 {
+        opts.n = 5; // the default of a flat list is long for one group
+    }
+    let whole = profile::top(p, &opts).with_context(|| format!("reading {}", args.file))?;
+    let mut groups = Vec::with_capacity(values.len());
+    for value in values.drain(..) {
+        let mut part = p.clone();
+        part.samples.retain(|s| label(s, key) == value);
+        let top = profile::top(&part, &opts)?;
+        groups.push(Group {
+            value,
+            total: top.total,
+            share: if whole.total == 0 {
+                0.0
+            } else {
+                top.total as f64 * 100.0 / whole.total as f64
+            },
+            top,
+        });
+    }
+    groups.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.value.cmp(&b.value)));
+    let mut out = BufWriter::new(io::stdout().lock());
+    if args.json {
+        let v =
+            serde_json::json!({ "by": key, "sample_type": whole.sample_type, "groups": groups });
+        serde_json::to_writer_pretty(&mut out, &v).context("writing JSON")?;
+        writeln!(out)?;
+    } else {
+        let unit = whole.sample_type.unit.as_str();
+        writeln!(
+            out,
+            "{} total {} by {key}; {} groups",
+            whole.sample_type.ty,
+            units::value(whole.total, unit),
+            groups.len()
+        )?;
+        for g in &groups {
+            writeln!(
+                out,
+                "\n{key} {}: {} ({:.1} %)",
+                g.value.as_deref().unwrap_or("(none)"),
+                units::value(g.total, unit),
+                g.share
+            )?;
+            write_table(&mut out, &g.top, args.names.full_names)?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The value of label `key` on a sample, if it has one.
+fn label(s: &profile::Sample, key: &str) -> Option<String> {
+    s.labels
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
 }
 
 /// CPU profile length when `--seconds` is not given.
