@@ -64,6 +64,8 @@ mod convert;
 mod sampler;
 #[cfg(feature = "cpu")]
 mod session;
+#[cfg(all(feature = "cpu", target_os = "linux"))]
+mod timers;
 
 #[cfg(feature = "cpu")]
 pub use convert::TRUNCATED_FRAME;
