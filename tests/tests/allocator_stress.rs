@@ -114,30 +114,47 @@ fn check_zero(p: *const u8, n: usize) {
     }
 }
 
-fn round(seed: u64, tx: &mpsc::Sender<Vec<u8>>) -> Vec<std::thread::JoinHandle<()>> {
-    (0..8u64)
-        .map(|t| {
-            let tx = tx.clone();
-            std::thread::spawn(move || worker(seed * 100 + t + 1, tx))
-        })
-        .collect()
+/// One round: eight workers and a drain thread that frees what they hand over, each round with
+/// its own channel, so that when the round ends nothing the workers allocated stays alive (a
+/// shared channel would keep its current slot block, allocated by a worker's `send`).
+struct Round {
+    workers: Vec<std::thread::JoinHandle<()>>,
+    drain: std::thread::JoinHandle<usize>,
+}
+
+impl Round {
+    fn start(seed: u64) -> Self {
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let drain = std::thread::spawn(move || rx.into_iter().map(|v| v.len()).sum::<usize>());
+        let workers = (0..8u64)
+            .map(|t| {
+                let tx = tx.clone();
+                std::thread::spawn(move || worker(seed * 100 + t + 1, tx))
+            })
+            .collect();
+        Self { workers, drain }
+    }
+
+    /// Waits for the workers, then for the drain (the channel closes with the last sender).
+    fn finish(self) {
+        for h in self.workers {
+            h.join().expect("worker panicked");
+        }
+        self.drain.join().expect("drain panicked");
+    }
 }
 
 #[test]
 fn threads_realloc_big_aligned_and_tls_destructors() {
     // A high sampling rate so that many blocks take the sampled path.
     diag_core::heap::set_sample_rate(4096);
-    let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    let drain = std::thread::spawn(move || rx.into_iter().map(|v| v.len()).sum::<usize>());
     for r in 0..4u64 {
-        let handles = round(r, &tx);
+        let round = Round::start(r);
         // Switch modes while the workers run (exact, off, sampled) and take profiles.
         diag_core::heap::set_sample_rate([1, 0, 4096, 65536][r as usize]);
         let p = diag_core::heap::profile("inuse_space");
         assert_eq!(p.sample_types.len(), 4);
-        for h in handles {
-            h.join().expect("worker panicked");
-        }
+        round.finish();
     }
     // Every sampled block of the workers was forgotten when freed.
     let p = diag_core::heap::profile("inuse_space");
@@ -158,11 +175,7 @@ fn threads_realloc_big_aligned_and_tls_destructors() {
     // profile's symbol cache is diag's own live memory) leaves live objects where they were.
     diag_core::heap::set_sample_rate(1);
     let before = diag_core::heap::stats();
-    for h in round(9, &tx) {
-        h.join().expect("worker panicked");
-    }
-    drop(tx);
-    drain.join().unwrap();
+    Round::start(9).finish();
     let after = diag_core::heap::stats();
     let live_delta = after.live_objects as i64 - before.live_objects as i64;
     assert!(
