@@ -229,6 +229,12 @@ pub(crate) struct DiffArgs {
     /// Compare this column instead of inuse_space (e.g. alloc_space).
     #[arg(long, value_name = "TYPE")]
     pub(crate) sample: Option<String>,
+    /// One group per value of this pprof label (`route`, `task`, `thread`, ...), largest
+    /// growth first, each with its before, after and delta and its top sites (--top per
+    /// group, default 5); samples without the label form the group `(none)` (JSON
+    /// `"value": null`).
+    #[arg(long, value_name = "LABEL")]
+    pub(crate) by: Option<String>,
     #[command(flatten)]
     pub(crate) names: NamesArgs,
     #[command(flatten)]
@@ -268,6 +274,12 @@ pub(crate) struct TrendArgs {
     /// Follow this column instead of inuse_space.
     #[arg(long, value_name = "TYPE")]
     pub(crate) sample: Option<String>,
+    /// One group per value of this pprof label (`route`, `task`, `thread`, ...), fastest-growing
+    /// first, each with its before, after and delta and its top sites (--top per
+    /// group, default 5); samples without the label form the group `(none)` (JSON
+    /// `"value": null`).
+    #[arg(long, value_name = "LABEL")]
+    pub(crate) by: Option<String>,
     /// One-sided significance level of the trend test.
     #[arg(long, value_name = "P", default_value_t = diag_core::profile::DEFAULT_TREND_ALPHA, value_parser = parse_alpha)]
     pub(crate) alpha: f64,

@@ -6,6 +6,10 @@
 //! frame, `--ignore` drops the stacks with any, and both look at the stacks as recorded;
 //! `--hide` then removes the matching frames from the stacks that are left, keeping their
 //! values (a stack whose every frame is hidden shows as `[unknown]`).
+//!
+//! `--tag-focus KEY=REGEX` and `--tag-ignore KEY=REGEX` do the same on the samples' pprof
+//! labels (`route`, `task`, `thread`), like pprof's `-tagfocus` / `-tagignore`: the pattern
+//! matches the label's value anywhere; a sample without the label never matches.
 
 use clap::Args;
 use diag_core::profile::{Frame, Profile};
@@ -24,6 +28,46 @@ pub(crate) struct FilterArgs {
     /// go to the frames around them).
     #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
     pub(crate) hide: Option<Regex>,
+    /// Keep only samples whose pprof label KEY (route, task, thread, ...) matches REGEX
+    /// (repeatable: a sample must match each).
+    #[arg(long, value_name = "KEY=REGEX", value_parser = parse_tag)]
+    pub(crate) tag_focus: Vec<TagFilter>,
+    /// Drop the samples whose pprof label KEY matches REGEX (repeatable: any match drops).
+    #[arg(long, value_name = "KEY=REGEX", value_parser = parse_tag)]
+    pub(crate) tag_ignore: Vec<TagFilter>,
+}
+
+/// `--tag-focus` / `--tag-ignore`: a label key and a pattern for its value.
+#[derive(Debug, Clone)]
+pub(crate) struct TagFilter {
+    /// The label's key (`route`).
+    pub(crate) key: String,
+    /// The pattern its value must match.
+    pub(crate) re: Regex,
+}
+
+impl TagFilter {
+    /// True if `s` carries the label and its value matches.
+    fn matches(&self, s: &diag_core::profile::Sample) -> bool {
+        diag_core::profile::label(s, &self.key).is_some_and(|v| self.re.is_match(v))
+    }
+}
+
+/// `KEY=REGEX`, with a reason when it is not one.
+pub(crate) fn parse_tag(s: &str) -> Result<TagFilter, String> {
+    let Some((key, pattern)) = s.split_once('=') else {
+        return Err(format!(
+            "`{s}` is not KEY=REGEX (e.g. route=/audit, task=^flush$, thread=worker)"
+        ));
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("`{s}` names no label before `=`"));
+    }
+    Ok(TagFilter {
+        key: key.to_owned(),
+        re: parse_regex(pattern)?,
+    })
 }
 
 /// `--focus` and friends: a regular expression, with the parser's own message if it is not one.
@@ -46,7 +90,11 @@ pub(crate) struct Kept {
 impl FilterArgs {
     /// True if any filter was given.
     pub(crate) fn is_active(&self) -> bool {
-        self.focus.is_some() || self.ignore.is_some() || self.hide.is_some()
+        self.focus.is_some()
+            || self.ignore.is_some()
+            || self.hide.is_some()
+            || !self.tag_focus.is_empty()
+            || !self.tag_ignore.is_empty()
     }
 
     /// Filters `p` in place and says how many of its stacks were kept.
@@ -66,6 +114,8 @@ impl FilterArgs {
                     .ignore
                     .as_ref()
                     .is_none_or(|re| !s.stack.iter().any(|f| matches(re, f)))
+                && self.tag_focus.iter().all(|t| t.matches(s))
+                && !self.tag_ignore.iter().any(|t| t.matches(s))
         });
         if let Some(re) = &self.hide {
             for s in &mut p.samples {
@@ -106,15 +156,23 @@ impl FilterArgs {
 
     /// The filters as given on the command line, e.g. `--focus 'cache' --hide 'tokio::'`.
     pub(crate) fn describe(&self) -> String {
-        [
+        let frames = [
             ("--focus", &self.focus),
             ("--ignore", &self.ignore),
             ("--hide", &self.hide),
         ]
-        .iter()
-        .filter_map(|(flag, re)| re.as_ref().map(|re| format!("{flag} '{}'", re.as_str())))
-        .collect::<Vec<_>>()
-        .join(" ")
+        .into_iter()
+        .filter_map(|(flag, re)| re.as_ref().map(|re| format!("{flag} '{}'", re.as_str())));
+        let tags = [
+            ("--tag-focus", &self.tag_focus),
+            ("--tag-ignore", &self.tag_ignore),
+        ]
+        .into_iter()
+        .flat_map(|(flag, tags)| {
+            tags.iter()
+                .map(move |t| format!("{flag} '{}={}'", t.key, t.re.as_str()))
+        });
+        frames.chain(tags).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -171,6 +229,7 @@ mod tests {
             focus: re(focus),
             ignore: re(ignore),
             hide: re(hide),
+            ..FilterArgs::default()
         }
     }
 
@@ -255,6 +314,38 @@ mod tests {
         let err = parse_regex("a(b").unwrap_err();
         assert!(!err.is_empty());
         assert!(parse_regex("").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn tag_filters_select_samples_by_label_value() {
+        let labelled = |mut p: Profile| {
+            p.samples[0].labels = vec![("route".into(), "/audit".into())];
+            p.samples[1].labels = vec![("route".into(), "/users/{id}".into())];
+            p
+        };
+        let tags = |focus: &[&str], ignore: &[&str]| FilterArgs {
+            tag_focus: focus.iter().map(|t| parse_tag(t).unwrap()).collect(),
+            tag_ignore: ignore.iter().map(|t| parse_tag(t).unwrap()).collect(),
+            ..FilterArgs::default()
+        };
+        let mut p = labelled(profile());
+        let k = tags(&["route=^/audit$"], &[]).apply(&mut p);
+        assert_eq!(k, Kept { stacks: 3, kept: 1 });
+        assert_eq!(values(&p), [1]);
+        // Unanchored; a sample without the label is never matched, so ignore keeps it.
+        let mut p = labelled(profile());
+        tags(&[], &["route=users"]).apply(&mut p);
+        assert_eq!(values(&p), [1, 100]);
+        let mut p = labelled(profile());
+        tags(&["route=/"], &["route=audit"]).apply(&mut p);
+        assert_eq!(values(&p), [10]);
+        assert_eq!(
+            tags(&["route=a"], &["thread=w"]).describe(),
+            "--tag-focus 'route=a' --tag-ignore 'thread=w'"
+        );
+        assert!(parse_tag("route").unwrap_err().contains("KEY=REGEX"));
+        assert!(parse_tag("=x").unwrap_err().contains("names no label"));
+        assert!(parse_tag("route=").unwrap_err().contains("empty"));
     }
 
     #[test]

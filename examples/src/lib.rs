@@ -6,6 +6,7 @@ pub mod hot;
 pub mod leaky;
 pub mod shop;
 pub mod stall;
+pub mod tenants;
 
 /// Serves `app` on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {

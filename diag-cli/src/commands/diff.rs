@@ -52,6 +52,24 @@ pub(crate) fn run(args: DiffArgs) -> Result<ExitCode> {
         );
     }
 
+    if let Some(key) = &args.by {
+        let mut out = BufWriter::new(io::stdout().lock());
+        super::by_label::diff(
+            &mut out,
+            &before,
+            &after,
+            key,
+            &opts,
+            super::by_label::Shown {
+                top: args.top.unwrap_or(super::by_label::DEFAULT_GROUP_TOP),
+                json: args.json,
+                full_names: args.names.full_names,
+            },
+        )
+        .with_context(|| format!("comparing {before_name} with {after_name} by {key}"))?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let limit = match (args.top, args.json) {
         (Some(n), _) => n,
         (None, true) => 0,

@@ -86,21 +86,7 @@ fn by_label(p: &Profile, key: &str, opts: &TopOptions, args: &TopArgs) -> Result
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    if !values.iter().any(Option::is_some) {
-        let keys: std::collections::BTreeSet<&str> = p
-            .samples
-            .iter()
-            .flat_map(|s| s.labels.iter().map(|(k, _)| k.as_str()))
-            .collect();
-        bail!(
-            "no sample carries the label `{key}` (labels in this profile: {})",
-            if keys.is_empty() {
-                "none".to_owned()
-            } else {
-                keys.into_iter().collect::<Vec<_>>().join(", ")
-            }
-        );
-    }
+    profile::require_label([p], key)?;
     let mut opts = opts.clone();
     if args.top == 20 {
         opts.n = 5; // the default of a flat list is long for one group
@@ -155,10 +141,7 @@ fn by_label(p: &Profile, key: &str, opts: &TopOptions, args: &TopArgs) -> Result
 
 /// The value of label `key` on a sample, if it has one.
 fn label(s: &profile::Sample, key: &str) -> Option<String> {
-    s.labels
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.clone())
+    profile::label(s, key).map(str::to_owned)
 }
 
 /// CPU profile length when `--seconds` is not given.

@@ -78,6 +78,23 @@ pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
     opts.alpha = args.alpha;
     opts.app_crates.clone_from(&args.names.app_crates);
     let refs: Vec<&Profile> = profiles.iter().collect();
+    if let Some(key) = &args.by {
+        let mut out = BufWriter::new(io::stdout().lock());
+        super::by_label::trend(
+            &mut out,
+            &refs,
+            key,
+            &opts,
+            super::by_label::Shown {
+                top: args.top.unwrap_or(super::by_label::DEFAULT_GROUP_TOP),
+                json: args.json,
+                full_names: args.names.full_names,
+            },
+            &files,
+        )?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut trend = profile::trend(&refs, &opts).context("computing the trend")?;
     let limit = match (args.top, args.json) {
         (Some(n), _) => n,

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use super::stacks::{self, FP, MAX_FRAMES};
 use super::thread::{self, Decision, Fast};
-use super::{config, region};
+use super::{config, labels, region};
 use crate::stack::unwind;
 
 /// Bytes reserved in front of every sampled block for its [`Header`].
@@ -161,7 +161,7 @@ fn sample_block(layout: Layout) -> Result<(*mut u8, bool), u64> {
     }
     let mut frames = [0usize; MAX_FRAMES];
     let depth = unwind::capture(&mut frames);
-    let Some(id) = stacks::intern(&frames[..depth]) else {
+    let Some(id) = stacks::intern(&frames[..depth], labels::current()) else {
         region::free(raw, total);
         return drop();
     };

@@ -10,6 +10,7 @@
 mod alloc;
 mod config;
 mod history;
+mod labels;
 mod region;
 mod snapshot;
 mod stacks;

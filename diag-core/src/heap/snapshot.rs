@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::alloc::{DROPPED_BYTES, DROPPED_SAMPLES, MAX_TRACKED, TRACKED};
 use super::stacks::{self, DROPPED_STACKS, FP};
 use super::thread::{self, IgnoreAllocs};
-use super::{config, history, region};
+use super::{config, history, labels, region};
 use crate::profile::{Frame, Profile, Sample, ValueType};
 
 /// Exact process-wide allocation figures and the sampler's own state.
@@ -123,6 +123,7 @@ pub fn profile(default_type: &str) -> Profile {
             format!("dropped_samples={}", st.dropped_samples),
             format!("dropped_bytes={}", st.dropped_bytes),
             format!("dropped_stacks={}", st.dropped_stacks),
+            format!("dropped_labels={}", labels::DROPPED_LABELS.load(Relaxed)),
         ],
     )
 }
@@ -177,9 +178,13 @@ fn build(
         })
         .collect();
     let stacks = crate::stack::symbolize_stacks(&addrs);
+    let labels: Vec<_> = counters
+        .iter()
+        .map(|&(id, _)| labels::pprof_labels(stacks::entry(id).labels))
+        .collect();
     let mut samples = Vec::with_capacity(counters.len());
-    for ((id, [alloc_objects_fp, alloc_bytes, inuse_objects_fp, inuse_bytes]), stack) in
-        counters.into_iter().zip(stacks)
+    for (((id, [alloc_objects_fp, alloc_bytes, inuse_objects_fp, inuse_bytes]), stack), labels) in
+        counters.into_iter().zip(stacks).zip(labels)
     {
         let stack = if id == 0 {
             vec![Frame::named("[diag: stack table full]")]
@@ -195,7 +200,7 @@ fn build(
                 fp(inuse_objects_fp),
                 inuse_bytes as i64,
             ],
-            labels: Vec::new(),
+            labels,
         });
     }
     Profile {

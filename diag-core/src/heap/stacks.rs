@@ -10,6 +10,8 @@ use std::ptr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::*};
 
+use super::labels::Labels;
+
 /// Deepest stack kept; deeper ones are cut (innermost frames are kept).
 pub const MAX_FRAMES: usize = 64;
 /// Default cap on distinct stacks.
@@ -18,11 +20,13 @@ pub const DEFAULT_MAX_STACKS: usize = 16 * 1024;
 /// Fixed-point scale for weighted object counts.
 pub(crate) const FP: f64 = 1024.0;
 
-/// One distinct stack and its counters.
+/// One distinct stack with its labels, and its counters.
 #[repr(C)]
 pub(crate) struct Entry {
     hash: u64,
     pub(crate) depth: usize,
+    /// The labels the stack was sampled under (the key is stack and labels together).
+    pub(crate) labels: Labels,
     pub(crate) alloc_objects_fp: AtomicU64,
     pub(crate) alloc_bytes: AtomicU64,
     pub(crate) inuse_objects_fp: AtomicU64,
@@ -69,8 +73,8 @@ pub(crate) static MAX_STACKS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STACKS)
 /// Stacks that did not fit and were charged to the overflow entry.
 pub(crate) static DROPPED_STACKS: AtomicU64 = AtomicU64::new(0);
 
-fn hash(frames: &[usize]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+fn hash(frames: &[usize], labels: Labels) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ ((labels.poll as u64) << 16 | labels.thread as u64);
     for &f in frames {
         h = (h ^ f as u64).wrapping_mul(0x0000_0100_0000_01b3);
         h ^= h >> 29;
@@ -103,16 +107,19 @@ fn create(t: &mut Table) -> bool {
     t.index_mask = index_len - 1;
     t.capacity = capacity;
     ENTRIES.store(p as usize, Release);
-    LEN.store(1, Release); // entry 0: overflow, depth 0
+    // SAFETY: entry 0 is inside the mapping and not yet published.
+    unsafe { (*t.entries).labels = Labels::NONE };
+    LEN.store(1, Release); // entry 0: overflow, depth 0, no labels
     true
 }
 
-/// Interns `frames`; returns the entry id (0 = overflow), or None if the table cannot exist.
-pub(crate) fn intern(frames: &[usize]) -> Option<u32> {
+/// Interns `frames` sampled under `labels`; returns the entry id (0 = overflow), or None if
+/// the table cannot exist.
+pub(crate) fn intern(frames: &[usize], labels: Labels) -> Option<u32> {
     if STATE.load(Relaxed) == 2 {
         return None;
     }
-    let h = hash(frames);
+    let h = hash(frames, labels);
     let mut t = TABLE.lock().ok()?;
     if t.entries.is_null() && !create(&mut t) {
         STATE.store(2, Relaxed);
@@ -127,7 +134,7 @@ pub(crate) fn intern(frames: &[usize]) -> Option<u32> {
         }
         // SAFETY: index slots hold ids of published entries (< LEN <= capacity).
         let e = unsafe { &*t.entries.add(*slot as usize) };
-        if e.hash == h && e.frames[..e.depth] == *frames {
+        if e.hash == h && e.labels == labels && e.frames[..e.depth] == *frames {
             return Some(*slot);
         }
         i = (i + 1) & t.index_mask;
@@ -142,6 +149,7 @@ pub(crate) fn intern(frames: &[usize]) -> Option<u32> {
         let e = &mut *t.entries.add(id);
         e.hash = h;
         e.depth = frames.len();
+        e.labels = labels;
         e.frames[..frames.len()].copy_from_slice(frames);
         *t.index.add(i) = id as u32;
     }

@@ -2,6 +2,7 @@
 //! delta profiles, leak trends, top lists, folded stacks and flamegraphs. Pure functions over readers and
 //! writers; used by the service (to serve snapshots) and by the `diag` CLI.
 
+mod by_label;
 mod delta;
 pub mod dhat;
 mod diff;
@@ -18,6 +19,10 @@ mod testutil;
 mod top;
 mod trend;
 
+pub use by_label::{
+    DiffByLabel, GroupDiff, GroupTrend, NO_LABEL_VALUE, TrendByLabel, diff_by_label, label,
+    label_keys, require_label, split_by_label, trend_by_label,
+};
 pub use delta::delta;
 pub use diff::{DEFAULT_DIFF_SAMPLE_TYPE, DiffOptions, DiffTotals, HeapDiff, SiteDelta, diff};
 pub use flamegraph::{DEFAULT_MIN_WIDTH, FlameOptions, diff_flamegraph, flamegraph};
