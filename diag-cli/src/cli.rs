@@ -421,6 +421,11 @@ pub(crate) struct FlamegraphArgs {
     /// Draw an icicle graph with stacks reversed: allocation sites / hot functions on top.
     #[arg(long)]
     pub(crate) reverse: bool,
+    /// Root the flamegraph at one node per value of this pprof label (`[route /audit]`,
+    /// `[task flush]`, `[thread worker-1]`; `(none)` for samples without it) instead of at
+    /// the thread (CPU) or nothing (heap).
+    #[arg(long, value_name = "LABEL")]
+    pub(crate) by: Option<String>,
     /// Leave out frames narrower than this many pixels.
     #[arg(long, value_name = "F", default_value_t = diag_core::profile::DEFAULT_MIN_WIDTH, value_parser = parse_min_width)]
     pub(crate) min_width: f64,

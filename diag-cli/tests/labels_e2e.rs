@@ -102,7 +102,11 @@ fn routes_and_tasks_are_told_apart_by_their_labels() {
     let (diag_url, app) = (service.diag_url.clone(), service.app_url.clone());
     let agent = agent();
     let dir = support::scratch("labels-e2e");
-    let (a, b) = (dir.join("a.pb.gz"), dir.join("b.pb.gz"));
+    let (a, mid, b) = (
+        dir.join("a.pb.gz"),
+        dir.join("mid.pb.gz"),
+        dir.join("b.pb.gz"),
+    );
 
     // Warm up every route (first-use allocations) and start the compactor.
     for route in ["/audit", "/sessions/1", "/search", "/churn"] {
@@ -115,6 +119,9 @@ fn routes_and_tasks_are_told_apart_by_their_labels() {
 
     const ROUNDS: u64 = 150;
     for i in 0..ROUNDS {
+        if i == ROUNDS / 2 {
+            support::ok(&["snapshot", &diag_url, "-o", mid.to_str().unwrap()]);
+        }
         get(&agent, &format!("{app}/audit"));
         get(&agent, &format!("{app}/sessions/{i}"));
         get(&agent, &format!("{app}/search"));
@@ -230,6 +237,42 @@ fn routes_and_tasks_are_told_apart_by_their_labels() {
         err.contains("no sample carries the label `tenant`"),
         "{err}"
     );
+
+    // The trend by route: the largest leak first, its growth as in the diff.
+    let json = support::ok(&[
+        "trend",
+        a.to_str().unwrap(),
+        mid.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--by",
+        "route",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["by"], "route", "{json}");
+    assert_eq!(v["groups"][0]["value"], "/audit", "{json}");
+    within(
+        "trend /audit",
+        v["groups"][0]["delta_bytes"].as_i64().unwrap(),
+        route_truth("/audit"),
+        0.25,
+    );
+    assert_eq!(v["groups"][0]["bytes"].as_array().unwrap().len(), 3);
+
+    // A flamegraph rooted at the routes.
+    let svg = dir.join("by-route.svg");
+    support::ok(&[
+        "flamegraph",
+        b.to_str().unwrap(),
+        "--by",
+        "route",
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    for root in ["[route /audit]", "[route /search]", "[route (none)]"] {
+        assert!(svg.contains(root), "no {root} root in the flamegraph");
+    }
 
     // Go's pprof lists the labels.
     if let Some(go) = support::peer("go", "golang-go", None) {

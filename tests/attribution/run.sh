@@ -27,7 +27,7 @@ dbg=$(sed -n 's/^diag listening on //p' "$out/stdout")
 [ -n "$app" ] && [ -n "$dbg" ] || { echo "fixture did not start"; cat "$out"/std*; exit 1; }
 
 "$DIAG" snapshot "$dbg" -o "$out/before.pb.gz" 2>/dev/null
-for route in vec map bytes json handler spawn; do
+for route in vec map bytes json handler spawn named; do
   urls=()
   for _ in $(seq 200); do urls+=("$app/$route"); done
   curl -sf "${urls[@]}" > /dev/null
@@ -35,4 +35,6 @@ done
 for _ in 1 2 3; do curl -sf "$app/block" > /dev/null; done
 "$DIAG" snapshot "$dbg" -o "$out/after.pb.gz" 2>/dev/null
 "$DIAG" diff "$out/before.pb.gz" "$out/after.pb.gz" --json > "$out/diff.json"
+"$DIAG" diff "$out/before.pb.gz" "$out/after.pb.gz" --by task --json > "$out/by_task.json"
+"$DIAG" diff "$out/before.pb.gz" "$out/after.pb.gz" --by route --json > "$out/by_route.json"
 "$DIAG" tasks "$dbg" --json > "$out/tasks.json"

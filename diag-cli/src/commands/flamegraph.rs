@@ -38,8 +38,16 @@ pub(crate) fn run(args: FlamegraphArgs) -> Result<ExitCode> {
     };
     // The raw profile of URL mode is saved as served; the drawing is filtered.
     args.filter.apply_all([&mut p]);
-    // CPU profiles carry a `thread` label: root each stack at its thread.
-    let p = diag_core::cpu::thread_rooted(&p);
+    // --by LABEL: one root per value of the label. Otherwise CPU profiles are rooted at their
+    // `thread` label (heap profiles carry it too, but a heap split by worker thread is noise).
+    let p = match &args.by {
+        Some(key) => {
+            profile::require_label([&p], key)?;
+            profile::label_rooted(&p, key)
+        }
+        None if p.sample_index("cpu").is_some() => diag_core::cpu::thread_rooted(&p),
+        None => p,
+    };
     if output.as_os_str() == "-" {
         let mut out = BufWriter::new(io::stdout().lock());
         profile::flamegraph(&p, &opts, &mut out)

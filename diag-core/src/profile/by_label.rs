@@ -80,6 +80,19 @@ pub fn split_by_label(profile: &Profile, key: &str) -> BTreeMap<Option<String>, 
     out
 }
 
+/// A copy of `profile` in which every sample's stack ends (outermost) with a frame naming its
+/// value of label `key` (`[route /audit]`; `[route (none)]` without it), so folded stacks and
+/// flamegraphs have one root per value.
+pub fn label_rooted(profile: &Profile, key: &str) -> Profile {
+    let mut p = profile.clone();
+    for s in &mut p.samples {
+        let value = label(s, key).unwrap_or(NO_LABEL_VALUE).to_owned();
+        s.stack
+            .push(super::model::Frame::named(format!("[{key} {value}]")));
+    }
+    p
+}
+
 /// `profile` without its samples.
 fn empty_like(profile: &Profile) -> Profile {
     Profile {
@@ -354,6 +367,26 @@ mod tests {
         assert_eq!(json["by"], "route");
         assert!(json["groups"][2]["value"].is_null());
         assert_eq!(json["groups"][0]["delta_objects"], 80);
+    }
+
+    #[test]
+    fn label_rooted_gives_one_root_per_value() {
+        let p = heap(
+            vec![
+                sample("app::a", 10, &[("route", "/a")]),
+                sample("app::b", 20, &[]),
+            ],
+            1,
+        );
+        let lines =
+            crate::profile::folded(&label_rooted(&p, "route"), Some("inuse_space")).unwrap();
+        assert_eq!(
+            lines,
+            [
+                "[route (none)];app::main;app::b 20",
+                "[route /a];app::main;app::a 10"
+            ]
+        );
     }
 
     #[test]

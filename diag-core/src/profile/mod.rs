@@ -21,7 +21,7 @@ mod trend;
 
 pub use by_label::{
     DiffByLabel, GroupDiff, GroupTrend, NO_LABEL_VALUE, TrendByLabel, diff_by_label, label,
-    label_keys, require_label, split_by_label, trend_by_label,
+    label_keys, label_rooted, require_label, split_by_label, trend_by_label,
 };
 pub use delta::delta;
 pub use diff::{DEFAULT_DIFF_SAMPLE_TYPE, DiffOptions, DiffTotals, HeapDiff, SiteDelta, diff};

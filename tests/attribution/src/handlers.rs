@@ -9,6 +9,7 @@ static REGISTRY: LazyLock<Mutex<leaks::Registry>> =
     LazyLock::new(|| Mutex::new(leaks::Registry::new()));
 static IN_HANDLER: Mutex<Vec<Box<[u64]>>> = Mutex::new(Vec::new());
 static IN_TASK: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static IN_NAMED_TASK: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 pub async fn vec() -> &'static str {
     leaks::plain_vec(16 * 1024);
@@ -45,6 +46,18 @@ pub async fn spawn() -> &'static str {
         tokio::task::yield_now().await;
         let s = format!("{:>16384}", "task");
         IN_TASK.lock().unwrap().push(s);
+    });
+    task.await.unwrap();
+    "ok"
+}
+
+/// Hands work to a task started with `diag_core::spawn("ingest", ..)`, which leaks it: with
+/// `debug = false` its frames may name nothing of this crate, its `task` label still does.
+pub async fn named_task() -> &'static str {
+    let task = diag_core::spawn("ingest", async {
+        tokio::task::yield_now().await;
+        let s = format!("{:>16384}", "ingest");
+        IN_NAMED_TASK.lock().unwrap().push(s);
     });
     task.await.unwrap();
     "ok"

@@ -24,6 +24,7 @@ async fn main() {
         .route("/json", get(handlers::json))
         .route("/handler", get(handlers::leak_in_handler))
         .route("/spawn", get(handlers::spawn))
+        .route("/named", get(handlers::named_task))
         .route("/block", get(handlers::block))
         .layer(diag_core::layer());
     let addr = std::env::var("FIXTURE_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
