@@ -52,7 +52,7 @@ pub(crate) enum Command {
     /// Either may be a live service's URL (its heap now); with one URL and --since, the
     /// earlier one comes from the heap history the service keeps.
     #[command(
-        after_help = "Examples:\n  diag diff before.pb.gz after.pb.gz\n  diag diff before.pb.gz http://127.0.0.1:6060 --top 5\n  diag diff http://127.0.0.1:6060 --since 1h --json"
+        after_help = "Examples:\n  diag diff before.pb.gz after.pb.gz\n  diag diff before.pb.gz http://127.0.0.1:6060 --top 5\n  diag diff http://127.0.0.1:6060 --since 1h --json\n  diag diff before.pb.gz after.pb.gz --by route --tag-ignore 'route=^/health$'"
     )]
     Diff(DiffArgs),
     /// Tell leaks from one-off growth: which sites keep growing over three or more snapshots.
@@ -63,7 +63,7 @@ pub(crate) enum Command {
     /// sign test, and it is still rising: six snapshots at least), plateaued (rose, then
     /// levelled off: a cache that filled), steady or shrinking, with its Theil-Sen rate.
     #[command(
-        after_help = "Examples:\n  diag trend heap-*.pb.gz\n  diag trend http://127.0.0.1:6060 --every 30s --count 10\n  diag trend http://127.0.0.1:6060 --history"
+        after_help = "Examples:\n  diag trend heap-*.pb.gz\n  diag trend http://127.0.0.1:6060 --every 30s --count 10\n  diag trend http://127.0.0.1:6060 --history\n  diag trend heap-*.pb.gz --by task"
     )]
     Trend(TrendArgs),
     /// Show the heaviest functions of one profile (heap or CPU).
@@ -83,7 +83,7 @@ pub(crate) enum Command {
     List(ListArgs),
     /// Render a profile as a flamegraph SVG.
     #[command(
-        after_help = "Examples:\n  diag flamegraph http://127.0.0.1:6060 --seconds 10 -o cpu.svg\n  diag flamegraph heap.pb.gz -o heap.svg"
+        after_help = "Examples:\n  diag flamegraph http://127.0.0.1:6060 --seconds 10 -o cpu.svg\n  diag flamegraph heap.pb.gz -o heap.svg\n  diag flamegraph cpu.pb.gz --by route -o routes.svg"
     )]
     Flamegraph(FlamegraphArgs),
     /// Show runtime health of a live service: event-loop lag, busy ratio, slow routes and the
