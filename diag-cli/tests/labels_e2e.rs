@@ -238,6 +238,25 @@ fn routes_and_tasks_are_told_apart_by_their_labels() {
         "{err}"
     );
 
+    // diag's own threads allocate under its guard: none of their allocations is sampled.
+    for snapshot in [&a, &b] {
+        let p = diag_core::profile::load(&std::fs::read(snapshot).unwrap()).unwrap();
+        let own: Vec<_> = p
+            .samples
+            .iter()
+            .filter(|s| {
+                diag_core::profile::label(s, "thread").is_some_and(|t| t.starts_with("diag-"))
+            })
+            .map(|s| {
+                s.stack
+                    .iter()
+                    .map(|f| f.function.as_str())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(own.is_empty(), "diag's threads sampled: {own:?}");
+    }
+
     // The trend by route: the largest leak first, its growth as in the diff.
     let json = support::ok(&[
         "trend",
