@@ -54,9 +54,9 @@ static NAMES: Mutex<Names> = Mutex::new(Names {
 });
 
 thread_local! {
-    /// The last name this thread sampled under and its index (const, no destructor: readable
-    /// in the allocator during thread exit).
-    static LAST: Cell<([u8; 16], u16)> = const { Cell::new(([0; 16], NO_THREAD)) };
+    /// This thread's name's index once read (const, no destructor: readable in the allocator
+    /// during thread exit).
+    static LAST: Cell<u16> = const { Cell::new(NO_THREAD) };
 }
 
 /// The labels of an allocation sampled now on this thread.
@@ -71,22 +71,24 @@ pub(crate) fn current() -> Labels {
     }
 }
 
-/// This thread's name, interned. The name is read each time (a thread may rename itself; the
-/// sampled path is rare enough for one `prctl`); the table is searched only when it changed.
+/// This thread's name, interned: read (one `prctl`) the first time the thread samples, then
+/// taken from the thread's cache. A thread that renames itself after its first sample keeps
+/// its first name (runtimes name their threads before running anything on them); the cache
+/// keeps the syscall off every later sample (measured: +1.5 points of `heap_ab` `json` at
+/// 128 KiB with a `prctl` per sample).
 fn thread_index() -> u16 {
+    if let Ok(index) = LAST.try_with(Cell::get)
+        && index != NO_THREAD
+    {
+        return index;
+    }
     let mut name = [0u8; 16];
     // SAFETY: PR_GET_NAME writes at most 16 bytes (NUL included) into `name`.
     if unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) } != 0 {
         return NO_THREAD;
     }
-    let Ok((last, index)) = LAST.try_with(Cell::get) else {
-        return intern(&name);
-    };
-    if last == name && index != NO_THREAD {
-        return index;
-    }
     let index = intern(&name);
-    let _ = LAST.try_with(|l| l.set((name, index)));
+    let _ = LAST.try_with(|l| l.set(index));
     index
 }
 
