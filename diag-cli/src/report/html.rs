@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use diag_core::profile::{HeapTrend, SiteTrend, SlopeUnit, Verdict, sites::short_name};
+use diag_core::profile::sites::{NO_APP_FRAME, short_name};
+use diag_core::profile::{HeapTrend, SiteTrend, SlopeUnit, Verdict};
 use serde_json::Value;
 
 use super::Report;
@@ -167,9 +168,10 @@ fn verdict(h: &mut String, r: &Report) {
     }
     for cpu in &r.cpu {
         let hot: Vec<String> = cpu
-            .top
+            .app_top
             .entries
             .iter()
+            .filter(|e| !e.function.starts_with(NO_APP_FRAME))
             .take(VERDICT_ITEMS)
             .map(|e| format!("<code>{}</code> {:.1} %", esc(&e.short), e.flat_percent))
             .collect();
@@ -282,13 +284,14 @@ fn growth_table(h: &mut String, r: &Report) {
     let t = &d.totals;
     let _ = write!(
         h,
-        "<section id=\"growth\"><h2>Growth by site</h2><p>{}: {} &rarr; {} ({}); {} sites \
+        "<section id=\"growth\"><h2>Growth by site</h2><p>{}: {} &rarr; {} ({}); {} site{} \
          changed. Click a column to sort.</p>",
         esc(&d.sample_type),
         esc(&units::value(t.before_bytes, &d.unit)),
         esc(&units::value(t.after_bytes, &d.unit)),
         esc(&units::signed(t.delta_bytes, &d.unit)),
-        d.sites.len()
+        d.sites.len(),
+        if d.sites.len() == 1 { "" } else { "s" }
     );
     let trend_of = |f: &str| -> Option<&SiteTrend> {
         r.trend

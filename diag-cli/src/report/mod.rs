@@ -18,7 +18,7 @@ use diag_core::profile::{
 use crate::commands::top_live;
 use crate::input::read_profile;
 
-pub(crate) use live::{LiveOptions, gather_live};
+pub(crate) use live::{LiveOptions, fetch_metrics, fetch_tasks, gather_live};
 
 /// Width of the flamegraphs in the page, in pixels.
 const FLAME_WIDTH: f64 = 1200.0;
@@ -55,8 +55,11 @@ pub(crate) struct Report {
 pub(crate) struct CpuPart {
     /// The file or URL it came from.
     pub(crate) name: String,
-    /// Its hottest functions.
+    /// Its hottest functions (flat: the innermost frame).
     pub(crate) top: Top,
+    /// Its hottest application functions (flat: the innermost application frame, what it
+    /// calls in the runtime and dependencies folded into it).
+    pub(crate) app_top: Top,
     /// Its flamegraph (inline SVG).
     pub(crate) svg: String,
 }
@@ -136,6 +139,22 @@ impl Report {
         }
         let (first_name, first) = &heaps[0];
         let (last_name, last) = &heaps[heaps.len() - 1];
+        self.add_diff((first_name, first), (last_name, last), opts)?;
+        if heaps.len() >= profile::MIN_TREND_SNAPSHOTS {
+            let refs: Vec<&Profile> = heaps.iter().map(|(_, p)| p).collect();
+            self.add_trend(&refs, opts)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the growth from `first` to `last` (named for errors): the table and the
+    /// differential flamegraph with the top site's path outlined.
+    pub(crate) fn add_diff(
+        &mut self,
+        (first_name, first): (&str, &Profile),
+        (last_name, last): (&str, &Profile),
+        opts: &ReportOptions,
+    ) -> Result<()> {
         if first.time_nanos > 0 && last.time_nanos > first.time_nanos {
             self.window_secs = Some((last.time_nanos - first.time_nanos) as f64 / 1e9);
         }
@@ -162,12 +181,14 @@ impl Report {
         svg.highlight = top_site;
         self.diff_svg = Some(svg_string(&tree, &svg)?);
         self.diff = Some(diff);
-        if heaps.len() >= profile::MIN_TREND_SNAPSHOTS {
-            let refs: Vec<&Profile> = heaps.iter().map(|(_, p)| p).collect();
-            let mut topts = TrendOptions::default();
-            topts.app_crates.clone_from(&opts.app_crates);
-            self.trend = Some(profile::trend(&refs, &topts).context("computing the trend")?);
-        }
+        Ok(())
+    }
+
+    /// Adds the trend of three or more heap snapshots.
+    pub(crate) fn add_trend(&mut self, heaps: &[&Profile], opts: &ReportOptions) -> Result<()> {
+        let mut topts = TrendOptions::default();
+        topts.app_crates.clone_from(&opts.app_crates);
+        self.trend = Some(profile::trend(heaps, &topts).context("computing the trend")?);
         Ok(())
     }
 
@@ -178,6 +199,8 @@ impl Report {
         topts.n = CPU_TOP;
         topts.app_crates.clone_from(&opts.app_crates);
         let top = profile::top(&p, &topts).with_context(|| format!("ranking {name}"))?;
+        topts.attribution = profile::Attribution::Sites;
+        let app_top = profile::top(&p, &topts).with_context(|| format!("ranking {name}"))?;
         if top.total <= 0 {
             self.notes
                 .push(format!("{name}: the CPU profile holds no samples"));
@@ -192,6 +215,7 @@ impl Report {
         self.cpu.push(CpuPart {
             name: name.to_owned(),
             top,
+            app_top,
             svg: svg_string(&tree, &svg)?,
         });
         Ok(())

@@ -127,4 +127,6 @@
   }
 
   each(document.querySelectorAll(".flamebox"), Flame);
+  // Tests read this in the rendered DOM: the script ran to its end.
+  document.documentElement.setAttribute("data-js", "ok");
 }());
