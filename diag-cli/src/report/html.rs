@@ -167,18 +167,28 @@ fn verdict(h: &mut String, r: &Report) {
         h.push_str("<li>No heap comparison (give two or more heap snapshots).</li>");
     }
     for cpu in &r.cpu {
-        let hot: Vec<String> = cpu
-            .app_top
-            .entries
+        // By short name: a function's closures and async bodies count as the function.
+        let mut by_name: Vec<(&str, f64)> = Vec::new();
+        for e in &cpu.app_top.entries {
+            if e.function.starts_with(NO_APP_FRAME) {
+                continue;
+            }
+            match by_name.iter_mut().find(|(n, _)| *n == e.short) {
+                Some((_, p)) => *p += e.flat_percent,
+                None => by_name.push((&e.short, e.flat_percent)),
+            }
+        }
+        by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let hot: Vec<String> = by_name
             .iter()
-            .filter(|e| !e.function.starts_with(NO_APP_FRAME))
             .take(VERDICT_ITEMS)
-            .map(|e| format!("<code>{}</code> {:.1} %", esc(&e.short), e.flat_percent))
+            .map(|(name, p)| format!("<code>{}</code> {p:.1} %", esc(name)))
             .collect();
         if !hot.is_empty() {
             let _ = write!(
                 h,
-                "<li><b>Hottest functions</b> (CPU, flat): {}</li>",
+                "<li><b>Hottest application functions</b> (share of the CPU samples, with the \
+                 runtime and library code they call): {}</li>",
                 hot.join(", ")
             );
         }

@@ -232,16 +232,34 @@ impl<'a> Drawing<'a> {
         self.out.push_str("</g>\n");
     }
 
-    /// Draws node `i` at fraction `x` of the width, then its children.
-    fn frame(&mut self, i: usize, x: f64, height: f64) {
+    /// Draws node `root` at fraction `x` of the width, then its descendants, parents before
+    /// children (iteratively: stacks can be deep).
+    fn frame(&mut self, root: usize, x: f64, height: f64) {
         let tree = self.tree;
-        let n = &tree.nodes[i];
         let total = tree.root().after as f64;
-        let frac = n.after as f64 / total;
-        let px = frac * self.opts.width;
-        if px < self.opts.min_width || n.after <= 0 {
-            return;
+        let mut work = vec![(root, x)];
+        while let Some((i, x)) = work.pop() {
+            let n = &tree.nodes[i];
+            let frac = n.after as f64 / total;
+            let px = frac * self.opts.width;
+            if px < self.opts.min_width || n.after <= 0 {
+                continue;
+            }
+            self.one(i, x, frac, height);
+            let mut cx = x;
+            let mut children = Vec::with_capacity(n.children.len());
+            for &c in &n.children {
+                children.push((c, cx));
+                cx += tree.nodes[c].after as f64 / total;
+            }
+            work.extend(children.into_iter().rev());
         }
+    }
+
+    /// Writes the frame of node `i`, `frac` of the width wide, at fraction `x`.
+    fn one(&mut self, i: usize, x: f64, frac: f64, height: f64) {
+        let n = &self.tree.nodes[i];
+        let px = frac * self.opts.width;
         let y = height - 8.0 - (n.depth as f64 + 1.0) * FRAME_HEIGHT;
         let mut class = String::from("f");
         if n.is_collapsed() {
@@ -272,11 +290,6 @@ impl<'a> Drawing<'a> {
             );
         }
         self.out.push_str("</g>\n");
-        let mut cx = x;
-        for &c in &n.children {
-            self.frame(c, cx, height);
-            cx += tree.nodes[c].after as f64 / total;
-        }
     }
 
     fn fill(&self, n: &FlameNode) -> String {
@@ -491,6 +504,23 @@ mod tests {
         let mut out = Vec::new();
         t.write_svg(&inline, &mut out).unwrap();
         assert!(!String::from_utf8(out).unwrap().contains("http"));
+    }
+
+    #[test]
+    fn deep_stacks_do_not_overflow_the_stack() {
+        let names: Vec<String> = (0..50_000).map(|i| format!("myapp::f{i}")).collect();
+        let stack: Vec<&str> = names.iter().map(String::as_str).collect();
+        let p = heap_profile(&[(&stack, 4096)]);
+        let i = p.sample_index("inuse_space").unwrap();
+        let t = FlameTree::build(None, (&p, i), None, true);
+        let opts = SvgOptions {
+            min_width: 0.0,
+            ..SvgOptions::default()
+        };
+        let mut out = Vec::new();
+        t.write_svg(&opts, &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("myapp::f0\n") && s.contains("myapp::f49999\n"));
     }
 
     #[test]
