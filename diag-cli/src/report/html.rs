@@ -465,9 +465,9 @@ fn tasks_section(h: &mut String, v: &Value) {
     h.push_str("<section id=\"blocking\"><h2>Runtime health and blocking events</h2>");
     let mut text = Vec::new();
     let _ = tasks::render(v, &mut text);
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<pre class=\"tasks\">{}</pre></section>\n",
+        "<pre class=\"tasks\">{}</pre></section>",
         esc(&String::from_utf8_lossy(&text))
     );
 }

@@ -76,7 +76,7 @@ impl Default for SvgOptions {
 }
 
 impl FlameTree {
-    /// Draws the tree as an SVG into `w` (see the [module docs](self)). A tree with nothing to
+    /// Draws the tree as an SVG into `w` (see the module docs). A tree with nothing to
     /// draw (no positive `after` value) is an [`ErrorKind::InvalidInput`] error.
     pub fn write_svg<W: Write>(&self, opts: &SvgOptions, mut w: W) -> Result<()> {
         let total = self.root().after;
@@ -147,11 +147,11 @@ impl<'a> Drawing<'a> {
             " xmlns=\"http://www.w3.org/2000/svg\""
         };
         let kind = if o.differential { "diff" } else { "single" };
-        let _ = write!(
+        let _ = writeln!(
             self.out,
             "<svg{ns} class=\"flame {kind}\" width=\"{w}\" height=\"{height}\" \
              viewBox=\"0 0 {w} {height}\" font-family=\"Verdana,sans-serif\" font-size=\"11\" \
-             data-top=\"{HEADER}\" data-fh=\"{FRAME_HEIGHT}\">\n",
+             data-top=\"{HEADER}\" data-fh=\"{FRAME_HEIGHT}\">",
             w = o.width
         );
         self.out.push_str(
@@ -434,7 +434,7 @@ pub fn human(v: i64, unit: &str) -> String {
             let digits = v.unsigned_abs().to_string();
             let mut out = String::new();
             for (i, c) in digits.chars().enumerate() {
-                if i > 0 && (digits.len() - i) % 3 == 0 {
+                if i > 0 && (digits.len() - i).is_multiple_of(3) {
                     out.push(',');
                 }
                 out.push(c);

@@ -10,6 +10,7 @@
 //! what inferno draws for `diag flamegraph`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use super::folded::looks_like_count;
 use super::model::{Frame, Profile};
@@ -62,11 +63,12 @@ pub struct FlameTree {
 }
 
 /// How a frame enters the tree.
-enum Step<'a> {
+#[derive(Clone)]
+enum Step {
     /// Kept as a node of its own, under this name.
-    Keep(String),
+    Keep(Rc<str>),
     /// Folded into a collapsed run; the crate it belongs to.
-    Fold(&'a str),
+    Fold(Rc<str>),
 }
 
 impl FlameTree {
@@ -94,6 +96,7 @@ impl FlameTree {
                 }],
             },
             index: HashMap::new(),
+            steps: HashMap::new(),
             rules,
             short,
         };
@@ -189,7 +192,10 @@ fn collapsed_label(crates: &[String], frames: usize) -> String {
 struct Builder<'r> {
     tree: FlameTree,
     /// (parent, key) -> child; a collapsed run's key starts with `\u{1}`.
-    index: HashMap<(usize, String), usize>,
+    index: HashMap<(usize, Rc<str>), usize>,
+    /// Each frame's step, by function and then file: deciding is the costly part, and a
+    /// profile repeats its frames in many stacks.
+    steps: HashMap<String, Vec<(Option<String>, Step)>>,
     rules: Option<&'r SiteRules>,
     short: bool,
 }
@@ -222,9 +228,9 @@ impl Builder<'_> {
         };
         add(&mut self.tree.nodes[0]);
         let mut node = 0;
-        let mut run: Vec<&str> = Vec::new();
+        let mut run: Vec<Rc<str>> = Vec::new();
         for frame in stack.iter().rev() {
-            match self.step(frame) {
+            match self.cached_step(frame) {
                 Step::Fold(krate) => run.push(krate),
                 Step::Keep(name) => {
                     if !run.is_empty() {
@@ -243,7 +249,21 @@ impl Builder<'_> {
         }
     }
 
-    fn step<'f>(&self, frame: &'f Frame) -> Step<'f> {
+    fn cached_step(&mut self, frame: &Frame) -> Step {
+        if let Some(known) = self.steps.get(frame.function.as_str())
+            && let Some((_, step)) = known.iter().find(|(f, _)| *f == frame.file)
+        {
+            return step.clone();
+        }
+        let step = self.step(frame);
+        self.steps
+            .entry(frame.function.clone())
+            .or_default()
+            .push((frame.file.clone(), step.clone()));
+        step
+    }
+
+    fn step(&self, frame: &Frame) -> Step {
         let raw = frame.function.trim();
         let synthetic = raw.is_empty() || raw.starts_with('[');
         if let Some(rules) = self.rules
@@ -252,13 +272,13 @@ impl Builder<'_> {
         {
             let is_path =
                 raw.starts_with('<') || raw.split('<').next().unwrap_or("").contains("::");
-            return Step::Fold(if is_allocator_shim(raw) {
+            return Step::Fold(Rc::from(if is_allocator_shim(raw) {
                 "alloc"
             } else if is_path {
                 crate_root(raw)
             } else {
                 "native"
-            });
+            }));
         }
         let name = if self.short {
             short_name(raw)
@@ -273,35 +293,35 @@ impl Builder<'_> {
                 c => c,
             })
             .collect();
-        Step::Keep(if name.trim().is_empty() {
+        Step::Keep(Rc::from(if name.trim().is_empty() {
             "[unknown]".to_owned()
         } else {
             name
-        })
+        }))
     }
 
-    fn collapsed_child(&mut self, parent: usize, run: &[&str]) -> usize {
+    fn collapsed_child(&mut self, parent: usize, run: &[Rc<str>]) -> usize {
         let mut crates: Vec<String> = Vec::new();
         for c in run {
-            if !crates.iter().any(|k| k == c) {
-                crates.push((*c).to_owned());
+            if !crates.iter().any(|k| **k == **c) {
+                crates.push(c.to_string());
             }
         }
-        let key = format!("\u{1}{}", crates.join("/"));
+        let key: Rc<str> = Rc::from(format!("\u{1}{}", crates.join("/")));
         let child = self.child(parent, key, crates, run.len());
         let n = &mut self.tree.nodes[child];
         n.frames = n.frames.max(run.len());
         child
     }
 
-    fn child(&mut self, parent: usize, key: String, crates: Vec<String>, frames: usize) -> usize {
+    fn child(&mut self, parent: usize, key: Rc<str>, crates: Vec<String>, frames: usize) -> usize {
         if let Some(&c) = self.index.get(&(parent, key.clone())) {
             return c;
         }
         let id = self.tree.nodes.len();
         let depth = self.tree.nodes[parent].depth + 1;
         self.tree.nodes.push(FlameNode {
-            name: key.clone(),
+            name: key.to_string(),
             crates,
             frames,
             before: 0,
