@@ -24,8 +24,9 @@ use crate::filter::FilterArgs;
 that embed diag-core.\n\n\
 A leak: `snapshot` twice and `diff`, or `diff URL --since 1h`, then `trend` to tell a leak \
 from a cache; `list` shows the source lines. A hot path: `flamegraph URL` or `top URL \
---profile cpu`. Stalls and health: `tasks URL`, `top URL` (routes and process). `demo` runs \
-it all on a built-in leaky service.",
+--profile cpu`. Stalls and health: `tasks URL`, `top URL` (routes and process). For a \
+ticket: `report URL` writes it all into one self-contained HTML page. `demo` runs it all on a \
+built-in leaky service.",
     after_help = "Examples:\n  \
 diag demo\n  \
 diag diff http://127.0.0.1:6060 --since 1h\n  \
