@@ -18,6 +18,43 @@ mod support;
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
 
+/// Drives the page's script as a person would: zooms into a narrow frame of the CPU
+/// flamegraph (it must fill the width, frames beside it must hide) and back, searches the
+/// differential flamegraph for the leak, sorts the growth table by growth, ascending; and
+/// records what it saw in `div#probe`.
+const PROBE: &str = r##"
+(function () {
+  var out = document.createElement("div");
+  out.id = "probe";
+  var num = function (g, a) { return Number(g.getAttribute(a)); };
+  var cpu = document.querySelector("svg.flame.single");
+  var frames = Array.prototype.slice.call(cpu.querySelectorAll("g.f"));
+  var target = frames.filter(function (g) {
+    return num(g, "data-w") > 0.02 && num(g, "data-w") < 0.5 && num(g, "data-d") > 1;
+  })[0];
+  var tx = num(target, "data-x"), tw = num(target, "data-w");
+  var outside = frames.filter(function (g) {
+    return num(g, "data-x") + num(g, "data-w") <= tx - 1e-6 || num(g, "data-x") >= tx + tw + 1e-6;
+  })[0];
+  target.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+  out.setAttribute("data-zoomed", num(target.querySelector("rect"), "width").toFixed(1));
+  out.setAttribute("data-outside-hidden", outside.style.display === "none" ? "yes" : "no");
+  cpu.closest(".flamebox").querySelector("button.reset").dispatchEvent(new MouseEvent("click"));
+  var back = num(target.querySelector("rect"), "width").toFixed(1) === (tw * 1200).toFixed(1);
+  out.setAttribute("data-reset", back && outside.style.display !== "none" ? "restored" : "no");
+  var box = document.querySelector("svg.flame.diff").closest(".flamebox");
+  var input = box.querySelector("input");
+  input.value = "remember_request$";
+  input.dispatchEvent(new Event("input"));
+  out.setAttribute("data-search", box.querySelector(".finfo").textContent);
+  var th = document.querySelectorAll("#growth-table th")[1];
+  th.dispatchEvent(new MouseEvent("click"));
+  th.dispatchEvent(new MouseEvent("click"));
+  out.setAttribute("data-sorted", th.getAttribute("data-dir"));
+  document.body.appendChild(out);
+}());
+"##;
+
 /// What Chromium saw of a page.
 struct Rendered {
     dom: String,
@@ -239,6 +276,30 @@ fn report_of_a_live_leak_renders_in_chromium() {
         ["http://192.0.2.1/x.png"],
         "a request went unseen"
     );
+
+    // The page's script, driven as a person would (see PROBE).
+    let probe = work.join("probe.html");
+    std::fs::write(
+        &probe,
+        html.replace("</body>", &format!("<script>{PROBE}</script></body>")),
+    )
+    .unwrap();
+    let driven = render(&chromium, &probe, &work);
+    assert!(
+        driven.console.is_empty(),
+        "console messages: {:#?}",
+        driven.console
+    );
+    let probe_out = element(&driven.dom, "<div id=\"probe\"", "</div>");
+    for expect in [
+        "data-zoomed=\"1200.0\"",
+        "data-outside-hidden=\"yes\"",
+        "data-reset=\"restored\"",
+        "data-search=\"1 frames match",
+        "data-sorted=\"asc\"",
+    ] {
+        assert!(probe_out.contains(expect), "{expect} not in {probe_out}");
+    }
 
     let png = work.join("report.png");
     screenshot(&chromium, &page, &work, &png);
