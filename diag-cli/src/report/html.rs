@@ -63,6 +63,14 @@ pub(crate) fn render(r: &Report) -> String {
              Runtime and dependency frames are collapsed into <i>[crate/crate: N frames]</i>; \
              the outlined path leads to the top site. Hover for before, after and delta.</p>",
         );
+        if r.diff
+            .as_ref()
+            .is_some_and(|d| d.sites.iter().all(|s| s.delta_bytes <= 0))
+        {
+            h.push_str(
+                "<p class=\"note\">Nothing grew between the first and the last snapshot.</p>",
+            );
+        }
         flame_box(&mut h, svg);
         h.push_str("</section>\n");
     }
@@ -508,4 +516,44 @@ fn routes_section(h: &mut String, s: &crate::commands::top_live::Sample) {
         );
     }
     h.push_str("</tbody></table></section>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocking_sites_name_the_innermost_application_frame() {
+        let v = serde_json::json!({"blocking_events": [
+            {"name": "/sleep", "duration_ms": 303, "stack": [
+                "clock_nanosleep", "std::thread::sleep (x.rs:1)",
+                "app::slow_io (app.rs:3)", "app::handler::{{closure}} (app.rs:9)",
+                "tokio::runtime::a"]},
+            {"name": "worker", "duration_ms": 120.5, "stack": ["tokio::runtime::b"]}
+        ]});
+        assert_eq!(
+            blocking_sites(&v),
+            [
+                ("/sleep".to_owned(), 303.0, "app::slow_io".to_owned()),
+                (
+                    "worker".to_owned(),
+                    120.5,
+                    "(no application frame)".to_owned()
+                )
+            ]
+        );
+        assert!(blocking_sites(&serde_json::json!({})).is_empty());
+    }
+
+    #[test]
+    fn text_is_escaped_and_sparklines_scale() {
+        assert_eq!(
+            esc("<a href='x'>&\""),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
+        );
+        let s = sparkline(&[0, 5, 10], "growing");
+        assert!(s.contains("points=\"2.0,26.0 80.0,14.0 158.0,2.0\""), "{s}");
+        // A flat series does not divide by zero.
+        assert!(sparkline(&[7, 7], "steady").contains("2.0,26.0 158.0,26.0"));
+    }
 }

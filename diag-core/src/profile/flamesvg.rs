@@ -150,8 +150,7 @@ impl<'a> Drawing<'a> {
         let _ = writeln!(
             self.out,
             "<svg{ns} class=\"flame {kind}\" width=\"{w}\" height=\"{height}\" \
-             viewBox=\"0 0 {w} {height}\" font-family=\"Verdana,sans-serif\" font-size=\"11\" \
-             data-top=\"{HEADER}\" data-fh=\"{FRAME_HEIGHT}\">",
+             viewBox=\"0 0 {w} {height}\" font-family=\"Verdana,sans-serif\" font-size=\"11\">",
             w = o.width
         );
         self.out.push_str(
