@@ -4,7 +4,7 @@
 //! Collapsing makes the application visible: each run of consecutive frames that are not the
 //! application's ([`SiteRules::kind`] says [`FrameKind::Runtime`] or
 //! [`FrameKind::Dependency`]) becomes one node named after the crates it passes through,
-//! `[std/tokio/hyper +2: 41 frames]`. Synthetic frames (`[thread worker-1]`, `[unknown]`) are
+//! `[tokio/hyper/std +2: 41 frames]`. Synthetic frames (`[thread worker-1]`, `[unknown]`) are
 //! kept as they are. The tree is what the readable flamegraphs draw
 //! ([`write_svg`](FlameTree::write_svg)), and its [`folded`](FlameTree::folded) stacks are
 //! what inferno draws for `diag flamegraph`.
@@ -24,7 +24,7 @@ const LABEL_CRATES: usize = 3;
 #[non_exhaustive]
 pub struct FlameNode {
     /// The frame's function (short or full name, as asked), or for a collapsed node its
-    /// label (`[std/tokio/hyper +2: 41 frames]`).
+    /// label (`[tokio/hyper/std +2: 41 frames]`).
     pub name: String,
     /// For a collapsed node, the crates of its frames in the order met (outermost first);
     /// empty for a real frame.
@@ -170,14 +170,26 @@ impl FlameTree {
     }
 }
 
-/// `[std/tokio/hyper +2: 41 frames]`.
+/// The crates that say least about a run (nearly every run passes through them): named after
+/// the others.
+const COMMON_CRATES: &[&str] = &["native", "std", "core", "alloc"];
+
+/// `[tokio/hyper/std +2: 41 frames]`: the crates of a collapsed run, the telling ones (tokio,
+/// hyper) before the common ones (std, core, alloc, C functions), each group in the order met.
 fn collapsed_label(crates: &[String], frames: usize) -> String {
+    let common = |c: &&String| COMMON_CRATES.contains(&c.as_str());
+    let ordered: Vec<&str> = crates
+        .iter()
+        .filter(|c| !common(c))
+        .chain(crates.iter().filter(common))
+        .map(String::as_str)
+        .collect();
     let mut label = String::from("[");
     label.push_str(
-        &crates
+        &ordered
             .iter()
             .take(LABEL_CRATES)
-            .map(String::as_str)
+            .copied()
             .collect::<Vec<_>>()
             .join("/"),
     );
@@ -405,7 +417,7 @@ mod tests {
             names,
             [
                 "all",
-                "[native/std/tokio: 3 frames]",
+                "[tokio/native/std: 3 frames]",
                 "app::handler",
                 "[hyper/tokio: 2 frames]",
                 "app::remember",
@@ -420,7 +432,7 @@ mod tests {
         assert_eq!(t.path(4), [0, 1, 2, 3, 4]);
         let folded = t.folded();
         assert_eq!(
-            folded.get("[native/std/tokio: 3 frames];app::handler;[hyper/tokio: 2 frames];app::remember;[alloc: 1 frame]"),
+            folded.get("[tokio/native/std: 3 frames];app::handler;[hyper/tokio: 2 frames];app::remember;[alloc: 1 frame]"),
             Some(&900)
         );
         // Without rules every frame is its own node.
@@ -442,7 +454,7 @@ mod tests {
         assert!(
             folded
                 .keys()
-                .any(|k| k.starts_with("[thread worker-1];[native/std/tokio")),
+                .any(|k| k.starts_with("[thread worker-1];[tokio/native/std")),
             "{folded:?}"
         );
         assert!(
