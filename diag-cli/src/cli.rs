@@ -24,8 +24,9 @@ use crate::filter::FilterArgs;
 that embed diag-core.\n\n\
 A leak: `snapshot` twice and `diff`, or `diff URL --since 1h`, then `trend` to tell a leak \
 from a cache; `list` shows the source lines. A hot path: `flamegraph URL` or `top URL \
---profile cpu`. Stalls and health: `tasks URL`, `top URL` (routes and process). `demo` runs \
-it all on a built-in leaky service.",
+--profile cpu`. Stalls and health: `tasks URL`, `top URL` (routes and process). For a \
+ticket: `report URL` writes it all into one self-contained HTML page. `demo` runs it all on a \
+built-in leaky service.",
     after_help = "Examples:\n  \
 diag demo\n  \
 diag diff http://127.0.0.1:6060 --since 1h\n  \
@@ -92,6 +93,19 @@ pub(crate) enum Command {
         after_help = "Examples:\n  diag tasks http://127.0.0.1:6060\n  diag tasks http://127.0.0.1:6060 --json"
     )]
     Tasks(TasksArgs),
+    /// Write one self-contained HTML page for a ticket: the verdict (leak suspects with growth,
+    /// rate and p-value, hottest functions, blocking sites, worst routes), the growth table,
+    /// a readable differential flamegraph, the CPU flamegraph, trend sparklines, blocking
+    /// events and routes.
+    ///
+    /// With a URL: seven heap snapshots across --seconds (or the heap history of --since) and
+    /// a CPU profile over the same window, then /debug/tasks and /metrics. With files: two
+    /// heap snapshots give the diff, three or more the trend too, CPU profiles their
+    /// flamegraphs. The page loads nothing from the network.
+    #[command(
+        after_help = "Examples:\n  diag report http://127.0.0.1:6060 --seconds 30 -o report.html\n  diag report http://127.0.0.1:6060 --since 1h\n  diag report before.pb.gz after.pb.gz cpu.pb.gz -o leak.html"
+    )]
+    Report(ReportArgs),
 }
 
 impl Command {
@@ -106,6 +120,7 @@ impl Command {
             Command::List(args) => commands::list::run(args),
             Command::Flamegraph(args) => commands::flamegraph::run(args),
             Command::Tasks(args) => commands::tasks::run(args.into()),
+            Command::Report(args) => commands::report::run(args),
         }
     }
 }
@@ -223,9 +238,14 @@ pub(crate) struct DiffArgs {
     /// Print the diff as JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Also write a differential flamegraph of the growth to FILE.
+    /// Also write a differential flamegraph of the growth to FILE: frames coloured by their
+    /// share of the growth, runtime and dependency frames collapsed, the top site's path
+    /// outlined, hover text with before, after and delta.
     #[arg(long, value_name = "FILE")]
     pub(crate) svg: Option<PathBuf>,
+    /// With --svg: draw every frame instead of collapsing runtime and dependency frames.
+    #[arg(long)]
+    pub(crate) all_frames: bool,
     /// Compare this column instead of inuse_space (e.g. alloc_space).
     #[arg(long, value_name = "TYPE")]
     pub(crate) sample: Option<String>,
@@ -432,6 +452,10 @@ pub(crate) struct FlamegraphArgs {
     /// Label frames with their full names (generic arguments, closure and async bodies).
     #[arg(long)]
     pub(crate) full_names: bool,
+    /// Draw every frame: by default each run of runtime and dependency frames (std, tokio,
+    /// hyper, ...) is collapsed into one frame named after its crates.
+    #[arg(long)]
+    pub(crate) all_frames: bool,
     #[command(flatten)]
     pub(crate) filter: FilterArgs,
     /// URL mode: seconds to profile the live service's CPU for (default 30).
@@ -484,4 +508,35 @@ impl From<TasksArgs> for commands::tasks::TasksArgs {
             timeout: std::time::Duration::from_secs(a.remote.timeout.max(1)),
         }
     }
+}
+
+/// `diag report URL` / `diag report FILE...`.
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// A live service's diag URL (http://host:port), or saved profiles (heap snapshots and
+    /// CPU profiles: pprof .pb.gz / .pb, or dhat-heap.json).
+    #[arg(value_name = "URL|FILE", required = true, num_args = 1..)]
+    pub(crate) inputs: Vec<String>,
+    /// Where to write the page.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// URL mode: the window, in seconds: heap snapshots across it, the CPU profiled over it
+    /// (default 30).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) seconds: Option<u64>,
+    /// URL mode: compare with the service's heap history from DURATION ago (e.g. 10m, 1h)
+    /// instead of waiting; the CPU is still profiled for --seconds.
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) since: Option<String>,
+    /// Crates of the application (comma-separated), besides those the profiles show or
+    /// record (see `diag diff --help`).
+    #[arg(
+        long,
+        value_name = "CRATES",
+        env = "DIAG_APP_CRATES",
+        value_delimiter = ','
+    )]
+    pub(crate) app_crates: Vec<String>,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
 }

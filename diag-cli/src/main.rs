@@ -8,6 +8,7 @@ mod filter;
 mod history;
 mod input;
 mod remote;
+mod report;
 mod table;
 mod units;
 

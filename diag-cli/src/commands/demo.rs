@@ -1,7 +1,8 @@
 //! `diag demo`: the main job end to end on a built-in leaky service. Starts the `leaky`
 //! example, drives traffic, takes two heap snapshots, prints the diff that names the leak,
 //! writes the differential flamegraph, then reads the service's heap history over a stretch
-//! of leaking traffic and shows the leak's trend, and says where the files are.
+//! of leaking traffic and shows the leak's trend, writes the HTML report, and says where the
+//! files are.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use diag_core::profile::{self, DiffOptions, FlameOptions};
 use super::diff::{DEFAULT_TOP, write_table};
 use super::snapshot::{SnapshotArgs, take};
 use crate::input::read_profile;
+use crate::report;
 use crate::units;
 
 /// Parsed arguments of `diag demo`.
@@ -205,6 +207,100 @@ fn trend_step(agent: &ureq::Agent, app: &str, diag: &str, args: &DemoArgs) -> Re
     Ok(dir)
 }
 
+/// Seconds of CPU profile the demo takes while it drives the leaking traffic.
+const REPORT_CPU_SECONDS: u64 = 2;
+
+/// What the demo's report needs besides the snapshots: a CPU profile taken while the leaking
+/// traffic runs, and a scrape of /metrics before it.
+struct ReportProbe {
+    remote: crate::remote::Remote,
+    cpu: std::thread::JoinHandle<Result<crate::remote::Reply>>,
+    metrics: Option<crate::commands::top_live::Scrape>,
+    start: Instant,
+}
+
+impl ReportProbe {
+    fn start(diag: &str) -> Result<Self> {
+        let remote = crate::remote::Remote::new(diag, None, Duration::from_secs(60))?;
+        let cpu_remote = crate::remote::Remote::new(diag, None, Duration::from_secs(60))?;
+        let path = format!("/debug/pprof/profile?seconds={REPORT_CPU_SECONDS}");
+        let cpu = std::thread::spawn(move || cpu_remote.get_profile(&path));
+        let metrics = report::fetch_metrics(&remote).ok();
+        Ok(Self {
+            remote,
+            cpu,
+            metrics,
+            start: Instant::now(),
+        })
+    }
+
+    /// Writes `report.html` into `out` from the two snapshots, the trend of the history
+    /// points in `history`, the CPU profile, /debug/tasks and /metrics; returns its path.
+    fn finish(
+        self,
+        out: &Path,
+        (a, before): (&Path, &profile::Profile),
+        (b, after): (&Path, &profile::Profile),
+        history: &Path,
+    ) -> Result<PathBuf> {
+        let opts = report::ReportOptions::default();
+        let mut r = report::Report {
+            source: format!("diag demo: the leaky example at {}", self.remote.base()),
+            ..Default::default()
+        };
+        r.add_diff(
+            (&a.display().to_string(), before),
+            (&b.display().to_string(), after),
+            &opts,
+        )?;
+        let mut points: Vec<PathBuf> = std::fs::read_dir(history)
+            .with_context(|| format!("reading {}", history.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "gz"))
+            .collect();
+        points.sort();
+        let profiles = points
+            .iter()
+            .map(|p| read_profile(&p.display().to_string()))
+            .collect::<Result<Vec<_>>>()?;
+        if profiles.len() >= profile::MIN_TREND_SNAPSHOTS {
+            r.add_trend(&profiles.iter().collect::<Vec<_>>(), &opts)?;
+        }
+        let cpu = self
+            .cpu
+            .join()
+            .map_err(|_| anyhow::anyhow!("the CPU profile thread panicked"))?
+            .and_then(|reply| Ok(profile::load(&reply.body)?));
+        match cpu {
+            Ok(p) => r.add_cpu(
+                &format!(
+                    "{}/debug/pprof/profile?seconds={REPORT_CPU_SECONDS}",
+                    self.remote.base()
+                ),
+                &p,
+                &opts,
+            )?,
+            Err(e) => r.notes.push(format!("no CPU profile: {e:#}")),
+        }
+        match report::fetch_tasks(&self.remote) {
+            Ok(v) => r.tasks = Some(v),
+            Err(e) => r.notes.push(format!("no runtime health: {e:#}")),
+        }
+        if let (Some(m0), Ok(m1)) = (&self.metrics, report::fetch_metrics(&self.remote)) {
+            let secs = self.start.elapsed().as_secs_f64();
+            r.routes = Some(crate::commands::top_live::diff(
+                self.remote.base(),
+                m0,
+                &m1,
+                secs,
+            ));
+        }
+        let page = out.join("report.html");
+        super::report::write(&r, &page)?;
+        Ok(page)
+    }
+}
+
 /// Bytes per second as `+1.2 MiB/s`.
 fn trend_rate(bytes_per_sec: f64) -> String {
     format!("{}/s", units::signed(bytes_per_sec.round() as i64, "bytes"))
@@ -240,6 +336,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
         Ok(s.path)
     };
     let a = snap("before.pb.gz")?;
+    let probe = ReportProbe::start(&diag)?;
     println!(
         "2. driving {} leaking requests ({} KiB each) and normal churn",
         args.requests, args.kb
@@ -268,6 +365,11 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
     let svg = args.out.join("growth.svg");
     let mut flame = FlameOptions::default();
     flame.title = Some("Heap growth during the demo (inuse_space)".into());
+    flame.highlight = diff
+        .sites
+        .first()
+        .filter(|s| s.delta_bytes > 0)
+        .map(|s| s.function.clone());
     let mut bytes = Vec::new();
     profile::diff_flamegraph(&before, &after, &flame, &mut bytes)
         .context("drawing the differential flamegraph")?;
@@ -300,6 +402,12 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
 
     let history = trend_step(&agent, &app, &diag, &args)?;
     println!("   files: {}/heap-*.pb.gz", history.display());
+    let page = probe.finish(&args.out, (&a, &before), (&b, &after), &history)?;
+    println!(
+        "6. diag report: one page for a ticket (verdict, growth table, flamegraphs, trend, \
+         runtime health): {}",
+        page.display()
+    );
     println!(
         "   next: `diag top {}`, `diag list remember_request {}`, `diag diff {} {} --json`, \
          `diag trend {}/heap-*.pb.gz`, or `go tool pprof -top {}`",

@@ -38,6 +38,13 @@ pub(crate) fn run(args: DiffArgs) -> Result<ExitCode> {
         let mut flame = FlameOptions::default();
         flame.sample_type = Some(diff.sample_type.clone());
         flame.full_names = args.names.full_names;
+        flame.collapse = !args.all_frames;
+        flame.app_crates.clone_from(&args.names.app_crates);
+        flame.highlight = diff
+            .sites
+            .first()
+            .filter(|s| s.delta_bytes > 0)
+            .map(|s| s.function.clone());
         flame.title = Some(format!(
             "Growth of {} from {} to {}",
             diff.sample_type, before_name, after_name

@@ -18,6 +18,7 @@ pub(crate) fn run(args: FlamegraphArgs) -> Result<ExitCode> {
     opts.reverse = args.reverse;
     opts.min_width = args.min_width;
     opts.full_names = args.full_names;
+    opts.collapse = !args.all_frames;
     opts.sample_type.clone_from(&args.sample);
     let (mut p, output) = match Input::parse(&args.file) {
         Input::File(_) => {

@@ -5,6 +5,7 @@ pub(crate) mod demo;
 pub(crate) mod diff;
 pub(crate) mod flamegraph;
 pub(crate) mod list;
+pub(crate) mod report;
 pub(crate) mod snapshot;
 pub(crate) mod tasks;
 pub(crate) mod top;

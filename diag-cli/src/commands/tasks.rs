@@ -72,7 +72,8 @@ fn f64_of(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
-fn is_framework(function: &str) -> bool {
+/// True for a frame of the runtime or of a framework crate (tokio, hyper, axum, ...).
+pub(crate) fn is_framework(function: &str) -> bool {
     let root = diag_core::profile::sites::crate_root(function);
     diag_core::profile::sites::is_runtime(function)
         || FRAMEWORK_CRATES.contains(&root)

@@ -304,7 +304,8 @@ pub(crate) fn parse_interval(s: &str) -> Result<Duration> {
     crate::units::duration("--interval", s, 0.1, 3600.0)
 }
 
-fn scrape(remote: &Remote) -> Result<Scrape> {
+/// One scrape of the service's `/metrics`, checked to be diag's.
+pub(crate) fn scrape(remote: &Remote) -> Result<Scrape> {
     let reply = remote.get("/metrics")?;
     let at = Instant::now();
     let text = String::from_utf8(reply.body)

@@ -1,14 +1,18 @@
-//! Flamegraph SVGs of a profile, and differential flamegraphs of growth between two, via
-//! inferno.
+//! Flamegraph SVGs of a profile (via inferno, with its zoom and search), and readable
+//! differential flamegraphs of growth between two ([`FlameTree::write_svg`]). Both collapse
+//! runtime and dependency frames by default ([`FlameOptions::collapse`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use inferno::flamegraph::{self as inferno_fg, Direction};
 
+use super::flamesvg::SvgOptions;
+use super::flametree::FlameTree;
 use super::folded::fold;
 use super::load::select_sample;
 use super::model::{Profile, ValueType};
+use super::sites::SiteRules;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The default [`FlameOptions::min_width`], in pixels (inferno's).
@@ -39,6 +43,16 @@ pub struct FlameOptions {
     /// Label frames with their full names; by default they show their
     /// [`short_name`](super::sites::short_name) (generic arguments elided), as pprof does.
     pub full_names: bool,
+    /// Collapse each run of frames that are not the application's (std, the allocator,
+    /// tokio, hyper, ... as [`SiteRules`] tells them) into one frame named after its crates
+    /// (see [`FlameTree`]), so the application's frames stand out. On by default.
+    pub collapse: bool,
+    /// Crates taken as the application's besides those the profiles show or record
+    /// (`--app-crates`), for [`FlameOptions::collapse`].
+    pub app_crates: Vec<String>,
+    /// Differential flamegraphs: outline the path to the frames of this function (e.g. the
+    /// top leak site).
+    pub highlight: Option<String>,
 }
 
 impl Default for FlameOptions {
@@ -50,6 +64,9 @@ impl Default for FlameOptions {
             sample_type: None,
             count_name: None,
             full_names: false,
+            collapse: true,
+            app_crates: Vec::new(),
+            highlight: None,
         }
     }
 }
@@ -61,11 +78,16 @@ impl Default for FlameOptions {
 pub fn flamegraph<W: Write>(profile: &Profile, opts: &FlameOptions, w: W) -> Result<()> {
     let index = select_sample(profile, opts.sample_type.as_deref())?;
     let ty = &profile.sample_types[index];
-    let stacks = fold(
-        profile,
-        |s| s.values.get(index).copied().unwrap_or(0),
-        !opts.full_names,
-    );
+    let stacks = if opts.collapse {
+        let rules = SiteRules::for_profile(profile).with_app_crates(&opts.app_crates);
+        FlameTree::build(None, (profile, index), Some(&rules), !opts.full_names).folded()
+    } else {
+        fold(
+            profile,
+            |s| s.values.get(index).copied().unwrap_or(0),
+            !opts.full_names,
+        )
+    };
     if stacks.is_empty() {
         return Err(Error::invalid(format!(
             "nothing to draw: no stack has a positive `{}` value",
@@ -110,8 +132,11 @@ fn scale_down(maps: &mut [&mut BTreeMap<String, i64>]) -> u64 {
     divisor.unsigned_abs()
 }
 
-/// Renders a differential flamegraph of the change from `before` to `after` into `w`: frames
-/// are as wide as in `after` and colored by change (red grew, blue shrank).
+/// Renders a readable differential flamegraph of the change from `before` to `after` into
+/// `w` ([`FlameTree::write_svg`]): frames as wide as in `after`, coloured by their share of the
+/// growth (red grew, blue shrank), runtime and dependency frames collapsed unless
+/// [`FlameOptions::collapse`] is off, the path to [`FlameOptions::highlight`] outlined, a
+/// legend, and hover text with each frame's before, after and delta.
 ///
 /// Both profiles must have the chosen column (default `inuse_space` if present).
 pub fn diff_flamegraph<W: Write>(
@@ -120,6 +145,38 @@ pub fn diff_flamegraph<W: Write>(
     opts: &FlameOptions,
     w: W,
 ) -> Result<()> {
+    let (tree, ty) = diff_tree(before, after, opts)?;
+    let count = opts.count_name.clone().unwrap_or_else(|| count_name(&ty));
+    let svg = SvgOptions {
+        title: opts
+            .title
+            .clone()
+            .unwrap_or_else(|| format!("Growth of {} (red: grew, blue: shrank)", ty.ty)),
+        subtitle: Some(format!(
+            "frame width: {} in the second snapshot, in {count}; hover a frame for before, after \
+             and delta",
+            ty.ty
+        )),
+        unit: ty.unit.clone(),
+        differential: true,
+        highlight: opts.highlight.clone(),
+        min_width: opts.min_width.max(DIFF_MIN_WIDTH),
+        ..SvgOptions::default()
+    };
+    tree.write_svg(&svg, w)
+}
+
+/// Frames narrower than this are left out of differential flamegraphs whatever
+/// [`FlameOptions::min_width`] says: they cannot be hovered, and they make the SVG large.
+const DIFF_MIN_WIDTH: f64 = 0.5;
+
+/// The flame tree of the change from `before` to `after` in the chosen column (see
+/// [`diff_flamegraph`]), and that column.
+pub fn diff_tree(
+    before: &Profile,
+    after: &Profile,
+    opts: &FlameOptions,
+) -> Result<(FlameTree, ValueType)> {
     let ia = select_sample(after, opts.sample_type.as_deref())?;
     let ty = after.sample_types[ia].clone();
     let ib = before.sample_index(&ty.ty).ok_or_else(|| {
@@ -128,47 +185,22 @@ pub fn diff_flamegraph<W: Write>(
             ty.ty
         ))
     })?;
-    let mut before_stacks = fold(
-        before,
-        |s| s.values.get(ib).copied().unwrap_or(0),
+    let rules = opts
+        .collapse
+        .then(|| SiteRules::for_profiles([before, after]).with_app_crates(&opts.app_crates));
+    let tree = FlameTree::build(
+        Some((before, ib)),
+        (after, ia),
+        rules.as_ref(),
         !opts.full_names,
     );
-    let mut after_stacks = fold(
-        after,
-        |s| s.values.get(ia).copied().unwrap_or(0),
-        !opts.full_names,
-    );
-    let divisor = scale_down(&mut [&mut before_stacks, &mut after_stacks]);
-    if after_stacks.is_empty() {
+    if tree.root().after <= 0 {
         return Err(Error::invalid(format!(
             "nothing to draw: no stack of the second profile has a positive `{}` value",
             ty.ty
         )));
     }
-    let to_text = |stacks: &BTreeMap<String, i64>| {
-        let mut text = String::new();
-        for (k, v) in stacks {
-            text.push_str(&format!("{k} {v}\n"));
-        }
-        text
-    };
-    let (before_text, after_text) = (to_text(&before_stacks), to_text(&after_stacks));
-    let mut differential = Vec::new();
-    inferno::differential::from_readers(
-        inferno::differential::Options::default(),
-        before_text.as_bytes(),
-        after_text.as_bytes(),
-        &mut differential,
-    )
-    .map_err(|e| Error::with_source(ErrorKind::Io, "computing the differential stacks", e))?;
-    let differential = String::from_utf8(differential)
-        .map_err(|e| Error::with_source(ErrorKind::Io, "differential stacks are not UTF-8", e))?;
-    let title = opts
-        .title
-        .clone()
-        .unwrap_or_else(|| format!("Growth of {} (red: grew, blue: shrank)", ty.ty));
-    let subtitle = Some("frame width: second snapshot".to_owned());
-    render(opts, &ty, divisor, title, subtitle, differential.lines(), w)
+    Ok((tree, ty))
 }
 
 /// Renders folded `lines` whose values were divided by `divisor`.
@@ -207,7 +239,7 @@ fn render<'a, W: Write>(
 }
 
 /// The default count name for a column: `bytes`, `objects`, `samples`, or its unit.
-fn count_name(ty: &ValueType) -> String {
+pub(crate) fn count_name(ty: &ValueType) -> String {
     if ty.unit == "bytes" {
         "bytes".to_owned()
     } else if ty.ty.ends_with("_objects") {

@@ -111,7 +111,7 @@ fn stack_key(sample: &Sample, short: bool, key: &mut String) {
 }
 
 /// True if inferno would parse `token` as a sample count: digits with at most one `.`.
-fn looks_like_count(token: &str) -> bool {
+pub(crate) fn looks_like_count(token: &str) -> bool {
     !token.is_empty()
         && token.bytes().filter(|&b| b == b'.').count() <= 1
         && token.bytes().all(|b| b.is_ascii_digit() || b == b'.')

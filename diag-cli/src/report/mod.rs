@@ -1,0 +1,245 @@
+//! `diag report`: one self-contained HTML page (verdict, growth table, differential and CPU
+//! flamegraphs, trend sparklines, blocking events, routes) from a live service or from saved
+//! profiles.
+//!
+//! This module gathers what the page shows, with the computations the other commands use
+//! (`profile::diff`, `profile::trend`, `profile::top`, the readable flame trees); [`live`]
+//! fetches from a service, [`html`] renders.
+
+mod html;
+mod live;
+
+use anyhow::{Context, Result, bail};
+use diag_core::profile::{
+    self, DiffOptions, FlameOptions, FlameTree, HeapDiff, HeapTrend, Profile, SvgOptions, Top,
+    TopOptions, TrendOptions, sites::SiteRules,
+};
+
+use crate::commands::top_live;
+use crate::input::read_profile;
+
+pub(crate) use live::{LiveOptions, fetch_metrics, fetch_tasks, gather_live};
+
+/// Width of the flamegraphs in the page, in pixels.
+const FLAME_WIDTH: f64 = 1200.0;
+/// Frames narrower than this many pixels are left out of the page's flamegraphs (they cannot
+/// be hovered, and a profile of 10k stacks would otherwise make the page large).
+const FLAME_MIN_WIDTH: f64 = 1.0;
+/// Functions listed per CPU profile.
+const CPU_TOP: usize = 15;
+
+/// What the page shows. Every part is optional: the page says what was not available.
+#[derive(Default)]
+pub(crate) struct Report {
+    /// Where the data came from: the service's URL or the files.
+    pub(crate) source: String,
+    /// Seconds between the first and the last heap snapshot, when known.
+    pub(crate) window_secs: Option<f64>,
+    /// The growth from the first to the last heap snapshot.
+    pub(crate) diff: Option<HeapDiff>,
+    /// Its readable differential flamegraph (inline SVG).
+    pub(crate) diff_svg: Option<String>,
+    /// The trend over three or more heap snapshots.
+    pub(crate) trend: Option<HeapTrend>,
+    /// CPU profiles: their hottest functions and flamegraphs.
+    pub(crate) cpu: Vec<CpuPart>,
+    /// The service's `/debug/tasks` answer.
+    pub(crate) tasks: Option<serde_json::Value>,
+    /// Routes over the window, from two scrapes of `/metrics`.
+    pub(crate) routes: Option<top_live::Sample>,
+    /// What could not be gathered, and other remarks, shown at the top.
+    pub(crate) notes: Vec<String>,
+}
+
+/// One CPU profile's part of the page.
+pub(crate) struct CpuPart {
+    /// The file or URL it came from.
+    pub(crate) name: String,
+    /// Its hottest functions (flat: the innermost frame).
+    pub(crate) top: Top,
+    /// Its hottest application functions (flat: the innermost application frame, what it
+    /// calls in the runtime and dependencies folded into it).
+    pub(crate) app_top: Top,
+    /// Its flamegraph (inline SVG).
+    pub(crate) svg: String,
+}
+
+/// Options shared by both ways of building a report.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ReportOptions {
+    /// `--app-crates`.
+    pub(crate) app_crates: Vec<String>,
+}
+
+/// What a profile is, for the report.
+#[derive(Debug, PartialEq)]
+enum Kind {
+    Heap,
+    Cpu,
+}
+
+fn kind(p: &Profile) -> Option<Kind> {
+    if p.sample_index("inuse_space").is_some() {
+        Some(Kind::Heap)
+    } else if p.sample_index("cpu").is_some() || p.sample_index("samples").is_some() {
+        Some(Kind::Cpu)
+    } else {
+        None
+    }
+}
+
+/// The report of saved profiles: two or more heap snapshots give the diff (three or more the
+/// trend too), CPU profiles their flamegraphs.
+pub(crate) fn from_files(files: &[String], opts: &ReportOptions) -> Result<Report> {
+    let mut heaps = Vec::new();
+    let mut cpus = Vec::new();
+    for f in files {
+        let p = read_profile(f)?;
+        match kind(&p) {
+            Some(Kind::Heap) => heaps.push((f.clone(), p)),
+            Some(Kind::Cpu) => cpus.push((f.clone(), p)),
+            None => bail!(
+                "{f} is neither a heap profile (no inuse_space column) nor a CPU profile (no cpu \
+                 or samples column); it has {}",
+                profile::sample_type_names(&p)
+            ),
+        }
+    }
+    if heaps.len() == 1 {
+        bail!(
+            "{} is the only heap snapshot: a report compares two (the growth) or three or more \
+             (the trend as well)",
+            heaps[0].0
+        );
+    }
+    let mut report = Report {
+        source: files.join(" "),
+        ..Report::default()
+    };
+    report.add_heaps(heaps, opts)?;
+    for (name, p) in cpus {
+        report.add_cpu(&name, &p, opts)?;
+    }
+    Ok(report)
+}
+
+impl Report {
+    /// Adds the diff of the first and last of `heaps` (sorted by their timestamps; those
+    /// without one keep their order) and, for three or more, their trend.
+    pub(crate) fn add_heaps(
+        &mut self,
+        mut heaps: Vec<(String, Profile)>,
+        opts: &ReportOptions,
+    ) -> Result<()> {
+        if heaps.len() < 2 {
+            return Ok(());
+        }
+        if heaps.iter().all(|(_, p)| p.time_nanos > 0) {
+            heaps.sort_by_key(|(_, p)| p.time_nanos);
+        }
+        let (first_name, first) = &heaps[0];
+        let (last_name, last) = &heaps[heaps.len() - 1];
+        self.add_diff((first_name, first), (last_name, last), opts)?;
+        if heaps.len() >= profile::MIN_TREND_SNAPSHOTS {
+            let refs: Vec<&Profile> = heaps.iter().map(|(_, p)| p).collect();
+            self.add_trend(&refs, opts)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the growth from `first` to `last` (named for errors): the table and the
+    /// differential flamegraph with the top site's path outlined.
+    pub(crate) fn add_diff(
+        &mut self,
+        (first_name, first): (&str, &Profile),
+        (last_name, last): (&str, &Profile),
+        opts: &ReportOptions,
+    ) -> Result<()> {
+        if first.time_nanos > 0 && last.time_nanos > first.time_nanos {
+            self.window_secs = Some((last.time_nanos - first.time_nanos) as f64 / 1e9);
+        }
+        let mut dopts = DiffOptions::default();
+        dopts.app_crates.clone_from(&opts.app_crates);
+        let diff = profile::diff(first, last, &dopts)
+            .with_context(|| format!("comparing {first_name} with {last_name}"))?;
+        let mut fopts = FlameOptions::default();
+        fopts.app_crates.clone_from(&opts.app_crates);
+        fopts.sample_type = Some(diff.sample_type.clone());
+        let (tree, ty) = profile::diff_tree(first, last, &fopts)
+            .context("drawing the differential flamegraph")?;
+        let top_site = diff
+            .sites
+            .first()
+            .filter(|s| s.delta_bytes > 0)
+            .map(|s| s.function.clone());
+        let mut svg = page_svg(format!("Growth of {}", ty.ty), &ty.unit);
+        svg.subtitle = Some(format!(
+            "frame width: {} in the last snapshot; colour: share of the growth; click to zoom",
+            ty.ty
+        ));
+        svg.differential = true;
+        svg.highlight = top_site;
+        self.diff_svg = Some(svg_string(&tree, &svg)?);
+        self.diff = Some(diff);
+        Ok(())
+    }
+
+    /// Adds the trend of three or more heap snapshots.
+    pub(crate) fn add_trend(&mut self, heaps: &[&Profile], opts: &ReportOptions) -> Result<()> {
+        let mut topts = TrendOptions::default();
+        topts.app_crates.clone_from(&opts.app_crates);
+        self.trend = Some(profile::trend(heaps, &topts).context("computing the trend")?);
+        Ok(())
+    }
+
+    /// Adds a CPU profile: its hottest functions and its flamegraph (each thread a root).
+    pub(crate) fn add_cpu(&mut self, name: &str, p: &Profile, opts: &ReportOptions) -> Result<()> {
+        let p = diag_core::cpu::thread_rooted(p);
+        let mut topts = TopOptions::default();
+        topts.n = CPU_TOP;
+        topts.app_crates.clone_from(&opts.app_crates);
+        let top = profile::top(&p, &topts).with_context(|| format!("ranking {name}"))?;
+        topts.attribution = profile::Attribution::Sites;
+        let app_top = profile::top(&p, &topts).with_context(|| format!("ranking {name}"))?;
+        if top.total <= 0 {
+            self.notes
+                .push(format!("{name}: the CPU profile holds no samples"));
+            return Ok(());
+        }
+        let index = profile::select_sample(&p, None)?;
+        let rules = SiteRules::for_profile(&p).with_app_crates(&opts.app_crates);
+        let tree = FlameTree::build(None, (&p, index), Some(&rules), true);
+        let ty = &p.sample_types[index];
+        let mut svg = page_svg(format!("CPU ({})", ty.ty), &ty.unit);
+        svg.subtitle = Some("each thread a root; click to zoom, search above".to_owned());
+        self.cpu.push(CpuPart {
+            name: name.to_owned(),
+            top,
+            app_top,
+            svg: svg_string(&tree, &svg)?,
+        });
+        Ok(())
+    }
+
+    /// The page.
+    pub(crate) fn html(&self) -> String {
+        html::render(self)
+    }
+}
+
+/// The options of a flamegraph drawn into the page.
+fn page_svg(title: String, unit: &str) -> SvgOptions {
+    let mut o = SvgOptions::default();
+    o.title = title;
+    o.unit = unit.to_owned();
+    o.min_width = FLAME_MIN_WIDTH;
+    o.width = FLAME_WIDTH;
+    o.inline = true;
+    o
+}
+
+fn svg_string(tree: &FlameTree, opts: &SvgOptions) -> Result<String> {
+    let mut out = Vec::new();
+    tree.write_svg(opts, &mut out)?;
+    String::from_utf8(out).context("the flamegraph is not UTF-8")
+}
