@@ -278,6 +278,25 @@ fn routes_and_tasks_are_told_apart_by_their_labels() {
     );
     assert_eq!(v["groups"][0]["bytes"].as_array().unwrap().len(), 3);
 
+    // The report's growth by route and task, and its verdict naming the route.
+    let page = dir.join("report.html");
+    support::ok(&[
+        "report",
+        a.to_str().unwrap(),
+        mid.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "-o",
+        page.to_str().unwrap(),
+    ]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("id=\"by-route\""), "no route table in the report");
+    assert!(html.contains("id=\"by-task\""), "no task table in the report");
+    assert!(
+        html.contains("Most growth in route <code>/audit</code>"),
+        "the verdict does not name /audit"
+    );
+    assert!(html.contains("<code>compactor</code>"));
+
     // A flamegraph rooted at the routes.
     let svg = dir.join("by-route.svg");
     support::ok(&[

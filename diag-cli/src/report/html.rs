@@ -56,6 +56,7 @@ pub(crate) fn render(r: &Report) -> String {
     }
     verdict(&mut h, r);
     growth_table(&mut h, r);
+    super::labels::section(&mut h, &r.by_label);
     if let Some(svg) = &r.diff_svg {
         h.push_str("<section id=\"growth-flame\"><h2>Where the heap grew</h2>");
         h.push_str(
@@ -174,6 +175,7 @@ fn verdict(h: &mut String, r: &Report) {
     if !said {
         h.push_str("<li>No heap comparison (give two or more heap snapshots).</li>");
     }
+    super::labels::verdict(h, &r.by_label);
     for cpu in &r.cpu {
         // By short name: a function's closures and async bodies count as the function.
         let mut by_name: Vec<(&str, f64)> = Vec::new();
@@ -284,7 +286,7 @@ pub(crate) fn blocking_sites(v: &Value) -> Vec<(String, f64, String)> {
         .collect()
 }
 
-fn th(cols: &[&str]) -> String {
+pub(crate) fn th(cols: &[&str]) -> String {
     let cells: Vec<String> = cols
         .iter()
         .map(|c| format!("<th title=\"click to sort\">{}</th>", esc(c)))
@@ -293,7 +295,7 @@ fn th(cols: &[&str]) -> String {
 }
 
 /// A table cell sorted by `v`.
-fn num(v: f64, text: &str) -> String {
+pub(crate) fn num(v: f64, text: &str) -> String {
     format!("<td class=\"n\" data-v=\"{v}\">{}</td>", esc(text))
 }
 

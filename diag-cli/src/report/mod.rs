@@ -7,6 +7,7 @@
 //! fetches from a service, [`html`] renders.
 
 mod html;
+mod labels;
 mod live;
 
 use anyhow::{Context, Result, bail};
@@ -37,6 +38,8 @@ pub(crate) struct Report {
     pub(crate) window_secs: Option<f64>,
     /// The growth from the first to the last heap snapshot.
     pub(crate) diff: Option<HeapDiff>,
+    /// The growth by `route` and by `task`, for the labels the snapshots carry.
+    pub(crate) by_label: Vec<diag_core::profile::DiffByLabel>,
     /// Its readable differential flamegraph (inline SVG).
     pub(crate) diff_svg: Option<String>,
     /// The trend over three or more heap snapshots.
@@ -162,6 +165,8 @@ impl Report {
         dopts.app_crates.clone_from(&opts.app_crates);
         let diff = profile::diff(first, last, &dopts)
             .with_context(|| format!("comparing {first_name} with {last_name}"))?;
+        self.by_label = labels::growth_by_label(first, last, &dopts)
+            .with_context(|| format!("comparing {first_name} with {last_name} by label"))?;
         let mut fopts = FlameOptions::default();
         fopts.app_crates.clone_from(&opts.app_crates);
         fopts.sample_type = Some(diff.sample_type.clone());
