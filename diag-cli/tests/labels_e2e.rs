@@ -289,8 +289,14 @@ fn routes_and_tasks_are_told_apart_by_their_labels() {
         page.to_str().unwrap(),
     ]);
     let html = std::fs::read_to_string(&page).unwrap();
-    assert!(html.contains("id=\"by-route\""), "no route table in the report");
-    assert!(html.contains("id=\"by-task\""), "no task table in the report");
+    assert!(
+        html.contains("id=\"by-route\""),
+        "no route table in the report"
+    );
+    assert!(
+        html.contains("id=\"by-task\""),
+        "no task table in the report"
+    );
     assert!(
         html.contains("Most growth in route <code>/audit</code>"),
         "the verdict does not name /audit"
