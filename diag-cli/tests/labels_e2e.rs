@@ -241,6 +241,19 @@ fn routes_and_tasks_are_told_apart_by_their_labels() {
     // diag's own threads allocate under its guard: none of their allocations is sampled.
     for snapshot in [&a, &b] {
         let p = diag_core::profile::load(&std::fs::read(snapshot).unwrap()).unwrap();
+        // No label value went past a cap.
+        assert_eq!(
+            p.comment_value("dropped_labels"),
+            Some("0"),
+            "{:?}",
+            p.comments
+        );
+        assert_eq!(
+            p.comment_value("folded_names"),
+            Some("0"),
+            "{:?}",
+            p.comments
+        );
         let own: Vec<_> = p
             .samples
             .iter()

@@ -73,6 +73,7 @@ pub(crate) fn to_profile(
     ];
     // The application's crates, so the CLI attributes CPU sites as it does heap ones.
     comments.extend(crate::stack::symbols::app_crates_comment());
+    comments.extend(crate::heap::labels::folded_names_comment());
     if cpu > 0 {
         comments.push(format!(
             "process CPU in the window (utime+stime): {} ms; the profile holds {} ms ({:.0} %)",

@@ -128,6 +128,22 @@ pub(crate) fn thread_name(index: u16) -> Option<String> {
     Some(String::from_utf8_lossy(&raw[..end]).into_owned())
 }
 
+/// `folded_names=N`: route and task names registered past the watchdog's cap, whose samples
+/// carry `(other)`.
+pub(crate) fn folded_names_comment() -> Option<String> {
+    #[cfg(feature = "server")]
+    {
+        Some(format!(
+            "folded_names={}",
+            crate::tasks::FOLDED_NAMES.load(Relaxed)
+        ))
+    }
+    #[cfg(not(feature = "server"))]
+    {
+        None
+    }
+}
+
 /// The pprof labels of a stack-table entry: `thread` always (when read), and `route` or `task`
 /// when an instrumented poll was running.
 pub(crate) fn pprof_labels(l: Labels) -> Vec<(String, String)> {

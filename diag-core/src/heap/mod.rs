@@ -10,7 +10,7 @@
 mod alloc;
 mod config;
 mod history;
-mod labels;
+pub(crate) mod labels;
 mod region;
 mod snapshot;
 mod stacks;

@@ -124,7 +124,10 @@ pub fn profile(default_type: &str) -> Profile {
             format!("dropped_bytes={}", st.dropped_bytes),
             format!("dropped_stacks={}", st.dropped_stacks),
             format!("dropped_labels={}", labels::DROPPED_LABELS.load(Relaxed)),
-        ],
+        ]
+        .into_iter()
+        .chain(labels::folded_names_comment())
+        .collect(),
     )
 }
 

@@ -14,6 +14,9 @@ use tokio_metrics::{RuntimeIntervals, RuntimeMonitor, TaskMonitor};
 pub(crate) const MAX_NAMES: usize = 256;
 /// The name shared by everything past [`MAX_NAMES`].
 pub(crate) const OTHER: &str = "[other]";
+/// Registrations of a name past [`MAX_NAMES`] (folded into [`OTHER`]): a route's first
+/// request, each `diag_core::spawn` of a task name. Profiles report it (`folded_names=`).
+pub(crate) static FOLDED_NAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 struct Names {
     ids: HashMap<Arc<str>, u32>,
@@ -49,6 +52,7 @@ pub(crate) fn monitor_for(name: &Arc<str>, sampled: bool) -> (u32, TaskMonitor) 
         return (id, n.entries[id as usize].monitor.clone());
     }
     let key: Arc<str> = if n.entries.len() + 1 >= MAX_NAMES {
+        FOLDED_NAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         OTHER.into()
     } else {
         name.clone()

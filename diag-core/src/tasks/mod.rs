@@ -32,7 +32,7 @@ use crate::padded::Padded;
 
 pub(crate) use events::block_profile;
 pub(crate) use lag::view as lag_view;
-pub(crate) use metrics::OTHER as OTHER_NAME;
+pub(crate) use metrics::{FOLDED_NAMES, OTHER as OTHER_NAME};
 pub(crate) use watchdog::DEFAULT_THRESHOLD_MS;
 
 /// Default of [`set_task_sample`]: one request in this many per route is counted by the
