@@ -27,6 +27,17 @@ pub(crate) struct Shown {
     pub(crate) full_names: bool,
 }
 
+impl Shown {
+    /// From the command's `--top` (default [`DEFAULT_GROUP_TOP`]), `--json` and name options.
+    pub(crate) fn new(top: Option<usize>, json: bool, names: &crate::cli::NamesArgs) -> Self {
+        Self {
+            top: top.unwrap_or(DEFAULT_GROUP_TOP),
+            json,
+            full_names: names.full_names,
+        }
+    }
+}
+
 fn shown(value: &Option<String>) -> &str {
     value.as_deref().unwrap_or(NO_LABEL_VALUE)
 }

@@ -67,11 +67,7 @@ pub(crate) fn run(args: DiffArgs) -> Result<ExitCode> {
             &after,
             key,
             &opts,
-            super::by_label::Shown {
-                top: args.top.unwrap_or(super::by_label::DEFAULT_GROUP_TOP),
-                json: args.json,
-                full_names: args.names.full_names,
-            },
+            super::by_label::Shown::new(args.top, args.json, &args.names),
         )
         .with_context(|| format!("comparing {before_name} with {after_name} by {key}"))?;
         out.flush()?;

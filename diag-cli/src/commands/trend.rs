@@ -85,11 +85,7 @@ pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
             &refs,
             key,
             &opts,
-            super::by_label::Shown {
-                top: args.top.unwrap_or(super::by_label::DEFAULT_GROUP_TOP),
-                json: args.json,
-                full_names: args.names.full_names,
-            },
+            super::by_label::Shown::new(args.top, args.json, &args.names),
             &files,
         )?;
         out.flush()?;
