@@ -10,6 +10,7 @@
 mod dwarf;
 #[cfg(target_os = "linux")]
 mod mapped;
+mod process;
 pub(crate) mod symbolize;
 pub(crate) mod symbols;
 #[cfg(target_os = "linux")]
