@@ -160,9 +160,11 @@ mod tests {
                 .and_then(|l| l.rsplit(' ').next())
                 .map(str::to_owned)
         };
-        // 30 ms of sleeping across two polls: above 0.025 s, within 0.05 s.
+        // 30 ms of sleeping across two polls: the latency is at least that (the sleep's lower
+        // bound is guaranteed; how much longer depends on the machine's load, so no upper
+        // bound is asserted), where the last poll alone would be microseconds.
         assert_eq!(bucket("0.025").as_deref(), Some("0"), "{text}");
-        assert_eq!(bucket("0.05").as_deref(), Some("1"), "{text}");
+        assert_eq!(bucket("+Inf").as_deref(), Some("1"), "{text}");
     }
 
     #[tokio::test]
