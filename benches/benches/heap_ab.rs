@@ -29,7 +29,7 @@
 //! Switching is safe because `DiagAlloc<System>` hands every unsampled block to `System`
 //! itself: the two free each other's blocks. Sampled blocks live in diag's region and must
 //! never reach `System::dealloc`: each workload frees everything it allocates before it
-//! returns, the main thread never samples (it holds [`diag_core::heap::IgnoreAllocs`]), and
+//! returns, the main thread never samples (it holds [`diag_core::IgnoreAllocs`]), and
 //! before every switch to `System` the bench checks that no sampled block is tracked, and
 //! stops if one is.
 //!
@@ -293,7 +293,7 @@ impl Workers {
 }
 
 fn main() {
-    let _main_never_samples = diag_core::heap::IgnoreAllocs::new();
+    let _main_never_samples = diag_core::IgnoreAllocs::new();
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
