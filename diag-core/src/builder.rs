@@ -112,14 +112,10 @@ impl Builder {
             self.heap_unwinder = match u.as_str() {
                 "cached" => heap::Unwinder::Cached,
                 "libgcc" => heap::Unwinder::Libgcc,
-                "framehop" => heap::Unwinder::Framehop,
                 _ => {
                     return Err(Error::new(
                         ErrorKind::Config,
-                        format!(
-                            "{}={u:?} must be `cached`, `libgcc` or `framehop`",
-                            env::HEAP_UNWINDER
-                        ),
+                        format!("{}={u:?} must be `cached` or `libgcc`", env::HEAP_UNWINDER),
                     ));
                 }
             };
@@ -410,6 +406,11 @@ mod tests {
         set("cached");
         let b = Builder::default().from_env().unwrap();
         assert_eq!(b.heap_unwinder, heap::Unwinder::Cached);
+        set("framehop");
+        assert!(
+            Builder::default().from_env().is_err(),
+            "framehop is no longer an unwinder"
+        );
         set("frame-pointer");
         let e = Builder::default().from_env().unwrap_err();
         assert!(e.to_string().contains("DIAG_HEAP_UNWINDER"), "{e}");

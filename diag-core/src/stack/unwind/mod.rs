@@ -48,21 +48,16 @@ pub enum Unwinder {
     Cached,
     /// libgcc's `_Unwind_Backtrace` for every stack.
     Libgcc,
-    /// Cached DWARF unwinding by framehop's own rule cache, without the step table: the same
-    /// stacks as [`Unwinder::Cached`], at about three times its cost per frame. For
-    /// comparisons, and a way around the step table should it ever be wrong.
-    Framehop,
 }
 
 impl Unwinder {
-    const ALL: [Unwinder; 3] = [Unwinder::Cached, Unwinder::Libgcc, Unwinder::Framehop];
+    const ALL: [Unwinder; 2] = [Unwinder::Cached, Unwinder::Libgcc];
 
     /// Its name, as `DIAG_HEAP_UNWINDER` and `/debug/heap/stats` spell it.
     pub fn name(self) -> &'static str {
         match self {
             Unwinder::Cached => "cached",
             Unwinder::Libgcc => "libgcc",
-            Unwinder::Framehop => "framehop",
         }
     }
 }
@@ -199,7 +194,7 @@ pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
     let unwinder = unwinder();
     if unwinder != Unwinder::Libgcc {
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-        match cached::capture(buf, unwinder == Unwinder::Cached) {
+        match cached::capture(buf) {
             Some(n) => {
                 CACHED.fetch_add(1, Relaxed);
                 return n;
