@@ -46,6 +46,9 @@ pub struct Builder {
     heap_history_interval: Duration,
     heap_history_points: usize,
     app_crates: Vec<String>,
+    /// `None`: the symbolizer's own default (or its environment variable).
+    symbol_cache_bytes: Option<usize>,
+    symbol_idle: Option<Duration>,
     #[cfg(feature = "console")]
     console: bool,
 }
@@ -68,6 +71,8 @@ impl Default for Builder {
             heap_history_interval: heap::DEFAULT_HISTORY_INTERVAL,
             heap_history_points: heap::DEFAULT_HISTORY_POINTS,
             app_crates: Vec::new(),
+            symbol_cache_bytes: None,
+            symbol_idle: None,
             #[cfg(feature = "console")]
             console: true,
         }
@@ -181,6 +186,25 @@ impl Builder {
         if let Some(v) = env_var(env::APP_CRATES)? {
             self = self.app_crates(v.split(','));
         }
+        if let Some(n) = env_number(env::SYMBOL_CACHE_BYTES)? {
+            self.symbol_cache_bytes = Some(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        if let Some(v) = env_var(env::SYMBOL_IDLE_SECS)? {
+            let idle = v
+                .parse::<f64>()
+                .ok()
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "{}={v:?} must be a non-negative number of seconds",
+                            env::SYMBOL_IDLE_SECS
+                        ),
+                    )
+                })?;
+            self.symbol_idle = Some(idle);
+        }
         Ok(self)
     }
 
@@ -285,6 +309,22 @@ impl Builder {
         self
     }
 
+    /// What the symbolizer may keep between debug requests (default
+    /// [`heap::DEFAULT_SYMBOL_CACHE_BYTES`]): parsed DWARF, symbol tables and resolved
+    /// addresses, measured as diag's own allocations; past it the DWARF state is dropped after
+    /// the request, then the resolved addresses.
+    pub fn symbol_cache_bytes(mut self, bytes: usize) -> Self {
+        self.symbol_cache_bytes = Some(bytes);
+        self
+    }
+
+    /// After this long without symbolizing, the symbolizer drops everything and gives the
+    /// freed heap back (default [`heap::DEFAULT_SYMBOL_IDLE`]).
+    pub fn symbol_idle(mut self, idle: Duration) -> Self {
+        self.symbol_idle = Some(idle);
+        self
+    }
+
     /// Do not start a listener (for apps that merge [`Diag::router`] into their own).
     pub fn no_listener(mut self) -> Self {
         self.listen = false;
@@ -333,6 +373,12 @@ impl Builder {
             crate::console::start()?;
         }
         crate::stack::symbols::set_app_crates(&self.app_crates);
+        if let Some(n) = self.symbol_cache_bytes {
+            crate::stack::symbolize::set_cache_bytes(n);
+        }
+        if let Some(d) = self.symbol_idle {
+            crate::stack::symbolize::set_idle(d);
+        }
         crate::stack::symbols::warm_app_crates();
         heap::set_unwinder(self.heap_unwinder);
         heap::set_sample_rate(self.heap_sample_bytes);
@@ -375,7 +421,8 @@ mod tests {
 
     #[test]
     fn settings_from_env() {
-        // Only this test touches the environment (DIAG_TASK_SAMPLE, DIAG_HEAP_UNWINDER).
+        // Only this test touches the environment (DIAG_TASK_SAMPLE, DIAG_HEAP_UNWINDER,
+        // DIAG_SYMBOL_IDLE_SECS).
         let set = |v: &str| {
             // SAFETY: no other test of this binary reads or writes this variable.
             unsafe { std::env::set_var(env::TASK_SAMPLE, v) }
@@ -416,5 +463,19 @@ mod tests {
         assert!(e.to_string().contains("DIAG_HEAP_UNWINDER"), "{e}");
         // SAFETY: as above.
         unsafe { std::env::remove_var(env::HEAP_UNWINDER) };
+
+        let set = |v: &str| {
+            // SAFETY: as above, for DIAG_SYMBOL_IDLE_SECS.
+            unsafe { std::env::set_var(env::SYMBOL_IDLE_SECS, v) }
+        };
+        assert_eq!(Builder::default().from_env().unwrap().symbol_idle, None);
+        set("0.5");
+        let b = Builder::default().from_env().unwrap();
+        assert_eq!(b.symbol_idle, Some(Duration::from_millis(500)));
+        set("soon");
+        let e = Builder::default().from_env().unwrap_err();
+        assert!(e.to_string().contains("DIAG_SYMBOL_IDLE_SECS"), "{e}");
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(env::SYMBOL_IDLE_SECS) };
     }
 }

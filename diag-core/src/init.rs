@@ -42,6 +42,11 @@ pub mod env {
     /// crate and those its profiles show with their source files: heap sites are their
     /// functions, never a dependency's. Recorded in every heap profile (`app_crates=`).
     pub const APP_CRATES: &str = "DIAG_APP_CRATES";
+    /// What the symbolizer may keep between debug requests, in bytes (default 8388608).
+    pub const SYMBOL_CACHE_BYTES: &str = "DIAG_SYMBOL_CACHE_BYTES";
+    /// Seconds without symbolizing after which the symbolizer drops everything (default 60;
+    /// fractions allowed).
+    pub const SYMBOL_IDLE_SECS: &str = "DIAG_SYMBOL_IDLE_SECS";
 }
 
 /// Starts diag from `DIAG_*` environment variables: sets the heap sample rate and starts the

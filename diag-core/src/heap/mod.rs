@@ -34,6 +34,14 @@ pub(crate) use thread::own_thread_bytes;
 pub(crate) use thread::thread_in_sampler;
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+/// What the symbolizer may keep between debug requests by default (parsed DWARF, symbol
+/// tables, resolved addresses, measured as diag's own allocations; `DIAG_SYMBOL_CACHE_BYTES`).
+pub const DEFAULT_SYMBOL_CACHE_BYTES: usize = 8 << 20;
+/// After this long without symbolizing, the symbolizer drops everything and gives the freed
+/// heap back, by default (`DIAG_SYMBOL_IDLE_SECS`).
+pub const DEFAULT_SYMBOL_IDLE: Duration = Duration::from_secs(60);
 
 /// Sets the cap on sampled blocks tracked at once; samples past it are dropped and counted.
 pub fn set_max_tracked_blocks(n: usize) {

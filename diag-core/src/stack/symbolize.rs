@@ -32,33 +32,60 @@ use super::dwarf::Image;
 use super::unwind::Segment;
 use crate::profile::Frame;
 
-/// Default bound on what the symbolizer keeps between requests.
-pub(crate) const DEFAULT_CACHE_BYTES: usize = 8 << 20;
-/// Default time without symbolizing after which everything is dropped.
-pub(crate) const DEFAULT_IDLE: Duration = Duration::from_secs(60);
+use crate::heap::{DEFAULT_SYMBOL_CACHE_BYTES, DEFAULT_SYMBOL_IDLE};
 
-/// The bound on the caches: `DIAG_SYMBOL_CACHE_BYTES`, or [`DEFAULT_CACHE_BYTES`].
+/// Set by `Builder::symbol_cache_bytes` / `symbol_idle`; `usize::MAX` / `u64::MAX`: not set.
+static SET_CACHE_BYTES: AtomicUsize = AtomicUsize::new(usize::MAX);
+static SET_IDLE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Sets the bound on the caches (see [`cache_bytes`]).
+#[cfg(feature = "server")]
+pub(crate) fn set_cache_bytes(bytes: usize) {
+    SET_CACHE_BYTES.store(bytes.min(usize::MAX - 1), Relaxed);
+}
+
+/// Sets the idle time (see [`idle`]).
+#[cfg(feature = "server")]
+pub(crate) fn set_idle(idle: Duration) {
+    SET_IDLE_NS.store(
+        u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX - 1),
+        Relaxed,
+    );
+}
+
+/// The bound on the caches: as set by `Builder::symbol_cache_bytes`, else `DIAG_SYMBOL_CACHE_BYTES`
+/// (for builds without the builder), else [`DEFAULT_SYMBOL_CACHE_BYTES`].
 pub(crate) fn cache_bytes() -> usize {
+    let set = SET_CACHE_BYTES.load(Relaxed);
+    if set != usize::MAX {
+        return set;
+    }
     static V: OnceLock<usize> = OnceLock::new();
     *V.get_or_init(|| {
         std::env::var("DIAG_SYMBOL_CACHE_BYTES")
             .ok()
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(DEFAULT_CACHE_BYTES)
+            .unwrap_or(DEFAULT_SYMBOL_CACHE_BYTES)
     })
 }
 
-/// The idle time before the caches are dropped: `DIAG_SYMBOL_IDLE_SECS` (fractions allowed),
-/// or [`DEFAULT_IDLE`].
+/// The idle time before the caches are dropped: as set by `Builder::symbol_idle`, else
+/// `DIAG_SYMBOL_IDLE_SECS` (fractions allowed), else [`DEFAULT_SYMBOL_IDLE`].
 pub(crate) fn idle() -> Duration {
+    let set = SET_IDLE_NS.load(Relaxed);
+    if set != u64::MAX {
+        return Duration::from_nanos(set);
+    }
     static V: OnceLock<Duration> = OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("DIAG_SYMBOL_IDLE_SECS")
-            .ok()
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .unwrap_or(DEFAULT_IDLE)
-    })
+    *V.get_or_init(|| parse_idle(std::env::var("DIAG_SYMBOL_IDLE_SECS").ok().as_deref()))
+}
+
+/// `DIAG_SYMBOL_IDLE_SECS`'s value as a duration (fractions allowed); the default if absent
+/// or malformed.
+fn parse_idle(v: Option<&str>) -> Duration {
+    v.and_then(|v| v.trim().parse::<f64>().ok())
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(DEFAULT_SYMBOL_IDLE)
 }
 
 /// Everything the symbolizer keeps.
