@@ -227,6 +227,21 @@ async fn endpoints_answer_their_wire_types() {
     let typed: Tasks = round_trip("/debug/tasks", &tasks);
     assert!(typed.tasks.iter().any(|t| t.name == "wire-blocker"));
     assert!(typed.blocking_events.iter().any(|e| e.duration_ms >= 20));
+    // The text view renders the same typed answer.
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::get("/debug/tasks?debug=1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.starts_with("lag: current "), "{text}");
+    assert!(text.contains("wire-blocker"), "{text}");
 
     let stats = get_json(&app, "/debug/heap/stats").await;
     assert_fields("/debug/heap/stats", &stats, HEAP_STATS_FIELDS, &[]);

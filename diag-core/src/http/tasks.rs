@@ -71,7 +71,8 @@ fn text(v: &crate::wire::Tasks) -> String {
     let lag = &v.lag;
     let _ = writeln!(
         s,
-        "lag: current {} ms, p50 {} ms, p99 {} ms, max {} ms over {} s",
+        // `{:?}`: floats as the JSON writes them (`0.0`, not `0`), as this text always showed.
+        "lag: current {:?} ms, p50 {:?} ms, p99 {:?} ms, max {:?} ms over {} s",
         lag.current_ms, lag.p50_ms, lag.p99_ms, lag.max_ms, lag.window_secs
     );
     let rt = &v.runtime;
