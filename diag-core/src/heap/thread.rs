@@ -440,8 +440,9 @@ pub(crate) fn end_sample() {
 
 /// After the configuration word became `now`: waits until no thread is still taking a sample
 /// decided under an earlier word (one scan of the slots; a sample takes microseconds). Samples
-/// under `now` do not hold it up. Gives up after `limit` (returns false), so a caller is
-/// never held by a thread stopped mid-sample (a debugger, a stopped process group).
+/// under `now` do not hold it up, except on threads past the slots, which are waited for as
+/// one count. Gives up after `limit` (returns false), so a caller is never held by a thread
+/// stopped mid-sample (a debugger, a stopped process group).
 pub(crate) fn wait_for_samples(now: u64, limit: std::time::Duration) -> bool {
     let deadline = std::time::Instant::now() + limit;
     let settled = |done: &dyn Fn() -> bool| {
