@@ -181,6 +181,11 @@ impl State {
         let Some(seg) = last.as_ref() else {
             return (vec![super::symbols::unknown(addr)], 0);
         };
+        if seg.file.as_deref().is_some_and(is_vdso) {
+            // The kernel's vDSO (`clock_gettime`, `gettimeofday`) has no file to read: named
+            // as perf and pprof name it, not left as a bare address.
+            return (vec![super::symbols::named(addr, VDSO)], 0);
+        }
         let mut inflated = 0;
         let path = seg.file.as_deref().unwrap_or(Path::new("/proc/self/exe"));
         if !self.images.contains_key(path) {
@@ -337,6 +342,18 @@ pub(crate) fn is_machinery(function: &str) -> bool {
         || f.starts_with("std::alloc::")
         || f.starts_with("alloc::alloc::")
         || crate::profile::sites::is_allocator_shim(function)
+}
+
+/// The frame name of an address in the kernel's vDSO.
+pub(crate) const VDSO: &str = "[vdso]";
+
+/// Whether the loader's name for an image is the vDSO's (`linux-vdso.so.1`; `linux-gate.so.1`
+/// on 32-bit x86): a name, not a path.
+fn is_vdso(name: &Path) -> bool {
+    !name.is_absolute()
+        && name
+            .to_str()
+            .is_some_and(|n| n.starts_with("linux-vdso") || n.starts_with("linux-gate"))
 }
 
 /// Symbolizes a captured stack: inlined frames expanded, the profiler's own frames at the top
@@ -544,5 +561,25 @@ mod tests {
             addrs.len(),
             &differ[..differ.len().min(3)]
         );
+    }
+
+    /// An address in the kernel's vDSO (where a CPU sample lands inside `clock_gettime`) is
+    /// named `[vdso]`, not left as a bare address.
+    #[test]
+    fn vdso_addresses_are_named() {
+        // SAFETY: getauxval only reads the process's auxiliary vector.
+        let base = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) } as usize;
+        if base == 0 {
+            return; // no vDSO on this system
+        }
+        let seg = (base..base + (1 << 16))
+            .step_by(64)
+            .find_map(crate::stack::segment_of)
+            .expect("the vDSO's executable segment");
+        assert!(seg.file.as_deref().is_some_and(is_vdso), "{:?}", seg.file);
+        let addr = seg.range.start + seg.range.len() / 2;
+        let frames = with_state(|st| st.frames(addr, &mut None));
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0].function, VDSO);
     }
 }
