@@ -29,7 +29,7 @@
 //! Switching is safe because `DiagAlloc<System>` hands every unsampled block to `System`
 //! itself: the two free each other's blocks. Sampled blocks live in diag's region and must
 //! never reach `System::dealloc`: each workload frees everything it allocates before it
-//! returns, the main thread never samples (it holds [`diag_core::heap::IgnoreAllocs`]), and
+//! returns, the main thread never samples (it holds [`diag_core::IgnoreAllocs`]), and
 //! before every switch to `System` the bench checks that no sampled block is tracked, and
 //! stops if one is.
 //!
@@ -45,9 +45,9 @@
 //! `HEAP_AB_RATE` changes the sampled arms' mean bytes between samples (they keep their
 //! names), `HEAP_AB_THREADS` the number of workers (default 2).
 //!
-//! One arm runs only when named in `HEAP_AB_ARMS`: `diag-512k-framehop`, the 512 KiB arm with
-//! stacks unwound by framehop's rule cache alone (`heap::Unwinder::Framehop`), reported
-//! paired with `diag-512k` to show what the step table saves per round.
+//! (Until issue 23 an opt-in arm `diag-512k-framehop` unwound with framehop's rule cache
+//! alone, through a benchmark-only `heap::Unwinder::Framehop`; BENCHMARKS.md keeps its
+//! figures with the commit they were taken at.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -157,16 +157,13 @@ unsafe impl GlobalAlloc for Switch {
 static ALLOC: Switch = Switch;
 
 /// The arms: name, allocator, sample rate (for `DiagAlloc`).
-const ARMS: [(&str, u8, u64); 6] = [
+const ARMS: [(&str, u8, u64); 5] = [
     ("system", SYSTEM, 0),
     ("system-again", SYSTEM, 0),
     ("diag-off", DIAG, 0),
     ("diag-counting", DIAG, 1 << 40),
     ("diag-512k", DIAG, 512 * 1024),
-    ("diag-512k-framehop", DIAG, 512 * 1024),
 ];
-/// Arms that run only when `HEAP_AB_ARMS` names them.
-const OPT_IN: [&str; 1] = ["diag-512k-framehop"];
 
 /// The sample rate of the `diag-512k` arm: 512 KiB unless `HEAP_AB_RATE` says otherwise (to
 /// see how the samples' cost scales with their number).
@@ -188,12 +185,7 @@ fn switch_to(arm: (&str, u8, u64)) {
         MODE.store(SYSTEM, Relaxed);
     } else {
         MODE.store(DIAG, Relaxed);
-        diag_core::heap::set_unwinder(if name == "diag-512k-framehop" {
-            diag_core::heap::Unwinder::Framehop
-        } else {
-            diag_core::heap::Unwinder::Cached
-        });
-        let rate = if name.starts_with("diag-512k") {
+        let rate = if name == "diag-512k" {
             sampled_rate()
         } else {
             rate
@@ -293,7 +285,7 @@ impl Workers {
 }
 
 fn main() {
-    let _main_never_samples = diag_core::heap::IgnoreAllocs::new();
+    let _main_never_samples = diag_core::IgnoreAllocs::new();
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -311,7 +303,7 @@ fn main() {
         sampled_rate()
     );
     let wanted = std::env::var("HEAP_AB_ARMS").unwrap_or_default();
-    let mut active = ARMS.map(|a| !OPT_IN.contains(&a.0));
+    let mut active = ARMS.map(|_| true);
     if !wanted.trim().is_empty() {
         let names: Vec<&str> = wanted.split(',').map(str::trim).collect();
         if let Some(bad) = names.iter().find(|n| !ARMS.iter().any(|a| a.0 == **n)) {
@@ -344,9 +336,7 @@ fn main() {
         // paired, so its interval is tighter than the difference of the two columns.
         let arm = |name: &str| ARMS.iter().position(|a| a.0 == name).expect("arm");
         let (counting, sampled) = (arm("diag-counting"), arm("diag-512k"));
-        let framehop = arm("diag-512k-framehop");
         let mut samples_cpu: Vec<f64> = Vec::new();
-        let mut steps_cpu: Vec<f64> = Vec::new();
         let mut rng = 0x2545_F491_4F6C_DD1Du64;
         for r in 0..rounds {
             let mut t = [(0.0f64, 0.0f64); ARMS.len()];
@@ -359,9 +349,6 @@ fn main() {
             }
             if active[counting] && active[sampled] {
                 samples_cpu.push(t[sampled].1 / t[counting].1);
-            }
-            if active[framehop] && active[sampled] {
-                steps_cpu.push(t[sampled].1 / t[framehop].1);
             }
             for a in (0..ARMS.len()).filter(|&a| active[a]) {
                 ns[a].push(t[a].0 / (iters * threads()) as f64);
@@ -400,14 +387,6 @@ fn main() {
                 "\nThe samples' own cost, {} over {} per round, CPU time: {m:.3} (95 % CI \
                  {lo:.3} .. {hi:.3})",
                 ARMS[sampled].0, ARMS[counting].0
-            );
-        }
-        if !steps_cpu.is_empty() {
-            let (lo, m, hi) = median_ci(&steps_cpu);
-            println!(
-                "\nThe step table's effect, {} over {} per round, CPU time: {m:.3} (95 % CI \
-                 {lo:.3} .. {hi:.3})",
-                ARMS[sampled].0, ARMS[framehop].0
             );
         }
     }

@@ -6,44 +6,27 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use diag_core::wire::{HeapHistory, HistoryPoint};
 
 use crate::remote::Remote;
 use crate::units;
 
-/// One point of `/debug/heap/history`.
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
-pub(crate) struct Point {
-    /// When it was recorded, nanoseconds since the Unix epoch (the service's clock).
-    pub(crate) time_nanos: i64,
-}
-
-/// `/debug/heap/history`'s answer (the fields used here).
-#[derive(Debug, serde::Deserialize)]
-pub(crate) struct History {
-    /// Time between points; 0 when the history is off.
-    pub(crate) interval_ms: u64,
-    /// The points held, oldest first.
-    pub(crate) points: Vec<Point>,
-}
-
-impl History {
-    /// How the history is kept, for messages: "one every 1m", or how to turn it on.
-    pub(crate) fn describe(&self) -> String {
-        if self.interval_ms == 0 {
-            "the history is off; turn it on with `curl -X POST \
-             '<URL>/debug/heap/history?interval_ms=60000'`"
-                .to_owned()
-        } else {
-            format!(
-                "one every {}",
-                units::span(Duration::from_millis(self.interval_ms))
-            )
-        }
+/// How the history is kept, for messages: "one every 1m", or how to turn it on.
+pub(crate) fn describe(history: &HeapHistory) -> String {
+    if history.stats.interval_ms == 0 {
+        "the history is off; turn it on with `curl -X POST \
+         '<URL>/debug/heap/history?interval_ms=60000'`"
+            .to_owned()
+    } else {
+        format!(
+            "one every {}",
+            units::span(Duration::from_millis(history.stats.interval_ms))
+        )
     }
 }
 
 /// Reads the service's heap history listing.
-pub(crate) fn read(remote: &Remote) -> Result<History> {
+pub(crate) fn read(remote: &Remote) -> Result<HeapHistory> {
     let reply = remote.get("/debug/heap/history")?;
     serde_json::from_slice(&reply.body).with_context(|| {
         format!(
@@ -62,10 +45,10 @@ pub(crate) fn save_point(remote: &Remote, time_nanos: i64, file: &Path) -> Resul
 /// The point to compare with "`since` before `now`": the newest one recorded at or before
 /// then, or, if the history does not reach back so far, the oldest one (the bool says so).
 pub(crate) fn point_before(
-    points: &[Point],
+    points: &[HistoryPoint],
     now_nanos: i64,
     since: Duration,
-) -> Option<(Point, bool)> {
+) -> Option<(HistoryPoint, bool)> {
     let target = now_nanos.saturating_sub(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX));
     match points.iter().rev().find(|p| p.time_nanos <= target) {
         Some(p) => Some((*p, false)),
@@ -80,9 +63,9 @@ mod tests {
     #[test]
     fn point_before_picks_the_newest_at_or_before_the_target() {
         let s = 1_000_000_000;
-        let points: Vec<Point> = [10, 20, 30, 40]
+        let points: Vec<HistoryPoint> = [10, 20, 30, 40]
             .iter()
-            .map(|&t| Point { time_nanos: t * s })
+            .map(|&t| HistoryPoint::at(t * s))
             .collect();
         let at = |now: i64, since: u64| {
             point_before(&points, now * s, Duration::from_secs(since))

@@ -110,7 +110,7 @@ fn get(agent: &ureq::Agent, url: &str) -> Vec<u8> {
         .unwrap()
 }
 
-fn stats(agent: &ureq::Agent, diag: &str) -> serde_json::Value {
+fn stats(agent: &ureq::Agent, diag: &str) -> diag_core::wire::HeapStats {
     serde_json::from_slice(&get(agent, &format!("{diag}/debug/heap/stats"))).unwrap()
 }
 
@@ -136,7 +136,7 @@ fn footprint(with_cpu_profile: bool) {
         }
     }
     std::thread::sleep(Duration::from_millis(500));
-    let live = |st: &serde_json::Value| st["live_bytes"].as_i64().unwrap();
+    let live = |st: &diag_core::wire::HeapStats| st.live_bytes as i64;
     let before = stats(&agent, &s.diag);
     let anon0 = rss_anon(pid);
 
@@ -175,10 +175,10 @@ fn footprint(with_cpu_profile: bool) {
         live(&before),
         live(&after),
         live(&idle),
-        before["self_live_bytes"],
-        after["self_live_bytes"],
-        idle["self_live_bytes"],
-        after["symbolizer_cache_bytes"],
+        before.self_live_bytes,
+        after.self_live_bytes,
+        idle.self_live_bytes,
+        after.symbolizer_cache_bytes,
     );
     assert!(
         cold < Duration::from_secs(1),
@@ -190,7 +190,7 @@ fn footprint(with_cpu_profile: bool) {
         live(&after) - live(&before)
     );
     assert!(
-        after["self_live_bytes"].as_i64().unwrap() > 0,
+        after.self_live_bytes > 0,
         "diag's own bytes are counted apart"
     );
     assert!(
@@ -204,8 +204,7 @@ fn footprint(with_cpu_profile: bool) {
         mib(anon2 - anon0)
     );
     assert_eq!(
-        idle["symbolizer_cache_bytes"].as_i64(),
-        Some(0),
+        idle.symbolizer_cache_bytes, 0,
         "the idle symbolizer dropped its caches"
     );
 }

@@ -134,21 +134,34 @@ fn blocking_routes_are_caught_with_their_stacks() {
         "never saw both workers blocked at once while diag answered"
     );
 
-    std::thread::sleep(Duration::from_millis(300));
-    let after = diag_tasks_json(&diag_url);
+    // The stalls' events, once recorded (the watchdog files them as it sees the polls end),
+    // and the lag they caused.
+    let is_sleep_event = |e: &Value| {
+        e["name"] == "/sleep"
+            && e["duration_ms"].as_u64() >= Some(250)
+            && e["stack"].as_array().is_some_and(|s| {
+                s.iter().any(|f| {
+                    f.as_str()
+                        .is_some_and(|f| f.contains("diag_examples::stall::slow_io"))
+                })
+            })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let after = loop {
+        let v = diag_tasks_json(&diag_url);
+        let recorded = v["blocking_events"]
+            .as_array()
+            .is_some_and(|es| es.iter().any(is_sleep_event))
+            && v["lag"]["p99_ms"].as_f64() >= Some(100.0);
+        if recorded || std::time::Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let events = after["blocking_events"].as_array().expect("events");
     let sleep_event = events
         .iter()
-        .find(|e| {
-            e["name"] == "/sleep"
-                && e["duration_ms"].as_u64() >= Some(250)
-                && e["stack"].as_array().is_some_and(|s| {
-                    s.iter().any(|f| {
-                        f.as_str()
-                            .is_some_and(|f| f.contains("diag_examples::stall::slow_io"))
-                    })
-                })
-        })
+        .find(|e| is_sleep_event(e))
         .unwrap_or_else(|| panic!("a /sleep event >= 250 ms with slow_io on its stack: {after}"));
     assert!(
         sleep_event["thread"]

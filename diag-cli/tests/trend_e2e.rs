@@ -280,7 +280,21 @@ fn trend_tells_the_leak_from_the_filling_cache() {
     assert_eq!(leak["verdict"], "growing", "{json}");
     assert_eq!(v["sites"][0], *leak, "{json}");
     // A recorded point's profile carries its own time; unknown or malformed points are refused.
-    let t = points[points.len() / 2]["time_nanos"].as_i64().unwrap();
+    // The newest point of a fresh listing: the one listed above may have been dropped as the
+    // oldest while `trend --history` ran (50 points of 200 ms span 10 s).
+    let h: Value = serde_json::from_slice(
+        &agent
+            .get(&format!("{diag_url}/debug/heap/history"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_vec()
+            .unwrap(),
+    )
+    .unwrap();
+    let t = h["points"].as_array().unwrap().last().unwrap()["time_nanos"]
+        .as_i64()
+        .unwrap();
     let mut r = agent
         .get(&format!("{diag_url}/debug/pprof/heap?at={t}&debug=1"))
         .call()
@@ -373,8 +387,8 @@ fn trend_tells_the_leak_from_the_filling_cache() {
             .status()
             .as_u16()
     };
+    // Cleared before the POST is answered (under the history's lock): no wait.
     assert_eq!(post("interval_ms=0"), 200);
-    std::thread::sleep(Duration::from_millis(300));
     assert!(diag_core::heap::history_points().is_empty());
     assert_eq!(diag_core::heap::history_stats().interval_ms, 0);
     fails(&["trend", &diag_url, "--history"], "the history is off");

@@ -1,15 +1,10 @@
 //! Starting diag: `init()` from `DIAG_*` environment variables, or [`Builder`] in code.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::heap;
-use crate::http::{ServerConfig, start_server};
-
-/// Where the debug listener binds by default (Go's habit).
-pub const DEFAULT_ADDR: &str = "127.0.0.1:6060";
+use crate::builder::Builder;
+use crate::error::Result;
 
 /// Environment variables read by [`init`] and [`Builder::from_env`].
 pub mod env {
@@ -47,6 +42,11 @@ pub mod env {
     /// crate and those its profiles show with their source files: heap sites are their
     /// functions, never a dependency's. Recorded in every heap profile (`app_crates=`).
     pub const APP_CRATES: &str = "DIAG_APP_CRATES";
+    /// What the symbolizer may keep between debug requests, in bytes (default 8388608).
+    pub const SYMBOL_CACHE_BYTES: &str = "DIAG_SYMBOL_CACHE_BYTES";
+    /// Seconds without symbolizing after which the symbolizer drops everything (default 60;
+    /// fractions allowed).
+    pub const SYMBOL_IDLE_SECS: &str = "DIAG_SYMBOL_IDLE_SECS";
 }
 
 /// Starts diag from `DIAG_*` environment variables: sets the heap sample rate and starts the
@@ -58,337 +58,17 @@ pub fn init() -> Result<Diag> {
     Builder::default().from_env()?.start()
 }
 
-/// Configures and starts diag in code. Setters take and return `self`.
-#[derive(Debug, Clone)]
-pub struct Builder {
-    addr: String,
-    heap_sample_bytes: u64,
-    heap_unwinder: heap::Unwinder,
-    token: Option<String>,
-    max_tracked_blocks: usize,
-    listen: bool,
-    snapshot_min_interval: Duration,
-    max_profile_seconds: u64,
-    blocking_threshold: Duration,
-    task_sample: u32,
-    request_timeout: Duration,
-    max_response_bytes: u64,
-    heap_history_interval: Duration,
-    heap_history_points: usize,
-    app_crates: Vec<String>,
-    #[cfg(feature = "console")]
-    console: bool,
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Self {
-            addr: DEFAULT_ADDR.to_owned(),
-            heap_sample_bytes: heap::DEFAULT_SAMPLE_BYTES,
-            heap_unwinder: heap::Unwinder::Cached,
-            token: None,
-            max_tracked_blocks: heap::DEFAULT_MAX_TRACKED_BLOCKS,
-            listen: true,
-            snapshot_min_interval: Duration::from_millis(
-                crate::http::limits::DEFAULT_SNAPSHOT_MIN_INTERVAL_MS,
-            ),
-            max_profile_seconds: crate::cpu::DEFAULT_MAX_SECONDS,
-            blocking_threshold: Duration::from_millis(crate::tasks::DEFAULT_THRESHOLD_MS),
-            task_sample: crate::tasks::DEFAULT_TASK_SAMPLE,
-            request_timeout: Duration::from_millis(crate::http::limits::DEFAULT_REQUEST_TIMEOUT_MS),
-            max_response_bytes: crate::http::limits::DEFAULT_MAX_RESPONSE_BYTES,
-            heap_history_interval: heap::DEFAULT_HISTORY_INTERVAL,
-            heap_history_points: heap::DEFAULT_HISTORY_POINTS,
-            app_crates: Vec::new(),
-            #[cfg(feature = "console")]
-            console: true,
-        }
-    }
-}
-
-fn env_var(name: &str) -> Result<Option<String>> {
-    match std::env::var(name) {
-        Ok(v) if v.trim().is_empty() => Ok(None),
-        Ok(v) => Ok(Some(v.trim().to_owned())),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => Err(Error::new(
-            ErrorKind::Config,
-            format!("{name} is not valid UTF-8"),
-        )),
-    }
-}
-
-fn env_number(name: &str) -> Result<Option<u64>> {
-    env_var(name)?
-        .map(|v| {
-            v.parse::<u64>().map_err(|_| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("{name}={v:?} must be a non-negative integer"),
-                )
-            })
-        })
-        .transpose()
-}
-
-impl Builder {
-    /// Applies the `DIAG_*` environment variables over the current settings.
-    pub fn from_env(mut self) -> Result<Self> {
-        if let Some(a) = env_var(env::ADDR)? {
-            self.addr = a;
-        }
-        if let Some(n) = env_number(env::HEAP_SAMPLE_BYTES)? {
-            self.heap_sample_bytes = n;
-        }
-        if let Some(u) = env_var(env::HEAP_UNWINDER)? {
-            self.heap_unwinder = match u.as_str() {
-                "cached" => heap::Unwinder::Cached,
-                "libgcc" => heap::Unwinder::Libgcc,
-                "framehop" => heap::Unwinder::Framehop,
-                _ => {
-                    return Err(Error::new(
-                        ErrorKind::Config,
-                        format!(
-                            "{}={u:?} must be `cached`, `libgcc` or `framehop`",
-                            env::HEAP_UNWINDER
-                        ),
-                    ));
-                }
-            };
-        }
-        if let Some(t) = env_var(env::TOKEN)? {
-            self.token = Some(t);
-        }
-        if let Some(n) = env_number(env::SNAPSHOT_MIN_INTERVAL_MS)? {
-            self.snapshot_min_interval = Duration::from_millis(n);
-        }
-        if let Some(n) = env_number(env::MAX_PROFILE_SECONDS)? {
-            self.max_profile_seconds = n;
-        }
-        if let Some(n) = env_number(env::BLOCKING_THRESHOLD_MS)? {
-            self.blocking_threshold = Duration::from_millis(n);
-        }
-        if let Some(n) = env_number(env::TASK_SAMPLE)? {
-            self.task_sample = u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "{}={n} must be between 1 and {}",
-                        env::TASK_SAMPLE,
-                        u32::MAX
-                    ),
-                )
-            })?;
-        }
-        if let Some(n) = env_number(env::REQUEST_TIMEOUT_MS)? {
-            self.request_timeout = Duration::from_millis(n);
-        }
-        if let Some(n) = env_number(env::MAX_RESPONSE_BYTES)? {
-            self.max_response_bytes = n;
-        }
-        if let Some(n) = env_number(env::MAX_TRACKED_BLOCKS)? {
-            self.max_tracked_blocks = usize::try_from(n).unwrap_or(usize::MAX);
-        }
-        if let Some(n) = env_number(env::HEAP_HISTORY_INTERVAL_SECS)? {
-            if n > 86_400 {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "{}={n} must be at most 86400 (one day); 0 turns the history off",
-                        env::HEAP_HISTORY_INTERVAL_SECS
-                    ),
-                ));
-            }
-            self.heap_history_interval = Duration::from_secs(n);
-        }
-        if let Some(n) = env_number(env::HEAP_HISTORY_POINTS)? {
-            if !(2..=heap::MAX_HISTORY_POINTS as u64).contains(&n) {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "{}={n} must be between 2 and {}",
-                        env::HEAP_HISTORY_POINTS,
-                        heap::MAX_HISTORY_POINTS
-                    ),
-                ));
-            }
-            self.heap_history_points = n as usize;
-        }
-        if let Some(v) = env_var(env::APP_CRATES)? {
-            self = self.app_crates(v.split(','));
-        }
-        Ok(self)
-    }
-
-    /// Listener address (`127.0.0.1:6060` by default; port 0 picks a free port).
-    pub fn addr(mut self, addr: impl Into<String>) -> Self {
-        self.addr = addr.into();
-        self
-    }
-
-    /// Mean bytes between heap samples: 0 turns sampling off, 1 records every allocation.
-    pub fn heap_sample_bytes(mut self, bytes: u64) -> Self {
-        self.heap_sample_bytes = bytes;
-        self
-    }
-
-    /// Unwinder for the stacks of sampled allocations (default [`heap::Unwinder::Cached`]).
-    pub fn heap_unwinder(mut self, unwinder: heap::Unwinder) -> Self {
-        self.heap_unwinder = unwinder;
-        self
-    }
-
-    /// Requires `Authorization: Bearer <token>` on every debug endpoint.
-    pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
-        self
-    }
-
-    /// Cap on sampled blocks tracked at once; samples past it are dropped and counted.
-    pub fn max_tracked_blocks(mut self, n: usize) -> Self {
-        self.max_tracked_blocks = n;
-        self
-    }
-
-    /// Minimum time between two heap snapshots; requests faster than that answer 429.
-    pub fn snapshot_min_interval(mut self, interval: Duration) -> Self {
-        self.snapshot_min_interval = interval;
-        self
-    }
-
-    /// Cap on `/debug/pprof/profile?seconds=` (default
-    /// [`DEFAULT_MAX_SECONDS`](crate::cpu::DEFAULT_MAX_SECONDS)); at least 1.
-    pub fn max_profile_seconds(mut self, secs: u64) -> Self {
-        self.max_profile_seconds = secs;
-        self
-    }
-
-    /// A poll of an instrumented future (see `diag_core::spawn` and the route layer) running
-    /// longer than this is recorded as a blocking event with the blocked thread's stack
-    /// (default 100 ms; at least 1 ms).
-    pub fn blocking_threshold(mut self, threshold: Duration) -> Self {
-        self.blocking_threshold = threshold;
-        self
-    }
-
-    /// Count one route request in `n` with the route's tokio-metrics `TaskMonitor` (default
-    /// 8; 1 counts every request; 0 is taken as 1). The watchdog still watches every poll and
-    /// `/metrics` still records every request: only the per-route task health in
-    /// `/debug/tasks` is sampled, which saves most of the layer's per-request cost.
-    pub fn task_sample(mut self, n: u32) -> Self {
-        self.task_sample = n.max(1);
-        self
-    }
-
-    /// Deadline of a debug request beyond the time a CPU profile or task dump asks for
-    /// (default 30 s); a request past it answers 503.
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
-        self
-    }
-
-    /// Largest debug response body in bytes (default 64 MiB); a larger one answers 503.
-    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
-        self.max_response_bytes = bytes;
-        self
-    }
-
-    /// Record the heap history every `interval`, keeping the last `points` (default: every
-    /// 60 s, 60 points, one hour; a zero interval turns it off; the interval is at least
-    /// 100 ms, the points 2 to 1440). See [`heap::set_history`].
-    pub fn heap_history(mut self, interval: Duration, points: usize) -> Self {
-        self.heap_history_interval = interval;
-        self.heap_history_points = points;
-        self
-    }
-
-    /// Crates of the application besides the binary's own (`myapp_db` of a workspace, as Rust
-    /// names crates: `-` is taken as `_`): heap sites are the innermost frame of one of these,
-    /// never a dependency's. Needed only where the profile cannot show it (`debug = false`
-    /// builds have no source files); see `DIAG_APP_CRATES`.
-    pub fn app_crates<S: AsRef<str>>(mut self, crates: impl IntoIterator<Item = S>) -> Self {
-        self.app_crates.extend(
-            crates
-                .into_iter()
-                .map(|c| c.as_ref().trim().replace('-', "_"))
-                .filter(|c| !c.is_empty()),
-        );
-        self
-    }
-
-    /// Do not start a listener (for apps that nest [`router`](crate::router) into their own).
-    pub fn no_listener(mut self) -> Self {
-        self.listen = false;
-        self
-    }
-
-    /// Whether `start()` installs the console-subscriber tracing subscriber (`console`
-    /// feature; default true). Turn it off when the application installs its own subscriber
-    /// and adds [`crate::console_layer()`] to it.
-    #[cfg(feature = "console")]
-    pub fn console(mut self, on: bool) -> Self {
-        self.console = on;
-        self
-    }
-
-    /// Applies the settings and starts the listener.
-    ///
-    /// With the `console` feature, fails with `Unsupported` unless the build has
-    /// `--cfg tokio_unstable` (see `console_layer()`, built with that feature).
-    pub fn start(self) -> Result<Diag> {
-        if self.token.as_ref().is_some_and(|t| t.len() < 8) {
-            return Err(Error::new(
-                ErrorKind::Config,
-                "the diag token must be at least 8 characters",
-            ));
-        }
-        #[cfg(feature = "console")]
-        if self.console {
-            crate::console::start()?;
-        }
-        crate::stack::symbols::set_app_crates(&self.app_crates);
-        crate::stack::symbols::warm_app_crates();
-        heap::set_unwinder(self.heap_unwinder);
-        heap::set_sample_rate(self.heap_sample_bytes);
-        crate::tasks::set_task_sample(self.task_sample);
-        crate::tasks::on_init(self.blocking_threshold);
-        heap::set_max_tracked_blocks(self.max_tracked_blocks);
-        heap::set_history(self.heap_history_interval, self.heap_history_points);
-        crate::cpu::set_max_seconds(self.max_profile_seconds);
-        crate::http::limits::SNAPSHOTS
-            .set_min_interval_ms(self.snapshot_min_interval.as_millis() as u64);
-        crate::http::limits::set_request_timeout_ms(
-            u64::try_from(self.request_timeout.as_millis()).unwrap_or(u64::MAX),
-        );
-        crate::http::limits::set_max_response_bytes(self.max_response_bytes);
-        let token: Option<Arc<str>> = self.token.map(Into::into);
-        *crate::ROUTER_TOKEN
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = token.clone();
-        let server = if self.listen {
-            let addr: SocketAddr = self.addr.parse().map_err(|_| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "listener address {:?} is not host:port (e.g. 127.0.0.1:6060)",
-                        self.addr
-                    ),
-                )
-            })?;
-            Some(start_server(ServerConfig { addr, token })?)
-        } else {
-            None
-        };
-        Ok(Diag { server })
-    }
-}
-
 /// A running diag. Dropping it leaves the listener running for the life of the process; call
 /// [`Diag::shutdown`] to stop it.
 #[derive(Debug)]
 pub struct Diag {
     server: Option<crate::http::ServerHandle>,
+    token: Option<Arc<str>>,
 }
+
+/// The token of the most recently started [`Diag`] (outer `None`: none started yet), for
+/// [`router`] alone; [`Diag::router`] and the listener use their handle's own.
+static LAST_STARTED_TOKEN: RwLock<Option<Option<Arc<str>>>> = RwLock::new(None);
 
 impl Diag {
     /// A [`Builder`] with the defaults.
@@ -396,9 +76,38 @@ impl Diag {
         Builder::default()
     }
 
+    /// The handle of a started diag (from [`Builder::start`]).
+    pub(crate) fn started(
+        server: Option<crate::http::ServerHandle>,
+        token: Option<Arc<str>>,
+    ) -> Self {
+        *LAST_STARTED_TOKEN
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+        Self { server, token }
+    }
+
     /// The address the listener is bound to (useful with port 0), if it runs.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.server.as_ref().map(|s| s.local_addr)
+    }
+
+    /// The debug endpoints as an `axum::Router` at their full paths (`/debug/pprof/heap`,
+    /// ...), to `merge` into the application's own router instead of (or besides) the
+    /// listener; see [`Builder::no_listener`]. Guarded by this handle's token
+    /// ([`Builder::token`], `DIAG_TOKEN`), if it has one.
+    ///
+    /// ```no_run
+    /// # fn app() -> axum::Router { axum::Router::new() }
+    /// let diag = diag_core::Diag::builder().no_listener().start()?;
+    /// let app = app().merge(diag.router());
+    /// # Ok::<(), diag_core::Error>(())
+    /// ```
+    pub fn router(&self) -> axum::Router {
+        crate::http::router_with(crate::http::RouterOptions {
+            token: self.token.clone(),
+            ..Default::default()
+        })
     }
 
     /// Stops the listener and waits for its thread.
@@ -418,47 +127,24 @@ impl Drop for Diag {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn settings_from_env() {
-        // Only this test touches the environment (DIAG_TASK_SAMPLE, DIAG_HEAP_UNWINDER).
-        let set = |v: &str| {
-            // SAFETY: no other test of this binary reads or writes this variable.
-            unsafe { std::env::set_var(env::TASK_SAMPLE, v) }
-        };
-        set("16");
-        assert_eq!(Builder::default().from_env().unwrap().task_sample, 16);
-        for bad in ["0", "-1", "x", "4294967296"] {
-            set(bad);
-            let e = Builder::default().from_env().unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Config);
-            assert!(e.to_string().contains("DIAG_TASK_SAMPLE"), "{e}");
-        }
-        // SAFETY: as above.
-        unsafe { std::env::remove_var(env::TASK_SAMPLE) };
-        assert_eq!(
-            Builder::default().from_env().unwrap().task_sample,
-            crate::tasks::DEFAULT_TASK_SAMPLE
-        );
-        assert_eq!(Builder::default().task_sample(0).task_sample, 1);
-
-        let set = |v: &str| {
-            // SAFETY: as above, for DIAG_HEAP_UNWINDER.
-            unsafe { std::env::set_var(env::HEAP_UNWINDER, v) }
-        };
-        set("libgcc");
-        let b = Builder::default().from_env().unwrap();
-        assert_eq!(b.heap_unwinder, heap::Unwinder::Libgcc);
-        set("cached");
-        let b = Builder::default().from_env().unwrap();
-        assert_eq!(b.heap_unwinder, heap::Unwinder::Cached);
-        set("frame-pointer");
-        let e = Builder::default().from_env().unwrap_err();
-        assert!(e.to_string().contains("DIAG_HEAP_UNWINDER"), "{e}");
-        // SAFETY: as above.
-        unsafe { std::env::remove_var(env::HEAP_UNWINDER) };
-    }
+/// The debug endpoints as an `axum::Router`, for code that has no [`Diag`] handle at hand:
+/// [`Diag::router`] of the most recently started diag, guarded by its token; before any
+/// start, guarded by `DIAG_TOKEN` if that is set (unguarded otherwise).
+pub fn router() -> axum::Router {
+    let started = LAST_STARTED_TOKEN
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let token = match started {
+        Some(token) => token,
+        None => std::env::var(env::TOKEN)
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .map(Into::into),
+    };
+    crate::http::router_with(crate::http::RouterOptions {
+        token,
+        ..Default::default()
+    })
 }

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+#[cfg(feature = "server")]
+mod builder;
 #[cfg(feature = "console")]
 mod console;
 pub mod cpu;
@@ -25,36 +27,27 @@ pub mod profile;
 mod stack;
 #[cfg(feature = "server")]
 mod tasks;
+pub mod wire;
 
+#[cfg(feature = "server")]
+pub use builder::{
+    Builder, DEFAULT_ADDR, DEFAULT_BLOCKING_THRESHOLD, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_READINESS_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SNAPSHOT_MIN_INTERVAL,
+    DEFAULT_TASK_SAMPLE,
+};
 #[cfg(feature = "server")]
 #[cfg(feature = "console")]
 pub use console::console_layer;
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "heap")]
-pub use heap::{DiagAlloc, HeapStats, IgnoreAllocs};
+pub use heap::{alloc::DiagAlloc, thread::IgnoreAllocs};
 #[cfg(feature = "server")]
-pub use init::{Builder, DEFAULT_ADDR, Diag, env, init};
+pub use init::{Diag, env, init, router};
 #[cfg(feature = "server")]
 pub use layer::{DiagLayer, DiagService, ResponseFuture, layer};
 #[cfg(feature = "server")]
-pub use metrics::{Timer, readiness, timed, timer};
+pub use metrics::readiness::readiness;
+#[cfg(feature = "server")]
+pub use metrics::timed::{Timer, timed, timer};
 #[cfg(feature = "server")]
 pub use tasks::spawn;
-
-#[cfg(feature = "server")]
-static ROUTER_TOKEN: std::sync::Mutex<Option<std::sync::Arc<str>>> = std::sync::Mutex::new(None);
-
-/// The debug endpoints as an `axum::Router` at their full paths (`/debug/pprof/heap`, ...), to
-/// `merge` into the application's own router instead of running a second listener. Guarded by
-/// the token configured with [`init`] / [`Builder::token`], if any.
-#[cfg(feature = "server")]
-pub fn router() -> axum::Router {
-    let token = ROUTER_TOKEN
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    http::router_with(http::RouterOptions {
-        token,
-        ..Default::default()
-    })
-}

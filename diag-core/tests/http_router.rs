@@ -194,5 +194,32 @@ async fn token_guard_and_public_bind_refusal() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
+    // The handle's own router carries its token; so does a later instance's.
+    let (s, _, _) = get(d.router(), "/debug/heap/stats", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = get(d.router(), "/debug/heap/stats", Some("Bearer s3cret-token")).await;
+    assert_eq!(s, StatusCode::OK);
+    let other = diag_core::Diag::builder()
+        .no_listener()
+        .token("other-token")
+        .start()
+        .unwrap();
+    let (s, _, _) = get(
+        other.router(),
+        "/debug/heap/stats",
+        Some("Bearer other-token"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = get(d.router(), "/debug/heap/stats", Some("Bearer other-token")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // The free function follows the most recently started one.
+    let (s, _, _) = get(
+        diag_core::router(),
+        "/debug/heap/stats",
+        Some("Bearer other-token"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
     d.shutdown();
 }

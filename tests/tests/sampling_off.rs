@@ -8,12 +8,11 @@ use diag_core::heap::{set_sample_rate, stats};
 #[global_allocator]
 static ALLOC: DiagAlloc = DiagAlloc::system();
 
-/// Turns sampling off and waits for samples other threads decided on just before (the test
-/// harness's own thread allocates too) to finish: a rate change is not a barrier, and one
-/// such sample landing between two `stats()` calls below would read as sampling while off.
+/// Turns sampling off. `set_sample_rate` returns once samples other threads decided on just
+/// before (the test harness's own thread allocates too) have finished, so none lands between
+/// two `stats()` calls below and reads as sampling while off.
 fn off() {
     set_sample_rate(0);
-    std::thread::sleep(std::time::Duration::from_millis(50));
 }
 
 fn filled(n: usize, seed: u8) -> Vec<u8> {

@@ -150,7 +150,7 @@ fn from_history(args: &DiffArgs, url: &str, since: Duration, dir: &Path) -> Resu
         bail!(
             "{} holds no heap history point yet ({}): diff two snapshots instead",
             remote.base(),
-            h.describe()
+            history::describe(&h)
         );
     };
     let ago = Duration::from_nanos(now.saturating_sub(point.time_nanos).max(0) as u64);

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use serde_json::Value;
+use diag_core::wire::Tasks;
 
 use crate::remote::Remote;
 
@@ -51,8 +51,9 @@ pub(crate) fn run(args: TasksArgs) -> Result<ExitCode> {
             w.write_all(&reply.body)?;
             writeln!(w)?;
         } else {
-            let v: Value = serde_json::from_slice(&reply.body)
-                .with_context(|| format!("{}/debug/tasks did not answer JSON", remote.base()))?;
+            let v: Tasks = serde_json::from_slice(&reply.body).with_context(|| {
+                format!("{}/debug/tasks did not answer its JSON", remote.base())
+            })?;
             if args.watch {
                 // Clear the screen and home the cursor between refreshes.
                 write!(w, "\x1b[2J\x1b[H")?;
@@ -68,10 +69,6 @@ pub(crate) fn run(args: TasksArgs) -> Result<ExitCode> {
     }
 }
 
-fn f64_of(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(0.0)
-}
-
 /// True for a frame of the runtime or of a framework crate (tokio, hyper, axum, ...).
 pub(crate) fn is_framework(function: &str) -> bool {
     let root = diag_core::profile::sites::crate_root(function);
@@ -81,43 +78,46 @@ pub(crate) fn is_framework(function: &str) -> bool {
 }
 
 /// Writes the human view of one `/debug/tasks` answer.
-pub(crate) fn render(v: &Value, w: &mut impl Write) -> io::Result<()> {
-    let lag = &v["lag"];
+pub(crate) fn render(v: &Tasks, w: &mut impl Write) -> io::Result<()> {
+    let lag = &v.lag;
     writeln!(
         w,
         "event-loop lag  current {:.1} ms   p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms   (last {} s{})",
-        f64_of(&lag["current_ms"]),
-        f64_of(&lag["p50_ms"]),
-        f64_of(&lag["p99_ms"]),
-        f64_of(&lag["max_ms"]),
-        lag["window_secs"],
-        if lag["running"].as_bool() == Some(true) {
+        lag.current_ms,
+        lag.p50_ms,
+        lag.p99_ms,
+        lag.max_ms,
+        lag.window_secs,
+        if lag.running {
             ""
         } else {
             ", probe not running: no instrumented request yet"
         }
     )?;
-    let rt = &v["runtime"];
-    if rt["watching"].as_bool() == Some(true) {
+    let rt = &v.runtime;
+    if rt.watching {
         writeln!(
             w,
             "runtime         {} workers   busy {:.0} %   {} alive tasks   global queue {}",
-            rt["workers"],
-            f64_of(&rt["busy_ratio"]) * 100.0,
-            rt["alive_tasks"],
-            rt["global_queue_depth"]
+            rt.workers,
+            rt.busy_ratio * 100.0,
+            rt.alive_tasks,
+            rt.global_queue_depth
         )?;
     }
-    let wd = &v["watchdog"];
+    let wd = &v.watchdog;
     writeln!(
         w,
         "watchdog        threshold {} ms   {} blocking events   stack capture: {}",
-        wd["threshold_ms"],
-        wd["events_total"],
-        wd["stack_capture"].as_str().unwrap_or("?")
+        wd.threshold_ms,
+        wd.events_total,
+        if wd.stack_capture.is_empty() {
+            "?"
+        } else {
+            &wd.stack_capture
+        }
     )?;
-    let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
-    if !tasks.is_empty() {
+    if !v.tasks.is_empty() {
         writeln!(
             w,
             "\nroutes and tasks, most slow polls first (COUNTED: routes count a random 1 in N requests, DIAG_TASK_SAMPLE)"
@@ -131,47 +131,38 @@ pub(crate) fn render(v: &Value, w: &mut impl Write) -> io::Result<()> {
             ("MEAN SLOW", crate::table::Align::Right),
             ("COUNTED", crate::table::Align::Right),
         ]);
-        for task in tasks.iter().take(MAX_ROUTES_SHOWN) {
+        for task in v.tasks.iter().take(MAX_ROUTES_SHOWN) {
             t.row(vec![
-                task["name"].as_str().unwrap_or("").to_owned(),
-                task["polls"].to_string(),
-                task["slow_polls"].to_string(),
-                format!("{:.1}", f64_of(&task["slow_poll_ratio"]) * 100.0),
-                format!("{:.1} µs", f64_of(&task["mean_poll_us"])),
-                format!("{:.1} ms", f64_of(&task["mean_slow_poll_us"]) / 1000.0),
-                match task["sampled_1_in"].as_u64() {
-                    Some(n) if n > 1 => format!("1 in {n}"),
-                    _ => "all".to_owned(),
+                task.name.clone(),
+                task.polls.to_string(),
+                task.slow_polls.to_string(),
+                format!("{:.1}", task.slow_poll_ratio * 100.0),
+                format!("{:.1} µs", task.mean_poll_us),
+                format!("{:.1} ms", task.mean_slow_poll_us / 1000.0),
+                if task.sampled_1_in > 1 {
+                    format!("1 in {}", task.sampled_1_in)
+                } else {
+                    "all".to_owned()
                 },
             ]);
         }
         t.write(w)?;
     }
-    let events = v["blocking_events"].as_array().cloned().unwrap_or_default();
-    if events.is_empty() {
+    if v.blocking_events.is_empty() {
         writeln!(w, "\nno blocking events")?;
         return Ok(());
     }
     writeln!(w, "\nrecent blocking events, newest first")?;
-    for e in events.iter().take(MAX_EVENTS_SHOWN) {
+    for e in v.blocking_events.iter().take(MAX_EVENTS_SHOWN) {
         writeln!(
             w,
             "  {}  blocked {} ms on {}{}",
-            e["name"].as_str().unwrap_or("?"),
-            e["duration_ms"],
-            e["thread"].as_str().unwrap_or("?"),
-            if e["ongoing"].as_bool() == Some(true) {
-                " (still blocked)"
-            } else {
-                ""
-            }
+            if e.name.is_empty() { "?" } else { &e.name },
+            e.duration_ms,
+            if e.thread.is_empty() { "?" } else { &e.thread },
+            if e.ongoing { " (still blocked)" } else { "" }
         )?;
-        let frames: Vec<&str> = e["stack"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let frames: Vec<&str> = e.stack.iter().map(String::as_str).collect();
         write_stack(&frames, w)?;
     }
     Ok(())
@@ -209,7 +200,7 @@ mod tests {
 
     #[test]
     fn folds_runtime_frames_and_keeps_user_frames() {
-        let v: Value = serde_json::json!({
+        let v: Tasks = serde_json::from_value(serde_json::json!({
             "lag": {"current_ms": 1.0, "p50_ms": 1.0, "p99_ms": 2.0, "max_ms": 3.0, "window_secs": 10, "running": true},
             "runtime": {"watching": false},
             "watchdog": {"threshold_ms": 100, "events_total": 1, "stack_capture": "signal"},
@@ -219,7 +210,8 @@ mod tests {
                 "stack": ["clock_nanosleep", "std::thread::sleep (x.rs:1)",
                           "app::slow_io (app.rs:3)", "tokio::runtime::a", "tokio::runtime::b"]
             }]
-        });
+        }))
+        .unwrap();
         let mut out = Vec::new();
         render(&v, &mut out).unwrap();
         let s = String::from_utf8(out).unwrap();

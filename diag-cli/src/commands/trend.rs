@@ -16,11 +16,12 @@ use diag_core::profile::{self, HeapTrend, Profile, SiteTrend, SlopeUnit, TrendOp
 
 use crate::cli::TrendArgs;
 use crate::commands::snapshot::{self, SnapshotArgs};
-use crate::history::{self, History};
+use crate::history;
 use crate::input::{Input, read_profile};
 use crate::remote::{self, Remote};
 use crate::table::{Align, Table};
 use crate::units;
+use diag_core::wire::HeapHistory;
 
 /// Rows shown in the table when `--top` is not given.
 const DEFAULT_TOP: usize = 20;
@@ -131,7 +132,7 @@ fn out_dir(args: &TrendArgs, url: &str) -> Result<(PathBuf, bool)> {
 }
 
 /// The service's heap history listing; an error if it holds too few points for a trend.
-pub(crate) fn read_history(remote: &Remote) -> Result<History> {
+pub(crate) fn read_history(remote: &Remote) -> Result<HeapHistory> {
     let history = history::read(remote)?;
     let held = history.points.len();
     if held + 1 < profile::MIN_TREND_SNAPSHOTS {
@@ -140,7 +141,7 @@ pub(crate) fn read_history(remote: &Remote) -> Result<History> {
              now: wait for more, or take snapshots with --every",
             remote.base(),
             if held == 1 { "" } else { "s" },
-            history.describe(),
+            history::describe(&history),
             profile::MIN_TREND_SNAPSHOTS - 1
         );
     }
@@ -151,7 +152,7 @@ pub(crate) fn read_history(remote: &Remote) -> Result<History> {
 /// `dir`; returns their paths, oldest first.
 pub(crate) fn fetch_history(
     remote: &Remote,
-    history: &History,
+    history: &HeapHistory,
     token: Option<String>,
     dir: &Path,
 ) -> Result<Vec<String>> {

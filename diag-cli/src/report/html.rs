@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use diag_core::profile::sites::{NO_APP_FRAME, short_name};
 use diag_core::profile::{HeapTrend, SiteTrend, SlopeUnit, Verdict};
-use serde_json::Value;
+use diag_core::wire::Tasks;
 
 use super::Report;
 use crate::commands::{tasks, trend::p_value};
@@ -264,24 +264,17 @@ fn verdict(h: &mut String, r: &Report) {
 }
 
 /// Blocking events as (name, duration ms, the innermost application frame), newest first.
-pub(crate) fn blocking_sites(v: &Value) -> Vec<(String, f64, String)> {
-    let events = v["blocking_events"].as_array().cloned().unwrap_or_default();
-    events
+pub(crate) fn blocking_sites(v: &Tasks) -> Vec<(String, f64, String)> {
+    v.blocking_events
         .iter()
         .map(|e| {
-            let site = e["stack"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
+            let site = e
+                .stack
+                .iter()
                 .map(|f| f.split(" (").next().unwrap_or(f))
                 .find(|f| !tasks::is_framework(f))
                 .unwrap_or("(no application frame)");
-            (
-                e["name"].as_str().unwrap_or("?").to_owned(),
-                e["duration_ms"].as_f64().unwrap_or(0.0),
-                short_name(site),
-            )
+            (e.name.clone(), e.duration_ms as f64, short_name(site))
         })
         .collect()
 }
@@ -471,7 +464,7 @@ fn trend_section(h: &mut String, t: &HeapTrend) {
     h.push_str("</tbody></table></section>\n");
 }
 
-fn tasks_section(h: &mut String, v: &Value) {
+fn tasks_section(h: &mut String, v: &Tasks) {
     h.push_str("<section id=\"blocking\"><h2>Runtime health and blocking events</h2>");
     let mut text = Vec::new();
     let _ = tasks::render(v, &mut text);
@@ -526,25 +519,26 @@ mod tests {
 
     #[test]
     fn blocking_sites_name_the_innermost_application_frame() {
-        let v = serde_json::json!({"blocking_events": [
+        let v: Tasks = serde_json::from_value(serde_json::json!({"blocking_events": [
             {"name": "/sleep", "duration_ms": 303, "stack": [
                 "clock_nanosleep", "std::thread::sleep (x.rs:1)",
                 "app::slow_io (app.rs:3)", "app::handler::{{closure}} (app.rs:9)",
                 "tokio::runtime::a"]},
-            {"name": "worker", "duration_ms": 120.5, "stack": ["tokio::runtime::b"]}
-        ]});
+            {"name": "worker", "duration_ms": 120, "stack": ["tokio::runtime::b"]}
+        ]}))
+        .unwrap();
         assert_eq!(
             blocking_sites(&v),
             [
                 ("/sleep".to_owned(), 303.0, "app::slow_io".to_owned()),
                 (
                     "worker".to_owned(),
-                    120.5,
+                    120.0,
                     "(no application frame)".to_owned()
                 )
             ]
         );
-        assert!(blocking_sites(&serde_json::json!({})).is_empty());
+        assert!(blocking_sites(&Tasks::default()).is_empty());
     }
 
     #[test]

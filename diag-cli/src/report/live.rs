@@ -40,8 +40,8 @@ pub(crate) struct LiveOptions {
     pub(crate) report: ReportOptions,
 }
 
-/// `/debug/tasks` of the service, as JSON.
-pub(crate) fn fetch_tasks(remote: &Remote) -> Result<serde_json::Value> {
+/// `/debug/tasks` of the service.
+pub(crate) fn fetch_tasks(remote: &Remote) -> Result<diag_core::wire::Tasks> {
     let reply = remote.get("/debug/tasks")?;
     serde_json::from_slice(&reply.body)
         .with_context(|| format!("{}/debug/tasks did not answer JSON", remote.base()))
@@ -153,7 +153,7 @@ fn from_history(
         bail!(
             "{} holds no heap history point yet ({}): run without --since",
             remote.base(),
-            h.describe()
+            history::describe(&h)
         );
     };
     if short {

@@ -47,7 +47,7 @@ pub(crate) struct Report {
     /// CPU profiles: their hottest functions and flamegraphs.
     pub(crate) cpu: Vec<CpuPart>,
     /// The service's `/debug/tasks` answer.
-    pub(crate) tasks: Option<serde_json::Value>,
+    pub(crate) tasks: Option<diag_core::wire::Tasks>,
     /// Routes over the window, from two scrapes of `/metrics`.
     pub(crate) routes: Option<top_live::Sample>,
     /// What could not be gathered, and other remarks, shown at the top.

@@ -35,13 +35,23 @@ pub(crate) fn load() -> u64 {
     HOT.config.load(Relaxed)
 }
 
+/// The configuration word, sequentially consistent with [`set_sample_rate`]'s change (the
+/// sampler's re-check before a sample; see `thread::enter_sample`).
+pub(crate) fn load_fresh() -> u64 {
+    HOT.config.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 #[inline(always)]
 pub(crate) fn rate(cfg: u64) -> u64 {
     cfg & RATE_MASK
 }
 
 /// Sets the mean bytes between samples: 0 turns sampling off, 1 records every allocation.
-/// Values above 2^44 are clamped. Takes effect on each thread's next allocation.
+/// Values above 2^44 are clamped. Takes effect on each thread's next allocation, and returns
+/// once no thread is still inside a sample decided under the previous rate (a sample takes
+/// microseconds; the wait gives up after a second, for a thread stopped mid-sample): after
+/// `set_sample_rate(0)`, no sampled block appears and `tracked_blocks` only falls. (A thread
+/// may still be counting an allocation it began a few nanoseconds before the change.)
 ///
 /// Turning sampling on also readies the stack unwinder (module list, this thread's stack
 /// bounds) here, so its one-time allocations fall before the caller's next measurement rather
@@ -51,10 +61,16 @@ pub fn set_sample_rate(bytes: u64) {
     if bytes != 0 {
         crate::stack::unwind::prepare();
     }
-    let _ = HOT.config.fetch_update(Relaxed, Relaxed, |old| {
+    let new = |old: u64| {
         let generation = (old >> RATE_BITS).wrapping_add(1) & ((1 << (64 - RATE_BITS)) - 1);
-        Some(generation << RATE_BITS | bytes)
-    });
+        generation << RATE_BITS | bytes
+    };
+    use std::sync::atomic::Ordering::SeqCst;
+    let old = HOT
+        .config
+        .fetch_update(SeqCst, SeqCst, |old| Some(new(old)))
+        .unwrap_or_else(|old| old);
+    super::thread::wait_for_samples(new(old), std::time::Duration::from_secs(1));
 }
 
 /// The current mean bytes between samples (0 = off, 1 = exact).

@@ -15,6 +15,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::stacks;
+use crate::wire::{HistoryPoint, HistoryStats};
 
 /// Default time between two points.
 pub const DEFAULT_HISTORY_INTERVAL: Duration = Duration::from_secs(60);
@@ -55,25 +56,6 @@ pub(crate) struct History {
     last: Vec<Counters>,
     /// Entries held in `deltas`.
     entries: usize,
-}
-
-/// One point as listed by [`history_points`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct HistoryPoint {
-    /// When it was recorded, nanoseconds since the Unix epoch; ask for its profile with
-    /// [`profile_at`](super::profile_at).
-    pub time_nanos: i64,
-    /// Estimated in-use bytes over all stacks.
-    pub inuse_bytes: u64,
-    /// Estimated in-use objects over all stacks.
-    pub inuse_objects: u64,
-    /// Exact live bytes (allocated - freed through `DiagAlloc`) at that time.
-    pub live_bytes: u64,
-    /// Exact live objects at that time.
-    pub live_objects: u64,
-    /// The sample rate at that time (mean bytes between samples; 0 off, 1 exact).
-    pub sample_rate: u64,
 }
 
 fn inuse(c: &[Counters]) -> (u64, u64) {
@@ -331,28 +313,6 @@ fn thread_cpu_ns() -> u64 {
     (ts.tv_sec as u64)
         .saturating_mul(1_000_000_000)
         .saturating_add(ts.tv_nsec as u64)
-}
-
-/// The history's settings, size and own cost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct HistoryStats {
-    /// Time between points in milliseconds (0: not recording).
-    pub interval_ms: u64,
-    /// The most points kept.
-    pub max_points: usize,
-    /// Points held now.
-    pub points_held: usize,
-    /// Changed-stack entries held (at most [`MAX_HISTORY_ENTRIES`]).
-    pub entries: usize,
-    /// Bytes the history holds.
-    pub memory_bytes: usize,
-    /// Points recorded since the start (including those dropped since).
-    pub records: u64,
-    /// CPU time the recorder spent on all of them, in nanoseconds.
-    pub record_cpu_ns: u64,
-    /// CPU time of the latest one, in nanoseconds.
-    pub last_record_cpu_ns: u64,
 }
 
 /// The history's settings, size and cost so far.

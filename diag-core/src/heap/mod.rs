@@ -1,4 +1,4 @@
-//! The heap profiler: a sampling global allocator ([`DiagAlloc`]), its thread-local sampler,
+//! The heap profiler: a sampling global allocator ([`DiagAlloc`](crate::DiagAlloc)), its thread-local sampler,
 //! the sampled-block region, the stack table, the heap profile built from them, and the
 //! history of that profile over time.
 //!
@@ -7,28 +7,26 @@
 //! zero, so an allocation of `s` bytes is sampled with probability `1 - e^(-s/rate)` and
 //! weighted by the inverse of that. Estimates are unbiased for any size mix.
 
-mod alloc;
+pub(crate) mod alloc;
 mod config;
 mod history;
 pub(crate) mod labels;
 mod region;
 mod snapshot;
 mod stacks;
-mod thread;
+pub(crate) mod thread;
 
-pub use crate::stack::unwind::{
-    UnwindStats, Unwinder, set_unwinder, stats as unwind_stats, unwinder,
-};
-pub use alloc::{CHECKED_SIZE, DEFAULT_MAX_TRACKED_BLOCKS, DiagAlloc};
+pub use crate::stack::unwind::{Unwinder, set_unwinder, stats as unwind_stats, unwinder};
+pub use alloc::{CHECKED_SIZE, DEFAULT_MAX_TRACKED_BLOCKS};
 pub use config::{DEFAULT_SAMPLE_BYTES, sample_rate, set_sample_rate};
 pub use history::{
-    DEFAULT_HISTORY_INTERVAL, DEFAULT_HISTORY_POINTS, HistoryPoint, HistoryStats,
-    MAX_HISTORY_ENTRIES, MAX_HISTORY_POINTS, MIN_HISTORY_INTERVAL, history_interval,
-    history_max_points, history_points, history_stats, set_history,
+    DEFAULT_HISTORY_INTERVAL, DEFAULT_HISTORY_POINTS, MAX_HISTORY_ENTRIES, MAX_HISTORY_POINTS,
+    MIN_HISTORY_INTERVAL, history_interval, history_max_points, history_points, history_stats,
+    set_history,
 };
-pub use snapshot::{ALLOC_SPACE, HeapStats, INUSE_SPACE, is_installed, profile, profile_at, stats};
+pub use snapshot::{ALLOC_SPACE, INUSE_SPACE, is_installed, profile, profile_at, stats};
 pub use stacks::{DEFAULT_MAX_STACKS, MAX_FRAMES};
-pub use thread::IgnoreAllocs;
+pub(crate) use thread::IgnoreAllocs;
 
 #[cfg(feature = "server")]
 pub(crate) use thread::ignore_this_thread;
@@ -37,6 +35,14 @@ pub(crate) use thread::own_thread_bytes;
 pub(crate) use thread::thread_in_sampler;
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+/// What the symbolizer may keep between debug requests by default (parsed DWARF, symbol
+/// tables, resolved addresses, measured as diag's own allocations; `DIAG_SYMBOL_CACHE_BYTES`).
+pub const DEFAULT_SYMBOL_CACHE_BYTES: usize = 8 << 20;
+/// After this long without symbolizing, the symbolizer drops everything and gives the freed
+/// heap back, by default (`DIAG_SYMBOL_IDLE_SECS`).
+pub const DEFAULT_SYMBOL_IDLE: Duration = Duration::from_secs(60);
 
 /// Sets the cap on sampled blocks tracked at once; samples past it are dropped and counted.
 pub fn set_max_tracked_blocks(n: usize) {

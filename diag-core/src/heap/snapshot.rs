@@ -8,57 +8,7 @@ use super::stacks::{self, DROPPED_STACKS, FP};
 use super::thread::{self, IgnoreAllocs};
 use super::{config, history, labels, region};
 use crate::profile::{Frame, Profile, Sample, ValueType};
-
-/// Exact process-wide allocation figures and the sampler's own state.
-///
-/// The allocation figures are the application's: what diag allocates for itself is counted
-/// apart, in [`self_live_bytes`](Self::self_live_bytes).
-///
-/// The exact counters count while sampling is on (rate > 0): with sampling off `DiagAlloc` is
-/// a pure pass-through and counts nothing, so after a period off the live figures miss (or
-/// keep) the blocks that crossed it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct HeapStats {
-    /// Bytes ever allocated through `DiagAlloc` (exact; realloc counts as free + alloc).
-    pub allocated_bytes: u64,
-    /// Allocations ever made through `DiagAlloc`.
-    pub allocated_objects: u64,
-    /// Bytes ever freed.
-    pub freed_bytes: u64,
-    /// Frees.
-    pub freed_objects: u64,
-    /// Bytes live now (allocated - freed).
-    pub live_bytes: u64,
-    /// Blocks live now.
-    pub live_objects: u64,
-    /// Bytes live now that diag itself allocated (its symbolizer, encoders, debug server,
-    /// history), counted apart: the figures above are the application's alone.
-    pub self_live_bytes: u64,
-    /// Bytes the symbolizer keeps between requests (part of `self_live_bytes`, plus any
-    /// inflated debug sections), bounded by `DIAG_SYMBOL_CACHE_BYTES`.
-    pub symbolizer_cache_bytes: u64,
-    /// Mean bytes between samples (0 = off, 1 = exact).
-    pub sample_rate: u64,
-    /// Sampled blocks tracked now.
-    pub tracked_blocks: u64,
-    /// The cap on tracked blocks.
-    pub max_tracked_blocks: u64,
-    /// Distinct stacks held.
-    pub stacks: u64,
-    /// Samples that could not be tracked (cap reached, region full).
-    pub dropped_samples: u64,
-    /// Estimated bytes those dropped samples stood for.
-    pub dropped_bytes: u64,
-    /// Stacks that did not fit in the stack table (charged to one overflow entry).
-    pub dropped_stacks: u64,
-    /// Bytes of diag's sampled-block region in use (sampled blocks plus rounding).
-    pub region_used_bytes: u64,
-    /// Address space reserved for the region (not memory).
-    pub region_reserved_bytes: u64,
-    /// How the sampled stacks were unwound.
-    pub unwind: super::UnwindStats,
-}
+use crate::wire::HeapStats;
 
 /// Current exact counters and sampler state.
 pub fn stats() -> HeapStats {

@@ -28,6 +28,9 @@ const SLOTS: usize = 1024;
 #[repr(align(64))]
 pub(crate) struct Slot {
     in_use: AtomicBool,
+    /// The configuration word the owning thread is taking a sample under; 0 when it is not
+    /// (see [`wait_for_samples`]).
+    sampling: AtomicU64,
     pub(crate) alloc_bytes: AtomicU64,
     pub(crate) alloc_objects: AtomicU64,
     pub(crate) free_bytes: AtomicU64,
@@ -38,6 +41,7 @@ impl Slot {
     const fn new() -> Self {
         Self {
             in_use: AtomicBool::new(false),
+            sampling: AtomicU64::new(0),
             alloc_bytes: AtomicU64::new(0),
             alloc_objects: AtomicU64::new(0),
             free_bytes: AtomicU64::new(0),
@@ -108,6 +112,8 @@ struct Local {
     slot: Cell<*const Slot>,
     /// This thread's slot index; `usize::MAX` without one.
     index: Cell<usize>,
+    /// The slot index a sample in progress is marked in (`usize::MAX`: the shared count).
+    sampling_at: Cell<usize>,
 }
 
 thread_local! {
@@ -122,6 +128,7 @@ thread_local! {
             exited: Cell::new(false),
             slot: Cell::new(NO_SLOT),
             index: Cell::new(usize::MAX),
+            sampling_at: Cell::new(usize::MAX),
         }
     };
     /// Gives the slot back when the thread exits. Registered on first use of a slot.
@@ -380,13 +387,89 @@ fn slow_decide(l: &Local, cfg: u64, size: usize) -> Decision {
     }
     l.countdown.set(draw(l, rate));
     l.busy.set(true);
-    Decision::Sample
+    if enter_sample(l, cfg) {
+        Decision::Sample
+    } else {
+        l.busy.set(false);
+        Decision::Pass
+    }
+}
+
+/// Samples in progress on threads without a slot of their own.
+static SHARED_SAMPLING: AtomicU64 = AtomicU64::new(0);
+
+/// Marks this thread as sampling under `cfg`, then checks that `cfg` is still the
+/// configuration; if not (the rate changed since it was read), unmarks and returns false: the
+/// allocation is not sampled. With [`wait_for_samples`] this makes a rate change a barrier:
+/// the mark and the check are sequentially consistent, as are the change and the scan, so
+/// either this thread sees the new word or the changing thread sees the mark.
+fn enter_sample(l: &Local, cfg: u64) -> bool {
+    let at = l.index.get();
+    match SLOTS_TABLE.get(at) {
+        Some(s) => s.sampling.store(cfg, SeqCst),
+        None => {
+            SHARED_SAMPLING.fetch_add(1, SeqCst);
+        }
+    }
+    l.sampling_at.set(at);
+    if config::load_fresh() == cfg {
+        true
+    } else {
+        leave_sample(l);
+        false
+    }
+}
+
+fn leave_sample(l: &Local) {
+    match SLOTS_TABLE.get(l.sampling_at.replace(usize::MAX)) {
+        Some(s) => s.sampling.store(0, Release),
+        None => {
+            SHARED_SAMPLING.fetch_sub(1, Release);
+        }
+    }
 }
 
 /// Ends the sampled-allocation section started by [`Decision::Sample`].
 #[inline]
 pub(crate) fn end_sample() {
-    let _ = LOCAL.try_with(|l| l.busy.set(false));
+    let _ = LOCAL.try_with(|l| {
+        leave_sample(l);
+        l.busy.set(false);
+    });
+}
+
+/// After the configuration word became `now`: waits until no thread is still taking a sample
+/// decided under an earlier word (one scan of the slots; a sample takes microseconds). Samples
+/// under `now` do not hold it up, except on threads past the slots, which are waited for as
+/// one count. Gives up after `limit` (returns false), so a caller is never held by a thread
+/// stopped mid-sample (a debugger, a stopped process group).
+pub(crate) fn wait_for_samples(now: u64, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    let settled = |done: &dyn Fn() -> bool| {
+        while !done() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
+    };
+    // Not this thread's own mark, if it were inside a sample (it cannot be: samples never
+    // call out), so a caller can never wait for itself.
+    let own = LOCAL
+        .try_with(|l| l.sampling_at.get())
+        .unwrap_or(usize::MAX);
+    for (i, s) in SLOTS_TABLE.iter().enumerate() {
+        if i != own
+            && !settled(&|| {
+                let v = s.sampling.load(SeqCst);
+                v == 0 || v == now
+            })
+        {
+            return false;
+        }
+    }
+    settled(&|| SHARED_SAMPLING.load(SeqCst) == 0)
 }
 
 /// An exponential draw with mean `rate` bytes (`rate` 1 = exact: sample everything).

@@ -127,17 +127,11 @@ fn no_point(at: i64) -> String {
 /// (time, estimated in-use and exact live bytes and objects), JSON.
 pub(crate) async fn history(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {
     Params::parse(raw.as_deref(), &[])?;
-    #[derive(serde::Serialize)]
-    struct History {
-        #[serde(flatten)]
-        stats: heap::HistoryStats,
-        points: Vec<heap::HistoryPoint>,
-    }
     run_blocking(|| {
-        axum::Json(History {
-            stats: heap::history_stats(),
-            points: heap::history_points(),
-        })
+        axum::Json(crate::wire::HeapHistory::new(
+            heap::history_stats(),
+            heap::history_points(),
+        ))
         .into_response()
     })
     .await

@@ -6,8 +6,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::error::HttpError;
 
-/// Default minimum time between two heap snapshots.
-pub(crate) const DEFAULT_SNAPSHOT_MIN_INTERVAL_MS: u64 = 200;
+use crate::builder::{
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SNAPSHOT_MIN_INTERVAL,
+};
+
+const DEFAULT_SNAPSHOT_MIN_INTERVAL_MS: u64 = DEFAULT_SNAPSHOT_MIN_INTERVAL.as_millis() as u64;
 
 /// One kind of expensive work: at most one in flight, and a minimum interval between starts.
 pub(crate) struct Gate {
@@ -86,11 +89,7 @@ impl Gate {
     }
 }
 
-/// Default deadline of a debug request, beyond the time it asks for (a CPU profile's
-/// `seconds`, a task dump's timeout).
-pub(crate) const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
-/// Default cap on the size of one debug response body.
-pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 << 20;
+const DEFAULT_REQUEST_TIMEOUT_MS: u64 = DEFAULT_REQUEST_TIMEOUT.as_millis() as u64;
 
 static REQUEST_TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_REQUEST_TIMEOUT_MS);
 static MAX_RESPONSE_BYTES: AtomicU64 = AtomicU64::new(DEFAULT_MAX_RESPONSE_BYTES);

@@ -65,58 +65,48 @@ pub(crate) async fn goroutine(RawQuery(raw): RawQuery) -> Result<Response, HttpE
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], s).into_response())
 }
 
-/// The `?debug=1` rendering, from the same JSON the default answer carries.
-fn text(view: &tasks::TasksView) -> String {
-    let v = serde_json::to_value(view).unwrap_or_default();
+/// The `?debug=1` rendering, from the same view the default answer carries.
+fn text(v: &crate::wire::Tasks) -> String {
     let mut s = String::new();
-    let lag = &v["lag"];
+    let lag = &v.lag;
     let _ = writeln!(
         s,
-        "lag: current {} ms, p50 {} ms, p99 {} ms, max {} ms over {} s",
-        lag["current_ms"], lag["p50_ms"], lag["p99_ms"], lag["max_ms"], lag["window_secs"]
+        // `{:?}`: floats as the JSON writes them (`0.0`, not `0`), as this text always showed.
+        "lag: current {:?} ms, p50 {:?} ms, p99 {:?} ms, max {:?} ms over {} s",
+        lag.current_ms, lag.p50_ms, lag.p99_ms, lag.max_ms, lag.window_secs
     );
-    let rt = &v["runtime"];
+    let rt = &v.runtime;
     let _ = writeln!(
         s,
         "runtime: {} workers, busy ratio {:.2}, {} alive tasks, global queue {}",
-        rt["workers"],
-        rt["busy_ratio"].as_f64().unwrap_or(0.0),
-        rt["alive_tasks"],
-        rt["global_queue_depth"]
+        rt.workers, rt.busy_ratio, rt.alive_tasks, rt.global_queue_depth
     );
-    let wd = &v["watchdog"];
+    let wd = &v.watchdog;
     let _ = writeln!(
         s,
-        "watchdog: threshold {} ms, {} events, stack capture: {}",
-        wd["threshold_ms"], wd["events_total"], wd["stack_capture"]
+        "watchdog: threshold {} ms, {} events, stack capture: {:?}",
+        wd.threshold_ms, wd.events_total, wd.stack_capture
     );
     s.push_str("\ntasks (worst first):\n");
-    for t in v["tasks"].as_array().into_iter().flatten() {
+    for t in &v.tasks {
         let _ = writeln!(
             s,
             "  {:<40} polls {:>8}  slow {:>6}  mean {:.1} us",
-            t["name"].as_str().unwrap_or(""),
-            t["polls"],
-            t["slow_polls"],
-            t["mean_poll_us"].as_f64().unwrap_or(0.0)
+            t.name, t.polls, t.slow_polls, t.mean_poll_us
         );
     }
     s.push_str("\nblocking events (newest first):\n");
-    for e in v["blocking_events"].as_array().into_iter().flatten() {
+    for e in &v.blocking_events {
         let _ = writeln!(
             s,
             "  {} on {}: {} ms{}",
-            e["name"].as_str().unwrap_or(""),
-            e["thread"].as_str().unwrap_or(""),
-            e["duration_ms"],
-            if e["ongoing"].as_bool() == Some(true) {
-                " (still blocked)"
-            } else {
-                ""
-            }
+            e.name,
+            e.thread,
+            e.duration_ms,
+            if e.ongoing { " (still blocked)" } else { "" }
         );
-        for f in e["stack"].as_array().into_iter().flatten() {
-            let _ = writeln!(s, "      {}", f.as_str().unwrap_or(""));
+        for f in &e.stack {
+            let _ = writeln!(s, "      {f}");
         }
     }
     s

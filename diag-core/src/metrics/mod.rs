@@ -10,10 +10,9 @@ mod latency;
 mod process;
 pub(crate) mod readiness;
 mod requests;
-mod timed;
+pub(crate) mod timed;
 
-pub use readiness::{DEFAULT_READINESS_TIMEOUT, readiness};
-pub use timed::{MAX_OPERATIONS, Timer, timed, timer};
+pub use timed::MAX_OPERATIONS;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

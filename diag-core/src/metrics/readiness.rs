@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long one readiness check may take before it counts as failed.
-pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::builder::DEFAULT_READINESS_TIMEOUT;
 
 static TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_READINESS_TIMEOUT.as_millis() as u64);
 
@@ -18,7 +17,7 @@ static CHECKS: Mutex<Vec<(Arc<str>, CheckFn)>> = Mutex::new(Vec::new());
 
 /// Registers a readiness check: `GET /ready` answers 503 naming every check that returns
 /// `Err(reason)` or does not finish within the timeout ([`DEFAULT_READINESS_TIMEOUT`], or
-/// `Builder::readiness_timeout`). Registering a name again replaces the earlier check.
+/// [`Builder::readiness_timeout`](crate::Builder::readiness_timeout)). Registering a name again replaces the earlier check.
 ///
 /// ```no_run
 /// diag_core::readiness("db", || async { Ok(()) });
@@ -85,23 +84,4 @@ pub(crate) async fn run_all() -> Vec<CheckResult> {
         });
     }
     out
-}
-
-impl crate::Builder {
-    /// Registers a readiness check (see [`readiness`](crate::readiness)); effective at once.
-    pub fn readiness<F, Fut>(self, name: &str, check: F) -> Self
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
-    {
-        readiness(name, check);
-        self
-    }
-
-    /// How long each readiness check may take before `GET /ready` counts it as failed
-    /// (default [`DEFAULT_READINESS_TIMEOUT`]); effective at once.
-    pub fn readiness_timeout(self, timeout: Duration) -> Self {
-        set_timeout(timeout);
-        self
-    }
 }

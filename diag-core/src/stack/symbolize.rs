@@ -32,33 +32,60 @@ use super::dwarf::Image;
 use super::unwind::Segment;
 use crate::profile::Frame;
 
-/// Default bound on what the symbolizer keeps between requests.
-pub(crate) const DEFAULT_CACHE_BYTES: usize = 8 << 20;
-/// Default time without symbolizing after which everything is dropped.
-pub(crate) const DEFAULT_IDLE: Duration = Duration::from_secs(60);
+use crate::heap::{DEFAULT_SYMBOL_CACHE_BYTES, DEFAULT_SYMBOL_IDLE};
 
-/// The bound on the caches: `DIAG_SYMBOL_CACHE_BYTES`, or [`DEFAULT_CACHE_BYTES`].
+/// Set by `Builder::symbol_cache_bytes` / `symbol_idle`; `usize::MAX` / `u64::MAX`: not set.
+static SET_CACHE_BYTES: AtomicUsize = AtomicUsize::new(usize::MAX);
+static SET_IDLE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Sets the bound on the caches (see [`cache_bytes`]).
+#[cfg(feature = "server")]
+pub(crate) fn set_cache_bytes(bytes: usize) {
+    SET_CACHE_BYTES.store(bytes.min(usize::MAX - 1), Relaxed);
+}
+
+/// Sets the idle time (see [`idle`]).
+#[cfg(feature = "server")]
+pub(crate) fn set_idle(idle: Duration) {
+    SET_IDLE_NS.store(
+        u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX - 1),
+        Relaxed,
+    );
+}
+
+/// The bound on the caches: as set by `Builder::symbol_cache_bytes`, else `DIAG_SYMBOL_CACHE_BYTES`
+/// (for builds without the builder), else [`DEFAULT_SYMBOL_CACHE_BYTES`].
 pub(crate) fn cache_bytes() -> usize {
+    let set = SET_CACHE_BYTES.load(Relaxed);
+    if set != usize::MAX {
+        return set;
+    }
     static V: OnceLock<usize> = OnceLock::new();
     *V.get_or_init(|| {
         std::env::var("DIAG_SYMBOL_CACHE_BYTES")
             .ok()
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(DEFAULT_CACHE_BYTES)
+            .unwrap_or(DEFAULT_SYMBOL_CACHE_BYTES)
     })
 }
 
-/// The idle time before the caches are dropped: `DIAG_SYMBOL_IDLE_SECS` (fractions allowed),
-/// or [`DEFAULT_IDLE`].
+/// The idle time before the caches are dropped: as set by `Builder::symbol_idle`, else
+/// `DIAG_SYMBOL_IDLE_SECS` (fractions allowed), else [`DEFAULT_SYMBOL_IDLE`].
 pub(crate) fn idle() -> Duration {
+    let set = SET_IDLE_NS.load(Relaxed);
+    if set != u64::MAX {
+        return Duration::from_nanos(set);
+    }
     static V: OnceLock<Duration> = OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("DIAG_SYMBOL_IDLE_SECS")
-            .ok()
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .unwrap_or(DEFAULT_IDLE)
-    })
+    *V.get_or_init(|| parse_idle(std::env::var("DIAG_SYMBOL_IDLE_SECS").ok().as_deref()))
+}
+
+/// `DIAG_SYMBOL_IDLE_SECS`'s value as a duration (fractions allowed); the default if absent
+/// or malformed.
+fn parse_idle(v: Option<&str>) -> Duration {
+    v.and_then(|v| v.trim().parse::<f64>().ok())
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(DEFAULT_SYMBOL_IDLE)
 }
 
 /// Everything the symbolizer keeps.
@@ -154,6 +181,11 @@ impl State {
         let Some(seg) = last.as_ref() else {
             return (vec![super::symbols::unknown(addr)], 0);
         };
+        if seg.file.as_deref().is_some_and(is_vdso) {
+            // The kernel's vDSO (`clock_gettime`, `gettimeofday`) has no file to read: named
+            // as perf and pprof name it, not left as a bare address.
+            return (vec![super::symbols::named(addr, VDSO)], 0);
+        }
         let mut inflated = 0;
         let path = seg.file.as_deref().unwrap_or(Path::new("/proc/self/exe"));
         if !self.images.contains_key(path) {
@@ -310,6 +342,18 @@ pub(crate) fn is_machinery(function: &str) -> bool {
         || f.starts_with("std::alloc::")
         || f.starts_with("alloc::alloc::")
         || crate::profile::sites::is_allocator_shim(function)
+}
+
+/// The frame name of an address in the kernel's vDSO.
+pub(crate) const VDSO: &str = "[vdso]";
+
+/// Whether the loader's name for an image is the vDSO's (`linux-vdso.so.1`; `linux-gate.so.1`
+/// on 32-bit x86): a name, not a path.
+fn is_vdso(name: &Path) -> bool {
+    !name.is_absolute()
+        && name
+            .to_str()
+            .is_some_and(|n| n.starts_with("linux-vdso") || n.starts_with("linux-gate"))
 }
 
 /// Symbolizes a captured stack: inlined frames expanded, the profiler's own frames at the top
@@ -517,5 +561,25 @@ mod tests {
             addrs.len(),
             &differ[..differ.len().min(3)]
         );
+    }
+
+    /// An address in the kernel's vDSO (where a CPU sample lands inside `clock_gettime`) is
+    /// named `[vdso]`, not left as a bare address.
+    #[test]
+    fn vdso_addresses_are_named() {
+        // SAFETY: getauxval only reads the process's auxiliary vector.
+        let base = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) } as usize;
+        if base == 0 {
+            return; // no vDSO on this system
+        }
+        let seg = (base..base + (1 << 16))
+            .step_by(64)
+            .find_map(crate::stack::segment_of)
+            .expect("the vDSO's executable segment");
+        assert!(seg.file.as_deref().is_some_and(is_vdso), "{:?}", seg.file);
+        let addr = seg.range.start + seg.range.len() / 2;
+        let frames = with_state(|st| st.frames(addr, &mut None));
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0].function, VDSO);
     }
 }

@@ -561,8 +561,13 @@ fn strip_version(dir: &str) -> &str {
 
 /// A frame for an address nothing resolved, named by the address as pprof does.
 pub(crate) fn unknown(addr: usize) -> Frame {
+    named(addr, &format!("{addr:#x}"))
+}
+
+/// A frame for an address with a name and no source.
+pub(crate) fn named(addr: usize, function: &str) -> Frame {
     Frame {
-        function: format!("{addr:#x}"),
+        function: function.to_owned(),
         file: None,
         line: 0,
         address: addr as u64,

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use crate::wire::{BlockingEvent, BlockingSite};
 
 use crate::profile::{Frame, Profile, Sample, ValueType, sites};
 
@@ -157,32 +157,11 @@ pub(crate) fn user_site(stack: &[Frame]) -> Option<(String, String)> {
     Some((site.name, text))
 }
 
-/// One event as served by `/debug/tasks`.
-#[derive(Debug, Serialize)]
-pub(crate) struct EventView {
-    pub(crate) name: String,
-    pub(crate) thread: String,
-    pub(crate) duration_ms: u64,
-    pub(crate) duration_ns: u64,
-    pub(crate) ongoing: bool,
-    pub(crate) at_unix_ms: u64,
-    pub(crate) site: Option<String>,
-    pub(crate) stack: Vec<String>,
-}
-
-/// Counts by site.
-#[derive(Debug, Serialize)]
-pub(crate) struct SiteView {
-    pub(crate) site: String,
-    pub(crate) count: u64,
-    pub(crate) total_ms: u64,
-}
-
 /// Everything `/debug/tasks` shows about blocking.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub(crate) struct BlockingView {
-    pub(crate) events: Vec<EventView>,
-    pub(crate) sites: Vec<SiteView>,
+    pub(crate) events: Vec<BlockingEvent>,
+    pub(crate) sites: Vec<BlockingSite>,
     pub(crate) total: u64,
     pub(crate) dropped_stacks: u64,
 }
@@ -216,7 +195,7 @@ pub(crate) fn view() -> BlockingView {
         .into_iter()
         .map(|(name, thread, ns, ongoing, at, frames)| {
             let stack = symbolize(&frames);
-            EventView {
+            BlockingEvent {
                 name: name.to_string(),
                 thread: thread.to_string(),
                 duration_ms: ns / 1_000_000,
@@ -238,9 +217,9 @@ pub(crate) fn view() -> BlockingView {
         e.0 += count;
         e.1 += ns;
     }
-    let mut sites: Vec<SiteView> = by_site
+    let mut sites: Vec<BlockingSite> = by_site
         .into_iter()
-        .map(|(site, (count, ns))| SiteView {
+        .map(|(site, (count, ns))| BlockingSite {
             site,
             count,
             total_ms: ns / 1_000_000,

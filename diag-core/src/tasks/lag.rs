@@ -7,10 +7,9 @@ use std::sync::atomic::Ordering::*;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
-use serde::Serialize;
-
 use super::slots::now_us;
 use crate::padded::Padded;
+use crate::wire::Lag;
 
 /// The probe's timer interval.
 const INTERVAL: Duration = Duration::from_millis(10);
@@ -109,24 +108,8 @@ pub(crate) fn ensure_started(handle: &tokio::runtime::Handle) {
     });
 }
 
-/// Lag figures in milliseconds over the last [`WINDOW_SECS`] seconds.
-#[derive(Debug, Serialize)]
-pub(crate) struct LagView {
-    /// False until a probe runs on an instrumented runtime.
-    pub(crate) running: bool,
-    /// The last sample, or how overdue the pending timer is if that is more (so the figure
-    /// rises while every worker is blocked).
-    pub(crate) current_ms: f64,
-    pub(crate) p50_ms: f64,
-    pub(crate) p99_ms: f64,
-    pub(crate) max_ms: f64,
-    pub(crate) window_secs: u64,
-    pub(crate) samples_in_window: u64,
-    pub(crate) interval_ms: u64,
-}
-
 /// The current lag figures.
-pub(crate) fn view() -> LagView {
+pub(crate) fn view() -> Lag {
     let now = now_us();
     let second = now / 1_000_000;
     let mut counts = [0u64; BUCKETS];
@@ -161,7 +144,7 @@ pub(crate) fn view() -> LagView {
         max_us
     };
     let ms = |us: u64| us as f64 / 1000.0;
-    LagView {
+    Lag {
         running: RUNNING.load(Relaxed),
         current_ms: ms(current),
         p50_ms: ms(pct(0.50)),

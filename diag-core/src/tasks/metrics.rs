@@ -7,8 +7,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde::Serialize;
 use tokio_metrics::{RuntimeIntervals, RuntimeMonitor, TaskMonitor};
+
+use crate::wire::{RuntimeHealth, TaskHealth};
 
 /// Distinct names tracked; later names are counted under [`OTHER`].
 pub(crate) const MAX_NAMES: usize = 256;
@@ -93,28 +94,8 @@ pub(crate) fn name_of(id: u32) -> Arc<str> {
         .unwrap_or_else(|| "<unknown>".into())
 }
 
-/// Health of one route or task name, cumulative since it was first seen.
-///
-/// Route requests are counted one in `sampled_1_in` (`DIAG_TASK_SAMPLE`): `instrumented`,
-/// `polls`, `slow_polls` and `long_delays` count the sampled requests only (multiply by
-/// `sampled_1_in` for an estimate of all); the means and ratios estimate all requests.
-#[derive(Debug, Serialize)]
-pub(crate) struct TaskView {
-    pub(crate) name: String,
-    pub(crate) sampled_1_in: u32,
-    pub(crate) instrumented: u64,
-    pub(crate) dropped: u64,
-    pub(crate) polls: u64,
-    pub(crate) mean_poll_us: f64,
-    pub(crate) slow_polls: u64,
-    pub(crate) slow_poll_ratio: f64,
-    pub(crate) mean_slow_poll_us: f64,
-    pub(crate) long_delays: u64,
-    pub(crate) mean_scheduled_us: f64,
-}
-
 /// Every name, worst (most slow polls) first.
-pub(crate) fn tasks_view() -> Vec<TaskView> {
+pub(crate) fn tasks_view() -> Vec<TaskHealth> {
     let entries: Vec<Entry> = NAMES
         .read()
         .unwrap_or_else(|e| e.into_inner())
@@ -122,7 +103,7 @@ pub(crate) fn tasks_view() -> Vec<TaskView> {
         .map(|n| n.entries.clone())
         .unwrap_or_default();
     let rate = super::task_sample();
-    let mut out: Vec<TaskView> = entries
+    let mut out: Vec<TaskHealth> = entries
         .into_iter()
         .map(
             |Entry {
@@ -131,7 +112,7 @@ pub(crate) fn tasks_view() -> Vec<TaskView> {
                  sampled,
              }| {
                 let c = m.cumulative();
-                TaskView {
+                TaskHealth {
                     name: name.to_string(),
                     sampled_1_in: if sampled { rate } else { 1 },
                     instrumented: c.instrumented_count,
@@ -148,7 +129,7 @@ pub(crate) fn tasks_view() -> Vec<TaskView> {
         )
         .collect();
     // Estimated slow polls of all requests, so sampled routes and spawned tasks compare.
-    let est = |t: &TaskView| t.slow_polls.saturating_mul(u64::from(t.sampled_1_in));
+    let est = |t: &TaskHealth| t.slow_polls.saturating_mul(u64::from(t.sampled_1_in));
     out.sort_by(|a, b| {
         est(b)
             .cmp(&est(a))
@@ -171,40 +152,15 @@ pub(crate) fn watch_runtime(handle: &tokio::runtime::Handle) {
     }
 }
 
-/// Runtime figures over the interval since the previous call.
-#[derive(Debug, Serialize)]
-pub(crate) struct RuntimeView {
-    pub(crate) watching: bool,
-    pub(crate) interval_ms: u64,
-    pub(crate) workers: usize,
-    pub(crate) busy_ratio: f64,
-    pub(crate) alive_tasks: usize,
-    pub(crate) global_queue_depth: usize,
-    pub(crate) total_park_count: u64,
-    pub(crate) max_busy_ms: f64,
-    pub(crate) min_busy_ms: f64,
-    /// Only with `--cfg tokio_unstable`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) polls: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) mean_poll_us: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) steals: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) local_queue_depth: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) blocking_threads: Option<usize>,
-}
-
 /// The runtime figures since the last call (`watching: false` before any instrumented poll).
-pub(crate) fn runtime_view() -> RuntimeView {
+pub(crate) fn runtime_view() -> RuntimeHealth {
     let m = RUNTIME
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .as_mut()
         .and_then(Iterator::next);
     let Some(m) = m else {
-        return RuntimeView {
+        return RuntimeHealth {
             watching: false,
             interval_ms: 0,
             workers: 0,
@@ -232,7 +188,7 @@ pub(crate) fn runtime_view() -> RuntimeView {
     #[cfg(not(tokio_unstable))]
     let (polls, mean_poll_us, steals, local_queue_depth, blocking_threads) =
         (None, None, None, None, None);
-    RuntimeView {
+    RuntimeHealth {
         watching: true,
         interval_ms: m.elapsed.as_millis() as u64,
         workers: m.workers_count,

@@ -26,18 +26,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::padded::Padded;
 
+use crate::builder::DEFAULT_TASK_SAMPLE;
 pub(crate) use events::block_profile;
 pub(crate) use lag::view as lag_view;
 pub(crate) use metrics::{FOLDED_NAMES, OTHER as OTHER_NAME};
-pub(crate) use watchdog::DEFAULT_THRESHOLD_MS;
-
-/// Default of [`set_task_sample`]: one request in this many per route is counted by the
-/// route's `TaskMonitor`.
-pub(crate) const DEFAULT_TASK_SAMPLE: u32 = 8;
 
 /// One request in this many is counted by its route's `TaskMonitor` (1: every request).
 static TASK_SAMPLE: Padded<AtomicU32> = Padded(AtomicU32::new(DEFAULT_TASK_SAMPLE));
@@ -241,6 +235,29 @@ where
     tokio::spawn(instrument(Arc::from(name), fut))
 }
 
+/// A snapshot of all of it (symbolizes: call off the async workers).
+pub(crate) fn view() -> crate::wire::Tasks {
+    let b = events::view();
+    crate::wire::Tasks {
+        watchdog: crate::wire::Watchdog {
+            threshold_ms: slots::THRESHOLD_NS.load(Relaxed) / 1_000_000,
+            stack_capture: signal::unavailable_reason().unwrap_or("signal").to_owned(),
+            events_total: b.total,
+            skipped_in_unwinder: signal::SKIPPED_IN_UNWINDER.load(Relaxed),
+            captured_cached: signal::CAPTURED_CACHED.load(Relaxed),
+            captured_libgcc: signal::CAPTURED_LIBGCC.load(Relaxed),
+            capture_failures: watchdog::CAPTURE_FAILURES.load(Relaxed),
+            unwatched_threads: slots::UNWATCHED_THREADS.load(Relaxed),
+            dropped_stacks: b.dropped_stacks,
+        },
+        blocking_events: b.events,
+        blocking_sites: b.sites,
+        lag: lag::view(),
+        runtime: metrics::runtime_view(),
+        tasks: metrics::tasks_view(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -258,54 +275,5 @@ mod tests {
             }
         }
         assert!(a > 4000 && b > 4000, "{a} {b}");
-    }
-}
-
-/// Health of the blocking detector itself.
-#[derive(Debug, Serialize)]
-pub(crate) struct WatchdogView {
-    threshold_ms: u64,
-    stack_capture: &'static str,
-    events_total: u64,
-    skipped_in_unwinder: u64,
-    /// Stacks taken by the signal handler with the cached unwinder / with libgcc.
-    captured_cached: u64,
-    captured_libgcc: u64,
-    capture_failures: u64,
-    unwatched_threads: u64,
-    dropped_stacks: u64,
-}
-
-/// Everything `/debug/tasks` serves.
-#[derive(Debug, Serialize)]
-pub(crate) struct TasksView {
-    blocking_events: Vec<events::EventView>,
-    blocking_sites: Vec<events::SiteView>,
-    lag: lag::LagView,
-    runtime: metrics::RuntimeView,
-    tasks: Vec<metrics::TaskView>,
-    watchdog: WatchdogView,
-}
-
-/// A snapshot of all of it (symbolizes: call off the async workers).
-pub(crate) fn view() -> TasksView {
-    let b = events::view();
-    TasksView {
-        watchdog: WatchdogView {
-            threshold_ms: slots::THRESHOLD_NS.load(Relaxed) / 1_000_000,
-            stack_capture: signal::unavailable_reason().unwrap_or("signal"),
-            events_total: b.total,
-            skipped_in_unwinder: signal::SKIPPED_IN_UNWINDER.load(Relaxed),
-            captured_cached: signal::CAPTURED_CACHED.load(Relaxed),
-            captured_libgcc: signal::CAPTURED_LIBGCC.load(Relaxed),
-            capture_failures: watchdog::CAPTURE_FAILURES.load(Relaxed),
-            unwatched_threads: slots::UNWATCHED_THREADS.load(Relaxed),
-            dropped_stacks: b.dropped_stacks,
-        },
-        blocking_events: b.events,
-        blocking_sites: b.sites,
-        lag: lag::view(),
-        runtime: metrics::runtime_view(),
-        tasks: metrics::tasks_view(),
     }
 }

@@ -12,8 +12,6 @@ use super::slots::{self, DONE, IDLE, REQUESTED, SKIPPED, SLOTS, THRESHOLD_NS, WR
 use super::{events, metrics, signal};
 use crate::padded::Padded;
 
-/// Default blocking threshold in milliseconds.
-pub(crate) const DEFAULT_THRESHOLD_MS: u64 = 100;
 /// How long the watchdog waits for a signalled thread to write its stack.
 const CAPTURE_WAIT: Duration = Duration::from_millis(50);
 /// Scans that retry a capture skipped because the thread was inside the unwinder.

@@ -46,9 +46,8 @@ thread_local! {
     static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
-/// Captures the current stack, with the learnt steps if `steps` (else framehop alone), or
-/// None if the cached unwinder cannot vouch for all of it.
-pub(super) fn capture(buf: &mut [usize; MAX_FRAMES], steps: bool) -> Option<usize> {
+/// Captures the current stack, or None if the cached unwinder cannot vouch for all of it.
+pub(super) fn capture(buf: &mut [usize; MAX_FRAMES]) -> Option<usize> {
     let regs = registers();
     let bounds = stack_bounds()?;
     let guard = modules(loader_generation())?;
@@ -66,7 +65,7 @@ pub(super) fn capture(buf: &mut [usize; MAX_FRAMES], steps: bool) -> Option<usiz
     // the module of the frame before (the program's own code), so the last range found
     // answers them without a search.
     let mut last = 0..0;
-    let w = walk(modules, cache, steps, regs, bounds, true, buf, |a| {
+    let w = walk(modules, cache, regs, bounds, true, buf, |a| {
         if last.contains(&a) {
             return true;
         }
@@ -115,11 +114,9 @@ impl Walk {
 /// The first frame (an instruction address, perhaps in a prologue) is unwound by framehop,
 /// every return address by its learnt [`Step`](super::steps::Step); a stack with a frame no
 /// step can describe is walked again by framehop alone.
-#[allow(clippy::too_many_arguments)]
 fn walk(
     modules: &Modules,
     caches: &mut Caches,
-    steps: bool,
     (ip, sp, bp): (u64, u64, u64),
     (low, high): (usize, usize),
     skip_first: bool,
@@ -130,15 +127,13 @@ fn walk(
         return Walk::cut(0);
     }
     let mut read = reader(sp, high);
-    if steps {
-        caches.steps.use_generation(modules.generation());
-        let regs = (ip, sp, bp);
-        // Err: a frame needs framehop's full register tracking; walk again with it alone.
-        if let Ok(n) = walk_steps(
-            modules, caches, regs, skip_first, buf, &mut check, &mut read,
-        ) {
-            return n;
-        }
+    caches.steps.use_generation(modules.generation());
+    let regs = (ip, sp, bp);
+    // Err: a frame needs framehop's full register tracking; walk again with it alone.
+    if let Ok(n) = walk_steps(
+        modules, caches, regs, skip_first, buf, &mut check, &mut read,
+    ) {
+        return n;
     }
     let rules = &mut caches.rules;
     walk_framehop(modules, rules, (ip, sp, bp), skip_first, buf, check, read)
@@ -406,10 +401,7 @@ unsafe fn interrupted(
         let found = unsafe { find(addr as *mut libc::c_void, &mut o) } == 0;
         found && o.eh_frame as usize == hdr
     };
-    let steps = super::unwinder() != super::Unwinder::Framehop;
-    Some(walk(
-        modules, cache, steps, regs, bounds, false, buf, current,
-    ))
+    Some(walk(modules, cache, regs, bounds, false, buf, current))
 }
 
 /// Step-table hits and misses (steps learnt) summed over the pool's caches. A cache in use

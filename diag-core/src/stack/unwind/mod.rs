@@ -36,10 +36,10 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 
 use crate::heap::MAX_FRAMES;
+use crate::wire::UnwindStats;
 
 /// Which unwinder captures the stacks of sampled allocations.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Unwinder {
     /// Cached DWARF unwinding: steps learnt per return address in front of framehop, with
     /// libgcc as the fallback; libgcc alone where the cached unwinder is not built (targets
@@ -48,14 +48,18 @@ pub enum Unwinder {
     Cached,
     /// libgcc's `_Unwind_Backtrace` for every stack.
     Libgcc,
-    /// Cached DWARF unwinding by framehop's own rule cache, without the step table: the same
-    /// stacks as [`Unwinder::Cached`], at about three times its cost per frame. For
-    /// comparisons, and a way around the step table should it ever be wrong.
-    Framehop,
 }
 
 impl Unwinder {
-    const ALL: [Unwinder; 3] = [Unwinder::Cached, Unwinder::Libgcc, Unwinder::Framehop];
+    const ALL: [Unwinder; 2] = [Unwinder::Cached, Unwinder::Libgcc];
+
+    /// Its name, as `DIAG_HEAP_UNWINDER` and `/debug/heap/stats` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unwinder::Cached => "cached",
+            Unwinder::Libgcc => "libgcc",
+        }
+    }
 }
 
 static UNWINDER: AtomicU8 = AtomicU8::new(0);
@@ -72,28 +76,10 @@ pub fn unwinder() -> Unwinder {
     Unwinder::ALL[usize::from(UNWINDER.load(Relaxed)) % Unwinder::ALL.len()]
 }
 
-/// Counts of stack captures by how they were taken.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct UnwindStats {
-    /// The unwinder in use now.
-    pub unwinder: Unwinder,
-    /// Stacks taken by the cached unwinder.
-    pub cached: u64,
-    /// Stacks the cached unwinder gave to libgcc (see the module docs for when).
-    pub fallbacks: u64,
-    /// Frames whose unwind step the cached unwinder found in its step tables.
-    pub rule_hits: u64,
-    /// Frames whose step it had to learn from framehop, which looks the rule up in the
-    /// module's `.eh_frame` unless its own cache has it (a few thousand instructions each;
-    /// the tables hold 1024 entries each, in sets of two).
-    pub rule_misses: u64,
-}
-
 /// How the stacks captured so far were taken.
 pub fn stats() -> UnwindStats {
     UnwindStats {
-        unwinder: unwinder(),
+        unwinder: std::borrow::Cow::Borrowed(unwinder().name()),
         cached: CACHED.load(Relaxed),
         fallbacks: FALLBACKS.load(Relaxed),
         ..rule_stats()
@@ -208,7 +194,7 @@ pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
     let unwinder = unwinder();
     if unwinder != Unwinder::Libgcc {
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-        match cached::capture(buf, unwinder == Unwinder::Cached) {
+        match cached::capture(buf) {
             Some(n) => {
                 CACHED.fetch_add(1, Relaxed);
                 return n;

@@ -1,0 +1,268 @@
+//! The JSON of `/debug/tasks`, `/debug/heap/stats` and `/debug/heap/history` against
+//! `diag_core::wire`: each real answer read into its wire type and written back gives the same
+//! JSON value (nothing the endpoint sends is lost or renamed on the way through the type), and
+//! the answer's field names are exactly the documented ones (a field renamed in the type, on
+//! both sides at once, still fails here: outside tools read these names).
+#![cfg(feature = "server")]
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use diag_core::wire::{HeapHistory, HeapStats, Tasks};
+
+#[global_allocator]
+static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
+
+async fn get_json(app: &axum::Router, uri: &str) -> Value {
+    let resp = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{uri}: {e}"))
+}
+
+/// `raw` read as `T` and written back: the same value.
+fn round_trip<T: DeserializeOwned + Serialize>(uri: &str, raw: &Value) -> T {
+    let typed: T = serde_json::from_value(raw.clone()).unwrap_or_else(|e| panic!("{uri}: {e}"));
+    let back = serde_json::to_value(&typed).unwrap();
+    assert_eq!(
+        &back, raw,
+        "{uri}: the wire type does not carry the answer as served"
+    );
+    typed
+}
+
+/// Every key path of `v`: `a.b` for objects, `a[].b` through arrays of objects.
+fn paths(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.insert(p.clone());
+                paths(v, &p, out);
+            }
+        }
+        Value::Array(a) => {
+            for v in a {
+                paths(v, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The key paths of `raw` are `expected`, plus any of `optional`.
+fn assert_fields(uri: &str, raw: &Value, expected: &[&str], optional: &[&str]) {
+    let mut got = BTreeSet::new();
+    paths(raw, "", &mut got);
+    let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+    let optional: BTreeSet<String> = optional.iter().map(|s| s.to_string()).collect();
+    let missing: Vec<_> = expected.difference(&got).collect();
+    let extra: Vec<_> = got
+        .difference(&expected)
+        .filter(|p| !optional.contains(*p))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{uri}: fields missing {missing:?}, unexpected {extra:?}"
+    );
+}
+
+const HEAP_STATS_FIELDS: &[&str] = &[
+    "allocated_bytes",
+    "allocated_objects",
+    "freed_bytes",
+    "freed_objects",
+    "live_bytes",
+    "live_objects",
+    "self_live_bytes",
+    "symbolizer_cache_bytes",
+    "sample_rate",
+    "tracked_blocks",
+    "max_tracked_blocks",
+    "stacks",
+    "dropped_samples",
+    "dropped_bytes",
+    "dropped_stacks",
+    "region_used_bytes",
+    "region_reserved_bytes",
+    "unwind",
+    "unwind.unwinder",
+    "unwind.cached",
+    "unwind.fallbacks",
+    "unwind.rule_hits",
+    "unwind.rule_misses",
+];
+
+const HISTORY_FIELDS: &[&str] = &[
+    "interval_ms",
+    "max_points",
+    "points_held",
+    "entries",
+    "memory_bytes",
+    "records",
+    "record_cpu_ns",
+    "last_record_cpu_ns",
+    "points",
+    "points[].time_nanos",
+    "points[].inuse_bytes",
+    "points[].inuse_objects",
+    "points[].live_bytes",
+    "points[].live_objects",
+    "points[].sample_rate",
+];
+
+const TASKS_FIELDS: &[&str] = &[
+    "blocking_events",
+    "blocking_events[].name",
+    "blocking_events[].thread",
+    "blocking_events[].duration_ms",
+    "blocking_events[].duration_ns",
+    "blocking_events[].ongoing",
+    "blocking_events[].at_unix_ms",
+    "blocking_events[].site",
+    "blocking_events[].stack",
+    "blocking_sites",
+    "blocking_sites[].site",
+    "blocking_sites[].count",
+    "blocking_sites[].total_ms",
+    "lag",
+    "lag.running",
+    "lag.current_ms",
+    "lag.p50_ms",
+    "lag.p99_ms",
+    "lag.max_ms",
+    "lag.window_secs",
+    "lag.samples_in_window",
+    "lag.interval_ms",
+    "runtime",
+    "runtime.watching",
+    "runtime.interval_ms",
+    "runtime.workers",
+    "runtime.busy_ratio",
+    "runtime.alive_tasks",
+    "runtime.global_queue_depth",
+    "runtime.total_park_count",
+    "runtime.max_busy_ms",
+    "runtime.min_busy_ms",
+    "tasks",
+    "tasks[].name",
+    "tasks[].sampled_1_in",
+    "tasks[].instrumented",
+    "tasks[].dropped",
+    "tasks[].polls",
+    "tasks[].mean_poll_us",
+    "tasks[].slow_polls",
+    "tasks[].slow_poll_ratio",
+    "tasks[].mean_slow_poll_us",
+    "tasks[].long_delays",
+    "tasks[].mean_scheduled_us",
+    "watchdog",
+    "watchdog.threshold_ms",
+    "watchdog.stack_capture",
+    "watchdog.events_total",
+    "watchdog.skipped_in_unwinder",
+    "watchdog.captured_cached",
+    "watchdog.captured_libgcc",
+    "watchdog.capture_failures",
+    "watchdog.unwatched_threads",
+    "watchdog.dropped_stacks",
+];
+
+/// Only with `--cfg tokio_unstable`.
+const TASKS_OPTIONAL: &[&str] = &[
+    "runtime.polls",
+    "runtime.mean_poll_us",
+    "runtime.steals",
+    "runtime.local_queue_depth",
+    "runtime.blocking_threads",
+];
+
+#[inline(never)]
+fn block_a_worker() {
+    std::thread::sleep(Duration::from_millis(80));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_answer_their_wire_types() {
+    let diag = diag_core::Diag::builder()
+        .no_listener()
+        .blocking_threshold(Duration::from_millis(20))
+        .heap_history(Duration::from_millis(100), 10)
+        .start()
+        .unwrap();
+    let app = diag.router();
+    // Something in every list: a blocking poll of a named task, history points.
+    diag_core::spawn("wire-blocker", async { block_a_worker() })
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let tasks = loop {
+        let raw = get_json(&app, "/debug/tasks").await;
+        let full = ["blocking_events", "blocking_sites", "tasks"]
+            .iter()
+            .all(|k| raw[k].as_array().is_some_and(|a| !a.is_empty()));
+        if full || Instant::now() > deadline {
+            break raw;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_fields("/debug/tasks", &tasks, TASKS_FIELDS, TASKS_OPTIONAL);
+    let typed: Tasks = round_trip("/debug/tasks", &tasks);
+    assert!(typed.tasks.iter().any(|t| t.name == "wire-blocker"));
+    assert!(typed.blocking_events.iter().any(|e| e.duration_ms >= 20));
+    // The text view renders the same typed answer.
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::get("/debug/tasks?debug=1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.starts_with("lag: current "), "{text}");
+    assert!(text.contains("wire-blocker"), "{text}");
+
+    let stats = get_json(&app, "/debug/heap/stats").await;
+    assert_fields("/debug/heap/stats", &stats, HEAP_STATS_FIELDS, &[]);
+    let typed: HeapStats = round_trip("/debug/heap/stats", &stats);
+    assert!(typed.allocated_bytes > 0);
+    assert_eq!(typed.unwind.unwinder, "cached");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let history = loop {
+        let raw = get_json(&app, "/debug/heap/history").await;
+        if raw["points"].as_array().is_some_and(|a| a.len() >= 2) || Instant::now() > deadline {
+            break raw;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_fields("/debug/heap/history", &history, HISTORY_FIELDS, &[]);
+    let typed: HeapHistory = round_trip("/debug/heap/history", &history);
+    assert_eq!(typed.stats.interval_ms, 100);
+    assert!(typed.points.len() >= 2);
+
+    // Lenient reading: what an older service leaves out takes its default.
+    let old: HeapStats = serde_json::from_str(r#"{"live_bytes": 5}"#).unwrap();
+    assert_eq!((old.live_bytes, old.unwind.cached), (5, 0));
+}
