@@ -79,23 +79,14 @@ struct Group {
 /// `diag top --by LABEL`: the profile split by the label's values, each with its heaviest
 /// functions (at most `--top`, 5 by default here).
 fn by_label(p: &Profile, key: &str, opts: &TopOptions, args: &TopArgs) -> Result<ExitCode> {
-    let mut values: Vec<Option<String>> = p
-        .samples
-        .iter()
-        .map(|s| label(s, key))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
     profile::require_label([p], key)?;
     let mut opts = opts.clone();
     if args.top == 20 {
         opts.n = 5; // the default of a flat list is long for one group
     }
     let whole = profile::top(p, &opts).with_context(|| format!("reading {}", args.file))?;
-    let mut groups = Vec::with_capacity(values.len());
-    for value in values.drain(..) {
-        let mut part = p.clone();
-        part.samples.retain(|s| label(s, key) == value);
+    let mut groups = Vec::new();
+    for (value, part) in profile::split_by_label(p, key) {
         let top = profile::top(&part, &opts)?;
         groups.push(Group {
             value,
@@ -137,11 +128,6 @@ fn by_label(p: &Profile, key: &str, opts: &TopOptions, args: &TopArgs) -> Result
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The value of label `key` on a sample, if it has one.
-fn label(s: &profile::Sample, key: &str) -> Option<String> {
-    profile::label(s, key).map(str::to_owned)
 }
 
 /// CPU profile length when `--seconds` is not given.

@@ -18,9 +18,10 @@ pub(crate) fn growth_by_label(
     last: &Profile,
     opts: &DiffOptions,
 ) -> anyhow::Result<Vec<DiffByLabel>> {
+    let carried = profile::label_keys([first, last]);
     let mut out = Vec::new();
     for key in KEYS {
-        if profile::require_label([first, last], key).is_ok() {
+        if carried.contains(key) {
             out.push(profile::diff_by_label(first, last, key, opts)?);
         }
     }

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::diff::{DiffOptions, SiteDelta, diff};
+use super::diff::{DiffOptions, SiteDelta, columns, default_column, diff};
 use super::model::{Profile, Sample};
 use super::sites::SiteRules;
 use super::trend::{HeapTrend, SiteTrend, TrendOptions, trend};
@@ -171,10 +171,15 @@ pub fn diff_by_label(
     opts: &DiffOptions,
 ) -> Result<DiffByLabel> {
     require_label([before, after], key)?;
-    // Validates the column and gives its name and unit, whatever the groups hold.
-    let whole = diff(before, after, opts)?;
+    // The column, checked on the whole profiles (as `diff` would), whatever the groups hold.
+    let ty = match &opts.sample_type {
+        Some(ty) => ty.clone(),
+        None => default_column(before, after).to_owned(),
+    };
+    let (columns, _) = columns(before, after, &ty)?;
+    let unit = before.sample_types[columns.bytes].unit.clone();
     let mut opts = opts.clone();
-    opts.sample_type = Some(whole.sample_type.clone());
+    opts.sample_type = Some(ty.clone());
     opts.app_crates = whole_app_crates(&[before, after], &opts.app_crates);
     let (values, split) = split_all(&[before, after], key);
     let mut groups = Vec::with_capacity(values.len());
@@ -216,8 +221,8 @@ pub fn diff_by_label(
     });
     Ok(DiffByLabel {
         by: key.to_owned(),
-        sample_type: whole.sample_type,
-        unit: whole.unit,
+        sample_type: ty,
+        unit,
         groups,
     })
 }

@@ -133,7 +133,7 @@ fn is_zero(v: &u32) -> bool {
 /// Column indices used from one profile.
 #[derive(Clone, Copy)]
 pub(super) struct Columns {
-    bytes: usize,
+    pub(super) bytes: usize,
     pub(super) objects: Option<usize>,
     alloc_bytes: Option<usize>,
     alloc_objects: Option<usize>,
@@ -232,7 +232,7 @@ pub fn diff(before: &Profile, after: &Profile, opts: &DiffOptions) -> Result<Hea
 /// The column compared when none is asked for: `inuse_space` if both profiles have it, else
 /// both profiles' default column if it is the same one (two CPU profiles: `cpu`); failing
 /// both, `inuse_space`, which [`columns`] then explains the absence of.
-fn default_column<'a>(before: &'a Profile, after: &Profile) -> &'a str {
+pub(super) fn default_column<'a>(before: &'a Profile, after: &Profile) -> &'a str {
     let has = |p: &Profile| p.sample_index(DEFAULT_DIFF_SAMPLE_TYPE).is_some();
     if has(before) && has(after) {
         return DEFAULT_DIFF_SAMPLE_TYPE;
