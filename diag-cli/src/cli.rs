@@ -35,6 +35,9 @@ diag flamegraph http://127.0.0.1:6060 --seconds 10 -o cpu.svg"
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// Files that name unsymbolized profiles (`--binary`, `--debug-dir`), for every command.
+    #[command(flatten)]
+    pub(crate) symbols: crate::symbols::SymbolArgs,
 }
 
 /// The subcommands.
@@ -106,6 +109,17 @@ pub(crate) enum Command {
         after_help = "Examples:\n  diag report http://127.0.0.1:6060 --seconds 30 -o report.html\n  diag report http://127.0.0.1:6060 --since 1h\n  diag report before.pb.gz after.pb.gz cpu.pb.gz -o leak.html"
     )]
     Report(ReportArgs),
+    /// Name the addresses of unsymbolized profiles (from a service with DIAG_SYMBOLIZE=off,
+    /// or fetched with ?symbolize=0) from the service's binary or debug files, and write named
+    /// copies.
+    ///
+    /// Files are matched to the profile's mappings by GNU build ID: --binary (the unstripped
+    /// binary, or its debug file), --debug-dir (a .build-id tree, as /usr/lib/debug), the
+    /// mapped file itself on the profiled host, and debuginfod (DEBUGINFOD_URLS).
+    #[command(
+        after_help = "Examples:\n  diag symbolize heap.pb.gz --binary target/release/myapp\n  diag symbolize cpu.pb.gz -o cpu-named.pb.gz --debug-dir ./debug\n  DEBUGINFOD_URLS=http://127.0.0.1:8002 diag symbolize heap.pb.gz"
+    )]
+    Symbolize(SymbolizeArgs),
 }
 
 impl Command {
@@ -121,6 +135,7 @@ impl Command {
             Command::Flamegraph(args) => commands::flamegraph::run(args),
             Command::Tasks(args) => commands::tasks::run(args.into()),
             Command::Report(args) => commands::report::run(args),
+            Command::Symbolize(args) => commands::symbolize::run(args.into()),
         }
     }
 }
@@ -539,4 +554,24 @@ pub(crate) struct ReportArgs {
     pub(crate) app_crates: Vec<String>,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
+}
+
+/// `diag symbolize IN...`.
+#[derive(Debug, Args)]
+pub(crate) struct SymbolizeArgs {
+    /// Unsymbolized profiles (pprof .pb.gz / .pb).
+    #[arg(value_name = "IN", required = true, num_args = 1..)]
+    pub(crate) inputs: Vec<PathBuf>,
+    /// Where to write the named copy (one input only). Default: NAME.sym.pb.gz beside each.
+    #[arg(short, long, value_name = "OUT")]
+    pub(crate) output: Option<PathBuf>,
+}
+
+impl From<SymbolizeArgs> for commands::symbolize::SymbolizeOptions {
+    fn from(a: SymbolizeArgs) -> Self {
+        Self {
+            inputs: a.inputs,
+            output: a.output,
+        }
+    }
 }

@@ -31,13 +31,21 @@ pub(crate) fn read_profile(arg: &str) -> Result<Profile> {
         Input::File(path) => {
             let bytes =
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            profile::load(&bytes).with_context(|| format!("reading {}", path.display()))
+            decode(&bytes, &path.display().to_string())
         }
         Input::Url(url) => bail!(
             "reading {url}: fetching profiles from a live service is not yet supported by this \
              command; save one with `diag snapshot` and pass the file"
         ),
     }
+}
+
+/// Decodes a profile read from `what` (a file or URL, for messages) and names its
+/// unsymbolized frames, if any (see [`crate::symbols`]).
+pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<Profile> {
+    let mut p = profile::load(bytes).with_context(|| format!("reading {what}"))?;
+    crate::symbols::name(&mut p, what)?;
+    Ok(p)
 }
 
 /// `profile` less the profile in the file `base` (`--base`), stack by stack; `profile` as it
@@ -81,8 +89,7 @@ pub(crate) fn fetch_cpu(
         seconds,
         || remote.get_profile(&path),
     )?;
-    let profile = profile::load(&reply.body)
-        .with_context(|| format!("decoding the CPU profile from {base}{path}"))?;
+    let profile = decode(&reply.body, &format!("the CPU profile from {base}{path}"))?;
     Ok(FetchedCpu {
         base,
         bytes: reply.body,

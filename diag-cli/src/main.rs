@@ -9,6 +9,7 @@ mod history;
 mod input;
 mod remote;
 mod report;
+mod symbols;
 mod table;
 mod units;
 
@@ -22,6 +23,7 @@ const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    cli.symbols.install();
     match cli.command.run() {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,

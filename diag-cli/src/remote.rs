@@ -124,7 +124,10 @@ impl Remote {
     }
 
     /// `GET base + path` expecting a pprof profile (gzip'd protobuf).
+    /// With files to name profiles given (`--binary`, `--debug-dir`), the profile is asked
+    /// for unsymbolized (`symbolize=0`): the CLI names it, the service pays nothing.
     pub(crate) fn get_profile(&self, path: &str) -> Result<Reply> {
+        let path = &crate::symbols::profile_path(path);
         let reply = self.get(path)?;
         if !reply.content_type.starts_with("application/octet-stream")
             || !diag_core::profile::pprof_codec::is_gzip(&reply.body)

@@ -49,6 +49,7 @@ pub struct Builder {
     /// `None`: the symbolizer's own default (or its environment variable).
     symbol_cache_bytes: Option<usize>,
     symbol_idle: Option<Duration>,
+    symbolize: bool,
     #[cfg(feature = "console")]
     console: bool,
 }
@@ -73,6 +74,7 @@ impl Default for Builder {
             app_crates: Vec::new(),
             symbol_cache_bytes: None,
             symbol_idle: None,
+            symbolize: true,
             #[cfg(feature = "console")]
             console: true,
         }
@@ -205,6 +207,18 @@ impl Builder {
                 })?;
             self.symbol_idle = Some(idle);
         }
+        if let Some(v) = env_var(env::SYMBOLIZE)? {
+            self.symbolize = match v.trim() {
+                "on" | "1" | "true" => true,
+                "off" | "0" | "false" => false,
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!("{}={v:?} must be on or off", env::SYMBOLIZE),
+                    ));
+                }
+            };
+        }
         Ok(self)
     }
 
@@ -325,6 +339,17 @@ impl Builder {
         self
     }
 
+    /// Whether the service names the frames of the profiles it serves (default true). With
+    /// false (`DIAG_SYMBOLIZE=off`), every profile holds addresses and mappings with build IDs
+    /// only, as with `?symbolize=0`: the service never opens debug info or symbol tables, so a
+    /// big binary costs it nothing, and `diag --binary` / `--debug-dir` / debuginfod or
+    /// `go tool pprof BINARY` name them elsewhere. A request's `?symbolize=1` still asks for
+    /// names.
+    pub fn symbolize(mut self, on: bool) -> Self {
+        self.symbolize = on;
+        self
+    }
+
     /// Do not start a listener (for apps that merge [`Diag::router`] into their own).
     pub fn no_listener(mut self) -> Self {
         self.listen = false;
@@ -372,14 +397,21 @@ impl Builder {
         if self.console {
             crate::console::start()?;
         }
-        crate::stack::symbols::set_app_crates(&self.app_crates);
+        crate::stack::process::set_app_crates(&self.app_crates);
         if let Some(n) = self.symbol_cache_bytes {
-            crate::stack::symbolize::set_cache_bytes(n);
+            crate::stack::resolve::set_cache_bytes(n);
         }
         if let Some(d) = self.symbol_idle {
-            crate::stack::symbolize::set_idle(d);
+            crate::stack::resolve::set_idle(d);
         }
-        crate::stack::symbols::warm_app_crates();
+        crate::stack::resolve::set_default(if self.symbolize {
+            crate::stack::resolve::Naming::Symbolized
+        } else {
+            crate::stack::resolve::Naming::Raw
+        });
+        if self.symbolize {
+            crate::stack::process::warm_app_crates();
+        }
         heap::set_unwinder(self.heap_unwinder);
         heap::set_sample_rate(self.heap_sample_bytes);
         crate::tasks::set_task_sample(self.task_sample);

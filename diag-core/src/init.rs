@@ -47,6 +47,10 @@ pub mod env {
     /// Seconds without symbolizing after which the symbolizer drops everything (default 60;
     /// fractions allowed).
     pub const SYMBOL_IDLE_SECS: &str = "DIAG_SYMBOL_IDLE_SECS";
+    /// `on` (default) or `off`: whether the service names the frames of the profiles it
+    /// serves; `off` serves addresses and mappings with build IDs only (as `?symbolize=0`), for
+    /// `diag --binary` / `--debug-dir` / debuginfod or `go tool pprof BINARY` to name.
+    pub const SYMBOLIZE: &str = "DIAG_SYMBOLIZE";
 }
 
 /// Starts diag from `DIAG_*` environment variables: sets the heap sample rate and starts the

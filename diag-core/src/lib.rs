@@ -25,6 +25,8 @@ mod padded;
 pub mod profile;
 #[cfg(feature = "heap")]
 mod stack;
+#[cfg(feature = "symbolize")]
+pub mod symbolize;
 #[cfg(feature = "server")]
 mod tasks;
 pub mod wire;

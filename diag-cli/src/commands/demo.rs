@@ -270,7 +270,7 @@ impl ReportProbe {
             .cpu
             .join()
             .map_err(|_| anyhow::anyhow!("the CPU profile thread panicked"))?
-            .and_then(|reply| Ok(profile::load(&reply.body)?));
+            .and_then(|reply| crate::input::decode(&reply.body, "the CPU profile"));
         match cpu {
             Ok(p) => r.add_cpu(
                 &format!(

@@ -7,6 +7,7 @@ pub(crate) mod flamegraph;
 pub(crate) mod list;
 pub(crate) mod report;
 pub(crate) mod snapshot;
+pub(crate) mod symbolize;
 pub(crate) mod tasks;
 pub(crate) mod top;
 pub(crate) mod top_live;

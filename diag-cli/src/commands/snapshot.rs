@@ -59,12 +59,21 @@ pub(crate) fn take(args: &SnapshotArgs) -> Result<Saved> {
     } else {
         remote.get_profile(&path)?
     };
-    let profile = pprof_codec::decode(&reply.body).with_context(|| {
+    let mut profile = pprof_codec::decode(&reply.body).with_context(|| {
         format!(
             "{}{path} answered a profile diag cannot read",
             remote.base()
         )
     })?;
+    // Unsymbolized (asked for with --binary / --debug-dir, or the service's
+    // DIAG_SYMBOLIZE=off): named here and saved named.
+    let raw = profile
+        .samples
+        .iter()
+        .any(|s| s.stack.iter().any(|f| f.is_raw()));
+    if raw {
+        crate::symbols::name(&mut profile, &format!("{}{path}", remote.base()))?;
+    }
     let total = |t: &str| {
         profile
             .sample_index(t)
@@ -75,7 +84,12 @@ pub(crate) fn take(args: &SnapshotArgs) -> Result<Saved> {
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from(default_name(remote.base(), args.seconds > 0)));
-    std::fs::write(&out, &reply.body).with_context(|| format!("writing {}", out.display()))?;
+    let body = if raw {
+        pprof_codec::encode_gzip(&profile)
+    } else {
+        reply.body
+    };
+    std::fs::write(&out, &body).with_context(|| format!("writing {}", out.display()))?;
     Ok(Saved {
         path: out,
         inuse_bytes: total("inuse_space"),

@@ -158,7 +158,7 @@ fn fetch_profile(url: &str, kind: &str, args: &TopArgs) -> Result<Profile> {
         );
     }
     let reply = remote.get_profile(&path)?;
-    profile::load(&reply.body).with_context(|| format!("reading {}{path}", remote.base()))
+    crate::input::decode(&reply.body, &format!("{}{path}", remote.base()))
 }
 
 /// What counts as flat: as asked (`--sites`, `--leaf`), else by the column.

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
-use diag_core::profile::{self, Profile};
+use diag_core::profile::Profile;
 
 use super::{Report, ReportOptions};
 use crate::commands::top_live::{self, Scrape};
@@ -85,9 +85,7 @@ pub(crate) fn gather_live(opts: &LiveOptions) -> Result<Report> {
     eprintln!("diag: gathered in {}", units::span(start.elapsed()));
 
     report.add_heaps(heaps, &opts.report)?;
-    match cpu.and_then(|reply| {
-        profile::load(&reply.body).with_context(|| format!("decoding {base}{cpu_path}"))
-    }) {
+    match cpu.and_then(|reply| crate::input::decode(&reply.body, &format!("{base}{cpu_path}"))) {
         Ok(p) => report.add_cpu(&format!("{base}{cpu_path}"), &p, &opts.report)?,
         Err(e) => report.notes.push(format!("no CPU profile: {e:#}")),
     }
@@ -110,8 +108,10 @@ pub(crate) fn gather_live(opts: &LiveOptions) -> Result<Report> {
 /// One heap snapshot of now.
 fn snapshot(remote: &Remote) -> Result<Profile> {
     let reply = remote.get_profile("/debug/pprof/heap")?;
-    profile::load(&reply.body)
-        .with_context(|| format!("decoding the heap snapshot of {}", remote.base()))
+    crate::input::decode(
+        &reply.body,
+        &format!("the heap snapshot of {}", remote.base()),
+    )
 }
 
 /// [`SNAPSHOTS`] heap snapshots evenly across `seconds` from `start`.

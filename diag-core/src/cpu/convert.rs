@@ -72,7 +72,8 @@ pub(crate) fn to_profile(
         ),
     ];
     // The application's crates, so the CLI attributes CPU sites as it does heap ones.
-    comments.extend(crate::stack::symbols::app_crates_comment());
+    comments.extend(crate::stack::process::app_crates_comment());
+    comments.extend(crate::stack::resolve::raw_comment(false));
     comments.extend(crate::heap::labels::folded_names_comment());
     if cpu > 0 {
         comments.push(format!(
@@ -91,7 +92,7 @@ pub(crate) fn to_profile(
         ],
         samples,
         period_type: Some(ValueType::new("cpu", "nanoseconds")),
-        mappings: crate::stack::symbols::mappings(),
+        mappings: crate::stack::process::mappings(),
         period,
         time_nanos: started
             .duration_since(UNIX_EPOCH)

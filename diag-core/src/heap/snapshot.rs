@@ -22,7 +22,7 @@ pub fn stats() -> HeapStats {
         live_bytes: t.alloc_bytes.saturating_sub(t.free_bytes),
         live_objects: t.alloc_objects.saturating_sub(t.free_objects),
         self_live_bytes: own.alloc_bytes.saturating_sub(own.free_bytes),
-        symbolizer_cache_bytes: crate::stack::symbolize::usage().0 as u64,
+        symbolizer_cache_bytes: crate::stack::resolve::usage().0 as u64,
         sample_rate: config::sample_rate(),
         tracked_blocks: TRACKED.load(Relaxed) as u64,
         max_tracked_blocks: MAX_TRACKED.load(Relaxed) as u64,
@@ -115,7 +115,8 @@ fn build(
     comments: Vec<String>,
 ) -> Profile {
     let mut comments = comments;
-    comments.extend(crate::stack::symbols::app_crates_comment());
+    comments.extend(crate::stack::process::app_crates_comment());
+    comments.extend(crate::stack::resolve::raw_comment(true));
     let counters: Vec<_> = counters.filter(|(_, c)| c[0] != 0).collect();
     // Every stack's addresses symbolized in one pass (in address order, see
     // `stack::symbolize`).
@@ -160,7 +161,7 @@ fn build(
         sample_types: crate::profile::heap_sample_types(),
         samples,
         period_type: Some(ValueType::new("space", "bytes")),
-        mappings: crate::stack::symbols::mappings(),
+        mappings: crate::stack::process::mappings(),
         period: rate as i64,
         time_nanos,
         duration_nanos: 0,

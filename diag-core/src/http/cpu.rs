@@ -1,6 +1,6 @@
-//! `GET /debug/pprof/profile?seconds=N&frequency=HZ&format=pprof|svg|folded&all_frames=0|1`:
+//! `GET /debug/pprof/profile?seconds=N&frequency=HZ&format=pprof|svg|folded&all_frames=0|1&symbolize=0|1`:
 //! a CPU profile of the whole process, Go's path and defaults. The SVG collapses runtime and
-//! dependency frames unless `all_frames=1`.
+//! dependency frames unless `all_frames=1`; `symbolize=0` serves addresses and mappings only.
 
 use std::time::Duration;
 
@@ -25,8 +25,9 @@ pub(crate) async fn profile(
 ) -> Result<Response, HttpError> {
     let params = Params::parse(
         raw.as_deref(),
-        &["seconds", "frequency", "format", "all_frames"],
+        &["seconds", "frequency", "format", "all_frames", "symbolize"],
     )?;
+    let naming = params.naming()?;
     let max = max_seconds.unwrap_or_else(cpu::max_seconds).max(1);
     let seconds = params.u64_in("seconds", 1, max, cpu::DEFAULT_SECONDS.min(max))?;
     let frequency = params.u64_in(
@@ -40,10 +41,12 @@ pub(crate) async fn profile(
 
     let session = blocking("CPU profiler task", move || Session::start(frequency)).await??;
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    run_blocking(move || match session.finish() {
-        Ok(p) => respond(&p, format, seconds, frequency, all_frames),
-        Err(e) => HttpError::from(e).into_response(),
-    })
+    run_blocking(
+        move || match crate::stack::resolve::with_naming(naming, || session.finish()) {
+            Ok(p) => respond(&p, format, seconds, frequency, all_frames),
+            Err(e) => HttpError::from(e).into_response(),
+        },
+    )
     .await
 }
 

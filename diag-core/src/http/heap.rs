@@ -12,13 +12,18 @@ use super::query::Params;
 use super::{blocking, pprof_response, run_blocking};
 use crate::heap;
 use crate::profile::{self, Profile, go_text};
+use crate::stack::resolve::{Naming, with_naming};
 
 /// Serves a heap profile with `default_type` as its default column.
 async fn serve_profile(
     raw: Option<String>,
     default_type: &'static str,
 ) -> Result<Response, HttpError> {
-    let params = Params::parse(raw.as_deref(), &["debug", "gc", "at", "seconds"])?;
+    let params = Params::parse(
+        raw.as_deref(),
+        &["debug", "gc", "at", "seconds", "symbolize"],
+    )?;
+    let naming = params.naming()?;
     let debug = params.u64_in("debug", 0, 1, 0)?;
     // Go clients send gc=1; there is no collector to run, accept and ignore it.
     params.u64_in("gc", 0, 1, 0)?;
@@ -37,7 +42,7 @@ async fn serve_profile(
         ));
     }
     if seconds > 0 {
-        return serve_delta(default_type, seconds).await;
+        return serve_delta(default_type, seconds, naming).await;
     }
     let pass = if at == 0 {
         limits::SNAPSHOTS.enter()?
@@ -47,9 +52,9 @@ async fn serve_profile(
     run_blocking(move || {
         let _pass = pass;
         let profile = if at == 0 {
-            heap::profile(default_type)
+            with_naming(naming, || heap::profile(default_type))
         } else {
-            match heap::profile_at(at, default_type) {
+            match with_naming(naming, || heap::profile_at(at, default_type)) {
                 Some(p) => p,
                 None => return HttpError::new(StatusCode::GONE, no_point(at)).into_response(),
             }
@@ -70,11 +75,15 @@ async fn serve_profile(
 /// `?seconds=N`, as Go serves it: a snapshot now, another `N` seconds later, and their
 /// difference stack by stack (`alloc_*`: what was allocated in between; `inuse_*`: what of it
 /// is still held, negative where memory was given back), as pprof.
-async fn serve_delta(default_type: &'static str, seconds: u64) -> Result<Response, HttpError> {
+async fn serve_delta(
+    default_type: &'static str,
+    seconds: u64,
+    naming: Option<Naming>,
+) -> Result<Response, HttpError> {
     let _one = limits::HEAP_DELTAS.enter()?;
-    let before = gated_profile(default_type).await?;
+    let before = gated_profile(default_type, naming).await?;
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let after = gated_profile(default_type).await?;
+    let after = gated_profile(default_type, naming).await?;
     run_blocking(move || match profile::delta(&before, &after) {
         Ok(d) => pprof_response(&d, "heap-delta.pb.gz"),
         // The sample types changed in between (they never do within one process).
@@ -85,7 +94,10 @@ async fn serve_delta(default_type: &'static str, seconds: u64) -> Result<Respons
 
 /// A heap snapshot through the snapshot gate, waiting up to [`GATE_WAIT`] for a snapshot
 /// another client is taking (or the gate's minimum interval) rather than failing.
-async fn gated_profile(default_type: &'static str) -> Result<Profile, HttpError> {
+async fn gated_profile(
+    default_type: &'static str,
+    naming: Option<Naming>,
+) -> Result<Profile, HttpError> {
     let deadline = Instant::now() + GATE_WAIT;
     let pass = loop {
         match limits::SNAPSHOTS.enter() {
@@ -98,7 +110,7 @@ async fn gated_profile(default_type: &'static str) -> Result<Profile, HttpError>
     };
     blocking("heap snapshot task", move || {
         let _pass = pass;
-        heap::profile(default_type)
+        with_naming(naming, || heap::profile(default_type))
     })
     .await
 }

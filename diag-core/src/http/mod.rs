@@ -72,6 +72,7 @@ async fn index() -> Response {
         "  /debug/pprof/profile   CPU profile, ?seconds=30&frequency=99&format=pprof|svg|folded\n",
         "  /debug/tasks           blocking events, event-loop lag, runtime and task health, JSON; ?debug=1 for text\n",
         "  /debug/pprof/block     where polls blocked the runtime, gzip'd pprof\n",
+        "  (every profile above: ?symbolize=0 for addresses and mappings with build IDs only)\n",
         "  /debug/pprof/goroutine where every task awaits (tokio task dump, `taskdump` feature), text; ?seconds=5&format=json\n",
         "  /debug/heap/stats      exact allocation counters and sampler state, JSON\n",
         "  /debug/heap/history    the heap history's points (one a minute by default), JSON; POST ?interval_ms=N&points=M\n",

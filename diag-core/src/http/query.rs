@@ -60,6 +60,19 @@ impl Params {
         }
     }
 
+    /// `symbolize=0|1`: `Some` naming when given (0 serves addresses and mappings only), `None`
+    /// (the process default, `DIAG_SYMBOLIZE`) when absent.
+    pub(crate) fn naming(&self) -> Result<Option<crate::stack::resolve::Naming>, HttpError> {
+        use crate::stack::resolve::Naming;
+        Ok(match self.raw("symbolize") {
+            None => None,
+            Some(_) => Some(match self.u64_in("symbolize", 0, 1, 1)? {
+                0 => Naming::Raw,
+                _ => Naming::Symbolized,
+            }),
+        })
+    }
+
     /// One of `choices`, or `default` when absent.
     #[allow(dead_code)] // used by endpoints with enumerated parameters (format=...)
     pub(crate) fn one_of<'a>(

@@ -31,11 +31,16 @@ pub(crate) async fn tasks(RawQuery(raw): RawQuery) -> Result<Response, HttpError
     .await
 }
 
-/// `GET /debug/pprof/block`: blocking events aggregated by stack, gzip'd pprof with
-/// `contentions/count` and `delay/nanoseconds`.
+/// `GET /debug/pprof/block[?symbolize=0]`: blocking events aggregated by stack, gzip'd pprof
+/// with `contentions/count` and `delay/nanoseconds`.
 pub(crate) async fn block_profile(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {
-    Params::parse(raw.as_deref(), &[])?;
-    run_blocking(|| pprof_response(&tasks::block_profile(), "block.pb.gz")).await
+    let params = Params::parse(raw.as_deref(), &["symbolize"])?;
+    let naming = params.naming()?;
+    run_blocking(move || {
+        let p = crate::stack::resolve::with_naming(naming, tasks::block_profile);
+        pprof_response(&p, "block.pb.gz")
+    })
+    .await
 }
 
 /// `GET /debug/pprof/goroutine[?seconds=N&format=text|json]`: where every task of the

@@ -32,7 +32,10 @@ pub use flamesvg::{SvgOptions, human};
 pub use flametree::{FlameNode, FlameTree};
 pub use folded::{folded, folded_map, write_folded};
 pub use load::{load, sample_type_names, select_sample};
-pub use model::{Frame, Mapping, Profile, Sample, ValueType, heap_sample_types};
+pub use model::{
+    Frame, Mapping, Profile, RAW_DROP_TOP_MACHINERY, RAW_STACKS_COMMENT, RAW_WHOLE, Sample,
+    ValueType, heap_sample_types,
+};
 pub use top::{Attribution, Top, TopEntry, TopOptions, top};
 pub use trend::{
     DEFAULT_TREND_ALPHA, HeapTrend, MAX_TREND_SNAPSHOTS, MIN_TREND_SNAPSHOTS, SiteTrend, SlopeUnit,

@@ -60,7 +60,40 @@ impl Frame {
             address: 0,
         }
     }
+
+    /// An unsymbolized frame: only its address is known, and it is named by it (`0x55d0...`),
+    /// as pprof names a location without lines. Encoded as such a location (its mapping says
+    /// it is not symbolized), so `go tool pprof BINARY` or `diag --binary BINARY` can name it.
+    pub fn raw(address: u64) -> Self {
+        Self {
+            function: format!("{address:#x}"),
+            file: None,
+            line: 0,
+            address,
+        }
+    }
+
+    /// True for a frame of [`Frame::raw`]'s form: an address not yet named.
+    pub fn is_raw(&self) -> bool {
+        self.address != 0
+            && self.file.is_none()
+            && self.line == 0
+            && self
+                .function
+                .strip_prefix("0x")
+                .is_some_and(|hex| u64::from_str_radix(hex, 16).is_ok_and(|a| a == self.address))
+    }
 }
+
+/// The comment key (`raw_stacks=...`) of a profile whose stacks are unsymbolized addresses
+/// (`?symbolize=0`, `DIAG_SYMBOLIZE=off`): what a symbolizer elsewhere must do once it names
+/// them, [`RAW_DROP_TOP_MACHINERY`] or [`RAW_WHOLE`].
+pub const RAW_STACKS_COMMENT: &str = "raw_stacks";
+/// Heap and blocking stacks: the profiler's own frames at the top (the allocator wrapper, the
+/// signal handler) are dropped once named, as the service does when it names them itself.
+pub const RAW_DROP_TOP_MACHINERY: &str = "drop_top_machinery";
+/// CPU stacks: every frame stays (diag's frames there are CPU that diag's threads used).
+pub const RAW_WHOLE: &str = "whole";
 
 /// One stack with its values, one value per [`Profile::sample_types`] entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

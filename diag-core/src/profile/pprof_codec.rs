@@ -117,24 +117,6 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
     };
 
     // Mappings: ids from 1 in the model's order (main binary first), looked up by address.
-    let mapping_list: Vec<protos::Mapping> = profile
-        .mappings
-        .iter()
-        .enumerate()
-        .map(|(i, m)| protos::Mapping {
-            id: i as u64 + 1,
-            memory_start: m.start,
-            memory_limit: m.limit,
-            file_offset: m.offset,
-            filename: strings.get(&m.file),
-            build_id: strings.get(&m.build_id),
-            // Frames are symbolized already: tools must not try again.
-            has_functions: true,
-            has_filenames: true,
-            has_line_numbers: true,
-            has_inline_frames: true,
-        })
-        .collect();
     let mapping_of = |addr: u64| -> u64 {
         if addr == 0 {
             return 0;
@@ -145,6 +127,69 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
             .position(|m| m.contains(addr))
             .map_or(0, |i| i as u64 + 1)
     };
+    // What each mapping's locations are: symbolized (with files and lines, with inlined
+    // frames) or not. A mapping claims to be symbolized only when all of its locations are,
+    // so tools that can name addresses (`go tool pprof BINARY`) do so for the others.
+    #[derive(Clone, Copy)]
+    struct Resolution {
+        any: bool,
+        raw: bool,
+        files: bool,
+        inlined: bool,
+    }
+    let mut resolution = vec![
+        Resolution {
+            any: false,
+            raw: false,
+            files: true,
+            inlined: false,
+        };
+        profile.mappings.len()
+    ];
+    for sample in &profile.samples {
+        let mut i = 0;
+        while i < sample.stack.len() {
+            let addr = sample.stack[i].address;
+            let mut j = i + 1;
+            if addr != 0 {
+                while j < sample.stack.len() && sample.stack[j].address == addr {
+                    j += 1;
+                }
+            }
+            if let Some(r) = (mapping_of(addr) as usize)
+                .checked_sub(1)
+                .map(|m| &mut resolution[m])
+            {
+                let frames = &sample.stack[i..j];
+                r.any = true;
+                r.raw |= frames.iter().any(Frame::is_raw);
+                r.files &= frames.iter().all(|f| f.file.is_some());
+                r.inlined |= frames.len() > 1;
+            }
+            i = j;
+        }
+    }
+    let mapping_list: Vec<protos::Mapping> = profile
+        .mappings
+        .iter()
+        .zip(&resolution)
+        .enumerate()
+        .map(|(i, (m, r))| {
+            let named = r.any && !r.raw;
+            protos::Mapping {
+                id: i as u64 + 1,
+                memory_start: m.start,
+                memory_limit: m.limit,
+                file_offset: m.offset,
+                filename: strings.get(&m.file),
+                build_id: strings.get(&m.build_id),
+                has_functions: named,
+                has_filenames: named && r.files,
+                has_line_numbers: named && r.files,
+                has_inline_frames: named && (r.inlined || r.files),
+            }
+        })
+        .collect();
 
     for sample in &profile.samples {
         let mut location_ids = Vec::new();
@@ -158,8 +203,10 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
                     j += 1;
                 }
             }
+            // An unsymbolized frame is a location without lines, as pprof writes one.
             let lines: Vec<(u64, i64)> = sample.stack[i..j]
                 .iter()
+                .filter(|f| !f.is_raw())
                 .map(|f| (function_id(f, &mut strings), i64::from(f.line)))
                 .collect();
             let mut key = lines.clone();

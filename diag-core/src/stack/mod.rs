@@ -1,25 +1,21 @@
-//! Stacks, for every profiler in diag: capture (of the current thread on the allocation
-//! path, of an interrupted thread from a signal handler), the table of loaded modules, and
-//! symbolization (addresses to function names, files, lines and inlined frames).
+//! Stacks of this process, for every profiler in diag: capture (of the current thread on the
+//! allocation path, of an interrupted thread from a signal handler), the table of loaded
+//! modules, and resolving captured addresses to frames with bounded caches.
 //!
 //! The heap sampler ([`crate::heap`]), the CPU sampler ([`crate::cpu`]) and the blocking
-//! watchdog (`tasks`) all capture through [`unwind`] and symbolize through [`symbolize_stack`]
-//! / [`symbols`], so a frame is named the same way in every profile.
+//! watchdog (`tasks`) all capture through [`unwind`] and name through [`resolve`], so a frame
+//! is named the same way in every profile. Reading names from files (ELF symbol tables,
+//! DWARF) and the naming rules live one floor down in [`crate::symbolize`], which the CLI
+//! uses too.
 
-#[cfg(target_os = "linux")]
-mod dwarf;
-#[cfg(target_os = "linux")]
-mod mapped;
-mod process;
-pub(crate) mod symbolize;
-pub(crate) mod symbols;
-#[cfg(target_os = "linux")]
-pub(crate) mod symtab;
+pub(crate) mod names;
+pub(crate) mod process;
+pub(crate) mod resolve;
 pub(crate) mod unwind;
 
-pub(crate) use symbolize::stack as symbolize_stack;
-pub(crate) use symbolize::stacks as symbolize_stacks;
-pub(crate) use symbolize::stacks_whole as symbolize_stacks_whole;
+pub(crate) use resolve::stack as symbolize_stack;
+pub(crate) use resolve::stacks as symbolize_stacks;
+pub(crate) use resolve::stacks_whole as symbolize_stacks_whole;
 #[cfg(target_os = "linux")]
 pub(crate) use unwind::segment_of;
 #[cfg(feature = "cpu")]

@@ -147,7 +147,7 @@ fn frame_text(f: &Frame) -> String {
 /// Returns the site's name and its text (with file and line).
 pub(crate) fn user_site(stack: &[Frame]) -> Option<(String, String)> {
     let rules =
-        sites::SiteRules::for_stacks([stack]).with_app_crates(crate::stack::symbols::app_crates());
+        sites::SiteRules::for_stacks([stack]).with_app_crates(crate::stack::process::app_crates());
     let site = rules.site(stack)?;
     let text = if site.app {
         frame_text(&stack[site.index])
@@ -258,7 +258,7 @@ pub(crate) fn block_profile() -> Profile {
         ],
         samples,
         period_type: Some(ValueType::new("contentions", "count")),
-        mappings: crate::stack::symbols::mappings(),
+        mappings: crate::stack::process::mappings(),
         period: 1,
         time_nanos: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -266,10 +266,12 @@ pub(crate) fn block_profile() -> Profile {
             .unwrap_or(0),
         duration_nanos: 0,
         default_sample_type: Some("delay".to_owned()),
-        comments: vec![format!(
+        comments: std::iter::once(format!(
             "blocking polls longer than {} ms",
             super::slots::THRESHOLD_NS.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000
-        )],
+        ))
+        .chain(crate::stack::resolve::raw_comment(true))
+        .collect(),
     }
 }
 

@@ -1,19 +1,10 @@
-//! Turning what a symbolizer resolves into the profile model's frames: shared by diag's own
-//! symbolizer ([`crate::stack::symbolize`], for heap, CPU and blocking stacks) and any other
-//! source of resolved symbols (`backtrace::Symbol`).
+//! The naming rules: what DWARF and symbol tables resolve at an address becomes the profile
+//! model's frames, the same way in the service (heap, CPU and blocking stacks, through
+//! `stack::resolve`) and in the CLI (profiles symbolized from files, [`super::files`]).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
 
 use crate::profile::Frame;
-
-// The process's application crates and mapped binaries live in `process`; named here too, as
-// callers know them.
-#[cfg(test)]
-use super::process::parse_maps;
-pub(crate) use super::process::{
-    app_crates, app_crates_comment, mappings, set_app_crates, warm_app_crates,
-};
 
 /// One function a symbolizer found at an address (an inlined one, or the one the address lies
 /// in): its raw (mangled) name, source file and line, each if known.
@@ -48,18 +39,6 @@ impl Resolved for RawFrame<'_> {
     }
 }
 
-impl Resolved for backtrace::Symbol {
-    fn name_bytes(&self) -> Option<&[u8]> {
-        self.name().map(|n| n.as_bytes())
-    }
-    fn file_name(&self) -> Option<String> {
-        self.filename().map(|p| p.display().to_string())
-    }
-    fn line_number(&self) -> Option<u32> {
-        self.lineno()
-    }
-}
-
 /// One symbol as the symbolizer resolved it, in plain data whatever the backend: the
 /// demangled name without hash suffix, the source file and line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,21 +49,23 @@ pub(crate) struct RawSymbol {
 }
 
 impl RawSymbol {
-    fn from_resolved<S: Resolved + ?Sized>(sym: &S) -> Self {
+    pub(crate) fn from_resolved<S: Resolved + ?Sized>(sym: &S) -> Self {
         RawSymbol {
-            name: sym
-                .name_bytes()
-                .map(|n| format!("{:#}", backtrace::SymbolName::new(n))),
+            name: sym.name_bytes().map(demangle),
             file: sym.file_name(),
             line: sym.line_number().unwrap_or(0),
         }
     }
 }
 
-/// The frames at code address `addr`, innermost (inlined) first, from the symbols `resolve`
-/// passes to its callback (diag's symbolizer, or `backtrace::resolve_frame`); one frame
-/// named by the address if there are none. See [`Namer::frames`] for the names.
+/// The frames at code address `addr` (a return address: the call is the byte before),
+/// innermost (inlined) first, from the symbols `resolve` passes to its callback; one frame
+/// named by the address (see [`unknown`]) if there are none. See [`Namer::frames`] for the
+/// names. Every frame's `address` is the call's (`addr - 1`), as pprof expects of a non-leaf
+/// location.
 pub(crate) fn resolve_with<S: Resolved + ?Sized>(
+    namer: &mut Namer,
+    symtab: &dyn SymbolTable,
     addr: usize,
     resolve: impl FnOnce(&mut dyn FnMut(&S)),
 ) -> Vec<Frame> {
@@ -93,14 +74,20 @@ pub(crate) fn resolve_with<S: Resolved + ?Sized>(
     if raw.is_empty() {
         return vec![unknown(addr)];
     }
-    let mut namer = namer().lock().unwrap_or_else(|e| e.into_inner());
-    namer.frames(addr, &raw, &ProcessSymbols)
+    let mut out = namer.frames(addr, &raw, symtab);
+    for f in &mut out {
+        f.address = call_address(addr);
+    }
+    out
 }
 
-/// The process's naming state (what it learned of crate names).
-fn namer() -> &'static Mutex<Namer> {
-    static NAMER: OnceLock<Mutex<Namer>> = OnceLock::new();
-    NAMER.get_or_init(Default::default)
+/// The demangled name, without hash, of a raw (mangled) symbol name; the name itself if it is
+/// not a Rust symbol.
+pub(crate) fn demangle(raw: &[u8]) -> String {
+    match std::str::from_utf8(raw) {
+        Ok(s) => format!("{:#}", rustc_demangle::demangle(s)),
+        Err(_) => String::from_utf8_lossy(raw).into_owned(),
+    }
 }
 
 /// What naming asks of the binaries' symbol tables (an interface so tests can give their own).
@@ -115,32 +102,6 @@ pub(crate) trait SymbolTable {
         keep: &dyn Fn(&[&str]) -> bool,
         limit: usize,
     ) -> Vec<String>;
-}
-
-/// This process's symbol tables.
-struct ProcessSymbols;
-
-impl SymbolTable for ProcessSymbols {
-    fn function_at(&self, addr: usize) -> Option<String> {
-        symbol_name(addr)
-    }
-
-    fn functions_where(
-        &self,
-        addr: usize,
-        keep: &dyn Fn(&[&str]) -> bool,
-        limit: usize,
-    ) -> Vec<String> {
-        #[cfg(all(feature = "heap", target_os = "linux"))]
-        {
-            crate::stack::symtab::functions_where(addr, keep, limit)
-        }
-        #[cfg(not(all(feature = "heap", target_os = "linux")))]
-        {
-            let _ = (addr, keep, limit);
-            Vec::new()
-        }
-    }
 }
 
 /// Most distinct functions looked up in a symbol table, per process: beyond it, short names
@@ -436,20 +397,6 @@ fn enclosing_path<'a>(
     None
 }
 
-/// The symbol-table name of the function holding `addr` (a return address: the call
-/// instruction is the byte before, as `backtrace` resolves it).
-fn symbol_name(addr: usize) -> Option<String> {
-    #[cfg(all(feature = "heap", target_os = "linux"))]
-    {
-        crate::stack::symtab::function_at(addr.checked_sub(1)?)
-    }
-    #[cfg(not(all(feature = "heap", target_os = "linux")))]
-    {
-        let _ = addr;
-        None
-    }
-}
-
 /// Whether the symbol-table name `full` (`myapp::cache::insert`,
 /// `alloc::vec::Vec<T,A>::with_capacity_in`) is the function the debug info calls `short`
 /// (`insert`, `with_capacity_in<u8, alloc::alloc::Global>`): the last path segment matches.
@@ -560,18 +507,54 @@ fn strip_version(dir: &str) -> &str {
 }
 
 /// A frame for an address nothing resolved, named by the address as pprof does.
+/// Its frame is [`Frame::raw`] at the call (`addr - 1`): an unsymbolized location.
 pub(crate) fn unknown(addr: usize) -> Frame {
-    named(addr, &format!("{addr:#x}"))
+    Frame::raw(call_address(addr))
 }
 
-/// A frame for an address with a name and no source.
+/// A frame for return address `addr` with a name and no source.
+#[cfg_attr(not(feature = "heap"), allow(dead_code))]
 pub(crate) fn named(addr: usize, function: &str) -> Frame {
     Frame {
         function: function.to_owned(),
         file: None,
         line: 0,
-        address: addr as u64,
+        address: call_address(addr),
     }
+}
+
+/// The address of the call a return address `addr` returns from: the byte before it, inside
+/// the call instruction (pprof's convention for a non-leaf location; any symbolizer names the
+/// call's line there, where the return address itself may lie in the next line or function).
+pub(crate) fn call_address(addr: usize) -> u64 {
+    addr.saturating_sub(1) as u64
+}
+
+/// True for frames of the profiler's own machinery, dropped from the top of captured stacks.
+pub(crate) fn is_machinery(function: &str) -> bool {
+    let f = function.trim_start_matches('<');
+    f.starts_with("diag_core::")
+        || f.starts_with("backtrace::")
+        || f.starts_with("__rust_alloc")
+        || f.starts_with("__rust_realloc")
+        || f.starts_with("__rust_dealloc")
+        || f.starts_with("__rustc::")
+        || f.starts_with("__rg_")
+        || f.starts_with("__rdl_")
+        || f.starts_with("_Unwind_")
+        || f.starts_with("std::alloc::")
+        || f.starts_with("alloc::alloc::")
+        || crate::profile::sites::is_allocator_shim(function)
+}
+
+/// A stack's frames with the profiler's own at the top (innermost) removed.
+pub(crate) fn drop_top_machinery(mut frames: Vec<Frame>) -> Vec<Frame> {
+    let keep_from = frames
+        .iter()
+        .position(|f| !is_machinery(&f.function))
+        .unwrap_or(frames.len());
+    frames.drain(..keep_from);
+    frames
 }
 
 #[cfg(test)]

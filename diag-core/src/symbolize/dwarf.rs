@@ -4,7 +4,8 @@
 //! of the mapping, so the section bytes stay file-backed pages; only sections the linker stored
 //! compressed are inflated, into anonymous mappings that are unmapped with the image.
 //! `addr2line` parses a compilation unit's line table and functions the first time an address
-//! in it is asked for; [`crate::stack::symbolize`] bounds what that keeps by dropping images.
+//! in it is asked for; the service's symbolizer (`stack::resolve`) bounds what that keeps by
+//! dropping images.
 //! An image without debug info of its own gets it from its separate debug file, found by GNU
 //! build ID or `.gnu_debuglink` under `/usr/lib/debug` as gdb looks for them.
 
@@ -15,7 +16,7 @@ use addr2line::gimli;
 use object::{Object, ObjectSection};
 
 use super::mapped::Mapped;
-use super::symbols::RawFrame;
+use super::naming::RawFrame;
 
 type Slice = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
 
@@ -31,9 +32,19 @@ pub(crate) struct Image {
 }
 
 impl Image {
-    /// Opens the DWARF of the image file at `path` (or of its separate debug file). An image
-    /// without any still names functions from its symbol table.
+    /// Opens the DWARF of the image file at `path` (or of its separate debug file, looked for
+    /// under `/usr/lib/debug` as gdb does). An image without any still names functions from
+    /// its symbol table.
+    #[cfg_attr(not(feature = "heap"), allow(dead_code))]
     pub(crate) fn load(path: &Path) -> Image {
+        Image::load_with(path, None, &[Path::new(DEBUG_DIR)])
+    }
+
+    /// [`Image::load`] with the separate debug file given (`debug`), or else looked for under
+    /// `debug_dirs` (each a tree like `/usr/lib/debug`: `.build-id/ab/cdef....debug`) and
+    /// next to the image (`.gnu_debuglink`). Names from the symbol table come from `path`,
+    /// or from the debug file when `path` has none (a stripped binary).
+    pub(crate) fn load_with(path: &Path, debug: Option<&Path>, debug_dirs: &[&Path]) -> Image {
         let mut image = Image {
             ctx: None,
             inflated: Vec::new(),
@@ -43,8 +54,20 @@ impl Image {
         let Some(file) = Mapped::open(path) else {
             return image;
         };
-        let file = match debug_file(&file, path) {
-            Some(debug) => debug,
+        let separate = match debug {
+            Some(d) => Mapped::open(d).map(|m| (m, d.to_owned())),
+            None => debug_file(&file, path, debug_dirs),
+        };
+        let file = match separate {
+            Some((debug, debug_path)) => {
+                let has_symtab = object::File::parse(file.bytes())
+                    .is_ok_and(|o| o.section_by_name(".symtab").is_some());
+                if !has_symtab {
+                    // A stripped binary: its debug file keeps the full symbol table.
+                    image.path = debug_path;
+                }
+                debug
+            }
             None => file,
         };
         if let Some((ctx, inflated)) = context(&file) {
@@ -55,7 +78,14 @@ impl Image {
         image
     }
 
+    /// The file function names are read from when DWARF has none (the image, or its debug
+    /// file when the image is stripped).
+    pub(crate) fn symbol_file(&self) -> &Path {
+        &self.path
+    }
+
     /// Bytes of anonymous memory this image holds for inflated sections.
+    #[cfg_attr(not(feature = "heap"), allow(dead_code))]
     pub(crate) fn inflated_bytes(&self) -> usize {
         self.inflated.iter().map(Mapped::len).sum()
     }
@@ -164,79 +194,55 @@ fn inflate(input: &[u8], out: &mut [u8]) -> bool {
     ) && d.total_out() == out.len() as u64
 }
 
-/// The separate debug file of an image without `.debug_info` of its own: by GNU build ID
-/// (`/usr/lib/debug/.build-id/ab/cdef….debug`), then by `.gnu_debuglink` (next to the image,
-/// in its `.debug` directory, or under `/usr/lib/debug`), as gdb looks.
-fn debug_file(file: &Mapped, path: &Path) -> Option<Mapped> {
+/// Where gdb looks for separate debug files.
+pub(crate) const DEBUG_DIR: &str = "/usr/lib/debug";
+
+/// The path of the debug file of build ID `id` (hex) in the debug tree `dir`:
+/// `dir/.build-id/ab/cdef….debug`.
+pub(crate) fn build_id_path(dir: &Path, id: &str) -> Option<PathBuf> {
+    (id.len() >= 4 && id.is_ascii()).then(|| {
+        dir.join(".build-id")
+            .join(&id[..2])
+            .join(format!("{}.debug", &id[2..]))
+    })
+}
+
+/// The separate debug file (and its path) of an image without `.debug_info` of its own: by
+/// GNU build ID under each of `dirs` (`/usr/lib/debug/.build-id/ab/cdef….debug`), then by
+/// `.gnu_debuglink` (next to the image, in its `.debug` directory, or under each of `dirs`),
+/// as gdb looks.
+fn debug_file(file: &Mapped, path: &Path, dirs: &[&Path]) -> Option<(Mapped, PathBuf)> {
     let obj = object::File::parse(file.bytes()).ok()?;
     if obj.section_by_name(".debug_info").is_some() {
         return None;
     }
-    const DEBUG: &str = "/usr/lib/debug";
-    if let Ok(Some(id)) = obj.build_id()
-        && id.len() >= 2
-    {
-        let hex: String = id[1..].iter().map(|b| format!("{b:02x}")).collect();
-        let p = format!("{DEBUG}/.build-id/{:02x}/{hex}.debug", id[0]);
-        if let Some(m) = Mapped::open(Path::new(&p)) {
-            return Some(m);
+    if let Ok(Some(id)) = obj.build_id() {
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        for dir in dirs {
+            if let Some(p) = build_id_path(dir, &hex)
+                && let Some(m) = Mapped::open(&p)
+            {
+                return Some((m, p));
+            }
         }
     }
     let (name, _crc) = obj.gnu_debuglink().ok()??;
     let name = Path::new(std::str::from_utf8(name).ok()?);
     let real = std::fs::canonicalize(path).ok()?;
     let dir = real.parent()?;
-    let candidates = [
-        dir.join(name),
-        dir.join(".debug").join(name),
-        Path::new(DEBUG)
-            .join(dir.strip_prefix("/").unwrap_or(dir))
-            .join(name),
-    ];
+    let mut candidates = vec![dir.join(name), dir.join(".debug").join(name)];
+    for d in dirs {
+        candidates.push(d.join(dir.strip_prefix("/").unwrap_or(dir)).join(name));
+    }
     candidates
-        .iter()
-        .filter(|c| **c != real)
-        .find_map(|c| Mapped::open(c))
+        .into_iter()
+        .filter(|c| *c != real)
+        .find_map(|c| Mapped::open(&c).map(|m| (m, c)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[inline(never)]
-    fn a_function_with_a_line() -> usize {
-        std::hint::black_box(11)
-    }
-
-    /// This test binary's own debug info names its functions with file and line.
-    #[test]
-    fn reads_this_binarys_dwarf() {
-        assert_eq!(a_function_with_a_line(), 11);
-        let addr = a_function_with_a_line as *const () as usize;
-        let seg = crate::stack::segment_of(addr).expect("segment");
-        let image = Image::load(&seg.file.unwrap_or_else(|| PathBuf::from("/proc/self/exe")));
-        let mut got = Vec::new();
-        let called = image.frames((addr - seg.bias) as u64 + 1, &mut |f| {
-            got.push((
-                f.name
-                    .as_deref()
-                    .map(|n| format!("{:#}", backtrace::SymbolName::new(n))),
-                f.file.map(str::to_owned),
-                f.line,
-            ))
-        });
-        assert!(called);
-        let (name, file, line) = got.last().expect("a frame").clone();
-        assert!(
-            name.as_deref()
-                .is_some_and(|n| n.ends_with("a_function_with_a_line")),
-            "{got:?}"
-        );
-        if image.ctx.is_some() {
-            assert!(file.is_some_and(|f| f.ends_with("dwarf.rs")), "{got:?}");
-            assert!(line.is_some_and(|l| l > 0), "{got:?}");
-        }
-    }
 
     #[test]
     fn inflates_zlib_exactly() {

@@ -28,9 +28,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::dwarf::Image;
 use super::unwind::Segment;
 use crate::profile::Frame;
+use crate::symbolize::dwarf::Image;
+use crate::symbolize::naming::{call_address, drop_top_machinery, named, unknown};
 
 use crate::heap::{DEFAULT_SYMBOL_CACHE_BYTES, DEFAULT_SYMBOL_IDLE};
 
@@ -108,6 +109,10 @@ struct State {
     reaper: bool,
     /// Times the DWARF state was dropped.
     drops: u64,
+    /// Addresses resolved (not found in `results`) since the last request ended: a request
+    /// that resolved any parsed DWARF or a symbol table, and freed what it parsed past the
+    /// bound, so its end trims the heap.
+    misses: u64,
 }
 
 /// `dwarf_used + results_used` as of the end of the last request or drop, and the drops so
@@ -153,6 +158,7 @@ impl State {
             return f.clone();
         }
         let meter = Meter::start();
+        self.misses += 1;
         let (frames, inflated) = self.resolve(addr, last);
         let f: Arc<[Frame]> = frames.into();
         self.results.insert(addr, f.clone());
@@ -173,18 +179,18 @@ impl State {
     /// anonymous memory a newly loaded image took for inflated sections.
     fn resolve(&mut self, addr: usize, last: &mut Option<Segment>) -> (Vec<Frame>, usize) {
         let Some(call) = addr.checked_sub(1) else {
-            return (vec![super::symbols::unknown(addr)], 0);
+            return (vec![unknown(addr)], 0);
         };
         if !last.as_ref().is_some_and(|s| s.range.contains(&call)) {
             *last = crate::stack::segment_of(call);
         }
         let Some(seg) = last.as_ref() else {
-            return (vec![super::symbols::unknown(addr)], 0);
+            return (vec![unknown(addr)], 0);
         };
         if seg.file.as_deref().is_some_and(is_vdso) {
             // The kernel's vDSO (`clock_gettime`, `gettimeofday`) has no file to read: named
             // as perf and pprof name it, not left as a bare address.
-            return (vec![super::symbols::named(addr, VDSO)], 0);
+            return (vec![named(addr, VDSO)], 0);
         }
         let mut inflated = 0;
         let path = seg.file.as_deref().unwrap_or(Path::new("/proc/self/exe"));
@@ -196,7 +202,7 @@ impl State {
         let image = &self.images[path];
         // A return address: the call is the instruction before it.
         let probe = (addr - 1 - seg.bias) as u64;
-        let frames = super::symbols::resolve_with(addr, |cb| {
+        let frames = super::names::resolve_with(addr, |cb| {
             image.frames(probe, cb);
         });
         (frames, inflated)
@@ -212,7 +218,7 @@ impl State {
     /// Drops the images and symbol tables (parsed DWARF, mappings, inflated sections).
     fn drop_dwarf(&mut self) {
         self.images = HashMap::new();
-        super::symtab::clear();
+        crate::symbolize::symtab::clear();
         self.dwarf_used = 0;
         self.dwarf_floor = None;
         self.drops += 1;
@@ -295,9 +301,18 @@ fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
     if !st.reaper && !empty {
         st.reaper = spawn_reaper();
     }
+    let cold = std::mem::take(&mut st.misses) > 0;
     drop(st);
-    if let Some(r) = released {
-        free(r);
+    match released {
+        Some(r) => free(r),
+        // A cold request parsed DWARF and symbol tables: what it freed on the way (units
+        // parsed past the bound, a mid-request drop, its scratch buffers) sits in the
+        // allocator's free lists, and glibc returns a large free region only when told to
+        // (its trim threshold rises to 64 MiB after large blocks were freed). Without this
+        // the host kept +35 to +80 MiB of RssAnon after one snapshot of a big binary until
+        // the idle drop.
+        None if cold => trim(),
+        None => {}
     }
     out
 }
@@ -327,23 +342,6 @@ fn spawn_reaper() -> bool {
         .is_ok()
 }
 
-/// True for frames of the profiler's own machinery, dropped from the top of captured stacks.
-pub(crate) fn is_machinery(function: &str) -> bool {
-    let f = function.trim_start_matches('<');
-    f.starts_with("diag_core::")
-        || f.starts_with("backtrace::")
-        || f.starts_with("__rust_alloc")
-        || f.starts_with("__rust_realloc")
-        || f.starts_with("__rust_dealloc")
-        || f.starts_with("__rustc::")
-        || f.starts_with("__rg_")
-        || f.starts_with("__rdl_")
-        || f.starts_with("_Unwind_")
-        || f.starts_with("std::alloc::")
-        || f.starts_with("alloc::alloc::")
-        || crate::profile::sites::is_allocator_shim(function)
-}
-
 /// The frame name of an address in the kernel's vDSO.
 pub(crate) const VDSO: &str = "[vdso]";
 
@@ -363,8 +361,13 @@ pub(crate) fn stack(addrs: &[usize]) -> Vec<Frame> {
 }
 
 /// Symbolizes many captured stacks (as [`stack`] does one), resolving their distinct
-/// addresses in address order.
+/// addresses in address order. Under [`Naming::Raw`] every address becomes an unsymbolized
+/// frame ([`Frame::raw`] at the call) and nothing is removed: the machinery at the top goes
+/// when the profile is symbolized elsewhere (the profile's [`RAW_STACKS_COMMENT`] says so).
 pub(crate) fn stacks(stacks: &[&[usize]]) -> Vec<Vec<Frame>> {
+    if naming() == Naming::Raw {
+        return raw(stacks);
+    }
     let resolved = resolve_all(stacks);
     stacks
         .iter()
@@ -376,6 +379,9 @@ pub(crate) fn stacks(stacks: &[&[usize]]) -> Vec<Vec<Frame>> {
 /// before it), inlined frames expanded, nothing removed: for CPU samples, where diag's own
 /// frames are CPU that diag's threads used.
 pub(crate) fn stacks_whole(stacks: &[&[usize]]) -> Vec<Vec<Frame>> {
+    if naming() == Naming::Raw {
+        return raw(stacks);
+    }
     let resolved = resolve_all(stacks);
     stacks
         .iter()
@@ -413,12 +419,84 @@ fn assemble<'a>(per_addr: impl Iterator<Item = &'a Arc<[Frame]>>) -> Vec<Frame> 
     for f in per_addr {
         out.extend(f.iter().cloned());
     }
-    let keep_from = out
+    drop_top_machinery(out)
+}
+
+/// Unsymbolized stacks: each return address as the frame of its call.
+fn raw(stacks: &[&[usize]]) -> Vec<Vec<Frame>> {
+    stacks
         .iter()
-        .position(|f| !is_machinery(&f.function))
-        .unwrap_or(out.len());
-    out.drain(..keep_from);
-    out
+        .map(|s| s.iter().map(|&a| Frame::raw(call_address(a))).collect())
+        .collect()
+}
+
+/// Whether the service names frames itself (`DIAG_SYMBOLIZE=on`, the default) or serves
+/// addresses for a symbolizer elsewhere (`off`: `diag --binary ...`, `go tool pprof BINARY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Naming {
+    /// Frames named here, from the images' DWARF and symbol tables.
+    Symbolized,
+    /// Addresses and mappings only: no debug info or symbol table is ever opened.
+    Raw,
+}
+
+/// The process-wide default: false once `DIAG_SYMBOLIZE=off` or `Builder::symbolize(false)`.
+static SYMBOLIZE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Sets the process-wide default naming.
+pub(crate) fn set_default(naming: Naming) {
+    SYMBOLIZE.store(naming == Naming::Symbolized, Relaxed);
+}
+
+/// The process-wide default naming.
+pub(crate) fn default_naming() -> Naming {
+    if SYMBOLIZE.load(Relaxed) {
+        Naming::Symbolized
+    } else {
+        Naming::Raw
+    }
+}
+
+thread_local! {
+    /// This thread's override of the default, for the request it serves.
+    static OVERRIDE: std::cell::Cell<Option<Naming>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` (which builds a profile on this thread) with `naming` in place of the default;
+/// `None` keeps the default.
+pub(crate) fn with_naming<R>(naming: Option<Naming>, f: impl FnOnce() -> R) -> R {
+    let old = OVERRIDE.with(|o| o.replace(naming));
+    struct Restore(Option<Naming>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            OVERRIDE.with(|o| o.set(self.0));
+        }
+    }
+    let _restore = Restore(old);
+    f()
+}
+
+/// How stacks built on this thread now are named.
+pub(crate) fn naming() -> Naming {
+    OVERRIDE
+        .with(std::cell::Cell::get)
+        .unwrap_or_else(default_naming)
+}
+
+/// The profile comment for stacks built now: `Some` when they are unsymbolized, saying what
+/// the symbolizer that names them must do (see [`crate::profile::RAW_STACKS_COMMENT`]).
+pub(crate) fn raw_comment(drop_machinery: bool) -> Option<String> {
+    (naming() == Naming::Raw).then(|| {
+        format!(
+            "{}={}",
+            crate::profile::RAW_STACKS_COMMENT,
+            if drop_machinery {
+                crate::profile::RAW_DROP_TOP_MACHINERY
+            } else {
+                crate::profile::RAW_WHOLE
+            }
+        )
+    })
 }
 
 /// What the symbolizer held after its last request or drop: bytes counted against
@@ -437,6 +515,19 @@ fn has_image(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::symbolize::naming::Resolved;
+
+    impl Resolved for backtrace::Symbol {
+        fn name_bytes(&self) -> Option<&[u8]> {
+            self.name().map(|n| n.as_bytes())
+        }
+        fn file_name(&self) -> Option<String> {
+            self.filename().map(|p| p.display().to_string())
+        }
+        fn line_number(&self) -> Option<u32> {
+            self.lineno()
+        }
+    }
 
     #[inline(never)]
     fn symbolize_me() -> usize {
@@ -450,13 +541,13 @@ mod tests {
         let f = with_state(|st| st.frames(addr, &mut None));
         let last = f.last().expect("a frame");
         assert!(
-            last.function.ends_with("symbolize::tests::symbolize_me"),
+            last.function.ends_with("resolve::tests::symbolize_me"),
             "{f:?}"
         );
         assert!(
             last.file
                 .as_deref()
-                .is_some_and(|p| p.ends_with("symbolize.rs")),
+                .is_some_and(|p| p.ends_with("resolve.rs")),
             "{f:?}"
         );
         assert!(last.line > 0, "{f:?}");
@@ -476,7 +567,7 @@ mod tests {
 
     /// The frames backtrace's resolver gives for `addr`, named by the same rules.
     fn backtrace_frames(addr: usize) -> Vec<(String, Option<String>, u32)> {
-        let f = crate::stack::symbols::resolve_with(addr, |cb| {
+        let f = crate::stack::process::resolve_with(addr, |cb| {
             backtrace::resolve(addr as *mut std::ffi::c_void, cb)
         });
         f.into_iter()

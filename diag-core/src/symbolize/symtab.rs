@@ -1,17 +1,17 @@
-//! Function names from the ELF symbol tables of the loaded images.
+//! Function names from ELF symbol tables.
 //!
 //! The debug info of a build with `debug = "line-tables-only"` names functions without their
 //! module path (`remember_request`); the symbol table of the same binary names the function
 //! an address lies in with its full path (`_ZN13diag_examples5leaky16remember_request...`).
-//! [`crate::stack::symbols`] asks here for the outermost (not inlined) frame of an address whose
-//! debug-info name is a short Rust name; builds with full or "limited" debug info, and C
-//! functions, never get here. Tables are made when a profile is served (never on the
-//! allocation path), once per image: the image's file stays mapped read-only (its pages are
-//! file-backed, which the kernel can drop and read again) and an index of its function
-//! symbols is kept, at most [`MAX_SYMBOLS`] entries (24 bytes each) per image. An image
-//! without a `.symtab` (a stripped shared library such as libc) is indexed from its dynamic
-//! symbols. The symbolizer ([`crate::stack::symbolize`]) also names the frames DWARF cannot
-//! name from here, and drops the tables with its other caches ([`clear`]).
+//! The naming rules ([`super::naming`]) ask here for the outermost (not inlined) frame of an
+//! address whose debug-info name is a short Rust name; builds with full or "limited" debug
+//! info, and C functions, never get here. A table is made when a profile is symbolized (never
+//! on the allocation path), once per image file: the file stays mapped read-only (its pages
+//! are file-backed, which the kernel can drop and read again) and an index of its function
+//! symbols is kept, at most [`MAX_SYMBOLS`] entries (24 bytes each). An image without a
+//! `.symtab` (a stripped shared library such as libc) is indexed from its dynamic symbols.
+//! Tables are keyed by file path: the service's symbolizer (`stack::resolve`) and the CLI's
+//! (`symbolize::files`) use the same ones, and drop them with their other caches ([`clear`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use std::sync::{Mutex, OnceLock};
 use object::{Object, ObjectSymbol, SymbolKind};
 
 use super::mapped::Mapped;
+use super::naming::demangle;
 
 /// Function symbols indexed per image at most.
 const MAX_SYMBOLS: usize = 1 << 19;
@@ -33,7 +34,7 @@ struct Func {
 }
 
 /// One image's function symbols, sorted by address, over the mapped file.
-struct Table {
+pub(crate) struct Table {
     map: Mapped,
     funcs: Vec<Func>,
 }
@@ -41,7 +42,7 @@ struct Table {
 impl Table {
     /// Indexes the function symbols of the ELF file at `path`; None if it cannot be read or
     /// parsed.
-    fn load(path: &Path) -> Option<Table> {
+    pub(crate) fn load(path: &Path) -> Option<Table> {
         let map = Mapped::open(path)?;
         let bytes = map.bytes();
         let file = object::File::parse(bytes).ok()?;
@@ -101,7 +102,7 @@ impl Table {
     }
 
     /// The raw name of the function whose symbol covers file address `at`.
-    fn name_at(&self, at: u64) -> Option<&[u8]> {
+    pub(crate) fn name_at(&self, at: u64) -> Option<&[u8]> {
         let i = self
             .funcs
             .partition_point(|f| f.addr <= at)
@@ -123,20 +124,9 @@ fn tables() -> &'static Mutex<HashMap<PathBuf, Option<Table>>> {
     TABLES.get_or_init(Default::default)
 }
 
-/// The demangled name, without hash, of the function whose symbol covers code address
-/// `addr` in this process; None if no loaded image's symbol table has one.
-pub(crate) fn function_at(addr: usize) -> Option<String> {
-    let seg = crate::stack::segment_of(addr)?;
-    let path = seg.file.unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
-    let at = addr.checked_sub(seg.bias)? as u64;
-    with_raw_name(&path, at, |raw| {
-        raw.map(|raw| format!("{:#}", backtrace::SymbolName::new(raw)))
-    })
-}
-
-/// Calls `f` with the raw (mangled) name of the function whose symbol covers file address `at`
-/// in the image file `path`, or None.
-pub(crate) fn with_raw_name<R>(path: &Path, at: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+/// Calls `f` with the symbol table of the image file at `path` (indexed on first use, then
+/// kept until [`clear`]), or None if it cannot be read.
+pub(crate) fn with_table<R>(path: &Path, f: impl FnOnce(Option<&Table>) -> R) -> R {
     let mut tables = tables().lock().unwrap_or_else(|e| e.into_inner());
     let table = match tables.get(path) {
         Some(t) => t,
@@ -144,10 +134,17 @@ pub(crate) fn with_raw_name<R>(path: &Path, at: u64, f: impl FnOnce(Option<&[u8]
             .entry(path.to_owned())
             .or_insert_with_key(|p| Table::load(p)),
     };
-    f(table.as_ref().and_then(|t| t.name_at(at)))
+    f(table.as_ref())
+}
+
+/// Calls `f` with the raw (mangled) name of the function whose symbol covers file address `at`
+/// in the image file `path`, or None.
+pub(crate) fn with_raw_name<R>(path: &Path, at: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+    with_table(path, |t| f(t.and_then(|t| t.name_at(at))))
 }
 
 /// Drops every table (and unmaps its file); they are made again when next needed.
+#[cfg_attr(not(feature = "heap"), allow(dead_code))]
 pub(crate) fn clear() {
     let old = std::mem::take(&mut *tables().lock().unwrap_or_else(|e| e.into_inner()));
     drop(old);
@@ -155,7 +152,7 @@ pub(crate) fn clear() {
 
 /// The path segments of a legacy-mangled Rust symbol (`_ZN5myapp5cache6insert17h<hash>E` ->
 /// `myapp`, `cache`, `insert`), hash left out, as raw bytes (escapes such as `$LT$` kept); None
-/// for any other symbol (C, v0-mangled: [`segments`] demangles those).
+/// for any other symbol (C, v0-mangled: [`Table::functions_where`] demangles those).
 fn legacy_segments(raw: &[u8]) -> Option<Vec<&[u8]>> {
     let mut rest = raw.strip_prefix(b"_ZN")?;
     let mut out = Vec::new();
@@ -178,62 +175,57 @@ fn legacy_segments(raw: &[u8]) -> Option<Vec<&[u8]>> {
     Some(out)
 }
 
-/// The demangled names (without hash) of the functions, in the symbol table of the image that
-/// holds code address `addr` (the executable when `addr` is 0), whose path segments `keep`
-/// accepts (a plain path: `myapp`, `cache`, `insert`; impls of traits are not offered); at
-/// most `limit` names. The whole table is scanned (legacy-mangled names without demangling or
-/// allocating; v0-mangled ones demangled): callers cache what they learn.
-pub(crate) fn functions_where(
-    addr: usize,
-    keep: &dyn Fn(&[&str]) -> bool,
-    limit: usize,
-) -> Vec<String> {
-    let path = if addr == 0 {
-        PathBuf::from("/proc/self/exe")
-    } else {
-        match crate::stack::segment_of(addr) {
-            Some(seg) => seg.file.unwrap_or_else(|| PathBuf::from("/proc/self/exe")),
-            None => return Vec::new(),
-        }
-    };
-    let mut tables = tables().lock().unwrap_or_else(|e| e.into_inner());
-    let Some(table) = tables
-        .entry(path)
-        .or_insert_with_key(|p| Table::load(p))
-        .as_ref()
-    else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = Vec::new();
-    let mut segs: Vec<&str> = Vec::new();
-    for raw in table.names() {
-        if out.len() >= limit {
-            break;
-        }
-        let kept = if let Some(raw_segs) = legacy_segments(raw) {
-            segs.clear();
-            segs.extend(
-                raw_segs
-                    .iter()
-                    .map(|s| std::str::from_utf8(s).unwrap_or("")),
-            );
-            plain(&segs) && keep(&segs)
-        } else if raw.starts_with(b"_R") {
-            let name = format!("{:#}", backtrace::SymbolName::new(raw));
-            let head = name.split('<').next().unwrap_or("");
-            let owned: Vec<&str> = head.split("::").collect();
-            !name.starts_with('<') && plain(&owned) && keep(&owned)
-        } else {
-            false
-        };
-        if kept {
-            let name = format!("{:#}", backtrace::SymbolName::new(raw));
-            if !out.contains(&name) {
-                out.push(name);
+impl Table {
+    /// The demangled names (without hash) of the functions whose path segments `keep` accepts
+    /// (a plain path: `myapp`, `cache`, `insert`; impls of traits are not offered); at most
+    /// `limit` names. The whole table is scanned (legacy-mangled names without demangling or
+    /// allocating; v0-mangled ones demangled): callers cache what they learn.
+    pub(crate) fn functions_where(
+        &self,
+        keep: &dyn Fn(&[&str]) -> bool,
+        limit: usize,
+    ) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut segs: Vec<&str> = Vec::new();
+        for raw in self.names() {
+            if out.len() >= limit {
+                break;
+            }
+            let kept = if let Some(raw_segs) = legacy_segments(raw) {
+                segs.clear();
+                segs.extend(
+                    raw_segs
+                        .iter()
+                        .map(|s| std::str::from_utf8(s).unwrap_or("")),
+                );
+                plain(&segs) && keep(&segs)
+            } else if raw.starts_with(b"_R") {
+                let name = demangle(raw);
+                let head = name.split('<').next().unwrap_or("");
+                let owned: Vec<&str> = head.split("::").collect();
+                !name.starts_with('<') && plain(&owned) && keep(&owned)
+            } else {
+                false
+            };
+            if kept {
+                let name = demangle(raw);
+                if !out.contains(&name) {
+                    out.push(name);
+                }
             }
         }
+        out
     }
-    out
+
+    /// The crates that define a `main` function at their root (`myapp::main`): the binary's
+    /// own crate, as its symbol table names it.
+    pub(crate) fn main_crates(&self) -> Vec<String> {
+        self.functions_where(&|s| s.len() == 2 && s[1] == "main", 8)
+            .into_iter()
+            .filter_map(|n| n.strip_suffix("::main").map(str::to_owned))
+            .filter(|c| !crate::profile::sites::RUNTIME_CRATES.contains(&c.as_str()))
+            .collect()
+    }
 }
 
 /// Whether segments are a plain path's (`myapp`, `cache`), not an impl's (`_$LT$...`).
@@ -242,43 +234,9 @@ fn plain(segs: &[&str]) -> bool {
         .is_some_and(|s| !s.is_empty() && !s.starts_with('_') && !s.starts_with('<'))
 }
 
-/// The crates of this executable that define a `main` function at their root (`myapp::main`):
-/// the binary's own crate, as its symbol table names it.
-pub(crate) fn main_crates() -> Vec<String> {
-    functions_where(0, &|s| s.len() == 2 && s[1] == "main", 8)
-        .into_iter()
-        .filter_map(|n| n.strip_suffix("::main").map(str::to_owned))
-        .filter(|c| !crate::profile::sites::RUNTIME_CRATES.contains(&c.as_str()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[inline(never)]
-    fn a_function_with_a_symbol() -> usize {
-        std::hint::black_box(7)
-    }
-
-    #[test]
-    fn names_this_binarys_functions_with_their_paths() {
-        let f = a_function_with_a_symbol as *const () as usize;
-        assert_eq!(a_function_with_a_symbol(), 7);
-        let name = function_at(f + 1).expect("a symbol for a function of this binary");
-        assert!(
-            name.ends_with("symtab::tests::a_function_with_a_symbol"),
-            "{name}"
-        );
-        // libc's malloc, from libc's own table (or its dynamic symbols' absence: then None).
-        let m = libc::malloc as *const () as usize;
-        if let Some(n) = function_at(m) {
-            assert!(n.contains("malloc"), "{n}");
-        }
-        // Not code: no name.
-        let on_stack = 0u64;
-        assert_eq!(function_at(&on_stack as *const u64 as usize), None);
-    }
 
     #[test]
     fn legacy_symbols_split_into_segments() {
@@ -289,21 +247,5 @@ mod tests {
         assert_eq!(legacy_segments(b"malloc"), None);
         // Truncated: not a name.
         assert_eq!(legacy_segments(b"_ZN5my"), None);
-    }
-
-    #[test]
-    fn finds_this_binarys_functions_by_path() {
-        assert_eq!(a_function_with_a_symbol(), 7);
-        let here = a_function_with_a_symbol as *const () as usize;
-        let found = functions_where(
-            here,
-            &|s| s.last().is_some_and(|l| *l == "a_function_with_a_symbol"),
-            4,
-        );
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert!(
-            found[0].ends_with("stack::symtab::tests::a_function_with_a_symbol"),
-            "{found:?}"
-        );
     }
 }

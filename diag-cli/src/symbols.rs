@@ -1,0 +1,197 @@
+//! Naming unsymbolized profiles here rather than in the service: a service with
+//! `DIAG_SYMBOLIZE=off` (or asked for `?symbolize=0`) serves addresses and mappings with GNU
+//! build IDs; the files that name them are found from `--binary`, `--debug-dir`, the mapped
+//! file's own path when it has the same build ID (the profiled host), `/usr/lib/debug`, and
+//! debuginfod servers (`DEBUGINFOD_URLS`, the elfutils protocol), whose answers are cached
+//! under the user's cache directory. Names come from `diag_core::symbolize`, the code the
+//! service names its own frames with.
+//!
+//! The settings are the process's (one command per process), set once by the command line
+//! before any profile is read, so every place that decodes a profile names it the same way.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use diag_core::profile::Profile;
+use diag_core::symbolize::{Fetched, Sources, symbolize};
+
+/// Where the files that name unsymbolized profiles are; shared by the commands that read
+/// profiles.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct SymbolArgs {
+    /// A binary (or its debug file) of the profiled service or one of its libraries, matched
+    /// to the profile by GNU build ID; repeatable. With it, profiles are fetched unsymbolized
+    /// (`?symbolize=0`) and named here, so the service never reads its debug info.
+    #[arg(long = "binary", value_name = "PATH", global = true)]
+    pub(crate) binaries: Vec<PathBuf>,
+    /// A tree of debug files by build ID (`DIR/.build-id/ab/cdef....debug`, as
+    /// `/usr/lib/debug`); repeatable. Fetches profiles unsymbolized, as --binary does.
+    #[arg(long = "debug-dir", value_name = "DIR", global = true)]
+    pub(crate) debug_dirs: Vec<PathBuf>,
+}
+
+impl SymbolArgs {
+    /// Makes these the process's settings (the first call wins).
+    pub(crate) fn install(&self) {
+        let _ = SETTINGS.set(self.clone());
+    }
+}
+
+static SETTINGS: OnceLock<SymbolArgs> = OnceLock::new();
+
+fn settings() -> &'static SymbolArgs {
+    SETTINGS.get_or_init(SymbolArgs::default)
+}
+
+/// True when files to name profiles with were given: live profiles are then asked for
+/// unsymbolized (`?symbolize=0`).
+pub(crate) fn wants_raw() -> bool {
+    let s = settings();
+    !s.binaries.is_empty() || !s.debug_dirs.is_empty()
+}
+
+/// `path` with `symbolize=0` added to its query when [`wants_raw`].
+pub(crate) fn profile_path(path: &str) -> String {
+    if !wants_raw() || path.contains("symbolize=") {
+        return path.to_owned();
+    }
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}symbolize=0")
+}
+
+/// Names the unsymbolized frames of `profile` (read from `what`), if it has any: an error
+/// when none of them could be named and files were given (or found none at all), a warning
+/// on stderr for those left unnamed.
+pub(crate) fn name(profile: &mut Profile, what: &str) -> Result<()> {
+    if !profile
+        .samples
+        .iter()
+        .any(|s| s.stack.iter().any(|f| f.is_raw()))
+    {
+        return Ok(());
+    }
+    let s = settings();
+    let mut sources = Sources::default();
+    sources.binaries = s.binaries.clone();
+    sources.debug_dirs = s.debug_dirs.clone();
+    let mut fetch = |id: &str| debuginfod(id);
+    let outcome = symbolize(profile, &sources, &mut fetch)
+        .map_err(|e| anyhow::anyhow!("naming the addresses of {what}: {e}"))?;
+    let why = outcome.warnings.join("; ");
+    if outcome.addresses > 0 && outcome.named == 0 {
+        bail!(
+            "naming the addresses of {what}: none of its {} unsymbolized addresses could be \
+             named ({why}); pass the service's binary with --binary, its debug files with \
+             --debug-dir, or set DEBUGINFOD_URLS",
+            outcome.addresses
+        );
+    }
+    if outcome.named < outcome.addresses {
+        let _ = writeln!(
+            std::io::stderr(),
+            "diag: warning: {what}: {} of {} addresses named; {why}",
+            outcome.named,
+            outcome.addresses
+        );
+    }
+    Ok(())
+}
+
+/// The debuginfod servers to ask (`DEBUGINFOD_URLS`, space-separated, as elfutils reads it).
+fn servers() -> Vec<String> {
+    std::env::var("DEBUGINFOD_URLS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        .collect()
+}
+
+/// Where debuginfod answers are kept: `DEBUGINFOD_CACHE_PATH`, else
+/// `$XDG_CACHE_HOME/diag/debuginfod`, else `~/.cache/diag/debuginfod`.
+fn cache_dir() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("DEBUGINFOD_CACHE_PATH") {
+        return Some(PathBuf::from(p));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+    Some(base.join("diag").join("debuginfod"))
+}
+
+/// How long one debuginfod request may take: `DEBUGINFOD_TIMEOUT` seconds (elfutils' name),
+/// default 30.
+fn timeout() -> Duration {
+    std::env::var("DEBUGINFOD_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map_or(Duration::from_secs(30), Duration::from_secs)
+}
+
+/// The debug file and executable of build ID `id` from the cache or the debuginfod servers;
+/// failures are warnings (the addresses stay unnamed), never errors.
+fn debuginfod(id: &str) -> Fetched {
+    let servers = servers();
+    if servers.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Fetched::default();
+    }
+    let Some(cache) = cache_dir() else {
+        return Fetched::default();
+    };
+    let dir = cache.join(id);
+    let get = |kind: &str| -> Option<PathBuf> {
+        let file = dir.join(kind);
+        if file.is_file() {
+            return Some(file);
+        }
+        for server in &servers {
+            let url = format!("{server}/buildid/{id}/{kind}");
+            match download(&url, &file) {
+                Ok(true) => return Some(file),
+                Ok(false) => {}
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "diag: warning: debuginfod: {e}");
+                }
+            }
+        }
+        None
+    };
+    let debug = get("debuginfo");
+    let executable = get("executable");
+    Fetched::new(executable, debug)
+}
+
+/// Downloads `url` into `to` (through a temporary file beside it): Ok(false) when the server
+/// has no such file (404), Err when it cannot be reached or fails.
+fn download(url: &str, to: &Path) -> Result<bool> {
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout()))
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut reply = agent
+        .get(url)
+        .call()
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    match reply.status().as_u16() {
+        200 => {}
+        404 => return Ok(false),
+        s => bail!("{url}: answered {s}"),
+    }
+    let body = reply
+        .body_mut()
+        .with_config()
+        .limit(4 << 30)
+        .read_to_vec()
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let dir = to.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    let tmp = to.with_extension("part");
+    std::fs::write(&tmp, &body).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, to).map_err(|e| anyhow::anyhow!("{}: {e}", to.display()))?;
+    Ok(true)
+}
