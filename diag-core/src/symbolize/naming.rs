@@ -83,9 +83,14 @@ pub(crate) fn resolve_with<S: Resolved + ?Sized>(
 
 /// The demangled name, without hash, of a raw (mangled) symbol name; the name itself if it is
 /// not a Rust symbol.
+/// An ELF symbol version (`memcpy@GLIBC_2.14`, `xdr_uint32_t@@GLIBC_2.2.5`, as a debug file's
+/// `.symtab` spells versioned symbols) is not part of the name.
 pub(crate) fn demangle(raw: &[u8]) -> String {
     match std::str::from_utf8(raw) {
-        Ok(s) => format!("{:#}", rustc_demangle::demangle(s)),
+        Ok(s) => match rustc_demangle::try_demangle(s) {
+            Ok(d) => format!("{d:#}"),
+            Err(_) => s.split_once('@').map_or(s, |(name, _)| name).to_owned(),
+        },
         Err(_) => String::from_utf8_lossy(raw).into_owned(),
     }
 }
