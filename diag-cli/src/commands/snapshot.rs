@@ -66,13 +66,24 @@ pub(crate) fn take(args: &SnapshotArgs) -> Result<Saved> {
         )
     })?;
     // Unsymbolized (asked for with --binary / --debug-dir, or the service's
-    // DIAG_SYMBOLIZE=off): named here and saved named.
-    let raw = profile
+    // DIAG_SYMBOLIZE=off): named here and saved named; saved as served (with a note) when
+    // nothing names it here, to be named later (`diag symbolize`, or any command with
+    // --binary): the snapshot is not lost for want of a binary.
+    let mut raw = profile
         .samples
         .iter()
         .any(|s| s.stack.iter().any(|f| f.is_raw()));
     if raw {
-        crate::symbols::name(&mut profile, &format!("{}{path}", remote.base()))?;
+        match crate::symbols::name(&mut profile, &format!("{}{path}", remote.base())) {
+            Err(e) if !crate::symbols::wants_raw() => {
+                eprintln!(
+                    "diag: note: saved unsymbolized ({e:#}); name it later with `diag symbolize \
+                     FILE --binary PATH`"
+                );
+                raw = false;
+            }
+            r => r?,
+        }
     }
     let total = |t: &str| {
         profile

@@ -37,7 +37,10 @@ where
 {
     tokio::task::spawn_blocking(move || {
         let _ignore = crate::heap::IgnoreAllocs::new();
-        f()
+        let out = f();
+        // What building a profile freed goes back to the system before the answer leaves.
+        crate::stack::resolve::trim_after_request();
+        out
     })
     .await
     .map_err(|e| {

@@ -109,10 +109,6 @@ struct State {
     reaper: bool,
     /// Times the DWARF state was dropped.
     drops: u64,
-    /// Addresses resolved (not found in `results`) since the last request ended: a request
-    /// that resolved any parsed DWARF or a symbol table, and freed what it parsed past the
-    /// bound, so its end trims the heap.
-    misses: u64,
 }
 
 /// `dwarf_used + results_used` as of the end of the last request or drop, and the drops so
@@ -158,7 +154,6 @@ impl State {
             return f.clone();
         }
         let meter = Meter::start();
-        self.misses += 1;
         let (frames, inflated) = self.resolve(addr, last);
         let f: Arc<[Frame]> = frames.into();
         self.results.insert(addr, f.clone());
@@ -301,20 +296,28 @@ fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
     if !st.reaper && !empty {
         st.reaper = spawn_reaper();
     }
-    let cold = std::mem::take(&mut st.misses) > 0;
     drop(st);
-    match released {
-        Some(r) => free(r),
-        // A cold request parsed DWARF and symbol tables: what it freed on the way (units
-        // parsed past the bound, a mid-request drop, its scratch buffers) sits in the
-        // allocator's free lists, and glibc returns a large free region only when told to
-        // (its trim threshold rises to 64 MiB after large blocks were freed). Without this
-        // the host kept +35 to +80 MiB of RssAnon after one snapshot of a big binary until
-        // the idle drop.
-        None if cold => trim(),
-        None => {}
+    if let Some(r) = released {
+        free(r);
     }
+    TRIM_DUE.store(true, Relaxed);
     out
+}
+
+/// Set when stacks were named since the last [`trim_after_request`].
+static TRIM_DUE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Gives the heap a request freed back to the system, once the request is done with it (its
+/// profile model, the symbolizer's parse of the units it read, the encoder's buffers): called
+/// by the debug endpoints after a profile's answer is made, when stacks were named since the
+/// last call. glibc returns a large free region only when told to (its trim threshold rises
+/// to 64 MiB once large blocks were freed), and the blocks a request freed sit in the arena of
+/// the thread that served it: without this a 114 MB binary's service kept +63 MiB of RssAnon
+/// after one snapshot and a CPU profile (its own live heap 1.2 MiB) until the idle drop.
+pub(crate) fn trim_after_request() {
+    if TRIM_DUE.swap(false, Relaxed) {
+        trim();
+    }
 }
 
 /// Starts the thread that drops the caches once they have been idle for [`idle`]; false if
@@ -424,6 +427,7 @@ fn assemble<'a>(per_addr: impl Iterator<Item = &'a Arc<[Frame]>>) -> Vec<Frame> 
 
 /// Unsymbolized stacks: each return address as the frame of its call.
 fn raw(stacks: &[&[usize]]) -> Vec<Vec<Frame>> {
+    TRIM_DUE.store(true, Relaxed);
     stacks
         .iter()
         .map(|s| s.iter().map(|&a| Frame::raw(call_address(a))).collect())
@@ -485,18 +489,24 @@ pub(crate) fn naming() -> Naming {
 
 /// The profile comment for stacks built now: `Some` when they are unsymbolized, saying what
 /// the symbolizer that names them must do (see [`crate::profile::RAW_STACKS_COMMENT`]).
-pub(crate) fn raw_comment(drop_machinery: bool) -> Option<String> {
-    (naming() == Naming::Raw).then(|| {
-        format!(
-            "{}={}",
-            crate::profile::RAW_STACKS_COMMENT,
-            if drop_machinery {
-                crate::profile::RAW_DROP_TOP_MACHINERY
-            } else {
-                crate::profile::RAW_WHOLE
-            }
-        )
-    })
+/// With it, the main executable's code hash (`exe_code=`), by which a binary of another
+/// build ID with the same code can still name the profile.
+pub(crate) fn raw_comment(drop_machinery: bool) -> Vec<String> {
+    if naming() != Naming::Raw {
+        return Vec::new();
+    }
+    let mut out = vec![format!(
+        "{}={}",
+        crate::profile::RAW_STACKS_COMMENT,
+        if drop_machinery {
+            crate::profile::RAW_DROP_TOP_MACHINERY
+        } else {
+            crate::profile::RAW_WHOLE
+        }
+    )];
+    #[cfg(target_os = "linux")]
+    out.extend(super::process::exe_code_comment());
+    out
 }
 
 /// What the symbolizer held after its last request or drop: bytes counted against

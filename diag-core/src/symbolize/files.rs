@@ -116,6 +116,42 @@ pub fn build_id(path: &Path) -> Result<Option<String>> {
         .map(|id| id.iter().map(|b| format!("{b:02x}")).collect()))
 }
 
+/// The comment key of an unsymbolized profile's main-binary code hash (`exe_code=fnv1a64:...`):
+/// the FNV-1a hash of the executable's executable segments as loaded. Cargo's `strip = true`
+/// makes the linker drop the symbol table, which changes the GNU build ID but no byte of the
+/// code: a rebuild with `strip = false` of the same source and profile has the same code at
+/// the same addresses, and this hash shows it, so its names are the right ones.
+pub const EXE_CODE_COMMENT: &str = "exe_code";
+
+/// FNV-1a (64 bits) of `parts` in order: a hash that is the same in every build of diag
+/// (the service's and the CLI's may differ), fast enough for a binary's code once.
+pub(crate) fn code_hash<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in part {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("fnv1a64:{h:016x}")
+}
+
+/// [`code_hash`] of the executable segments of the ELF file at `path`, as a loader maps them
+/// (each segment's file bytes).
+fn file_code_hash(path: &Path) -> Option<String> {
+    let map = super::mapped::Mapped::open(path)?;
+    let obj = object::File::parse(map.bytes()).ok()?;
+    // `segments()` are an ELF file's PT_LOAD entries, in file order.
+    let parts: Vec<&[u8]> = obj
+        .segments()
+        .filter(|s| {
+            matches!(s.flags(), object::SegmentFlags::Elf { p_flags, .. } if p_flags.0 & object::elf::PF_X.0 != 0)
+        })
+        .filter_map(|s| s.data().ok())
+        .collect();
+    (!parts.is_empty()).then(|| code_hash(parts))
+}
+
 /// The PT_LOAD segments of the ELF file at `path`.
 fn segments(path: &Path) -> Option<Vec<(u64, u64, u64)>> {
     let map = super::mapped::Mapped::open(path)?;
@@ -186,9 +222,23 @@ pub fn symbolize(
              before build IDs): there is nothing to match a binary against",
         ));
     }
-    for (path, id) in &given {
+    // A given binary of another build ID is the main binary's all the same when its code is
+    // byte for byte the same (cargo's `strip = true` against a `strip = false` rebuild).
+    let exe_code = profile.comment_value(EXE_CODE_COMMENT).map(str::to_owned);
+    let mut given = given;
+    for (path, id) in &mut given {
         if !ids.contains(&id.as_str()) {
             let main = &profile.mappings[0];
+            if exe_code.is_some() && !main.build_id.is_empty() && file_code_hash(path) == exe_code {
+                out.warnings.push(format!(
+                    "{} has build ID {id}, the profile's main binary {}: the same code (one \
+                     stripped by the linker), names taken from it",
+                    path.display(),
+                    main.build_id
+                ));
+                id.clone_from(&main.build_id);
+                continue;
+            }
             return Err(Error::invalid(format!(
                 "{} has build ID {id}, which no mapping of the profile has (its main binary {} \
                  has build ID {}): a binary of another build",

@@ -13,4 +13,6 @@ pub(crate) mod mapped;
 pub(crate) mod naming;
 pub(crate) mod symtab;
 
-pub use files::{Fetched, Outcome, Sources, build_id, symbolize};
+#[cfg(feature = "heap")]
+pub(crate) use files::code_hash;
+pub use files::{EXE_CODE_COMMENT, Fetched, Outcome, Sources, build_id, symbolize};

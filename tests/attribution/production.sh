@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Production builds: the fixture as services ship it, without symbols, named elsewhere from
+# the files its build left (run.sh leaks through every route, check.sh checks the names).
+#   1. cargo's `strip = true` (profile `stripped`): the linker drops the symbol table, which
+#      changes the GNU build ID. A `strip = false` rebuild of the same source and profile has
+#      the same code at the same addresses; `--binary REBUILD` names the profile (matched by
+#      the code's hash the profile carries, a note saying so).
+#   2. `debug = "line-tables-only"` split: `objcopy --only-keep-debug` into a build-ID tree,
+#      the shipped binary stripped with `objcopy --strip-all` (its build ID kept): named with
+#      `--debug-dir`; by `go tool pprof -top BINARY RAW`; and by the CLI through Debian's
+#      debuginfod server on a loopback port serving that tree.
+#   3. Bad input: a binary of another build, an empty debug tree, a debuginfod nobody serves.
+#   usage: DIAG=path/to/diag production.sh OUT_DIR   (after run.sh built `linetables`)
+set -euo pipefail
+out=$1
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+mkdir -p "$out"
+export CARGO_TARGET_DIR="${FIXTURE_TARGET_DIR:-$PWD/target}"
+fail=0
+
+echo "-- 1. strip = true, named with --binary of a strip = false rebuild"
+cargo build -q --locked --profile stripped
+shipped="$CARGO_TARGET_DIR/stripped/attrib-fixture"
+CARGO_PROFILE_STRIPPED_STRIP=false CARGO_TARGET_DIR="$CARGO_TARGET_DIR/unstripped" \
+  cargo build -q --locked --profile stripped
+rebuild="$CARGO_TARGET_DIR/unstripped/stripped/attrib-fixture"
+if nm "$shipped" >/dev/null 2>&1; then echo "the strip = true build has a symbol table"; exit 1; fi
+BIN="$shipped" DIAG_ARGS="--binary $rebuild" bash run.sh stripped "$out/stripped"
+grep -q 'the same code' "$out/stripped/snapshot.err" \
+  || { echo "no note that the rebuild's code is the shipped one's"; cat "$out/stripped/snapshot.err"; fail=1; }
+NO_BLOCKING=1 bash check.sh nodebug "$out/stripped" || fail=1
+
+echo "-- 2. line-tables-only, debug file split off by build ID, shipped stripped"
+full="$CARGO_TARGET_DIR/linetables/attrib-fixture"
+[ -x "$full" ] || cargo build -q --locked --profile linetables
+id=$(readelf -n "$full" | sed -n 's/.*Build ID: *//p')
+tree="$out/debug"
+mkdir -p "$tree/.build-id/${id:0:2}"
+objcopy --only-keep-debug "$full" "$tree/.build-id/${id:0:2}/${id:2}.debug"
+objcopy --strip-all "$full" "$out/shipped"
+[ "$(readelf -n "$out/shipped" | sed -n 's/.*Build ID: *//p')" = "$id" ] \
+  || { echo "objcopy --strip-all changed the build ID"; exit 1; }
+BIN="$out/shipped" DIAG_ARGS="--debug-dir $tree" bash run.sh linetables "$out/split"
+NO_BLOCKING=1 bash check.sh linetables "$out/split" || fail=1
+
+echo "   go tool pprof -top on the service's raw profile, with the unstripped binary"
+go tool pprof -top -nodecount=200 "$full" "$out/split/raw.pb.gz" > "$out/split/go-top.txt" 2>&1 || true
+grep -q 'attrib_fixture::leaks::plain_vec' "$out/split/go-top.txt" \
+  || { echo "go tool pprof did not name plain_vec:"; head -30 "$out/split/go-top.txt"; fail=1; }
+
+echo "   debuginfod (Debian's) serving the debug tree on loopback"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+debuginfod -p "$port" -F "$tree" -d "$out/debuginfod.sqlite" -t 0 -g 0 > "$out/debuginfod.log" 2>&1 &
+dpid=$!
+trap 'kill $dpid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  curl -sf -o /dev/null "http://127.0.0.1:$port/buildid/$id/debuginfo" && break
+  sleep 0.2
+done
+DEBUGINFOD_URLS="http://127.0.0.1:$port" DEBUGINFOD_CACHE_PATH="$out/cache" \
+  "$DIAG" diff "$out/split/raw.pb.gz" "$out/split/raw.pb.gz" --json --sample inuse_space > /dev/null
+DEBUGINFOD_URLS="http://127.0.0.1:$port" DEBUGINFOD_CACHE_PATH="$out/cache" \
+  "$DIAG" symbolize "$out/split/raw.pb.gz" -o "$out/split/named.pb.gz"
+"$DIAG" top "$out/split/named.pb.gz" --json --top 50 > "$out/split/named-top.json"
+grep -q 'attrib_fixture::leaks::plain_vec' "$out/split/named-top.json" \
+  || { echo "debuginfod: plain_vec not named"; head -c 2000 "$out/split/named-top.json"; fail=1; }
+[ -f "$out/cache/$id/debuginfo" ] || { echo "debuginfod: nothing cached"; fail=1; }
+kill $dpid
+
+echo "-- 3. bad input"
+expect_exit2() { # WHAT PATTERN CMD...: CMD exits 2 and says PATTERN on stderr
+  local what=$1 pattern=$2 rc=0
+  shift 2
+  "$@" > /dev/null 2> "$out/err.txt" || rc=$?
+  if [ $rc != 2 ] || ! grep -q "$pattern" "$out/err.txt"; then
+    echo "$what: exit $rc, stderr: $(cat "$out/err.txt")"
+    fail=1
+  else
+    echo "   $what: $(cat "$out/err.txt")"
+  fi
+}
+expect_exit2 "wrong binary" "$id" \
+  "$DIAG" symbolize "$out/split/raw.pb.gz" -o "$out/x.pb.gz" --binary "$CARGO_TARGET_DIR/limited/attrib-fixture"
+mkdir -p "$out/empty"
+expect_exit2 "missing debug file" "none of its" \
+  env -u DEBUGINFOD_URLS "$DIAG" symbolize "$out/split/raw.pb.gz" -o "$out/x.pb.gz" --debug-dir "$out/empty"
+expect_exit2 "debuginfod down" "debuginfod" \
+  env DEBUGINFOD_URLS="http://127.0.0.1:$port" DEBUGINFOD_CACHE_PATH="$out/cache2" DEBUGINFOD_TIMEOUT=5 \
+  "$DIAG" symbolize "$out/split/raw.pb.gz" -o "$out/x.pb.gz"
+exit $fail
