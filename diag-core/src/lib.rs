@@ -1,15 +1,42 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+// One direction of imports: a module uses only modules on floors below its own (submodules of
+// one top-level module use each other freely). Floors, lowest first:
+//
+//   error, padded, wire, defaults, names, env    leaves: error type, cache-line padding, JSON
+//                                                 shapes, DEFAULT_* and MAX_FRAMES, label keys
+//                                                 and the overflow name, DIAG_* variables
+//   alloc_state                                   the allocator's shared state and IgnoreAllocs
+//   profile                                       the profile model: pprof, diff, folded, ...
+//   stack                                         capture, unwinding, symbolization
+//   tasks                                         poll slots, blocking watchdog, lag, task names
+//   heap                                          the sampling allocator, heap profiles
+//   cpu                                           the SIGPROF sampler, CPU profiles
+//   metrics                                       Prometheus registry, readiness
+//   http, layer, console                          the debug router, the route layer, console
+//   handle, fuzzing                               `Diag` and `router()`; fuzz entry points
+//   builder                                       `Builder`, `Diag::builder`
+//   init                                          `init()`
+//
+// `diag-core/tests/layers.rs` reads every `crate::` path and fails on one against the order.
+
+#[cfg(feature = "heap")]
+mod alloc_state;
 #[cfg(feature = "server")]
 mod builder;
 #[cfg(feature = "console")]
 mod console;
 pub mod cpu;
+mod defaults;
+#[cfg(feature = "server")]
+pub mod env;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "server")]
+mod handle;
 #[cfg(feature = "heap")]
 pub mod heap;
 #[cfg(feature = "server")]
@@ -20,6 +47,7 @@ mod init;
 mod layer;
 #[cfg(feature = "server")]
 pub mod metrics;
+mod names;
 #[cfg(any(feature = "heap", feature = "server"))]
 mod padded;
 pub mod profile;
@@ -29,20 +57,26 @@ mod stack;
 mod tasks;
 pub mod wire;
 
+#[cfg(feature = "heap")]
+pub use alloc_state::IgnoreAllocs;
 #[cfg(feature = "server")]
-pub use builder::{
-    Builder, DEFAULT_ADDR, DEFAULT_BLOCKING_THRESHOLD, DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_READINESS_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SNAPSHOT_MIN_INTERVAL,
-    DEFAULT_TASK_SAMPLE,
-};
+pub use builder::Builder;
 #[cfg(feature = "server")]
 #[cfg(feature = "console")]
 pub use console::console_layer;
-pub use error::{Error, ErrorKind, Result};
-#[cfg(feature = "heap")]
-pub use heap::{alloc::DiagAlloc, thread::IgnoreAllocs};
 #[cfg(feature = "server")]
-pub use init::{Diag, env, init, router};
+pub use defaults::{
+    DEFAULT_ADDR, DEFAULT_BLOCKING_THRESHOLD, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_READINESS_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SNAPSHOT_MIN_INTERVAL,
+    DEFAULT_TASK_SAMPLE,
+};
+pub use error::{Error, ErrorKind, Result};
+#[cfg(feature = "server")]
+pub use handle::{Diag, router};
+#[cfg(feature = "heap")]
+pub use heap::alloc::DiagAlloc;
+#[cfg(feature = "server")]
+pub use init::init;
 #[cfg(feature = "server")]
 pub use layer::{DiagLayer, DiagService, ResponseFuture, layer};
 #[cfg(feature = "server")]

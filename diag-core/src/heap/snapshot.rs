@@ -3,10 +3,12 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::alloc::{DROPPED_BYTES, DROPPED_SAMPLES, MAX_TRACKED, TRACKED};
-use super::stacks::{self, DROPPED_STACKS, FP};
-use super::thread::{self, IgnoreAllocs};
+use super::alloc::{MAX_TRACKED, TRACKED};
+use super::stacks::{self, FP};
 use super::{config, history, labels, region};
+use crate::alloc_state::{
+    self as thread, DROPPED_BYTES, DROPPED_SAMPLES, DROPPED_STACKS, IgnoreAllocs,
+};
 use crate::profile::{Frame, Profile, Sample, ValueType};
 use crate::wire::HeapStats;
 

@@ -36,7 +36,7 @@ where
     F: FnOnce() -> T + Send + 'static,
 {
     tokio::task::spawn_blocking(move || {
-        let _ignore = crate::heap::IgnoreAllocs::new();
+        let _ignore = crate::alloc_state::IgnoreAllocs::new();
         f()
     })
     .await

@@ -78,7 +78,7 @@ pub(crate) fn warm_app_crates() {
                 // diag's own work: its reading of the symbol table is neither sampled nor
                 // counted as the application's (a real service showed a sampled 200 KiB
                 // buffer of this thread's in its heap profile).
-                let _own = crate::heap::IgnoreAllocs::new();
+                let _own = crate::alloc_state::IgnoreAllocs::new();
                 #[cfg(all(feature = "heap", target_os = "linux"))]
                 let found = crate::stack::symtab::main_crates();
                 #[cfg(not(all(feature = "heap", target_os = "linux")))]

@@ -230,7 +230,7 @@ fn capture_here(ctx: *mut libc::c_void) {
         }
         None => {
             let pc = interrupted_pc(ctx);
-            if crate::heap::thread_in_sampler() || pc_in_unwinder(pc) {
+            if crate::alloc_state::thread_in_sampler() || pc_in_unwinder(pc) {
                 SKIPPED_IN_UNWINDER.fetch_add(1, Relaxed);
                 slot.capture.store(SKIPPED, Release);
                 return;
