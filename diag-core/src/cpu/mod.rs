@@ -54,7 +54,7 @@
 //! `diag-*`); [`thread_rooted`] puts it as the root frame so folded stacks and flamegraphs
 //! split by thread.
 //!
-//! The protobuf types come from the `pprof` crate (`pprof::protos`); its sampler is not used.
+//! The protobuf types are prost derives in `profile/proto.rs`; the `pprof` crate is not used.
 
 mod threads;
 

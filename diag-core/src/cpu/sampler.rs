@@ -2,7 +2,7 @@
 //! interrupted stack with the cached unwinder into a preallocated ring, and a thread of
 //! diag's (`diag-cpu`) that arms timers for new threads and drains the ring.
 //!
-//! Hand-written rather than pprof-rs's sampler, for two measured defects (issue 18):
+//! Hand-written rather than pprof-rs's sampler, for two measured defects:
 //! pprof-rs drops every sample whose interrupted instruction lies in libc, the vDSO, the
 //! loader or libgcc (its blocklist, needed because its handler unwinds with libgcc), which on
 //! an I/O-bound server is 75-90 % of the process's CPU; and it arms one process-wide

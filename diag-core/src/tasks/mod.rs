@@ -147,7 +147,6 @@ fn ensure_started() {
     }
 }
 
-/// Called by `Builder::start`: applies the threshold and starts what can be started.
 /// The route or task of the instrumented poll running on this thread (signal-safe), as an id
 /// for [`poll_label`].
 pub(crate) fn running_poll() -> Option<u32> {
@@ -162,6 +161,7 @@ pub(crate) fn poll_label(id: u32) -> Option<(&'static str, Arc<str>)> {
     Some((if route { ROUTE_LABEL } else { TASK_LABEL }, name))
 }
 
+/// Called by `Builder::start`: applies the threshold and starts what can be started.
 pub(crate) fn on_init(threshold: Duration) {
     watchdog::set_threshold(threshold);
     ensure_started();
