@@ -37,8 +37,8 @@ impl Diag {
 
     /// The debug endpoints as an `axum::Router` at their full paths (`/debug/pprof/heap`,
     /// ...), to `merge` into the application's own router instead of (or besides) the
-    /// listener; see [`Builder::no_listener`](crate::Builder::no_listener). Guarded by this handle's token
-    /// ([`Builder::token`](crate::Builder::token), `DIAG_TOKEN`), if it has one.
+    /// listener; see [`Builder::no_listener`](crate::Builder::no_listener). Guarded by this
+    /// handle's token ([`Builder::token`](crate::Builder::token), `DIAG_TOKEN`), if it has one.
     ///
     /// ```no_run
     /// # fn app() -> axum::Router { axum::Router::new() }

@@ -1,25 +1,26 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
-// One direction of imports: a module uses only modules on floors below its own (submodules of
-// one top-level module use each other freely). Floors, lowest first:
+// One direction of imports. A module uses only modules on floors below its own; modules on
+// one floor do not use each other; submodules of one module use each other freely.
+// `tests/layers.rs` reads every `crate::` path and fails on one against this order.
+// Floors, lowest first:
 //
-//   error, padded, wire, defaults, names, env    leaves: error type, cache-line padding, JSON
-//                                                 shapes, DEFAULT_* and MAX_FRAMES, label keys
-//                                                 and the overflow name, DIAG_* variables
-//   alloc_state                                   the allocator's shared state and IgnoreAllocs
-//   profile                                       the profile model: pprof, diff, folded, ...
-//   stack                                         capture, unwinding, symbolization
-//   tasks                                         poll slots, blocking watchdog, lag, task names
-//   heap                                          the sampling allocator, heap profiles
-//   cpu                                           the SIGPROF sampler, CPU profiles
-//   metrics                                       Prometheus registry, readiness
-//   http, layer, console                          the debug router, the route layer, console
-//   handle, fuzzing                               `Diag` and `router()`; fuzz entry points
-//   builder                                       `Builder`, `Diag::builder`
-//   init                                          `init()`
-//
-// `diag-core/tests/layers.rs` reads every `crate::` path and fails on one against the order.
+//   error, padded, wire,      leaves: the error type, cache-line padding, the JSON shapes,
+//   defaults, names, env        every DEFAULT_* (and MAX_FRAMES), the label keys and the one
+//                               name past a cap, the DIAG_* variable names
+//   alloc_state               the allocator's shared state: configuration word, per-thread
+//                               countdown and counters, drop counters, IgnoreAllocs
+//   profile                   the profile model: pprof codec, diff, folded stacks, flamegraphs
+//   stack                     capture, unwinding, symbolization
+//   tasks                     poll slots, blocking watchdog, lag probe, task names and health
+//   heap                      DiagAlloc's sampling, the stack table, heap profiles and history
+//   cpu                       the SIGPROF sampler, CPU profiles
+//   metrics                   the Prometheus registry, timings, readiness
+//   http, layer, console      the debug routes and listener; the route layer; console
+//   handle, fuzzing           `Diag` and `router()`; fuzz entry points
+//   builder                   `Builder`, `Diag::builder()`
+//   init                      `init()`
 
 #[cfg(feature = "heap")]
 mod alloc_state;

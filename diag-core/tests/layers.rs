@@ -1,29 +1,13 @@
 //! One direction of imports in diag-core: every `crate::...` path (and every `super::` chain
 //! that climbs to the crate root) in `src/**/*.rs` must name a top-level module on a lower
-//! floor than the file's own, in the order written at the top of `src/lib.rs`. Submodules of
-//! one top-level module use each other freely. A plain text scan: comments and string
-//! literals are skipped, `use crate::{a, b::c}` groups are read, and names the crate root
-//! re-exports (`crate::IgnoreAllocs`) count as the module they come from.
+//! floor than the file's own, in the order written once, in the comment at the top of
+//! `src/lib.rs` (read from there). Submodules of one top-level module use each other freely.
+//! A plain text scan: comments and string literals are skipped, `use crate::{a, b::c}` groups
+//! are read, and names the crate root re-exports (`crate::IgnoreAllocs`) count as the module
+//! they come from.
 
 use std::collections::HashMap;
 use std::path::Path;
-
-/// The floors, lowest first (the same order as the comment in `src/lib.rs`). A module may
-/// import modules of lower floors only; modules on one floor do not import each other.
-const FLOORS: &[&[&str]] = &[
-    &["error", "padded", "wire", "defaults", "names", "env"],
-    &["alloc_state"],
-    &["profile"],
-    &["stack"],
-    &["tasks"],
-    &["heap"],
-    &["cpu"],
-    &["metrics"],
-    &["http", "layer", "console"],
-    &["handle", "fuzzing"],
-    &["builder"],
-    &["init"],
-];
 
 /// Imports against the direction that are allowed anyway: (importing module, imported
 /// module, why). Empty: keep it so.
@@ -33,7 +17,12 @@ const EXCEPTIONS: &[(&str, &str, &str)] = &[];
 fn imports_go_down_the_floors() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
-    let checker = Checker::new(FLOORS, &lib);
+    let checker = Checker::new(&lib);
+    assert!(
+        checker.floors >= 10,
+        "read {} floors from the comment in src/lib.rs",
+        checker.floors
+    );
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     assert!(
@@ -59,7 +48,7 @@ fn imports_go_down_the_floors() {
     for m in &modules_seen {
         if checker.floor(m).is_none() {
             problems.push(format!(
-                "module `{m}` is on no floor: add it to FLOORS and lib.rs"
+                "module `{m}` is on no floor: add it to the floors in src/lib.rs"
             ));
         }
     }
@@ -117,17 +106,22 @@ impl SourceFile {
 }
 
 struct Checker {
+    /// How many floors.
+    floors: usize,
+    /// The floor of each top-level module (0: the lowest).
     floor: HashMap<String, usize>,
     /// Names the crate root re-exports, and the module each comes from.
     reexports: HashMap<String, String>,
 }
 
 impl Checker {
-    fn new(floors: &[&[&str]], lib: &str) -> Self {
+    /// The floors and root re-exports of `lib`, the text of `lib.rs`.
+    fn new(lib: &str) -> Self {
+        let floors = floors(lib);
         let floor = floors
             .iter()
             .enumerate()
-            .flat_map(|(i, f)| f.iter().map(move |m| (m.to_string(), i)))
+            .flat_map(|(i, f)| f.iter().map(move |m| (m.clone(), i)))
             .collect();
         let mut reexports = HashMap::new();
         let code = strip(lib);
@@ -141,7 +135,11 @@ impl Checker {
             }
             rest = &rest[end..];
         }
-        Self { floor, reexports }
+        Self {
+            floors: floors.len(),
+            floor,
+            reexports,
+        }
     }
 
     fn floor(&self, module: &str) -> Option<usize> {
@@ -201,6 +199,43 @@ impl Checker {
         }
         out
     }
+}
+
+/// The floors listed in `lib`'s comment after `Floors, lowest first:`, one a line:
+/// `//   a, b, c      what they are`, a list ending in a comma going on at the next line, and
+/// lines indented further continuing the description.
+fn floors(lib: &str) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut continued = false;
+    let lines = lib
+        .lines()
+        .skip_while(|l| !l.contains("Floors, lowest first:"));
+    for line in lines.skip(1) {
+        let Some(rest) = line.trim_start().strip_prefix("//") else {
+            break;
+        };
+        if rest.trim().is_empty() {
+            if out.is_empty() {
+                continue;
+            }
+            break;
+        }
+        if !rest.starts_with("   ") || rest[3..].starts_with(' ') {
+            continue; // a description's next line
+        }
+        let list = rest.trim_start().split("  ").next().unwrap_or("").trim();
+        let names = list
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned);
+        match out.last_mut() {
+            Some(last) if continued => last.extend(names),
+            _ => out.push(names.collect()),
+        }
+        continued = list.ends_with(',');
+    }
+    out
 }
 
 /// `text` with comments and the contents of string and char literals blanked out (newlines
@@ -375,12 +410,45 @@ fn root_paths(code: &str, depth: usize) -> Vec<(usize, String, bool)> {
 mod checker {
     use super::*;
 
-    const LIB: &str = "mod heap;\npub use heap::{alloc::DiagAlloc, IgnoreAllocs};\n\
-                       pub use builder::Builder;\n";
+    const LIB: &str = "\
+// One direction. Floors, lowest first:
+//
+//   error, padded, wire,      leaves
+//   defaults, names, env        more of them
+//   alloc_state               the allocator's state,
+//                               and IgnoreAllocs
+//   profile                   profiles
+//   stack                     stacks
+//   tasks                     tasks
+//   heap                      heap
+//   cpu                       cpu
+//   metrics                   metrics
+//   http, layer, console      the debug routes
+//   handle, fuzzing           Diag
+//   builder                   Builder
+//   init                      init()
+
+mod heap;
+pub use heap::{alloc::DiagAlloc, IgnoreAllocs};
+pub use builder::Builder;
+";
 
     fn check(path: &str, text: &str) -> Vec<String> {
         let file = SourceFile::from_path(Path::new(path)).unwrap();
-        Checker::new(FLOORS, LIB).check(&file, text)
+        Checker::new(LIB).check(&file, text)
+    }
+
+    #[test]
+    fn the_floors_are_read_from_the_comment() {
+        let floors = floors(LIB);
+        assert_eq!(floors.len(), 12, "{floors:?}");
+        assert_eq!(
+            floors[0],
+            ["error", "padded", "wire", "defaults", "names", "env"]
+        );
+        assert_eq!(floors[1], ["alloc_state"]);
+        assert_eq!(floors[8], ["http", "layer", "console"]);
+        assert_eq!(floors[11], ["init"]);
     }
 
     #[test]

@@ -6,16 +6,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::alloc::{MAX_TRACKED, TRACKED};
 use super::stacks::{self, FP};
 use super::{config, history, labels, region};
-use crate::alloc_state::{
-    self as thread, DROPPED_BYTES, DROPPED_SAMPLES, DROPPED_STACKS, IgnoreAllocs,
-};
+use crate::alloc_state::{self, DROPPED_BYTES, DROPPED_SAMPLES, DROPPED_STACKS, IgnoreAllocs};
 use crate::profile::{Frame, Profile, Sample, ValueType};
 use crate::wire::HeapStats;
 
 /// Current exact counters and sampler state.
 pub fn stats() -> HeapStats {
-    let t = thread::totals();
-    let own = thread::own_totals();
+    let t = alloc_state::totals();
+    let own = alloc_state::own_totals();
     HeapStats {
         allocated_bytes: t.alloc_bytes,
         allocated_objects: t.alloc_objects,
@@ -40,7 +38,7 @@ pub fn stats() -> HeapStats {
 
 /// True once any allocation went through `DiagAlloc` (i.e. it is the global allocator).
 pub fn is_installed() -> bool {
-    thread::totals().alloc_objects > 0 || thread::own_totals().alloc_objects > 0
+    alloc_state::totals().alloc_objects > 0 || alloc_state::own_totals().alloc_objects > 0
 }
 
 /// The column `/debug/pprof/heap` shows by default.
