@@ -1,32 +1,27 @@
-//! [`Builder`]: every setting of diag in code, its default (`DEFAULT_*`), and `start()`.
+//! [`Builder`]: every setting of diag in code (defaults in `defaults`, `DEFAULT_*`), and
+//! `start()`.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::defaults::{
+    DEFAULT_ADDR, DEFAULT_BLOCKING_THRESHOLD, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SNAPSHOT_MIN_INTERVAL, DEFAULT_TASK_SAMPLE,
+};
+use crate::env;
 use crate::error::{Error, ErrorKind, Result};
+use crate::handle::Diag;
 use crate::heap;
 use crate::http::{ServerConfig, start_server};
-use crate::init::{Diag, env};
 
-/// Where the debug listener binds by default (Go's habit; `DIAG_ADDR`).
-pub const DEFAULT_ADDR: &str = "127.0.0.1:6060";
-/// A poll running longer than this is a blocking event by default
-/// (`DIAG_BLOCKING_THRESHOLD_MS`).
-pub const DEFAULT_BLOCKING_THRESHOLD: Duration = Duration::from_millis(100);
-/// One route request in this many is counted by the route's `TaskMonitor` by default
-/// (`DIAG_TASK_SAMPLE`).
-pub const DEFAULT_TASK_SAMPLE: u32 = 8;
-/// Minimum time between two heap snapshots by default (`DIAG_SNAPSHOT_MIN_INTERVAL_MS`).
-pub const DEFAULT_SNAPSHOT_MIN_INTERVAL: Duration = Duration::from_millis(200);
-/// Deadline of a debug request by default, beyond the time a CPU profile or task dump asks
-/// for (`DIAG_REQUEST_TIMEOUT_MS`).
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest debug response body by default, in bytes (`DIAG_MAX_RESPONSE_BYTES`).
-pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 << 20;
-/// How long one readiness check may take by default before `GET /ready` counts it as failed.
-pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+impl Diag {
+    /// A [`Builder`] with the defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
 
 /// Configures and starts diag in code. Setters take and return `self`.
 #[derive(Debug, Clone)]
@@ -64,7 +59,7 @@ impl Default for Builder {
             max_tracked_blocks: heap::DEFAULT_MAX_TRACKED_BLOCKS,
             listen: true,
             snapshot_min_interval: DEFAULT_SNAPSHOT_MIN_INTERVAL,
-            max_profile_seconds: crate::cpu::DEFAULT_MAX_SECONDS,
+            max_profile_seconds: crate::defaults::DEFAULT_MAX_SECONDS,
             blocking_threshold: DEFAULT_BLOCKING_THRESHOLD,
             task_sample: DEFAULT_TASK_SAMPLE,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -376,7 +371,7 @@ impl Builder {
     }
 
     /// How long each readiness check may take before `GET /ready` counts it as failed
-    /// (default [`DEFAULT_READINESS_TIMEOUT`]); effective at once.
+    /// (default [`DEFAULT_READINESS_TIMEOUT`](crate::DEFAULT_READINESS_TIMEOUT)); effective at once.
     pub fn readiness_timeout(self, timeout: Duration) -> Self {
         crate::metrics::readiness::set_timeout(timeout);
         self

@@ -54,7 +54,7 @@
 //! `diag-*`); [`thread_rooted`] puts it as the root frame so folded stacks and flamegraphs
 //! split by thread.
 //!
-//! The protobuf types come from the `pprof` crate (`pprof::protos`); its sampler is not used.
+//! The protobuf types are prost derives in `profile/proto.rs`; the `pprof` crate is not used.
 
 mod threads;
 
@@ -67,19 +67,15 @@ mod session;
 #[cfg(all(feature = "cpu", target_os = "linux"))]
 mod timers;
 
+pub use crate::names::{ROUTE_LABEL, TASK_LABEL, THREAD_LABEL};
 #[cfg(feature = "cpu")]
 pub use convert::TRUNCATED_FRAME;
-pub use threads::{ROUTE_LABEL, TASK_LABEL, THREAD_LABEL, thread_rooted};
+pub use threads::thread_rooted;
 
 #[cfg(feature = "cpu")]
 pub use session::{Session, max_seconds, set_max_seconds};
 
-/// Default profile length in seconds (Go's).
-pub const DEFAULT_SECONDS: u64 = 30;
-/// Default cap on the profile length a request may ask for, in seconds.
-pub const DEFAULT_MAX_SECONDS: u64 = 120;
-/// Default sampling frequency in Hz (99, not 100, to avoid lockstep with periodic work).
-pub const DEFAULT_FREQUENCY: u32 = 99;
+pub use crate::defaults::{DEFAULT_FREQUENCY, DEFAULT_MAX_SECONDS, DEFAULT_SECONDS};
 /// Highest sampling frequency accepted, in Hz. (The kernel's tick, often 250 Hz, caps what is
 /// actually delivered per CPU-second.)
 pub const MAX_FREQUENCY: u32 = 1000;

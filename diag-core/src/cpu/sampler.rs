@@ -2,7 +2,7 @@
 //! interrupted stack with the cached unwinder into a preallocated ring, and a thread of
 //! diag's (`diag-cpu`) that arms timers for new threads and drains the ring.
 //!
-//! Hand-written rather than pprof-rs's sampler, for two measured defects (issue 18):
+//! Hand-written rather than pprof-rs's sampler, for two measured defects:
 //! pprof-rs drops every sample whose interrupted instruction lies in libc, the vDSO, the
 //! loader or libgcc (its blocklist, needed because its handler unwinds with libgcc), which on
 //! an I/O-bound server is 75-90 % of the process's CPU; and it arms one process-wide
@@ -148,7 +148,7 @@ impl Sampler {
         let len = (frequency as usize * cpus * 4 * DRAIN_EVERY.as_millis() as usize / 1000)
             .clamp(256, 16 * 1024);
         let ring: Box<[Slot]> = {
-            let _own = crate::heap::IgnoreAllocs::new();
+            let _own = crate::alloc_state::IgnoreAllocs::new();
             (0..len).map(|_| Slot::new()).collect()
         };
         LOST.store(0, Relaxed);
@@ -204,7 +204,7 @@ impl Drop for Sampler {
 
 /// The `diag-cpu` thread: arms timers, drains the ring, and at the end stops everything.
 fn run(period: Duration, stop: &AtomicBool) -> Gathered {
-    let _own = crate::heap::IgnoreAllocs::new();
+    let _own = crate::alloc_state::IgnoreAllocs::new();
     let cpu_at_start = process_cpu_nanos();
     let mut timers = Timers::new(period);
     let mut out = Gathered::default();
@@ -305,7 +305,7 @@ fn free_ring() {
     if ptr.is_null() || INFLIGHT.load(SeqCst) != 0 {
         return;
     }
-    let _own = crate::heap::IgnoreAllocs::new();
+    let _own = crate::alloc_state::IgnoreAllocs::new();
     // SAFETY: `ptr` and `len` came from `Box::into_raw` of a boxed slice in `start`; no
     // handler is running and none can load the pointer again (it is null now).
     drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) });
@@ -313,7 +313,7 @@ fn free_ring() {
 
 /// The process's user + system CPU time in nanoseconds (`/proc/self/stat`).
 pub(crate) fn process_cpu_nanos() -> u64 {
-    let _own = crate::heap::IgnoreAllocs::new();
+    let _own = crate::alloc_state::IgnoreAllocs::new();
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0;
     };

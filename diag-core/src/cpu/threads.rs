@@ -1,16 +1,8 @@
 //! Thread names in CPU profiles: the `thread` label, and rooting stacks at their thread so
 //! flamegraphs split by thread.
 
+use crate::names::THREAD_LABEL;
 use crate::profile::{Frame, Profile};
-
-/// The label that names the sampled thread (`tokio-runtime-worker`, `my-worker-3`, ...).
-pub const THREAD_LABEL: &str = "thread";
-/// The label that names the route (its template, `/users/{id}`) whose request was being
-/// polled under `diag_core::layer()` when the sample was taken.
-pub const ROUTE_LABEL: &str = "route";
-/// The label that names the task (`diag_core::spawn(name, ..)`) being polled when the sample
-/// was taken.
-pub const TASK_LABEL: &str = "task";
 
 /// A copy of `profile` in which every sample's stack ends (outermost) with a frame named after
 /// its `thread` label, so folded stacks and flamegraphs split by thread. Samples without the

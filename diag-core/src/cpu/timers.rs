@@ -81,7 +81,7 @@ impl Timers {
     /// Arms a timer on every thread that has none and deletes those of threads that ended;
     /// true if a thread was new.
     pub(super) fn scan(&mut self) -> bool {
-        let _own = crate::heap::IgnoreAllocs::new();
+        let _own = crate::alloc_state::IgnoreAllocs::new();
         let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
             return false;
         };

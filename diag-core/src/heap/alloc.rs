@@ -11,11 +11,13 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use super::stacks::{self, FP, MAX_FRAMES};
-use super::thread::{self, Decision, Fast};
+use super::stacks::{self, FP};
 use super::{config, labels, region};
+use crate::alloc_state::thread::{self, Decision, Fast};
+use crate::alloc_state::{DROPPED_BYTES, DROPPED_SAMPLES};
+use crate::defaults::{DEFAULT_MAX_TRACKED_BLOCKS, MAX_FRAMES};
 use crate::stack::unwind;
 
 /// Bytes reserved in front of every sampled block for its [`Header`].
@@ -41,17 +43,10 @@ const _: () = assert!(std::mem::size_of::<Header>() <= HEADER);
 /// bytes counted as live.
 pub const CHECKED_SIZE: usize = 64 * 1024;
 
-/// Default cap on sampled blocks tracked at once.
-pub const DEFAULT_MAX_TRACKED_BLOCKS: usize = 1 << 20;
-
 /// Sampled blocks currently tracked.
 pub(crate) static TRACKED: AtomicUsize = AtomicUsize::new(0);
 /// The cap on [`TRACKED`].
 pub(crate) static MAX_TRACKED: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_TRACKED_BLOCKS);
-/// Samples that could not be tracked (cap reached, region full, over-aligned).
-pub(crate) static DROPPED_SAMPLES: AtomicU64 = AtomicU64::new(0);
-/// The estimated bytes those dropped samples stood for.
-pub(crate) static DROPPED_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// A global allocator that samples allocations for heap profiles and wraps another allocator.
 ///

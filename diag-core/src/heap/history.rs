@@ -15,12 +15,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::stacks;
+use crate::defaults::DEFAULT_HISTORY_POINTS;
 use crate::wire::{HistoryPoint, HistoryStats};
 
-/// Default time between two points.
-pub const DEFAULT_HISTORY_INTERVAL: Duration = Duration::from_secs(60);
-/// Default number of points kept (with the default interval: one hour).
-pub const DEFAULT_HISTORY_POINTS: usize = 60;
 /// Most points that can be kept.
 pub const MAX_HISTORY_POINTS: usize = 1440;
 /// Shortest interval accepted.
@@ -219,9 +216,9 @@ fn now_nanos() -> i64 {
 /// Records one point now from the live stack table; false if recording was turned off
 /// meanwhile.
 fn record_now() -> bool {
-    let _ignore = super::thread::IgnoreAllocs::new();
+    let _ignore = crate::alloc_state::IgnoreAllocs::new();
     let now: Vec<Counters> = stacks::entries().map(|(_, e)| e.counters()).collect();
-    let totals = super::thread::totals();
+    let totals = crate::alloc_state::totals();
     let exact = (
         totals.alloc_bytes.saturating_sub(totals.free_bytes),
         totals.alloc_objects.saturating_sub(totals.free_objects),
@@ -267,7 +264,7 @@ pub fn set_history(interval: Duration, points: usize) {
     let spawned = std::thread::Builder::new()
         .name("diag-heap-history".into())
         .spawn(|| {
-            std::mem::forget(super::thread::IgnoreAllocs::new());
+            std::mem::forget(crate::alloc_state::IgnoreAllocs::new());
             // Registered before the first look at the settings: a change made from here on
             // unparks this thread.
             let _ = RECORDER.set(std::thread::current());
@@ -350,14 +347,14 @@ pub fn history_max_points() -> usize {
 
 /// The points held, oldest first.
 pub fn history_points() -> Vec<HistoryPoint> {
-    let _ignore = super::thread::IgnoreAllocs::new();
+    let _ignore = crate::alloc_state::IgnoreAllocs::new();
     lock().points()
 }
 
 /// The counters of every stack at the point recorded at `time_nanos`, and its live bytes,
 /// live objects and sample rate.
 pub(crate) fn counters_at(time_nanos: i64) -> Option<(Vec<Counters>, Exact)> {
-    let _ignore = super::thread::IgnoreAllocs::new();
+    let _ignore = crate::alloc_state::IgnoreAllocs::new();
     lock().at(time_nanos)
 }
 

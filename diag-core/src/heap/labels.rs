@@ -14,10 +14,10 @@ use std::cell::Cell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::names::{OVERFLOW, THREAD_LABEL};
+
 /// Distinct thread names kept (index 0 is `(other)`).
 pub(crate) const MAX_THREAD_NAMES: usize = 1024;
-/// The label value of everything past a cap.
-pub(crate) const OTHER: &str = "(other)";
 /// No instrumented poll was running (no `route`/`task` label).
 pub(crate) const NO_POLL: u32 = u32::MAX;
 /// The thread name was not read (allocation during thread teardown).
@@ -115,7 +115,7 @@ pub(crate) fn thread_name(index: u16) -> Option<String> {
         return None;
     }
     if index == 0 {
-        return Some(OTHER.to_owned());
+        return Some(OVERFLOW.to_owned());
     }
     // Copied out first: nothing allocates while the lock is held (an allocation sampled on
     // this thread would take it again).
@@ -147,7 +147,6 @@ pub(crate) fn folded_names_comment() -> Option<String> {
 /// The pprof labels of a stack-table entry: `thread` always (when read), and `route` or `task`
 /// when an instrumented poll was running.
 pub(crate) fn pprof_labels(l: Labels) -> Vec<(String, String)> {
-    use crate::cpu::THREAD_LABEL;
     let mut out = Vec::with_capacity(2);
     if let Some(name) = thread_name(l.thread) {
         out.push((THREAD_LABEL.to_owned(), name));
@@ -156,13 +155,7 @@ pub(crate) fn pprof_labels(l: Labels) -> Vec<(String, String)> {
     if l.poll != NO_POLL
         && let Some((key, value)) = crate::tasks::poll_label(l.poll)
     {
-        // Names past the watchdog's cap share one name; as a label it reads as the cap's.
-        let value = if &*value == crate::tasks::OTHER_NAME {
-            OTHER.to_owned()
-        } else {
-            value.to_string()
-        };
-        out.push((key.to_owned(), value));
+        out.push((key.to_owned(), value.to_string()));
     }
     out
 }
@@ -180,7 +173,7 @@ mod tests {
         assert_ne!(i, 0);
         assert_eq!(intern(&a), i);
         assert_eq!(thread_name(i).as_deref(), Some("worker1"));
-        assert_eq!(thread_name(0).as_deref(), Some(OTHER));
+        assert_eq!(thread_name(0).as_deref(), Some(OVERFLOW));
         assert_eq!(thread_name(NO_THREAD), None);
     }
 

@@ -1,6 +1,8 @@
-//! The heap profiler: a sampling global allocator ([`DiagAlloc`](crate::DiagAlloc)), its thread-local sampler,
-//! the sampled-block region, the stack table, the heap profile built from them, and the
-//! history of that profile over time.
+//! The heap profiler: a sampling global allocator ([`DiagAlloc`](crate::DiagAlloc)), the
+//! sampled-block region, the stack table, the heap profile built from them, and the history of
+//! that profile over time. The per-thread state it samples and counts with (countdown, exact
+//! counters, the [`IgnoreAllocs`](crate::IgnoreAllocs) guard) is `alloc_state`'s, on a floor
+//! below `stack`, whose unwinder and symbolizer allocate under that guard.
 //!
 //! Sampling is Poisson by bytes, as in Go's runtime: each thread counts down an exponentially
 //! distributed number of bytes (mean = the sample rate) and samples the allocation that crosses
@@ -14,35 +16,22 @@ pub(crate) mod labels;
 mod region;
 mod snapshot;
 mod stacks;
-pub(crate) mod thread;
 
+pub use crate::defaults::{
+    DEFAULT_HISTORY_INTERVAL, DEFAULT_HISTORY_POINTS, DEFAULT_MAX_STACKS,
+    DEFAULT_MAX_TRACKED_BLOCKS, DEFAULT_SAMPLE_BYTES, DEFAULT_SYMBOL_CACHE_BYTES,
+    DEFAULT_SYMBOL_IDLE, MAX_FRAMES,
+};
 pub use crate::stack::unwind::{Unwinder, set_unwinder, stats as unwind_stats, unwinder};
-pub use alloc::{CHECKED_SIZE, DEFAULT_MAX_TRACKED_BLOCKS};
-pub use config::{DEFAULT_SAMPLE_BYTES, sample_rate, set_sample_rate};
+pub use alloc::CHECKED_SIZE;
+pub use config::{sample_rate, set_sample_rate};
 pub use history::{
-    DEFAULT_HISTORY_INTERVAL, DEFAULT_HISTORY_POINTS, MAX_HISTORY_ENTRIES, MAX_HISTORY_POINTS,
-    MIN_HISTORY_INTERVAL, history_interval, history_max_points, history_points, history_stats,
-    set_history,
+    MAX_HISTORY_ENTRIES, MAX_HISTORY_POINTS, MIN_HISTORY_INTERVAL, history_interval,
+    history_max_points, history_points, history_stats, set_history,
 };
 pub use snapshot::{ALLOC_SPACE, INUSE_SPACE, is_installed, profile, profile_at, stats};
-pub use stacks::{DEFAULT_MAX_STACKS, MAX_FRAMES};
-pub(crate) use thread::IgnoreAllocs;
-
-#[cfg(feature = "server")]
-pub(crate) use thread::ignore_this_thread;
-pub(crate) use thread::own_thread_bytes;
-#[cfg(feature = "server")]
-pub(crate) use thread::thread_in_sampler;
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
-
-/// What the symbolizer may keep between debug requests by default (parsed DWARF, symbol
-/// tables, resolved addresses, measured as diag's own allocations; `DIAG_SYMBOL_CACHE_BYTES`).
-pub const DEFAULT_SYMBOL_CACHE_BYTES: usize = 8 << 20;
-/// After this long without symbolizing, the symbolizer drops everything and gives the freed
-/// heap back, by default (`DIAG_SYMBOL_IDLE_SECS`).
-pub const DEFAULT_SYMBOL_IDLE: Duration = Duration::from_secs(60);
 
 /// Sets the cap on sampled blocks tracked at once; samples past it are dropped and counted.
 pub fn set_max_tracked_blocks(n: usize) {

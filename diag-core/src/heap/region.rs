@@ -13,7 +13,7 @@ use std::ptr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
 
-use super::config::HOT;
+use crate::alloc_state::HOT;
 
 /// Sizes tried for the reservation, largest first (address space only, not memory).
 const RESERVE_SIZES: [usize; 4] = [64 << 30, 8 << 30, 1 << 30, 128 << 20];

@@ -3,17 +3,17 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::alloc::{DROPPED_BYTES, DROPPED_SAMPLES, MAX_TRACKED, TRACKED};
-use super::stacks::{self, DROPPED_STACKS, FP};
-use super::thread::{self, IgnoreAllocs};
+use super::alloc::{MAX_TRACKED, TRACKED};
+use super::stacks::{self, FP};
 use super::{config, history, labels, region};
+use crate::alloc_state::{self, DROPPED_BYTES, DROPPED_SAMPLES, DROPPED_STACKS, IgnoreAllocs};
 use crate::profile::{Frame, Profile, Sample, ValueType};
 use crate::wire::HeapStats;
 
 /// Current exact counters and sampler state.
 pub fn stats() -> HeapStats {
-    let t = thread::totals();
-    let own = thread::own_totals();
+    let t = alloc_state::totals();
+    let own = alloc_state::own_totals();
     HeapStats {
         allocated_bytes: t.alloc_bytes,
         allocated_objects: t.alloc_objects,
@@ -38,7 +38,7 @@ pub fn stats() -> HeapStats {
 
 /// True once any allocation went through `DiagAlloc` (i.e. it is the global allocator).
 pub fn is_installed() -> bool {
-    thread::totals().alloc_objects > 0 || thread::own_totals().alloc_objects > 0
+    alloc_state::totals().alloc_objects > 0 || alloc_state::own_totals().alloc_objects > 0
 }
 
 /// The column `/debug/pprof/heap` shows by default.

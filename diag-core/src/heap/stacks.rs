@@ -12,10 +12,8 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::*};
 
 use super::labels::Labels;
 
-/// Deepest stack kept; deeper ones are cut (innermost frames are kept).
-pub const MAX_FRAMES: usize = 64;
-/// Default cap on distinct stacks.
-pub const DEFAULT_MAX_STACKS: usize = 16 * 1024;
+use crate::alloc_state::DROPPED_STACKS;
+use crate::defaults::{DEFAULT_MAX_STACKS, MAX_FRAMES};
 
 /// Fixed-point scale for weighted object counts.
 pub(crate) const FP: f64 = 1024.0;
@@ -70,8 +68,6 @@ static ENTRIES: AtomicUsize = AtomicUsize::new(0);
 static STATE: AtomicU8 = AtomicU8::new(0);
 /// The cap to use when the table is created (set by the builder before the first sample).
 pub(crate) static MAX_STACKS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STACKS);
-/// Stacks that did not fit and were charged to the overflow entry.
-pub(crate) static DROPPED_STACKS: AtomicU64 = AtomicU64::new(0);
 
 fn hash(frames: &[usize], labels: Labels) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ ((labels.poll as u64) << 16 | labels.thread as u64);

@@ -36,7 +36,7 @@ where
     F: FnOnce() -> T + Send + 'static,
 {
     tokio::task::spawn_blocking(move || {
-        let _ignore = crate::heap::IgnoreAllocs::new();
+        let _ignore = crate::alloc_state::IgnoreAllocs::new();
         let out = f();
         // What building a profile freed goes back to the system before the answer leaves.
         crate::stack::resolve::trim_after_request();

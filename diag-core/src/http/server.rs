@@ -72,7 +72,7 @@ pub(crate) fn start_server(cfg: ServerConfig) -> Result<ServerHandle> {
         .enable_all()
         .thread_name("diag-blocking")
         .max_blocking_threads(4)
-        .on_thread_start(crate::heap::ignore_this_thread)
+        .on_thread_start(crate::alloc_state::ignore_this_thread)
         .build()
         .map_err(|e| Error::with_source(ErrorKind::Io, "cannot build the diag runtime", e))?;
     let (tx, rx) = oneshot::channel::<()>();
@@ -83,7 +83,7 @@ pub(crate) fn start_server(cfg: ServerConfig) -> Result<ServerHandle> {
     let thread = std::thread::Builder::new()
         .name("diag-http".into())
         .spawn(move || {
-            crate::heap::ignore_this_thread();
+            crate::alloc_state::ignore_this_thread();
             runtime.block_on(async move {
                 let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
                     return;

@@ -4,7 +4,7 @@
 //! Everything lives in one process-global [`prometheus_client`] registry, created on first
 //! use. Label sets are bounded: routes are axum's matched route templates (the app's route
 //! table), methods outside the standard nine fold into `OTHER`, operation names beyond
-//! [`MAX_OPERATIONS`] fold into `other`.
+//! [`MAX_OPERATIONS`] fold into `(other)`.
 
 mod latency;
 mod process;
@@ -108,7 +108,7 @@ impl RouteEntry {
         let i = i.min(METHODS.len() - 1);
         self.methods[i]
             .get_or_init(|| {
-                let _ignore = crate::heap::IgnoreAllocs::new();
+                let _ignore = crate::alloc_state::IgnoreAllocs::new();
                 requests::RequestStats::new()
             })
             .record(status, elapsed);
@@ -172,7 +172,7 @@ impl Metrics {
         key: (usize, usize),
     ) -> &'static RouteEntry {
         let e = self.route_cached(path.as_str());
-        let _ignore = crate::heap::IgnoreAllocs::new();
+        let _ignore = crate::alloc_state::IgnoreAllocs::new();
         // The key is set only once the keeper holds the string; if the thread's storage is
         // going away, nothing is cached.
         let kept = MATCHED_KEEP.try_with(|keep| {
@@ -295,7 +295,7 @@ pub(crate) fn global() -> &'static Metrics {
     // Read on every request: kept off the cache lines of statics written often.
     static M: crate::padded::Padded<OnceLock<Metrics>> = crate::padded::Padded(OnceLock::new());
     M.get_or_init(|| {
-        let _ignore = crate::heap::IgnoreAllocs::new();
+        let _ignore = crate::alloc_state::IgnoreAllocs::new();
         Metrics::new()
     })
 }
@@ -316,7 +316,7 @@ pub fn process_uptime_seconds() -> f64 {
 
 /// Renders every metric in the Prometheus text exposition format (version 0.0.4).
 pub fn render() -> String {
-    let _ignore = crate::heap::IgnoreAllocs::new();
+    let _ignore = crate::alloc_state::IgnoreAllocs::new();
     let mut out = String::with_capacity(16 * 1024);
     // Writing to a String cannot fail; an encoder error would be a bug in a collector.
     if let Err(e) =

@@ -119,7 +119,7 @@ fn counter(
 
 impl Collector for ProcessCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let _ignore = crate::heap::IgnoreAllocs::new();
+        let _ignore = crate::alloc_state::IgnoreAllocs::new();
         let s = &Unit::Seconds;
         let b = &Unit::Bytes;
         if let Some(p) = read() {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::builder::DEFAULT_READINESS_TIMEOUT;
+use crate::defaults::DEFAULT_READINESS_TIMEOUT;
 
 static TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_READINESS_TIMEOUT.as_millis() as u64);
 

@@ -111,7 +111,7 @@ pub(crate) struct RequestCollector;
 
 impl prometheus_client::collector::Collector for RequestCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let _ignore = crate::heap::IgnoreAllocs::new();
+        let _ignore = crate::alloc_state::IgnoreAllocs::new();
         // (labels, totals) for every route and method that has recorded a request.
         let mut rows: Vec<(RouteLabels, Totals)> = Vec::new();
         for entry in super::global().route_entries() {

@@ -18,14 +18,12 @@ use prometheus_client::metrics::MetricType;
 
 use super::latency::{self, Sharded};
 use super::{FrontCache, front_cached};
+use crate::names::OVERFLOW;
 
 /// At most this many distinct operation names get their own series; timings under later
-/// names are recorded as `operation="other"` and counted in
+/// names are recorded as `operation="(other)"` and counted in
 /// `diag_operation_names_folded_total`.
 pub const MAX_OPERATIONS: usize = 64;
-
-/// The label value that names past [`MAX_OPERATIONS`] fold into.
-const OTHER: &str = "other";
 
 /// Labels of the operation histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,7 +37,7 @@ struct Series {
     latency: Sharded<0>,
 }
 
-/// A name as recorded: its series (its own, or `other`'s when folded).
+/// A name as recorded: its series (its own, or `(other)`'s when folded).
 struct Name {
     name: Box<str>,
     series: &'static Series,
@@ -52,14 +50,14 @@ struct Table {
     names: HashMap<Box<str>, &'static Name>,
     /// Every series, in creation order (at most `MAX_OPERATIONS + 1`).
     series: Vec<&'static Series>,
-    /// The `other` series, once created.
+    /// The `(other)` series, once created.
     other: Option<&'static Series>,
     /// The entry shared by folded names past the bound on remembered names.
     unremembered: Option<&'static Name>,
 }
 
 static TABLE: Mutex<Option<Table>> = Mutex::new(None);
-/// Timings recorded under `other` because the name cap was reached.
+/// Timings recorded under `(other)` because the name cap was reached.
 static FOLDED: AtomicU64 = AtomicU64::new(0);
 
 fn leak<T>(v: T) -> &'static T {
@@ -78,7 +76,7 @@ fn lookup(name: &str) -> &'static Name {
 /// Finds or creates the entry of `name` (the slow path: a global lock).
 #[cold]
 fn resolve(name: &str) -> &'static Name {
-    let _ignore = crate::heap::IgnoreAllocs::new();
+    let _ignore = crate::alloc_state::IgnoreAllocs::new();
     let mut guard = TABLE.lock().unwrap_or_else(|e| e.into_inner());
     let t = guard.get_or_insert_with(Table::default);
     if let Some(n) = t.names.get(name) {
@@ -96,7 +94,7 @@ fn resolve(name: &str) -> &'static Name {
     };
     let series = if folded {
         *t.other
-            .get_or_insert_with(|| new_series(&mut t.series, OTHER))
+            .get_or_insert_with(|| new_series(&mut t.series, OVERFLOW))
     } else {
         new_series(&mut t.series, name)
     };
@@ -107,7 +105,7 @@ fn resolve(name: &str) -> &'static Name {
     };
     // Remember folded names too, up to a bound, so they stay cheap. Past it, names share one
     // folded entry that matches no name in the threads' caches (its own name is empty), so
-    // they take this slow path each time but still land in `other`, and memory stays bounded.
+    // they take this slow path each time but still land in `(other)`, and memory stays bounded.
     if t.names.len() < 2 * MAX_OPERATIONS {
         let n = leak(n);
         t.names.insert(n.name.clone(), n);
@@ -123,7 +121,7 @@ fn resolve(name: &str) -> &'static Name {
 }
 
 impl Name {
-    /// Records one timing under this name (into `other`'s series if folded).
+    /// Records one timing under this name (into `(other)`'s series if folded).
     fn record(&self, elapsed: std::time::Duration) {
         self.series.latency.observe(elapsed, None);
         if self.folded {
@@ -178,7 +176,7 @@ pub(crate) struct OperationCollector;
 
 impl prometheus_client::collector::Collector for OperationCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let _ignore = crate::heap::IgnoreAllocs::new();
+        let _ignore = crate::alloc_state::IgnoreAllocs::new();
         let mut series: Vec<&'static Series> = TABLE
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -203,7 +201,7 @@ impl prometheus_client::collector::Collector for OperationCollector {
         )?;
         enc.encode_descriptor(
             "diag_operation_names_folded",
-            "Timings recorded under operation=\"other\" because the name cap was reached",
+            "Timings recorded under operation=\"(other)\" because the name cap was reached",
             None,
             MetricType::Counter,
         )?
@@ -236,7 +234,7 @@ mod tests {
             .filter(|l| l.starts_with("diag_operation_duration_seconds_count{"))
             .count();
         assert_eq!(own, MAX_OPERATIONS + 1, "{text}");
-        assert!(count(&text, "other").unwrap() >= 6);
+        assert!(count(&text, OVERFLOW).unwrap() >= 6);
         {
             let _t = timer("unit.async");
         }
@@ -251,15 +249,15 @@ mod tests {
             .parse()
             .unwrap();
         assert!(folded >= 6.0, "{folded}");
-        // Past the bound on remembered names: still folded into `other`, still counted.
-        let before = count(&super::super::render(), "other").unwrap();
+        // Past the bound on remembered names: still folded into `(other)`, still counted.
+        let before = count(&super::super::render(), OVERFLOW).unwrap();
         for i in 0..3 * MAX_OPERATIONS {
             let _t = timer(&format!("unit.many{i}"));
         }
         timed("unit.many0", async {}).await;
         let text = super::super::render();
         assert_eq!(
-            count(&text, "other"),
+            count(&text, OVERFLOW),
             Some(before + 3 * MAX_OPERATIONS as u64 + 1)
         );
         assert_eq!(

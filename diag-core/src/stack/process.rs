@@ -83,7 +83,7 @@ pub(crate) fn warm_app_crates() {
                 // diag's own work: its reading of the symbol table is neither sampled nor
                 // counted as the application's (a real service showed a sampled 200 KiB
                 // buffer of this thread's in its heap profile).
-                let _own = crate::heap::IgnoreAllocs::new();
+                let _own = crate::alloc_state::IgnoreAllocs::new();
                 #[cfg(all(feature = "heap", target_os = "linux"))]
                 let found = crate::stack::names::main_crates();
                 #[cfg(not(all(feature = "heap", target_os = "linux")))]
@@ -128,7 +128,7 @@ pub(crate) fn mappings() -> Vec<crate::profile::Mapping> {
 pub(crate) fn exe_code_comment() -> Option<String> {
     static HASH: OnceLock<Option<String>> = OnceLock::new();
     let hash = HASH.get_or_init(|| {
-        let _own = crate::heap::IgnoreAllocs::new();
+        let _own = crate::alloc_state::IgnoreAllocs::new();
         let mut hash = None;
         crate::stack::unwind::each_image(|info| {
             let mut parts: Vec<&[u8]> = Vec::new();

@@ -33,7 +33,7 @@ use crate::profile::Frame;
 use crate::symbolize::dwarf::Image;
 use crate::symbolize::naming::{call_address, drop_top_machinery, named, unknown};
 
-use crate::heap::{DEFAULT_SYMBOL_CACHE_BYTES, DEFAULT_SYMBOL_IDLE};
+use crate::defaults::{DEFAULT_SYMBOL_CACHE_BYTES, DEFAULT_SYMBOL_IDLE};
 
 /// Set by `Builder::symbol_cache_bytes` / `symbol_idle`; `usize::MAX` / `u64::MAX`: not set.
 static SET_CACHE_BYTES: AtomicUsize = AtomicUsize::new(usize::MAX);
@@ -127,13 +127,13 @@ struct Meter(Option<(u64, u64)>);
 
 impl Meter {
     fn start() -> Meter {
-        Meter(crate::heap::own_thread_bytes())
+        Meter(crate::alloc_state::own_thread_bytes())
     }
 
     /// The bytes allocated and not freed since `start`, or None if they cannot be measured.
     fn kept(&self) -> Option<isize> {
         let (a0, f0) = self.0?;
-        let (a1, f1) = crate::heap::own_thread_bytes()?;
+        let (a1, f1) = crate::alloc_state::own_thread_bytes()?;
         Some(a1.wrapping_sub(a0).wrapping_sub(f1.wrapping_sub(f0)) as i64 as isize)
     }
 }
@@ -261,7 +261,7 @@ type Released = (HashMap<PathBuf, Image>, HashMap<usize, Arc<[Frame]>>);
 /// was when the response arrives (freed on a thread of its own, it raced the next request and
 /// whoever measured the host right after the response).
 fn free(released: Released) {
-    let _own = crate::heap::IgnoreAllocs::new();
+    let _own = crate::alloc_state::IgnoreAllocs::new();
     drop(released);
     trim();
 }
@@ -286,7 +286,7 @@ fn trim() {
 /// Runs `f` on the symbolizer's state with this thread's allocations counted as diag's, then
 /// enforces the bound and schedules the idle drop.
 fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
-    let _own = crate::heap::IgnoreAllocs::new();
+    let _own = crate::alloc_state::IgnoreAllocs::new();
     let mut st = state().lock().unwrap_or_else(|e| e.into_inner());
     let out = f(&mut st);
     let released = st.bound();
@@ -326,7 +326,7 @@ fn spawn_reaper() -> bool {
     std::thread::Builder::new()
         .name("diag-symbols".into())
         .spawn(|| {
-            std::mem::forget(crate::heap::IgnoreAllocs::new());
+            std::mem::forget(crate::alloc_state::IgnoreAllocs::new());
             loop {
                 let mut st = state().lock().unwrap_or_else(|e| e.into_inner());
                 let since = st.last_use.map_or(Duration::MAX, |t| t.elapsed());

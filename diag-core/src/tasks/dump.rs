@@ -163,7 +163,7 @@ mod imp {
                 ));
             }
         };
-        let _ignore = crate::heap::IgnoreAllocs::new();
+        let _ignore = crate::alloc_state::IgnoreAllocs::new();
         Ok(dump
             .tasks()
             .iter()

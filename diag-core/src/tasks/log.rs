@@ -10,11 +10,13 @@
 //! level for target `diag`, and takes events through a bounded queue (a full queue drops
 //! the log line, never the event: `/debug/tasks` still has it).
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::events;
+use crate::alloc_state::{DROPPED_SAMPLES, DROPPED_STACKS};
 
 /// A blocking poll the watchdog caught.
 struct Blocked {
@@ -58,7 +60,7 @@ fn start() -> Option<SyncSender<Blocked>> {
     std::thread::Builder::new()
         .name("diag-log".into())
         .spawn(move || {
-            crate::heap::ignore_this_thread();
+            crate::alloc_state::ignore_this_thread();
             let mut seen = (0, 0);
             loop {
                 match rx.recv_timeout(DROPS_EVERY) {
@@ -91,8 +93,7 @@ fn log_blocked(b: &Blocked) {
 
 /// Warns when the heap profiler dropped samples or stacks since the last look.
 fn log_new_drops(seen: &mut (u64, u64)) {
-    let st = crate::heap::stats();
-    let now = (st.dropped_samples, st.dropped_stacks);
+    let now = (DROPPED_SAMPLES.load(Relaxed), DROPPED_STACKS.load(Relaxed));
     if now.0 > seen.0 || now.1 > seen.1 {
         tracing::warn!(
             target: "diag",

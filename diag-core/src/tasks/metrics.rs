@@ -9,13 +9,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio_metrics::{RuntimeIntervals, RuntimeMonitor, TaskMonitor};
 
+use crate::names::OVERFLOW;
 use crate::wire::{RuntimeHealth, TaskHealth};
 
-/// Distinct names tracked; later names are counted under [`OTHER`].
+/// Distinct names tracked; later names are counted under [`OVERFLOW`].
 pub(crate) const MAX_NAMES: usize = 256;
-/// The name shared by everything past [`MAX_NAMES`].
-pub(crate) const OTHER: &str = "[other]";
-/// Registrations of a name past [`MAX_NAMES`] (folded into [`OTHER`]): a route's first
+/// Registrations of a name past [`MAX_NAMES`] (folded into [`OVERFLOW`]): a route's first
 /// request, each `diag_core::spawn` of a task name. Profiles report it (`folded_names=`).
 pub(crate) static FOLDED_NAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -54,7 +53,7 @@ pub(crate) fn monitor_for(name: &Arc<str>, sampled: bool) -> (u32, TaskMonitor) 
     }
     let key: Arc<str> = if n.entries.len() + 1 >= MAX_NAMES {
         FOLDED_NAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        OTHER.into()
+        OVERFLOW.into()
     } else {
         name.clone()
     };

@@ -28,10 +28,10 @@ use std::time::Duration;
 
 use crate::padded::Padded;
 
-use crate::builder::DEFAULT_TASK_SAMPLE;
+use crate::defaults::DEFAULT_TASK_SAMPLE;
 pub(crate) use events::block_profile;
 pub(crate) use lag::view as lag_view;
-pub(crate) use metrics::{FOLDED_NAMES, OTHER as OTHER_NAME};
+pub(crate) use metrics::FOLDED_NAMES;
 
 /// One request in this many is counted by its route's `TaskMonitor` (1: every request).
 static TASK_SAMPLE: Padded<AtomicU32> = Padded(AtomicU32::new(DEFAULT_TASK_SAMPLE));
@@ -147,7 +147,6 @@ fn ensure_started() {
     }
 }
 
-/// Called by `Builder::start`: applies the threshold and starts what can be started.
 /// The route or task of the instrumented poll running on this thread (signal-safe), as an id
 /// for [`poll_label`].
 pub(crate) fn running_poll() -> Option<u32> {
@@ -158,10 +157,11 @@ pub(crate) fn running_poll() -> Option<u32> {
 /// request under `layer()`, `("task", name)` for a future of `spawn(name, ..)`.
 pub(crate) fn poll_label(id: u32) -> Option<(&'static str, Arc<str>)> {
     let (name, route) = metrics::name_and_kind(id)?;
-    use crate::cpu::{ROUTE_LABEL, TASK_LABEL};
+    use crate::names::{ROUTE_LABEL, TASK_LABEL};
     Some((if route { ROUTE_LABEL } else { TASK_LABEL }, name))
 }
 
+/// Called by `Builder::start`: applies the threshold and starts what can be started.
 pub(crate) fn on_init(threshold: Duration) {
     watchdog::set_threshold(threshold);
     ensure_started();

@@ -16,7 +16,7 @@
 //! trips, the handler skips (state `SKIPPED`, counted) and the watchdog retries on its next
 //! scan, since a blocked poll is still blocked a few milliseconds later:
 //!
-//! 1. the heap sampler's per-thread busy flag (`heap::thread_in_sampler`), set around every
+//! 1. the heap sampler's per-thread busy flag (`alloc_state::thread_in_sampler`), set around every
 //!    stack capture on the allocation path;
 //! 2. the interrupted program counter: if it lies in the executable segment of `libgcc_s`
 //!    (found once at install time from `_Unwind_Backtrace`'s address), the thread is inside
@@ -230,7 +230,7 @@ fn capture_here(ctx: *mut libc::c_void) {
         }
         None => {
             let pc = interrupted_pc(ctx);
-            if crate::heap::thread_in_sampler() || pc_in_unwinder(pc) {
+            if crate::alloc_state::thread_in_sampler() || pc_in_unwinder(pc) {
                 SKIPPED_IN_UNWINDER.fetch_add(1, Relaxed);
                 slot.capture.store(SKIPPED, Release);
                 return;

@@ -45,7 +45,7 @@ pub(crate) fn ensure_started() {
 }
 
 fn run() {
-    crate::heap::ignore_this_thread();
+    crate::alloc_state::ignore_this_thread();
     let _ = signal::unavailable_reason(); // installs the handler
     let mut reported: HashMap<usize, u64> = HashMap::new();
     let mut retries: HashMap<(usize, u64), u32> = HashMap::new();
@@ -198,7 +198,7 @@ fn warm_symbolizer() {
     let _ = std::thread::Builder::new()
         .name("diag-symbolize".into())
         .spawn(|| {
-            crate::heap::ignore_this_thread();
+            crate::alloc_state::ignore_this_thread();
             let _ = events::view();
         });
 }

@@ -35,7 +35,7 @@
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 
-use crate::heap::MAX_FRAMES;
+use crate::defaults::MAX_FRAMES;
 use crate::wire::UnwindStats;
 
 /// Which unwinder captures the stacks of sampled allocations.
@@ -213,7 +213,7 @@ pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
 pub(crate) fn prepare() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     if unwinder() != Unwinder::Libgcc {
-        let _own = crate::heap::IgnoreAllocs::new();
+        let _own = crate::alloc_state::IgnoreAllocs::new();
         cached::prepare();
     }
 }
@@ -240,7 +240,7 @@ pub(crate) fn capture_libgcc(buf: &mut [usize; MAX_FRAMES]) -> usize {
 pub(crate) fn prepare_signals() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
-        let _own = crate::heap::IgnoreAllocs::new();
+        let _own = crate::alloc_state::IgnoreAllocs::new();
         cached::prepare_signals();
     }
 }
@@ -251,7 +251,7 @@ pub(crate) fn prepare_signals() {
 pub(crate) fn refresh_modules() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
-        let _own = crate::heap::IgnoreAllocs::new();
+        let _own = crate::alloc_state::IgnoreAllocs::new();
         cached::refresh();
     }
 }
@@ -262,7 +262,7 @@ pub(crate) fn refresh_modules() {
 pub(crate) fn prepare_thread() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
-        let _own = crate::heap::IgnoreAllocs::new();
+        let _own = crate::alloc_state::IgnoreAllocs::new();
         cached::prepare_thread();
     }
 }
@@ -299,7 +299,7 @@ pub(crate) unsafe fn capture_interrupted(
 pub(crate) fn prepare_cpu_sampler() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
-        let _own = crate::heap::IgnoreAllocs::new();
+        let _own = crate::alloc_state::IgnoreAllocs::new();
         cached::prepare_signal_caches(usize::MAX);
         stacks::refresh_stack_mappings();
     }
@@ -310,7 +310,7 @@ pub(crate) fn prepare_cpu_sampler() {
 pub(crate) fn refresh_stack_mappings() {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
-        let _own = crate::heap::IgnoreAllocs::new();
+        let _own = crate::alloc_state::IgnoreAllocs::new();
         stacks::refresh_stack_mappings();
         cached::refresh();
     }
@@ -369,7 +369,7 @@ mod tests {
             let r = both(std::hint::black_box(depth - 1));
             return std::hint::black_box(r);
         }
-        let _busy = crate::IgnoreAllocs::new();
+        let _busy = crate::alloc_state::IgnoreAllocs::new();
         let (mut a, mut b) = ([0; MAX_FRAMES], [0; MAX_FRAMES]);
         set_unwinder(Unwinder::Cached);
         // A capture that meets another test's module scan (the watchdog's set-up) gives up by

@@ -18,7 +18,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 
-use super::config;
+use crate::alloc_state as config;
 
 /// How many threads get an uncontended counter slot; later threads share the overflow slot.
 const SLOTS: usize = 1024;
@@ -95,7 +95,7 @@ const NO_SLOT: *const Slot = std::ptr::null();
 struct Local {
     /// Bytes left before the next sample; below zero means "take the slow path".
     countdown: Cell<i64>,
-    /// The `config::HOT.config` word the countdown was drawn for.
+    /// The `HOT.config` word (see `alloc_state::Hot`) the countdown was drawn for.
     config: Cell<u64>,
     /// xorshift state for the exponential draws (0 = not seeded).
     rng: Cell<u64>,
@@ -265,7 +265,7 @@ pub(crate) enum Fast {
 
 /// The allocation fast path: counts and decides with no call, no lock and no spill, so the
 /// allocator can tail-call the inner allocator. Anything unusual is left to the slow path.
-/// `cfg` is the `config::HOT.config` word the caller loaded, with a non-zero rate (sampling off
+/// `cfg` is the `HOT.config` word the caller loaded, with a non-zero rate (sampling off
 /// never gets here).
 #[inline(always)]
 pub(crate) fn fast_alloc(cfg: u64, size: usize) -> Fast {
