@@ -18,6 +18,13 @@ pub(crate) fn resolve_with<S: Resolved + ?Sized>(
     crate::symbolize::naming::resolve_with(&mut namer, &ProcessSymbols, addr, resolve)
 }
 
+/// Forgets what naming learned (it is learned again from the symbol tables when needed): with
+/// the symbolizer's caches, so that none of its blocks stays among a freed parse.
+pub(crate) fn forget() {
+    let old = std::mem::take(&mut *namer().lock().unwrap_or_else(|e| e.into_inner()));
+    drop(old);
+}
+
 /// The process's naming state (what it learned of crate names).
 fn namer() -> &'static Mutex<Namer> {
     static NAMER: OnceLock<Mutex<Namer>> = OnceLock::new();
