@@ -7,30 +7,12 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+mod support;
+
+use support::Reply;
+
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
-
-async fn get(app: axum::Router, uri: &str, auth: Option<&str>) -> (StatusCode, String, Vec<u8>) {
-    let mut req = Request::get(uri);
-    if let Some(a) = auth {
-        req = req.header(header::AUTHORIZATION, a);
-    }
-    let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
-    let status = resp.status();
-    let ct = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    (status, ct, body)
-}
 
 #[inline(never)]
 fn retain(keep: &mut Vec<Vec<u8>>) {
@@ -53,7 +35,11 @@ async fn routes_answer_and_validate() {
     retain(&mut keep);
     let app = diag_core::router();
 
-    let (s, ct, body) = get(app.clone(), "/debug/pprof/heap", None).await;
+    let Reply {
+        status: s,
+        content_type: ct,
+        body,
+    } = support::oneshot(app.clone(), "/debug/pprof/heap", None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(ct, "application/octet-stream");
     let p = diag_core::profile::pprof_codec::decode(&body).expect("a pprof profile");
@@ -84,12 +70,18 @@ async fn routes_answer_and_validate() {
         "64 MiB retained, profile says {retained}"
     );
 
-    let (s, _, body) = get(app.clone(), "/debug/pprof/allocs", None).await;
+    let Reply {
+        status: s, body, ..
+    } = support::oneshot(app.clone(), "/debug/pprof/allocs", None).await;
     assert_eq!(s, StatusCode::OK);
     let p = diag_core::profile::pprof_codec::decode(&body).unwrap();
     assert_eq!(p.default_sample_type.as_deref(), Some("alloc_space"));
 
-    let (s, ct, body) = get(app.clone(), "/debug/pprof/heap?debug=1", None).await;
+    let Reply {
+        status: s,
+        content_type: ct,
+        body,
+    } = support::oneshot(app.clone(), "/debug/pprof/heap?debug=1", None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(ct.starts_with("text/plain"));
     let text = String::from_utf8(body).unwrap();
@@ -106,7 +98,11 @@ async fn routes_answer_and_validate() {
         "/debug/pprof/goroutine?seconds=31",
         "/debug/pprof/goroutine?format=xml",
     ] {
-        let (s, ct, body) = get(app.clone(), bad, None).await;
+        let Reply {
+            status: s,
+            content_type: ct,
+            body,
+        } = support::oneshot(app.clone(), bad, None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
         assert!(ct.starts_with("text/plain"), "{bad}");
         let reason = String::from_utf8(body).unwrap();
@@ -118,12 +114,16 @@ async fn routes_answer_and_validate() {
     }
 
     // This build has no `taskdump` feature: a clear 501 naming what is missing.
-    let (s, _, body) = get(app.clone(), "/debug/pprof/goroutine", None).await;
+    let Reply {
+        status: s, body, ..
+    } = support::oneshot(app.clone(), "/debug/pprof/goroutine", None).await;
     assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
     let reason = String::from_utf8(body).unwrap();
     assert!(reason.contains("taskdump"), "{reason}");
 
-    let (s, _, body) = get(app.clone(), "/debug/heap/stats", None).await;
+    let Reply {
+        status: s, body, ..
+    } = support::oneshot(app.clone(), "/debug/heap/stats", None).await;
     assert_eq!(s, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(v["live_bytes"].as_u64().unwrap() >= 64 << 20);
@@ -137,7 +137,9 @@ async fn snapshot_rate_limit() {
         .start()
         .unwrap();
     let app = diag_core::router();
-    let (s, _, _) = get(app.clone(), "/debug/pprof/heap", None).await;
+    let s = support::oneshot(app.clone(), "/debug/pprof/heap", None)
+        .await
+        .status;
     assert_eq!(s, StatusCode::OK);
     let resp = app
         .clone()
@@ -158,7 +160,9 @@ async fn snapshot_rate_limit() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("rate limit"));
     // Cheap endpoints are not limited.
-    let (s, _, _) = get(app.clone(), "/debug/heap/stats", None).await;
+    let s = support::oneshot(app.clone(), "/debug/heap/stats", None)
+        .await
+        .status;
     assert_eq!(s, StatusCode::OK);
     d.shutdown();
     let _ = diag_core::Diag::builder()
@@ -183,43 +187,56 @@ async fn token_guard_and_public_bind_refusal() {
         .start()
         .unwrap();
     let app = diag_core::router();
-    let (s, _, _) = get(app.clone(), "/debug/pprof/heap", None).await;
+    let s = support::oneshot(app.clone(), "/debug/pprof/heap", None)
+        .await
+        .status;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, _, _) = get(app.clone(), "/debug/pprof/heap", Some("Bearer wrong-token")).await;
+    let s = support::oneshot(app.clone(), "/debug/pprof/heap", Some("Bearer wrong-token"))
+        .await
+        .status;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, _, _) = get(
+    let s = support::oneshot(
         app.clone(),
         "/debug/heap/stats",
         Some("Bearer s3cret-token"),
     )
-    .await;
+    .await
+    .status;
     assert_eq!(s, StatusCode::OK);
     // The handle's own router carries its token; so does a later instance's.
-    let (s, _, _) = get(d.router(), "/debug/heap/stats", None).await;
+    let s = support::oneshot(d.router(), "/debug/heap/stats", None)
+        .await
+        .status;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, _, _) = get(d.router(), "/debug/heap/stats", Some("Bearer s3cret-token")).await;
+    let s = support::oneshot(d.router(), "/debug/heap/stats", Some("Bearer s3cret-token"))
+        .await
+        .status;
     assert_eq!(s, StatusCode::OK);
     let other = diag_core::Diag::builder()
         .no_listener()
         .token("other-token")
         .start()
         .unwrap();
-    let (s, _, _) = get(
+    let s = support::oneshot(
         other.router(),
         "/debug/heap/stats",
         Some("Bearer other-token"),
     )
-    .await;
+    .await
+    .status;
     assert_eq!(s, StatusCode::OK);
-    let (s, _, _) = get(d.router(), "/debug/heap/stats", Some("Bearer other-token")).await;
+    let s = support::oneshot(d.router(), "/debug/heap/stats", Some("Bearer other-token"))
+        .await
+        .status;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // The free function follows the most recently started one.
-    let (s, _, _) = get(
+    let s = support::oneshot(
         diag_core::router(),
         "/debug/heap/stats",
         Some("Bearer other-token"),
     )
-    .await;
+    .await
+    .status;
     assert_eq!(s, StatusCode::OK);
     d.shutdown();
 }
