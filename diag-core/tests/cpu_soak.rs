@@ -93,7 +93,7 @@ fn profiler_under_allocation_syscalls_and_requests() {
         .start()
         .expect("diag");
     let diag_addr = diag.local_addr().unwrap().to_string();
-    let (_rt, app_addr) = start_app();
+    let (_rt, app_addr) = support::serve(app());
     let soak = Soak::new();
     abort_on_hang(&soak);
 
@@ -122,21 +122,6 @@ fn profiler_under_allocation_syscalls_and_requests() {
     let unwind = diag_core::heap::stats().unwind;
     eprintln!("heap unwinder: {unwind:?}");
     assert!(unwind.cached > 0, "{unwind:?}");
-}
-
-/// The app on a 2-worker runtime (kept until the test ends) and its address.
-fn start_app() -> (tokio::runtime::Runtime, String) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let app_addr = listener.local_addr().unwrap().to_string();
-    rt.spawn(async move { axum::serve(listener, app()).await });
-    (rt, app_addr)
 }
 
 /// What the soak's threads share: when to stop, and when a request last completed.

@@ -87,19 +87,10 @@ fn diag_logs_through_tracing() {
         .start()
         .unwrap();
     let diag_addr = diag.local_addr().unwrap().to_string();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let app_addr = listener.local_addr().unwrap().to_string();
     let app = Router::new()
         .route("/block", get(|| async { block_the_worker() }))
         .layer(diag_core::layer());
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let (_rt, app_addr) = support::serve(app);
 
     assert_eq!(get_status(&app_addr, "/block"), 200);
     let e = wait_for(&["WARN", "blocking poll", "name=/block"]);

@@ -8,7 +8,7 @@
 #[path = "../../../diag-core/tests/support/wait.rs"]
 mod wait;
 
-pub use wait::{wait_until, when};
+pub use wait::{poll_until, wait_until, when};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -387,6 +387,13 @@ pub fn agent() -> ureq::Agent {
 /// The status `GET url` answers (any status, not an error).
 pub fn status(url: &str) -> u16 {
     Http::new().status(url)
+}
+
+/// Whether a site or top-list entry of `diag`'s JSON is the leaky example's leaking function.
+pub fn is_the_leak(entry: &serde_json::Value) -> bool {
+    entry["function"]
+        .as_str()
+        .is_some_and(|f| f.ends_with("leaky::remember_request"))
 }
 
 /// Whether a CPU profile of this process samples now: diag's sampler catches `SIGPROF` while

@@ -6,7 +6,7 @@
 
 mod wait;
 
-pub use wait::{Poll, wait_until, when};
+pub use wait::{Poll, Timeout, poll_until, wait_until, when};
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -20,10 +20,12 @@ pub async fn wait_until_async<T, E: Debug, F: Future<Output = Result<T, E>>>(
     what: &str,
     mut probe: impl FnMut() -> F,
 ) -> T {
-    let mut poll = Poll::new(within, what);
+    let mut poll = Poll::new(within);
     loop {
-        if let Some(value) = poll.check(probe().await) {
-            return value;
+        match poll.check(probe().await) {
+            Ok(Some(value)) => return value,
+            Ok(None) => {}
+            Err(timeout) => panic!("waited {within:?} for {what} {timeout}"),
         }
         tokio::time::sleep(poll.pause()).await; // the poll interval: then it asks again
     }
@@ -76,6 +78,23 @@ pub fn get(addr: &str, path: &str) -> Result<Answer, String> {
         status,
         body: buf[head_end + 4..].to_vec(),
     })
+}
+
+/// Serves `app` on a 2-worker runtime of its own on a free port: the runtime (keep it while
+/// the app is needed) and the address.
+#[cfg(feature = "server")]
+pub fn serve(app: axum::Router) -> (tokio::runtime::Runtime, String) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (rt, addr)
 }
 
 /// What a router answered to [`oneshot`].
