@@ -143,10 +143,14 @@ fn footprint(with_cpu_profile: bool) {
     get(format!("{}/debug/pprof/heap", s.diag));
     let anon1 = rss_anon(pid);
     let after = stats(&http, &s.diag);
-    let idle = wait_until(
+    let idle = *wait_until(
         Duration::from_secs_f64(IDLE_SECS * 2.0 + 1.0),
         "the idle symbolizer to drop its caches",
-        || when(stats(&http, &s.diag), |st| st.symbolizer_cache_bytes == 0),
+        || {
+            when(Box::new(stats(&http, &s.diag)), |st| {
+                st.symbolizer_cache_bytes == 0
+            })
+        },
     );
     let anon2 = rss_anon(pid);
 
