@@ -9,10 +9,13 @@ use tower::ServiceExt;
 
 mod support;
 
-use support::Reply;
-
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
+
+/// The status `GET uri` to `app` answers.
+async fn status(app: axum::Router, uri: &str, auth: Option<&str>) -> StatusCode {
+    support::oneshot(app, uri, auth).await.status
+}
 
 #[inline(never)]
 fn retain(keep: &mut Vec<Vec<u8>>) {
@@ -35,11 +38,9 @@ async fn routes_answer_and_validate() {
     retain(&mut keep);
     let app = diag_core::router();
 
-    let Reply {
-        status: s,
-        content_type: ct,
-        body,
-    } = support::oneshot(app.clone(), "/debug/pprof/heap", None).await;
+    let (s, ct, body) = support::oneshot(app.clone(), "/debug/pprof/heap", None)
+        .await
+        .parts();
     assert_eq!(s, StatusCode::OK);
     assert_eq!(ct, "application/octet-stream");
     let p = diag_core::profile::pprof_codec::decode(&body).expect("a pprof profile");
@@ -70,18 +71,16 @@ async fn routes_answer_and_validate() {
         "64 MiB retained, profile says {retained}"
     );
 
-    let Reply {
-        status: s, body, ..
-    } = support::oneshot(app.clone(), "/debug/pprof/allocs", None).await;
+    let (s, _, body) = support::oneshot(app.clone(), "/debug/pprof/allocs", None)
+        .await
+        .parts();
     assert_eq!(s, StatusCode::OK);
     let p = diag_core::profile::pprof_codec::decode(&body).unwrap();
     assert_eq!(p.default_sample_type.as_deref(), Some("alloc_space"));
 
-    let Reply {
-        status: s,
-        content_type: ct,
-        body,
-    } = support::oneshot(app.clone(), "/debug/pprof/heap?debug=1", None).await;
+    let (s, ct, body) = support::oneshot(app.clone(), "/debug/pprof/heap?debug=1", None)
+        .await
+        .parts();
     assert_eq!(s, StatusCode::OK);
     assert!(ct.starts_with("text/plain"));
     let text = String::from_utf8(body).unwrap();
@@ -98,11 +97,7 @@ async fn routes_answer_and_validate() {
         "/debug/pprof/goroutine?seconds=31",
         "/debug/pprof/goroutine?format=xml",
     ] {
-        let Reply {
-            status: s,
-            content_type: ct,
-            body,
-        } = support::oneshot(app.clone(), bad, None).await;
+        let (s, ct, body) = support::oneshot(app.clone(), bad, None).await.parts();
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
         assert!(ct.starts_with("text/plain"), "{bad}");
         let reason = String::from_utf8(body).unwrap();
@@ -114,16 +109,16 @@ async fn routes_answer_and_validate() {
     }
 
     // This build has no `taskdump` feature: a clear 501 naming what is missing.
-    let Reply {
-        status: s, body, ..
-    } = support::oneshot(app.clone(), "/debug/pprof/goroutine", None).await;
+    let (s, _, body) = support::oneshot(app.clone(), "/debug/pprof/goroutine", None)
+        .await
+        .parts();
     assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
     let reason = String::from_utf8(body).unwrap();
     assert!(reason.contains("taskdump"), "{reason}");
 
-    let Reply {
-        status: s, body, ..
-    } = support::oneshot(app.clone(), "/debug/heap/stats", None).await;
+    let (s, _, body) = support::oneshot(app.clone(), "/debug/heap/stats", None)
+        .await
+        .parts();
     assert_eq!(s, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(v["live_bytes"].as_u64().unwrap() >= 64 << 20);
@@ -137,10 +132,10 @@ async fn snapshot_rate_limit() {
         .start()
         .unwrap();
     let app = diag_core::router();
-    let s = support::oneshot(app.clone(), "/debug/pprof/heap", None)
-        .await
-        .status;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        status(app.clone(), "/debug/pprof/heap", None).await,
+        StatusCode::OK
+    );
     let resp = app
         .clone()
         .oneshot(
@@ -160,10 +155,10 @@ async fn snapshot_rate_limit() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("rate limit"));
     // Cheap endpoints are not limited.
-    let s = support::oneshot(app.clone(), "/debug/heap/stats", None)
-        .await
-        .status;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        status(app.clone(), "/debug/heap/stats", None).await,
+        StatusCode::OK
+    );
     d.shutdown();
     let _ = diag_core::Diag::builder()
         .no_listener()
@@ -187,56 +182,59 @@ async fn token_guard_and_public_bind_refusal() {
         .start()
         .unwrap();
     let app = diag_core::router();
-    let s = support::oneshot(app.clone(), "/debug/pprof/heap", None)
-        .await
-        .status;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let s = support::oneshot(app.clone(), "/debug/pprof/heap", Some("Bearer wrong-token"))
-        .await
-        .status;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let s = support::oneshot(
-        app.clone(),
-        "/debug/heap/stats",
-        Some("Bearer s3cret-token"),
-    )
-    .await
-    .status;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        status(app.clone(), "/debug/pprof/heap", None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(app.clone(), "/debug/pprof/heap", Some("Bearer wrong-token")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(
+            app.clone(),
+            "/debug/heap/stats",
+            Some("Bearer s3cret-token"),
+        )
+        .await,
+        StatusCode::OK
+    );
     // The handle's own router carries its token; so does a later instance's.
-    let s = support::oneshot(d.router(), "/debug/heap/stats", None)
-        .await
-        .status;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let s = support::oneshot(d.router(), "/debug/heap/stats", Some("Bearer s3cret-token"))
-        .await
-        .status;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        status(d.router(), "/debug/heap/stats", None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(d.router(), "/debug/heap/stats", Some("Bearer s3cret-token")).await,
+        StatusCode::OK
+    );
     let other = diag_core::Diag::builder()
         .no_listener()
         .token("other-token")
         .start()
         .unwrap();
-    let s = support::oneshot(
-        other.router(),
-        "/debug/heap/stats",
-        Some("Bearer other-token"),
-    )
-    .await
-    .status;
-    assert_eq!(s, StatusCode::OK);
-    let s = support::oneshot(d.router(), "/debug/heap/stats", Some("Bearer other-token"))
-        .await
-        .status;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(
+            other.router(),
+            "/debug/heap/stats",
+            Some("Bearer other-token"),
+        )
+        .await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(d.router(), "/debug/heap/stats", Some("Bearer other-token")).await,
+        StatusCode::UNAUTHORIZED
+    );
     // The free function follows the most recently started one.
-    let s = support::oneshot(
-        diag_core::router(),
-        "/debug/heap/stats",
-        Some("Bearer other-token"),
-    )
-    .await
-    .status;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        status(
+            diag_core::router(),
+            "/debug/heap/stats",
+            Some("Bearer other-token"),
+        )
+        .await,
+        StatusCode::OK
+    );
     d.shutdown();
 }

@@ -112,6 +112,11 @@ impl Reply {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// (status, content type, body).
+    pub fn parts(self) -> (axum::http::StatusCode, String, Vec<u8>) {
+        (self.status, self.content_type, self.body)
+    }
 }
 
 /// `GET uri` to `app` without a socket (tower's `oneshot`), with `Authorization: auth` if
