@@ -4,7 +4,7 @@
 //! route, and which `go tool pprof` reads. Then the endpoint's one-at-a-time rule (409) and the early-disconnect path
 //! (the profiler is freed at once). One test: the allocator and the profiler are global.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command;
 use std::sync::Arc;
@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
+
+use support::{Http, cpu_profile_sampling as sampling, wait_until, when};
 
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
@@ -31,29 +33,12 @@ fn share(p: &diag_core::profile::Profile, function: &str) -> f64 {
     hot as f64 / total.max(1.0)
 }
 
-/// GET over a plain socket: (status, body), with a read timeout.
+/// `GET http://addr/path` with a timeout: (status, body).
 fn get(addr: &str, path: &str, timeout: Duration) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(timeout)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).expect("read answer (timeout?)");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .to_owned();
-    (status, body)
+    let answer = Http::with_timeout(timeout)
+        .try_get(&format!("http://{addr}{path}"))
+        .unwrap_or_else(|e| panic!("no answer (timeout?): {e}"));
+    (answer.status, answer.text())
 }
 
 #[test]
@@ -225,7 +210,11 @@ fn cpu_flamegraph_end_to_end() {
             )
         })
     };
-    std::thread::sleep(Duration::from_millis(700));
+    wait_until(
+        Duration::from_secs(10),
+        "the first profile sampling",
+        || when(sampling(), |&s| s),
+    );
     let (status, body) = get(
         &diag_addr,
         "/debug/pprof/profile?seconds=1",
@@ -254,6 +243,9 @@ fn cpu_flamegraph_end_to_end() {
     }
 
     // A client that goes away frees the profiler at once.
+    wait_until(Duration::from_secs(10), "the last profile to end", || {
+        when(sampling(), |&s| !s)
+    });
     {
         let mut s = TcpStream::connect(&diag_addr).unwrap();
         write!(
@@ -261,9 +253,15 @@ fn cpu_flamegraph_end_to_end() {
             "GET /debug/pprof/profile?seconds=30 HTTP/1.1\r\nHost: {diag_addr}\r\n\r\n"
         )
         .unwrap();
-        std::thread::sleep(Duration::from_secs(1));
+        wait_until(Duration::from_secs(10), "the 30 s profile sampling", || {
+            when(sampling(), |&s| s)
+        });
     }
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(
+        Duration::from_millis(300),
+        "the profiler freed at once after its client went away",
+        || when(sampling(), |&s| !s),
+    );
     let t = Instant::now();
     let (status, body) = get(
         &diag_addr,

@@ -6,12 +6,12 @@
 //! used before, kept 25 % here: it dropped every sample interrupted inside libc.)
 //! One test: the allocator and the profiler are global.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
 mod support;
+
+use support::{Http, cpu_profile_sampling, wait_until, when};
 
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
@@ -31,21 +31,12 @@ fn process_cpu() -> Duration {
     Duration::from_nanos((f[0] + f[1]) * 1_000_000_000 / hz)
 }
 
-/// GET returning the body's bytes.
+/// `GET http://addr/path` (60 s timeout): the status and the body's bytes.
 fn get_bytes(addr: &str, path: &str) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).expect("read the answer");
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, buf[end + 4..].to_vec())
+    let answer = Http::with_timeout(Duration::from_secs(60))
+        .try_get(&format!("http://{addr}{path}"))
+        .expect("read the answer");
+    (answer.status, answer.body)
 }
 
 #[test]
@@ -64,11 +55,13 @@ fn io_bound_service_is_fully_captured() {
         .unwrap();
     assert!(warm.status.success(), "wrk failed: {warm:?}");
 
-    // The profile spans the load with a second to spare at each end.
+    // The profile spans the load: it samples before the load starts, and for 6 s.
     let profile = std::thread::spawn(move || {
         get_bytes(&diag_addr, "/debug/pprof/profile?seconds=6&frequency=250")
     });
-    std::thread::sleep(Duration::from_secs(1));
+    wait_until(Duration::from_secs(10), "the profile sampling", || {
+        when(cpu_profile_sampling(), |&s| s)
+    });
     let before = process_cpu();
     let load = Command::new(&wrk)
         .args(["-t1", "-c16", "-d4s", &format!("{app_url}/ping")])

@@ -14,6 +14,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
+use support::{Http, wait_until, when};
+
 const MIB: i64 = 1 << 20;
 /// The symbolizer's idle time in these tests.
 const IDLE_SECS: f64 = 2.0;
@@ -97,21 +101,8 @@ fn rss_anon(pid: u32) -> i64 {
     kb * 1024
 }
 
-fn get(agent: &ureq::Agent, url: &str) -> Vec<u8> {
-    let mut r = agent
-        .get(url)
-        .call()
-        .unwrap_or_else(|e| panic!("{url}: {e}"));
-    assert_eq!(r.status(), 200, "{url}");
-    r.body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_vec()
-        .unwrap()
-}
-
-fn stats(agent: &ureq::Agent, diag: &str) -> diag_core::wire::HeapStats {
-    serde_json::from_slice(&get(agent, &format!("{diag}/debug/heap/stats"))).unwrap()
+fn stats(http: &Http, diag: &str) -> diag_core::wire::HeapStats {
+    serde_json::from_slice(&http.ok(&format!("{diag}/debug/heap/stats")).body).unwrap()
 }
 
 fn mib(b: i64) -> String {
@@ -125,38 +116,43 @@ fn footprint(with_cpu_profile: bool) {
     }
     let s = start();
     let pid = s.child.id();
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .new_agent();
+    let http = Http::with_timeout(Duration::from_secs(60));
+    let get = |url: String| http.ok(&url).body;
     // Warm-up: the application's own traffic, then a pause.
     for route in ["leak", "churn", "warm"] {
         for _ in 0..300 {
-            get(&agent, &format!("{}/{route}", s.app));
+            get(format!("{}/{route}", s.app));
         }
     }
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(500)); // workload: the pause after the app's traffic
     let live = |st: &diag_core::wire::HeapStats| st.live_bytes as i64;
-    let before = stats(&agent, &s.diag);
+    let before = stats(&http, &s.diag);
     let anon0 = rss_anon(pid);
 
     // Only diag works from here on.
     let t = Instant::now();
-    let first = get(&agent, &format!("{}/debug/pprof/heap", s.diag));
+    let first = get(format!("{}/debug/pprof/heap", s.diag));
     let cold = t.elapsed();
     assert!(first.len() > 100);
     let after_snapshot = rss_anon(pid);
     if with_cpu_profile {
-        get(&agent, &format!("{}/debug/pprof/profile?seconds=3", s.diag));
+        get(format!("{}/debug/pprof/profile?seconds=3", s.diag));
     }
     let after_cpu = rss_anon(pid);
-    get(&agent, &format!("{}/debug/tasks", s.diag));
-    get(&agent, &format!("{}/debug/pprof/heap", s.diag));
+    get(format!("{}/debug/tasks", s.diag));
+    get(format!("{}/debug/pprof/heap", s.diag));
     let anon1 = rss_anon(pid);
-    let after = stats(&agent, &s.diag);
-    std::thread::sleep(Duration::from_secs_f64(IDLE_SECS * 2.0 + 1.0));
+    let after = stats(&http, &s.diag);
+    let idle = *wait_until(
+        Duration::from_secs_f64(IDLE_SECS * 2.0 + 1.0),
+        "the idle symbolizer to drop its caches",
+        || {
+            when(Box::new(stats(&http, &s.diag)), |st| {
+                st.symbolizer_cache_bytes == 0
+            })
+        },
+    );
     let anon2 = rss_anon(pid);
-    let idle = stats(&agent, &s.diag);
 
     eprintln!(
         "leaky footprint{}: warm RssAnon {}; +{} after a snapshot (cold: {cold:?}), +{} after \

@@ -9,7 +9,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use support::agent;
+use support::{Http, wait_until, when};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -81,24 +81,18 @@ fn start_prometheus(bin: &Path, target: &str) -> (PrometheusGuard, String) {
         .expect("starting prometheus");
     let guard = PrometheusGuard { child, dir };
     let base = format!("http://127.0.0.1:{port}");
-    let a = agent();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if a.get(&format!("{base}/-/ready"))
-            .call()
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "prometheus not ready after 60 s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let http = Http::new();
+    wait_until(Duration::from_secs(60), "prometheus ready", || {
+        http.try_get(&format!("{base}/-/ready"))
+            .and_then(|a| when(a.status, |&s| s == 200).map_err(|s| format!("HTTP {s}")))
+    });
     (guard, base)
 }
 
-/// One instant query; the single result's value.
-fn query(base: &str, q: &str) -> f64 {
-    let mut r = agent()
+/// One instant query: the answer's text and its result series.
+fn query_results(base: &str, q: &str) -> (String, Vec<serde_json::Value>) {
+    let mut r = Http::new()
+        .agent()
         .get(&format!("{base}/api/v1/query"))
         .query("query", q)
         .call()
@@ -106,9 +100,29 @@ fn query(base: &str, q: &str) -> f64 {
     let body = r.body_mut().read_to_string().unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "success", "{q}: {body}");
-    let result = v["data"]["result"].as_array().unwrap();
+    let result = v["data"]["result"].as_array().unwrap().clone();
+    (body, result)
+}
+
+/// A series' value in a query result.
+fn value(series: &serde_json::Value) -> Option<f64> {
+    series["value"][1].as_str().and_then(|s| s.parse().ok())
+}
+
+/// One instant query; the single result's value.
+fn query(base: &str, q: &str) -> f64 {
+    let (body, result) = query_results(base, q);
     assert_eq!(result.len(), 1, "{q}: expected one series: {body}");
-    result[0]["value"][1].as_str().unwrap().parse().unwrap()
+    value(&result[0]).unwrap()
+}
+
+/// Like [`query`], but an empty result is 0.
+fn query_opt(base: &str, q: &str) -> f64 {
+    query_results(base, q)
+        .1
+        .first()
+        .and_then(value)
+        .unwrap_or(0.0)
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -149,19 +163,29 @@ fn prometheus_scrapes_the_layer_and_agrees_with_the_client() {
     let (_prom, prom) = start_prometheus(&bin, &diag_addr.to_string());
 
     // Warm-up: every series exists before the measured window, so rate() sees its start.
-    let a = agent();
+    let http = Http::new();
     for path in ["/items/1", "/slow", "/fail"] {
-        a.get(&format!("{app}{path}")).call().unwrap();
+        http.try_get(&format!("{app}{path}")).unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while query_opt(&prom, "count(http_requests_total)") < 3.0 {
-        assert!(
-            Instant::now() < deadline,
-            "prometheus never scraped the service"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    std::thread::sleep(Duration::from_millis(2500));
+    wait_until(
+        Duration::from_secs(30),
+        "prometheus to scrape the three warm-up series",
+        || {
+            when(query_opt(&prom, "count(http_requests_total)"), |&n| {
+                n >= 3.0
+            })
+        },
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "three scrapes of every series before the load",
+        || {
+            when(
+                query_opt(&prom, "min(count_over_time(http_requests_total[1m]))"),
+                |&n| n >= 3.0,
+            )
+        },
+    );
 
     // Load: two clients on /slow; one client on /items/{id} and /fail at 3:1.
     let stop = Arc::new(AtomicBool::new(false));
@@ -169,13 +193,13 @@ fn prometheus_scrapes_the_layer_and_agrees_with_the_client() {
         .map(|_| {
             let (stop, app) = (stop.clone(), app.clone());
             std::thread::spawn(move || {
-                let a = agent();
+                let http = Http::new();
                 let mut lat = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    let r = a.get(&format!("{app}/slow")).call().unwrap();
+                    let status = http.status(&format!("{app}/slow"));
                     lat.push(t.elapsed().as_secs_f64());
-                    assert_eq!(r.status(), 200);
+                    assert_eq!(status, 200);
                 }
                 lat
             })
@@ -184,32 +208,30 @@ fn prometheus_scrapes_the_layer_and_agrees_with_the_client() {
     let mixed = {
         let (stop, app) = (stop.clone(), app.clone());
         std::thread::spawn(move || {
-            let a = agent();
+            let http = Http::new();
             let (mut ok, mut failed) = (0u64, 0u64);
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
                 if i.is_multiple_of(4) {
-                    let r = a.get(&format!("{app}/fail")).call().unwrap();
-                    assert_eq!(r.status(), 500);
+                    assert_eq!(http.status(&format!("{app}/fail")), 500);
                     failed += 1;
                 } else {
-                    let r = a.get(&format!("{app}/items/{i}")).call().unwrap();
-                    assert_eq!(r.status(), 200);
+                    assert_eq!(http.status(&format!("{app}/items/{i}")), 200);
                     ok += 1;
                 }
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(Duration::from_millis(2)); // workload: the mix's pace
             }
             (ok, failed)
         })
     };
 
     // Meanwhile: diag top's one-sample JSON and the heap profile top list, on the same load.
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(2)); // workload: the load runs 2 s before diag top
     let url = format!("http://{diag_addr}");
     let top = support::ok(&["top", &url, "--once", "--json", "--interval", "2s"]);
     let heap_top = support::ok(&["top", &url, "--profile", "heap", "--top", "5"]);
-    std::thread::sleep(Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(6)); // workload: 6 s more of the load
     stop.store(true, Ordering::Relaxed);
     let mut slow: Vec<f64> = slow_clients
         .into_iter()
@@ -217,8 +239,17 @@ fn prometheus_scrapes_the_layer_and_agrees_with_the_client() {
         .collect();
     let (items_ok, failed) = mixed.join().unwrap();
     slow.sort_by(f64::total_cmp);
-    // Let the last requests be scraped (scrape interval 1 s).
-    std::thread::sleep(Duration::from_millis(3000));
+    // Every request, the warm-up's three too, scraped (scrape interval 1 s).
+    let requests = (items_ok + failed + slow.len() as u64 + 3) as f64;
+    wait_until(
+        Duration::from_secs(30),
+        &format!("prometheus to scrape all {requests} requests"),
+        || {
+            when(query_opt(&prom, "sum(http_requests_total)"), |&n| {
+                n >= requests
+            })
+        },
+    );
 
     let client_p99 = percentile(&slow, 0.99);
     let prom_p99 = query(
@@ -341,21 +372,4 @@ fn prometheus_scrapes_the_layer_and_agrees_with_the_client() {
     let err = support::fails(&["top", &url, "--once", "--interval", "5"]);
     assert!(err.contains("--interval"), "{err}");
     diag.shutdown();
-}
-
-/// Like [`query`], but an empty result is 0.
-fn query_opt(base: &str, q: &str) -> f64 {
-    let mut r = agent()
-        .get(&format!("{base}/api/v1/query"))
-        .query("query", q)
-        .call()
-        .unwrap();
-    let body = r.body_mut().read_to_string().unwrap();
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["data"]["result"]
-        .as_array()
-        .and_then(|a| a.first())
-        .and_then(|r| r["value"][1].as_str())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.0)
 }

@@ -179,7 +179,7 @@ fn report_of_a_live_leak_renders_in_chromium() {
                     let mut r = agent.get(&format!("{app_url}{path}")).call().expect(path);
                     r.body_mut().read_to_vec().unwrap();
                 }
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(5)); // workload: the traffic's pace
             }
         })
     };

@@ -99,7 +99,7 @@ fn soak_under_load_with_snapshots() {
                     String::from_utf8_lossy(&out.stderr)
                 );
                 n += 1;
-                std::thread::sleep(Duration::from_secs(1).saturating_sub(t.elapsed()));
+                std::thread::sleep(Duration::from_secs(1).saturating_sub(t.elapsed())); // workload: a snapshot a second
             }
             n
         })
@@ -159,7 +159,7 @@ fn soak_under_load_with_snapshots() {
                     worst.fetch_max(t.elapsed().as_millis() as u64, Ordering::Relaxed);
                     n += 1;
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(100)); // workload: the pollers' pace
             }
             n
         })
@@ -190,7 +190,7 @@ fn soak_under_load_with_snapshots() {
             let mut v = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 v.push((rss_bytes(), anon_bytes()));
-                std::thread::sleep(Duration::from_secs(1));
+                std::thread::sleep(Duration::from_secs(1)); // workload: RSS once a second
             }
             v
         })

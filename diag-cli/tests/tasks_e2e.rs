@@ -11,24 +11,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod support;
+
+use support::{Http, wait_until};
+
 #[global_allocator]
 static A: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
-
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
-}
-
-fn get_text(agent: &ureq::Agent, url: &str) -> Result<String, String> {
-    let mut r = agent.get(url).call().map_err(|e| e.to_string())?;
-    if r.status() != 200 {
-        return Err(format!("{url}: HTTP {}", r.status()));
-    }
-    r.body_mut().read_to_string().map_err(|e| e.to_string())
-}
 
 fn diag_tasks_json(diag_url: &str) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_diag"))
@@ -57,10 +45,10 @@ fn blocking_routes_are_caught_with_their_stacks() {
         .map(|i| {
             let url = app_url.clone();
             std::thread::spawn(move || {
-                let a = agent(Duration::from_secs(10));
+                let http = Http::with_timeout(Duration::from_secs(10));
                 for n in 0..150 {
                     let path = if (n + i) % 2 == 0 { "/ok" } else { "/work" };
-                    get_text(&a, &format!("{url}{path}")).expect("healthy request");
+                    http.get(&format!("{url}{path}")).expect("healthy request");
                 }
             })
         })
@@ -68,7 +56,7 @@ fn blocking_routes_are_caught_with_their_stacks() {
     for c in clients {
         c.join().expect("client");
     }
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(300)); // checks that nothing happens: no late event
     let healthy = diag_tasks_json(&diag_url);
     assert_eq!(
         healthy["blocking_events"].as_array().map(Vec::len),
@@ -86,9 +74,10 @@ fn blocking_routes_are_caught_with_their_stacks() {
 
     // One blocking request first: the event is recorded, and the symbolizer (over a second
     // to load debug info in a debug build) is warm before the short-timeout phase below.
-    let a = agent(Duration::from_secs(10));
-    get_text(&a, &format!("{app_url}/sleep")).expect("sleep request");
-    get_text(&a, &format!("{diag_url}/debug/tasks")).expect("tasks");
+    let http = Http::with_timeout(Duration::from_secs(10));
+    http.get(&format!("{app_url}/sleep"))
+        .expect("sleep request");
+    http.get(&format!("{diag_url}/debug/tasks")).expect("tasks");
 
     // Stall both workers: several clients hammer /sleep for ~2 s while another thread asks
     // diag with a short timeout.
@@ -97,21 +86,22 @@ fn blocking_routes_are_caught_with_their_stacks() {
         .map(|_| {
             let url = format!("{app_url}/sleep");
             std::thread::spawn(move || {
-                let a = agent(Duration::from_secs(20));
+                let http = Http::with_timeout(Duration::from_secs(20));
                 while Instant::now() < stop_at {
-                    let _ = get_text(&a, &url);
+                    let _ = http.get(&url);
                 }
             })
         })
         .collect();
-    let probe = agent(Duration::from_millis(1000));
+    let probe = Http::with_timeout(Duration::from_millis(1000));
     let mut answered = 0;
     let mut saw_both_blocked = false;
     while Instant::now() < stop_at {
-        let body = get_text(&probe, &format!("{diag_url}/debug/tasks"))
-            .expect("/debug/tasks answers within 1 s while the app's workers are blocked");
+        let v = probe
+            .get(&format!("{diag_url}/debug/tasks"))
+            .expect("/debug/tasks answers within 1 s while the app's workers are blocked")
+            .json();
         answered += 1;
-        let v: Value = serde_json::from_str(&body).expect("json");
         // Two ongoing events at once: each worker has one poll slot, so both workers were
         // blocked when diag answered.
         let ongoing = v["blocking_events"]
@@ -123,7 +113,7 @@ fn blocking_routes_are_caught_with_their_stacks() {
         if ongoing >= 2 {
             saw_both_blocked = true;
         }
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(40)); // workload: the probe's pace in the stall
     }
     for s in stallers {
         s.join().expect("staller");
@@ -146,18 +136,18 @@ fn blocking_routes_are_caught_with_their_stacks() {
                 })
             })
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let after = loop {
-        let v = diag_tasks_json(&diag_url);
-        let recorded = v["blocking_events"]
-            .as_array()
-            .is_some_and(|es| es.iter().any(is_sleep_event))
-            && v["lag"]["p99_ms"].as_f64() >= Some(100.0);
-        if recorded || std::time::Instant::now() > deadline {
-            break v;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let after = wait_until(
+        Duration::from_secs(15),
+        "a /sleep event >= 250 ms with slow_io on its stack, and lag p99 >= 100 ms",
+        || {
+            let v = diag_tasks_json(&diag_url);
+            let recorded = v["blocking_events"]
+                .as_array()
+                .is_some_and(|es| es.iter().any(is_sleep_event))
+                && v["lag"]["p99_ms"].as_f64() >= Some(100.0);
+            if recorded { Ok(v) } else { Err(v) }
+        },
+    );
     let events = after["blocking_events"].as_array().expect("events");
     let sleep_event = events
         .iter()
@@ -199,11 +189,7 @@ fn blocking_routes_are_caught_with_their_stacks() {
     );
 
     // The block profile decodes and charges the time to slow_io.
-    let mut r = a
-        .get(&format!("{diag_url}/debug/pprof/block"))
-        .call()
-        .expect("block profile");
-    let bytes = r.body_mut().read_to_vec().expect("body");
+    let bytes = http.ok(&format!("{diag_url}/debug/pprof/block")).body;
     let profile = diag_core::profile::pprof_codec::decode(&bytes).expect("decodes");
     let delay = profile.sample_index("delay").expect("delay column");
     let slow_io_ns: i64 = profile
@@ -231,10 +217,6 @@ fn blocking_routes_are_caught_with_their_stacks() {
     );
 
     // Bad input: an unknown query parameter is a 400 with a reason.
-    let r = a
-        .get(&format!("{diag_url}/debug/tasks?bogus=1"))
-        .call()
-        .expect("answer");
-    assert_eq!(r.status(), 400);
+    assert_eq!(http.status(&format!("{diag_url}/debug/tasks?bogus=1")), 400);
     drop(service);
 }

@@ -13,13 +13,15 @@
 //! cpu_soak --release -- --nocapture`. One test: the allocator and the profiler are global.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
+
+mod support;
 
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
@@ -27,63 +29,9 @@ static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
 /// No completed request for this long counts as a hang.
 const HANG: Duration = Duration::from_secs(20);
 
-/// One GET: the status and the body's bytes.
-fn get_bytes(addr: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("write: {e}"))?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
-    let head_end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no end of head")?;
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("no status line: {head:?}"))?;
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return Err("chunked response".into());
-    }
-    Ok((status, buf[head_end + 4..].to_vec()))
-}
-
+/// `GET path` on `addr`: the status and the body's length.
 fn get_status(addr: &str, path: &str) -> Result<(u16, usize), String> {
-    get_body(addr, path).map(|(status, body)| (status, body.len()))
-}
-
-/// One GET over a fresh connection: the status and the whole response (head and body).
-fn get_body(addr: &str, path: &str) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("write: {e}"))?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&buf[..buf.len().min(64)]).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("no status line: {text:?}"))?;
-    let whole = String::from_utf8_lossy(&buf).into_owned();
-    let body = whole
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    Ok((status, body))
+    support::get(addr, path).map(|a| (a.status, a.body.len()))
 }
 
 /// Allocation-heavy work with a syscall: the request handler.
@@ -120,7 +68,7 @@ fn app() -> Router {
             "/blocking",
             get(|| async {
                 let n = tokio::task::spawn_blocking(|| {
-                    std::thread::sleep(Duration::from_millis(1));
+                    std::thread::sleep(Duration::from_millis(1)); // workload: a blocking syscall
                     churn(11)
                 })
                 .await
@@ -145,167 +93,212 @@ fn profiler_under_allocation_syscalls_and_requests() {
         .start()
         .expect("diag");
     let diag_addr = diag.local_addr().unwrap().to_string();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let app_addr = listener.local_addr().unwrap().to_string();
-    rt.spawn(async move { axum::serve(listener, app()).await });
+    let (_rt, app_addr) = support::serve(app());
+    let soak = Soak::new();
+    abort_on_hang(&soak);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let last_ms = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let tick = {
-        let (done, last_ms) = (done.clone(), last_ms.clone());
-        move || {
-            done.fetch_add(1, Ordering::Relaxed);
-            last_ms.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    let mut threads = four_clients(&soak, &app_addr);
+    threads.push(user_churn(&soak));
+    let (reader, writer) = blocked_read(&soak);
+    threads.push(reader);
+    threads.push(heap_snapshots(&soak, &diag_addr));
+    let caught = profiles_back_to_back(&soak, &diag_addr, secs);
+
+    soak.stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap(); // drops the write end: the blocked reader sees the end and exits
+    let mut requests = 0;
+    for t in threads {
+        requests += t.join().expect("a client failed");
+    }
+    eprintln!(
+        "{} CPU profiles, {requests} requests/iterations in {:?}, 0 failures",
+        caught.profiles,
+        soak.start.elapsed()
+    );
+    assert!(caught.profiles >= 2);
+    assert!(requests > 0);
+    caught.assert_in_malloc_and_the_unwinder();
+    assert_the_watchdog_caught_the_stalls(&diag_addr);
+    let unwind = diag_core::heap::stats().unwind;
+    eprintln!("heap unwinder: {unwind:?}");
+    assert!(unwind.cached > 0, "{unwind:?}");
+}
+
+/// What the soak's threads share: when to stop, and when a request last completed.
+#[derive(Clone)]
+struct Soak {
+    stop: Arc<AtomicBool>,
+    last_ms: Arc<AtomicU64>,
+    start: Instant,
+}
+
+impl Soak {
+    fn new() -> Self {
+        Self {
+            stop: Arc::new(AtomicBool::new(false)),
+            last_ms: Arc::new(AtomicU64::new(0)),
+            start: Instant::now(),
         }
-    };
-
-    // Watchdog: a hang fails loudly instead of blocking CI forever.
-    {
-        let (stop, last_ms) = (stop.clone(), last_ms.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(500));
-                let idle = start.elapsed().as_millis() as u64 - last_ms.load(Ordering::Relaxed);
-                if idle > HANG.as_millis() as u64 {
-                    eprintln!("WATCHDOG: no request completed for {idle} ms: deadlock; aborting");
-                    std::process::abort();
-                }
-            }
-        });
     }
 
-    let mut threads = Vec::new();
-    // Four clients on the app.
-    for (i, path) in ["/churn", "/blocking", "/churn", "/stall"]
+    fn running(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed)
+    }
+
+    /// A request (or a round of work) completed.
+    fn tick(&self) {
+        self.last_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Runs `work` on a thread named `name` until the soak stops; `work` returns how many
+    /// requests or iterations it did.
+    fn spawn(
+        &self,
+        name: &str,
+        work: impl FnOnce(Soak) -> u64 + Send + 'static,
+    ) -> JoinHandle<u64> {
+        let soak = self.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || work(soak))
+            .unwrap()
+    }
+}
+
+/// A hang fails loudly instead of blocking CI forever: the process aborts when no request
+/// completed for [`HANG`].
+fn abort_on_hang(soak: &Soak) {
+    let soak = soak.clone();
+    std::thread::spawn(move || {
+        while soak.running() {
+            std::thread::sleep(Duration::from_millis(500)); // the watchdog's tick: checks that no hang happens
+            let idle =
+                soak.start.elapsed().as_millis() as u64 - soak.last_ms.load(Ordering::Relaxed);
+            if idle > HANG.as_millis() as u64 {
+                eprintln!("WATCHDOG: no request completed for {idle} ms: deadlock; aborting");
+                std::process::abort();
+            }
+        }
+    });
+}
+
+/// Four clients on the app, every request a success.
+fn four_clients(soak: &Soak, app_addr: &str) -> Vec<JoinHandle<u64>> {
+    ["/churn", "/blocking", "/churn", "/stall"]
         .into_iter()
         .enumerate()
-    {
-        let (stop, addr, tick) = (stop.clone(), app_addr.clone(), tick.clone());
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("client-{i}"))
-                .spawn(move || {
-                    let mut n = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        match get_status(&addr, path) {
-                            Ok((200, _)) => tick(),
-                            other => panic!("{path} failed: {other:?}"),
-                        }
-                        n += 1;
+        .map(|(i, path)| {
+            let addr = app_addr.to_owned();
+            soak.spawn(&format!("client-{i}"), move |soak| {
+                let mut n = 0u64;
+                while soak.running() {
+                    match get_status(&addr, path) {
+                        Ok((200, _)) => soak.tick(),
+                        other => panic!("{path} failed: {other:?}"),
                     }
-                    n
-                })
-                .unwrap(),
-        );
-    }
-    // A user thread that allocates and does syscalls outside any runtime.
-    {
-        let (stop, tick) = (stop.clone(), tick.clone());
-        threads.push(
-            std::thread::Builder::new()
-                .name("user-churn".into())
-                .spawn(move || {
-                    let mut n = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        std::hint::black_box(churn(n));
-                        n += 1;
-                        if n.is_multiple_of(64) {
-                            tick();
-                        }
-                    }
-                    n
-                })
-                .unwrap(),
-        );
-    }
-
-    // A thread blocked in a syscall for seconds at a time while profiles run: each read must
-    // come back whole with what was written (the sampler's signal must not break it).
-    let (mut pipe_r, mut pipe_w) = std::io::pipe().expect("pipe");
-    {
-        let stop = stop.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("blocked-read".into())
-                .spawn(move || {
-                    let mut n = 0u64;
-                    let mut buf = [0u8; 8];
-                    while !stop.load(Ordering::Relaxed) {
-                        if pipe_r.read_exact(&mut buf).is_err() {
-                            break; // the writer closed: the test is over
-                        }
-                        assert_eq!(u64::from_le_bytes(buf), n, "the blocked read lost data");
-                        n += 1;
-                    }
-                    n
-                })
-                .unwrap(),
-        );
-    }
-    let writer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_secs(3));
-                pipe_w.write_all(&n.to_le_bytes()).unwrap();
-                n += 1;
-            }
+                    n += 1;
+                }
+                n
+            })
         })
-    };
-    // Heap snapshots concurrently with the profiles, so samples land in the symbolizer too.
-    {
-        let (stop, addr, tick) = (stop.clone(), diag_addr.clone(), tick.clone());
-        threads.push(
-            std::thread::Builder::new()
-                .name("snapshots".into())
-                .spawn(move || {
-                    let mut n = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        // 429: the main loop's snapshot is being served (one at a time).
-                        match get_status(&addr, "/debug/pprof/heap") {
-                            Ok((200, _)) => {
-                                tick();
-                                n += 1;
-                            }
-                            Ok((429, _)) => {}
-                            other => panic!("heap snapshot failed: {other:?}"),
-                        }
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                    n
-                })
-                .unwrap(),
-        );
-    }
+        .collect()
+}
 
-    // Profiles back to back at 1000 Hz, every format, heap snapshots in between. Where the
-    // pprof ones caught threads: inside malloc, inside the heap sampler's unwinder.
-    let (mut in_malloc, mut in_unwinder, mut in_symbolizer, mut truncated, mut total) =
-        (0i64, 0i64, 0i64, 0i64, 0i64);
-    let mut profiles = 0;
+/// A user thread that allocates and does syscalls outside any runtime.
+fn user_churn(soak: &Soak) -> JoinHandle<u64> {
+    soak.spawn("user-churn", |soak| {
+        let mut n = 0u64;
+        while soak.running() {
+            std::hint::black_box(churn(n));
+            n += 1;
+            if n.is_multiple_of(64) {
+                soak.tick();
+            }
+        }
+        n
+    })
+}
+
+/// A thread blocked in a syscall for seconds at a time while profiles run: each read must
+/// come back whole with what was written (the sampler's signal must not break it). The
+/// reader, and the writer (which closes the pipe when it ends).
+fn blocked_read(soak: &Soak) -> (JoinHandle<u64>, JoinHandle<()>) {
+    let (mut pipe_r, mut pipe_w) = std::io::pipe().expect("pipe");
+    let reader = soak.spawn("blocked-read", move |soak| {
+        let mut n = 0u64;
+        let mut buf = [0u8; 8];
+        while soak.running() {
+            if pipe_r.read_exact(&mut buf).is_err() {
+                break; // the writer closed: the test is over
+            }
+            assert_eq!(u64::from_le_bytes(buf), n, "the blocked read lost data");
+            n += 1;
+        }
+        n
+    });
+    let soak = soak.clone();
+    let writer = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while soak.running() {
+            std::thread::sleep(Duration::from_secs(3)); // workload: the reader stays blocked 3 s
+            pipe_w.write_all(&n.to_le_bytes()).unwrap();
+            n += 1;
+        }
+    });
+    (reader, writer)
+}
+
+/// Heap snapshots concurrently with the profiles, so samples land in the symbolizer too.
+fn heap_snapshots(soak: &Soak, diag_addr: &str) -> JoinHandle<u64> {
+    let addr = diag_addr.to_owned();
+    soak.spawn("snapshots", move |soak| {
+        let mut n = 0u64;
+        while soak.running() {
+            // 429: the main loop's snapshot is being served (one at a time).
+            match get_status(&addr, "/debug/pprof/heap") {
+                Ok((200, _)) => {
+                    soak.tick();
+                    n += 1;
+                }
+                Ok((429, _)) => {}
+                other => panic!("heap snapshot failed: {other:?}"),
+            }
+            std::thread::sleep(Duration::from_millis(100)); // workload: a snapshot every 100 ms
+        }
+        n
+    })
+}
+
+/// Where the pprof profiles caught threads, in nanoseconds of CPU.
+#[derive(Default)]
+struct Caught {
+    profiles: usize,
+    total: i64,
+    in_malloc: i64,
+    in_unwinder: i64,
+    in_symbolizer: i64,
+    truncated: i64,
+}
+
+/// Profiles back to back at 1000 Hz, every format, heap snapshots in between, for `secs`;
+/// where the pprof ones caught threads: inside malloc, inside the heap sampler's unwinder.
+fn profiles_back_to_back(soak: &Soak, diag_addr: &str, secs: u64) -> Caught {
+    let mut c = Caught::default();
     let formats = ["pprof", "svg", "folded"];
     // At least two profiles whatever the time (one with each unwinder): on a loaded machine a
     // profile and its decoding can take most of the short run.
-    while profiles < 2 || start.elapsed() < Duration::from_secs(secs) {
-        diag_core::heap::set_unwinder(if profiles % 2 == 0 {
+    while c.profiles < 2 || soak.start.elapsed() < Duration::from_secs(secs) {
+        diag_core::heap::set_unwinder(if c.profiles % 2 == 0 {
             diag_core::heap::Unwinder::Cached
         } else {
             diag_core::heap::Unwinder::Libgcc
         });
-        let format = formats[profiles % formats.len()];
+        let format = formats[c.profiles % formats.len()];
         let path = format!("/debug/pprof/profile?seconds=2&frequency=1000&format={format}");
-        let (status, body) = get_bytes(&diag_addr, &path).expect("profile request");
-        assert_eq!(status, 200, "{path}");
+        let answer = support::get(diag_addr, &path).expect("profile request");
+        assert_eq!(answer.status, 200, "{path}");
+        let body = answer.body;
         assert!(body.len() > 100, "{path}: {} bytes", body.len());
         if format == "pprof" {
             let p = diag_core::profile::load(&body).expect("decode the profile");
@@ -313,59 +306,59 @@ fn profiler_under_allocation_syscalls_and_requests() {
             for s in &p.samples {
                 let has = |pat: &str| s.stack.iter().any(|f| f.function.contains(pat));
                 let v = s.values[i];
-                total += v;
-                in_malloc += v * i64::from(has("malloc") || has("_int_free") || has("cfree"));
-                in_unwinder += v * i64::from(has("stack::unwind"));
-                in_symbolizer += v * i64::from(has("symboliz") || has("addr2line") || has("gimli"));
-                truncated +=
+                c.total += v;
+                c.in_malloc += v * i64::from(has("malloc") || has("_int_free") || has("cfree"));
+                c.in_unwinder += v * i64::from(has("stack::unwind"));
+                c.in_symbolizer +=
+                    v * i64::from(has("symboliz") || has("addr2line") || has("gimli"));
+                c.truncated +=
                     v * i64::from(s.stack.last().is_some_and(|f| f.function == "[truncated]"));
             }
         }
-        tick();
-        let (status, _) = get_status(&diag_addr, "/debug/pprof/heap").expect("heap snapshot");
+        soak.tick();
+        let (status, _) = get_status(diag_addr, "/debug/pprof/heap").expect("heap snapshot");
         // 429: the snapshot thread's is being served (one at a time).
         assert!(status == 200 || status == 429, "heap snapshot: {status}");
-        tick();
-        profiles += 1;
+        soak.tick();
+        c.profiles += 1;
     }
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap(); // drops the write end: the blocked reader sees the end and exits
-    let mut requests = 0;
-    for t in threads {
-        requests += t.join().expect("a client failed");
-    }
-    eprintln!(
-        "{profiles} CPU profiles, {requests} requests/iterations in {:?}, 0 failures",
-        start.elapsed()
-    );
-    assert!(profiles >= 2);
-    assert!(requests > 0);
-    let ms = |ns: i64| ns / 1_000_000;
-    eprintln!(
-        "pprof profiles: {} ms of CPU, {} in malloc/free, {} in the heap unwinder, {} in the \
-         symbolizer, {} truncated",
-        ms(total),
-        ms(in_malloc),
-        ms(in_unwinder),
-        ms(in_symbolizer),
-        ms(truncated)
-    );
-    assert!(in_malloc > 0, "no CPU sample landed inside malloc/free");
-    assert!(
-        in_unwinder > 0,
-        "no CPU sample landed inside the heap sampler's unwinder"
-    );
-    assert!(
-        (truncated as f64) < 0.05 * total as f64,
-        "{} of {} ms truncated",
-        ms(truncated),
-        ms(total)
-    );
+    c
+}
 
-    // The blocking watchdog caught the stalls with their stacks.
-    let (status, body) = get_body(&diag_addr, "/debug/tasks").expect("tasks");
-    assert_eq!(status, 200);
-    let tasks: serde_json::Value = serde_json::from_str(&body).expect("tasks json");
+impl Caught {
+    fn assert_in_malloc_and_the_unwinder(&self) {
+        let ms = |ns: i64| ns / 1_000_000;
+        eprintln!(
+            "pprof profiles: {} ms of CPU, {} in malloc/free, {} in the heap unwinder, {} in \
+             the symbolizer, {} truncated",
+            ms(self.total),
+            ms(self.in_malloc),
+            ms(self.in_unwinder),
+            ms(self.in_symbolizer),
+            ms(self.truncated)
+        );
+        assert!(
+            self.in_malloc > 0,
+            "no CPU sample landed inside malloc/free"
+        );
+        assert!(
+            self.in_unwinder > 0,
+            "no CPU sample landed inside the heap sampler's unwinder"
+        );
+        assert!(
+            (self.truncated as f64) < 0.05 * self.total as f64,
+            "{} of {} ms truncated",
+            ms(self.truncated),
+            ms(self.total)
+        );
+    }
+}
+
+/// The blocking watchdog caught the stalls with their stacks.
+fn assert_the_watchdog_caught_the_stalls(diag_addr: &str) {
+    let answer = support::get(diag_addr, "/debug/tasks").expect("tasks");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let tasks: serde_json::Value = serde_json::from_slice(&answer.body).expect("tasks json");
     let events = tasks["blocking_events"].as_array().expect("events");
     assert!(
         events
@@ -377,7 +370,4 @@ fn profiler_under_allocation_syscalls_and_requests() {
         tasks["blocking_events"]
     );
     eprintln!("watchdog: {}", tasks["watchdog"]);
-    let unwind = diag_core::heap::stats().unwind;
-    eprintln!("heap unwinder: {unwind:?}");
-    assert!(unwind.cached > 0, "{unwind:?}");
 }

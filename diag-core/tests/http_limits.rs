@@ -4,22 +4,17 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
+use axum::http::StatusCode;
+
+mod support;
 
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
 
+/// `GET uri` to the crate's router: the status and the body as text.
 async fn get(uri: &str) -> (StatusCode, String) {
-    let resp = diag_core::router()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let reply = support::oneshot(diag_core::router(), uri, None).await;
+    (reply.status, reply.text())
 }
 
 fn configure(b: diag_core::Builder) {
@@ -58,13 +53,14 @@ async fn deadline_and_response_size() {
     let (s, reason) = get("/debug/heap/stats").await;
     assert_eq!(s, StatusCode::OK, "{reason}");
     // The profiler may still be busy with the abandoned profile for a moment.
-    let mut last = (StatusCode::CONFLICT, String::new());
-    for _ in 0..20 {
-        last = get("/debug/pprof/profile?seconds=1").await;
-        if last.0 != StatusCode::CONFLICT {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let last = support::wait_until_async(
+        Duration::from_secs(5),
+        "the profiler free of the abandoned profile (not 409)",
+        || async {
+            let answer = get("/debug/pprof/profile?seconds=1").await;
+            support::when(answer, |a| a.0 != StatusCode::CONFLICT)
+        },
+    )
+    .await;
     assert_eq!(last.0, StatusCode::OK, "{}", last.1);
 }

@@ -7,29 +7,14 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+mod support;
+
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
 
-async fn get(app: axum::Router, uri: &str, auth: Option<&str>) -> (StatusCode, String, Vec<u8>) {
-    let mut req = Request::get(uri);
-    if let Some(a) = auth {
-        req = req.header(header::AUTHORIZATION, a);
-    }
-    let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
-    let status = resp.status();
-    let ct = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    (status, ct, body)
+/// The status `GET uri` to `app` answers.
+async fn status(app: axum::Router, uri: &str, auth: Option<&str>) -> StatusCode {
+    support::oneshot(app, uri, auth).await.status
 }
 
 #[inline(never)]
@@ -53,7 +38,9 @@ async fn routes_answer_and_validate() {
     retain(&mut keep);
     let app = diag_core::router();
 
-    let (s, ct, body) = get(app.clone(), "/debug/pprof/heap", None).await;
+    let (s, ct, body) = support::oneshot(app.clone(), "/debug/pprof/heap", None)
+        .await
+        .parts();
     assert_eq!(s, StatusCode::OK);
     assert_eq!(ct, "application/octet-stream");
     let p = diag_core::profile::pprof_codec::decode(&body).expect("a pprof profile");
@@ -84,12 +71,16 @@ async fn routes_answer_and_validate() {
         "64 MiB retained, profile says {retained}"
     );
 
-    let (s, _, body) = get(app.clone(), "/debug/pprof/allocs", None).await;
+    let (s, _, body) = support::oneshot(app.clone(), "/debug/pprof/allocs", None)
+        .await
+        .parts();
     assert_eq!(s, StatusCode::OK);
     let p = diag_core::profile::pprof_codec::decode(&body).unwrap();
     assert_eq!(p.default_sample_type.as_deref(), Some("alloc_space"));
 
-    let (s, ct, body) = get(app.clone(), "/debug/pprof/heap?debug=1", None).await;
+    let (s, ct, body) = support::oneshot(app.clone(), "/debug/pprof/heap?debug=1", None)
+        .await
+        .parts();
     assert_eq!(s, StatusCode::OK);
     assert!(ct.starts_with("text/plain"));
     let text = String::from_utf8(body).unwrap();
@@ -106,7 +97,7 @@ async fn routes_answer_and_validate() {
         "/debug/pprof/goroutine?seconds=31",
         "/debug/pprof/goroutine?format=xml",
     ] {
-        let (s, ct, body) = get(app.clone(), bad, None).await;
+        let (s, ct, body) = support::oneshot(app.clone(), bad, None).await.parts();
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
         assert!(ct.starts_with("text/plain"), "{bad}");
         let reason = String::from_utf8(body).unwrap();
@@ -118,12 +109,16 @@ async fn routes_answer_and_validate() {
     }
 
     // This build has no `taskdump` feature: a clear 501 naming what is missing.
-    let (s, _, body) = get(app.clone(), "/debug/pprof/goroutine", None).await;
+    let (s, _, body) = support::oneshot(app.clone(), "/debug/pprof/goroutine", None)
+        .await
+        .parts();
     assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
     let reason = String::from_utf8(body).unwrap();
     assert!(reason.contains("taskdump"), "{reason}");
 
-    let (s, _, body) = get(app.clone(), "/debug/heap/stats", None).await;
+    let (s, _, body) = support::oneshot(app.clone(), "/debug/heap/stats", None)
+        .await
+        .parts();
     assert_eq!(s, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(v["live_bytes"].as_u64().unwrap() >= 64 << 20);
@@ -137,8 +132,10 @@ async fn snapshot_rate_limit() {
         .start()
         .unwrap();
     let app = diag_core::router();
-    let (s, _, _) = get(app.clone(), "/debug/pprof/heap", None).await;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        status(app.clone(), "/debug/pprof/heap", None).await,
+        StatusCode::OK
+    );
     let resp = app
         .clone()
         .oneshot(
@@ -158,8 +155,10 @@ async fn snapshot_rate_limit() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("rate limit"));
     // Cheap endpoints are not limited.
-    let (s, _, _) = get(app.clone(), "/debug/heap/stats", None).await;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        status(app.clone(), "/debug/heap/stats", None).await,
+        StatusCode::OK
+    );
     d.shutdown();
     let _ = diag_core::Diag::builder()
         .no_listener()
@@ -183,43 +182,59 @@ async fn token_guard_and_public_bind_refusal() {
         .start()
         .unwrap();
     let app = diag_core::router();
-    let (s, _, _) = get(app.clone(), "/debug/pprof/heap", None).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, _, _) = get(app.clone(), "/debug/pprof/heap", Some("Bearer wrong-token")).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, _, _) = get(
-        app.clone(),
-        "/debug/heap/stats",
-        Some("Bearer s3cret-token"),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        status(app.clone(), "/debug/pprof/heap", None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(app.clone(), "/debug/pprof/heap", Some("Bearer wrong-token")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(
+            app.clone(),
+            "/debug/heap/stats",
+            Some("Bearer s3cret-token"),
+        )
+        .await,
+        StatusCode::OK
+    );
     // The handle's own router carries its token; so does a later instance's.
-    let (s, _, _) = get(d.router(), "/debug/heap/stats", None).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, _, _) = get(d.router(), "/debug/heap/stats", Some("Bearer s3cret-token")).await;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        status(d.router(), "/debug/heap/stats", None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(d.router(), "/debug/heap/stats", Some("Bearer s3cret-token")).await,
+        StatusCode::OK
+    );
     let other = diag_core::Diag::builder()
         .no_listener()
         .token("other-token")
         .start()
         .unwrap();
-    let (s, _, _) = get(
-        other.router(),
-        "/debug/heap/stats",
-        Some("Bearer other-token"),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    let (s, _, _) = get(d.router(), "/debug/heap/stats", Some("Bearer other-token")).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(
+            other.router(),
+            "/debug/heap/stats",
+            Some("Bearer other-token"),
+        )
+        .await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(d.router(), "/debug/heap/stats", Some("Bearer other-token")).await,
+        StatusCode::UNAUTHORIZED
+    );
     // The free function follows the most recently started one.
-    let (s, _, _) = get(
-        diag_core::router(),
-        "/debug/heap/stats",
-        Some("Bearer other-token"),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        status(
+            diag_core::router(),
+            "/debug/heap/stats",
+            Some("Bearer other-token"),
+        )
+        .await,
+        StatusCode::OK
+    );
     d.shutdown();
 }

@@ -4,15 +4,15 @@
 //! installs none), global as an application's is. One test: the subscriber is global.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Metadata, span};
+
+mod support;
 
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
@@ -51,44 +51,30 @@ impl tracing::Subscriber for Capture {
 /// Waits up to 60 s for an event containing every one of `parts`.
 fn wait_for(parts: &[&str]) -> String {
     // Long: the first blocking event's site is symbolized cold (seconds in a debug build).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(e) = EVENTS
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|e| parts.iter().all(|p| e.contains(p)))
-        {
-            return e.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no event with {parts:?} among {:#?}",
-            EVENTS.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::wait_until(
+        Duration::from_secs(60),
+        &format!("an event with {parts:?}"),
+        || {
+            let events = EVENTS.lock().unwrap();
+            events
+                .iter()
+                .find(|e| parts.iter().all(|p| e.contains(p)))
+                .cloned()
+                .ok_or_else(|| events.clone())
+        },
+    )
 }
 
+/// The status `GET path` on `addr` answers.
 fn get_status(addr: &str, path: &str) -> u16 {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let head = String::from_utf8_lossy(&buf[..buf.len().min(200)]).into_owned();
-    head.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("{path}: no status in {head:?}"))
+    support::get(addr, path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .status
 }
 
 #[inline(never)]
 fn block_the_worker() -> &'static str {
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(300)); // workload: the blocking poll under test
     "done\n"
 }
 
@@ -101,19 +87,10 @@ fn diag_logs_through_tracing() {
         .start()
         .unwrap();
     let diag_addr = diag.local_addr().unwrap().to_string();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let app_addr = listener.local_addr().unwrap().to_string();
     let app = Router::new()
         .route("/block", get(|| async { block_the_worker() }))
         .layer(diag_core::layer());
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let (_rt, app_addr) = support::serve(app);
 
     assert_eq!(get_status(&app_addr, "/block"), 200);
     let e = wait_for(&["WARN", "blocking poll", "name=/block"]);

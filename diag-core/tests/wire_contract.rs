@@ -6,15 +6,14 @@
 #![cfg(feature = "server")]
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tower::ServiceExt;
+
+mod support;
 
 use diag_core::wire::{HeapHistory, HeapStats, Tasks};
 
@@ -22,14 +21,9 @@ use diag_core::wire::{HeapHistory, HeapStats, Tasks};
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
 
 async fn get_json(app: &axum::Router, uri: &str) -> Value {
-    let resp = app
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK, "{uri}");
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{uri}: {e}"))
+    let reply = support::oneshot(app.clone(), uri, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{uri}");
+    serde_json::from_slice(&reply.body).unwrap_or_else(|e| panic!("{uri}: {e}"))
 }
 
 /// `raw` read as `T` and written back: the same value.
@@ -195,7 +189,7 @@ const TASKS_OPTIONAL: &[&str] = &[
 
 #[inline(never)]
 fn block_a_worker() {
-    std::thread::sleep(Duration::from_millis(80));
+    std::thread::sleep(Duration::from_millis(80)); // workload: the blocking poll to catch
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,34 +206,27 @@ async fn endpoints_answer_their_wire_types() {
         .await
         .unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let tasks = loop {
-        let raw = get_json(&app, "/debug/tasks").await;
-        let full = ["blocking_events", "blocking_sites", "tasks"]
-            .iter()
-            .all(|k| raw[k].as_array().is_some_and(|a| !a.is_empty()));
-        if full || Instant::now() > deadline {
-            break raw;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let tasks = support::wait_until_async(
+        Duration::from_secs(30),
+        "/debug/tasks with blocking events, blocking sites and tasks",
+        || async {
+            let raw = get_json(&app, "/debug/tasks").await;
+            support::when(raw, |raw| {
+                ["blocking_events", "blocking_sites", "tasks"]
+                    .iter()
+                    .all(|k| raw[k].as_array().is_some_and(|a| !a.is_empty()))
+            })
+        },
+    )
+    .await;
     assert_fields("/debug/tasks", &tasks, TASKS_FIELDS, TASKS_OPTIONAL);
     let typed: Tasks = round_trip("/debug/tasks", &tasks);
     assert!(typed.tasks.iter().any(|t| t.name == "wire-blocker"));
     assert!(typed.blocking_events.iter().any(|e| e.duration_ms >= 20));
     // The text view renders the same typed answer.
-    let resp = app
-        .clone()
-        .oneshot(
-            Request::get("/debug/tasks?debug=1")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let text = resp.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8_lossy(&text);
+    let reply = support::oneshot(app.clone(), "/debug/tasks?debug=1", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let text = reply.text();
     assert!(text.starts_with("lag: current "), "{text}");
     assert!(text.contains("wire-blocker"), "{text}");
 
@@ -249,14 +236,17 @@ async fn endpoints_answer_their_wire_types() {
     assert!(typed.allocated_bytes > 0);
     assert_eq!(typed.unwind.unwinder, "cached");
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let history = loop {
-        let raw = get_json(&app, "/debug/heap/history").await;
-        if raw["points"].as_array().is_some_and(|a| a.len() >= 2) || Instant::now() > deadline {
-            break raw;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let history = support::wait_until_async(
+        Duration::from_secs(30),
+        "two heap history points",
+        || async {
+            let raw = get_json(&app, "/debug/heap/history").await;
+            support::when(raw, |raw| {
+                raw["points"].as_array().is_some_and(|a| a.len() >= 2)
+            })
+        },
+    )
+    .await;
     assert_fields("/debug/heap/history", &history, HISTORY_FIELDS, &[]);
     let typed: HeapHistory = round_trip("/debug/heap/history", &history);
     assert_eq!(typed.stats.interval_ms, 100);

@@ -27,7 +27,7 @@ pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
   [ "$(grep -c 'listening on' "$out/stdout" || true)" = 2 ] && break
-  sleep 0.1
+  sleep 0.1 # the poll interval of this wait for both lines (at most 10 s)
 done
 app=$(sed -n 's/^app listening on //p' "$out/stdout")
 dbg=$(sed -n 's/^diag listening on //p' "$out/stdout")

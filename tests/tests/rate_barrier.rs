@@ -1,8 +1,8 @@
 //! `heap::set_sample_rate` is a barrier for samples: once `set_sample_rate(0)` returns, no
 //! sample decided under the earlier rate is still being taken, so no sampled block appears
 //! afterwards, even with other threads sampling every allocation right up to the change.
-//! (Before, a test had to sleep after the change and hope.) One test: the allocator is
-//! process-global.
+//! (Before, a test had to wait a fixed time after the change and hope.) One test: the
+//! allocator is process-global.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};

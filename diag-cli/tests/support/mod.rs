@@ -1,11 +1,19 @@
 //! Shared harness for the CLI tests: fixture files (written when missing, then committed),
-//! golden files, and running the built `diag` binary.
+//! golden files, running the built `diag` binary, one HTTP client ([`Http`]), and waiting on
+//! conditions ([`wait_until`]).
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
+
+// The same wait as diag-core's tests use (one file, included by path).
+#[path = "../../../diag-core/tests/support/wait.rs"]
+mod wait;
+
+pub use wait::{poll_until, wait_until, when};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Once;
+use std::time::Duration;
 
 use diag_core::profile::{Frame, Profile, Sample, ValueType, pprof_codec};
 
@@ -270,18 +278,134 @@ fn write_fixtures() {
     write("not-a-profile.txt", b"this is a README, not a profile\n");
 }
 
-/// An HTTP client for the tests: 10 s timeout, non-2xx statuses returned, not errors.
+/// The tests' HTTP client: one timeout for the whole request, any status an answer (not an
+/// error), bodies up to 1 GiB.
+#[derive(Clone)]
+pub struct Http {
+    agent: ureq::Agent,
+}
+
+/// What a server answered: the status and the body's bytes.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+impl Http {
+    /// A client whose requests time out after 10 s.
+    pub fn new() -> Self {
+        Self::with_timeout(Duration::from_secs(10))
+    }
+
+    /// A client whose requests time out after `timeout`.
+    pub fn with_timeout(timeout: Duration) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        Self { agent }
+    }
+
+    /// The underlying agent, for requests the helpers below do not make (query parameters).
+    pub fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
+    /// `GET url`, whatever the status; an error if no answer came (connection, timeout).
+    pub fn try_get(&self, url: &str) -> Result<Answer, String> {
+        let r = self.agent.get(url).call();
+        Self::answer(url, r)
+    }
+
+    /// `GET url` answered 200: the answer; else an error naming the URL and the status.
+    pub fn get(&self, url: &str) -> Result<Answer, String> {
+        let answer = self.try_get(url)?;
+        if answer.status != 200 {
+            return Err(format!("{url}: HTTP {}: {}", answer.status, answer.text()));
+        }
+        Ok(answer)
+    }
+
+    /// `GET url`, which must answer 200.
+    #[track_caller]
+    pub fn ok(&self, url: &str) -> Answer {
+        self.get(url).unwrap_or_else(|e| panic!("GET {e}"))
+    }
+
+    /// The status `GET url` answers (any status).
+    #[track_caller]
+    pub fn status(&self, url: &str) -> u16 {
+        self.try_get(url)
+            .unwrap_or_else(|e| panic!("GET {e}"))
+            .status
+    }
+
+    /// `POST url` with an empty body, whatever the status; fails if no answer came.
+    #[track_caller]
+    pub fn post(&self, url: &str) -> Answer {
+        let r = self.agent.post(url).send_empty();
+        Self::answer(url, r).unwrap_or_else(|e| panic!("POST {e}"))
+    }
+
+    fn answer(
+        url: &str,
+        r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Answer, String> {
+        let mut r = r.map_err(|e| format!("{url}: {e}"))?;
+        let status = r.status().as_u16();
+        let body = r
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .map_err(|e| format!("{url}: reading the body: {e}"))?;
+        Ok(Answer { status, body })
+    }
+}
+
+/// A client with the default timeout ([`Http::new`])'s agent.
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(std::time::Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
+    Http::new().agent().clone()
 }
 
 /// The status `GET url` answers (any status, not an error).
 pub fn status(url: &str) -> u16 {
-    agent().get(url).call().expect(url).status().as_u16()
+    Http::new().status(url)
+}
+
+/// Whether a site or top-list entry of `diag`'s JSON is the leaky example's leaking function.
+pub fn is_the_leak(entry: &serde_json::Value) -> bool {
+    entry["function"]
+        .as_str()
+        .is_some_and(|f| f.ends_with("leaky::remember_request"))
+}
+
+/// Whether a CPU profile of this process samples now: diag's sampler catches `SIGPROF` while
+/// it samples, and only then (read from `SigCgt` in `/proc/self/status`).
+pub fn cpu_profile_sampling() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let caught = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .map(|mask| u64::from_str_radix(mask.trim(), 16).unwrap())
+        .expect("SigCgt in /proc/self/status");
+    caught & (1 << (libc::SIGPROF - 1)) != 0
 }
 
 /// A real peer program the tests talk to (`go`, `prometheus`, `wrk`), found on `PATH` (or at

@@ -54,5 +54,5 @@ pub fn encode_json(n: usize) {
 
 /// Burns `ms` milliseconds of a worker thread without yielding.
 pub fn block_for(ms: u64) {
-    std::thread::sleep(std::time::Duration::from_millis(ms));
+    std::thread::sleep(std::time::Duration::from_millis(ms)); // workload: the blocking call
 }

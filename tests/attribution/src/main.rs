@@ -38,7 +38,7 @@ async fn main() {
         loop {
             let v: Vec<u8> = std::hint::black_box(vec![0; 4096]);
             drop(v);
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await; // workload: housekeeping's pace
         }
     });
     axum::serve(listener, app).await.expect("serve");

@@ -29,6 +29,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
+// The wait of the main workspace's tests (one file, included by path).
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../../diag-core/tests/support/wait.rs"]
+mod wait;
+
+use wait::{poll_until, wait_until, when};
+
 /// Set in the environment of the child process that runs [`blocked_workers`].
 const BLOCKED_WORKERS_CHILD: &str = "DIAG_UNSTABLE_TESTS_BLOCKED_WORKERS_CHILD";
 
@@ -140,14 +147,11 @@ fn console_and_taskdump() {
 
     // tokio-console's endpoint is up.
     let console = SocketAddr::from(([127, 0, 0, 1], console_port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !speaks_http2(console) {
-        assert!(
-            Instant::now() < deadline,
-            "no gRPC server on {console} (TOKIO_CONSOLE_BIND)"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        Duration::from_secs(10),
+        &format!("a gRPC server on {console} (TOKIO_CONSOLE_BIND)"),
+        || when(speaks_http2(console), |&up| up),
+    );
 
     // Tasks parked in a known function show up in the dump with that function.
     let mut senders = Vec::new();
@@ -182,17 +186,13 @@ fn run_blocked_workers_child() {
         .env_remove("TOKIO_CONSOLE_BIND")
         .spawn()
         .expect("start the blocked-workers child process");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the blocked-workers child did not end within 90 s (killed it)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let ended = poll_until(Duration::from_secs(90), || {
+        child.try_wait().unwrap().ok_or("running")
+    });
+    let Ok(status) = ended else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the blocked-workers child did not end within 90 s (killed it)");
     };
     assert!(
         status.success(),
@@ -253,17 +253,24 @@ fn blocked_workers() {
         diag_core::spawn("diag_test_watched_blocker", async move {
             started.store(true, SeqCst);
             while !release.load(SeqCst) {
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(10)); // workload: the poll that blocks
             }
             done.store(true, SeqCst);
         });
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !watched_started.load(SeqCst) {
-        assert!(Instant::now() < deadline, "the watched blocker never ran");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until(Duration::from_secs(20), "the watched blocker to run", || {
+        when(watched_started.load(SeqCst), |&s| s)
+    });
+    // The watchdog files the poll as an ongoing blocking event once it has run past the
+    // blocking threshold (100 ms), which is past the 50 ms after which a dump is refused.
+    wait_until(
+        Duration::from_secs(20),
+        "an ongoing blocking event in /debug/tasks",
+        || {
+            let (status, body) = http_get(addr, "/debug/tasks");
+            when((status, body), |(s, b)| *s == 200 && b.contains("\"ongoing\":true"))
+        },
+    );
     let t = Instant::now();
     let (status, body) = http_get(addr, "/debug/pprof/goroutine?seconds=5");
     assert_eq!(status, 503, "{body}");
@@ -279,11 +286,9 @@ fn blocked_workers() {
         t.elapsed()
     );
     watched_release.store(true, SeqCst);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !watched_done.load(SeqCst) {
-        assert!(Instant::now() < deadline, "the watched blocker did not end");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(Duration::from_secs(10), "the watched blocker to end", || {
+        when(watched_done.load(SeqCst), |&d| d)
+    });
 
     // Blockers, spawned from outside the runtime (the inject queue, which every worker takes
     // from; never a worker's LIFO slot, which others cannot steal). Each records the thread it
@@ -306,7 +311,7 @@ fn blocked_workers() {
                 on.push(me);
             }
             while !release.load(SeqCst) {
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(10)); // workload: the worker held
             }
             finished.fetch_add(1, SeqCst);
         });
@@ -314,25 +319,21 @@ fn blocked_workers() {
     for _ in 0..workers {
         spawn_blocker();
     }
-    let start = Instant::now();
-    let mut next_spare = start + Duration::from_secs(1);
-    loop {
-        let blocked = on_threads.lock().unwrap().len();
-        if blocked == workers {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "after 20 s only {blocked} of {workers} workers run a blocker: {}",
-            scheduler_state(&rt)
-        );
-        if Instant::now() >= next_spare {
-            // A worker slow to wake: another task in the inject queue wakes one again.
-            spawn_blocker();
-            next_spare += Duration::from_secs(1);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut next_spare = Instant::now() + Duration::from_secs(1);
+    wait_until(
+        Duration::from_secs(20),
+        &format!("all {workers} workers to run a blocker"),
+        || {
+            let blocked = on_threads.lock().unwrap().len();
+            if Instant::now() >= next_spare {
+                // A worker slow to wake: another task in the inject queue wakes one again.
+                spawn_blocker();
+                next_spare += Duration::from_secs(1);
+            }
+            when(blocked, |&b| b == workers)
+                .map_err(|b| format!("{b} blockers; {}", scheduler_state(&rt)))
+        },
+    );
 
     // No worker can reach the dump's barrier: 503 once the asked second has passed.
     let t = Instant::now();
@@ -352,15 +353,10 @@ fn blocked_workers() {
     assert_eq!(status, 200, "{body}");
 
     release.store(true, SeqCst);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while finished.load(SeqCst) < workers {
-        assert!(
-            Instant::now() < deadline,
-            "released blockers did not end within 10 s: {}",
-            scheduler_state(&rt)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(Duration::from_secs(10), "the released blockers to end", || {
+        when(finished.load(SeqCst), |&f| f >= workers)
+            .map_err(|f| format!("{f} ended; {}", scheduler_state(&rt)))
+    });
     // See main: the runtime (with its dump still pending) is not dropped.
     std::mem::forget(rt);
 }
