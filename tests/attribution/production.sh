@@ -50,7 +50,7 @@ grep -q 'attrib_fixture::leaks::plain_vec' "$out/split/go-top.txt" \
   || { echo "go tool pprof did not name plain_vec:"; head -30 "$out/split/go-top.txt"; fail=1; }
 
 echo "   debuginfod (Debian's) serving the debug tree on loopback"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$((20000 + RANDOM % 20000))
 debuginfod -p "$port" -F "$tree" -d "$out/debuginfod.sqlite" -t 0 -g 0 > "$out/debuginfod.log" 2>&1 &
 dpid=$!
 trap 'kill $dpid 2>/dev/null || true' EXIT
