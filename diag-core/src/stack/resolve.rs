@@ -194,7 +194,7 @@ impl State {
             inflated = image.inflated_bytes();
             self.images.insert(path.to_owned(), image);
         }
-        let Some(image) = self.images.get_mut(path) else {
+        let Some(image) = self.images.get(path) else {
             return (vec![unknown(addr)], inflated);
         };
         // A return address: the call is the instruction before it.

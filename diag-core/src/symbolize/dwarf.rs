@@ -22,28 +22,17 @@ type Slice = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
 
 /// One image's DWARF, over its mapped (debug) file.
 ///
-/// Compilation units are opened one at a time. `addr2line` parses every unit's header,
-/// abbreviations and line-program header when it opens an image (on a 114 MB binary of 5,757
-/// units: +50 MiB before the first address, +97 MiB after 2,000 addresses spread over it),
-/// so an image is indexed instead from `.debug_aranges` (address ranges -> unit) and the
-/// unit headers, and `addr2line` is given one unit at a time: its slice of `.debug_info` (the
-/// other sections whole: they are addressed by absolute offsets the unit holds). Addresses come
-/// sorted, so one unit's parse is kept at a time. A unit that refers into others
-/// (`DW_FORM_ref_addr`: references across units, from LTO) and addresses no range covers are
-/// resolved by one whole-image context, as before.
+/// `addr2line` parses every compilation unit's header, abbreviations and line-program header
+/// when it opens an image: on a 114 MB binary of 5,754 units (miniserve, line-tables-only),
+/// +50 MiB before the first address and +97 MiB after 2,000 addresses spread over it. Opening
+/// one unit at a time (its slice of `.debug_info`, found through `.debug_aranges`) was tried
+/// and measured: 5,333 of those units name the abstract origin of inlined functions in other
+/// units (`DW_FORM_ref_addr`), which a unit opened alone cannot follow, so nearly every
+/// address needed the whole image anyway. The bound on what a request may hold
+/// (`stack::resolve`) and `DIAG_SYMBOLIZE=off` (names made by the CLI) are the answers.
 pub(crate) struct Image {
-    // Declared first so they are dropped first: they borrow from `inflated` and `file`.
-    /// The unit last opened: its index in `units` and its context.
-    unit: Option<(usize, addr2line::Context<Slice>)>,
-    /// The whole image's context, made when first needed.
+    // Declared first so it is dropped first: it borrows from `inflated` and `file`.
     ctx: Option<addr2line::Context<Slice>>,
-    /// The debug sections, as read from the file (or inflated).
-    sections: Option<Sections>,
-    /// Each unit's place in `.debug_info` (offset, length) and whether it can be opened on
-    /// its own (None: not checked yet).
-    units: Vec<(usize, usize, Option<bool>)>,
-    /// Address ranges -> unit index, sorted by start.
-    ranges: Vec<(u64, u64, u32)>,
     inflated: Vec<Mapped>,
     #[allow(dead_code)] // Kept mapped for `ctx`, which borrows it.
     file: Option<Mapped>,
@@ -66,11 +55,7 @@ impl Image {
     /// or from the debug file when `path` has none (a stripped binary).
     pub(crate) fn load_with(path: &Path, debug: Option<&Path>, debug_dirs: &[&Path]) -> Image {
         let mut image = Image {
-            unit: None,
             ctx: None,
-            sections: None,
-            units: Vec::new(),
-            ranges: Vec::new(),
             inflated: Vec::new(),
             file: None,
             path: path.to_owned(),
@@ -94,53 +79,12 @@ impl Image {
             }
             None => file,
         };
-        if let Some((sections, inflated)) = Sections::read(&file) {
-            let (units, ranges) = sections.index();
-            image.units = units;
-            image.ranges = ranges;
-            image.sections = Some(sections);
+        if let Some((ctx, inflated)) = context(&file) {
+            image.ctx = Some(ctx);
             image.inflated = inflated;
         }
         image.file = Some(file);
         image
-    }
-
-    /// The context that resolves `probe`: its unit's alone where the index has it and the unit
-    /// stands alone, else the whole image's.
-    fn context_for(&mut self, probe: u64) -> Option<&addr2line::Context<Slice>> {
-        let sections = self.sections.as_ref()?;
-        let i = self.ranges.partition_point(|r| r.0 <= probe);
-        let unit = i
-            .checked_sub(1)
-            .map(|i| self.ranges[i])
-            .filter(|r| probe < r.1)
-            .map(|r| r.2 as usize);
-        if let Some(u) = unit {
-            if self.unit.as_ref().is_some_and(|(k, _)| *k == u) {
-                return self.unit.as_ref().map(|(_, c)| c);
-            }
-            let (offset, len, alone) = self.units[u];
-            let alone = match alone {
-                Some(a) => a,
-                None => {
-                    let a = sections.stands_alone(offset, len);
-                    self.units[u].2 = Some(a);
-                    a
-                }
-            };
-            if alone {
-                // The previous unit's parse goes before the next one's is made.
-                self.unit = None;
-                if let Some(ctx) = sections.unit_context(offset, len) {
-                    self.unit = Some((u, ctx));
-                    return self.unit.as_ref().map(|(_, c)| c);
-                }
-            }
-        }
-        if self.ctx.is_none() {
-            self.ctx = sections.whole_context();
-        }
-        self.ctx.as_ref()
     }
 
     /// The file function names are read from when DWARF has none (the image, or its debug
@@ -158,15 +102,9 @@ impl Image {
     /// Calls `each` for every function at file address `probe`, innermost (inlined) first,
     /// with the name DWARF gives it (or, if none, its symbol's), file and line; if DWARF knows
     /// nothing there, once with the symbol table's name. Returns whether `each` was called.
-    pub(crate) fn frames<'s>(
-        &'s mut self,
-        probe: u64,
-        each: &mut dyn FnMut(&RawFrame<'s>),
-    ) -> bool {
+    pub(crate) fn frames<'s>(&'s self, probe: u64, each: &mut dyn FnMut(&RawFrame<'s>)) -> bool {
         let mut any = false;
-        let path = self.path.clone();
-        let symbol = |probe| symbol_at(&path, probe);
-        if let Some(ctx) = self.context_for(probe)
+        if let Some(ctx) = &self.ctx
             && let Ok(mut it) = ctx.find_frames(probe).skip_all_loads()
         {
             while let Ok(Some(f)) = it.next() {
@@ -182,14 +120,14 @@ impl Image {
                         line,
                     }),
                     None => each(&RawFrame {
-                        name: symbol(probe),
+                        name: self.symbol(probe),
                         file,
                         line,
                     }),
                 }
             }
         }
-        if !any && let Some(name) = symbol(probe) {
+        if !any && let Some(name) = self.symbol(probe) {
             any = true;
             each(&RawFrame {
                 name: Some(name),
@@ -199,161 +137,35 @@ impl Image {
         }
         any
     }
+
+    /// The raw symbol-table name of the function at file address `probe`.
+    fn symbol(&self, probe: u64) -> Option<Cow<'static, [u8]>> {
+        super::symtab::with_raw_name(&self.path, probe, |n| n.map(|n| Cow::Owned(n.to_vec())))
+    }
 }
 
-/// The raw symbol-table name of the function at file address `probe` of the file at `path`.
-fn symbol_at(path: &Path, probe: u64) -> Option<Cow<'static, [u8]>> {
-    super::symtab::with_raw_name(path, probe, |n| n.map(|n| Cow::Owned(n.to_vec())))
-}
-
-/// An image's debug sections, as slices of its mapping or of inflated buffers.
-struct Sections {
-    endian: gimli::RunTimeEndian,
-    by_id: Vec<(gimli::SectionId, &'static [u8])>,
-}
-
-impl Sections {
-    /// `file`'s debug sections, and the buffers holding those that had to be inflated; None
-    /// if the file is not an object file or has no DWARF.
-    fn read(file: &Mapped) -> Option<(Sections, Vec<Mapped>)> {
-        // SAFETY: the mapping lives in the `Image` next to the contexts made from these
-        // sections, which are declared (and so dropped) before it; nothing else uses the
-        // 'static lifetime.
-        let data: &'static [u8] =
-            unsafe { std::slice::from_raw_parts(file.bytes().as_ptr(), file.len()) };
-        let obj = object::File::parse(data).ok()?;
-        obj.section_by_name(".debug_info")?;
-        let endian = if obj.is_little_endian() {
-            gimli::RunTimeEndian::Little
-        } else {
-            gimli::RunTimeEndian::Big
-        };
-        let mut inflated = Vec::new();
-        let mut by_id = Vec::new();
-        let _ = gimli::Dwarf::load(|id| -> Result<Slice, ()> {
-            let bytes = section(&obj, id.name(), &mut inflated).unwrap_or(&[]);
-            by_id.push((id, bytes));
-            Ok(gimli::EndianSlice::new(bytes, endian))
-        });
-        Some((Sections { endian, by_id }, inflated))
-    }
-
-    /// Section `id`'s bytes (empty if the file has none).
-    fn get(&self, id: gimli::SectionId) -> &'static [u8] {
-        self.by_id
-            .iter()
-            .find(|(i, _)| *i == id)
-            .map_or(&[], |(_, b)| b)
-    }
-
-    /// The sections as `gimli` reads them, with `.debug_info` narrowed to `info` when given
-    /// (and then no `.debug_aranges`: its offsets are the whole section's).
-    fn dwarf(&self, info: Option<(usize, usize)>) -> Option<gimli::Dwarf<Slice>> {
-        gimli::Dwarf::load(|id| -> Result<Slice, ()> {
-            let bytes = match (id, info) {
-                (gimli::SectionId::DebugInfo, Some((off, len))) => self
-                    .get(id)
-                    .get(off..off.checked_add(len).ok_or(())?)
-                    .ok_or(())?,
-                (gimli::SectionId::DebugAranges, Some(_)) => &[],
-                _ => self.get(id),
-            };
-            Ok(gimli::EndianSlice::new(bytes, self.endian))
-        })
-        .ok()
-    }
-
-    /// The whole image's context.
-    fn whole_context(&self) -> Option<addr2line::Context<Slice>> {
-        addr2line::Context::from_dwarf(self.dwarf(None)?).ok()
-    }
-
-    /// A context of the unit at `offset` (`len` bytes with its header) alone.
-    fn unit_context(&self, offset: usize, len: usize) -> Option<addr2line::Context<Slice>> {
-        addr2line::Context::from_dwarf(self.dwarf(Some((offset, len)))?).ok()
-    }
-
-    /// Every unit's (offset, length) and, from `.debug_aranges`, the address ranges of each,
-    /// sorted: read without parsing any unit.
-    fn index(&self) -> (Vec<(usize, usize, Option<bool>)>, Vec<(u64, u64, u32)>) {
-        let mut units = Vec::new();
-        let mut ranges = Vec::new();
-        let Some(dwarf) = self.dwarf(None) else {
-            return (units, ranges);
-        };
-        let mut headers = dwarf.units();
-        while let Ok(Some(h)) = headers.next() {
-            if let Some(off) = h.debug_info_offset() {
-                units.push((off.0, h.length_including_self(), None));
-            }
-        }
-        let mut aranges = dwarf.debug_aranges.headers();
-        while let Ok(Some(h)) = aranges.next() {
-            let off = h.debug_info_offset().0;
-            let Ok(u) = units.binary_search_by_key(&off, |u| u.0) else {
-                continue;
-            };
-            let mut entries = h.entries();
-            while let Ok(Some(e)) = entries.next() {
-                if e.length() > 0 {
-                    let r = e.range();
-                    ranges.push((r.begin, r.end, u as u32));
-                }
-            }
-        }
-        ranges.sort_unstable();
-        // A range that overlaps the one before it (a linker's folding of identical code can
-        // make such) is left out: its addresses go to the earlier range's unit, or, past that
-        // range, to the whole image's context.
-        let mut out: Vec<(u64, u64, u32)> = Vec::with_capacity(ranges.len());
-        for r in ranges {
-            if out.last().is_none_or(|last| r.0 >= last.1) {
-                out.push(r);
-            }
-        }
-        (units, out)
-    }
-
-    /// Whether the unit at `offset` can be read alone: none of its abbreviations refers into
-    /// another unit (`DW_FORM_ref_addr` and the like, which name absolute offsets of the whole
-    /// section).
-    fn stands_alone(&self, offset: usize, len: usize) -> bool {
-        let Some(dwarf) = self.dwarf(Some((offset, len))) else {
-            return false;
-        };
-        let Ok(Some(header)) = dwarf.units().next() else {
-            return false;
-        };
-        let Ok(abbrevs) = dwarf.abbreviations(&header) else {
-            return false;
-        };
-        // Abbreviation codes are numbered from 1 without gaps by the compilers that matter;
-        // a run of 64 missing codes ends the scan.
-        let (mut code, mut missing) = (1u64, 0);
-        while missing < 64 {
-            match abbrevs.get(code) {
-                Some(a) => {
-                    missing = 0;
-                    let across = a.attributes().iter().any(|s| {
-                        matches!(
-                            s.form(),
-                            gimli::DW_FORM_ref_addr
-                                | gimli::DW_FORM_GNU_ref_alt
-                                | gimli::DW_FORM_ref_sup4
-                                | gimli::DW_FORM_ref_sup8
-                                | gimli::DW_FORM_ref_sig8
-                        )
-                    });
-                    if across {
-                        return false;
-                    }
-                }
-                None => missing += 1,
-            }
-            code += 1;
-        }
-        true
-    }
+/// An `addr2line` context over `file`'s debug sections, and the buffers holding the sections
+/// that had to be inflated; None if the file is not an object file or has no DWARF.
+fn context(file: &Mapped) -> Option<(addr2line::Context<Slice>, Vec<Mapped>)> {
+    // SAFETY: the mapping lives in the `Image` next to the context made here, which is declared
+    // (and so dropped) before it; nothing else uses the 'static lifetime.
+    let data: &'static [u8] =
+        unsafe { std::slice::from_raw_parts(file.bytes().as_ptr(), file.len()) };
+    let obj = object::File::parse(data).ok()?;
+    obj.section_by_name(".debug_info")?;
+    let endian = if obj.is_little_endian() {
+        gimli::RunTimeEndian::Little
+    } else {
+        gimli::RunTimeEndian::Big
+    };
+    let mut inflated = Vec::new();
+    let dwarf = gimli::Dwarf::load(|id| -> Result<Slice, ()> {
+        let bytes = section(&obj, id.name(), &mut inflated).unwrap_or(&[]);
+        Ok(gimli::EndianSlice::new(bytes, endian))
+    })
+    .ok()?;
+    let ctx = addr2line::Context::from_dwarf(dwarf).ok()?;
+    Some((ctx, inflated))
 }
 
 /// The bytes of section `name`: a slice of the mapping, or, for a compressed section, of a new

@@ -267,7 +267,7 @@ pub fn symbolize(
     for i in indices {
         let m = &profile.mappings[i];
         let addrs = &by_mapping[&i];
-        let Some(mut found) = find(&m.build_id, &m.file, &given, &dirs, fetch) else {
+        let Some(found) = find(&m.build_id, &m.file, &given, &dirs, fetch) else {
             out.warnings.push(format!(
                 "no file for {} (build ID {}): its {} addresses stay unnamed",
                 m.file,
