@@ -41,7 +41,7 @@ trap cleanup EXIT
 
 PORT=18177
 DIAG_HEAP_SAMPLE_BYTES=${HEAP_SAMPLE_BYTES:-0} DIAG_ADDR=127.0.0.1:16177 TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --instr-atstart=no \
-  --callgrind-out-file="$TMP/cg.out" target/release/shop --ab 127.0.0.1:$PORT >"$TMP/log" 2>&1 &
+  --callgrind-out-file="$TMP/cg.out" "${CARGO_TARGET_DIR:-target}/release/shop" --ab 127.0.0.1:$PORT >"$TMP/log" 2>&1 &
 vpid=$!
 for _ in $(seq 600); do grep -q "app listening" "$TMP/log" && break; sleep 0.1; done
 grep -q "app listening" "$TMP/log" || { echo "shop did not start: $(cat "$TMP/log")" >&2; exit 2; }

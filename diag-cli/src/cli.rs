@@ -341,6 +341,10 @@ fn parse_alpha(s: &str) -> Result<f64, String> {
 /// `diag top FILE`.
 #[derive(Debug, Args)]
 pub(crate) struct TopArgs {
+    /// Keep the samples of diag's own threads (named `diag-*`); by default they are left out
+    /// and their share is said on stderr.
+    #[arg(long)]
+    pub(crate) include_diag: bool,
     /// The profile (pprof .pb.gz / .pb, or dhat-heap.json).
     /// Or URL: a live service's diag listener (http://host:port) or app serving /metrics.
     #[arg(value_name = "FILE")]
@@ -437,6 +441,10 @@ pub(crate) struct ListArgs {
 /// `diag flamegraph FILE`.
 #[derive(Debug, Args)]
 pub(crate) struct FlamegraphArgs {
+    /// Keep the samples of diag's own threads (named `diag-*`); by default they are left out
+    /// and their share is said on stderr.
+    #[arg(long)]
+    pub(crate) include_diag: bool,
     /// The profile (pprof .pb.gz / .pb, or dhat-heap.json).
     /// Or URL: a live service's diag listener (http://host:port): profiles its CPU for
     /// --seconds, writes the SVG and saves the raw profile beside it as <name>.pb.gz.
@@ -552,6 +560,10 @@ pub(crate) struct ReportArgs {
         value_delimiter = ','
     )]
     pub(crate) app_crates: Vec<String>,
+    /// Keep the CPU samples of diag's own threads (named `diag-*`) in the CPU table and
+    /// flamegraph; by default they are left out and their share is said.
+    #[arg(long)]
+    pub(crate) include_diag: bool,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
 }

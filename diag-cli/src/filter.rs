@@ -176,6 +176,30 @@ impl FilterArgs {
     }
 }
 
+/// Leaves the samples of diag's own threads (`thread=diag-*`) out of `p` unless `include`
+/// (`--include-diag`), and says on stderr how much they were.
+pub(crate) fn leave_out_diag(p: &mut Profile, include: bool) {
+    if include {
+        return;
+    }
+    let share = diag_core::profile::remove_diag_samples(p);
+    if share.samples == 0 {
+        return;
+    }
+    let column = diag_core::profile::select_sample(p, None).unwrap_or(0);
+    let ty = p
+        .sample_types
+        .get(column)
+        .map_or("value", |t| t.ty.as_str());
+    eprintln!(
+        "diag: left out diag's own threads (thread={}*): {:.1} % of the {ty} ({} samples); \
+         --include-diag keeps them",
+        diag_core::profile::DIAG_THREAD_PREFIX,
+        share.percent(column),
+        share.samples,
+    );
+}
+
 /// True if `re` matches the frame's function name or its source file.
 fn matches(re: &Regex, f: &Frame) -> bool {
     re.is_match(&f.function) || f.file.as_deref().is_some_and(|file| re.is_match(file))

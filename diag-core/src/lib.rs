@@ -20,7 +20,10 @@
 //   heap                      DiagAlloc's sampling, the stack table, heap profiles and history
 //   cpu                       the SIGPROF sampler, CPU profiles
 //   metrics                   the Prometheus registry, timings, readiness
-//   http, layer, console      the debug routes and listener; the route layer; console
+//   recorder                  the framework-neutral request recorder (route, method,
+//                               outcome, timing, watchdog, task monitor) over plain `&str`s
+//   http, layer, console      the debug routes and listener; the tower/axum/gRPC adapter
+//                               over the recorder; console
 //   handle, fuzzing           `Diag` and `router()`; fuzz entry points
 //   builder                   `Builder`, `Diag::builder()`
 //   init                      `init()`
@@ -55,6 +58,8 @@ mod names;
 #[cfg(any(feature = "heap", feature = "server"))]
 mod padded;
 pub mod profile;
+#[cfg(feature = "server")]
+pub mod recorder;
 #[cfg(feature = "heap")]
 mod stack;
 #[cfg(feature = "symbolize")]
@@ -84,7 +89,10 @@ pub use heap::alloc::DiagAlloc;
 #[cfg(feature = "server")]
 pub use init::init;
 #[cfg(feature = "server")]
-pub use layer::{DiagLayer, DiagService, ResponseFuture, layer};
+pub use layer::{
+    DiagLayer, DiagService, MatchedRoutes, ResponseBody, ResponseFuture, RouteFn, RouteNamer,
+    layer, layer_with,
+};
 #[cfg(feature = "server")]
 pub use metrics::readiness::readiness;
 #[cfg(feature = "server")]

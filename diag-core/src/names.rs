@@ -11,6 +11,11 @@ pub const ROUTE_LABEL: &str = "route";
 /// was taken.
 pub const TASK_LABEL: &str = "task";
 
+/// The start of the name of every thread diag starts (`diag-http`, `diag-blocking`,
+/// `diag-cpu`, `diag-watchdog`, ...): CPU and heap samples whose `thread` label starts with it
+/// are diag's own work, which the CLI leaves out unless asked (`--include-diag`).
+pub const DIAG_THREAD_PREFIX: &str = "diag-";
+
 /// The name that every name past a cap folds into: a thread name past the heap profiler's
 /// table, a route or task name past the watchdog's, an operation name past
 /// `MAX_OPERATIONS`.

@@ -38,6 +38,7 @@ pub(crate) fn run(args: FlamegraphArgs) -> Result<ExitCode> {
         Input::Url(url) => from_url(url, &args, &mut opts)?,
     };
     // The raw profile of URL mode is saved as served; the drawing is filtered.
+    crate::filter::leave_out_diag(&mut p, args.include_diag);
     args.filter.apply_all([&mut p]);
     // --by LABEL: one root per value of the label. Otherwise CPU profiles are rooted at their
     // `thread` label (heap profiles carry it too, but a heap split by worker thread is noise).

@@ -23,6 +23,7 @@ pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
     let start = Instant::now();
     let opts = ReportOptions {
         app_crates: args.app_crates.clone(),
+        include_diag: args.include_diag,
     };
     let urls: Vec<&String> = args
         .inputs

@@ -45,6 +45,7 @@ pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
         (Input::File(_), None) => read_profile(&args.file)?,
     };
     let mut p = less_base(p, args.base.as_deref())?;
+    crate::filter::leave_out_diag(&mut p, args.include_diag);
     args.filter.apply_all([&mut p]);
     let mut opts = TopOptions::default();
     opts.sample_type.clone_from(&args.flat.sample);

@@ -72,6 +72,9 @@ pub(crate) struct CpuPart {
 pub(crate) struct ReportOptions {
     /// `--app-crates`.
     pub(crate) app_crates: Vec<String>,
+    /// `--include-diag`: keep the samples of diag's own threads in the CPU table and
+    /// flamegraph (the hottest application functions never count them).
+    pub(crate) include_diag: bool,
 }
 
 /// What a profile is, for the report.
@@ -199,13 +202,36 @@ impl Report {
 
     /// Adds a CPU profile: its hottest functions and its flamegraph (each thread a root).
     pub(crate) fn add_cpu(&mut self, name: &str, p: &Profile, opts: &ReportOptions) -> Result<()> {
-        let p = diag_core::cpu::thread_rooted(p);
+        let with_diag = diag_core::cpu::thread_rooted(p);
+        // diag's own threads (thread=diag-*: symbolizing the report's snapshots, serving
+        // them) are not the application's CPU: left out unless asked, and said.
+        let mut without_diag = with_diag.clone();
+        let share = profile::remove_diag_samples(&mut without_diag);
+        if share.samples > 0 {
+            let column = profile::select_sample(&with_diag, None).unwrap_or(0);
+            self.notes.push(format!(
+                "{name}: diag's own threads (thread=diag-*) were {:.1} % of the CPU ({} samples); {}",
+                share.percent(column),
+                share.samples,
+                if opts.include_diag {
+                    "kept (--include-diag), except in the hottest application functions"
+                } else {
+                    "left out (--include-diag keeps them)"
+                }
+            ));
+        }
+        let p = if opts.include_diag {
+            with_diag
+        } else {
+            without_diag.clone()
+        };
         let mut topts = TopOptions::default();
         topts.n = CPU_TOP;
         topts.app_crates.clone_from(&opts.app_crates);
         let top = profile::top(&p, &topts).with_context(|| format!("ranking {name}"))?;
         topts.attribution = profile::Attribution::Sites;
-        let app_top = profile::top(&p, &topts).with_context(|| format!("ranking {name}"))?;
+        let app_top =
+            profile::top(&without_diag, &topts).with_context(|| format!("ranking {name}"))?;
         if top.total <= 0 {
             self.notes
                 .push(format!("{name}: the CPU profile holds no samples"));

@@ -2,9 +2,11 @@
 //! runtime gauges, readiness checks, and the registry they are exposed from (`GET /metrics`).
 //!
 //! Everything lives in one process-global [`prometheus_client`] registry, created on first
-//! use. Label sets are bounded: routes are axum's matched route templates (the app's route
-//! table), methods outside the standard nine fold into `OTHER`, operation names beyond
-//! [`MAX_OPERATIONS`] fold into `(other)`.
+//! use. Label sets are bounded: routes are at most [`MAX_ROUTES`] names (route templates, gRPC
+//! method paths, or what a `layer_with` closure returns; later ones fold into `(other)`),
+//! methods outside the standard nine fold into `OTHER`, operation names beyond
+//! [`MAX_OPERATIONS`] fold into `(other)`. Nothing here knows a web framework: routes and
+//! methods arrive as `&str`s (through `crate::recorder`).
 
 mod latency;
 mod process;
@@ -14,14 +16,16 @@ pub(crate) mod timed;
 
 pub use timed::MAX_OPERATIONS;
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
-use axum::extract::MatchedPath;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::registry::Registry;
+
+use crate::names::OVERFLOW;
 
 /// Upper bounds (seconds) of the latency buckets: fine between 1 ms and 100 ms, where most
 /// web requests fall, so `histogram_quantile` interpolates within a few milliseconds there.
@@ -32,6 +36,13 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 
 /// The route label of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// At most this many distinct route names get their own series; requests under later names
+/// are recorded as `route="(other)"` and counted in `diag_route_names_folded_total`.
+pub const MAX_ROUTES: usize = 256;
+
+/// Requests recorded under `(other)` because the route cap was reached.
+static ROUTES_FOLDED: AtomicU64 = AtomicU64::new(0);
 
 /// Labels of the request duration histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,6 +76,37 @@ pub(crate) struct RouteEntry {
     pub(crate) task: crate::tasks::TaskName,
     /// Counts and latencies per method (created on the method's first request).
     methods: [OnceLock<requests::RequestStats>; METHODS.len()],
+    /// gRPC calls by status code (created on the route's first gRPC call); the codes are kept
+    /// as `code + 1` (a status slot of 0 is an unclaimed one), see [`grpc_code_key`].
+    grpc: OnceLock<requests::RequestStats>,
+    /// Whether this is the entry of the names past [`MAX_ROUTES`].
+    folded: bool,
+}
+
+/// The key a gRPC outcome is counted under: `code + 1` for the codes 0..=16, and two more for
+/// a response that carried no `grpc-status` and one whose value was not a known code.
+#[inline]
+pub(crate) fn grpc_code_key(status: Option<&str>) -> u16 {
+    match status.map(|s| s.trim().parse::<u16>()) {
+        None => GRPC_MISSING,
+        Some(Ok(c)) if c <= 16 => c + 1,
+        Some(_) => GRPC_INVALID,
+    }
+}
+
+const GRPC_MISSING: u16 = 100;
+const GRPC_INVALID: u16 = 101;
+
+/// The `code` label of a key from [`grpc_code_key`].
+pub(crate) fn grpc_code_label(key: u16) -> &'static str {
+    const CODES: [&str; 17] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    ];
+    match key {
+        1..=17 => CODES[usize::from(key - 1)],
+        GRPC_MISSING => "missing",
+        _ => "invalid",
+    }
 }
 
 /// Method label values; anything else is `OTHER`.
@@ -72,29 +114,27 @@ const METHODS: [&str; 10] = [
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "OTHER",
 ];
 
-/// The index of `m`'s label in the method table.
+/// The index of `m`'s label in the method table (`OTHER` for anything non-standard).
 #[inline]
-pub(crate) fn method_index(m: &axum::http::Method) -> usize {
-    use axum::http::Method;
-    // Compared as `Method`s (an enum tag for the standard ones), not as strings.
-    const STANDARD: [Method; 9] = [
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::PATCH,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::CONNECT,
-        Method::TRACE,
-    ];
-    STANDARD.iter().position(|s| s == m).unwrap_or(9)
+pub(crate) fn method_index(m: &str) -> usize {
+    match m {
+        "GET" => 0,
+        "POST" => 1,
+        "PUT" => 2,
+        "DELETE" => 3,
+        "PATCH" => 4,
+        "HEAD" => 5,
+        "OPTIONS" => 6,
+        "CONNECT" => 7,
+        "TRACE" => 8,
+        _ => 9,
+    }
 }
 
 impl RouteEntry {
     /// Records one finished request.
     #[cfg(test)]
-    pub(crate) fn record(&self, method: &axum::http::Method, status: u16, seconds: f64) {
+    pub(crate) fn record(&self, method: &str, status: u16, seconds: f64) {
         self.record_at(
             method_index(method),
             status,
@@ -112,6 +152,21 @@ impl RouteEntry {
                 requests::RequestStats::new()
             })
             .record(status, elapsed);
+        if self.folded {
+            ROUTES_FOLDED.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Records the gRPC outcome of one finished call (its HTTP side is [`record_at`]'s):
+    /// `key` from [`grpc_code_key`].
+    #[inline]
+    pub(crate) fn record_grpc(&self, key: u16, elapsed: std::time::Duration) {
+        self.grpc
+            .get_or_init(|| {
+                let _ignore = crate::alloc_state::IgnoreAllocs::new();
+                requests::RequestStats::new()
+            })
+            .record(key, elapsed);
     }
 }
 
@@ -146,52 +201,6 @@ impl Metrics {
         front_cached(&FRONT, route, |e| &e.route, || self.route_cached(route))
     }
 
-    /// The entry of the route axum matched: [`route`](Self::route) without the string
-    /// compare. The thread's cache keeps a clone of each `MatchedPath` it indexes (one per
-    /// slot), so the route string cannot be freed and its address reused while cached: equal
-    /// address and length then mean the same string.
-    #[inline]
-    pub(crate) fn matched_route(&self, path: &MatchedPath) -> &'static RouteEntry {
-        let s = path.as_str();
-        let key = (s.as_ptr() as usize, s.len());
-        let slot = ((key.0 >> 4) ^ key.1) % MATCHED_SLOTS;
-        if MATCHED_KEYS.with(|k| k[slot].get()) == key
-            && let Some(e) = MATCHED_ENTRIES.with(|e| e[slot].get())
-        {
-            return e;
-        }
-        self.matched_route_miss(path, slot, key)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn matched_route_miss(
-        &self,
-        path: &MatchedPath,
-        slot: usize,
-        key: (usize, usize),
-    ) -> &'static RouteEntry {
-        let e = self.route_cached(path.as_str());
-        let _ignore = crate::alloc_state::IgnoreAllocs::new();
-        // The key is set only once the keeper holds the string; if the thread's storage is
-        // going away, nothing is cached.
-        let kept = MATCHED_KEEP.try_with(|keep| {
-            let Ok(mut keep) = keep.0.try_borrow_mut() else {
-                return false;
-            };
-            if keep.len() < MATCHED_SLOTS {
-                keep.resize(MATCHED_SLOTS, None);
-            }
-            keep[slot] = Some(path.clone());
-            true
-        });
-        if kept == Ok(true) {
-            MATCHED_ENTRIES.with(|en| en[slot].set(Some(e)));
-            MATCHED_KEYS.with(|k| k[slot].set(key));
-        }
-        e
-    }
-
     #[cold]
     fn route_cached(&self, route: &str) -> &'static RouteEntry {
         thread_local! {
@@ -203,6 +212,11 @@ impl Metrics {
             return e;
         }
         let e = self.route_shared(route);
+        // A name folded past the cap is not remembered (the names could be unbounded): it
+        // takes this slow path each time, and still lands in `(other)`.
+        if e.folded && &*e.route != route {
+            return e;
+        }
         let _ = CACHE.try_with(|c| {
             if let Ok(mut c) = c.try_borrow_mut() {
                 c.insert(route.into(), e);
@@ -222,21 +236,35 @@ impl Metrics {
     }
 
     fn route_shared(&self, route: &str) -> &'static RouteEntry {
-        if let Some(e) = self
-            .routes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(route)
         {
+            let map = self.routes.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = map.get(route) {
+                return e;
+            }
+            if map.len() >= MAX_ROUTES
+                && let Some(e) = map.get(OVERFLOW)
+            {
+                return e;
+            }
+        }
+        let _ignore = crate::alloc_state::IgnoreAllocs::new();
+        let mut map = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = map.get(route) {
             return e;
         }
-        let mut map = self.routes.write().unwrap_or_else(|e| e.into_inner());
-        map.entry(route.into()).or_insert_with(|| {
-            let route: Arc<str> = Arc::from(route);
+        let (key, folded) = if map.len() >= MAX_ROUTES {
+            (OVERFLOW, true)
+        } else {
+            (route, route == OVERFLOW)
+        };
+        map.entry(key.into()).or_insert_with(|| {
+            let route: Arc<str> = Arc::from(key);
             Box::leak(Box::new(RouteEntry {
                 task: crate::tasks::TaskName::new(&route, true),
                 route,
                 methods: Default::default(),
+                grpc: OnceLock::new(),
+                folded,
             }))
         })
     }
@@ -264,29 +292,6 @@ pub(crate) fn front_cached<T, const N: usize>(
     let e = slow();
     let _ = front.try_with(|f| f[slot].set(Some(e)));
     e
-}
-
-/// Slots of each thread's [`Metrics::matched_route`] cache.
-const MATCHED_SLOTS: usize = 64;
-
-thread_local! {
-    /// (address, length) of the route string each slot holds; (0, 0) when empty.
-    static MATCHED_KEYS: [Cell<(usize, usize)>; MATCHED_SLOTS] =
-        const { [const { Cell::new((0, 0)) }; MATCHED_SLOTS] };
-    static MATCHED_ENTRIES: [Cell<Option<&'static RouteEntry>>; MATCHED_SLOTS] =
-        const { [const { Cell::new(None) }; MATCHED_SLOTS] };
-    /// The `MatchedPath` behind each key, holding its string alive.
-    static MATCHED_KEEP: Keepers = const { Keepers(RefCell::new(Vec::new())) };
-}
-
-/// The keepers of [`Metrics::matched_route`]'s cache. When the thread's storage goes away,
-/// the keys go with them: an address is only trusted while its string is held.
-struct Keepers(RefCell<Vec<Option<MatchedPath>>>);
-
-impl Drop for Keepers {
-    fn drop(&mut self) {
-        MATCHED_KEYS.with(|k| k.iter().for_each(|k| k.set((0, 0))));
-    }
 }
 
 /// The process-global metrics, created on first use.
@@ -334,11 +339,10 @@ mod tests {
     #[test]
     fn method_indexes_follow_the_label_table() {
         for (i, name) in METHODS.iter().enumerate().take(9) {
-            let m = axum::http::Method::from_bytes(name.as_bytes()).unwrap();
-            assert_eq!(method_index(&m), i, "{name}");
+            assert_eq!(method_index(name), i, "{name}");
         }
-        let brew = axum::http::Method::from_bytes(b"BREW").unwrap();
-        assert_eq!(METHODS[method_index(&brew)], "OTHER");
+        assert_eq!(METHODS[method_index("BREW")], "OTHER");
+        assert_eq!(METHODS[method_index("get")], "OTHER");
     }
 
     #[test]
@@ -353,8 +357,9 @@ mod tests {
         let b = global().route(&other);
         assert!(!std::ptr::eq(a, b));
         assert_eq!(&*b.route, "/front/b");
-        // Many routes through the 64 slots: each lookup still names its own route.
-        let names: Vec<String> = (0..300).map(|i| format!("/front/{i}")).collect();
+        // Many routes through the 64 slots: each lookup still names its own route (fewer
+        // than MAX_ROUTES: the unit tests share the process's routes).
+        let names: Vec<String> = (0..100).map(|i| format!("/front/{i}")).collect();
         for _ in 0..2 {
             for n in &names {
                 assert_eq!(&*global().route(n).route, n.as_str());
@@ -363,16 +368,21 @@ mod tests {
     }
 
     #[test]
+    fn grpc_codes_are_keyed_and_labelled() {
+        assert_eq!(grpc_code_label(grpc_code_key(Some("0"))), "0");
+        assert_eq!(grpc_code_label(grpc_code_key(Some(" 16"))), "16");
+        assert_eq!(grpc_code_label(grpc_code_key(Some("17"))), "invalid");
+        assert_eq!(grpc_code_label(grpc_code_key(Some("x"))), "invalid");
+        assert_eq!(grpc_code_label(grpc_code_key(None)), "missing");
+    }
+
+    #[test]
     fn route_records_show_up_in_the_exposition() {
         let e = global().route("/unit/{id}");
-        e.record(&axum::http::Method::GET, 200, 0.012);
-        e.record(&axum::http::Method::GET, 200, 0.003);
-        e.record(&axum::http::Method::GET, 500, 0.040);
-        e.record(
-            &axum::http::Method::from_bytes(b"BREW").unwrap(),
-            418,
-            0.001,
-        );
+        e.record("GET", 200, 0.012);
+        e.record("GET", 200, 0.003);
+        e.record("GET", 500, 0.040);
+        e.record("BREW", 418, 0.001);
         let text = render();
         assert!(
             text.contains(r#"http_requests_total{route="/unit/{id}",method="GET",status="200"} 2"#),

@@ -114,7 +114,19 @@ impl prometheus_client::collector::Collector for RequestCollector {
         let _ignore = crate::alloc_state::IgnoreAllocs::new();
         // (labels, totals) for every route and method that has recorded a request.
         let mut rows: Vec<(RouteLabels, Totals)> = Vec::new();
+        // (route, code label, calls) of gRPC calls.
+        let mut grpc: Vec<GrpcLabels> = Vec::new();
+        let mut grpc_counts: Vec<u64> = Vec::new();
         for entry in super::global().route_entries() {
+            if let Some(stats) = entry.grpc.get() {
+                for (key, n) in stats.totals().statuses {
+                    grpc.push(GrpcLabels {
+                        route: entry.route.clone(),
+                        code: super::grpc_code_label(key),
+                    });
+                    grpc_counts.push(n);
+                }
+            }
             for (i, m) in entry.methods.iter().enumerate() {
                 if let Some(stats) = m.get() {
                     let labels = RouteLabels {
@@ -149,11 +161,42 @@ impl prometheus_client::collector::Collector for RequestCollector {
         latency::encode_family(
             &mut enc,
             "http_request_duration",
-            "Time from receiving a request to its response headers, by matched route template and method",
+            "Time from receiving a request to its response headers (gRPC: to the end of the response body), by route and method",
             rows.iter()
                 .map(|(labels, totals)| (labels, &totals.latency)),
-        )
+        )?;
+        {
+            let mut order: Vec<usize> = (0..grpc.len()).collect();
+            order.sort_by(|&a, &b| {
+                (&*grpc[a].route, grpc[a].code).cmp(&(&*grpc[b].route, grpc[b].code))
+            });
+            let mut family = enc.encode_descriptor(
+                "grpc_requests",
+                "gRPC calls answered, by method path and grpc-status code (missing: no grpc-status; errors: code != 0)",
+                None,
+                MetricType::Counter,
+            )?;
+            for i in order {
+                family
+                    .encode_family(&grpc[i])?
+                    .encode_counter::<NoLabelSet, u64, f64>(&grpc_counts[i], None)?;
+            }
+        }
+        enc.encode_descriptor(
+            "diag_route_names_folded",
+            "Requests recorded under route=\"(other)\" because the route cap was reached",
+            None,
+            MetricType::Counter,
+        )?
+        .encode_counter::<NoLabelSet, u64, f64>(&super::ROUTES_FOLDED.load(Relaxed), None)
     }
+}
+
+/// Labels of the gRPC call counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct GrpcLabels {
+    route: std::sync::Arc<str>,
+    code: &'static str,
 }
 
 #[cfg(test)]

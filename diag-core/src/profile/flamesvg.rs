@@ -366,6 +366,9 @@ impl<'a> Drawing<'a> {
                 n.crates.join(", ")
             );
         }
+        if n.leaf_of_run {
+            s.push_str("\ninnermost frame of the collapsed runtime/dependency frames below");
+        }
         s
     }
 }

@@ -4,7 +4,9 @@
 //! Collapsing makes the application visible: each run of consecutive frames that are not the
 //! application's ([`SiteRules::kind`] says [`FrameKind::Runtime`] or
 //! [`FrameKind::Dependency`]) becomes one node named after the crates it passes through,
-//! `[tokio/hyper/std +2: 41 frames]`. Synthetic frames (`[thread worker-1]`, `[unknown]`) are
+//! `[tokio/hyper/std +2: 41 frames]`. A run that ends a stack keeps its innermost frame (the
+//! leaf, e.g. `__GI___writev`) as a node of its own on top of the collapsed one, so the
+//! function the samples were taken in stays in the picture. Synthetic frames (`[thread worker-1]`, `[unknown]`) are
 //! kept as they are. The tree is what the readable flamegraphs draw
 //! ([`write_svg`](FlameTree::write_svg)), and its [`folded`](FlameTree::folded) stacks are
 //! what inferno draws for `diag flamegraph`.
@@ -31,6 +33,9 @@ pub struct FlameNode {
     pub crates: Vec<String>,
     /// For a collapsed node, the most frames it stands for in any one stack; 0 for a real frame.
     pub frames: usize,
+    /// True for a runtime or dependency frame kept on top of its collapsed run: the
+    /// innermost frame of a stack whose innermost frames were collapsed.
+    pub leaf_of_run: bool,
     /// The value of the stacks through this node in the first profile (0 without one).
     pub before: i64,
     /// The value of the stacks through this node in the (second) profile.
@@ -88,6 +93,7 @@ impl FlameTree {
                     name: "all".to_owned(),
                     crates: Vec::new(),
                     frames: 0,
+                    leaf_of_run: false,
                     before: 0,
                     after: 0,
                     depth: 0,
@@ -255,8 +261,16 @@ impl Builder<'_> {
                 }
             }
         }
-        if !run.is_empty() {
-            node = self.collapsed_child(node, &run);
+        // A run that ends the stack: its innermost frame (the leaf, where the samples were
+        // taken) is kept on top of the rest of the run.
+        if let Some((_, outer)) = run.split_last() {
+            if !outer.is_empty() {
+                node = self.collapsed_child(node, outer);
+                add(&mut self.tree.nodes[node]);
+            }
+            let name = Rc::from(self.keep_name(stack[0].function.trim()));
+            node = self.child(node, name, Vec::new(), 0);
+            self.tree.nodes[node].leaf_of_run = true;
             add(&mut self.tree.nodes[node]);
         }
     }
@@ -292,6 +306,11 @@ impl Builder<'_> {
                 "native"
             }));
         }
+        Step::Keep(Rc::from(self.keep_name(raw)))
+    }
+
+    /// The node name of a kept frame named `raw`.
+    fn keep_name(&self, raw: &str) -> String {
         let name = if self.short {
             short_name(raw)
         } else {
@@ -305,11 +324,11 @@ impl Builder<'_> {
                 c => c,
             })
             .collect();
-        Step::Keep(Rc::from(if name.trim().is_empty() {
+        if name.trim().is_empty() {
             "[unknown]".to_owned()
         } else {
             name
-        }))
+        }
     }
 
     fn collapsed_child(&mut self, parent: usize, run: &[Rc<str>]) -> usize {
@@ -336,6 +355,7 @@ impl Builder<'_> {
             name: key.to_string(),
             crates,
             frames,
+            leaf_of_run: false,
             before: 0,
             after: 0,
             depth,
@@ -421,9 +441,10 @@ mod tests {
                 "app::handler",
                 "[hyper/tokio: 2 frames]",
                 "app::remember",
-                "[alloc: 1 frame]",
+                // A run of one frame that ends the stack: the frame itself.
+                "alloc::raw_vec::RawVec::try_allocate_in",
                 "app::other",
-                "[alloc: 1 frame]",
+                "alloc::raw_vec::RawVec::try_allocate_in",
             ]
         );
         let root = t.root();
@@ -432,13 +453,64 @@ mod tests {
         assert_eq!(t.path(4), [0, 1, 2, 3, 4]);
         let folded = t.folded();
         assert_eq!(
-            folded.get("[tokio/native/std: 3 frames];app::handler;[hyper/tokio: 2 frames];app::remember;[alloc: 1 frame]"),
+            folded.get("[tokio/native/std: 3 frames];app::handler;[hyper/tokio: 2 frames];app::remember;alloc::raw_vec::RawVec::try_allocate_in"),
             Some(&900)
         );
         // Without rules every frame is its own node.
         let all = FlameTree::build(None, (&after, 0), None, true);
         assert_eq!(all.nodes.iter().filter(|n| n.is_collapsed()).count(), 0);
         assert!(all.nodes.iter().any(|n| n.name == "clone3"));
+    }
+
+    #[test]
+    fn a_collapsed_run_that_ends_the_stack_keeps_its_leaf_on_top() {
+        // A hyper file server writing: the app's handler, then 4 frames of plumbing down to
+        // libc's writev, where the samples were taken.
+        let stack = vec![
+            frame("__GI___writev", ""),
+            frame(
+                "tokio::net::tcp::stream::TcpStream::poll_write_vectored",
+                "/c/registry/src/x/tokio-1/src/tcp.rs",
+            ),
+            frame(
+                "hyper::proto::h1::io::Buffered::poll_flush",
+                "/c/registry/src/x/hyper-1/src/io.rs",
+            ),
+            frame(
+                "hyper::proto::h1::dispatch::Dispatcher::poll",
+                "/c/registry/src/x/hyper-1/src/d.rs",
+            ),
+            frame("app::serve_file", "/src/app/src/main.rs"),
+        ];
+        let p = profile(&[(stack, 39), (leak_stack("app::remember"), 61)]);
+        let rules = SiteRules::for_profile(&p);
+        let t = FlameTree::build(None, (&p, 0), Some(&rules), true);
+        let leaf = t
+            .nodes
+            .iter()
+            .position(|n| n.name == "__GI___writev")
+            .expect("the leaf is drawn");
+        let n = &t.nodes[leaf];
+        assert!(n.leaf_of_run && !n.is_collapsed());
+        assert_eq!(n.after, 39);
+        let below = &t.nodes[n.parent];
+        assert_eq!(below.name, "[hyper/tokio: 3 frames]");
+        assert_eq!(t.nodes[below.parent].name, "app::serve_file");
+        let folded = t.folded();
+        assert_eq!(
+            folded.get("app::serve_file;[hyper/tokio: 3 frames];__GI___writev"),
+            Some(&39),
+            "{folded:?}"
+        );
+        // A run of one frame is just that frame.
+        assert!(
+            folded
+                .keys()
+                .any(|k| k.ends_with("app::remember;alloc::raw_vec::RawVec::try_allocate_in")),
+            "{folded:?}"
+        );
+        // The tree's total is unchanged.
+        assert_eq!(t.root().after, 100);
     }
 
     #[test]
@@ -458,7 +530,9 @@ mod tests {
             "{folded:?}"
         );
         assert!(
-            folded.keys().any(|k| k.contains("app::f 12;[alloc")),
+            folded
+                .keys()
+                .any(|k| k.contains("app::f 12;alloc::raw_vec")),
             "{folded:?}"
         );
     }

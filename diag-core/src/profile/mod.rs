@@ -13,6 +13,7 @@ mod folded;
 pub mod go_text;
 mod load;
 mod model;
+mod own;
 pub mod pprof_codec;
 pub mod proto;
 pub mod sites;
@@ -36,6 +37,7 @@ pub use model::{
     Frame, Mapping, Profile, RAW_DROP_TOP_MACHINERY, RAW_STACKS_COMMENT, RAW_WHOLE, Sample,
     ValueType, heap_sample_types,
 };
+pub use own::{DIAG_THREAD_PREFIX, DiagShare, is_diag_sample, remove_diag_samples};
 pub use top::{Attribution, Top, TopEntry, TopOptions, top};
 pub use trend::{
     DEFAULT_TREND_ALPHA, HeapTrend, MAX_TREND_SNAPSHOTS, MIN_TREND_SNAPSHOTS, SiteTrend, SlopeUnit,

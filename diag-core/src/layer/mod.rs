@@ -1,24 +1,59 @@
-//! [`layer()`]: one tower layer for the application's router that records per-route request
-//! counts, latency histograms and status codes, and puts every request under the blocking
-//! watchdog.
+//! The tower adapter over [`crate::recorder`]: [`layer()`] for axum routers (route =
+//! `MatchedPath`), [`layer_with`] for routers without templates (a closure names the route),
+//! and gRPC recognised by either (route = the method path, outcome = `grpc-status`).
+//!
+//! The layer is written over the `http` crate's types; the axum part is only how
+//! [`MatchedRoutes`] reads the template (`matched.rs`), the gRPC part how a response's status
+//! is read from its headers or trailers (`grpc.rs`).
+
+mod grpc;
+mod matched;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use axum::extract::MatchedPath;
-use axum::http::{Request, Response};
+use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::metrics::{RouteEntry, UNMATCHED_ROUTE, global, method_index};
-use crate::tasks::Watched;
+use crate::recorder::{Method, Recorded, Route};
 
-/// The layer returned by [`layer()`].
+pub use grpc::ResponseBody;
+pub use matched::MatchedRoutes;
+
+/// How the layer names a request's route (implemented by [`MatchedRoutes`] and
+/// [`RouteFn`]).
+pub trait RouteNamer<B> {
+    /// The route of `req`.
+    fn route(&self, req: &Request<B>) -> Route;
+}
+
+/// The route namer of [`layer_with`]: a closure from the request to its route's name.
+#[derive(Clone, Copy)]
+pub struct RouteFn<F>(F);
+
+impl<F> std::fmt::Debug for RouteFn<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RouteFn")
+    }
+}
+
+impl<B, F, N> RouteNamer<B> for RouteFn<F>
+where
+    F: Fn(&Request<B>) -> N,
+    N: AsRef<str>,
+{
+    #[inline]
+    fn route(&self, req: &Request<B>) -> Route {
+        Route::named((self.0)(req).as_ref())
+    }
+}
+
+/// The layer returned by [`layer()`] and [`layer_with`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct DiagLayer {
-    _private: (),
+pub struct DiagLayer<R = MatchedRoutes> {
+    routes: R,
 }
 
 /// Records every request of the router it wraps: `app.layer(diag_core::layer())`.
@@ -30,34 +65,63 @@ pub struct DiagLayer {
 /// route template, and a random one in `DIAG_TASK_SAMPLE` (default 8) is counted by the
 /// route's tokio-metrics `TaskMonitor` for `/debug/tasks`.
 ///
+/// gRPC requests (`content-type: application/grpc*`, e.g. under tonic's
+/// `Server::builder().layer(diag_core::layer())`) are named by their method path
+/// (`/pkg.Service/Method`) and also counted in `grpc_requests_total{route,code}` by their
+/// `grpc-status` (from the response headers, or from the trailers at the end of the body);
+/// their duration runs to the end of the response body, so a streaming call's is the
+/// stream's.
+///
 /// Add it with `Router::layer` after the routes, so it sees the matched route.
 ///
 /// Cost: a few hundred nanoseconds per request and no lock; the counters are sharded per
 /// thread, so only the TaskMonitor-counted requests write cache lines shared between workers
 /// (see `BENCHMARKS.md`, `layer_cost`).
 pub fn layer() -> DiagLayer {
-    DiagLayer { _private: () }
+    DiagLayer {
+        routes: MatchedRoutes::default(),
+    }
 }
 
-impl<S> Layer<S> for DiagLayer {
-    type Service = DiagService<S>;
+/// [`layer()`] for routers that carry no route template (plain hyper or tower services): `f`
+/// names each request's route, e.g. `diag_core::layer_with(|req| req.uri().path().to_owned())`
+/// or a match over known prefixes. At most [`MAX_ROUTES`](crate::metrics::MAX_ROUTES)
+/// distinct names get their own series; requests under later names are recorded as
+/// `route="(other)"` (counted in `diag_route_names_folded_total`), so a closure that returns
+/// raw paths cannot grow the metrics without bound. gRPC requests are named by their method
+/// path, as under [`layer()`].
+pub fn layer_with<F, B, N>(f: F) -> DiagLayer<RouteFn<F>>
+where
+    F: Fn(&Request<B>) -> N + Clone,
+    N: AsRef<str>,
+{
+    DiagLayer { routes: RouteFn(f) }
+}
+
+impl<S, R: Clone> Layer<S> for DiagLayer<R> {
+    type Service = DiagService<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        DiagService { inner }
+        DiagService {
+            inner,
+            routes: self.routes.clone(),
+        }
     }
 }
 
 /// The service [`DiagLayer`] wraps around each route.
 #[derive(Debug, Clone)]
-pub struct DiagService<S> {
+pub struct DiagService<S, R = MatchedRoutes> {
     inner: S,
+    routes: R,
 }
 
-impl<S, B, RB> Service<Request<B>> for DiagService<S>
+impl<S, R, B, RB> Service<Request<B>> for DiagService<S, R>
 where
     S: Service<Request<B>, Response = Response<RB>>,
+    R: RouteNamer<B>,
 {
-    type Response = Response<RB>;
+    type Response = Response<ResponseBody<RB>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -66,34 +130,28 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let entry = match req.extensions().get::<MatchedPath>() {
-            Some(p) => global().matched_route(p),
-            None => global().route(UNMATCHED_ROUTE),
+        let grpc = grpc::is_grpc(req.headers());
+        let route = if grpc {
+            Route::named(req.uri().path())
+        } else {
+            self.routes.route(&req)
         };
-        let method = method_index(req.method()) as u8;
+        let method = Method::new(req.method().as_str());
         // The inner service was polled ready by our poll_ready and is called right here, so
         // no clone of it is needed.
-        let inner = entry.task.instrument_sampled(self.inner.call(req));
-        ResponseFuture {
-            inner,
-            entry,
-            method,
-            start_us: 0,
-        }
+        let inner = route.watch(method, self.inner.call(req));
+        ResponseFuture { inner, grpc }
     }
 }
 
 pin_project_lite::pin_project! {
     /// The response future of [`DiagService`]: the route's future, watched by the blocking
-    /// watchdog and counted by the route's task monitor; records the request when it resolves.
+    /// watchdog and counted by the route's task monitor; records the request when it resolves
+    /// (a gRPC call whose status comes in trailers: when its body ends).
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: Watched<F>,
-        entry: &'static RouteEntry,
-        method: u8,
-        // Only when the watchdog did not time the first poll (nested in another watched
-        // future): then the clock is read here instead (µs on the watchdog's clock; 0: not).
-        start_us: u64,
+        inner: Recorded<F>,
+        grpc: bool,
     }
 }
 
@@ -101,28 +159,27 @@ impl<F, RB, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<RB>, E>>,
 {
-    type Output = F::Output;
+    type Output = Result<Response<ResponseBody<RB>>, E>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let mut this = self.project();
-        let polled = this.inner.as_mut().poll(cx);
-        // The request's start is its first poll's, as the watchdog timed it (no clock read of
-        // our own); the first poll follows `call` directly.
-        let first = this.inner.first_poll_us();
-        if first.is_none() && *this.start_us == 0 {
-            *this.start_us = crate::tasks::now_us().max(1);
-        }
-        let Poll::Ready(res) = polled else {
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Poll::Ready((res, call)) = this.inner.poll(cx) else {
             return Poll::Pending;
         };
-        let start = first.unwrap_or(*this.start_us);
-        let elapsed = Duration::from_micros(crate::tasks::now_us().saturating_sub(start));
-        // An error never reaches axum's client (axum services are infallible); count it as a
-        // 500 for the record.
-        let status = res.as_ref().map_or(500, |r| r.status().as_u16());
-        this.entry
-            .record_at(usize::from(*this.method), status, elapsed);
-        Poll::Ready(res)
+        Poll::Ready(match res {
+            Ok(resp) if *this.grpc => Ok(grpc::finish_or_follow(resp, call)),
+            Ok(resp) => {
+                call.finish(resp.status().as_u16());
+                Ok(resp.map(ResponseBody::plain))
+            }
+            Err(e) => {
+                // An error never reaches axum's client (axum services are infallible); count
+                // it as a 500 for the record.
+                call.finish(500);
+                Err(e)
+            }
+        })
     }
 }
 
