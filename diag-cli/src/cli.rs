@@ -270,12 +270,23 @@ pub(crate) struct DiffArgs {
     /// `"value": null`).
     #[arg(long, value_name = "LABEL")]
     pub(crate) by: Option<String>,
+    /// CI gate: exit 1, naming the offending sites on stderr, if any site grew by more than
+    /// BYTES (plain bytes or with a unit: 512KiB, 10MiB, 1GiB). Errors still exit 2.
+    #[arg(long, value_name = "BYTES", value_parser = crate::units::parse_bytes)]
+    pub(crate) fail_above: Option<u64>,
     #[command(flatten)]
     pub(crate) names: NamesArgs,
     #[command(flatten)]
     pub(crate) filter: FilterArgs,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
+}
+
+/// What `diag trend --fail-on` fails on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FailOn {
+    /// Any site classed `growing`.
+    Growing,
 }
 
 /// `diag trend`.
@@ -318,6 +329,10 @@ pub(crate) struct TrendArgs {
     /// One-sided significance level of the trend test.
     #[arg(long, value_name = "P", default_value_t = diag_core::profile::DEFAULT_TREND_ALPHA, value_parser = parse_alpha)]
     pub(crate) alpha: f64,
+    /// CI gate: exit 1, naming the offending sites on stderr, if any site is classed
+    /// `growing` (at --alpha). Errors still exit 2.
+    #[arg(long, value_name = "VERDICT", value_enum)]
+    pub(crate) fail_on: Option<FailOn>,
     #[command(flatten)]
     pub(crate) names: NamesArgs,
     #[command(flatten)]
