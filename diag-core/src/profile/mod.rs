@@ -38,6 +38,6 @@ pub use model::{
 };
 pub use top::{Attribution, Top, TopEntry, TopOptions, top};
 pub use trend::{
-    DEFAULT_TREND_ALPHA, HeapTrend, MAX_TREND_SNAPSHOTS, MIN_TREND_SNAPSHOTS, SiteTrend, SlopeUnit,
-    SnapshotPoint, TrendOptions, Verdict, trend,
+    DEFAULT_TREND_ALPHA, HeapTrend, MAX_TREND_SNAPSHOTS, MIN_TREND_SNAPSHOTS, SeriesClassifier,
+    SeriesTrend, SiteTrend, SlopeUnit, SnapshotPoint, TrendOptions, Verdict, thin, trend,
 };
