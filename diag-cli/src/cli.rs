@@ -96,6 +96,12 @@ pub(crate) enum Command {
         after_help = "Examples:\n  diag tasks http://127.0.0.1:6060\n  diag tasks http://127.0.0.1:6060 --json"
     )]
     Tasks(TasksArgs),
+    /// The leak alarm of a live service: the stacks whose in-use bytes grow steadily over its
+    /// heap history, with rate, p-value and labels (`GET /debug/leaks`).
+    #[command(
+        after_help = "Examples:\n  diag leaks http://127.0.0.1:6060\n  diag leaks http://127.0.0.1:6060 --json"
+    )]
+    Leaks(LeaksArgs),
     /// Write one self-contained HTML page for a ticket: the verdict (leak suspects with growth,
     /// rate and p-value, hottest functions, blocking sites, worst routes), the growth table,
     /// a readable differential flamegraph, the CPU flamegraph, trend sparklines, blocking
@@ -134,6 +140,7 @@ impl Command {
             Command::List(args) => commands::list::run(args),
             Command::Flamegraph(args) => commands::flamegraph::run(args),
             Command::Tasks(args) => commands::tasks::run(args.into()),
+            Command::Leaks(args) => commands::leaks::run(args),
             Command::Report(args) => commands::report::run(args),
             Command::Symbolize(args) => commands::symbolize::run(args.into()),
         }
@@ -524,6 +531,25 @@ pub(crate) struct TasksArgs {
     /// Print the endpoint's JSON instead of the summary.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+}
+
+/// `diag leaks URL`.
+#[derive(Debug, Args)]
+pub(crate) struct LeaksArgs {
+    /// The debug listener's base URL, e.g. http://127.0.0.1:6060.
+    #[arg(value_name = "URL")]
+    pub(crate) url: String,
+    /// Print the endpoint's JSON instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Show every frame of each suspect's stack, not only the site.
+    #[arg(long)]
+    pub(crate) stacks: bool,
+    /// Show sites with their full names (generic arguments, closure and async bodies).
+    #[arg(long)]
+    pub(crate) full_names: bool,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
 }
