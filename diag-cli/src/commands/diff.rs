@@ -116,7 +116,7 @@ fn over_limit(diff: &HeapDiff, limit: u64) -> Vec<(String, i64)> {
             )
         })
         .collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|s| std::cmp::Reverse(s.1));
     v
 }
 

@@ -97,14 +97,15 @@ mod tests {
     use super::*;
 
     fn suspect(i: usize, route: Option<&str>) -> LeakSuspect {
-        let mut s = LeakSuspect::default();
-        s.stack_id = i as u32;
-        s.short = format!("myapp::leak{i}");
-        s.rate_bytes_per_sec = 100.0 - i as f64;
-        if let Some(r) = route {
-            s.labels = vec![("route".into(), r.into())];
+        LeakSuspect {
+            stack_id: i as u32,
+            short: format!("myapp::leak{i}"),
+            rate_bytes_per_sec: 100.0 - i as f64,
+            labels: route
+                .map(|r| vec![("route".into(), r.into())])
+                .unwrap_or_default(),
+            ..LeakSuspect::default()
         }
-        s
     }
 
     #[test]

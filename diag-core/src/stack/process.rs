@@ -278,7 +278,7 @@ mod tests {
         // libc has one too on this system's Debian builds.
         assert!(
             m.iter()
-                .all(|m| m.file.contains("libc.so") == false || !m.build_id.is_empty()),
+                .all(|m| !m.file.contains("libc.so") || !m.build_id.is_empty()),
             "{m:?}"
         );
     }

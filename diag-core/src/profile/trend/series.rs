@@ -88,7 +88,10 @@ impl SeriesClassifier {
                 "the significance level must be between 0 and 1, got {alpha}"
             )));
         }
-        if times.windows(2).any(|w| !(w[1] > w[0])) {
+        if times
+            .windows(2)
+            .any(|w| w[1].partial_cmp(&w[0]) != Some(std::cmp::Ordering::Greater))
+        {
             return Err(Error::invalid("the points' times must increase"));
         }
         Ok(Self {
