@@ -28,6 +28,16 @@ pub fn thin(n: usize, max: usize) -> Vec<usize> {
     out
 }
 
+fn check_times(times: &[f64]) -> Result<()> {
+    if times
+        .windows(2)
+        .any(|w| w[1].partial_cmp(&w[0]) != Some(std::cmp::Ordering::Greater))
+    {
+        return Err(Error::invalid("the points' times must increase"));
+    }
+    Ok(())
+}
+
 /// What one series says: [`classify`]'s result, public.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
@@ -99,6 +109,28 @@ impl SeriesClassifier {
             times,
             alpha,
         })
+    }
+
+    /// The same classifier over other `times` of the same length (the rank test's null
+    /// distribution depends on the length only, and is kept): what a check that runs every
+    /// interval over a sliding history uses. Fails as [`new`](Self::new) does, and for another
+    /// length.
+    pub fn retime(&mut self, times: Vec<f64>) -> Result<()> {
+        if times.len() != self.times.len() {
+            return Err(Error::invalid(format!(
+                "retiming a classifier of {} points with {}",
+                self.times.len(),
+                times.len()
+            )));
+        }
+        check_times(&times)?;
+        self.times = times;
+        Ok(())
+    }
+
+    /// The significance level.
+    pub fn alpha(&self) -> f64 {
+        self.alpha
     }
 
     /// Points per series.
@@ -178,5 +210,11 @@ mod tests {
         assert!(SeriesClassifier::new(vec![0.0, 1.0], 0.01).is_err());
         assert!(SeriesClassifier::new(vec![0.0, 1.0, 1.0], 0.01).is_err());
         assert!(SeriesClassifier::new(vec![0.0, 1.0, 2.0], 1.0).is_err());
+        // Retimed: the same answers as a new classifier over those times.
+        let mut r = SeriesClassifier::new((0..12).map(f64::from).collect(), 0.01).unwrap();
+        r.retime((0..12).map(|k| 60.0 * k as f64).collect())
+            .unwrap();
+        assert_eq!(r.classify(&leak), c.classify(&leak));
+        assert!(r.retime(vec![0.0, 1.0, 2.0]).is_err());
     }
 }
