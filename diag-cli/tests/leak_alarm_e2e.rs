@@ -65,11 +65,15 @@ fn the_service_raises_the_alarm_on_a_leak() {
     };
     assert!(suspect.p < 0.01, "{suspect:?}");
     assert!(suspect.rate_bytes_per_sec > 0.0 && suspect.last_bytes > suspect.first_bytes);
-    assert!(
-        suspect
-            .labels
-            .contains(&("route".to_owned(), "/leak".to_owned())),
+    assert_eq!(
+        suspect.labels.get("route").map(String::as_str),
+        Some("/leak"),
         "{suspect:?}"
+    );
+    let raw: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert!(
+        raw["suspects"][0]["labels"].is_object(),
+        "labels by key: {last}"
     );
     assert!(suspect.points >= 3, "{suspect:?}");
     let v: serde_json::Value = serde_json::from_str(&last).unwrap();

@@ -399,8 +399,8 @@ pub struct LeakSuspect {
     pub site: String,
     /// `site` as tables show it.
     pub short: String,
-    /// The stack's labels (`thread`, and `route` or `task` when sampled under one).
-    pub labels: Vec<(String, String)>,
+    /// The stack's labels by key (`thread`, and `route` or `task` when sampled under one).
+    pub labels: std::collections::BTreeMap<String, String>,
     /// The stack, innermost frame first: function names, or hexadecimal addresses when the
     /// service does not name its stacks.
     pub stack: Vec<String>,

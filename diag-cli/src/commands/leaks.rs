@@ -93,12 +93,9 @@ fn write_table(w: &mut impl Write, l: &Leaks, base: &str, args: &LeaksArgs) -> i
         ("SITE", Align::Left),
     ]);
     for s in &l.suspects {
-        let label = s
-            .labels
+        let label = ["route", "task"]
             .iter()
-            .filter(|(k, _)| k == "route" || k == "task")
-            .map(|(k, v)| format!("{k}={v}"))
-            .next()
+            .find_map(|k| s.labels.get(*k).map(|v| format!("{k}={v}")))
             .unwrap_or_default();
         table.row(vec![
             rate(s.rate_bytes_per_sec),

@@ -247,7 +247,7 @@ fn named(id: u32, now_nanos: i64) -> LeakSuspect {
         stack_id: id,
         short: crate::profile::sites::short_name(&site),
         site,
-        labels: labels::pprof_labels(e.labels),
+        labels: labels::pprof_labels(e.labels).into_iter().collect(),
         stack,
         since_nanos: now_nanos,
         ..LeakSuspect::default()
@@ -257,9 +257,9 @@ fn named(id: u32, now_nanos: i64) -> LeakSuspect {
 /// The route or task label of a suspect, if it has one.
 pub fn poll_label(s: &LeakSuspect) -> Option<&str> {
     s.labels
-        .iter()
-        .find(|(k, _)| k == crate::names::ROUTE_LABEL || k == crate::names::TASK_LABEL)
-        .map(|(_, v)| v.as_str())
+        .get(crate::names::ROUTE_LABEL)
+        .or_else(|| s.labels.get(crate::names::TASK_LABEL))
+        .map(String::as_str)
 }
 
 #[cfg(feature = "server")]

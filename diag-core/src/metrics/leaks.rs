@@ -102,7 +102,7 @@ mod tests {
             short: format!("myapp::leak{i}"),
             rate_bytes_per_sec: 100.0 - i as f64,
             labels: route
-                .map(|r| vec![("route".into(), r.into())])
+                .map(|r| [("route".to_owned(), r.to_owned())].into())
                 .unwrap_or_default(),
             ..LeakSuspect::default()
         }
