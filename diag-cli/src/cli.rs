@@ -96,6 +96,12 @@ pub(crate) enum Command {
         after_help = "Examples:\n  diag tasks http://127.0.0.1:6060\n  diag tasks http://127.0.0.1:6060 --json"
     )]
     Tasks(TasksArgs),
+    /// The leak alarm of a live service: the stacks whose in-use bytes grow steadily over its
+    /// heap history, with rate, p-value and labels (`GET /debug/leaks`).
+    #[command(
+        after_help = "Examples:\n  diag leaks http://127.0.0.1:6060\n  diag leaks http://127.0.0.1:6060 --json"
+    )]
+    Leaks(LeaksArgs),
     /// Write one self-contained HTML page for a ticket: the verdict (leak suspects with growth,
     /// rate and p-value, hottest functions, blocking sites, worst routes), the growth table,
     /// a readable differential flamegraph, the CPU flamegraph, trend sparklines, blocking
@@ -134,6 +140,7 @@ impl Command {
             Command::List(args) => commands::list::run(args),
             Command::Flamegraph(args) => commands::flamegraph::run(args),
             Command::Tasks(args) => commands::tasks::run(args.into()),
+            Command::Leaks(args) => commands::leaks::run(args),
             Command::Report(args) => commands::report::run(args),
             Command::Symbolize(args) => commands::symbolize::run(args.into()),
         }
@@ -270,12 +277,23 @@ pub(crate) struct DiffArgs {
     /// `"value": null`).
     #[arg(long, value_name = "LABEL")]
     pub(crate) by: Option<String>,
+    /// CI gate: exit 1, naming the offending sites on stderr, if any site grew by more than
+    /// BYTES (plain bytes or with a unit: 512KiB, 10MiB, 1GiB). Errors still exit 2.
+    #[arg(long, value_name = "BYTES", value_parser = crate::units::parse_bytes)]
+    pub(crate) fail_above: Option<u64>,
     #[command(flatten)]
     pub(crate) names: NamesArgs,
     #[command(flatten)]
     pub(crate) filter: FilterArgs,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
+}
+
+/// What `diag trend --fail-on` fails on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FailOn {
+    /// Any site classed `growing`.
+    Growing,
 }
 
 /// `diag trend`.
@@ -318,6 +336,10 @@ pub(crate) struct TrendArgs {
     /// One-sided significance level of the trend test.
     #[arg(long, value_name = "P", default_value_t = diag_core::profile::DEFAULT_TREND_ALPHA, value_parser = parse_alpha)]
     pub(crate) alpha: f64,
+    /// CI gate: exit 1, naming the offending sites on stderr, if any site is classed
+    /// `growing` (at --alpha). Errors still exit 2.
+    #[arg(long, value_name = "VERDICT", value_enum)]
+    pub(crate) fail_on: Option<FailOn>,
     #[command(flatten)]
     pub(crate) names: NamesArgs,
     #[command(flatten)]
@@ -517,6 +539,25 @@ pub(crate) struct TasksArgs {
     /// Print the endpoint's JSON instead of the summary.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+}
+
+/// `diag leaks URL`.
+#[derive(Debug, Args)]
+pub(crate) struct LeaksArgs {
+    /// The debug listener's base URL, e.g. http://127.0.0.1:6060.
+    #[arg(value_name = "URL")]
+    pub(crate) url: String,
+    /// Print the endpoint's JSON instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Show every frame of each suspect's stack, not only the site.
+    #[arg(long)]
+    pub(crate) stacks: bool,
+    /// Show sites with their full names (generic arguments, closure and async bodies).
+    #[arg(long)]
+    pub(crate) full_names: bool,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
 }

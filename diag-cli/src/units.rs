@@ -145,6 +145,37 @@ pub(crate) fn duration(flag: &str, s: &str, min: f64, max: f64) -> Result<Durati
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Parses a byte count: plain bytes (`1048576`) or a number with a unit, `B`, `KB`/`KiB`,
+/// `MB`/`MiB`, `GB`/`GiB`, `TB`/`TiB` (both spellings binary, as the tables print them), e.g.
+/// `10MiB`, `1.5 GiB`, `512k`. The error says what is accepted.
+pub(crate) fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = (t[..split].trim(), t[split..].trim());
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}`; give bytes or a size like 512KiB, 10MiB, 1GiB"
+            ));
+        }
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 1048576, 512KiB, 10MiB or 1GiB"))?;
+    let bytes = v * mult as f64;
+    if !(bytes >= 0.0 && bytes < u64::MAX as f64) {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(bytes.round() as u64)
+}
+
 /// A span of time for people: `500ms`, `4.6s`, `30s`, `2m30s`, `1h5m`.
 pub(crate) fn span(d: Duration) -> String {
     let ms = d.as_millis();
@@ -167,6 +198,23 @@ pub(crate) fn span(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_bytes("10 MB"), Ok(10 << 20));
+        assert_eq!(parse_bytes("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_bytes("512k"), Ok(512 << 10));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert!(
+            parse_bytes("10 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("-5").is_err());
+    }
 
     #[test]
     fn formats() {

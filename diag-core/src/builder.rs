@@ -40,6 +40,9 @@ pub struct Builder {
     max_response_bytes: u64,
     heap_history_interval: Duration,
     heap_history_points: usize,
+    leak_alpha: f64,
+    leak_min_rate: f64,
+    leak_window: Duration,
     app_crates: Vec<String>,
     /// `None`: the symbolizer's own default (or its environment variable).
     symbol_cache_bytes: Option<usize>,
@@ -66,6 +69,9 @@ impl Default for Builder {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             heap_history_interval: heap::DEFAULT_HISTORY_INTERVAL,
             heap_history_points: heap::DEFAULT_HISTORY_POINTS,
+            leak_alpha: heap::DEFAULT_LEAK_ALPHA,
+            leak_min_rate: heap::DEFAULT_LEAK_MIN_RATE,
+            leak_window: heap::DEFAULT_LEAK_WINDOW,
             app_crates: Vec::new(),
             symbol_cache_bytes: None,
             symbol_idle: None,
@@ -97,6 +103,41 @@ fn env_number(name: &str) -> Result<Option<u64>> {
                     format!("{name}={v:?} must be a non-negative integer"),
                 )
             })
+        })
+        .transpose()
+}
+
+fn env_float(name: &str, what: &str, ok: impl Fn(f64) -> bool) -> Result<Option<f64>> {
+    env_var(name)?
+        .map(|v| {
+            v.parse::<f64>().ok().filter(|x| ok(*x)).ok_or_else(|| {
+                Error::new(ErrorKind::Config, format!("{name}={v:?} must be {what}"))
+            })
+        })
+        .transpose()
+}
+
+/// `DIAG_LEAK_WINDOW`: seconds, or a number with `s`, `m`, `h` or `d`.
+fn env_span(name: &str) -> Result<Option<Duration>> {
+    env_var(name)?
+        .map(|v| {
+            let (num, mult) = match v.char_indices().last() {
+                Some((i, 's')) => (&v[..i], 1.0),
+                Some((i, 'm')) => (&v[..i], 60.0),
+                Some((i, 'h')) => (&v[..i], 3600.0),
+                Some((i, 'd')) => (&v[..i], 86_400.0),
+                _ => (v.as_str(), 1.0),
+            };
+            num.trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(|x| Duration::try_from_secs_f64(x * mult).ok())
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!("{name}={v:?} must be a span like 3600, 30m, 2h or 1d (0: all)"),
+                    )
+                })
         })
         .transpose()
 }
@@ -179,6 +220,23 @@ impl Builder {
                 ));
             }
             self.heap_history_points = n as usize;
+        }
+        if let Some(a) = env_float(
+            env::LEAK_ALPHA,
+            "a number between 0 and 1, e.g. 0.01",
+            |a| a > 0.0 && a < 1.0,
+        )? {
+            self.leak_alpha = a;
+        }
+        if let Some(r) = env_float(
+            env::LEAK_MIN_RATE,
+            "a non-negative number of bytes per second",
+            |r| r >= 0.0 && r.is_finite(),
+        )? {
+            self.leak_min_rate = r;
+        }
+        if let Some(w) = env_span(env::LEAK_WINDOW)? {
+            self.leak_window = w;
         }
         if let Some(v) = env_var(env::APP_CRATES)? {
             self = self.app_crates(v.split(','));
@@ -304,6 +362,18 @@ impl Builder {
         self
     }
 
+    /// The leak alarm (run at every heap history point, see `GET /debug/leaks`): a stack is a
+    /// suspect when its in-use bytes are `growing` at one-sided `p < alpha` (default
+    /// [`heap::DEFAULT_LEAK_ALPHA`]) by at least `min_rate` bytes per second (default
+    /// [`heap::DEFAULT_LEAK_MIN_RATE`], 1 MiB per hour) over the history of the last `window`
+    /// (default zero: the whole history). See [`heap::set_leak_alarm`].
+    pub fn leak_alarm(mut self, alpha: f64, min_rate: f64, window: Duration) -> Self {
+        self.leak_alpha = alpha;
+        self.leak_min_rate = min_rate;
+        self.leak_window = window;
+        self
+    }
+
     /// Crates of the application besides the binary's own (`myapp_db` of a workspace, as Rust
     /// names crates: `-` is taken as `_`): heap sites are the innermost frame of one of these,
     /// never a dependency's. Needed only where the profile cannot show it (`debug = false`
@@ -412,6 +482,7 @@ impl Builder {
         crate::tasks::set_task_sample(self.task_sample);
         crate::tasks::on_init(self.blocking_threshold);
         heap::set_max_tracked_blocks(self.max_tracked_blocks);
+        heap::set_leak_alarm(self.leak_alpha, self.leak_min_rate, self.leak_window);
         heap::set_history(self.heap_history_interval, self.heap_history_points);
         crate::cpu::set_max_seconds(self.max_profile_seconds);
         crate::http::limits::SNAPSHOTS

@@ -51,6 +51,17 @@ pub const DEFAULT_HISTORY_INTERVAL: Duration = Duration::from_secs(60);
 /// Default number of points kept (with the default interval: one hour).
 #[cfg(feature = "heap")]
 pub const DEFAULT_HISTORY_POINTS: usize = 60;
+/// Default significance level of the leak alarm (`DIAG_LEAK_ALPHA`).
+#[cfg(feature = "heap")]
+pub const DEFAULT_LEAK_ALPHA: f64 = 0.01;
+/// Default slowest growth the leak alarm reports, bytes per second: 1 MiB per hour
+/// (`DIAG_LEAK_MIN_RATE`).
+#[cfg(feature = "heap")]
+pub const DEFAULT_LEAK_MIN_RATE: f64 = (1u64 << 20) as f64 / 3600.0;
+/// Default span of history the leak alarm checks: zero, the whole history
+/// (`DIAG_LEAK_WINDOW`).
+#[cfg(feature = "heap")]
+pub const DEFAULT_LEAK_WINDOW: Duration = Duration::ZERO;
 /// What the symbolizer may keep between debug requests by default (parsed DWARF, symbol
 /// tables, resolved addresses, measured as diag's own allocations; `DIAG_SYMBOL_CACHE_BYTES`).
 #[cfg(feature = "heap")]

@@ -44,3 +44,12 @@ pub const SYMBOL_IDLE_SECS: &str = "DIAG_SYMBOL_IDLE_SECS";
 /// `off` serves addresses and mappings with build IDs only (as `?symbolize=0`), for
 /// `diag --binary` / `--debug-dir` / debuginfod or `go tool pprof BINARY` to name.
 pub const SYMBOLIZE: &str = "DIAG_SYMBOLIZE";
+/// One-sided significance level the leak alarm's trend test must reach (default 0.01;
+/// between 0 and 1).
+pub const LEAK_ALPHA: &str = "DIAG_LEAK_ALPHA";
+/// Slowest growth the leak alarm reports, in bytes per second (default 291.27: 1 MiB per
+/// hour; fractions allowed).
+pub const LEAK_MIN_RATE: &str = "DIAG_LEAK_MIN_RATE";
+/// Span of heap history the leak alarm checks: seconds, or with a unit (`30m`, `2h`, `1d`);
+/// default 0, the whole history.
+pub const LEAK_WINDOW: &str = "DIAG_LEAK_WINDOW";

@@ -9,6 +9,7 @@
 //! | `GET /debug/tasks` | [`Tasks`] |
 //! | `GET /debug/heap/stats` | [`HeapStats`] |
 //! | `GET /debug/heap/history` | [`HeapHistory`] |
+//! | `GET /debug/leaks` | [`Leaks`] |
 //!
 //! The field names are the contract (a test compares every field name the endpoints answer
 //! with a fixed list). Structs are `#[non_exhaustive]`: fields may be added, never renamed or
@@ -352,4 +353,70 @@ impl HistoryPoint {
             ..Self::default()
         }
     }
+}
+
+// `GET /debug/leaks`: the leak alarm's suspects.
+
+/// `GET /debug/leaks`: the leak alarm's settings, its latest check, and the stacks it
+/// suspects (also what `diag_core::heap::leaks()` returns in process).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct Leaks {
+    /// One-sided significance level a suspect's rise must reach (`DIAG_LEAK_ALPHA`).
+    pub alpha: f64,
+    /// Slowest rate a suspect grows at, bytes per second (`DIAG_LEAK_MIN_RATE`).
+    pub min_rate_bytes_per_sec: f64,
+    /// Span of history checked, in seconds (0: the whole history; `DIAG_LEAK_WINDOW`).
+    pub window_secs: f64,
+    /// Checks run since the start (one per heap history point once three are held).
+    pub checks: u64,
+    /// When the latest check ran, nanoseconds since the Unix epoch (0: none yet).
+    pub checked_at_nanos: i64,
+    /// History points the latest check classified (thinned to at most 200).
+    pub points: usize,
+    /// Seconds between the first and last of them.
+    pub span_secs: f64,
+    /// Stacks the latest check classified: those whose in-use bytes ended higher than they
+    /// began.
+    pub stacks_checked: usize,
+    /// CPU time of the latest check, in nanoseconds.
+    pub check_cpu_ns: u64,
+    /// The suspects, fastest-growing first.
+    pub suspects: Vec<LeakSuspect>,
+}
+
+/// One stack the leak alarm suspects: `growing` in the trend test of its in-use bytes over
+/// the history, at `p < alpha`, at least `min_rate_bytes_per_sec`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct LeakSuspect {
+    /// The stack's id in the service's stack table (stable for the process's life).
+    pub stack_id: u32,
+    /// The allocation site: the innermost application function of the stack when the service
+    /// names its stacks, else `stack#<id>`.
+    pub site: String,
+    /// `site` as tables show it.
+    pub short: String,
+    /// The stack's labels by key (`thread`, and `route` or `task` when sampled under one).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The stack, innermost frame first: function names, or hexadecimal addresses when the
+    /// service does not name its stacks.
+    pub stack: Vec<String>,
+    /// Theil-Sen slope of its in-use bytes over the points checked, bytes per second.
+    pub rate_bytes_per_sec: f64,
+    /// The same over the later half of those points.
+    pub recent_rate_bytes_per_sec: f64,
+    /// One-sided p-value of the rise.
+    pub p: f64,
+    /// In-use bytes at the first point checked.
+    pub first_bytes: u64,
+    /// In-use bytes at the last point checked.
+    pub last_bytes: u64,
+    /// Points its series had.
+    pub points: usize,
+    /// When it became a suspect (the check that first found it), nanoseconds since the Unix
+    /// epoch.
+    pub since_nanos: i64,
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 mod support;
 
-use diag_core::wire::{HeapHistory, HeapStats, Tasks};
+use diag_core::wire::{HeapHistory, HeapStats, Leaks, Tasks};
 
 #[global_allocator]
 static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
@@ -119,6 +119,21 @@ const HISTORY_FIELDS: &[&str] = &[
     "points[].live_bytes",
     "points[].live_objects",
     "points[].sample_rate",
+];
+
+/// `/debug/leaks` with no suspect (the suspects' fields are checked by type in
+/// `diag-cli/tests/leak_alarm_e2e.rs`).
+const LEAKS_FIELDS: &[&str] = &[
+    "alpha",
+    "min_rate_bytes_per_sec",
+    "window_secs",
+    "checks",
+    "checked_at_nanos",
+    "points",
+    "span_secs",
+    "stacks_checked",
+    "check_cpu_ns",
+    "suspects",
 ];
 
 const TASKS_FIELDS: &[&str] = &[
@@ -251,6 +266,11 @@ async fn endpoints_answer_their_wire_types() {
     let typed: HeapHistory = round_trip("/debug/heap/history", &history);
     assert_eq!(typed.stats.interval_ms, 100);
     assert!(typed.points.len() >= 2);
+
+    let leaks = get_json(&app, "/debug/leaks").await;
+    assert_fields("/debug/leaks", &leaks, LEAKS_FIELDS, &[]);
+    let typed: Leaks = round_trip("/debug/leaks", &leaks);
+    assert_eq!(typed.alpha, diag_core::heap::DEFAULT_LEAK_ALPHA);
 
     // Lenient reading: what an older service leaves out takes its default.
     let old: HeapStats = serde_json::from_str(r#"{"live_bytes": 5}"#).unwrap();

@@ -43,6 +43,20 @@ objcopy --strip-all "$full" "$out/shipped"
   || { echo "objcopy --strip-all changed the build ID"; exit 1; }
 BIN="$out/shipped" DIAG_ARGS="--debug-dir $tree" bash run.sh linetables "$out/split"
 NO_BLOCKING=1 bash check.sh linetables "$out/split" || fail=1
+# The estimates: each leak's growth within 25 % of the unstripped build's, named in-process
+# (run.sh linetables, beside this run's directory), where that run is there.
+inproc="${LINETABLES_OUT:-$(dirname "$out")/linetables}/diff.json"
+if [ -f "$inproc" ]; then
+  for f in plain_vec copy_bytes encode_json; do
+    a=$(jq --arg f "attrib_fixture::leaks::$f" '[.sites[] | select(.function == $f) | .delta_bytes] | add // 0' "$out/split/diff.json")
+    b=$(jq --arg f "attrib_fixture::leaks::$f" '[.sites[] | select(.function == $f) | .delta_bytes] | add // 0' "$inproc")
+    if awk -v a="$a" -v b="$b" 'BEGIN { exit !(b > 0 && (a - b) / b <= 0.25 && (b - a) / b <= 0.25) }'; then
+      echo "   $f: $a bytes named from files, $b in-process"
+    else
+      echo "   $f: $a bytes named from files against $b in-process: not within 25 %"; fail=1
+    fi
+  done
+fi
 
 echo "   go tool pprof -top on the service's raw profile, with the unstripped binary"
 go tool pprof -top -nodecount=200 "$full" "$out/split/raw.pb.gz" > "$out/split/go-top.txt" 2>&1 || true

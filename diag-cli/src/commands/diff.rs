@@ -33,6 +33,11 @@ pub(crate) fn run(args: DiffArgs) -> Result<ExitCode> {
     let mut diff = profile::diff(&before, &after, &opts)
         .with_context(|| format!("comparing {before_name} with {after_name}"))?;
     let total_sites = diff.sites.len();
+    // Judged on every site, before --top trims the table.
+    let offenders = args
+        .fail_above
+        .map(|limit| over_limit(&diff, limit))
+        .unwrap_or_default();
 
     if let Some(path) = &args.svg {
         let mut flame = FlameOptions::default();
@@ -71,7 +76,7 @@ pub(crate) fn run(args: DiffArgs) -> Result<ExitCode> {
         )
         .with_context(|| format!("comparing {before_name} with {after_name} by {key}"))?;
         out.flush()?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(gate(&diff, &offenders, args.fail_above));
     }
     let limit = match (args.top, args.json) {
         (Some(n), _) => n,
@@ -90,7 +95,49 @@ pub(crate) fn run(args: DiffArgs) -> Result<ExitCode> {
         write_table(&mut out, &diff, total_sites, args.names.full_names)?;
     }
     out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(gate(&diff, &offenders, args.fail_above))
+}
+
+/// Exit code of the CI gate (`--fail-above`): the run found what it was asked to fail on.
+pub(crate) const EXIT_GATE: u8 = 1;
+
+/// The sites that grew by more than `limit` (in the compared column's unit), largest first:
+/// `(name as tables show it, growth)`.
+fn over_limit(diff: &HeapDiff, limit: u64) -> Vec<(String, i64)> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut v: Vec<(String, i64)> = diff
+        .sites
+        .iter()
+        .filter(|s| s.delta_bytes > limit)
+        .map(|s| {
+            (
+                units::located_as(&s.function, s.file.as_deref(), s.line, false),
+                s.delta_bytes,
+            )
+        })
+        .collect();
+    v.sort_by_key(|s| std::cmp::Reverse(s.1));
+    v
+}
+
+/// Success, or with offenders, their list on stderr and [`EXIT_GATE`].
+fn gate(diff: &HeapDiff, offenders: &[(String, i64)], limit: Option<u64>) -> ExitCode {
+    let Some(limit) = limit.filter(|_| !offenders.is_empty()) else {
+        return ExitCode::SUCCESS;
+    };
+    let unit = diff.unit.as_str();
+    let mut err = io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "diag: fail: {} site{} grew by more than {} (--fail-above):",
+        offenders.len(),
+        if offenders.len() == 1 { "" } else { "s" },
+        units::value(i64::try_from(limit).unwrap_or(i64::MAX), unit)
+    );
+    for (site, delta) in offenders {
+        let _ = writeln!(err, "  {}  {site}", units::signed(*delta, unit));
+    }
+    ExitCode::from(EXIT_GATE)
 }
 
 /// The two files to compare: the arguments as they are, with each URL replaced by a snapshot

@@ -4,6 +4,7 @@ pub(crate) mod by_label;
 pub(crate) mod demo;
 pub(crate) mod diff;
 pub(crate) mod flamegraph;
+pub(crate) mod leaks;
 pub(crate) mod list;
 pub(crate) mod report;
 pub(crate) mod snapshot;

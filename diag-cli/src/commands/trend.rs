@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use diag_core::profile::{self, HeapTrend, Profile, SiteTrend, SlopeUnit, TrendOptions, Verdict};
 
-use crate::cli::TrendArgs;
+use crate::cli::{FailOn, TrendArgs};
 use crate::commands::snapshot::{self, SnapshotArgs};
 use crate::history;
 use crate::input::{Input, read_profile};
@@ -80,6 +80,13 @@ pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
     opts.app_crates.clone_from(&args.names.app_crates);
     let refs: Vec<&Profile> = profiles.iter().collect();
     if let Some(key) = &args.by {
+        // The gate judges sites, not groups: classify them too.
+        let growing = match args.fail_on {
+            Some(FailOn::Growing) => {
+                growing_sites(&profile::trend(&refs, &opts).context("computing the trend")?)
+            }
+            None => Vec::new(),
+        };
         let mut out = BufWriter::new(io::stdout().lock());
         super::by_label::trend(
             &mut out,
@@ -90,9 +97,14 @@ pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
             &files,
         )?;
         out.flush()?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(gate(&growing, args.alpha));
     }
     let mut trend = profile::trend(&refs, &opts).context("computing the trend")?;
+    // Judged on every site, before --top trims the output.
+    let growing = match args.fail_on {
+        Some(FailOn::Growing) => growing_sites(&trend),
+        None => Vec::new(),
+    };
     let limit = match (args.top, args.json) {
         (Some(n), _) => n,
         (None, true) => 0,
@@ -112,7 +124,47 @@ pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
         write_table(&mut out, &trend, limit, args.names.full_names)?;
     }
     out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(gate(&growing, args.alpha))
+}
+
+/// The sites classed `growing`, as `(name as tables show it, slope, p)`, fastest first.
+fn growing_sites(t: &HeapTrend) -> Vec<(String, String, f64)> {
+    let per = match t.slope_per {
+        SlopeUnit::Second => "/s",
+        SlopeUnit::Snapshot => "/snapshot",
+    };
+    t.sites
+        .iter()
+        .filter(|s| s.verdict == Verdict::Growing)
+        .map(|s| {
+            (
+                units::located_as(&s.function, s.file.as_deref(), s.line, false),
+                format!(
+                    "{}{per}",
+                    units::signed(s.slope_bytes.round() as i64, "bytes")
+                ),
+                s.p_growing,
+            )
+        })
+        .collect()
+}
+
+/// `--fail-on growing`: success, or the growing sites on stderr and exit 1.
+fn gate(growing: &[(String, String, f64)], alpha: f64) -> ExitCode {
+    if growing.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    let mut err = io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "diag: fail: {} site{} growing at p < {alpha} (--fail-on growing):",
+        growing.len(),
+        if growing.len() == 1 { "" } else { "s" },
+    );
+    for (site, rate, p) in growing {
+        let _ = writeln!(err, "  {rate}  p={p:.2e}  {site}");
+    }
+    ExitCode::from(super::diff::EXIT_GATE)
 }
 
 /// Where URL mode saves its snapshots: `--out`, or a new directory named after the service

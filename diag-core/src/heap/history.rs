@@ -37,6 +37,16 @@ struct Delta {
     changes: Vec<(u32, Counters)>,
 }
 
+/// The in-use bytes of some stacks at some points: [`History::grown_series`].
+pub(crate) struct Series {
+    /// The points' times, nanoseconds since the Unix epoch, increasing.
+    pub(crate) times: Vec<i64>,
+    /// The stacks, by id.
+    pub(crate) ids: Vec<u32>,
+    /// `values[i * times.len() + j]`: in-use bytes of stack `ids[i]` at point `j`.
+    pub(crate) values: Vec<u64>,
+}
+
 /// What else a point records: the exact live bytes and objects, and the sample rate.
 pub(crate) type Exact = (u64, u64, u64);
 
@@ -157,6 +167,64 @@ impl History {
         None
     }
 
+    /// The in-use bytes of every stack that grew over the points recorded at or after
+    /// `since_nanos` (all of them if 0), at no more than `max_points` of those points spread
+    /// evenly (the first and last included); `None` if fewer than three points are held
+    /// there. Only the stacks whose in-use bytes are higher at the last point than at the
+    /// first are kept: a series that ends where it began, or lower, is no leak whatever its
+    /// path. Memory: one copy of the counters (32 bytes a stack) and 8 bytes a point for
+    /// each kept stack.
+    pub(crate) fn grown_series(&self, since_nanos: i64, max_points: usize) -> Option<Series> {
+        if self.base_time == 0 {
+            return None;
+        }
+        let time_at = |k: usize| {
+            if k == 0 {
+                self.base_time
+            } else {
+                self.deltas[k - 1].time_nanos
+            }
+        };
+        let n = self.deltas.len() + 1;
+        let start = (0..n).find(|&k| time_at(k) >= since_nanos)?;
+        if n - start < 3 {
+            return None;
+        }
+        let picks: Vec<usize> = crate::profile::thin(n - start, max_points)
+            .into_iter()
+            .map(|k| k + start)
+            .collect();
+        let mut state = self.base.clone();
+        for d in self.deltas.iter().take(start) {
+            apply(&mut state, &d.changes);
+        }
+        let grew = |id: usize, c: &Counters| state.get(id).map_or(0, |s| s[3]) < c[3];
+        let ids: Vec<u32> = self
+            .last
+            .iter()
+            .enumerate()
+            .filter(|&(id, c)| grew(id, c))
+            .map(|(id, _)| id as u32)
+            .collect();
+        let m = picks.len();
+        let mut values = vec![0u64; ids.len() * m];
+        let mut times = Vec::with_capacity(m);
+        let mut picks = picks.into_iter().peekable();
+        for k in start..n {
+            if k > start {
+                apply(&mut state, &self.deltas[k - 1].changes);
+            }
+            if picks.next_if_eq(&k).is_some() {
+                let j = times.len();
+                times.push(time_at(k));
+                for (i, &id) in ids.iter().enumerate() {
+                    values[i * m + j] = state.get(id as usize).map_or(0, |c| c[3]);
+                }
+            }
+        }
+        Some(Series { times, ids, values })
+    }
+
     /// Bytes the history holds (its vectors' capacities).
     pub(crate) fn memory_bytes(&self) -> usize {
         let c = std::mem::size_of::<Counters>();
@@ -230,6 +298,19 @@ fn record_now() -> bool {
         return false;
     }
     h.record(t, exact, &now, MAX_POINTS.load(Relaxed));
+    drop(now);
+    // The leak alarm's series, copied out under the lock, classified after it.
+    let window = super::leaks::window();
+    let since = if window.is_zero() {
+        0
+    } else {
+        t.saturating_sub(window.as_nanos() as i64)
+    };
+    let series = h.grown_series(since, crate::profile::MAX_TREND_SNAPSHOTS);
+    drop(h);
+    if let Some(series) = series {
+        super::leaks::check(&series, t, thread_cpu_ns);
+    }
     true
 }
 
@@ -410,6 +491,37 @@ mod tests {
         assert_eq!(h.at(10).unwrap().0, vec![c(1000), c(7)]);
         assert!(h.at(6).is_none());
         assert_eq!(h.entries, 3);
+    }
+
+    #[test]
+    fn grown_series_follow_the_stacks_that_grew() {
+        let mut h = History::default();
+        assert!(h.grown_series(0, 200).is_none());
+        // Stack 0 grows, 1 is flat, 2 shrinks, 3 appears at the third point and grows.
+        for t in 1..=10u64 {
+            let mut now = vec![c(100 * t), c(500), c(1000 - 10 * t)];
+            if t >= 3 {
+                now.push(c(7 * t));
+            }
+            h.record(t as i64, (0, 0, 0), &now, 100);
+        }
+        let s = h.grown_series(0, 200).unwrap();
+        assert_eq!(s.times, (1..=10).collect::<Vec<i64>>());
+        assert_eq!(s.ids, [0, 3]);
+        let m = s.times.len();
+        assert_eq!(
+            &s.values[..m],
+            (1..=10).map(|t| 100 * t).collect::<Vec<u64>>()
+        );
+        assert_eq!(&s.values[m..m + 2], [0, 0]);
+        assert_eq!(s.values[2 * m - 1], 70);
+        // A window from t = 6, thinned to three points: 6, 8, 10.
+        let s = h.grown_series(6, 3).unwrap();
+        assert_eq!(s.times, [6, 8, 10]);
+        assert_eq!(&s.values[..3], [600, 800, 1000]);
+        assert_eq!(&s.values[3..], [42, 56, 70]);
+        // Fewer than three points in the window: nothing to classify.
+        assert!(h.grown_series(9, 200).is_none());
     }
 
     #[test]

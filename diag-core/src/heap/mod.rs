@@ -13,14 +13,15 @@ pub(crate) mod alloc;
 mod config;
 mod history;
 pub(crate) mod labels;
+mod leaks;
 mod region;
 mod snapshot;
 mod stacks;
 
 pub use crate::defaults::{
-    DEFAULT_HISTORY_INTERVAL, DEFAULT_HISTORY_POINTS, DEFAULT_MAX_STACKS,
-    DEFAULT_MAX_TRACKED_BLOCKS, DEFAULT_SAMPLE_BYTES, DEFAULT_SYMBOL_CACHE_BYTES,
-    DEFAULT_SYMBOL_IDLE, MAX_FRAMES,
+    DEFAULT_HISTORY_INTERVAL, DEFAULT_HISTORY_POINTS, DEFAULT_LEAK_ALPHA, DEFAULT_LEAK_MIN_RATE,
+    DEFAULT_LEAK_WINDOW, DEFAULT_MAX_STACKS, DEFAULT_MAX_TRACKED_BLOCKS, DEFAULT_SAMPLE_BYTES,
+    DEFAULT_SYMBOL_CACHE_BYTES, DEFAULT_SYMBOL_IDLE, MAX_FRAMES,
 };
 pub use crate::stack::unwind::{Unwinder, set_unwinder, stats as unwind_stats, unwinder};
 pub use alloc::CHECKED_SIZE;
@@ -29,6 +30,7 @@ pub use history::{
     MAX_HISTORY_ENTRIES, MAX_HISTORY_POINTS, MIN_HISTORY_INTERVAL, history_interval,
     history_max_points, history_points, history_stats, set_history,
 };
+pub use leaks::{leak_checks, leaks, poll_label, set_leak_alarm};
 pub use snapshot::{ALLOC_SPACE, INUSE_SPACE, is_installed, profile, profile_at, stats};
 
 use std::sync::atomic::Ordering::Relaxed;

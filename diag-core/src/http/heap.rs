@@ -149,6 +149,13 @@ pub(crate) async fn history(RawQuery(raw): RawQuery) -> Result<Response, HttpErr
     .await
 }
 
+/// `GET /debug/leaks`: the leak alarm's settings, latest check and suspects, JSON
+/// ([`crate::wire::Leaks`]).
+pub(crate) async fn leaks(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {
+    Params::parse(raw.as_deref(), &[])?;
+    run_blocking(|| axum::Json(heap::leaks()).into_response()).await
+}
+
 /// `POST /debug/heap/history?interval_ms=N[&points=M]`: changes the heap history's settings
 /// at run time (`interval_ms=0` turns it off and clears it); a point is recorded at once.
 pub(crate) async fn set_history(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {

@@ -79,6 +79,7 @@ async fn index() -> Response {
         "  /debug/pprof/goroutine where every task awaits (tokio task dump, `taskdump` feature), text; ?seconds=5&format=json\n",
         "  /debug/heap/stats      exact allocation counters and sampler state, JSON\n",
         "  /debug/heap/history    the heap history's points (one a minute by default), JSON; POST ?interval_ms=N&points=M\n",
+        "  /debug/leaks           the leak alarm: stacks growing steadily over the heap history, JSON\n",
         "  /debug/heap/rate       POST ?bytes=N: set the heap sample rate (0 off, 1 exact)\n",
         "  /metrics               Prometheus text exposition (routes, operations, process, heap)\n",
         "  /health                200 with uptime while alive\n",
@@ -108,6 +109,7 @@ pub(crate) fn router_with(opts: RouterOptions) -> Router {
             get(heap::history).post(heap::set_history),
         )
         .route("/debug/heap/rate", post(heap::set_rate))
+        .route("/debug/leaks", get(heap::leaks))
         .route("/debug/tasks", get(tasks::tasks))
         .route("/debug/pprof/block", get(tasks::block_profile))
         .route("/debug/pprof/goroutine", get(tasks::goroutine))

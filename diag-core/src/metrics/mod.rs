@@ -9,11 +9,13 @@
 //! methods arrive as `&str`s (through `crate::recorder`).
 
 mod latency;
+mod leaks;
 mod process;
 pub(crate) mod readiness;
 mod requests;
 pub(crate) mod timed;
 
+pub use leaks::MAX_LEAK_SERIES;
 pub use timed::MAX_OPERATIONS;
 
 use std::cell::Cell;
@@ -176,6 +178,7 @@ impl Metrics {
         registry.register_collector(Box::new(requests::RequestCollector));
         registry.register_collector(Box::new(timed::OperationCollector));
         registry.register_collector(Box::new(process::ProcessCollector));
+        registry.register_collector(Box::new(leaks::LeakCollector));
         Self {
             registry,
             routes: RwLock::new(HashMap::new()),

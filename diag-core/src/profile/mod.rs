@@ -40,6 +40,6 @@ pub use model::{
 pub use own::{DIAG_THREAD_PREFIX, DiagShare, is_diag_sample, remove_diag_samples};
 pub use top::{Attribution, Top, TopEntry, TopOptions, top};
 pub use trend::{
-    DEFAULT_TREND_ALPHA, HeapTrend, MAX_TREND_SNAPSHOTS, MIN_TREND_SNAPSHOTS, SiteTrend, SlopeUnit,
-    SnapshotPoint, TrendOptions, Verdict, trend,
+    DEFAULT_TREND_ALPHA, HeapTrend, MAX_TREND_SNAPSHOTS, MIN_TREND_SNAPSHOTS, SeriesClassifier,
+    SeriesTrend, SiteTrend, SlopeUnit, SnapshotPoint, TrendOptions, Verdict, thin, trend,
 };

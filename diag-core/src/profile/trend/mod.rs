@@ -28,10 +28,10 @@ use super::load::sample_type_names;
 use super::model::Profile;
 use crate::error::{Error, Result};
 
-use classify::{classify, min_p_value};
-use stats::KendallNull;
+pub use series::{SeriesClassifier, SeriesTrend, thin};
 
 mod classify;
+mod series;
 mod stats;
 
 /// The fewest snapshots a trend is computed from.
@@ -229,7 +229,7 @@ pub fn trend(profiles: &[&Profile], opts: &TrendOptions) -> Result<HeapTrend> {
         per_snapshot.push(aggregate(profiles[i], cols, &rules));
     }
 
-    let null = KendallNull::new(n);
+    let classifier = SeriesClassifier::new(times, opts.alpha)?;
     let names: std::collections::BTreeSet<&String> =
         per_snapshot.iter().flat_map(|m| m.keys()).collect();
     let empty = SiteAgg::default();
@@ -249,15 +249,15 @@ pub fn trend(profiles: &[&Profile], opts: &TrendOptions) -> Result<HeapTrend> {
             Vec::new()
         };
         let values: Vec<f64> = bytes.iter().map(|&b| b as f64).collect();
-        let c = classify(&times, &values, &null, opts.alpha);
+        let c = classifier.classify(&values);
         let (stack, file, line) = heaviest_stack(aggs[0], aggs[n - 1]);
         sites.push(SiteTrend {
             function: name.clone(),
             short: super::sites::short_name(name),
             verdict: c.verdict,
             slope_bytes: c.slope,
-            recent_slope_bytes: c.recent,
-            kendall_s: c.s,
+            recent_slope_bytes: c.recent_slope,
+            kendall_s: c.kendall_s,
             p_growing: c.p_growing,
             p_shrinking: c.p_shrinking,
             p_levels: c.p_levels,
@@ -294,7 +294,7 @@ pub fn trend(profiles: &[&Profile], opts: &TrendOptions) -> Result<HeapTrend> {
         sample_type: ty.to_owned(),
         slope_per,
         alpha: opts.alpha,
-        min_p_value: min_p_value(&null, n),
+        min_p_value: classifier.min_p_value(),
     })
 }
 
