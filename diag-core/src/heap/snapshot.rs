@@ -119,7 +119,7 @@ fn build(
     comments.extend(crate::stack::resolve::raw_comment(true));
     let counters: Vec<_> = counters.filter(|(_, c)| c[0] != 0).collect();
     // Every stack's addresses symbolized in one pass (in address order, see
-    // `stack::symbolize`).
+    // `stack::resolve`).
     let addrs: Vec<&[usize]> = counters
         .iter()
         .map(|&(id, _)| {
