@@ -97,6 +97,10 @@ pub(crate) fn name(profile: &mut Profile, what: &str) -> Result<()> {
             outcome.named,
             outcome.addresses
         );
+    } else {
+        for note in &outcome.warnings {
+            let _ = writeln!(std::io::stderr(), "diag: note: {what}: {note}");
+        }
     }
     Ok(())
 }

@@ -2,8 +2,10 @@
 # Production builds: the fixture as services ship it, without symbols, named elsewhere from
 # the files its build left (run.sh leaks through every route, check.sh checks the names).
 #   1. cargo's `strip = true` (profile `stripped`): the linker drops the symbol table, which
-#      changes the GNU build ID. A `strip = false` rebuild of the same source and profile has
-#      the same code at the same addresses; `--binary REBUILD` names the profile (matched by
+#      changes the GNU build ID. A rebuild of the same source and profile whose final link
+#      alone keeps the symbols (`cargo rustc --profile stripped -- -C strip=none`; changing
+#      the profile's `strip` instead changes every crate's symbol hashes and so the code) has
+#      the same code at the same addresses: `--binary REBUILD` names the profile (matched by
 #      the code's hash the profile carries, a note saying so).
 #   2. `debug = "line-tables-only"` split: `objcopy --only-keep-debug` into a build-ID tree,
 #      the shipped binary stripped with `objcopy --strip-all` (its build ID kept): named with
@@ -19,12 +21,13 @@ mkdir -p "$out"
 export CARGO_TARGET_DIR="${FIXTURE_TARGET_DIR:-$PWD/target}"
 fail=0
 
-echo "-- 1. strip = true, named with --binary of a strip = false rebuild"
+echo "-- 1. strip = true, named with --binary of its rebuild with symbols"
 cargo build -q --locked --profile stripped
-shipped="$CARGO_TARGET_DIR/stripped/attrib-fixture"
-CARGO_PROFILE_STRIPPED_STRIP=false CARGO_TARGET_DIR="$CARGO_TARGET_DIR/unstripped" \
-  cargo build -q --locked --profile stripped
-rebuild="$CARGO_TARGET_DIR/unstripped/stripped/attrib-fixture"
+shipped="$out/stripped-shipped"
+cp "$CARGO_TARGET_DIR/stripped/attrib-fixture" "$shipped"
+cargo rustc -q --locked --profile stripped --bin attrib-fixture -- -C strip=none
+rebuild="$out/stripped-rebuild"
+cp "$CARGO_TARGET_DIR/stripped/attrib-fixture" "$rebuild"
 if readelf -SW "$shipped" | grep -q "\.symtab"; then echo "the strip = true build has a symbol table"; exit 1; fi
 BIN="$shipped" DIAG_ARGS="--binary $rebuild" bash run.sh stripped "$out/stripped"
 grep -q 'the same code' "$out/stripped/snapshot.err" \
@@ -60,7 +63,8 @@ fi
 
 echo "   go tool pprof -top on the service's raw profile, with the unstripped binary"
 go tool pprof -top -nodecount=200 "$full" "$out/split/raw.pb.gz" > "$out/split/go-top.txt" 2>&1 || true
-grep -q 'attrib_fixture::leaks::plain_vec' "$out/split/go-top.txt" \
+# (pprof shows short names: `plain_vec` for attrib_fixture::leaks::plain_vec.)
+grep -qw 'plain_vec' "$out/split/go-top.txt" \
   || { echo "go tool pprof did not name plain_vec:"; head -30 "$out/split/go-top.txt"; fail=1; }
 
 echo "   debuginfod (Debian's) serving the debug tree on loopback"
@@ -81,13 +85,17 @@ grep -q 'attrib_fixture::leaks::plain_vec' "$out/split/named-top.json" \
   || { echo "debuginfod: plain_vec not named"; head -c 2000 "$out/split/named-top.json"; fail=1; }
 [ -f "$out/cache/$id/debuginfo" ] || { echo "debuginfod: nothing cached"; fail=1; }
 kill $dpid
+wait $dpid 2>/dev/null || true
 
 echo "-- 3. bad input"
+# Nothing named: exit 2. Where this machine has libc's debug file (libc6-dbg), libc's
+# addresses are named and the rest is a warning: exit 0 (partial names), so SOME=1 takes
+# either, the reason being the same.
 expect_exit2() { # WHAT PATTERN CMD...: CMD exits 2 and says PATTERN on stderr
   local what=$1 pattern=$2 rc=0
   shift 2
   "$@" > /dev/null 2> "$out/err.txt" || rc=$?
-  if [ $rc != 2 ] || ! grep -q "$pattern" "$out/err.txt"; then
+  if { [ $rc != 2 ] && { [ -z "${SOME:-}" ] || [ $rc != 0 ]; }; } || ! grep -q "$pattern" "$out/err.txt"; then
     echo "$what: exit $rc, stderr: $(cat "$out/err.txt")"
     fail=1
   else
@@ -97,9 +105,9 @@ expect_exit2() { # WHAT PATTERN CMD...: CMD exits 2 and says PATTERN on stderr
 expect_exit2 "wrong binary" "$id" \
   "$DIAG" symbolize "$out/split/raw.pb.gz" -o "$out/x.pb.gz" --binary "$CARGO_TARGET_DIR/limited/attrib-fixture"
 mkdir -p "$out/empty"
-expect_exit2 "missing debug file" "none of its" \
+SOME=1 expect_exit2 "missing debug file" "none of" \
   env -u DEBUGINFOD_URLS "$DIAG" symbolize "$out/split/raw.pb.gz" -o "$out/x.pb.gz" --debug-dir "$out/empty"
-expect_exit2 "debuginfod down" "debuginfod" \
+SOME=1 expect_exit2 "debuginfod down" "debuginfod.*Connection refused" \
   env DEBUGINFOD_URLS="http://127.0.0.1:$port" DEBUGINFOD_CACHE_PATH="$out/cache2" DEBUGINFOD_TIMEOUT=5 \
   "$DIAG" symbolize "$out/split/raw.pb.gz" -o "$out/x.pb.gz"
 exit $fail

@@ -119,8 +119,9 @@ pub fn build_id(path: &Path) -> Result<Option<String>> {
 /// The comment key of an unsymbolized profile's main-binary code hash (`exe_code=fnv1a64:...`):
 /// the FNV-1a hash of the executable's executable segments as loaded. Cargo's `strip = true`
 /// makes the linker drop the symbol table, which changes the GNU build ID but no byte of the
-/// code: a rebuild with `strip = false` of the same source and profile has the same code at
-/// the same addresses, and this hash shows it, so its names are the right ones.
+/// code: the same build with symbols kept at the final link (`cargo rustc --release -- -C
+/// strip=none`) has the same code at the same addresses, and this hash shows it, so its names
+/// are the right ones.
 pub const EXE_CODE_COMMENT: &str = "exe_code";
 
 /// FNV-1a (64 bits) of `parts` in order: a hash that is the same in every build of diag
@@ -152,7 +153,20 @@ fn file_code_hash(path: &Path) -> Option<String> {
     (!parts.is_empty()).then(|| code_hash(parts))
 }
 
-/// The PT_LOAD segments of the ELF file at `path`.
+/// Whether the ELF file at `path` has DWARF of its own.
+fn has_dwarf(path: &Path) -> bool {
+    use object::ObjectSection;
+    super::mapped::Mapped::open(path).is_some_and(|m| {
+        object::File::parse(m.bytes()).is_ok_and(|o| {
+            o.section_by_name(".debug_info")
+                .is_some_and(|s| s.size() > 0)
+        })
+    })
+}
+
+/// The PT_LOAD segments of the ELF file at `path`: (file offset, size, address). A debug file
+/// (`objcopy --only-keep-debug`) keeps the program headers with no bytes behind them: there
+/// the size in memory stands for the size in the file, which the image had.
 fn segments(path: &Path) -> Option<Vec<(u64, u64, u64)>> {
     let map = super::mapped::Mapped::open(path)?;
     let obj = object::File::parse(map.bytes()).ok()?;
@@ -160,7 +174,7 @@ fn segments(path: &Path) -> Option<Vec<(u64, u64, u64)>> {
         obj.segments()
             .map(|s| {
                 let (off, size) = s.file_range();
-                (off, size, s.address())
+                (off, if size == 0 { s.size() } else { size }, s.address())
             })
             .collect(),
     )
@@ -284,6 +298,7 @@ pub fn symbolize(
             main_symbols = Some(found.symbols.clone());
         }
         let symtab = FileSymbols(&found.symbols);
+        let before = named.len();
         for &a in addrs {
             let Some(probe) = found.vaddr(a - m.start + m.offset) else {
                 continue;
@@ -302,6 +317,16 @@ pub fn symbolize(
                 f.address = a;
             }
             named.insert(a, frames);
+        }
+        if named.len() == before {
+            out.warnings.push(format!(
+                "{} names none of the {} addresses of {} (build ID {}): no symbols or debug \
+                 info in it",
+                found.symbols.display(),
+                addrs.len(),
+                m.file,
+                m.build_id
+            ));
         }
     }
     out.named = named.len();
@@ -374,18 +399,16 @@ fn find(
     let own = (local.is_file() && build_id(local).ok().flatten().as_deref() == Some(id))
         .then(|| local.to_path_buf());
     let given = given.iter().find(|(_, g)| g == id).map(|(p, _)| p.clone());
-    let (exe, debug) = match (given.or(own), from_dirs()) {
-        (Some(exe), debug) => (exe, debug),
-        (None, Some(debug)) => (debug.clone(), Some(debug)),
-        (None, None) => {
-            let f = fetch(id);
-            match (f.executable, f.debug) {
-                (Some(exe), debug) => (exe, debug),
-                (None, Some(debug)) => (debug.clone(), Some(debug)),
-                (None, None) => return None,
-            }
-        }
-    };
+    let mut exe = given.or(own);
+    let mut debug = from_dirs();
+    // Asked for only what is still missing: the image, or the debug info a stripped image
+    // lacks.
+    if exe.is_none() || (debug.is_none() && !exe.as_deref().is_some_and(has_dwarf)) {
+        let f = fetch(id);
+        exe = exe.or(f.executable);
+        debug = debug.or(f.debug);
+    }
+    let exe = exe.or_else(|| debug.clone())?;
     let dir_refs: Vec<&Path> = dirs.to_vec();
     let image = Image::load_with(&exe, debug.as_deref(), &dir_refs);
     let symbols = image.symbol_file().to_path_buf();
