@@ -81,9 +81,11 @@ async fn serve_delta(
     naming: Option<Naming>,
 ) -> Result<Response, HttpError> {
     let _one = limits::HEAP_DELTAS.enter()?;
-    let before = gated_profile(default_type, naming).await?;
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let after = gated_profile(default_type, naming).await?;
+    let (before, read_at) = gated_profile(default_type, naming).await?;
+    // The window runs from when the first profile's counters were read, not from when its
+    // stacks were named (seconds, cold, in a big binary).
+    tokio::time::sleep_until(read_at + Duration::from_secs(seconds)).await;
+    let (after, _) = gated_profile(default_type, naming).await?;
     run_blocking(move || match profile::delta(&before, &after) {
         Ok(d) => pprof_response(&d, "heap-delta.pb.gz"),
         // The sample types changed in between (they never do within one process).
@@ -94,10 +96,11 @@ async fn serve_delta(
 
 /// A heap snapshot through the snapshot gate, waiting up to [`GATE_WAIT`] for a snapshot
 /// another client is taking (or the gate's minimum interval) rather than failing.
+/// Also returns when its counters were read.
 async fn gated_profile(
     default_type: &'static str,
     naming: Option<Naming>,
-) -> Result<Profile, HttpError> {
+) -> Result<(Profile, tokio::time::Instant), HttpError> {
     let deadline = Instant::now() + GATE_WAIT;
     let pass = loop {
         match limits::SNAPSHOTS.enter() {
@@ -110,7 +113,8 @@ async fn gated_profile(
     };
     blocking("heap snapshot task", move || {
         let _pass = pass;
-        with_naming(naming, || heap::profile(default_type))
+        let read_at = tokio::time::Instant::now();
+        (with_naming(naming, || heap::profile(default_type)), read_at)
     })
     .await
 }
