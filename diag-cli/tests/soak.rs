@@ -215,7 +215,10 @@ fn soak_under_load_with_snapshots() {
     // deadline below (three more soaks' length) catches with the counts it reached.
     let (min_snaps, min_profiles) = (secs / 2, secs / 4);
     let _ = support::poll_until(Duration::from_secs(3 * secs), || {
-        let (s, p) = (done.0.load(Ordering::Relaxed), done.1.load(Ordering::Relaxed));
+        let (s, p) = (
+            done.0.load(Ordering::Relaxed),
+            done.1.load(Ordering::Relaxed),
+        );
         support::when((s, p), |&(s, p)| s >= min_snaps && p >= min_profiles)
     });
     stop.store(true, Ordering::Relaxed);
