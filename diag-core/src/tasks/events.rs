@@ -122,14 +122,21 @@ pub(crate) fn ongoing() -> Vec<(usize, u64)> {
 /// if it could not (libgcc's stack without that address), the kernel's signal trampoline
 /// (`__restore_rt`) may still head it below diag's own frames, and is dropped.
 pub(crate) fn symbolize(frames: &[usize]) -> Vec<Frame> {
-    let mut out = crate::stack::symbolize_stack(frames);
-    if out
-        .first()
-        .is_some_and(|f| f.function.contains("__restore_rt") || f.function.contains("sigreturn"))
-    {
-        out.remove(0);
+    symbolize_all(&[frames]).pop().unwrap_or_default()
+}
+
+/// [`symbolize`] for many stacks in one pass of the symbolizer (one opening of the images'
+/// debug info, not one per stack: on a big binary each opening is a cold parse).
+pub(crate) fn symbolize_all(stacks: &[&[usize]]) -> Vec<Vec<Frame>> {
+    let mut all = crate::stack::symbolize_stacks(stacks);
+    for out in &mut all {
+        if out.first().is_some_and(|f| {
+            f.function.contains("__restore_rt") || f.function.contains("sigreturn")
+        }) {
+            out.remove(0);
+        }
     }
-    out
+    all
 }
 
 /// One frame as `function (file:line)`.
@@ -191,11 +198,18 @@ pub(crate) fn view() -> BlockingView {
             .collect();
         (raw, aggs, s.total, s.dropped)
     });
+    // Every stack named in one pass.
+    let stacks: Vec<&[usize]> = raw
+        .iter()
+        .map(|r| &r.5[..])
+        .chain(aggs.iter().map(|a| &a.0[..]))
+        .collect();
+    let mut named = symbolize_all(&stacks).into_iter();
     let events = raw
         .into_iter()
-        .map(|(name, thread, ns, ongoing, at, frames)| {
-            let stack = symbolize(&frames);
-            BlockingEvent {
+        .zip(named.by_ref())
+        .map(
+            |((name, thread, ns, ongoing, at, _), stack)| BlockingEvent {
                 name: name.to_string(),
                 thread: thread.to_string(),
                 duration_ms: ns / 1_000_000,
@@ -204,12 +218,11 @@ pub(crate) fn view() -> BlockingView {
                 at_unix_ms: at,
                 site: user_site(&stack).map(|(_, text)| text),
                 stack: stack.iter().map(frame_text).collect(),
-            }
-        })
+            },
+        )
         .collect();
     let mut by_site: HashMap<String, (u64, u64)> = HashMap::new();
-    for (frames, count, ns) in aggs {
-        let stack = symbolize(&frames);
+    for ((_, count, ns), stack) in aggs.into_iter().zip(named) {
         let site = user_site(&stack)
             .map(|(name, _)| name)
             .unwrap_or_else(|| sites::UNKNOWN_SITE.to_owned());
@@ -243,10 +256,13 @@ pub(crate) fn block_profile() -> Profile {
             .map(|((n, f), a)| (n.clone(), f.clone(), a.count, a.total_ns))
             .collect()
     });
+    let stacks: Vec<&[usize]> = aggs.iter().map(|a| &a.1[..]).collect();
+    let named = symbolize_all(&stacks);
     let samples = aggs
         .into_iter()
-        .map(|(name, frames, count, ns)| Sample {
-            stack: symbolize(&frames),
+        .zip(named)
+        .map(|((name, _, count, ns), stack)| Sample {
+            stack,
             values: vec![count as i64, ns.min(i64::MAX as u64) as i64],
             labels: vec![("task".to_owned(), name.to_string())],
         })
