@@ -449,3 +449,30 @@ pub fn peer(name: &str, debian_package: &str, override_var: Option<&str>) -> Opt
          the checks that need it"
     );
 }
+
+/// Heap profiles a second apart of one-frame sites, site `name` holding `values[k]` bytes in
+/// profile `k`; written under `dir`, their paths returned.
+pub fn write_series(dir: &std::path::Path, sites: &[(&str, &[i64])]) -> Vec<String> {
+    use diag_core::profile::{Frame, Profile, Sample, ValueType, pprof_codec};
+    let n = sites[0].1.len();
+    (0..n)
+        .map(|k| {
+            let p = Profile {
+                sample_types: vec![ValueType::new("inuse_space", "bytes")],
+                samples: sites
+                    .iter()
+                    .map(|(name, values)| Sample {
+                        stack: vec![Frame::named(*name)],
+                        values: vec![values[k]],
+                        labels: Vec::new(),
+                    })
+                    .collect(),
+                time_nanos: 1_000_000_000 * (k as i64 + 1),
+                ..Profile::default()
+            };
+            let file = dir.join(format!("heap-{k}.pb"));
+            std::fs::write(&file, pprof_codec::encode(&p)).unwrap();
+            file.to_str().unwrap().to_owned()
+        })
+        .collect()
+}

@@ -1,0 +1,323 @@
+use std::collections::VecDeque;
+
+use super::*;
+use crate::defaults::DEFAULT_HISTORY_POINTS;
+use crate::heap::history::{Counters, History};
+use crate::profile::MAX_TREND_SNAPSHOTS;
+
+/// xorshift64*: a fixed seed gives a fixed run.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// The default sample rate: a block of `s` bytes is sampled with probability
+/// `1 - e^(-s/rate)` and then weighs `s / p`, as `DiagAlloc` estimates.
+const RATE: f64 = 512.0 * 1024.0;
+
+/// One allocation site: its live blocks of one size, oldest first, each sampled or not.
+struct Site {
+    size: f64,
+    blocks: VecDeque<bool>,
+}
+
+impl Site {
+    fn new(size: usize) -> Self {
+        Self {
+            size: size as f64,
+            blocks: VecDeque::new(),
+        }
+    }
+    fn p(&self) -> f64 {
+        1.0 - (-self.size / RATE).exp()
+    }
+    fn alloc(&mut self, rng: &mut Rng, n: usize) {
+        let p = self.p();
+        for _ in 0..n {
+            self.blocks.push_back(rng.unit() < p);
+        }
+    }
+    fn free_oldest(&mut self, n: usize) {
+        for _ in 0..n {
+            self.blocks.pop_front();
+        }
+    }
+    fn free_random(&mut self, rng: &mut Rng, n: usize) {
+        for _ in 0..n.min(self.blocks.len()) {
+            let i = rng.below(self.blocks.len());
+            self.blocks.swap_remove_back(i);
+        }
+    }
+    fn estimate(&self) -> u64 {
+        let sampled = self.blocks.iter().filter(|&&s| s).count();
+        (sampled as f64 * self.size / self.p()).round() as u64
+    }
+    fn bytes(&self) -> f64 {
+        self.blocks.len() as f64 * self.size
+    }
+}
+
+/// The stack id of the leak in [`simulate`].
+const LEAK: u32 = 4;
+
+/// What one simulated service run gave.
+#[derive(Debug, Default)]
+struct Run {
+    /// Checks in which a stack other than the leak was a suspect.
+    false_checks: usize,
+    /// Checks run.
+    checks: usize,
+    /// Checks in which each stack (0-3, not the leak) was a suspect.
+    false_by_site: [usize; 4],
+    /// The longest run of consecutive checks in which one stack other than the leak stayed
+    /// a suspect (what an alert's `for:` waits out).
+    longest_false_streak: usize,
+    /// Points from the leak's start to the first check that named it.
+    leak_found_after: Option<usize>,
+}
+
+/// A service at the default sample rate, one history point a second, keeping `held`
+/// points, checked at every point as the recorder does (whole history, thinned to 200
+/// points):
+/// - an LRU cache of 1024 entries of 64 KiB that fills in four points, then evicts its
+///   oldest 100 entries for 100 new ones every point;
+/// - a burst of 4000 buffers of 16 KiB over ten points every hundred, freed five points
+///   later;
+/// - churn: 20000 blocks of 2 KiB, a quarter of them freed and replaced every point;
+/// - a slow steady state: 200 blocks of 256 KiB, two replaced every point (its estimate a
+///   random walk);
+/// - from `leak_start`, a leak of 4 KiB objects at 1 % of the heap per 10 points.
+fn simulate(seed: u64, points: usize, leak_start: Option<usize>, held: usize) -> Run {
+    let mut rng = Rng::new(seed);
+    let mut sites = [
+        Site::new(64 << 10),
+        Site::new(16 << 10),
+        Site::new(2 << 10),
+        Site::new(256 << 10),
+        Site::new(4 << 10),
+    ];
+    sites[2].alloc(&mut rng, 20_000);
+    sites[3].alloc(&mut rng, 200);
+    let mut h = History::default();
+    let mut run = Run::default();
+    let mut streaks = [0usize; 4];
+    for k in 0..points {
+        let [lru, burst, churn, steady, leak] = &mut sites;
+        if k < 4 {
+            lru.alloc(&mut rng, 256);
+        } else {
+            lru.alloc(&mut rng, 100);
+            lru.free_oldest(100);
+        }
+        match k % 100 {
+            60..70 => burst.alloc(&mut rng, 400),
+            75 => burst.blocks.clear(),
+            _ => {}
+        }
+        churn.free_random(&mut rng, 5000);
+        churn.alloc(&mut rng, 5000);
+        steady.free_random(&mut rng, 2);
+        steady.alloc(&mut rng, 2);
+        if leak_start.is_some_and(|s| k >= s) {
+            let heap: f64 = [&*lru, &*burst, &*churn, &*steady, &*leak]
+                .iter()
+                .map(|s| s.bytes())
+                .sum();
+            let n = (heap * 0.001 / leak.size).round() as usize;
+            leak.alloc(&mut rng, n);
+        }
+        let now: Vec<Counters> = sites.iter().map(|s| [0, 0, 0, s.estimate()]).collect();
+        let t = (k as i64 + 1) * 1_000_000_000;
+        h.record(t, (0, 0, 0), &now, held);
+        let Some(series) = h.grown_series(0, MAX_TREND_SNAPSHOTS) else {
+            continue;
+        };
+        let found = suspects(&series, DEFAULT_LEAK_ALPHA, DEFAULT_LEAK_MIN_RATE);
+        run.checks += 1;
+        if found.iter().any(|f| f.id != LEAK) {
+            run.false_checks += 1;
+        }
+        for (id, streak) in streaks.iter_mut().enumerate() {
+            if found.iter().any(|f| f.id == id as u32) {
+                run.false_by_site[id] += 1;
+                *streak += 1;
+                run.longest_false_streak = run.longest_false_streak.max(*streak);
+            } else {
+                *streak = 0;
+            }
+        }
+        if let Some(s) = leak_start
+            && run.leak_found_after.is_none()
+            && found.iter().any(|f| f.id == LEAK)
+        {
+            run.leak_found_after = Some(k - s);
+        }
+    }
+    run
+}
+
+#[test]
+fn no_false_alarm_from_caches_bursts_and_churn_and_a_leak_is_found() {
+    // The default history (60 points), over 240 points.
+    let quiet = simulate(1, 240, None, DEFAULT_HISTORY_POINTS);
+    assert_eq!(quiet.checks, 238);
+    assert_eq!(quiet.false_checks, 0, "{quiet:?}");
+    let leaking = simulate(1, 240, Some(100), DEFAULT_HISTORY_POINTS);
+    assert_eq!(leaking.false_checks, 0, "{leaking:?}");
+    let after = leaking.leak_found_after.expect("the leak is found");
+    assert!(after <= 40, "{leaking:?}");
+    // All 240 points held: still quiet.
+    let long = simulate(2, 240, None, 240);
+    assert_eq!(long.false_checks, 0, "{long:?}");
+}
+
+/// The rates of [`simulate`] over many seeds, for BENCHMARKS.md:
+/// `cargo test --release -p diag-core --lib leak_alarm_rates -- --ignored --nocapture`.
+#[test]
+#[ignore = "a simulation over many seeds; prints its rates"]
+fn leak_alarm_rates() {
+    for held in [DEFAULT_HISTORY_POINTS, 240] {
+        rates(held);
+    }
+}
+
+fn rates(held: usize) {
+    let seeds = 200;
+    let (mut runs_with_false, mut false_checks, mut checks) = (0, 0, 0);
+    let (mut by_site, mut runs_streak_15) = ([0usize; 4], 0);
+    let mut delays = Vec::new();
+    for seed in 0..seeds {
+        let q = simulate(1000 + seed, 240, None, held);
+        let l = simulate(5000 + seed, 240, Some(100), held);
+        for r in [&q, &l] {
+            runs_with_false += usize::from(r.false_checks > 0);
+            runs_streak_15 += usize::from(r.longest_false_streak >= 15);
+            false_checks += r.false_checks;
+            checks += r.checks;
+            for (a, b) in by_site.iter_mut().zip(r.false_by_site) {
+                *a += b;
+            }
+        }
+        delays.push(l.leak_found_after.unwrap_or(usize::MAX));
+    }
+    delays.sort_unstable();
+    let within = |n: usize| delays.iter().filter(|&&d| d <= n).count();
+    println!(
+        "leak alarm, {held} points held, over {seeds} seeds x 2 runs of 240 points: runs \
+         with a false suspect {runs_with_false}/{}, with one lasting 15 checks or more \
+         {runs_streak_15}/{}; false checks {false_checks}/{checks} (by site: lru, burst, \
+         churn, steady {by_site:?}); leak (1 % of the heap per 10 points from point 100) \
+         found within 20 points {}/{seeds}, 30 {}/{seeds}, 40 {}/{seeds}, by 140 \
+         {}/{seeds}; median delay {} points, worst {}",
+        2 * seeds,
+        2 * seeds,
+        within(20),
+        within(30),
+        within(40),
+        within(140),
+        delays[delays.len() / 2],
+        delays[delays.len() - 1],
+    );
+}
+
+/// One check's cost with 10k stacks and 60 points, for BENCHMARKS.md:
+/// `cargo test --release -p diag-core --lib leak_check_cost -- --ignored --nocapture`.
+/// - the classification: 10k series of 60 points a minute apart, every one ending higher
+///   than it began (so all are classified), a third leaning up enough to take the full
+///   classification, the rest dismissed by the sign test;
+/// - the copy under the history's lock: a history of 10k stacks and 60 points in which 40 %
+///   of the stacks change at every point (all 10k changing would pass the history's cap of
+///   256 Ki entries: it would hold 27 points).
+#[test]
+#[ignore = "a measurement; prints its time and memory"]
+fn leak_check_cost() {
+    let (stacks, points) = (10_000usize, 60usize);
+    let mut rng = Rng::new(7);
+    let mut values = vec![0u64; stacks * points];
+    for i in 0..stacks {
+        let up = if i % 3 == 0 { 0.85 } else { 0.5 };
+        let mut v = 1u64 << 20;
+        for j in 0..points {
+            v = if rng.unit() < up {
+                v + 4096 + rng.below(4096) as u64
+            } else {
+                v.saturating_sub(4096)
+            };
+            values[i * points + j] = v;
+        }
+        // Ends higher than it began, as every series the check classifies.
+        values[i * points + points - 1] = values[i * points + points - 1].max((1 << 20) + 1);
+    }
+    let series = Series {
+        times: (0..points as i64)
+            .map(|j| (j + 1) * 60_000_000_000)
+            .collect(),
+        ids: (0..stacks as u32).collect(),
+        values,
+    };
+    let mut times = Vec::new();
+    let mut found = Vec::new();
+    // Another level than the other tests': the first call builds the null distribution.
+    let alpha = 0.0099;
+    for _ in 0..5 {
+        let t0 = std::time::Instant::now();
+        found = suspects(&series, alpha, DEFAULT_LEAK_MIN_RATE);
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut h = History::default();
+    let mut level: Vec<u64> = vec![1 << 20; stacks];
+    for k in 0..points {
+        for v in level.iter_mut() {
+            if rng.unit() < 0.4 {
+                *v = if rng.unit() < 0.55 {
+                    *v + 4096
+                } else {
+                    v.saturating_sub(4096)
+                };
+            }
+        }
+        let now: Vec<Counters> = level.iter().map(|&v| [0, 0, 0, v]).collect();
+        h.record((k as i64 + 1) * 60_000_000_000, (0, 0, 0), &now, 1440);
+    }
+    let mut copy = f64::MAX;
+    let mut kept = (0, 0, 0);
+    for _ in 0..5 {
+        let t0 = std::time::Instant::now();
+        let s = h.grown_series(0, MAX_TREND_SNAPSHOTS).unwrap();
+        copy = copy.min(t0.elapsed().as_secs_f64() * 1e3);
+        kept = (
+            s.times.len(),
+            s.ids.len(),
+            s.values.capacity() * 8 + s.ids.capacity() * 4 + stacks * 32,
+        );
+    }
+    let warm = times[1..].iter().copied().fold(f64::MAX, f64::min);
+    let classified_bytes = series.values.len() * 8 + series.ids.len() * 4 + points * 8;
+    println!(
+        "leak check, {stacks} stacks x {points} points, all classified: {warm:.1} ms \
+         (first check, building the rank test's null distribution: {:.1} ms), {} suspects, \
+         series {:.1} MiB; copy under the history's lock ({} points held, {} of {stacks} \
+         stacks grew): {copy:.2} ms, {:.1} MiB (series + one copy of the counters)",
+        times[0],
+        found.len(),
+        classified_bytes as f64 / (1 << 20) as f64,
+        kept.0,
+        kept.1,
+        kept.2 as f64 / (1 << 20) as f64,
+    );
+}
