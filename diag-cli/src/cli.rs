@@ -11,6 +11,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
+
+mod values;
 use crate::filter::FilterArgs;
 
 /// Find memory leaks and hot paths in live tokio/axum services.
@@ -125,7 +127,7 @@ pub(crate) enum Command {
     #[command(
         after_help = "Examples:\n  diag symbolize heap.pb.gz --binary target/release/myapp\n  diag symbolize cpu.pb.gz -o cpu-named.pb.gz --debug-dir ./debug\n  DEBUGINFOD_URLS=http://127.0.0.1:8002 diag symbolize heap.pb.gz"
     )]
-    Symbolize(SymbolizeArgs),
+    Symbolize(crate::symbols::SymbolizeArgs),
 }
 
 impl Command {
@@ -334,7 +336,7 @@ pub(crate) struct TrendArgs {
     #[arg(long, value_name = "LABEL")]
     pub(crate) by: Option<String>,
     /// One-sided significance level of the trend test.
-    #[arg(long, value_name = "P", default_value_t = diag_core::profile::DEFAULT_TREND_ALPHA, value_parser = parse_alpha)]
+    #[arg(long, value_name = "P", default_value_t = diag_core::profile::DEFAULT_TREND_ALPHA, value_parser = values::alpha)]
     pub(crate) alpha: f64,
     /// CI gate: exit 1, naming the offending sites on stderr, if any site is classed
     /// `growing` (at --alpha). Errors still exit 2.
@@ -346,18 +348,6 @@ pub(crate) struct TrendArgs {
     pub(crate) filter: FilterArgs,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
-}
-
-/// `--alpha`: a probability strictly between 0 and 1.
-fn parse_alpha(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number"))?;
-    if !(v > 0.0 && v < 1.0) {
-        return Err(format!("`{s}` must be between 0 and 1, e.g. 0.05"));
-    }
-    Ok(v)
 }
 
 /// `diag top FILE`.
@@ -492,7 +482,7 @@ pub(crate) struct FlamegraphArgs {
     #[arg(long, value_name = "LABEL")]
     pub(crate) by: Option<String>,
     /// Leave out frames narrower than this many pixels.
-    #[arg(long, value_name = "F", default_value_t = diag_core::profile::DEFAULT_MIN_WIDTH, value_parser = parse_min_width)]
+    #[arg(long, value_name = "F", default_value_t = diag_core::profile::DEFAULT_MIN_WIDTH, value_parser = values::min_width)]
     pub(crate) min_width: f64,
     /// Label frames with their full names (generic arguments, closure and async bodies).
     #[arg(long)]
@@ -512,19 +502,6 @@ pub(crate) struct FlamegraphArgs {
     /// URL mode: bearer token for a listener started with DIAG_TOKEN.
     #[arg(long, env = "DIAG_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
-}
-
-/// `--min-width`: a finite, non-negative pixel count (inferno would draw nothing, or
-/// everything, for NaN or a negative width without saying so).
-fn parse_min_width(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of pixels"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("`{s}` must be a finite number of pixels >= 0"));
-    }
-    Ok(v)
 }
 
 /// `diag tasks URL`.
@@ -607,24 +584,4 @@ pub(crate) struct ReportArgs {
     pub(crate) include_diag: bool,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
-}
-
-/// `diag symbolize IN...`.
-#[derive(Debug, Args)]
-pub(crate) struct SymbolizeArgs {
-    /// Unsymbolized profiles (pprof .pb.gz / .pb).
-    #[arg(value_name = "IN", required = true, num_args = 1..)]
-    pub(crate) inputs: Vec<PathBuf>,
-    /// Where to write the named copy (one input only). Default: NAME.sym.pb.gz beside each.
-    #[arg(short, long, value_name = "OUT")]
-    pub(crate) output: Option<PathBuf>,
-}
-
-impl From<SymbolizeArgs> for commands::symbolize::SymbolizeOptions {
-    fn from(a: SymbolizeArgs) -> Self {
-        Self {
-            inputs: a.inputs,
-            output: a.output,
-        }
-    }
 }

@@ -199,3 +199,23 @@ fn download(url: &str, to: &Path) -> Result<bool> {
     std::fs::rename(&tmp, to).map_err(|e| anyhow::anyhow!("{}: {e}", to.display()))?;
     Ok(true)
 }
+
+/// `diag symbolize IN...`.
+#[derive(Debug, Args)]
+pub(crate) struct SymbolizeArgs {
+    /// Unsymbolized profiles (pprof .pb.gz / .pb).
+    #[arg(value_name = "IN", required = true, num_args = 1..)]
+    pub(crate) inputs: Vec<PathBuf>,
+    /// Where to write the named copy (one input only). Default: NAME.sym.pb.gz beside each.
+    #[arg(short, long, value_name = "OUT")]
+    pub(crate) output: Option<PathBuf>,
+}
+
+impl From<SymbolizeArgs> for crate::commands::symbolize::SymbolizeOptions {
+    fn from(a: SymbolizeArgs) -> Self {
+        Self {
+            inputs: a.inputs,
+            output: a.output,
+        }
+    }
+}
