@@ -88,6 +88,8 @@ pub use handle::{Diag, router};
 pub use heap::alloc::DiagAlloc;
 #[cfg(feature = "server")]
 pub use init::init;
+#[cfg(feature = "actix")]
+pub use layer::actix;
 #[cfg(feature = "server")]
 pub use layer::{
     DiagLayer, DiagService, MatchedRoutes, ResponseBody, ResponseFuture, RouteFn, RouteNamer,
@@ -98,4 +100,4 @@ pub use metrics::readiness::readiness;
 #[cfg(feature = "server")]
 pub use metrics::timed::{Timer, timed, timer};
 #[cfg(feature = "server")]
-pub use tasks::spawn;
+pub use tasks::{spawn, watch_runtime, watch_runtime_named};

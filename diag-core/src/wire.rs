@@ -46,6 +46,26 @@ pub struct Tasks {
     pub tasks: Vec<TaskHealth>,
     /// Health of the blocking detector itself.
     pub watchdog: Watchdog,
+    /// Each watched runtime on its own (actix-web: one per worker); `lag` and `runtime` above
+    /// are all of them together.
+    pub runtimes: Vec<NamedRuntime>,
+    /// Why no runtime is watched and the line that watches one; absent while one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_watching: Option<String>,
+}
+
+/// One watched tokio runtime.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct NamedRuntime {
+    /// Its name: `runtime` (watched from its first request), the actix worker's thread name,
+    /// or the name given to `watch_runtime_named` (`runtime-N` by `watch_runtime`).
+    pub name: String,
+    /// Its event-loop lag.
+    pub lag: Lag,
+    /// Its runtime figures since the previous request.
+    pub runtime: RuntimeHealth,
 }
 
 /// One poll that ran longer than the blocking threshold.
@@ -108,7 +128,9 @@ pub struct Lag {
     pub interval_ms: u64,
 }
 
-/// The application's runtime (tokio-metrics) over the interval since the previous request.
+/// The application's runtime (tokio-metrics) over the interval since the previous request; in
+/// [`Tasks::runtime`], every watched runtime summed (workers added up, the busy ratio weighted
+/// by workers).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]

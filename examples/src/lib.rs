@@ -2,6 +2,10 @@
 //! in-process (with `DiagAlloc` installed by the test binary), and as thin binaries under
 //! `src/bin/` for people and for `diag demo`.
 
+#[cfg(feature = "actix")]
+pub mod actix_shop;
+#[cfg(feature = "tonic")]
+pub mod grpc_shop;
 pub mod hot;
 pub mod leaky;
 pub mod shop;

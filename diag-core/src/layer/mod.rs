@@ -4,8 +4,11 @@
 //!
 //! The layer is written over the `http` crate's types; the axum part is only how
 //! [`MatchedRoutes`] reads the template (`matched.rs`), the gRPC part how a response's status
-//! is read from its headers or trailers (`grpc.rs`).
+//! is read from its headers or trailers (`grpc.rs`). The actix-web middleware (`actix.rs`,
+//! feature `actix`) is the other adapter over the same recorder.
 
+#[cfg(feature = "actix")]
+pub mod actix;
 mod grpc;
 mod matched;
 

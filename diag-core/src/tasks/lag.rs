@@ -1,14 +1,14 @@
 //! Event-loop lag: a probe task on the application's runtime asks for a 10 ms timer again and
 //! again and records how late it actually runs (Node's `monitorEventLoopDelay`). Kept in
-//! per-second log-bucket histograms over a 10 s window, so memory is fixed.
+//! per-second log-bucket histograms over a 10 s window, so memory is fixed: one probe per
+//! watched runtime (`runtimes.rs`).
 
-use std::sync::Mutex;
 use std::sync::atomic::Ordering::*;
 use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::slots::now_us;
-use crate::padded::Padded;
 use crate::wire::Lag;
 
 /// The probe's timer interval.
@@ -55,67 +55,90 @@ fn bucket_value(b: usize) -> u64 {
     lo + (1u64 << (e - 2)) / 2
 }
 
-static HISTS: Mutex<[Hist; WINDOW_SECS]> = Mutex::new([Hist::EMPTY; WINDOW_SECS]);
-static LAST_US: AtomicU64 = AtomicU64::new(0);
-/// When the probe's current timer is due (µs since diag's epoch); 0 before the first.
-static DUE_US: AtomicU64 = AtomicU64::new(0);
-static SAMPLES: AtomicU64 = AtomicU64::new(0);
-/// Read by every instrumented request (is a probe running?), written at most once per runtime.
-static RUNNING: Padded<AtomicBool> = Padded(AtomicBool::new(false));
-
-fn record(lag_us: u64, now: u64) {
-    LAST_US.store(lag_us, Relaxed);
-    SAMPLES.fetch_add(1, Relaxed);
-    let second = now / 1_000_000;
-    let mut h = HISTS.lock().unwrap_or_else(|e| e.into_inner());
-    let slot = &mut h[(second % WINDOW_SECS as u64) as usize];
-    if slot.second != second {
-        *slot = Hist::EMPTY;
-        slot.second = second;
-    }
-    slot.counts[bucket(lag_us)] += 1;
-    slot.max_us = slot.max_us.max(lag_us);
+/// One runtime's probe: its window of per-second histograms and the timer it waits on.
+pub(crate) struct Probe {
+    hists: Mutex<[Hist; WINDOW_SECS]>,
+    last_us: AtomicU64,
+    /// When the probe's current timer is due (µs since diag's epoch); 0 before the first.
+    due_us: AtomicU64,
+    /// False once the probe's task was dropped (its runtime shut down).
+    running: AtomicBool,
 }
 
-/// True while a probe task runs.
-#[inline]
-pub(crate) fn is_running() -> bool {
-    RUNNING.load(Relaxed)
-}
-
-/// Starts the probe on `handle`'s runtime unless one is running.
-pub(crate) fn ensure_started(handle: &tokio::runtime::Handle) {
-    if RUNNING.swap(true, AcqRel) {
-        return;
-    }
-    struct Running;
-    impl Drop for Running {
-        fn drop(&mut self) {
-            // The runtime went away: let the next runtime start a probe.
-            RUNNING.store(false, Release);
-            DUE_US.store(0, Release);
+impl Probe {
+    /// A probe not yet started.
+    pub(crate) fn new() -> Self {
+        Self {
+            hists: Mutex::new([Hist::EMPTY; WINDOW_SECS]),
+            last_us: AtomicU64::new(0),
+            due_us: AtomicU64::new(0),
+            running: AtomicBool::new(true),
         }
     }
-    handle.spawn(async move {
-        let _running = Running;
-        loop {
-            let due = now_us() + INTERVAL.as_micros() as u64;
-            DUE_US.store(due, Release);
-            tokio::time::sleep(INTERVAL).await;
-            let now = now_us();
-            record(now.saturating_sub(due), now);
+
+    fn record(&self, lag_us: u64, now: u64) {
+        self.last_us.store(lag_us, Relaxed);
+        let second = now / 1_000_000;
+        let mut h = self.hists.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = &mut h[(second % WINDOW_SECS as u64) as usize];
+        if slot.second != second {
+            *slot = Hist::EMPTY;
+            slot.second = second;
         }
-    });
+        slot.counts[bucket(lag_us)] += 1;
+        slot.max_us = slot.max_us.max(lag_us);
+    }
+
+    /// True while its task runs.
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.load(Relaxed)
+    }
+
+    /// Spawns the probe's task on `handle`'s runtime; `on_stop` runs when the task is
+    /// dropped (the runtime shut down).
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        handle: &tokio::runtime::Handle,
+        on_stop: impl FnOnce() + Send + 'static,
+    ) {
+        struct Running<S: FnOnce()>(Arc<Probe>, Option<S>);
+        impl<S: FnOnce()> Drop for Running<S> {
+            fn drop(&mut self) {
+                self.0.running.store(false, Release);
+                self.0.due_us.store(0, Release);
+                if let Some(f) = self.1.take() {
+                    f();
+                }
+            }
+        }
+        let running = Running(self.clone(), Some(on_stop));
+        handle.spawn(async move {
+            let probe = &running.0;
+            loop {
+                let due = now_us() + INTERVAL.as_micros() as u64;
+                probe.due_us.store(due, Release);
+                tokio::time::sleep(INTERVAL).await;
+                let now = now_us();
+                probe.record(now.saturating_sub(due), now);
+            }
+        });
+    }
+
+    /// This probe's figures.
+    pub(crate) fn view(&self) -> Lag {
+        view(std::slice::from_ref(&self))
+    }
 }
 
-/// The current lag figures.
-pub(crate) fn view() -> Lag {
+/// The figures of `probes` together: their samples in one histogram, the most overdue timer.
+pub(crate) fn view(probes: &[&Probe]) -> Lag {
     let now = now_us();
     let second = now / 1_000_000;
     let mut counts = [0u64; BUCKETS];
     let mut max_us = 0;
-    {
-        let h = HISTS.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut last, mut overdue) = (0, 0);
+    for p in probes {
+        let h = p.hists.lock().unwrap_or_else(|e| e.into_inner());
         for s in h.iter() {
             if s.second != u64::MAX && second.saturating_sub(s.second) < WINDOW_SECS as u64 {
                 for (c, n) in counts.iter_mut().zip(s.counts.iter()) {
@@ -124,10 +147,14 @@ pub(crate) fn view() -> Lag {
                 max_us = max_us.max(s.max_us);
             }
         }
+        drop(h);
+        let due = p.due_us.load(Acquire);
+        if due != 0 {
+            overdue = overdue.max(now.saturating_sub(due));
+        }
+        last = last.max(p.last_us.load(Relaxed));
     }
-    let due = DUE_US.load(Acquire);
-    let overdue = if due != 0 { now.saturating_sub(due) } else { 0 };
-    let current = LAST_US.load(Relaxed).max(overdue);
+    let current = last.max(overdue);
     let total: u64 = counts.iter().sum();
     let pct = |p: f64| -> u64 {
         if total == 0 {
@@ -145,7 +172,7 @@ pub(crate) fn view() -> Lag {
     };
     let ms = |us: u64| us as f64 / 1000.0;
     Lag {
-        running: RUNNING.load(Relaxed),
+        running: probes.iter().any(|p| p.is_running()),
         current_ms: ms(current),
         p50_ms: ms(pct(0.50)),
         p99_ms: ms(pct(0.99)),

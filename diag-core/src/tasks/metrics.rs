@@ -1,13 +1,14 @@
-//! Runtime health from tokio-metrics' `RuntimeMonitor` and per-name task health from one
-//! `TaskMonitor` per route or task name (at most [`MAX_NAMES`] names; the rest share one).
+//! Runtime health figures from tokio-metrics' `RuntimeMetrics` (one runtime's, several summed)
+//! and per-name task health from one `TaskMonitor` per route or task name (at most
+//! [`MAX_NAMES`] names; the rest share one).
 
 // `tokio_unstable` is set by the application's RUSTFLAGS, not a cargo feature.
 #![allow(unexpected_cfgs)]
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
-use tokio_metrics::{RuntimeIntervals, RuntimeMonitor, TaskMonitor};
+use tokio_metrics::TaskMonitor;
 
 use crate::names::OVERFLOW;
 use crate::wire::{RuntimeHealth, TaskHealth};
@@ -141,41 +142,8 @@ fn finite(v: f64) -> f64 {
     if v.is_finite() { v } else { 0.0 }
 }
 
-static RUNTIME: Mutex<Option<RuntimeIntervals>> = Mutex::new(None);
-
-/// Watches `handle`'s runtime from now on (first runtime seen wins while it lives).
-pub(crate) fn watch_runtime(handle: &tokio::runtime::Handle) {
-    let mut g = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
-    if g.is_none() {
-        *g = Some(RuntimeMonitor::new(handle).intervals());
-    }
-}
-
-/// The runtime figures since the last call (`watching: false` before any instrumented poll).
-pub(crate) fn runtime_view() -> RuntimeHealth {
-    let m = RUNTIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_mut()
-        .and_then(Iterator::next);
-    let Some(m) = m else {
-        return RuntimeHealth {
-            watching: false,
-            interval_ms: 0,
-            workers: 0,
-            busy_ratio: 0.0,
-            alive_tasks: 0,
-            global_queue_depth: 0,
-            total_park_count: 0,
-            max_busy_ms: 0.0,
-            min_busy_ms: 0.0,
-            polls: None,
-            mean_poll_us: None,
-            steals: None,
-            local_queue_depth: None,
-            blocking_threads: None,
-        };
-    };
+/// The figures of one runtime's interval.
+pub(crate) fn runtime_health(m: &tokio_metrics::RuntimeMetrics) -> RuntimeHealth {
     #[cfg(tokio_unstable)]
     let (polls, mean_poll_us, steals, local_queue_depth, blocking_threads) = (
         Some(m.total_polls_count),
@@ -203,4 +171,48 @@ pub(crate) fn runtime_view() -> RuntimeHealth {
         local_queue_depth,
         blocking_threads,
     }
+}
+
+/// Several runtimes as one: workers, tasks, queues and counts added up, the busy ratio
+/// weighted by workers, the busiest and least busy worker of all (`watching: false`, all
+/// zero, when there are none).
+pub(crate) fn sum<'a>(each: impl Iterator<Item = &'a RuntimeHealth>) -> RuntimeHealth {
+    let mut s = RuntimeHealth::default();
+    let mut busy_worker_ratio = 0.0;
+    let add = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    };
+    let mut mean_poll_weighted = None::<(f64, u64)>;
+    for r in each {
+        if !s.watching {
+            s.min_busy_ms = r.min_busy_ms;
+        }
+        s.watching = true;
+        s.interval_ms = s.interval_ms.max(r.interval_ms);
+        s.workers += r.workers;
+        busy_worker_ratio += r.busy_ratio * r.workers as f64;
+        s.alive_tasks += r.alive_tasks;
+        s.global_queue_depth += r.global_queue_depth;
+        s.total_park_count += r.total_park_count;
+        s.max_busy_ms = s.max_busy_ms.max(r.max_busy_ms);
+        s.min_busy_ms = s.min_busy_ms.min(r.min_busy_ms);
+        if let (Some(p), Some(m)) = (r.polls, r.mean_poll_us) {
+            let (t, n) = mean_poll_weighted.unwrap_or((0.0, 0));
+            mean_poll_weighted = Some((t + m * p as f64, n + p));
+        }
+        s.polls = add(s.polls, r.polls);
+        s.steals = add(s.steals, r.steals);
+        s.local_queue_depth =
+            add(s.local_queue_depth.map(|v| v as u64), r.local_queue_depth.map(|v| v as u64))
+                .map(|v| v as usize);
+        s.blocking_threads =
+            add(s.blocking_threads.map(|v| v as u64), r.blocking_threads.map(|v| v as u64))
+                .map(|v| v as usize);
+    }
+    if s.workers > 0 {
+        s.busy_ratio = finite(busy_worker_ratio / s.workers as f64);
+    }
+    s.mean_poll_us = mean_poll_weighted.map(|(t, n)| if n == 0 { 0.0 } else { t / n as f64 });
+    s
 }

@@ -6,13 +6,15 @@
 //! - `signal`: the signal handler that captures a blocked thread's stack (the only `unsafe`);
 //! - `events`: the bounded ring of events, counts by site, the block profile;
 //! - `lag`: the timer-lateness probe;
-//! - `metrics`: tokio-metrics runtime and per-name task monitors.
+//! - `runtimes`: the watched runtimes (each one's probe and runtime monitor, by name);
+//! - `metrics`: tokio-metrics runtime figures and per-name task monitors.
 
 pub(crate) mod dump;
 mod events;
 mod lag;
 mod log;
 mod metrics;
+mod runtimes;
 mod signal;
 mod slots;
 mod watchdog;
@@ -30,7 +32,7 @@ use crate::padded::Padded;
 
 use crate::defaults::DEFAULT_TASK_SAMPLE;
 pub(crate) use events::block_profile;
-pub(crate) use lag::view as lag_view;
+pub(crate) use runtimes::lag_view;
 pub(crate) use metrics::FOLDED_NAMES;
 
 /// One request in this many is counted by its route's `TaskMonitor` (1: every request).
@@ -134,17 +136,65 @@ impl<F: Future> Future for Watched<F> {
 }
 
 /// Starts the watchdog, and the lag probe and runtime monitor on the current runtime if there
-/// is one and none runs yet.
+/// is one and no runtime is watched yet.
 #[inline]
 fn ensure_started() {
     watchdog::ensure_started();
-    if !lag::is_running()
+    if !runtimes::any()
         && let Ok(h) = tokio::runtime::Handle::try_current()
     {
-        lag::ensure_started(&h);
-        metrics::watch_runtime(&h);
-        dump::remember(&h);
+        runtimes::watch(IMPLICIT_RUNTIME, &h);
     }
+}
+
+/// The name of the runtime watched from its first instrumented request.
+const IMPLICIT_RUNTIME: &str = "runtime";
+
+/// Watches `handle`'s runtime: an event-loop lag probe on it and its tokio-metrics runtime
+/// figures, in `/debug/tasks` (`runtimes`, each by name, and summed in `runtime`), in
+/// `diag tasks` and in the report.
+///
+/// diag already watches the runtime of the first request under [`layer()`](crate::layer())
+/// when it watches none, and each worker of an actix-web app wrapped in `diag_core::actix::Diag`.
+/// Call this for the others: a runtime started before any request reaches it, a second
+/// runtime (a blocking-work or background runtime beside the server's), or several. The name is
+/// `runtime-N` (N counts the calls); [`watch_runtime_named`] chooses it.
+///
+/// Cost: one task that sleeps 10 ms in a loop on that runtime, until the runtime shuts down
+/// (then it leaves the list).
+pub fn watch_runtime(handle: &tokio::runtime::Handle) {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, Relaxed) + 1;
+    watch_runtime_named(&format!("runtime-{n}"), handle);
+}
+
+/// [`watch_runtime`] under `name`. Returns false, and does nothing, when a live runtime is
+/// already watched under that name.
+pub fn watch_runtime_named(name: &str, handle: &tokio::runtime::Handle) -> bool {
+    watchdog::ensure_started();
+    runtimes::watch(name, handle)
+}
+
+/// Watches the current thread's runtime under the thread's name, once per thread: for
+/// frameworks that run one runtime per worker thread (actix-web). Does nothing outside a
+/// runtime.
+pub(crate) fn watch_this_threads_runtime() {
+    thread_local! {
+        static DONE: Cell<bool> = const { Cell::new(false) };
+    }
+    if DONE.try_with(|d| d.replace(true)).unwrap_or(true) {
+        return;
+    }
+    let Ok(h) = tokio::runtime::Handle::try_current() else {
+        DONE.with(|d| d.set(false));
+        return;
+    };
+    let thread = std::thread::current();
+    let name = match thread.name() {
+        Some(n) => n.to_owned(),
+        None => format!("{:?}", thread.id()),
+    };
+    watch_runtime_named(&name, &h);
 }
 
 /// The route or task of the instrumented poll running on this thread (signal-safe), as an id
@@ -238,6 +288,8 @@ where
 /// A snapshot of all of it (symbolizes: call off the async workers).
 pub(crate) fn view() -> crate::wire::Tasks {
     let b = events::view();
+    let (each, runtime) = runtimes::views();
+    let watching = runtime.watching;
     crate::wire::Tasks {
         watchdog: crate::wire::Watchdog {
             threshold_ms: slots::THRESHOLD_NS.load(Relaxed) / 1_000_000,
@@ -252,9 +304,11 @@ pub(crate) fn view() -> crate::wire::Tasks {
         },
         blocking_events: b.events,
         blocking_sites: b.sites,
-        lag: lag::view(),
-        runtime: metrics::runtime_view(),
+        lag: runtimes::lag_view(),
+        runtime,
         tasks: metrics::tasks_view(),
+        runtimes: each,
+        not_watching: (!watching).then(|| runtimes::NOT_WATCHING.to_owned()),
     }
 }
 

@@ -1,0 +1,107 @@
+//! The runtimes diag watches: each one's lag probe and tokio-metrics monitor, under a name.
+//!
+//! A runtime is watched from the first instrumented request inside it when no runtime is
+//! watched yet (the usual tokio `main`), by [`watch_runtime`] (any runtime, several at once),
+//! or by a framework adapter (actix-web: each worker's runtime, as its worker builds the app).
+//! A runtime that shuts down leaves the list (its probe's task is dropped with it).
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{AcqRel, Relaxed};
+use std::sync::{Arc, Mutex};
+
+use tokio_metrics::{RuntimeIntervals, RuntimeMonitor};
+
+use super::lag::{self, Probe};
+use super::metrics;
+use crate::padded::Padded;
+use crate::wire::{Lag, NamedRuntime, RuntimeHealth};
+
+struct Watched {
+    name: Arc<str>,
+    probe: Arc<Probe>,
+    intervals: Mutex<RuntimeIntervals>,
+}
+
+static RUNTIMES: Mutex<Vec<Arc<Watched>>> = Mutex::new(Vec::new());
+/// How many runtimes are watched: read by every instrumented request.
+static COUNT: Padded<AtomicUsize> = Padded(AtomicUsize::new(0));
+
+/// True while at least one runtime is watched.
+#[inline]
+pub(crate) fn any() -> bool {
+    COUNT.load(Relaxed) != 0
+}
+
+/// Starts watching `handle`'s runtime as `name`: its lag probe and runtime metrics. False (and
+/// nothing done) when a runtime of that name is already watched.
+pub(crate) fn watch(name: &str, handle: &tokio::runtime::Handle) -> bool {
+    let w = {
+        let mut list = RUNTIMES.lock().unwrap_or_else(|e| e.into_inner());
+        if list.iter().any(|w| &*w.name == name) {
+            return false;
+        }
+        let w = Arc::new(Watched {
+            name: name.into(),
+            probe: Arc::new(Probe::new()),
+            intervals: Mutex::new(RuntimeMonitor::new(handle).intervals()),
+        });
+        list.push(w.clone());
+        COUNT.fetch_add(1, AcqRel);
+        w
+    };
+    super::dump::remember(handle);
+    let gone = Arc::downgrade(&w);
+    w.probe.start(handle, move || {
+        // The runtime shut down: forget it, so the next runtime can be watched under the
+        // name. (No holder of this lock waits on a runtime.)
+        let mut list = RUNTIMES.lock().unwrap_or_else(|e| e.into_inner());
+        let before = list.len();
+        list.retain(|w| gone.upgrade().is_none_or(|g| !Arc::ptr_eq(w, &g)));
+        if list.len() < before {
+            COUNT.fetch_sub(1, AcqRel);
+        }
+    });
+    true
+}
+
+fn live() -> Vec<Arc<Watched>> {
+    RUNTIMES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|w| w.probe.is_running())
+        .cloned()
+        .collect()
+}
+
+/// The lag of every watched runtime together.
+pub(crate) fn lag_view() -> Lag {
+    let live = live();
+    let probes: Vec<&Probe> = live.iter().map(|w| &*w.probe).collect();
+    lag::view(&probes)
+}
+
+/// Each watched runtime (figures since the previous call), and all of them summed.
+pub(crate) fn views() -> (Vec<NamedRuntime>, RuntimeHealth) {
+    let mut each = Vec::new();
+    for w in live() {
+        let m = w
+            .intervals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next();
+        let mut n = NamedRuntime::default();
+        n.name = w.name.to_string();
+        n.lag = w.probe.view();
+        n.runtime = m.map(|m| metrics::runtime_health(&m)).unwrap_or_default();
+        each.push(n);
+    }
+    let sum = metrics::sum(each.iter().map(|n| &n.runtime));
+    (each, sum)
+}
+
+/// Why `/debug/tasks` has no lag or runtime figures, and the line that gives them.
+pub(crate) const NOT_WATCHING: &str = "no tokio runtime is watched yet: diag watches the \
+runtime of the first request under diag_core::layer() (axum, tonic, tower) and each worker of \
+an actix-web App wrapped in diag_core::actix::Diag; before any request, or for another \
+runtime, add diag_core::watch_runtime(&tokio::runtime::Handle::current()) inside it";
