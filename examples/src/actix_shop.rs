@@ -77,7 +77,9 @@ async fn user(id: web::Path<u64>) -> HttpResponse {
 }
 
 async fn fail() -> actix_web::Result<HttpResponse> {
-    Err(actix_web::error::ErrorInternalServerError("the backend failed"))
+    Err(actix_web::error::ErrorInternalServerError(
+        "the backend failed",
+    ))
 }
 
 async fn panics() -> HttpResponse {

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tonic::codegen::{Service, http};
-use tonic::{Code, Status};
+pub use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
 
 /// How long `Lookup` blocks its worker.
@@ -152,7 +152,11 @@ where
 ///
 /// # Errors
 /// The call's status when it is not OK.
-pub async fn call(channel: &tonic::transport::Channel, method: &str, n: u64) -> Result<u64, Status> {
+pub async fn call(
+    channel: &tonic::transport::Channel,
+    method: &str,
+    n: u64,
+) -> Result<u64, Status> {
     let mut client = tonic::client::Grpc::new(channel.clone());
     client
         .ready()
@@ -245,7 +249,11 @@ impl InProcess {
     }
 }
 
-async fn rt_call(channel: tonic::transport::Channel, method: String, n: u64) -> Result<u64, Status> {
+async fn rt_call(
+    channel: tonic::transport::Channel,
+    method: String,
+    n: u64,
+) -> Result<u64, Status> {
     // On its own task, so the client's polls are not inside the test thread's block_on.
     tokio::spawn(async move { call(&channel, &method, n).await })
         .await

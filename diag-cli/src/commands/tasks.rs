@@ -91,19 +91,39 @@ pub(crate) fn render(v: &Tasks, w: &mut impl Write) -> io::Result<()> {
         if lag.running {
             ""
         } else {
-            ", probe not running: no instrumented request yet"
+            ", probe not running"
         }
     )?;
+    if let Some(why) = &v.not_watching {
+        writeln!(w, "runtime         not watched: {why}")?;
+    }
     let rt = &v.runtime;
     if rt.watching {
         writeln!(
             w,
-            "runtime         {} workers   busy {:.0} %   {} alive tasks   global queue {}",
+            "runtime         {} workers   busy {:.0} %   {} alive tasks   global queue {}{}",
             rt.workers,
             rt.busy_ratio * 100.0,
             rt.alive_tasks,
-            rt.global_queue_depth
+            rt.global_queue_depth,
+            match v.runtimes.len() {
+                0 | 1 => String::new(),
+                n => format!("   ({n} runtimes together)"),
+            }
         )?;
+    }
+    if v.runtimes.len() > 1 {
+        for r in &v.runtimes {
+            writeln!(
+                w,
+                "  {:<30} {} workers   busy {:>3.0} %   lag p99 {:.1} ms   max {:.1} ms",
+                r.name,
+                r.runtime.workers,
+                r.runtime.busy_ratio * 100.0,
+                r.lag.p99_ms,
+                r.lag.max_ms
+            )?;
+        }
     }
     let wd = &v.watchdog;
     writeln!(
@@ -197,6 +217,44 @@ fn write_stack(frames: &[&str], w: &mut impl Write) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn says_why_no_runtime_is_watched_and_lists_several() {
+        let v: Tasks = serde_json::from_value(serde_json::json!({
+            "not_watching": "no tokio runtime is watched yet: add diag_core::watch_runtime(..)",
+        }))
+        .unwrap();
+        let mut out = Vec::new();
+        render(&v, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("runtime         not watched: no tokio runtime"),
+            "{text}"
+        );
+        assert!(text.contains("watch_runtime"), "{text}");
+        let v: Tasks = serde_json::from_value(serde_json::json!({
+            "runtime": {"watching": true, "workers": 2},
+            "runtimes": [
+                {"name": "actix-rt|arbiter:0", "runtime": {"watching": true, "workers": 1},
+                 "lag": {"p99_ms": 1.5, "max_ms": 2.0}},
+                {"name": "actix-rt|arbiter:1", "runtime": {"watching": true, "workers": 1},
+                 "lag": {"p99_ms": 300.0, "max_ms": 301.0}}
+            ]
+        }))
+        .unwrap();
+        let mut out = Vec::new();
+        render(&v, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("2 workers") && text.contains("(2 runtimes together)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("actix-rt|arbiter:1") && text.contains("lag p99 300.0 ms"),
+            "{text}"
+        );
+        assert!(!text.contains("not watched"), "{text}");
+    }
 
     #[test]
     fn folds_runtime_frames_and_keeps_user_frames() {

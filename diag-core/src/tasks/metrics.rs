@@ -203,12 +203,16 @@ pub(crate) fn sum<'a>(each: impl Iterator<Item = &'a RuntimeHealth>) -> RuntimeH
         }
         s.polls = add(s.polls, r.polls);
         s.steals = add(s.steals, r.steals);
-        s.local_queue_depth =
-            add(s.local_queue_depth.map(|v| v as u64), r.local_queue_depth.map(|v| v as u64))
-                .map(|v| v as usize);
-        s.blocking_threads =
-            add(s.blocking_threads.map(|v| v as u64), r.blocking_threads.map(|v| v as u64))
-                .map(|v| v as usize);
+        s.local_queue_depth = add(
+            s.local_queue_depth.map(|v| v as u64),
+            r.local_queue_depth.map(|v| v as u64),
+        )
+        .map(|v| v as usize);
+        s.blocking_threads = add(
+            s.blocking_threads.map(|v| v as u64),
+            r.blocking_threads.map(|v| v as u64),
+        )
+        .map(|v| v as usize);
     }
     if s.workers > 0 {
         s.busy_ratio = finite(busy_worker_ratio / s.workers as f64);

@@ -32,8 +32,8 @@ use crate::padded::Padded;
 
 use crate::defaults::DEFAULT_TASK_SAMPLE;
 pub(crate) use events::block_profile;
-pub(crate) use runtimes::lag_view;
 pub(crate) use metrics::FOLDED_NAMES;
+pub(crate) use runtimes::lag_view;
 
 /// One request in this many is counted by its route's `TaskMonitor` (1: every request).
 static TASK_SAMPLE: Padded<AtomicU32> = Padded(AtomicU32::new(DEFAULT_TASK_SAMPLE));
@@ -178,6 +178,7 @@ pub fn watch_runtime_named(name: &str, handle: &tokio::runtime::Handle) -> bool 
 /// Watches the current thread's runtime under the thread's name, once per thread: for
 /// frameworks that run one runtime per worker thread (actix-web). Does nothing outside a
 /// runtime.
+#[cfg(feature = "actix")]
 pub(crate) fn watch_this_threads_runtime() {
     thread_local! {
         static DONE: Cell<bool> = const { Cell::new(false) };

@@ -85,11 +85,7 @@ pub(crate) fn lag_view() -> Lag {
 pub(crate) fn views() -> (Vec<NamedRuntime>, RuntimeHealth) {
     let mut each = Vec::new();
     for w in live() {
-        let m = w
-            .intervals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .next();
+        let m = w.intervals.lock().unwrap_or_else(|e| e.into_inner()).next();
         let mut n = NamedRuntime::default();
         n.name = w.name.to_string();
         n.lag = w.probe.view();
