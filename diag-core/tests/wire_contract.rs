@@ -191,6 +191,27 @@ const TASKS_FIELDS: &[&str] = &[
     "watchdog.capture_failures",
     "watchdog.unwatched_threads",
     "watchdog.dropped_stacks",
+    "runtimes",
+    "runtimes[].name",
+    "runtimes[].lag",
+    "runtimes[].lag.running",
+    "runtimes[].lag.current_ms",
+    "runtimes[].lag.p50_ms",
+    "runtimes[].lag.p99_ms",
+    "runtimes[].lag.max_ms",
+    "runtimes[].lag.window_secs",
+    "runtimes[].lag.samples_in_window",
+    "runtimes[].lag.interval_ms",
+    "runtimes[].runtime",
+    "runtimes[].runtime.watching",
+    "runtimes[].runtime.interval_ms",
+    "runtimes[].runtime.workers",
+    "runtimes[].runtime.busy_ratio",
+    "runtimes[].runtime.alive_tasks",
+    "runtimes[].runtime.global_queue_depth",
+    "runtimes[].runtime.total_park_count",
+    "runtimes[].runtime.max_busy_ms",
+    "runtimes[].runtime.min_busy_ms",
 ];
 
 /// Only with `--cfg tokio_unstable`.
@@ -200,6 +221,13 @@ const TASKS_OPTIONAL: &[&str] = &[
     "runtime.steals",
     "runtime.local_queue_depth",
     "runtime.blocking_threads",
+    "runtimes[].runtime.polls",
+    "runtimes[].runtime.mean_poll_us",
+    "runtimes[].runtime.steals",
+    "runtimes[].runtime.local_queue_depth",
+    "runtimes[].runtime.blocking_threads",
+    // Only while no runtime is watched.
+    "not_watching",
 ];
 
 #[inline(never)]

@@ -1,0 +1,101 @@
+//! Runtimes diag did not start inside: before any is watched, `/debug/tasks` says so and
+//! names the line to add; `watch_runtime_named` watches several at once, each by name, summed
+//! in `runtime`; a name already watched is refused; a runtime that shuts down leaves the list.
+//! One test: which runtimes are watched is process-global.
+
+mod support;
+
+use std::time::Duration;
+
+use diag_core::wire::Tasks;
+use support::{wait_until, when};
+
+fn tasks(addr: &str) -> Tasks {
+    let a = support::get(addr, "/debug/tasks").unwrap();
+    assert_eq!(a.status, 200, "{}", a.text());
+    serde_json::from_slice(&a.body).unwrap()
+}
+
+fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn several_runtimes_are_watched_by_name() {
+    // Started from a plain thread, outside any runtime: nothing to watch yet.
+    let diag = diag_core::Diag::builder()
+        .addr("127.0.0.1:0")
+        .start()
+        .unwrap();
+    let addr = diag.local_addr().unwrap().to_string();
+    let t = tasks(&addr);
+    let why = t.not_watching.as_deref().expect("says why nothing is watched");
+    assert!(
+        why.contains("diag_core::watch_runtime(&tokio::runtime::Handle::current())"),
+        "{why}"
+    );
+    assert!(!t.runtime.watching && t.runtimes.is_empty() && !t.lag.running);
+
+    let (server, background) = (runtime(2), runtime(1));
+    assert!(diag_core::watch_runtime_named("server", server.handle()));
+    assert!(diag_core::watch_runtime_named("background", background.handle()));
+    assert!(
+        !diag_core::watch_runtime_named("server", background.handle()),
+        "a name already watched is refused"
+    );
+    let t = wait_until(
+        Duration::from_secs(30),
+        "both runtimes' lag probes to take samples",
+        || {
+            let t = tasks(&addr);
+            let sampled = t.runtimes.iter().all(|r| r.lag.samples_in_window > 0);
+            when(t, |t| t.runtimes.len() == 2 && sampled)
+        },
+    );
+    assert!(t.not_watching.is_none());
+    let names: Vec<&str> = t.runtimes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["server", "background"]);
+    assert_eq!(t.runtimes[0].runtime.workers, 2);
+    assert_eq!(t.runtimes[1].runtime.workers, 1);
+    assert_eq!(t.runtime.workers, 3, "summed in runtime");
+    assert!(t.runtime.watching && t.lag.running);
+    let samples: u64 = t.runtimes.iter().map(|r| r.lag.samples_in_window).sum();
+    assert!(
+        t.lag.samples_in_window >= samples,
+        "the lag of all runtimes together holds each one's samples"
+    );
+
+    // Blocking the one worker of `background` shows in its lag, not in the server's.
+    background.block_on(async {
+        tokio::spawn(async { std::thread::sleep(Duration::from_millis(300)) })
+            .await
+            .unwrap()
+    });
+    let t = wait_until(
+        Duration::from_secs(30),
+        "background's lag to show the 300 ms block",
+        || when(tasks(&addr), |t| t.runtimes[1].lag.max_ms >= 250.0),
+    );
+    assert!(t.lag.max_ms >= 250.0);
+
+    // A runtime that shuts down leaves the list; its name can be watched again.
+    drop(background);
+    wait_until(
+        Duration::from_secs(30),
+        "the background runtime to leave the list",
+        || when(tasks(&addr).runtimes.len(), |&n| n == 1),
+    );
+    let again = runtime(1);
+    assert!(diag_core::watch_runtime_named("background", again.handle()));
+    diag_core::watch_runtime(again.handle());
+    let t = tasks(&addr);
+    let names: Vec<&str> = t.runtimes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["server", "background", "runtime-1"]);
+    drop(server);
+    drop(again);
+    diag.shutdown();
+}
