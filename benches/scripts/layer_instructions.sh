@@ -19,6 +19,8 @@
 # requests of this route) add a Poisson-noisy ~1.2k instructions per request to every side.
 #
 # Usage: benches/scripts/layer_instructions.sh [ROUNDS=3] [SECS=5] [PATH=/items/1]
+# ACTIX=1: the same four sides on the actix-web example (`actix_shop --ab`, one worker,
+# `diag_core::actix::Diag` on `/b`, a no-op `wrap_fn` on `/n`); use PATH=/users/1.
 # Env: HEAP_SAMPLE_BYTES (0); KEEP_TMP=1 keeps the callgrind dumps (cg.out.N, one per phase:
 # 1 is the idle phase) and wrk outputs for callgrind_annotate, and prints where they are.
 set -euo pipefail
@@ -30,7 +32,10 @@ for t in wrk valgrind callgrind_control; do
   command -v $t >/dev/null || { echo "$t not found (apt-get install wrk valgrind)" >&2; exit 2; }
 done
 source benches/scripts/lib.sh
-cargo build --release -q -p diag-examples --bin shop
+BIN=shop
+FEATURES=()
+if [ -n "${ACTIX:-}" ]; then BIN=actix_shop; FEATURES=(--features actix); fi
+cargo build --release -q -p diag-examples --bin "$BIN" "${FEATURES[@]}"
 TMP=$(mktemp -d)
 vpid=""
 cleanup() {
@@ -41,7 +46,7 @@ trap cleanup EXIT
 
 PORT=18177
 DIAG_HEAP_SAMPLE_BYTES=${HEAP_SAMPLE_BYTES:-0} DIAG_ADDR=127.0.0.1:16177 TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --instr-atstart=no \
-  --callgrind-out-file="$TMP/cg.out" "${CARGO_TARGET_DIR:-target}/release/shop" --ab 127.0.0.1:$PORT >"$TMP/log" 2>&1 &
+  --callgrind-out-file="$TMP/cg.out" "${CARGO_TARGET_DIR:-target}/release/$BIN" --ab 127.0.0.1:$PORT >"$TMP/log" 2>&1 &
 vpid=$!
 for _ in $(seq 600); do grep -q "app listening" "$TMP/log" && break; sleep 0.1; done
 grep -q "app listening" "$TMP/log" || { echo "shop did not start: $(cat "$TMP/log")" >&2; exit 2; }
@@ -84,7 +89,7 @@ for i in $(seq "$ROUNDS"); do
 done
 a=$(median ${PER[a]}); b=$(median ${PER[b]}); c=$(median ${PER[c]}); n=$(median ${PER[n]})
 echo
-echo "instructions per request, median of $ROUNDS rounds (callgrind; one shop --ab process, 1 worker, heap sampling ${HEAP_SAMPLE_BYTES:-0}, wrk -t1 -c4 -d${SECS}s):"
+echo "instructions per request, median of $ROUNDS rounds (callgrind; one $BIN --ab process, 1 worker, heap sampling ${HEAP_SAMPLE_BYTES:-0}, wrk -t1 -c4 -d${SECS}s):"
 pct() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%+.2f", 100 * (x - y) / y}'; }
 printf '  /a (bare):          %8.0f\n' "$a"
 printf '  /n (no-op layer):   %8.0f   %s %% vs /a (axum, any layer)\n' "$n" "$(pct "$n" "$a")"

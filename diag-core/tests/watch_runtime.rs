@@ -33,7 +33,10 @@ fn several_runtimes_are_watched_by_name() {
         .unwrap();
     let addr = diag.local_addr().unwrap().to_string();
     let t = tasks(&addr);
-    let why = t.not_watching.as_deref().expect("says why nothing is watched");
+    let why = t
+        .not_watching
+        .as_deref()
+        .expect("says why nothing is watched");
     assert!(
         why.contains("diag_core::watch_runtime(&tokio::runtime::Handle::current())"),
         "{why}"
@@ -42,7 +45,10 @@ fn several_runtimes_are_watched_by_name() {
 
     let (server, background) = (runtime(2), runtime(1));
     assert!(diag_core::watch_runtime_named("server", server.handle()));
-    assert!(diag_core::watch_runtime_named("background", background.handle()));
+    assert!(diag_core::watch_runtime_named(
+        "background",
+        background.handle()
+    ));
     assert!(
         !diag_core::watch_runtime_named("server", background.handle()),
         "a name already watched is refused"
@@ -51,7 +57,7 @@ fn several_runtimes_are_watched_by_name() {
         Duration::from_secs(30),
         "both runtimes' lag probes to take samples",
         || {
-            let t = tasks(&addr);
+            let t = Box::new(tasks(&addr));
             let sampled = t.runtimes.iter().all(|r| r.lag.samples_in_window > 0);
             when(t, |t| t.runtimes.len() == 2 && sampled)
         },
@@ -78,7 +84,11 @@ fn several_runtimes_are_watched_by_name() {
     let t = wait_until(
         Duration::from_secs(30),
         "background's lag to show the 300 ms block",
-        || when(tasks(&addr), |t| t.runtimes[1].lag.max_ms >= 250.0),
+        || {
+            when(Box::new(tasks(&addr)), |t| {
+                t.runtimes[1].lag.max_ms >= 250.0
+            })
+        },
     );
     assert!(t.lag.max_ms >= 250.0);
 

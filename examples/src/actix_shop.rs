@@ -117,6 +117,35 @@ pub fn server(
     .run())
 }
 
+/// The A/B server of `benches/scripts/layer_instructions.sh` (one worker): `/users/{id}` under
+/// `/a` and `/c` bare, under `/n` a no-op middleware (what any actix middleware costs), under
+/// `/b` diag's.
+///
+/// # Errors
+/// If the server cannot take the listener.
+pub fn ab_server(listener: std::net::TcpListener) -> std::io::Result<actix_web::dev::Server> {
+    use actix_web::dev::Service as _;
+    Ok(HttpServer::new(|| {
+        App::new()
+            .service(web::scope("/a").route("/users/{id}", web::get().to(user)))
+            .service(
+                web::scope("/n")
+                    .wrap_fn(|req, srv| srv.call(req))
+                    .route("/users/{id}", web::get().to(user)),
+            )
+            .service(
+                web::scope("/b")
+                    .wrap(diag_core::actix::Diag::default())
+                    .route("/users/{id}", web::get().to(user)),
+            )
+            .service(web::scope("/c").route("/users/{id}", web::get().to(user)))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run())
+}
+
 /// The example running inside the current process (whose binary installs `DiagAlloc`): diag's
 /// listener and the app each on a free loopback port, the app with two actix workers. Dropping
 /// it stops both.

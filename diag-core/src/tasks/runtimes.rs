@@ -86,11 +86,11 @@ pub(crate) fn views() -> (Vec<NamedRuntime>, RuntimeHealth) {
     let mut each = Vec::new();
     for w in live() {
         let m = w.intervals.lock().unwrap_or_else(|e| e.into_inner()).next();
-        let mut n = NamedRuntime::default();
-        n.name = w.name.to_string();
-        n.lag = w.probe.view();
-        n.runtime = m.map(|m| metrics::runtime_health(&m)).unwrap_or_default();
-        each.push(n);
+        each.push(NamedRuntime {
+            name: w.name.to_string(),
+            lag: w.probe.view(),
+            runtime: m.map(|m| metrics::runtime_health(&m)).unwrap_or_default(),
+        });
     }
     let sum = metrics::sum(each.iter().map(|n| &n.runtime));
     (each, sum)
