@@ -19,6 +19,9 @@ use clap::Args;
 use diag_core::profile::Profile;
 use diag_core::symbolize::{Fetched, Sources, symbolize};
 
+mod tasks;
+pub(crate) use tasks::name_tasks;
+
 /// Where the files that name unsymbolized profiles are; shared by the commands that read
 /// profiles.
 #[derive(Debug, Args, Clone, Default)]

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use diag_core::wire::Tasks;
 
 use crate::remote::Remote;
@@ -44,16 +44,13 @@ const FRAMEWORK_CRATES: &[&str] = &[
 pub(crate) fn run(args: TasksArgs) -> Result<ExitCode> {
     let remote = Remote::new(&args.url, args.token.clone(), args.timeout)?;
     loop {
-        let reply = remote.get("/debug/tasks")?;
+        let (v, json) = remote.get_tasks()?;
         let out = io::stdout();
         let mut w = out.lock();
         if args.json {
-            w.write_all(&reply.body)?;
+            w.write_all(&json)?;
             writeln!(w)?;
         } else {
-            let v: Tasks = serde_json::from_slice(&reply.body).with_context(|| {
-                format!("{}/debug/tasks did not answer its JSON", remote.base())
-            })?;
             if args.watch {
                 // Clear the screen and home the cursor between refreshes.
                 write!(w, "\x1b[2J\x1b[H")?;

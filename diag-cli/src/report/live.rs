@@ -42,9 +42,7 @@ pub(crate) struct LiveOptions {
 
 /// `/debug/tasks` of the service.
 pub(crate) fn fetch_tasks(remote: &Remote) -> Result<diag_core::wire::Tasks> {
-    let reply = remote.get("/debug/tasks")?;
-    serde_json::from_slice(&reply.body)
-        .with_context(|| format!("{}/debug/tasks did not answer JSON", remote.base()))
+    Ok(remote.get_tasks()?.0)
 }
 
 /// One scrape of the service's `/metrics`.

@@ -255,6 +255,7 @@ pub(crate) fn view() -> crate::wire::Tasks {
         lag: lag::view(),
         runtime: metrics::runtime_view(),
         tasks: metrics::tasks_view(),
+        raw: b.raw,
     }
 }
 
