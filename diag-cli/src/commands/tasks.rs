@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use diag_core::wire::Tasks;
 
 use crate::remote::Remote;
+use crate::units;
 
 /// Parsed arguments of `diag tasks`.
 pub(crate) struct TasksArgs {
@@ -82,11 +83,11 @@ pub(crate) fn render(v: &Tasks, w: &mut impl Write) -> io::Result<()> {
     let lag = &v.lag;
     writeln!(
         w,
-        "event-loop lag  current {:.1} ms   p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms   (last {} s{})",
-        lag.current_ms,
-        lag.p50_ms,
-        lag.p99_ms,
-        lag.max_ms,
+        "event-loop lag  current {}   p50 {}   p99 {}   max {}   (last {} s{})",
+        units::millis(lag.current_ms),
+        units::millis(lag.p50_ms),
+        units::millis(lag.p99_ms),
+        units::millis(lag.max_ms),
         lag.window_secs,
         if lag.running {
             ""
@@ -108,8 +109,8 @@ pub(crate) fn render(v: &Tasks, w: &mut impl Write) -> io::Result<()> {
     let wd = &v.watchdog;
     writeln!(
         w,
-        "watchdog        threshold {} ms   {} blocking events   stack capture: {}",
-        wd.threshold_ms,
+        "watchdog        threshold {}   {} blocking events   stack capture: {}",
+        units::millis(wd.threshold_ms as f64),
         wd.events_total,
         if wd.stack_capture.is_empty() {
             "?"
@@ -137,8 +138,8 @@ pub(crate) fn render(v: &Tasks, w: &mut impl Write) -> io::Result<()> {
                 task.polls.to_string(),
                 task.slow_polls.to_string(),
                 format!("{:.1}", task.slow_poll_ratio * 100.0),
-                format!("{:.1} µs", task.mean_poll_us),
-                format!("{:.1} ms", task.mean_slow_poll_us / 1000.0),
+                units::nanos((task.mean_poll_us * 1e3).round() as i64),
+                units::nanos((task.mean_slow_poll_us * 1e3).round() as i64),
                 if task.sampled_1_in > 1 {
                     format!("1 in {}", task.sampled_1_in)
                 } else {
@@ -156,9 +157,9 @@ pub(crate) fn render(v: &Tasks, w: &mut impl Write) -> io::Result<()> {
     for e in v.blocking_events.iter().take(MAX_EVENTS_SHOWN) {
         writeln!(
             w,
-            "  {}  blocked {} ms on {}{}",
+            "  {}  blocked {} on {}{}",
             if e.name.is_empty() { "?" } else { &e.name },
-            e.duration_ms,
+            units::millis(e.duration_ms as f64),
             if e.thread.is_empty() { "?" } else { &e.thread },
             if e.ongoing { " (still blocked)" } else { "" }
         )?;
@@ -215,7 +216,7 @@ mod tests {
         let mut out = Vec::new();
         render(&v, &mut out).unwrap();
         let s = String::from_utf8(out).unwrap();
-        assert!(s.contains("/sleep  blocked 300 ms"), "{s}");
+        assert!(s.contains("/sleep  blocked 300.0ms"), "{s}");
         assert!(s.contains("app::slow_io (app.rs:3)"), "{s}");
         assert!(s.contains("… 2 runtime frames"), "{s}");
         assert!(!s.contains("tokio::runtime::a"), "{s}");

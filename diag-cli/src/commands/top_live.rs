@@ -363,14 +363,6 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or_else(|| "-".to_owned(), f)
 }
 
-fn ms(v: f64) -> String {
-    if v < 10.0 {
-        format!("{v:.2}ms")
-    } else {
-        format!("{v:.1}ms")
-    }
-}
-
 /// The human view: a process line and a table of routes (`top` rows; 0 = all).
 pub(crate) fn write_view(w: &mut impl Write, s: &Sample, top: usize) -> io::Result<()> {
     let p = &s.process;
@@ -381,7 +373,7 @@ pub(crate) fn write_view(w: &mut impl Write, s: &Sample, top: usize) -> io::Resu
         s.interval_seconds,
         opt(p.rss_bytes, |v| units::bytes(v as i64)),
         opt(p.cpu_percent, |v| format!("{v:.1}%")),
-        opt(p.lag_ms, ms),
+        opt(p.lag_ms, units::millis),
         opt(p.heap_live_bytes, |v| units::bytes(v as i64)),
         opt(p.threads, |v| format!("{v:.0}")),
     )?;
@@ -398,9 +390,9 @@ pub(crate) fn write_view(w: &mut impl Write, s: &Sample, top: usize) -> io::Resu
     for r in s.routes.iter().take(n) {
         table.row(vec![
             format!("{:.1}", r.rps),
-            opt(r.p50_ms, ms),
-            opt(r.p95_ms, ms),
-            opt(r.p99_ms, ms),
+            opt(r.p50_ms, units::millis),
+            opt(r.p95_ms, units::millis),
+            opt(r.p99_ms, units::millis),
             format!("{:.1}", r.error_percent),
             r.route.clone(),
         ]);

@@ -477,8 +477,7 @@ fn rate_unit(steepest: f64, per: SlopeUnit) -> RateUnit {
 
 /// A slope in `unit`: `+1.5 MiB/min`.
 fn rate(bytes: f64, unit: RateUnit) -> String {
-    let v = (bytes * unit.scale).round() as i64;
-    format!("{}/{}", units::signed(v, "bytes"), unit.name)
+    units::rate((bytes * unit.scale).round() as i64, "bytes", unit.name)
 }
 
 /// The series as block characters scaled between its minimum and maximum.

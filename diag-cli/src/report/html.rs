@@ -212,7 +212,12 @@ fn verdict(h: &mut String, r: &Report) {
                 .iter()
                 .take(VERDICT_ITEMS)
                 .map(|(name, ms, site)| {
-                    format!("<code>{}</code> in {} ({ms:.0} ms)", esc(site), esc(name))
+                    format!(
+                        "<code>{}</code> in {} ({})",
+                        esc(site),
+                        esc(name),
+                        units::millis(*ms)
+                    )
                 })
                 .collect();
             let _ = write!(
@@ -230,9 +235,9 @@ fn verdict(h: &mut String, r: &Report) {
             .take(VERDICT_ITEMS)
             .map(|r| {
                 format!(
-                    "<code>{}</code> p99 {:.1} ms",
+                    "<code>{}</code> p99 {}",
                     esc(&r.route),
-                    r.p99_ms.unwrap_or(0.0)
+                    units::millis(r.p99_ms.unwrap_or(0.0))
                 )
             })
             .collect();
@@ -494,7 +499,7 @@ fn routes_section(h: &mut String, s: &crate::commands::top_live::Sample) {
         th(&["route", "requests", "rps", "p50", "p95", "p99", "5xx %"])
     );
     let ms = |v: Option<f64>| match v {
-        Some(x) => num(x, &format!("{x:.1} ms")),
+        Some(x) => num(x, &units::millis(x)),
         None => "<td></td>".to_owned(),
     };
     for r in routes {
