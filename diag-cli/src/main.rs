@@ -7,10 +7,14 @@ mod commands;
 mod filter;
 mod history;
 mod input;
+mod prom;
 mod remote;
 mod report;
+mod scrape;
+mod stats;
 mod symbols;
 mod table;
+mod tasks_view;
 mod units;
 
 use std::io::{self, Write};

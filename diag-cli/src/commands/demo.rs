@@ -202,7 +202,7 @@ fn trend_step(agent: &ureq::Agent, app: &str, diag: &str, args: &DemoArgs) -> Re
         top.function,
         trend_rate(top.slope_bytes),
         top.bytes.len(),
-        super::trend::p_value(top.p_growing)
+        crate::stats::p_value(top.p_growing)
     );
     Ok(dir)
 }
@@ -215,7 +215,7 @@ const REPORT_CPU_SECONDS: u64 = 2;
 struct ReportProbe {
     remote: crate::remote::Remote,
     cpu: std::thread::JoinHandle<Result<crate::remote::Reply>>,
-    metrics: Option<crate::commands::top_live::Scrape>,
+    metrics: Option<crate::scrape::Scrape>,
     start: Instant,
 }
 
@@ -288,12 +288,7 @@ impl ReportProbe {
         }
         if let (Some(m0), Ok(m1)) = (&self.metrics, report::fetch_metrics(&self.remote)) {
             let secs = self.start.elapsed().as_secs_f64();
-            r.routes = Some(crate::commands::top_live::diff(
-                self.remote.base(),
-                m0,
-                &m1,
-                secs,
-            ));
+            r.routes = Some(crate::scrape::diff(self.remote.base(), m0, &m1, secs));
         }
         let page = out.join("report.html");
         super::report::write(&r, &page)?;

@@ -12,13 +12,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use diag_core::profile::{self, HeapTrend, Profile, SiteTrend, SlopeUnit, TrendOptions, Verdict};
+use diag_core::profile::{self, HeapTrend, Profile, SlopeUnit, TrendOptions, Verdict};
 
 use crate::cli::{FailOn, TrendArgs};
 use crate::commands::snapshot::{self, SnapshotArgs};
 use crate::history;
 use crate::input::{Input, read_profile};
 use crate::remote::{self, Remote};
+use crate::stats::{p_value, rising_undecided, snapshots_needed};
 use crate::table::{Align, Table};
 use crate::units;
 use diag_core::wire::HeapHistory;
@@ -430,31 +431,6 @@ pub(crate) fn write_table(
     Ok(())
 }
 
-/// A p-value as people read it: `= 0.042`, or `< 0.001` when smaller.
-pub(crate) fn p_value(p: f64) -> String {
-    if p < 0.001 {
-        "< 0.001".to_owned()
-    } else {
-        format!("= {p:.3}")
-    }
-}
-
-/// A site the levels test calls rising, still rising in the later half, that the steps do
-/// not bear out (yet): `steady`, but worth more snapshots.
-fn rising_undecided(s: &SiteTrend, alpha: f64) -> bool {
-    s.p_levels < alpha && s.slope_bytes > 0.0 && s.still_rising && s.p_steps >= alpha
-}
-
-/// The fewest snapshots whose smallest possible p-value (`2^-(n-1)`) is under `alpha`.
-fn snapshots_needed(alpha: f64) -> usize {
-    // The sign test of n - 1 steps can reach 2^-(n-1) at best (Mann-Kendall's 1/n! is lower).
-    let mut n = profile::MIN_TREND_SNAPSHOTS;
-    while 0.5f64.powi(n as i32 - 1) >= alpha && n < profile::MAX_TREND_SNAPSHOTS {
-        n += 1;
-    }
-    n
-}
-
 /// The time unit rates are shown in, one for the whole table so rows compare at a glance:
 /// per second when the steepest slope is 1 MiB/s or more, per minute when it is 1 KiB/min or
 /// more, else per hour; per snapshot without timestamps.
@@ -512,7 +488,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rates_sparklines_and_snapshot_counts() {
+    fn rates_and_sparklines() {
         let unit = |v| rate_unit(v, SlopeUnit::Second);
         assert_eq!(rate(2.0 * 1048576.0, unit(2.0 * 1048576.0)), "+2.0 MiB/s");
         assert_eq!(rate(1024.0, unit(1024.0)), "+60.0 KiB/min");
@@ -527,11 +503,5 @@ mod tests {
         let s = sparkline(&long);
         assert_eq!(s.chars().count(), SPARK_POINTS);
         assert!(s.starts_with('▁') && s.ends_with('█'));
-        // 1/3! = 0.167, 1/4! = 0.042.
-        assert_eq!(snapshots_needed(0.05), 6);
-        assert_eq!(snapshots_needed(0.2), 4);
-        assert_eq!(snapshots_needed(0.001), 11);
-        assert_eq!(p_value(0.0421), "= 0.042");
-        assert_eq!(p_value(0.0002), "< 0.001");
     }
 }

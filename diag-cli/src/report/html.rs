@@ -8,7 +8,8 @@ use diag_core::profile::{HeapTrend, SiteTrend, SlopeUnit, Verdict};
 use diag_core::wire::Tasks;
 
 use super::Report;
-use crate::commands::{tasks, trend::p_value};
+use crate::stats::p_value;
+use crate::tasks_view;
 use crate::units;
 
 const CSS: &str = include_str!("report.css");
@@ -277,7 +278,7 @@ pub(crate) fn blocking_sites(v: &Tasks) -> Vec<(String, f64, String)> {
                 .stack
                 .iter()
                 .map(|f| f.split(" (").next().unwrap_or(f))
-                .find(|f| !tasks::is_framework(f))
+                .find(|f| !tasks_view::is_framework(f))
                 .unwrap_or("(no application frame)");
             (e.name.clone(), e.duration_ms as f64, short_name(site))
         })
@@ -472,7 +473,7 @@ fn trend_section(h: &mut String, t: &HeapTrend) {
 fn tasks_section(h: &mut String, v: &Tasks) {
     h.push_str("<section id=\"blocking\"><h2>Runtime health and blocking events</h2>");
     let mut text = Vec::new();
-    let _ = tasks::render(v, &mut text);
+    let _ = tasks_view::render(v, &mut text);
     let _ = writeln!(
         h,
         "<pre class=\"tasks\">{}</pre></section>",
@@ -480,7 +481,7 @@ fn tasks_section(h: &mut String, v: &Tasks) {
     );
 }
 
-fn routes_section(h: &mut String, s: &crate::commands::top_live::Sample) {
+fn routes_section(h: &mut String, s: &crate::scrape::Sample) {
     let _ = write!(
         h,
         "<section id=\"routes\"><h2>Routes</h2><p class=\"hint\">Over {} (from /metrics); \
