@@ -27,7 +27,7 @@ const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    cli.symbols.install();
+    symbols::Symbols::from(cli.symbols).install();
     match cli.command.run() {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,

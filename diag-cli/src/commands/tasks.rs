@@ -12,8 +12,8 @@ use diag_core::wire::Tasks;
 use crate::remote::Remote;
 use crate::tasks_view;
 
-/// Parsed arguments of `diag tasks`.
-pub(crate) struct TasksArgs {
+/// What `diag tasks` is asked to do.
+pub(crate) struct Options {
     pub(crate) url: String,
     pub(crate) watch: bool,
     pub(crate) json: bool,
@@ -25,7 +25,7 @@ pub(crate) struct TasksArgs {
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 
 /// Runs `diag tasks`.
-pub(crate) fn run(args: TasksArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: Options) -> Result<ExitCode> {
     let remote = Remote::new(&args.url, args.token.clone(), args.timeout)?;
     loop {
         let reply = remote.get("/debug/tasks")?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::cli::TopArgs;
+use crate::commands::top::Options;
 use crate::remote::Remote;
 use crate::scrape::{Sample, diff, scrape};
 use crate::table::{Align, Table};
@@ -21,12 +21,11 @@ pub(crate) fn parse_interval(s: &str) -> Result<Duration> {
 }
 
 /// Runs `diag top URL` (live view, or one sample with `--once`).
-pub(crate) fn run(url: &str, args: &TopArgs) -> Result<ExitCode> {
+pub(crate) fn run(url: &str, args: &Options) -> Result<ExitCode> {
     let interval = parse_interval(&args.interval)?;
     let base = url.trim_end_matches('/');
     let base = base.strip_suffix("/metrics").unwrap_or(base);
-    let timeout = Duration::from_secs(args.remote.timeout.max(1));
-    let remote = Remote::new(base, args.remote.token.clone(), timeout)?;
+    let remote = Remote::new(base, args.token.clone(), args.timeout)?;
     let mut prev = scrape(&remote)?;
     loop {
         std::thread::sleep(interval);
