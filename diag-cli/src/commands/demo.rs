@@ -298,7 +298,7 @@ impl ReportProbe {
 
 /// Bytes per second as `+1.2 MiB/s`.
 fn trend_rate(bytes_per_sec: f64) -> String {
-    format!("{}/s", units::signed(bytes_per_sec.round() as i64, "bytes"))
+    units::rate(bytes_per_sec.round() as i64, "bytes", "s")
 }
 
 /// Runs `diag demo`.

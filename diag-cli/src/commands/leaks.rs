@@ -53,12 +53,9 @@ pub(crate) fn run(args: Options) -> Result<ExitCode> {
 /// second.
 fn rate(bytes_per_sec: f64) -> String {
     if bytes_per_sec.abs() < 1024.0 {
-        format!(
-            "{}/h",
-            units::signed((bytes_per_sec * 3600.0).round() as i64, "bytes")
-        )
+        units::rate((bytes_per_sec * 3600.0).round() as i64, "bytes", "h")
     } else {
-        format!("{}/s", units::signed(bytes_per_sec.round() as i64, "bytes"))
+        units::rate(bytes_per_sec.round() as i64, "bytes", "s")
     }
 }
 

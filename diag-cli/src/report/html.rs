@@ -103,11 +103,11 @@ fn span(secs: f64) -> String {
 
 /// A trend site's rate, as `+1.2 MiB/s` (or per snapshot).
 fn rate(slope: f64, per: SlopeUnit) -> String {
-    let v = units::signed(slope.round() as i64, "bytes");
-    match per {
-        SlopeUnit::Second => format!("{v}/s"),
-        SlopeUnit::Snapshot => format!("{v}/snapshot"),
-    }
+    let per = match per {
+        SlopeUnit::Second => "s",
+        SlopeUnit::Snapshot => "snapshot",
+    };
+    units::rate(slope.round() as i64, "bytes", per)
 }
 
 fn verdict(h: &mut String, r: &Report) {
@@ -156,8 +156,8 @@ fn verdict(h: &mut String, r: &Report) {
                 .window_secs
                 .map(|w| {
                     format!(
-                        " at {}/s",
-                        units::signed((s.delta_bytes as f64 / w) as i64, &d.unit)
+                        " at {}",
+                        units::rate((s.delta_bytes as f64 / w) as i64, &d.unit, "s")
                     )
                 })
                 .unwrap_or_default();
