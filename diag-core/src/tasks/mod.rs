@@ -7,13 +7,14 @@
 //! - `events`: the bounded ring of events, counts by site, the block profile;
 //! - `lag`: the timer-lateness probe;
 //! - `runtimes`: the watched runtimes (each one's probe and runtime monitor, by name);
-//! - `metrics`: tokio-metrics runtime figures and per-name task monitors.
+//! - `health`: runtime figures (one runtime's, several summed) and per-name task health from
+//!   tokio-metrics' monitors.
 
 pub(crate) mod dump;
 mod events;
+mod health;
 mod lag;
 mod log;
-mod metrics;
 mod runtimes;
 mod signal;
 mod slots;
@@ -32,7 +33,7 @@ use crate::padded::Padded;
 
 use crate::defaults::DEFAULT_TASK_SAMPLE;
 pub(crate) use events::block_profile;
-pub(crate) use metrics::FOLDED_NAMES;
+pub(crate) use health::FOLDED_NAMES;
 pub(crate) use runtimes::lag_view;
 
 /// One request in this many is counted by its route's `TaskMonitor` (1: every request).
@@ -207,7 +208,7 @@ pub(crate) fn running_poll() -> Option<u32> {
 /// The pprof label of a poll id from [`running_poll`]: `("route", "/users/{id}")` for a
 /// request under `layer()`, `("task", name)` for a future of `spawn(name, ..)`.
 pub(crate) fn poll_label(id: u32) -> Option<(&'static str, Arc<str>)> {
-    let (name, route) = metrics::name_and_kind(id)?;
+    let (name, route) = health::name_and_kind(id)?;
     use crate::names::{ROUTE_LABEL, TASK_LABEL};
     Some((if route { ROUTE_LABEL } else { TASK_LABEL }, name))
 }
@@ -231,7 +232,7 @@ impl TaskName {
     /// Registers `name` (or finds it). `sampled`: its futures are counted one in
     /// [`task_sample`] (route requests), not all (spawned tasks); shown in `/debug/tasks`.
     pub(crate) fn new(name: &Arc<str>, sampled: bool) -> Self {
-        let (id, monitor) = metrics::monitor_for(name, sampled);
+        let (id, monitor) = health::monitor_for(name, sampled);
         Self { id, monitor }
     }
 
@@ -307,7 +308,8 @@ pub(crate) fn view() -> crate::wire::Tasks {
         blocking_sites: b.sites,
         lag: runtimes::lag_view(),
         runtime,
-        tasks: metrics::tasks_view(),
+        tasks: health::tasks_view(),
+        raw: b.raw,
         runtimes: each,
         not_watching: (!watching).then(|| runtimes::NOT_WATCHING.to_owned()),
     }

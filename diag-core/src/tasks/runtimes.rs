@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use tokio_metrics::{RuntimeIntervals, RuntimeMonitor};
 
 use super::lag::{self, Probe};
-use super::metrics;
+use super::health;
 use crate::padded::Padded;
 use crate::wire::{Lag, NamedRuntime, RuntimeHealth};
 
@@ -89,10 +89,10 @@ pub(crate) fn views() -> (Vec<NamedRuntime>, RuntimeHealth) {
         each.push(NamedRuntime {
             name: w.name.to_string(),
             lag: w.probe.view(),
-            runtime: m.map(|m| metrics::runtime_health(&m)).unwrap_or_default(),
+            runtime: m.map(|m| health::runtime_health(&m)).unwrap_or_default(),
         });
     }
-    let sum = metrics::sum(each.iter().map(|n| &n.runtime));
+    let sum = health::sum(each.iter().map(|n| &n.runtime));
     (each, sum)
 }
 
