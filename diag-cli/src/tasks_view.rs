@@ -186,7 +186,10 @@ mod tests {
         let mut out = Vec::new();
         render(&v, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("runtime         not watched: no tokio runtime"), "{text}");
+        assert!(
+            text.contains("runtime         not watched: no tokio runtime"),
+            "{text}"
+        );
         assert!(text.contains("watch_runtime"), "{text}");
         let v: Tasks = serde_json::from_value(serde_json::json!({
             "runtime": {"watching": true, "workers": 2},
@@ -201,8 +204,14 @@ mod tests {
         let mut out = Vec::new();
         render(&v, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("2 workers") && text.contains("(2 runtimes together)"), "{text}");
-        assert!(text.contains("actix-rt|arbiter:1") && text.contains("lag p99 300.0 ms"), "{text}");
+        assert!(
+            text.contains("2 workers") && text.contains("(2 runtimes together)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("actix-rt|arbiter:1") && text.contains("lag p99 300.0 ms"),
+            "{text}"
+        );
         assert!(!text.contains("not watched"), "{text}");
     }
 

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio_metrics::{RuntimeIntervals, RuntimeMonitor};
 
-use super::lag::{self, Probe};
 use super::health;
+use super::lag::{self, Probe};
 use crate::padded::Padded;
 use crate::wire::{Lag, NamedRuntime, RuntimeHealth};
 
