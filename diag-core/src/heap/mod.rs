@@ -14,6 +14,7 @@ mod config;
 mod history;
 pub(crate) mod labels;
 mod leaks;
+mod live;
 mod region;
 mod snapshot;
 mod stacks;
