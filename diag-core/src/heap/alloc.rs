@@ -15,8 +15,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use super::stacks::{self, FP};
 use super::live::{self, HEADER, Header};
+use super::stacks::{self, FP};
 use super::{config, labels, region};
 use crate::alloc_state::thread::{self, Decision, Fast};
 use crate::alloc_state::{DROPPED_BYTES, DROPPED_SAMPLES};

@@ -9,6 +9,7 @@
 //! zero, so an allocation of `s` bytes is sampled with probability `1 - e^(-s/rate)` and
 //! weighted by the inverse of that. Estimates are unbiased for any size mix.
 
+mod ages;
 pub(crate) mod alloc;
 mod config;
 mod history;
