@@ -1,5 +1,6 @@
 //! One module per subcommand, each with `run(args) -> Result<ExitCode>`.
 
+pub(crate) mod ages;
 pub(crate) mod by_label;
 pub(crate) mod demo;
 pub(crate) mod diff;

@@ -7,7 +7,7 @@
 //! sampled blocks (one a sample-rate of live bytes).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use super::alloc::TRACKED;
 use super::live::{self, Block};
@@ -17,6 +17,20 @@ use crate::profile::{AGE_BUCKETS, age_bucket};
 /// Blocks past the tracked count that the pass has room for (samples taken since the count
 /// was read); any more are counted in [`LiveAges::missed`].
 const SLACK: usize = 4096;
+
+static ON: AtomicBool = AtomicBool::new(true);
+
+/// Sets whether live heap profiles split each stack's in-use values by age (the `age` and
+/// `age_secs` labels; on by default). Off, a stack is one sample as before ages, and a
+/// snapshot does not read the list of live blocks. Blocks are stamped either way.
+pub fn set_profile_ages(on: bool) {
+    ON.store(on, Relaxed);
+}
+
+/// Whether live heap profiles carry ages (see [`set_profile_ages`]).
+pub fn profile_ages() -> bool {
+    ON.load(Relaxed)
+}
 
 /// The live sampled blocks of one stack in one age bucket.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -54,14 +54,14 @@ pub fn profile(default_type: &str) -> Profile {
     let _ignore = IgnoreAllocs::new();
     let st = stats();
     let counters = stacks::entries().map(|(id, e)| (id, e.counters()));
-    let ages = LiveAges::read();
+    let ages = super::ages::profile_ages().then(LiveAges::read);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
     build(
         counters,
-        Some(&ages),
+        ages.as_ref(),
         now,
         default_type,
         st.sample_rate,
@@ -78,9 +78,12 @@ pub fn profile(default_type: &str) -> Profile {
             format!("dropped_stacks={}", st.dropped_stacks),
             format!("dropped_labels={}", labels::DROPPED_LABELS.load(Relaxed)),
             format!("{UPTIME_COMMENT}={:.1}", super::ages::process_uptime_secs()),
-            format!("ages_missed_blocks={}", ages.missed),
         ]
         .into_iter()
+        .chain(
+            ages.as_ref()
+                .map(|a| format!("ages_missed_blocks={}", a.missed)),
+        )
         .chain(labels::folded_names_comment())
         .collect(),
     )

@@ -225,7 +225,12 @@ fn site_ages(name: String, mut b: SiteBlocks, uptime: f64, now_unix: f64) -> Sit
         live_bytes: b.live_bytes,
         median_age_secs: median,
         oldest_age_secs: ages.last().copied().unwrap_or(0.0),
-        share_older_than_600s: if total > 0.0 { older / total } else { 0.0 },
+        // `max` also turns the -0.0 an empty float sum starts from into 0.
+        share_older_than_600s: if total > 0.0 {
+            (older / total).max(0.0)
+        } else {
+            0.0
+        },
         verdict: found.verdict,
         onset_unix_secs: (leak && now_unix > 0.0).then(|| now_unix - found.span_secs),
         rate_bytes_per_sec: leak.then(|| b.live_bytes as f64 / found.span_secs.max(1.0)),

@@ -101,6 +101,11 @@ fn verdicts_under_sampling_noise() {
         (ages, uptime)
     });
     assert_eq!(count(&startup, AgeVerdict::OldSteady), 100, "{startup:?}");
+    // The rates BENCHMARKS.md publishes (`--nocapture`).
+    eprintln!(
+        "leak 5/interval {leaks:?}; first 20 seeds {first20:?}; leak 1/interval {sparse:?}; \
+         caches {caches:?}; churn {churn:?}; startup {startup:?}"
+    );
 }
 
 #[test]
