@@ -54,7 +54,9 @@ fn one_snapshot_tells_leak_cache_and_churn_apart() {
     );
     let dir = support::scratch("ages_e2e");
     let file = dir.join("heap.pb.gz");
-    support::ok(&["snapshot", &service.diag_url, "-o", file.to_str().unwrap()]);
+    let saved = support::ok(&["snapshot", &service.diag_url, "-o", file.to_str().unwrap()]);
+    // The service's heap now, read by URL, names the leak too.
+    let live = support::ok(&["ages", &service.diag_url, "--top", "3"]);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -105,6 +107,13 @@ fn one_snapshot_tells_leak_cache_and_churn_apart() {
     assert_eq!(churn["share_older_than_600s"].as_f64(), Some(0.0));
     assert!(churn["samples"].as_u64().unwrap() >= 10);
 
+    // `diag snapshot` names the leak-like site after saving, and the live read agrees.
+    assert!(
+        saved.contains("leak-like: diag_examples::aging::leak_tick"),
+        "{saved}"
+    );
+    let leak_row = live.lines().find(|l| l.contains("leak_tick")).unwrap_or("");
+    assert!(leak_row.starts_with("leak-like"), "{live}");
     // The table says the same for people.
     let table = support::ok(&["ages", file.to_str().unwrap()]);
     assert!(
