@@ -30,7 +30,7 @@ pub(crate) struct Header {
     next: *mut Header,
 }
 
-const _: () = assert!(std::mem::size_of::<Header>() <= HEADER && HEADER % 16 == 0);
+const _: () = assert!(std::mem::size_of::<Header>() <= HEADER && HEADER.is_multiple_of(16));
 
 impl Header {
     /// A header for a block sampled now, not yet linked.

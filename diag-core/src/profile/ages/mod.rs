@@ -232,7 +232,7 @@ fn site_ages(name: String, mut b: SiteBlocks, uptime: f64, now_unix: f64) -> Sit
             0.0
         },
         verdict: found.verdict,
-        onset_unix_secs: (leak && now_unix > 0.0).then(|| now_unix - found.span_secs),
+        onset_unix_secs: (leak && now_unix > 0.0).then_some(now_unix - found.span_secs),
         rate_bytes_per_sec: leak.then(|| b.live_bytes as f64 / found.span_secs.max(1.0)),
         samples: ages.len(),
         window_secs: (found.verdict == AgeVerdict::Bounded).then_some(found.span_secs),
