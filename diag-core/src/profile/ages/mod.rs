@@ -225,9 +225,9 @@ fn site_ages(name: String, mut b: SiteBlocks, uptime: f64, now_unix: f64) -> Sit
         live_bytes: b.live_bytes,
         median_age_secs: median,
         oldest_age_secs: ages.last().copied().unwrap_or(0.0),
-        // `max` also turns the -0.0 an empty float sum starts from into 0.
-        share_older_than_600s: if total > 0.0 {
-            (older / total).max(0.0)
+        // (Tested on `older`: an empty float sum is -0.0.)
+        share_older_than_600s: if total > 0.0 && older > 0.0 {
+            older / total
         } else {
             0.0
         },

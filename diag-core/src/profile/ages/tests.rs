@@ -190,6 +190,8 @@ fn sites_from_a_profile() {
         assert!(json.get(key).is_some(), "{key} missing from {json}");
     }
     assert_eq!(json["verdict"], "leak-like");
+    // Nothing older than ten minutes: a plain 0, not the -0 an empty float sum gives.
+    assert!(l.share_older_than_600s.is_sign_positive() && l.share_older_than_600s == 0.0);
     assert!(serde_json::to_value(c).unwrap()["onset_unix_secs"].is_null());
 
     let mut none = profile.clone();
