@@ -44,15 +44,18 @@ fn one_snapshot_tells_leak_cache_and_churn_apart() {
     let started = Instant::now();
     let workload = aging::start();
     // The workload runs for 90 s: the leak's and the cache's ages need that long to show.
-    support::wait_until(
-        SNAPSHOT_AT + Duration::from_secs(30),
-        "the workload to run 90 s",
-        || {
+    // An earlier snapshot at 60 s is the report's first.
+    let run_until = |at: Duration| {
+        support::wait_until(at + Duration::from_secs(30), "the workload to run", || {
             let t = started.elapsed();
-            if t >= SNAPSHOT_AT { Ok(()) } else { Err(t) }
-        },
-    );
+            if t >= at { Ok(()) } else { Err(t) }
+        })
+    };
     let dir = support::scratch("ages_e2e");
+    let first = dir.join("first.pb.gz");
+    run_until(SNAPSHOT_AT - Duration::from_secs(30));
+    support::ok(&["snapshot", &service.diag_url, "-o", first.to_str().unwrap()]);
+    run_until(SNAPSHOT_AT);
     let file = dir.join("heap.pb.gz");
     let saved = support::ok(&["snapshot", &service.diag_url, "-o", file.to_str().unwrap()]);
     // The service's heap now, read by URL, names the leak too.
@@ -119,6 +122,20 @@ fn one_snapshot_tells_leak_cache_and_churn_apart() {
     assert!(
         table.contains("growing since") && table.contains("window"),
         "{table}"
+    );
+
+    // The report's growth table has the ages column: the leak growing since its onset.
+    let page = dir.join("report.html");
+    let (a, b, out) = (
+        first.to_str().unwrap(),
+        file.to_str().unwrap(),
+        page.to_str().unwrap(),
+    );
+    support::ok(&["report", a, b, "-o", out]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("leak-like, growing since"),
+        "no ages column in {out}"
     );
 
     // The label machinery groups by age.
