@@ -1,8 +1,11 @@
-//! `diag ages`'s arguments.
+//! `diag ages`'s arguments, and the options they become.
+
+use std::time::Duration;
 
 use clap::Args;
 
 use super::{NamesArgs, RemoteArgs};
+use crate::commands::ages;
 
 /// `diag ages FILE|URL`.
 #[derive(Debug, Args)]
@@ -21,4 +24,17 @@ pub(crate) struct AgesArgs {
     pub(crate) names: NamesArgs,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
+}
+
+impl From<AgesArgs> for ages::Options {
+    fn from(a: AgesArgs) -> Self {
+        Self {
+            input: a.input,
+            top: a.top,
+            json: a.json,
+            names: a.names.into(),
+            token: a.remote.token,
+            timeout: Duration::from_secs(a.remote.timeout.max(1)),
+        }
+    }
 }

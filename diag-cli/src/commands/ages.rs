@@ -10,14 +10,29 @@ use anyhow::{Context, Result};
 use diag_core::profile::{AGE_BUCKETS, AgeVerdict, Ages, AgesOptions, Profile, SiteAges};
 use serde::Serialize;
 
-use crate::cli::AgesArgs;
 use crate::input::{Input, read_profile};
 use crate::remote::{Remote, timestamp_at};
 use crate::table::{Align, Table};
 use crate::units;
 
+/// What `diag ages` is asked to do.
+pub(crate) struct Options {
+    /// A saved live heap profile, or a service's debug listener URL.
+    pub(crate) input: String,
+    /// Sites shown, most live bytes first (0 = all).
+    pub(crate) top: usize,
+    /// JSON instead of the table.
+    pub(crate) json: bool,
+    /// How sites are found and named.
+    pub(crate) names: super::Names,
+    /// Bearer token for the service.
+    pub(crate) token: Option<String>,
+    /// Per-request timeout.
+    pub(crate) timeout: Duration,
+}
+
 /// Runs `diag ages`.
-pub(crate) fn run(args: AgesArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: Options) -> Result<ExitCode> {
     let (profile, what) = match Input::parse(&args.input) {
         Input::Url(url) => fetch_heap(url, &args)?,
         Input::File(_) => (read_profile(&args.input)?, args.input.clone()),
@@ -82,9 +97,8 @@ pub(crate) fn leak_like_lines(profile: &Profile, n: usize) -> Vec<String> {
 }
 
 /// The live heap profile of the service at `url`.
-fn fetch_heap(url: &str, args: &AgesArgs) -> Result<(Profile, String)> {
-    let timeout = Duration::from_secs(args.remote.timeout.max(1));
-    let remote = Remote::new(url, args.remote.token.clone(), timeout)?;
+fn fetch_heap(url: &str, args: &Options) -> Result<(Profile, String)> {
+    let remote = Remote::new(url, args.token.clone(), args.timeout)?;
     let path = "/debug/pprof/heap";
     let reply = remote.get_profile(path)?;
     let what = format!("{}{path}", remote.base());
