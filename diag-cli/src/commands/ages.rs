@@ -123,15 +123,12 @@ fn secs(s: f64) -> String {
     units::span(Duration::from_secs_f64(s.max(0.0)))
 }
 
-/// A rate of growth for people: per hour when slow, else per second.
+/// A rate of growth for people: per hour when slow (`+12.0 MiB/h`), else per second.
 pub(crate) fn rate(bytes_per_sec: f64) -> String {
     if bytes_per_sec.abs() < 1024.0 {
-        format!(
-            "{}/h",
-            units::bytes((bytes_per_sec * 3600.0).round() as i64)
-        )
+        units::rate((bytes_per_sec * 3600.0).round() as i64, "bytes", "h")
     } else {
-        format!("{}/s", units::bytes(bytes_per_sec.round() as i64))
+        units::rate(bytes_per_sec.round() as i64, "bytes", "s")
     }
 }
 
@@ -155,7 +152,7 @@ fn sparkline(bytes: &[i64; 8]) -> String {
 pub(crate) fn detail(s: &SiteAges, now: f64) -> String {
     match s.verdict {
         AgeVerdict::LeakLike => match (s.onset_unix_secs, s.rate_bytes_per_sec) {
-            (Some(onset), Some(r)) => format!("growing since {}, +{}", clock(onset, now), rate(r)),
+            (Some(onset), Some(r)) => format!("growing since {}, {}", clock(onset, now), rate(r)),
             _ => String::new(),
         },
         AgeVerdict::Bounded => s
@@ -228,8 +225,8 @@ mod tests {
         let t = 1_796_607_605.0;
         assert_eq!(clock(t, t), "01:40:05 UTC");
         assert_eq!(clock(t - 86_400.0, t), "2026-12-06 01:40:05 UTC");
-        assert_eq!(rate(409_600.0), "400.0 KiB/s");
-        assert_eq!(rate(100.0), "351.6 KiB/h");
+        assert_eq!(rate(409_600.0), "+400.0 KiB/s");
+        assert_eq!(rate(100.0), "+351.6 KiB/h");
         assert_eq!(sparkline(&[0, 10, 70, 0, 0, 0, 0, 0]), " ▂█     ");
     }
 }
