@@ -152,7 +152,7 @@ fn build(
     for (((id, [alloc_objects_fp, alloc_bytes, inuse_objects_fp, inuse_bytes]), stack), labels) in
         counters.into_iter().zip(stacks).zip(labels)
     {
-        let stack = if id == 0 {
+        let mut stack = if id == 0 {
             vec![Frame::named("[diag: stack table full]")]
         } else {
             stack
@@ -166,9 +166,14 @@ fn build(
                     labels: labels.clone(),
                 });
             }
-            for b in buckets {
+            for (i, b) in buckets.iter().enumerate() {
                 samples.push(Sample {
-                    stack: stack.clone(),
+                    // The last sample of the stack takes it; the others copy it.
+                    stack: if i + 1 == buckets.len() {
+                        std::mem::take(&mut stack)
+                    } else {
+                        stack.clone()
+                    },
                     values: vec![0, 0, fp(b.objects_fp), b.bytes as i64],
                     labels: labels.iter().cloned().chain(b.labels()).collect(),
                 });
