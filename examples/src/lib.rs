@@ -4,6 +4,7 @@
 
 #[cfg(feature = "actix")]
 pub mod actix_shop;
+pub mod aging;
 #[cfg(feature = "tonic")]
 pub mod grpc_shop;
 pub mod hot;
