@@ -8,6 +8,8 @@
 #[path = "../../../diag-core/tests/support/wait.rs"]
 mod wait;
 
+pub mod prometheus;
+
 pub use wait::{poll_until, wait_until, when};
 
 use std::path::{Path, PathBuf};
