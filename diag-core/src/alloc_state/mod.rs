@@ -17,9 +17,9 @@ use crate::defaults::DEFAULT_SAMPLE_BYTES;
 use crate::padded::Padded;
 
 pub use thread::IgnoreAllocs;
+pub(crate) use thread::{app_thread_totals, own_thread_bytes, own_totals, totals};
 #[cfg(feature = "server")]
 pub(crate) use thread::{ignore_this_thread, thread_in_sampler};
-pub(crate) use thread::{own_thread_bytes, own_totals, totals};
 
 pub(crate) const RATE_BITS: u32 = 44;
 pub(crate) const RATE_MASK: u64 = (1 << RATE_BITS) - 1;

@@ -583,6 +583,27 @@ pub(crate) fn own_thread_bytes() -> Option<(u64, u64)> {
         .flatten()
 }
 
+/// This thread's application counters (bytes allocated, objects allocated, bytes freed,
+/// objects freed) while the counters count (sampling on) and the thread has a slot of its own;
+/// `None` otherwise. What `testing::measure` reads before and after its closure.
+pub(crate) fn app_thread_totals() -> Option<Totals> {
+    if config::rate(config::load()) == 0 {
+        return None;
+    }
+    LOCAL
+        .try_with(|l| {
+            let s = slot_at(l.index.get(), false)?;
+            Some(Totals {
+                alloc_bytes: s.alloc_bytes.load(Relaxed),
+                alloc_objects: s.alloc_objects.load(Relaxed),
+                free_bytes: s.free_bytes.load(Relaxed),
+                free_objects: s.free_objects.load(Relaxed),
+            })
+        })
+        .ok()
+        .flatten()
+}
+
 /// Marks the current thread as diag's own for the rest of its life (debug-server threads).
 #[cfg(feature = "server")]
 pub(crate) fn ignore_this_thread() {
