@@ -45,9 +45,9 @@
 //! `HEAP_AB_RATE` changes the sampled arms' mean bytes between samples (they keep their
 //! names), `HEAP_AB_THREADS` the number of workers (default 2).
 //!
-//! (Until issue 23 an opt-in arm `diag-512k-framehop` unwound with framehop's rule cache
-//! alone, through a benchmark-only `heap::Unwinder::Framehop`; BENCHMARKS.md keeps its
-//! figures with the commit they were taken at.)
+//! (An opt-in arm `diag-512k-framehop` once unwound with framehop's rule cache alone,
+//! through a benchmark-only `heap::Unwinder::Framehop`, removed together with that unwinder;
+//! BENCHMARKS.md keeps its figures with the commit they were taken at.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;

@@ -7,9 +7,9 @@
 //! and the free. Unwinders alternate round by round; medians reported. The run fails if the
 //! cached unwinder gave any stack to libgcc (then it would not be measuring itself).
 //!
-//! (Until issue 23 a third column measured framehop's rule cache without the step table,
-//! through a benchmark-only `Unwinder::Framehop`; BENCHMARKS.md keeps those figures with the
-//! commit they were taken at.)
+//! (A third column once measured framehop's rule cache without the step table, through a
+//! benchmark-only `Unwinder::Framehop`, removed together with that unwinder; BENCHMARKS.md
+//! keeps those figures with the commit they were taken at.)
 //!
 //! `cargo bench -p diag-benches --bench sample_cost` (env `ROUNDS`, default 9; `PAIRS`,
 //! default 20000 per round).

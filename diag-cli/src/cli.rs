@@ -1,8 +1,10 @@
 //! The command line, declared with clap derive. No logic here beyond dispatch: each
-//! subcommand's arguments are handed to its `commands::<name>::run`.
+//! subcommand's parsed flags become its plain `commands::<name>::Options` (`cli/options.rs`)
+//! and are handed to its `commands::<name>::run`; clap's types stay in `cli/`.
 //!
 //! To add a subcommand: a variant in [`Command`] with its arguments struct below, its arm in
-//! [`Command::run`], and a file `commands/<name>.rs` with `run(args) -> Result<ExitCode>`.
+//! [`Command::run`], its conversion in `cli/options.rs`, and a file `commands/<name>.rs`
+//! with `Options` and `run(options) -> Result<ExitCode>`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,8 +14,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
 
+mod common;
+mod options;
 mod values;
-use crate::filter::FilterArgs;
+pub(crate) use common::{FilterArgs, FlatArgs, NamesArgs, RemoteArgs, SymbolArgs};
 
 /// Find memory leaks and hot paths in live tokio/axum services.
 #[derive(Debug, Parser)]
@@ -39,7 +43,7 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
     /// Files that name unsymbolized profiles (`--binary`, `--debug-dir`), for every command.
     #[command(flatten)]
-    pub(crate) symbols: crate::symbols::SymbolArgs,
+    pub(crate) symbols: SymbolArgs,
 }
 
 /// The subcommands.
@@ -127,7 +131,7 @@ pub(crate) enum Command {
     #[command(
         after_help = "Examples:\n  diag symbolize heap.pb.gz --binary target/release/myapp\n  diag symbolize cpu.pb.gz -o cpu-named.pb.gz --debug-dir ./debug\n  DEBUGINFOD_URLS=http://127.0.0.1:8002 diag symbolize heap.pb.gz"
     )]
-    Symbolize(crate::symbols::SymbolizeArgs),
+    Symbolize(SymbolizeArgs),
 }
 
 impl Command {
@@ -136,49 +140,17 @@ impl Command {
         match self {
             Command::Demo(args) => commands::demo::run(args.into()),
             Command::Snapshot(args) => commands::snapshot::run(args.into()),
-            Command::Diff(args) => commands::diff::run(args),
-            Command::Trend(args) => commands::trend::run(args),
-            Command::Top(args) => commands::top::run(args),
-            Command::List(args) => commands::list::run(args),
-            Command::Flamegraph(args) => commands::flamegraph::run(args),
+            Command::Diff(args) => commands::diff::run(args.into()),
+            Command::Trend(args) => commands::trend::run(args.into()),
+            Command::Top(args) => commands::top::run(args.into()),
+            Command::List(args) => commands::list::run(args.into()),
+            Command::Flamegraph(args) => commands::flamegraph::run(args.into()),
             Command::Tasks(args) => commands::tasks::run(args.into()),
-            Command::Leaks(args) => commands::leaks::run(args),
-            Command::Report(args) => commands::report::run(args),
+            Command::Leaks(args) => commands::leaks::run(args.into()),
+            Command::Report(args) => commands::report::run(args.into()),
             Command::Symbolize(args) => commands::symbolize::run(args.into()),
         }
     }
-}
-
-/// How to reach a live service's debug listener; shared by the commands that take a URL.
-#[derive(Debug, Args)]
-pub(crate) struct RemoteArgs {
-    /// Bearer token for a listener started with DIAG_TOKEN.
-    #[arg(long, env = "DIAG_TOKEN", hide_env_values = true)]
-    pub(crate) token: Option<String>,
-    /// Give up on a request after this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    pub(crate) timeout: u64,
-}
-
-/// How functions are named and which are the application's; shared by the commands that
-/// show sites or functions.
-#[derive(Debug, Args)]
-pub(crate) struct NamesArgs {
-    /// Crates of the application (comma-separated crate names), besides those the profile
-    /// shows with their source files and the service's binary crate it records: a site is the
-    /// innermost frame of one of these, never a dependency's. Needed for builds with
-    /// `debug = false` whose application spans several crates.
-    #[arg(
-        long,
-        value_name = "CRATES",
-        env = "DIAG_APP_CRATES",
-        value_delimiter = ','
-    )]
-    pub(crate) app_crates: Vec<String>,
-    /// Show functions with their full names (generic arguments, closure and async bodies);
-    /// by default tables and flamegraph labels elide generic arguments, as pprof does.
-    #[arg(long)]
-    pub(crate) full_names: bool,
 }
 
 /// `diag demo`.
@@ -193,16 +165,6 @@ pub(crate) struct DemoArgs {
     /// KiB retained by each leaking request.
     #[arg(long, value_name = "KIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=16_384))]
     pub(crate) kb: u64,
-}
-
-impl From<DemoArgs> for commands::demo::DemoArgs {
-    fn from(a: DemoArgs) -> Self {
-        Self {
-            out: a.out,
-            requests: a.requests as usize,
-            kb: a.kb as usize,
-        }
-    }
 }
 
 /// `diag snapshot URL`.
@@ -223,19 +185,6 @@ pub(crate) struct SnapshotArgs {
     pub(crate) seconds: Option<u64>,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
-}
-
-impl From<SnapshotArgs> for commands::snapshot::SnapshotArgs {
-    fn from(a: SnapshotArgs) -> Self {
-        Self {
-            url: a.url,
-            output: a.output,
-            allocs: a.allocs,
-            seconds: a.seconds.unwrap_or(0),
-            token: a.remote.token,
-            timeout: std::time::Duration::from_secs(a.remote.timeout.max(1)),
-        }
-    }
 }
 
 /// `diag diff A B`.
@@ -405,22 +354,6 @@ pub(crate) struct TopArgs {
     pub(crate) remote: RemoteArgs,
 }
 
-/// Which column and which frame count, for `top` and `list`.
-#[derive(Debug, Args)]
-pub(crate) struct FlatArgs {
-    /// The column to show (default: inuse_space for heap, cpu for CPU profiles).
-    #[arg(long, value_name = "TYPE")]
-    pub(crate) sample: Option<String>,
-    /// Flat is the allocation site: the innermost frame of the application (std, allocator and
-    /// dependency frames are folded into it)
-    /// (the default for heap profiles).
-    #[arg(long, conflicts_with = "leaf")]
-    pub(crate) sites: bool,
-    /// Flat is the innermost frame, whatever it is (the default for CPU profiles).
-    #[arg(long)]
-    pub(crate) leaf: bool,
-}
-
 /// `diag list REGEX FILE`.
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
@@ -539,18 +472,6 @@ pub(crate) struct LeaksArgs {
     pub(crate) remote: RemoteArgs,
 }
 
-impl From<TasksArgs> for commands::tasks::TasksArgs {
-    fn from(a: TasksArgs) -> Self {
-        Self {
-            url: a.url,
-            watch: a.watch,
-            json: a.json,
-            token: a.remote.token,
-            timeout: std::time::Duration::from_secs(a.remote.timeout.max(1)),
-        }
-    }
-}
-
 /// `diag report URL` / `diag report FILE...`.
 #[derive(Debug, Args)]
 pub(crate) struct ReportArgs {
@@ -584,4 +505,15 @@ pub(crate) struct ReportArgs {
     pub(crate) include_diag: bool,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
+}
+
+/// `diag symbolize IN...`.
+#[derive(Debug, Args)]
+pub(crate) struct SymbolizeArgs {
+    /// Unsymbolized profiles (pprof .pb.gz / .pb).
+    #[arg(value_name = "IN", required = true, num_args = 1..)]
+    pub(crate) inputs: Vec<PathBuf>,
+    /// Where to write the named copy (one input only). Default: NAME.sym.pb.gz beside each.
+    #[arg(short, long, value_name = "OUT")]
+    pub(crate) output: Option<PathBuf>,
 }

@@ -11,29 +11,23 @@
 //! labels (`route`, `task`, `thread`), like pprof's `-tagfocus` / `-tagignore`: the pattern
 //! matches the label's value anywhere; a sample without the label never matches.
 
-use clap::Args;
 use diag_core::profile::{Frame, Profile};
 use regex_lite::Regex;
 
 /// The filter options, shared by every command that reads profiles.
-#[derive(Debug, Clone, Default, Args)]
-pub(crate) struct FilterArgs {
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Filter {
     /// Keep only stacks with a frame whose function or file matches REGEX.
-    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
     pub(crate) focus: Option<Regex>,
     /// Drop the stacks with a frame whose function or file matches REGEX.
-    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
     pub(crate) ignore: Option<Regex>,
     /// Remove the frames whose function or file matches REGEX from every stack (their values
     /// go to the frames around them).
-    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
     pub(crate) hide: Option<Regex>,
     /// Keep only samples whose pprof label KEY (route, task, thread, ...) matches REGEX
     /// (repeatable: a sample must match each).
-    #[arg(long, value_name = "KEY=REGEX", value_parser = parse_tag)]
     pub(crate) tag_focus: Vec<TagFilter>,
     /// Drop the samples whose pprof label KEY matches REGEX (repeatable: any match drops).
-    #[arg(long, value_name = "KEY=REGEX", value_parser = parse_tag)]
     pub(crate) tag_ignore: Vec<TagFilter>,
 }
 
@@ -87,7 +81,7 @@ pub(crate) struct Kept {
     pub(crate) kept: usize,
 }
 
-impl FilterArgs {
+impl Filter {
     /// True if any filter was given.
     pub(crate) fn is_active(&self) -> bool {
         self.focus.is_some()
@@ -247,13 +241,13 @@ mod tests {
         }
     }
 
-    fn filter(focus: Option<&str>, ignore: Option<&str>, hide: Option<&str>) -> FilterArgs {
+    fn filter(focus: Option<&str>, ignore: Option<&str>, hide: Option<&str>) -> Filter {
         let re = |s: Option<&str>| s.map(|s| parse_regex(s).unwrap());
-        FilterArgs {
+        Filter {
             focus: re(focus),
             ignore: re(ignore),
             hide: re(hide),
-            ..FilterArgs::default()
+            ..Filter::default()
         }
     }
 
@@ -264,7 +258,7 @@ mod tests {
     #[test]
     fn no_filter_keeps_everything() {
         let mut p = profile();
-        let f = FilterArgs::default();
+        let f = Filter::default();
         assert!(!f.is_active());
         assert_eq!(f.apply(&mut p), Kept { stacks: 3, kept: 3 });
         assert_eq!(p, profile());
@@ -347,10 +341,10 @@ mod tests {
             p.samples[1].labels = vec![("route".into(), "/users/{id}".into())];
             p
         };
-        let tags = |focus: &[&str], ignore: &[&str]| FilterArgs {
+        let tags = |focus: &[&str], ignore: &[&str]| Filter {
             tag_focus: focus.iter().map(|t| parse_tag(t).unwrap()).collect(),
             tag_ignore: ignore.iter().map(|t| parse_tag(t).unwrap()).collect(),
-            ..FilterArgs::default()
+            ..Filter::default()
         };
         let mut p = labelled(profile());
         let k = tags(&["route=^/audit$"], &[]).apply(&mut p);
@@ -378,6 +372,6 @@ mod tests {
             filter(Some("a"), None, Some("b|c")).describe(),
             "--focus 'a' --hide 'b|c'"
         );
-        assert_eq!(FilterArgs::default().describe(), "");
+        assert_eq!(Filter::default().describe(), "");
     }
 }

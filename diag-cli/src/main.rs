@@ -7,10 +7,14 @@ mod commands;
 mod filter;
 mod history;
 mod input;
+mod prom;
 mod remote;
 mod report;
+mod scrape;
+mod stats;
 mod symbols;
 mod table;
+mod tasks_view;
 mod units;
 
 use std::io::{self, Write};
@@ -23,7 +27,7 @@ const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    cli.symbols.install();
+    symbols::Symbols::from(cli.symbols).install();
     match cli.command.run() {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,

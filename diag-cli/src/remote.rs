@@ -146,6 +146,23 @@ impl Remote {
         }
         Ok(reply)
     }
+
+    /// `GET base + /debug/tasks`, its blocking stacks named: by the service, or here from the
+    /// given files when there are any (asked for unsymbolized, as [`Remote::get_profile`]).
+    /// With the JSON to print: the service's own bytes when it named the stacks (fields a newer
+    /// service adds are kept), else the named answer.
+    pub(crate) fn get_tasks(&self) -> Result<(diag_core::wire::Tasks, Vec<u8>)> {
+        let path = crate::symbols::profile_path("/debug/tasks");
+        let reply = self.get(&path)?;
+        let mut tasks: diag_core::wire::Tasks = serde_json::from_slice(&reply.body)
+            .with_context(|| format!("{}/debug/tasks did not answer its JSON", self.base))?;
+        if tasks.raw.is_none() {
+            return Ok((tasks, reply.body));
+        }
+        crate::symbols::name_tasks(&mut tasks, &format!("{}/debug/tasks", self.base))?;
+        let json = serde_json::to_vec(&tasks)?;
+        Ok((tasks, json))
+    }
 }
 
 /// Runs `work` while stderr ticks the seconds elapsed of the `expected_secs` it should take

@@ -15,36 +15,32 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use clap::Args;
 use diag_core::profile::Profile;
 use diag_core::symbolize::{Fetched, Sources, symbolize};
 
-/// Where the files that name unsymbolized profiles are; shared by the commands that read
-/// profiles.
-#[derive(Debug, Args, Clone, Default)]
-pub(crate) struct SymbolArgs {
-    /// A binary (or its debug file) of the profiled service or one of its libraries, matched
-    /// to the profile by GNU build ID; repeatable. With it, profiles are fetched unsymbolized
-    /// (`?symbolize=0`) and named here, so the service never reads its debug info.
-    #[arg(long = "binary", value_name = "PATH", global = true)]
+mod tasks;
+pub(crate) use tasks::name_tasks;
+
+/// Where the files that name unsymbolized profiles are (`--binary`, `--debug-dir`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Symbols {
+    /// Binaries or debug files of the profiled service, matched by GNU build ID.
     pub(crate) binaries: Vec<PathBuf>,
-    /// A tree of debug files by build ID (`DIR/.build-id/ab/cdef....debug`, as
-    /// `/usr/lib/debug`); repeatable. Fetches profiles unsymbolized, as --binary does.
-    #[arg(long = "debug-dir", value_name = "DIR", global = true)]
+    /// Trees of debug files by build ID (`DIR/.build-id/ab/cdef....debug`).
     pub(crate) debug_dirs: Vec<PathBuf>,
 }
 
-impl SymbolArgs {
+impl Symbols {
     /// Makes these the process's settings (the first call wins).
     pub(crate) fn install(&self) {
         let _ = SETTINGS.set(self.clone());
     }
 }
 
-static SETTINGS: OnceLock<SymbolArgs> = OnceLock::new();
+static SETTINGS: OnceLock<Symbols> = OnceLock::new();
 
-fn settings() -> &'static SymbolArgs {
-    SETTINGS.get_or_init(SymbolArgs::default)
+fn settings() -> &'static Symbols {
+    SETTINGS.get_or_init(Symbols::default)
 }
 
 /// True when files to name profiles with were given: live profiles are then asked for
@@ -198,24 +194,4 @@ fn download(url: &str, to: &Path) -> Result<bool> {
     std::fs::write(&tmp, &body).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, to).map_err(|e| anyhow::anyhow!("{}: {e}", to.display()))?;
     Ok(true)
-}
-
-/// `diag symbolize IN...`.
-#[derive(Debug, Args)]
-pub(crate) struct SymbolizeArgs {
-    /// Unsymbolized profiles (pprof .pb.gz / .pb).
-    #[arg(value_name = "IN", required = true, num_args = 1..)]
-    pub(crate) inputs: Vec<PathBuf>,
-    /// Where to write the named copy (one input only). Default: NAME.sym.pb.gz beside each.
-    #[arg(short, long, value_name = "OUT")]
-    pub(crate) output: Option<PathBuf>,
-}
-
-impl From<SymbolizeArgs> for crate::commands::symbolize::SymbolizeOptions {
-    fn from(a: SymbolizeArgs) -> Self {
-        Self {
-            inputs: a.inputs,
-            output: a.output,
-        }
-    }
 }

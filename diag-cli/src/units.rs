@@ -1,75 +1,12 @@
-//! Human units for tables: `12.4 MiB`, `1,234`, `350ms`, `+12.4 MiB`; and durations given
-//! on the command line (`2s`, `500ms`, `5m`, `1h`).
+//! Human units for tables, in `diag_core::units`'s one spelling (`12.4 MiB`, `1,234`,
+//! `350.0ms`, `+12.4 MiB`), short source paths and `function (file:line)`; and the durations
+//! and sizes given on the command line (`2s`, `500ms`, `5m`, `1h`; `10MiB`).
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-/// Bytes in binary units: `512 B`, `1.5 KiB`, `12.4 MiB`.
-pub(crate) fn bytes(v: i64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let sign = if v < 0 { "-" } else { "" };
-    let abs = v.unsigned_abs();
-    if abs < 1024 {
-        return format!("{sign}{abs} B");
-    }
-    let mut x = abs as f64 / 1024.0;
-    let mut unit = 0;
-    while x >= 1023.95 && unit + 1 < UNITS.len() {
-        x /= 1024.0;
-        unit += 1;
-    }
-    format!("{sign}{x:.1} {}", UNITS[unit])
-}
-
-/// A count with thousands separators: `1,234,567`.
-pub(crate) fn count(v: i64) -> String {
-    let digits = v.unsigned_abs().to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if v < 0 {
-        out.push('-');
-    }
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Nanoseconds as a duration: `850ns`, `12.5µs`, `350ms`, `2.10s`.
-pub(crate) fn nanos(v: i64) -> String {
-    let sign = if v < 0 { "-" } else { "" };
-    let abs = v.unsigned_abs();
-    let f = abs as f64;
-    match abs {
-        0..1_000 => format!("{sign}{abs}ns"),
-        1_000..1_000_000 => format!("{sign}{:.1}µs", f / 1e3),
-        1_000_000..1_000_000_000 => format!("{sign}{:.1}ms", f / 1e6),
-        _ => format!("{sign}{:.2}s", f / 1e9),
-    }
-}
-
-/// A value in its profile unit (`bytes`, `nanoseconds`, anything else as a count).
-pub(crate) fn value(v: i64, unit: &str) -> String {
-    match unit {
-        "bytes" => bytes(v),
-        "nanoseconds" => nanos(v),
-        _ => count(v),
-    }
-}
-
-/// Like [`value`] with an explicit `+` for growth.
-pub(crate) fn signed(v: i64, unit: &str) -> String {
-    let s = value(v, unit);
-    if v > 0 { format!("+{s}") } else { s }
-}
-
-/// A percentage with one decimal: `93.1%`.
-pub(crate) fn percent(p: f64) -> String {
-    format!("{p:.1}%")
-}
+pub(crate) use diag_core::units::{bytes, millis, nanos, percent, rate, signed, value};
 
 /// A source path made short for a table: crates from the registry as `bytes-1.12.2/src/x.rs`,
 /// the standard library as `library/alloc/src/x.rs`, files under the current directory
@@ -217,25 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn formats() {
-        assert_eq!(bytes(0), "0 B");
-        assert_eq!(bytes(1023), "1023 B");
-        assert_eq!(bytes(1024), "1.0 KiB");
-        assert_eq!(bytes(13_002_342), "12.4 MiB");
-        assert_eq!(bytes(-1536), "-1.5 KiB");
-        assert_eq!(bytes(1024 * 1024 - 1), "1.0 MiB");
-        assert_eq!(bytes(i64::MIN), "-8.0 EiB");
-        assert_eq!(count(0), "0");
-        assert_eq!(count(999), "999");
-        assert_eq!(count(1_234_567), "1,234,567");
-        assert_eq!(count(-1000), "-1,000");
-        assert_eq!(nanos(850), "850ns");
-        assert_eq!(nanos(350_000_000), "350.0ms");
-        assert_eq!(nanos(2_100_000_000), "2.10s");
-        assert_eq!(signed(2048, "bytes"), "+2.0 KiB");
-        assert_eq!(signed(-3, "count"), "-3");
-        assert_eq!(signed(0, "bytes"), "0 B");
-        assert_eq!(percent(93.14), "93.1%");
+    fn paths_are_shortened() {
         assert_eq!(
             short_file(
                 "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/bytes-1.12.2/src/bytes_mut.rs"

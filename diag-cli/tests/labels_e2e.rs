@@ -1,4 +1,4 @@
-//! Labels end to end over real sockets (issue 21): the tenants example runs in this process
+//! Labels end to end over real sockets: the tenants example runs in this process
 //! with `DiagAlloc` installed; three routes leak 3:2:1 through one shared function, a route
 //! churns, and a task started with `diag_core::spawn` leaks outside any request. `diag diff
 //! --by route --json` must give each route's growth within 25 % of the truth, in the right

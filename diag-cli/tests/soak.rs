@@ -267,7 +267,7 @@ fn soak_under_load_with_snapshots() {
     // 10 % + 96 MiB above the highest anonymous memory of the first half. The 96 MiB is one
     // load of the symbolizer's parsed debug info (backtrace's cache holds a few objects and
     // evicts/reloads them; ~60 MiB for this debug test binary, seen as steps in the series
-    // above): bounded, but not yet capped by diag (see the issue notes).
+    // above): bounded, but not yet capped by diag.
     let anon_end = anon_bytes();
     let first_half_max = series[..series.len().div_ceil(2)]
         .iter()

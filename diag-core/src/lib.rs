@@ -7,8 +7,9 @@
 // Floors, lowest first:
 //
 //   error, padded, wire,      leaves: the error type, cache-line padding, the JSON shapes,
-//   defaults, names, env        every DEFAULT_* (and MAX_FRAMES), the label keys and the one
-//                               name past a cap, the DIAG_* variable names
+//   defaults, names, env,     every DEFAULT_* (and MAX_FRAMES), the label keys and the one
+//   units                       name past a cap, the DIAG_* variable names, values for
+//                               people (`12.4 MiB`, `350.0ms`)
 //   alloc_state               the allocator's shared state: configuration word, per-thread
 //                               countdown and counters, drop counters, IgnoreAllocs
 //   profile                   the profile model: pprof codec, diff, folded stacks, flamegraphs
@@ -68,6 +69,7 @@ pub mod symbolize;
 mod tasks;
 #[cfg(feature = "heap")]
 pub mod testing;
+pub mod units;
 pub mod wire;
 
 #[cfg(feature = "heap")]

@@ -46,6 +46,41 @@ pub struct Tasks {
     pub tasks: Vec<TaskHealth>,
     /// Health of the blocking detector itself.
     pub watchdog: Watchdog,
+    /// Present when the stacks are unsymbolized addresses (`?symbolize=0`,
+    /// `DIAG_SYMBOLIZE=off`): what naming them elsewhere takes (`diag tasks --binary ...`
+    /// does). Absent when the service named them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<RawStacks>,
+}
+
+/// What a symbolizer away from the service needs to name [`Tasks`]' unsymbolized stacks:
+/// the loaded images, as a pprof profile's mappings, and the profile comments a raw profile
+/// of the same stacks would carry (`raw_stacks=`, `exe_code=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct RawStacks {
+    /// The executable images mapped in the service.
+    pub mappings: Vec<RawMapping>,
+    /// The raw profile's comments (`key=value`).
+    pub comments: Vec<String>,
+}
+
+/// One executable image mapped in the service (a pprof `Mapping`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct RawMapping {
+    /// First address of the range.
+    pub start: u64,
+    /// One past its last address.
+    pub limit: u64,
+    /// Offset in the file of `start`.
+    pub offset: u64,
+    /// Path of the file mapped there.
+    pub file: String,
+    /// The file's GNU build ID (hex), when known.
+    pub build_id: String,
 }
 
 /// One poll that ran longer than the blocking threshold.
@@ -82,6 +117,11 @@ pub struct BlockingSite {
     pub count: u64,
     /// Their total duration in milliseconds.
     pub total_ms: u64,
+    /// With unsymbolized stacks ([`Tasks::raw`]) the service cannot tell sites apart: one
+    /// entry per distinct stack, carrying that stack (`0x...` addresses, innermost first) for
+    /// the client to name and count by site. Empty (and absent) otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stack: Vec<String>,
 }
 
 /// Event-loop lag figures in milliseconds over the last `window_secs` seconds.

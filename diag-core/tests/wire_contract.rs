@@ -193,6 +193,20 @@ const TASKS_FIELDS: &[&str] = &[
     "watchdog.dropped_stacks",
 ];
 
+/// `/debug/tasks?symbolize=0` adds these: each site entry carries its stack, and the answer
+/// what names them elsewhere.
+const TASKS_RAW_FIELDS: &[&str] = &[
+    "blocking_sites[].stack",
+    "raw",
+    "raw.mappings",
+    "raw.mappings[].start",
+    "raw.mappings[].limit",
+    "raw.mappings[].offset",
+    "raw.mappings[].file",
+    "raw.mappings[].build_id",
+    "raw.comments",
+];
+
 /// Only with `--cfg tokio_unstable`.
 const TASKS_OPTIONAL: &[&str] = &[
     "runtime.polls",
@@ -244,6 +258,29 @@ async fn endpoints_answer_their_wire_types() {
     let text = reply.text();
     assert!(text.starts_with("lag: current "), "{text}");
     assert!(text.contains("wire-blocker"), "{text}");
+    // Unsymbolized: addresses only, and the mappings (with build IDs) that name them.
+    let raw = get_json(&app, "/debug/tasks?symbolize=0").await;
+    let fields: Vec<&str> = TASKS_FIELDS
+        .iter()
+        .chain(TASKS_RAW_FIELDS)
+        .copied()
+        .collect();
+    assert_fields("/debug/tasks?symbolize=0", &raw, &fields, TASKS_OPTIONAL);
+    let typed: Tasks = round_trip("/debug/tasks?symbolize=0", &raw);
+    let how = typed.raw.as_ref().expect("raw is set");
+    assert!(
+        how.mappings.iter().any(|m| !m.build_id.is_empty()),
+        "{how:?}"
+    );
+    assert!(
+        how.comments
+            .iter()
+            .any(|c| c == "raw_stacks=drop_top_machinery"),
+        "{how:?}"
+    );
+    let frames = typed.blocking_events.iter().flat_map(|e| &e.stack);
+    assert!(frames.clone().all(|f| f.starts_with("0x")), "{typed:?}");
+    assert!(frames.count() > 0);
 
     let stats = get_json(&app, "/debug/heap/stats").await;
     assert_fields("/debug/heap/stats", &stats, HEAP_STATS_FIELDS, &[]);

@@ -80,9 +80,8 @@ if echo "$sites" | grep -q '__rust_alloc\|__rdl_\|__rg_'; then
 fi
 
 # Blocking: the function the handler called, which sleeps (with `debug = false` it is inlined
-# into the handler's body, itself inlined into axum's code: a marked site). Not for a stripped
-# binary (NO_BLOCKING=1): `/debug/tasks` is named by the service, which has no names then.
-[ -n "${NO_BLOCKING:-}" ] || {
+# into the handler's body, itself inlined into axum's code: a marked site). For a binary
+# without names (production.sh), `diag tasks` asked for addresses and named them from files.
 block=$(jq -r '[.blocking_sites[] | select(.count >= 1) | .site] | join("\n")' "$out/tasks.json")
 if ! echo "$block" | grep -qx 'attrib_fixture::leaks::block_for'; then
   if [ "$profile" != nodebug ] || ! echo "$block" | grep -q '^\[no application frame\] <F as axum::handler::Handler'; then
@@ -90,7 +89,10 @@ if ! echo "$block" | grep -qx 'attrib_fixture::leaks::block_for'; then
     fail=1
   fi
 fi
-}
+if jq -e '.raw' "$out/tasks.json" > /dev/null; then
+  echo "$profile: diag tasks printed unnamed stacks (raw is set)"
+  fail=1
+fi
 
 if [ $fail = 0 ]; then
   echo "$profile: ok"

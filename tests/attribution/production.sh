@@ -32,7 +32,7 @@ if readelf -SW "$shipped" | grep -q "\.symtab"; then echo "the strip = true buil
 BIN="$shipped" DIAG_ARGS="--binary $rebuild" bash run.sh stripped "$out/stripped"
 grep -q 'the same code' "$out/stripped/snapshot.err" \
   || { echo "no note that the rebuild's code is the shipped one's"; cat "$out/stripped/snapshot.err"; fail=1; }
-NO_BLOCKING=1 bash check.sh nodebug "$out/stripped" || fail=1
+bash check.sh nodebug "$out/stripped" || fail=1
 
 echo "-- 2. line-tables-only, debug file split off by build ID, shipped stripped"
 full="$CARGO_TARGET_DIR/linetables/attrib-fixture"
@@ -45,7 +45,7 @@ objcopy --strip-all "$full" "$out/shipped"
 [ "$(readelf -n "$out/shipped" | sed -n 's/.*Build ID: *//p')" = "$id" ] \
   || { echo "objcopy --strip-all changed the build ID"; exit 1; }
 BIN="$out/shipped" DIAG_ARGS="--debug-dir $tree" bash run.sh linetables "$out/split"
-NO_BLOCKING=1 bash check.sh linetables "$out/split" || fail=1
+bash check.sh linetables "$out/split" || fail=1
 # The estimates: each leak's growth within 25 % of the unstripped build's, named in-process
 # (run.sh linetables, beside this run's directory), where that run is there.
 inproc="${LINETABLES_OUT:-$(dirname "$out")/linetables}/diff.json"

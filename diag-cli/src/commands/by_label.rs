@@ -29,7 +29,7 @@ pub(crate) struct Shown {
 
 impl Shown {
     /// From the command's `--top` (default [`DEFAULT_GROUP_TOP`]), `--json` and name options.
-    pub(crate) fn new(top: Option<usize>, json: bool, names: &crate::cli::NamesArgs) -> Self {
+    pub(crate) fn new(top: Option<usize>, json: bool, names: &super::Names) -> Self {
         Self {
             top: top.unwrap_or(DEFAULT_GROUP_TOP),
             json,

@@ -14,13 +14,13 @@ use anyhow::{Context, Result, bail};
 use diag_core::profile::{self, DiffOptions, FlameOptions};
 
 use super::diff::{DEFAULT_TOP, write_table};
-use super::snapshot::{SnapshotArgs, take};
+use super::snapshot::{self, take};
 use crate::input::read_profile;
 use crate::report;
 use crate::units;
 
-/// Parsed arguments of `diag demo`.
-pub(crate) struct DemoArgs {
+/// What `diag demo` is asked to do.
+pub(crate) struct Options {
     /// Where the snapshots and the SVG go.
     pub(crate) out: PathBuf,
     /// Leaking requests between the two snapshots.
@@ -138,7 +138,7 @@ const TREND_INTERVAL: Duration = Duration::from_millis(250);
 /// back as `diag trend URL --history` does and checks the leak is called growing and ranked
 /// first.
 /// Returns the directory the points were saved in.
-fn trend_step(agent: &ureq::Agent, app: &str, diag: &str, args: &DemoArgs) -> Result<PathBuf> {
+fn trend_step(agent: &ureq::Agent, app: &str, diag: &str, args: &Options) -> Result<PathBuf> {
     println!(
         "5. diag trend {diag} --history: does it keep growing? (heap history every {} ms, \
          {TREND_POINTS} rounds of leaking traffic)",
@@ -202,7 +202,7 @@ fn trend_step(agent: &ureq::Agent, app: &str, diag: &str, args: &DemoArgs) -> Re
         top.function,
         trend_rate(top.slope_bytes),
         top.bytes.len(),
-        super::trend::p_value(top.p_growing)
+        crate::stats::p_value(top.p_growing)
     );
     Ok(dir)
 }
@@ -215,7 +215,7 @@ const REPORT_CPU_SECONDS: u64 = 2;
 struct ReportProbe {
     remote: crate::remote::Remote,
     cpu: std::thread::JoinHandle<Result<crate::remote::Reply>>,
-    metrics: Option<crate::commands::top_live::Scrape>,
+    metrics: Option<crate::scrape::Scrape>,
     start: Instant,
 }
 
@@ -288,12 +288,7 @@ impl ReportProbe {
         }
         if let (Some(m0), Ok(m1)) = (&self.metrics, report::fetch_metrics(&self.remote)) {
             let secs = self.start.elapsed().as_secs_f64();
-            r.routes = Some(crate::commands::top_live::diff(
-                self.remote.base(),
-                m0,
-                &m1,
-                secs,
-            ));
+            r.routes = Some(crate::scrape::diff(self.remote.base(), m0, &m1, secs));
         }
         let page = out.join("report.html");
         super::report::write(&r, &page)?;
@@ -303,11 +298,11 @@ impl ReportProbe {
 
 /// Bytes per second as `+1.2 MiB/s`.
 fn trend_rate(bytes_per_sec: f64) -> String {
-    format!("{}/s", units::signed(bytes_per_sec.round() as i64, "bytes"))
+    units::rate(bytes_per_sec.round() as i64, "bytes", "s")
 }
 
 /// Runs `diag demo`.
-pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: Options) -> Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let bin = leaky_binary()?;
@@ -320,7 +315,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
     drive(&agent, &format!("{app}/churn"), 300, "warm-up traffic")?;
 
     let snap = |name: &str| -> Result<PathBuf> {
-        let s = take(&SnapshotArgs {
+        let s = take(&snapshot::Options {
             url: diag.clone(),
             output: Some(args.out.join(name)),
             allocs: false,

@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use diag_core::profile::{self, DiffOptions, FlameOptions, HeapDiff};
 
-use crate::cli::DiffArgs;
-use crate::commands::snapshot::{self, SnapshotArgs};
+use crate::commands::Names;
+use crate::commands::snapshot;
+use crate::filter::Filter;
 use crate::history;
 use crate::input::{Input, read_profile};
 use crate::remote::{self, Remote};
@@ -21,8 +22,42 @@ use crate::units;
 /// Rows shown in the table when `--top` is not given.
 pub(crate) const DEFAULT_TOP: usize = 20;
 
+/// What `diag diff` is asked to do.
+pub(crate) struct Options {
+    /// The earlier snapshot: a file or a live service's URL.
+    pub(crate) before: String,
+    /// The later snapshot: a file or a URL; `None` with `since`.
+    pub(crate) after: Option<String>,
+    /// With one URL: compare with its heap history from this long ago (`1h`).
+    pub(crate) since: Option<String>,
+    /// Where fetched snapshots are saved; default: here.
+    pub(crate) out: Option<PathBuf>,
+    /// Sites shown (0 = all); default: [`DEFAULT_TOP`] in the table, all in JSON.
+    pub(crate) top: Option<usize>,
+    /// JSON instead of the table.
+    pub(crate) json: bool,
+    /// Also write a differential flame graph here.
+    pub(crate) svg: Option<PathBuf>,
+    /// In the SVG, every frame instead of collapsed runtime and dependency frames.
+    pub(crate) all_frames: bool,
+    /// The column compared; default: inuse_space.
+    pub(crate) sample: Option<String>,
+    /// One group per value of this pprof label.
+    pub(crate) by: Option<String>,
+    /// CI gate: exit 1 if a site grew by more than this many bytes.
+    pub(crate) fail_above: Option<u64>,
+    /// How functions are named.
+    pub(crate) names: Names,
+    /// `--focus` and friends.
+    pub(crate) filter: Filter,
+    /// Bearer token for the service.
+    pub(crate) token: Option<String>,
+    /// Per-request timeout.
+    pub(crate) timeout: Duration,
+}
+
 /// Runs `diag diff`.
-pub(crate) fn run(args: DiffArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: Options) -> Result<ExitCode> {
     let (before_name, after_name) = inputs(&args)?;
     let mut before = read_profile(&before_name)?;
     let mut after = read_profile(&after_name)?;
@@ -143,7 +178,7 @@ fn gate(diff: &HeapDiff, offenders: &[(String, i64)], limit: Option<u64>) -> Exi
 /// The two files to compare: the arguments as they are, with each URL replaced by a snapshot
 /// of that service taken now, or, with `--since`, by a point of its heap history and a
 /// snapshot of now. Fetched snapshots are saved (`--out`, or here) and named on stderr.
-fn inputs(args: &DiffArgs) -> Result<(String, String)> {
+fn inputs(args: &Options) -> Result<(String, String)> {
     let dir = args.out.clone().unwrap_or_else(|| PathBuf::from("."));
     let fetch_now = |arg: &str| -> Result<String> {
         if !matches!(Input::parse(arg), Input::Url(_)) {
@@ -151,13 +186,13 @@ fn inputs(args: &DiffArgs) -> Result<(String, String)> {
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let base = arg.trim_end_matches('/');
-        let saved = snapshot::take(&SnapshotArgs {
+        let saved = snapshot::take(&snapshot::Options {
             url: arg.to_owned(),
             output: Some(unused(dir.join(snapshot::default_name(base, false)))),
             allocs: false,
             seconds: 0,
-            token: args.remote.token.clone(),
-            timeout: timeout(args),
+            token: args.token.clone(),
+            timeout: args.timeout,
         })?;
         eprintln!(
             "diag: snapshot of {base} now: {} in use -> {}",
@@ -186,8 +221,8 @@ fn inputs(args: &DiffArgs) -> Result<(String, String)> {
 
 /// Saves the heap history point of `url` from `since` ago (or its oldest, if the history is
 /// shorter) into `dir`, and returns the file.
-fn from_history(args: &DiffArgs, url: &str, since: Duration, dir: &Path) -> Result<String> {
-    let remote = Remote::new(url, args.remote.token.clone(), timeout(args))?;
+fn from_history(args: &Options, url: &str, since: Duration, dir: &Path) -> Result<String> {
+    let remote = Remote::new(url, args.token.clone(), args.timeout)?;
     let h = history::read(&remote)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -246,10 +281,6 @@ fn unused(path: PathBuf) -> PathBuf {
         .map(|k| path.with_file_name(format!("{stem}-{k}.pb.gz")))
         .find(|p| !p.exists())
         .unwrap_or(path)
-}
-
-fn timeout(args: &DiffArgs) -> Duration {
-    Duration::from_secs(args.remote.timeout.max(1))
 }
 
 /// The human table: a summary line, then one row per site, values in the compared column's

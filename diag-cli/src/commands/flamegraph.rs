@@ -8,11 +8,43 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use diag_core::profile::{self, FlameOptions, Profile};
 
-use crate::cli::FlamegraphArgs;
+use crate::filter::Filter;
 use crate::input::{Input, fetch_cpu, read_profile};
 
+/// What `diag flamegraph` is asked to do.
+pub(crate) struct Options {
+    /// Keep the samples of diag's own threads.
+    pub(crate) include_diag: bool,
+    /// The profile, or a live service's URL (its CPU, profiled now).
+    pub(crate) file: String,
+    /// Where the SVG goes (`-`: stdout); default: the input's name with `.svg`.
+    pub(crate) output: Option<PathBuf>,
+    /// The column drawn; default: the profile's own.
+    pub(crate) sample: Option<String>,
+    /// The title.
+    pub(crate) title: Option<String>,
+    /// An icicle graph: stacks reversed.
+    pub(crate) reverse: bool,
+    /// Root at one node per value of this pprof label.
+    pub(crate) by: Option<String>,
+    /// Frames narrower than this many pixels are left out.
+    pub(crate) min_width: f64,
+    /// Labels with full function names.
+    pub(crate) full_names: bool,
+    /// Every frame, runtime and dependency frames not collapsed.
+    pub(crate) all_frames: bool,
+    /// `--focus` and friends.
+    pub(crate) filter: Filter,
+    /// URL mode: seconds to profile for.
+    pub(crate) seconds: Option<u64>,
+    /// URL mode: sampling frequency in Hz.
+    pub(crate) frequency: Option<u32>,
+    /// URL mode: bearer token for the service.
+    pub(crate) token: Option<String>,
+}
+
 /// Runs `diag flamegraph`.
-pub(crate) fn run(args: FlamegraphArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: Options) -> Result<ExitCode> {
     let mut opts = FlameOptions::default();
     opts.title.clone_from(&args.title);
     opts.reverse = args.reverse;
@@ -67,11 +99,7 @@ pub(crate) fn run(args: FlamegraphArgs) -> Result<ExitCode> {
 
 /// Profiles the CPU of the service at `url`, saves the raw profile beside the SVG's path
 /// (`<name>.pb.gz`), and returns the profile and the SVG's path.
-fn from_url(
-    url: &str,
-    args: &FlamegraphArgs,
-    opts: &mut FlameOptions,
-) -> Result<(Profile, PathBuf)> {
+fn from_url(url: &str, args: &Options, opts: &mut FlameOptions) -> Result<(Profile, PathBuf)> {
     let seconds = args.seconds.unwrap_or(diag_core::cpu::DEFAULT_SECONDS);
     let frequency = args.frequency.unwrap_or(diag_core::cpu::DEFAULT_FREQUENCY);
     let fetched = fetch_cpu(url, args.token.clone(), seconds, frequency)?;

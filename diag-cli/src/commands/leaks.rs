@@ -10,15 +10,29 @@ use diag_core::profile::sites::{self, SiteRules};
 use diag_core::profile::{self, Frame};
 use diag_core::wire::Leaks;
 
-use crate::cli::LeaksArgs;
 use crate::remote::Remote;
 use crate::table::{Align, Table};
 use crate::units;
 
+/// What `diag leaks` is asked to do.
+pub(crate) struct Options {
+    /// The debug listener's base URL.
+    pub(crate) url: String,
+    /// The endpoint's JSON instead of the table.
+    pub(crate) json: bool,
+    /// Every frame of each suspect's stack, not only the site.
+    pub(crate) stacks: bool,
+    /// Sites with their full names.
+    pub(crate) full_names: bool,
+    /// Bearer token for the service.
+    pub(crate) token: Option<String>,
+    /// Per-request timeout.
+    pub(crate) timeout: Duration,
+}
+
 /// Runs `diag leaks`.
-pub(crate) fn run(args: LeaksArgs) -> Result<ExitCode> {
-    let timeout = Duration::from_secs(args.remote.timeout.max(1));
-    let remote = Remote::new(&args.url, args.remote.token.clone(), timeout)?;
+pub(crate) fn run(args: Options) -> Result<ExitCode> {
+    let remote = Remote::new(&args.url, args.token.clone(), args.timeout)?;
     let reply = remote.get("/debug/leaks")?;
     let mut leaks: Leaks = serde_json::from_slice(&reply.body).with_context(|| {
         format!(
@@ -100,17 +114,14 @@ fn name_raw_suspects(remote: &Remote, leaks: &mut Leaks) -> Result<()> {
 /// second.
 fn rate(bytes_per_sec: f64) -> String {
     if bytes_per_sec.abs() < 1024.0 {
-        format!(
-            "{}/h",
-            units::signed((bytes_per_sec * 3600.0).round() as i64, "bytes")
-        )
+        units::rate((bytes_per_sec * 3600.0).round() as i64, "bytes", "h")
     } else {
-        format!("{}/s", units::signed(bytes_per_sec.round() as i64, "bytes"))
+        units::rate(bytes_per_sec.round() as i64, "bytes", "s")
     }
 }
 
 /// The summary line, then one row per suspect.
-fn write_table(w: &mut impl Write, l: &Leaks, base: &str, args: &LeaksArgs) -> io::Result<()> {
+fn write_table(w: &mut impl Write, l: &Leaks, base: &str, args: &Options) -> io::Result<()> {
     let window = if l.window_secs > 0.0 {
         format!(
             "the last {}",

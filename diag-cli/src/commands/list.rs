@@ -10,13 +10,34 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use diag_core::profile::{self, Top, TopEntry, TopOptions};
 
-use crate::cli::ListArgs;
+use crate::commands::Flat;
 use crate::commands::top::attribution;
+use crate::filter::Filter;
 use crate::input::{Input, less_base, read_profile};
 use crate::units;
 
+/// What `diag list` is asked to do.
+pub(crate) struct Options {
+    /// Functions to list: matched anywhere in their names.
+    pub(crate) regex: regex_lite::Regex,
+    /// The profile.
+    pub(crate) file: String,
+    /// Which column, and what counts as flat.
+    pub(crate) flat: Flat,
+    /// Source lines shown around each line with a value.
+    pub(crate) context: usize,
+    /// Where to look for source files recorded with another machine's paths; default: here.
+    pub(crate) source_path: Vec<PathBuf>,
+    /// Functions listed at most, heaviest first (0 = all).
+    pub(crate) top: usize,
+    /// An earlier profile subtracted first.
+    pub(crate) base: Option<String>,
+    /// `--focus` and friends.
+    pub(crate) filter: Filter,
+}
+
 /// Runs `diag list`.
-pub(crate) fn run(args: ListArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: Options) -> Result<ExitCode> {
     if let Input::Url(url) = Input::parse(&args.file) {
         bail!(
             "{url}: diag list reads a saved profile; save one first (`diag snapshot URL`, or \

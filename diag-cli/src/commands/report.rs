@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::ReportArgs;
 use crate::input::Input;
 use crate::report::{self, LiveOptions, Report, ReportOptions};
 use crate::units;
@@ -18,8 +17,28 @@ pub(crate) const DEFAULT_SECONDS: u64 = 30;
 /// Where the page goes when `-o` is not given.
 pub(crate) const DEFAULT_OUTPUT: &str = "report.html";
 
+/// What `diag report` is asked to do.
+pub(crate) struct Options {
+    /// One live service's URL, or saved profiles.
+    pub(crate) inputs: Vec<String>,
+    /// Where the page goes; default: [`DEFAULT_OUTPUT`].
+    pub(crate) output: Option<PathBuf>,
+    /// URL mode: the window in seconds; default: [`DEFAULT_SECONDS`].
+    pub(crate) seconds: Option<u64>,
+    /// URL mode: compare with the heap history from this long ago instead of waiting.
+    pub(crate) since: Option<String>,
+    /// Crates of the application besides those the profiles show or record.
+    pub(crate) app_crates: Vec<String>,
+    /// Keep the CPU samples of diag's own threads.
+    pub(crate) include_diag: bool,
+    /// Bearer token for the service.
+    pub(crate) token: Option<String>,
+    /// Per-request timeout.
+    pub(crate) timeout: Duration,
+}
+
 /// Runs `diag report`.
-pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: Options) -> Result<ExitCode> {
     let start = Instant::now();
     let opts = ReportOptions {
         app_crates: args.app_crates.clone(),
@@ -50,8 +69,8 @@ pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
                 url: (*url).clone(),
                 seconds,
                 since,
-                token: args.remote.token.clone(),
-                timeout: Duration::from_secs(args.remote.timeout.max(1)),
+                token: args.token.clone(),
+                timeout: args.timeout,
                 report: opts,
             })?
         }

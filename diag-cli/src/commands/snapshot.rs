@@ -11,8 +11,8 @@ use diag_core::profile::pprof_codec;
 use crate::remote::{self, Remote};
 use crate::units::{bytes, signed};
 
-/// Parsed arguments of `diag snapshot`.
-pub(crate) struct SnapshotArgs {
+/// What `diag snapshot` is asked to do.
+pub(crate) struct Options {
     pub(crate) url: String,
     pub(crate) output: Option<PathBuf>,
     pub(crate) allocs: bool,
@@ -33,7 +33,7 @@ pub(crate) struct Saved {
 }
 
 /// Fetches, checks and writes one snapshot; returns where and what.
-pub(crate) fn take(args: &SnapshotArgs) -> Result<Saved> {
+pub(crate) fn take(args: &Options) -> Result<Saved> {
     let remote = Remote::new(
         &args.url,
         args.token.clone(),
@@ -122,7 +122,7 @@ pub(crate) fn default_name(base: &str, delta: bool) -> String {
 }
 
 /// Runs `diag snapshot`.
-pub(crate) fn run(args: SnapshotArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: Options) -> Result<ExitCode> {
     let s = take(&args)?;
     let rate = match s.rate {
         0 => "off".to_owned(),

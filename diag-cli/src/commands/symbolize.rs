@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use diag_core::profile::pprof_codec;
 
 /// What `diag symbolize` is asked to do.
-pub(crate) struct SymbolizeOptions {
+pub(crate) struct Options {
     /// The profiles to name.
     pub(crate) inputs: Vec<PathBuf>,
     /// Where to write the named copy (one input only); default: `NAME.sym.pb.gz` beside each.
@@ -30,7 +30,7 @@ fn default_output(input: &Path) -> PathBuf {
 }
 
 /// Runs `diag symbolize`.
-pub(crate) fn run(opts: SymbolizeOptions) -> Result<ExitCode> {
+pub(crate) fn run(opts: Options) -> Result<ExitCode> {
     if opts.output.is_some() && opts.inputs.len() != 1 {
         bail!(
             "-o names one output: give one input, or leave -o out to write NAME.sym.pb.gz beside each"

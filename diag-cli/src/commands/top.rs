@@ -9,14 +9,51 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use diag_core::profile::{self, Attribution, Profile, Top, TopOptions};
 
-use crate::cli::{FlatArgs, TopArgs};
+use crate::commands::{Flat, Names};
+use crate::filter::Filter;
 use crate::input::{Input, less_base, read_profile};
 use crate::remote::Remote;
 use crate::table::{Align, Table};
 use crate::units;
 
+/// What `diag top` is asked to do.
+pub(crate) struct Options {
+    /// Keep the samples of diag's own threads.
+    pub(crate) include_diag: bool,
+    /// The profile, or a live service's URL.
+    pub(crate) file: String,
+    /// Functions shown (0 = all); in the live view, routes.
+    pub(crate) top: usize,
+    /// Which column, and what counts as flat.
+    pub(crate) flat: Flat,
+    /// One row per source line instead of per function.
+    pub(crate) lines: bool,
+    /// An earlier profile subtracted first.
+    pub(crate) base: Option<String>,
+    /// JSON instead of the table.
+    pub(crate) json: bool,
+    /// One group per value of this pprof label.
+    pub(crate) by: Option<String>,
+    /// URL mode: fetch this profile (`heap`, `allocs`, `cpu`) instead of the live view.
+    pub(crate) profile: Option<String>,
+    /// URL mode: seconds of a CPU or delta profile.
+    pub(crate) seconds: Option<u64>,
+    /// Live view: time between two scrapes (`2s`), checked when used.
+    pub(crate) interval: String,
+    /// Live view: one sample, then exit.
+    pub(crate) once: bool,
+    /// How functions are named.
+    pub(crate) names: Names,
+    /// `--focus` and friends.
+    pub(crate) filter: Filter,
+    /// Bearer token for the service.
+    pub(crate) token: Option<String>,
+    /// Per-request timeout (a profile over time gets its seconds on top).
+    pub(crate) timeout: Duration,
+}
+
 /// Runs `diag top`.
-pub(crate) fn run(args: TopArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: Options) -> Result<ExitCode> {
     let p = match (Input::parse(&args.file), args.profile.as_deref()) {
         (Input::Url(_), None)
             if args.filter.is_active() || args.base.is_some() || args.by.is_some() =>
@@ -79,7 +116,7 @@ struct Group {
 
 /// `diag top --by LABEL`: the profile split by the label's values, each with its heaviest
 /// functions (at most `--top`, 5 by default here).
-fn by_label(p: &Profile, key: &str, opts: &TopOptions, args: &TopArgs) -> Result<ExitCode> {
+fn by_label(p: &Profile, key: &str, opts: &TopOptions, args: &Options) -> Result<ExitCode> {
     profile::require_label([p], key)?;
     let mut opts = opts.clone();
     if args.top == 20 {
@@ -136,7 +173,7 @@ const DEFAULT_CPU_SECONDS: u64 = 10;
 
 /// Fetches `/debug/pprof/heap` or `/allocs` (with `--seconds`, their delta over the next N
 /// seconds) or `/debug/pprof/profile?seconds=N` from the service at `url`.
-fn fetch_profile(url: &str, kind: &str, args: &TopArgs) -> Result<Profile> {
+fn fetch_profile(url: &str, kind: &str, args: &Options) -> Result<Profile> {
     let (path, seconds) = match (kind, args.seconds) {
         ("cpu", s) => {
             let s = s.unwrap_or(DEFAULT_CPU_SECONDS);
@@ -146,8 +183,8 @@ fn fetch_profile(url: &str, kind: &str, args: &TopArgs) -> Result<Profile> {
         (_, None) => (format!("/debug/pprof/{kind}"), 0),
     };
     // A profile over time takes its seconds before the answer starts: allow for them.
-    let timeout = Duration::from_secs(args.remote.timeout.max(1) + seconds);
-    let remote = Remote::new(url, args.remote.token.clone(), timeout)?;
+    let timeout = args.timeout + Duration::from_secs(seconds);
+    let remote = Remote::new(url, args.token.clone(), timeout)?;
     if seconds > 0 {
         eprintln!(
             "diag: {} for {seconds} s...",
@@ -163,7 +200,7 @@ fn fetch_profile(url: &str, kind: &str, args: &TopArgs) -> Result<Profile> {
 }
 
 /// What counts as flat: as asked (`--sites`, `--leaf`), else by the column.
-pub(crate) fn attribution(flat: &FlatArgs, p: &Profile) -> Attribution {
+pub(crate) fn attribution(flat: &Flat, p: &Profile) -> Attribution {
     if flat.sites {
         Attribution::Sites
     } else if flat.leaf {

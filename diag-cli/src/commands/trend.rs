@@ -12,13 +12,15 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use diag_core::profile::{self, HeapTrend, Profile, SiteTrend, SlopeUnit, TrendOptions, Verdict};
+use diag_core::profile::{self, HeapTrend, Profile, SlopeUnit, TrendOptions, Verdict};
 
-use crate::cli::{FailOn, TrendArgs};
-use crate::commands::snapshot::{self, SnapshotArgs};
+use crate::commands::Names;
+use crate::commands::snapshot;
+use crate::filter::Filter;
 use crate::history;
 use crate::input::{Input, read_profile};
 use crate::remote::{self, Remote};
+use crate::stats::{p_value, rising_undecided, snapshots_needed};
 use crate::table::{Align, Table};
 use crate::units;
 use diag_core::wire::HeapHistory;
@@ -28,12 +30,45 @@ const DEFAULT_TOP: usize = 20;
 /// Points drawn in a sparkline; longer series are thinned evenly.
 const SPARK_POINTS: usize = 32;
 
+/// What `diag trend` is asked to do.
+pub(crate) struct Options {
+    /// Three or more snapshot files, or one live service's URL.
+    pub(crate) inputs: Vec<String>,
+    /// URL mode: read the service's heap history instead of taking snapshots.
+    pub(crate) history: bool,
+    /// URL mode: time between snapshots (`30s`), checked when used.
+    pub(crate) every: String,
+    /// URL mode: how many snapshots to take.
+    pub(crate) count: u64,
+    /// URL mode: where the snapshots go; default: a new directory here.
+    pub(crate) out: Option<PathBuf>,
+    /// Sites shown (0 = all); default: [`DEFAULT_TOP`] in the table, all in JSON.
+    pub(crate) top: Option<usize>,
+    /// JSON instead of the table.
+    pub(crate) json: bool,
+    /// The column followed; default: inuse_space.
+    pub(crate) sample: Option<String>,
+    /// One group per value of this pprof label.
+    pub(crate) by: Option<String>,
+    /// One-sided significance level of the trend test.
+    pub(crate) alpha: f64,
+    /// CI gate: exit 1 if any site is classed growing.
+    pub(crate) fail_on_growing: bool,
+    /// How functions are named.
+    pub(crate) names: Names,
+    /// `--focus` and friends.
+    pub(crate) filter: Filter,
+    /// Bearer token for the service.
+    pub(crate) token: Option<String>,
+    /// Per-request timeout.
+    pub(crate) timeout: Duration,
+}
+
 /// Runs `diag trend`.
-pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: Options) -> Result<ExitCode> {
     let files = match args.inputs.as_slice() {
         [one] if matches!(Input::parse(one), Input::Url(_)) && args.history => {
-            let timeout = Duration::from_secs(args.remote.timeout.max(1));
-            let remote = Remote::new(one, args.remote.token.clone(), timeout)?;
+            let remote = Remote::new(one, args.token.clone(), args.timeout)?;
             let history = read_history(&remote)?;
             let (dir, _) = out_dir(&args, one)?;
             eprintln!(
@@ -42,7 +77,7 @@ pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
                 remote.base(),
                 dir.display()
             );
-            fetch_history(&remote, &history, args.remote.token.clone(), &dir)?
+            fetch_history(&remote, &history, args.token.clone(), &dir)?
         }
         [one] if matches!(Input::parse(one), Input::Url(_)) => take_series(&args, one)?,
         inputs => {
@@ -81,11 +116,10 @@ pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
     let refs: Vec<&Profile> = profiles.iter().collect();
     if let Some(key) = &args.by {
         // The gate judges sites, not groups: classify them too.
-        let growing = match args.fail_on {
-            Some(FailOn::Growing) => {
-                growing_sites(&profile::trend(&refs, &opts).context("computing the trend")?)
-            }
-            None => Vec::new(),
+        let growing = if args.fail_on_growing {
+            growing_sites(&profile::trend(&refs, &opts).context("computing the trend")?)
+        } else {
+            Vec::new()
         };
         let mut out = BufWriter::new(io::stdout().lock());
         super::by_label::trend(
@@ -101,9 +135,10 @@ pub(crate) fn run(args: TrendArgs) -> Result<ExitCode> {
     }
     let mut trend = profile::trend(&refs, &opts).context("computing the trend")?;
     // Judged on every site, before --top trims the output.
-    let growing = match args.fail_on {
-        Some(FailOn::Growing) => growing_sites(&trend),
-        None => Vec::new(),
+    let growing = if args.fail_on_growing {
+        growing_sites(&trend)
+    } else {
+        Vec::new()
     };
     let limit = match (args.top, args.json) {
         (Some(n), _) => n,
@@ -169,7 +204,7 @@ fn gate(growing: &[(String, String, f64)], alpha: f64) -> ExitCode {
 
 /// Where URL mode saves its snapshots: `--out`, or a new directory named after the service
 /// and the time; created if missing (the bool says whether it was).
-fn out_dir(args: &TrendArgs, url: &str) -> Result<(PathBuf, bool)> {
+fn out_dir(args: &Options, url: &str) -> Result<(PathBuf, bool)> {
     let dir = args.out.clone().unwrap_or_else(|| {
         let base = url.trim_end_matches('/');
         PathBuf::from(format!(
@@ -221,7 +256,7 @@ pub(crate) fn fetch_history(
         })?;
         files.push(file.display().to_string());
     }
-    let saved = snapshot::take(&SnapshotArgs {
+    let saved = snapshot::take(&snapshot::Options {
         url: remote.base().to_owned(),
         output: Some(dir.join(format!("heap-{:03}.pb.gz", held + 1))),
         allocs: false,
@@ -236,7 +271,7 @@ pub(crate) fn fetch_history(
 
 /// Takes `--count` snapshots of the service at `url`, `--every` apart (measured from the
 /// first, so slow answers do not stretch the spacing), into `--out`; returns their paths.
-fn take_series(args: &TrendArgs, url: &str) -> Result<Vec<String>> {
+fn take_series(args: &Options, url: &str) -> Result<Vec<String>> {
     let every = units::duration("--every", &args.every, 1.0, 86_400.0)?;
     let count = args.count as usize;
     let (dir, created) = out_dir(args, url)?;
@@ -254,13 +289,13 @@ fn take_series(args: &TrendArgs, url: &str) -> Result<Vec<String>> {
             std::thread::sleep(wait);
         }
         let path = dir.join(format!("heap-{:03}.pb.gz", k + 1));
-        let saved = snapshot::take(&SnapshotArgs {
+        let saved = snapshot::take(&snapshot::Options {
             url: url.to_owned(),
             output: Some(path),
             allocs: false,
             seconds: 0,
-            token: args.remote.token.clone(),
-            timeout: Duration::from_secs(args.remote.timeout.max(1)),
+            token: args.token.clone(),
+            timeout: args.timeout,
         })
         .map_err(|e| {
             if k == 0 {
@@ -430,31 +465,6 @@ pub(crate) fn write_table(
     Ok(())
 }
 
-/// A p-value as people read it: `= 0.042`, or `< 0.001` when smaller.
-pub(crate) fn p_value(p: f64) -> String {
-    if p < 0.001 {
-        "< 0.001".to_owned()
-    } else {
-        format!("= {p:.3}")
-    }
-}
-
-/// A site the levels test calls rising, still rising in the later half, that the steps do
-/// not bear out (yet): `steady`, but worth more snapshots.
-fn rising_undecided(s: &SiteTrend, alpha: f64) -> bool {
-    s.p_levels < alpha && s.slope_bytes > 0.0 && s.still_rising && s.p_steps >= alpha
-}
-
-/// The fewest snapshots whose smallest possible p-value (`2^-(n-1)`) is under `alpha`.
-fn snapshots_needed(alpha: f64) -> usize {
-    // The sign test of n - 1 steps can reach 2^-(n-1) at best (Mann-Kendall's 1/n! is lower).
-    let mut n = profile::MIN_TREND_SNAPSHOTS;
-    while 0.5f64.powi(n as i32 - 1) >= alpha && n < profile::MAX_TREND_SNAPSHOTS {
-        n += 1;
-    }
-    n
-}
-
 /// The time unit rates are shown in, one for the whole table so rows compare at a glance:
 /// per second when the steepest slope is 1 MiB/s or more, per minute when it is 1 KiB/min or
 /// more, else per hour; per snapshot without timestamps.
@@ -477,8 +487,7 @@ fn rate_unit(steepest: f64, per: SlopeUnit) -> RateUnit {
 
 /// A slope in `unit`: `+1.5 MiB/min`.
 fn rate(bytes: f64, unit: RateUnit) -> String {
-    let v = (bytes * unit.scale).round() as i64;
-    format!("{}/{}", units::signed(v, "bytes"), unit.name)
+    units::rate((bytes * unit.scale).round() as i64, "bytes", unit.name)
 }
 
 /// The series as block characters scaled between its minimum and maximum.
@@ -513,7 +522,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rates_sparklines_and_snapshot_counts() {
+    fn rates_and_sparklines() {
         let unit = |v| rate_unit(v, SlopeUnit::Second);
         assert_eq!(rate(2.0 * 1048576.0, unit(2.0 * 1048576.0)), "+2.0 MiB/s");
         assert_eq!(rate(1024.0, unit(1024.0)), "+60.0 KiB/min");
@@ -528,11 +537,5 @@ mod tests {
         let s = sparkline(&long);
         assert_eq!(s.chars().count(), SPARK_POINTS);
         assert!(s.starts_with('▁') && s.ends_with('█'));
-        // 1/3! = 0.167, 1/4! = 0.042.
-        assert_eq!(snapshots_needed(0.05), 6);
-        assert_eq!(snapshots_needed(0.2), 4);
-        assert_eq!(snapshots_needed(0.001), 11);
-        assert_eq!(p_value(0.0421), "= 0.042");
-        assert_eq!(p_value(0.0002), "< 0.001");
     }
 }

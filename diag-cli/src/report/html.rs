@@ -8,7 +8,8 @@ use diag_core::profile::{HeapTrend, SiteTrend, SlopeUnit, Verdict};
 use diag_core::wire::Tasks;
 
 use super::Report;
-use crate::commands::{tasks, trend::p_value};
+use crate::stats::p_value;
+use crate::tasks_view;
 use crate::units;
 
 const CSS: &str = include_str!("report.css");
@@ -102,11 +103,11 @@ fn span(secs: f64) -> String {
 
 /// A trend site's rate, as `+1.2 MiB/s` (or per snapshot).
 fn rate(slope: f64, per: SlopeUnit) -> String {
-    let v = units::signed(slope.round() as i64, "bytes");
-    match per {
-        SlopeUnit::Second => format!("{v}/s"),
-        SlopeUnit::Snapshot => format!("{v}/snapshot"),
-    }
+    let per = match per {
+        SlopeUnit::Second => "s",
+        SlopeUnit::Snapshot => "snapshot",
+    };
+    units::rate(slope.round() as i64, "bytes", per)
 }
 
 fn verdict(h: &mut String, r: &Report) {
@@ -155,8 +156,8 @@ fn verdict(h: &mut String, r: &Report) {
                 .window_secs
                 .map(|w| {
                     format!(
-                        " at {}/s",
-                        units::signed((s.delta_bytes as f64 / w) as i64, &d.unit)
+                        " at {}",
+                        units::rate((s.delta_bytes as f64 / w) as i64, &d.unit, "s")
                     )
                 })
                 .unwrap_or_default();
@@ -212,7 +213,12 @@ fn verdict(h: &mut String, r: &Report) {
                 .iter()
                 .take(VERDICT_ITEMS)
                 .map(|(name, ms, site)| {
-                    format!("<code>{}</code> in {} ({ms:.0} ms)", esc(site), esc(name))
+                    format!(
+                        "<code>{}</code> in {} ({})",
+                        esc(site),
+                        esc(name),
+                        units::millis(*ms)
+                    )
                 })
                 .collect();
             let _ = write!(
@@ -230,9 +236,9 @@ fn verdict(h: &mut String, r: &Report) {
             .take(VERDICT_ITEMS)
             .map(|r| {
                 format!(
-                    "<code>{}</code> p99 {:.1} ms",
+                    "<code>{}</code> p99 {}",
                     esc(&r.route),
-                    r.p99_ms.unwrap_or(0.0)
+                    units::millis(r.p99_ms.unwrap_or(0.0))
                 )
             })
             .collect();
@@ -272,7 +278,7 @@ pub(crate) fn blocking_sites(v: &Tasks) -> Vec<(String, f64, String)> {
                 .stack
                 .iter()
                 .map(|f| f.split(" (").next().unwrap_or(f))
-                .find(|f| !tasks::is_framework(f))
+                .find(|f| !tasks_view::is_framework(f))
                 .unwrap_or("(no application frame)");
             (e.name.clone(), e.duration_ms as f64, short_name(site))
         })
@@ -467,7 +473,7 @@ fn trend_section(h: &mut String, t: &HeapTrend) {
 fn tasks_section(h: &mut String, v: &Tasks) {
     h.push_str("<section id=\"blocking\"><h2>Runtime health and blocking events</h2>");
     let mut text = Vec::new();
-    let _ = tasks::render(v, &mut text);
+    let _ = tasks_view::render(v, &mut text);
     let _ = writeln!(
         h,
         "<pre class=\"tasks\">{}</pre></section>",
@@ -475,7 +481,7 @@ fn tasks_section(h: &mut String, v: &Tasks) {
     );
 }
 
-fn routes_section(h: &mut String, s: &crate::commands::top_live::Sample) {
+fn routes_section(h: &mut String, s: &crate::scrape::Sample) {
     let _ = write!(
         h,
         "<section id=\"routes\"><h2>Routes</h2><p class=\"hint\">Over {} (from /metrics); \
@@ -494,7 +500,7 @@ fn routes_section(h: &mut String, s: &crate::commands::top_live::Sample) {
         th(&["route", "requests", "rps", "p50", "p95", "p99", "5xx %"])
     );
     let ms = |v: Option<f64>| match v {
-        Some(x) => num(x, &format!("{x:.1} ms")),
+        Some(x) => num(x, &units::millis(x)),
         None => "<td></td>".to_owned(),
     };
     for r in routes {

@@ -11,9 +11,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use diag_core::profile::Profile;
 
 use super::{Report, ReportOptions};
-use crate::commands::top_live::{self, Scrape};
 use crate::history;
 use crate::remote::Remote;
+use crate::scrape::{self, Scrape};
 use crate::units;
 
 /// Heap snapshots taken across the window: enough for the trend test to call a leak growing
@@ -42,14 +42,12 @@ pub(crate) struct LiveOptions {
 
 /// `/debug/tasks` of the service.
 pub(crate) fn fetch_tasks(remote: &Remote) -> Result<diag_core::wire::Tasks> {
-    let reply = remote.get("/debug/tasks")?;
-    serde_json::from_slice(&reply.body)
-        .with_context(|| format!("{}/debug/tasks did not answer JSON", remote.base()))
+    Ok(remote.get_tasks()?.0)
 }
 
 /// One scrape of the service's `/metrics`.
 pub(crate) fn fetch_metrics(remote: &Remote) -> Result<Scrape> {
-    top_live::scrape(remote)
+    scrape::scrape(remote)
 }
 
 /// Gathers the report from the service (see the module docs); progress on stderr.
@@ -97,7 +95,7 @@ pub(crate) fn gather_live(opts: &LiveOptions) -> Result<Report> {
         match fetch_metrics(&remote) {
             Ok(b) => {
                 let secs = start.elapsed().as_secs_f64();
-                report.routes = Some(top_live::diff(&base, &a, &b, secs));
+                report.routes = Some(scrape::diff(&base, &a, &b, secs));
             }
             Err(e) => report.notes.push(format!("no route table: {e:#}")),
         }

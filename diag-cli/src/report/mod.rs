@@ -16,8 +16,8 @@ use diag_core::profile::{
     TopOptions, TrendOptions, sites::SiteRules,
 };
 
-use crate::commands::top_live;
 use crate::input::read_profile;
+use crate::scrape;
 
 pub(crate) use live::{LiveOptions, fetch_metrics, fetch_tasks, gather_live};
 
@@ -49,7 +49,7 @@ pub(crate) struct Report {
     /// The service's `/debug/tasks` answer.
     pub(crate) tasks: Option<diag_core::wire::Tasks>,
     /// Routes over the window, from two scrapes of `/metrics`.
-    pub(crate) routes: Option<top_live::Sample>,
+    pub(crate) routes: Option<scrape::Sample>,
     /// What could not be gathered, and other remarks, shown at the top.
     pub(crate) notes: Vec<String>,
 }

@@ -12,12 +12,15 @@ use super::query::Params;
 use super::{pprof_response, run_blocking};
 use crate::tasks;
 
-/// `GET /debug/tasks[?debug=1]`: JSON by default, text with `debug=1`.
+/// `GET /debug/tasks[?debug=1][&symbolize=0]`: JSON by default, text with `debug=1`;
+/// `symbolize=0` leaves the blocking stacks as addresses, with the mappings that name them
+/// (`raw` in the JSON).
 pub(crate) async fn tasks(RawQuery(raw): RawQuery) -> Result<Response, HttpError> {
-    let params = Params::parse(raw.as_deref(), &["debug"])?;
+    let params = Params::parse(raw.as_deref(), &["debug", "symbolize"])?;
     let debug = params.u64_in("debug", 0, 1, 0)?;
+    let naming = params.naming()?;
     run_blocking(move || {
-        let view = tasks::view();
+        let view = crate::stack::resolve::with_naming(naming, tasks::view);
         if debug == 1 {
             (
                 [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

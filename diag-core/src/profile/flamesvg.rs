@@ -13,6 +13,7 @@ use std::io::Write;
 use super::flametree::{FlameNode, FlameTree};
 use super::sites::short_name;
 use crate::error::{Error, ErrorKind, Result};
+use crate::units;
 
 /// Height of one frame, in pixels.
 const FRAME_HEIGHT: f64 = 16.0;
@@ -339,9 +340,9 @@ impl<'a> Drawing<'a> {
             let _ = write!(
                 s,
                 "\nbefore {}, after {}, delta {} ({rel})",
-                human(n.before, unit),
-                human(n.after, unit),
-                signed(d, unit)
+                units::named(n.before, unit),
+                units::named(n.after, unit),
+                units::signed_named(d, unit)
             );
             if d > 0 {
                 let _ = write!(
@@ -354,7 +355,7 @@ impl<'a> Drawing<'a> {
             let _ = write!(
                 s,
                 "\n{} ({:.2} % of all)",
-                human(n.after, unit),
+                units::named(n.after, unit),
                 n.after as f64 * 100.0 / total.max(1) as f64
             );
         }
@@ -399,65 +400,6 @@ fn esc(s: &str) -> String {
         }
     }
     out
-}
-
-/// A value in its unit, for people: `1.5 MiB`, `12.3 ms`, `1,234`.
-pub fn human(v: i64, unit: &str) -> String {
-    let a = v.unsigned_abs() as f64;
-    let sign = if v < 0 { "-" } else { "" };
-    match unit {
-        "bytes" => {
-            let steps = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-            let mut x = a;
-            let mut k = 0;
-            while x >= 1024.0 && k + 1 < steps.len() {
-                x /= 1024.0;
-                k += 1;
-            }
-            if k == 0 {
-                format!("{sign}{a} B")
-            } else {
-                format!("{sign}{x:.1} {}", steps[k])
-            }
-        }
-        "nanoseconds" => {
-            let (x, u) = if a >= 1e9 {
-                (a / 1e9, "s")
-            } else if a >= 1e6 {
-                (a / 1e6, "ms")
-            } else if a >= 1e3 {
-                (a / 1e3, "µs")
-            } else {
-                (a, "ns")
-            };
-            format!("{sign}{x:.1} {u}")
-        }
-        _ => {
-            let digits = v.unsigned_abs().to_string();
-            let mut out = String::new();
-            for (i, c) in digits.chars().enumerate() {
-                if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                    out.push(',');
-                }
-                out.push(c);
-            }
-            let u = if unit == "count" || unit.is_empty() {
-                String::new()
-            } else {
-                format!(" {unit}")
-            };
-            format!("{sign}{out}{u}")
-        }
-    }
-}
-
-/// [`human`] with an explicit `+` for growth.
-fn signed(v: i64, unit: &str) -> String {
-    if v > 0 {
-        format!("+{}", human(v, unit))
-    } else {
-        human(v, unit)
-    }
 }
 
 #[cfg(test)]
@@ -534,12 +476,7 @@ mod tests {
     }
 
     #[test]
-    fn units_read_as_people_write_them() {
-        assert_eq!(human(40_714_874, "bytes"), "38.8 MiB");
-        assert_eq!(human(-512, "bytes"), "-512 B");
-        assert_eq!(human(2_500_000, "nanoseconds"), "2.5 ms");
-        assert_eq!(human(1234567, "count"), "1,234,567");
-        assert_eq!(signed(10, "samples"), "+10 samples");
+    fn long_names_are_cut_to_their_frame() {
         assert_eq!(fit("abcdefghij", 40.0).as_deref(), Some("abc.."));
         assert_eq!(fit("abc", 10.0), None);
     }

@@ -29,7 +29,7 @@ pub use by_label::{
 pub use delta::delta;
 pub use diff::{DEFAULT_DIFF_SAMPLE_TYPE, DiffOptions, DiffTotals, HeapDiff, SiteDelta, diff};
 pub use flamegraph::{DEFAULT_MIN_WIDTH, FlameOptions, diff_flamegraph, diff_tree, flamegraph};
-pub use flamesvg::{SvgOptions, human};
+pub use flamesvg::SvgOptions;
 pub use flametree::{FlameNode, FlameTree};
 pub use folded::{folded, folded_map, write_folded};
 pub use load::{load, sample_type_names, select_sample};

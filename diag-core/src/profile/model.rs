@@ -83,6 +83,15 @@ impl Frame {
                 .strip_prefix("0x")
                 .is_some_and(|hex| u64::from_str_radix(hex, 16).is_ok_and(|a| a == self.address))
     }
+
+    /// The frame as one line: `function (file:line)`, `function (file)` or `function`.
+    pub fn text(&self) -> String {
+        match &self.file {
+            Some(file) if self.line > 0 => format!("{} ({file}:{})", self.function, self.line),
+            Some(file) => format!("{} ({file})", self.function),
+            None => self.function.clone(),
+        }
+    }
 }
 
 /// The comment key (`raw_stacks=...`) of a profile whose stacks are unsymbolized addresses

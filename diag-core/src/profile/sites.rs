@@ -284,6 +284,18 @@ impl SiteRules {
             app: false,
         })
     }
+
+    /// [`SiteRules::site`] as the blocking views show it: the site's name and its text, the
+    /// application frame with its file and line ([`Frame::text`]), or the marked name.
+    pub fn site_text(&self, stack: &[Frame]) -> Option<(String, String)> {
+        let site = self.site(stack)?;
+        let text = if site.app {
+            stack[site.index].text()
+        } else {
+            site.name.clone()
+        };
+        Some((site.name, text))
+    }
 }
 
 /// The application's crates a profile records (see [`APP_CRATES_COMMENT`]).

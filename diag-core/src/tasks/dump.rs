@@ -124,7 +124,7 @@ mod imp {
                 ErrorKind::TimedOut,
                 format!(
                     "a worker of the application's runtime is blocked: a poll of {} on thread {} has run for {} ms (see /debug/tasks); no dump started, as it could not finish and a dump that times out on a blocked worker can leave a worker stuck inside tokio (tokio-rs/tokio#8370)",
-                    crate::tasks::metrics::name_of(name),
+                    crate::tasks::health::name_of(name),
                     crate::tasks::slots::thread_name(slot),
                     us / 1000
                 ),

@@ -139,29 +139,14 @@ pub(crate) fn symbolize_all(stacks: &[&[usize]]) -> Vec<Vec<Frame>> {
     all
 }
 
-/// One frame as `function (file:line)`.
-fn frame_text(f: &Frame) -> String {
-    match &f.file {
-        Some(file) if f.line > 0 => format!("{} ({file}:{})", f.function, f.line),
-        Some(file) => format!("{} ({file})", f.function),
-        None => f.function.clone(),
-    }
-}
-
 /// The site of a blocking event: the innermost frame of the application's code (see
 /// `profile::sites`; a function the application called from its async code, not the
 /// dependency or std function that blocks inside it), with the marked name if there is none.
 /// Returns the site's name and its text (with file and line).
 pub(crate) fn user_site(stack: &[Frame]) -> Option<(String, String)> {
-    let rules =
-        sites::SiteRules::for_stacks([stack]).with_app_crates(crate::stack::process::app_crates());
-    let site = rules.site(stack)?;
-    let text = if site.app {
-        frame_text(&stack[site.index])
-    } else {
-        site.name.clone()
-    };
-    Some((site.name, text))
+    sites::SiteRules::for_stacks([stack])
+        .with_app_crates(crate::stack::process::app_crates())
+        .site_text(stack)
 }
 
 /// Everything `/debug/tasks` shows about blocking.
@@ -171,12 +156,14 @@ pub(crate) struct BlockingView {
     pub(crate) sites: Vec<BlockingSite>,
     pub(crate) total: u64,
     pub(crate) dropped_stacks: u64,
+    /// Set when the stacks are unsymbolized: the mappings and comments that name them.
+    pub(crate) raw: Option<crate::wire::RawStacks>,
 }
 
 /// Newest first, symbolized.
 pub(crate) fn view() -> BlockingView {
-    let (raw, aggs, total, dropped) = with(|s| {
-        let raw: Vec<_> = s
+    let (raw_events, aggs, total, dropped) = with(|s| {
+        let raw_events: Vec<_> = s
             .ring
             .iter()
             .rev()
@@ -196,16 +183,17 @@ pub(crate) fn view() -> BlockingView {
             .iter()
             .map(|((_, f), a)| (f.clone(), a.count, a.total_ns))
             .collect();
-        (raw, aggs, s.total, s.dropped)
+        (raw_events, aggs, s.total, s.dropped)
     });
     // Every stack named in one pass.
-    let stacks: Vec<&[usize]> = raw
+    let stacks: Vec<&[usize]> = raw_events
         .iter()
         .map(|r| &r.5[..])
         .chain(aggs.iter().map(|a| &a.0[..]))
         .collect();
     let mut named = symbolize_all(&stacks).into_iter();
-    let events = raw
+    let raw = crate::stack::resolve::naming() == crate::stack::resolve::Naming::Raw;
+    let events = raw_events
         .into_iter()
         .zip(named.by_ref())
         .map(
@@ -216,26 +204,43 @@ pub(crate) fn view() -> BlockingView {
                 duration_ns: ns,
                 ongoing,
                 at_unix_ms: at,
-                site: user_site(&stack).map(|(_, text)| text),
-                stack: stack.iter().map(frame_text).collect(),
+                // Addresses name no site: the client names the stack and finds it.
+                site: if raw {
+                    None
+                } else {
+                    user_site(&stack).map(|(_, text)| text)
+                },
+                stack: stack.iter().map(Frame::text).collect(),
             },
         )
         .collect();
-    let mut by_site: HashMap<String, (u64, u64)> = HashMap::new();
+    // By site; with unsymbolized stacks by stack, each carried for the client to name.
+    let mut by_site: HashMap<(String, Vec<String>), (u64, u64)> = HashMap::new();
     for ((_, count, ns), stack) in aggs.into_iter().zip(named) {
-        let site = user_site(&stack)
-            .map(|(name, _)| name)
-            .unwrap_or_else(|| sites::UNKNOWN_SITE.to_owned());
-        let e = by_site.entry(site).or_default();
+        let key = if raw {
+            let texts: Vec<String> = stack.iter().map(Frame::text).collect();
+            let site = texts
+                .first()
+                .cloned()
+                .unwrap_or_else(|| sites::UNKNOWN_SITE.to_owned());
+            (site, texts)
+        } else {
+            let site = user_site(&stack)
+                .map(|(name, _)| name)
+                .unwrap_or_else(|| sites::UNKNOWN_SITE.to_owned());
+            (site, Vec::new())
+        };
+        let e = by_site.entry(key).or_default();
         e.0 += count;
         e.1 += ns;
     }
     let mut sites: Vec<BlockingSite> = by_site
         .into_iter()
-        .map(|(site, (count, ns))| BlockingSite {
+        .map(|((site, stack), (count, ns))| BlockingSite {
             site,
             count,
             total_ms: ns / 1_000_000,
+            stack,
         })
         .collect();
     sites.sort_by(|a, b| b.total_ms.cmp(&a.total_ms).then(b.count.cmp(&a.count)));
@@ -244,6 +249,25 @@ pub(crate) fn view() -> BlockingView {
         sites,
         total,
         dropped_stacks: dropped,
+        raw: raw.then(raw_stacks),
+    }
+}
+
+/// What naming the view's unsymbolized stacks elsewhere takes: the loaded images and the
+/// comments the block profile of the same stacks carries.
+fn raw_stacks() -> crate::wire::RawStacks {
+    crate::wire::RawStacks {
+        mappings: crate::stack::process::mappings()
+            .into_iter()
+            .map(|m| crate::wire::RawMapping {
+                start: m.start,
+                limit: m.limit,
+                offset: m.offset,
+                file: m.file,
+                build_id: m.build_id,
+            })
+            .collect(),
+        comments: crate::stack::resolve::raw_comment(true),
     }
 }
 

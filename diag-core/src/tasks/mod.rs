@@ -6,13 +6,13 @@
 //! - `signal`: the signal handler that captures a blocked thread's stack (the only `unsafe`);
 //! - `events`: the bounded ring of events, counts by site, the block profile;
 //! - `lag`: the timer-lateness probe;
-//! - `metrics`: tokio-metrics runtime and per-name task monitors.
+//! - `health`: runtime and per-name task health from tokio-metrics' monitors.
 
 pub(crate) mod dump;
 mod events;
+mod health;
 mod lag;
 mod log;
-mod metrics;
 mod signal;
 mod slots;
 mod watchdog;
@@ -30,8 +30,8 @@ use crate::padded::Padded;
 
 use crate::defaults::DEFAULT_TASK_SAMPLE;
 pub(crate) use events::block_profile;
+pub(crate) use health::FOLDED_NAMES;
 pub(crate) use lag::view as lag_view;
-pub(crate) use metrics::FOLDED_NAMES;
 
 /// One request in this many is counted by its route's `TaskMonitor` (1: every request).
 static TASK_SAMPLE: Padded<AtomicU32> = Padded(AtomicU32::new(DEFAULT_TASK_SAMPLE));
@@ -142,7 +142,7 @@ fn ensure_started() {
         && let Ok(h) = tokio::runtime::Handle::try_current()
     {
         lag::ensure_started(&h);
-        metrics::watch_runtime(&h);
+        health::watch_runtime(&h);
         dump::remember(&h);
     }
 }
@@ -156,7 +156,7 @@ pub(crate) fn running_poll() -> Option<u32> {
 /// The pprof label of a poll id from [`running_poll`]: `("route", "/users/{id}")` for a
 /// request under `layer()`, `("task", name)` for a future of `spawn(name, ..)`.
 pub(crate) fn poll_label(id: u32) -> Option<(&'static str, Arc<str>)> {
-    let (name, route) = metrics::name_and_kind(id)?;
+    let (name, route) = health::name_and_kind(id)?;
     use crate::names::{ROUTE_LABEL, TASK_LABEL};
     Some((if route { ROUTE_LABEL } else { TASK_LABEL }, name))
 }
@@ -180,7 +180,7 @@ impl TaskName {
     /// Registers `name` (or finds it). `sampled`: its futures are counted one in
     /// [`task_sample`] (route requests), not all (spawned tasks); shown in `/debug/tasks`.
     pub(crate) fn new(name: &Arc<str>, sampled: bool) -> Self {
-        let (id, monitor) = metrics::monitor_for(name, sampled);
+        let (id, monitor) = health::monitor_for(name, sampled);
         Self { id, monitor }
     }
 
@@ -253,8 +253,9 @@ pub(crate) fn view() -> crate::wire::Tasks {
         blocking_events: b.events,
         blocking_sites: b.sites,
         lag: lag::view(),
-        runtime: metrics::runtime_view(),
-        tasks: metrics::tasks_view(),
+        runtime: health::runtime_view(),
+        tasks: health::tasks_view(),
+        raw: b.raw,
     }
 }
 

@@ -40,7 +40,7 @@ pub(crate) struct Slot {
     pub(crate) tid: AtomicI32,
     /// The running outermost poll: `start_us << 20 | gen`, or 0 between polls.
     pub(crate) word: AtomicU64,
-    /// Name id (see `metrics::name_of`) of the running poll.
+    /// Name id (see `health::name_of`) of the running poll.
     pub(crate) name_id: AtomicU32,
     /// The word of the poll the watchdog turned into an event (set before recording it).
     pub(crate) flagged: AtomicU64,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
 use super::slots::{self, DONE, IDLE, REQUESTED, SKIPPED, SLOTS, THRESHOLD_NS, WRITING};
-use super::{events, metrics, signal};
+use super::{events, health, signal};
 use crate::padded::Padded;
 
 /// How long the watchdog waits for a signalled thread to write its stack.
@@ -96,7 +96,7 @@ fn scan(
         retries.retain(|(s, _), _| *s != i);
         reported.insert(i, word);
         let elapsed_ns = slots::elapsed_us(word, slots::now_us()).saturating_mul(1000);
-        let (name, thread) = (metrics::name_of(name_id), slots::thread_name(i));
+        let (name, thread) = (health::name_of(name_id), slots::thread_name(i));
         super::log::blocking_poll(&name, &thread, elapsed_ns, &frames);
         events::record(name, thread, i, word, elapsed_ns, frames);
         warm_symbolizer();

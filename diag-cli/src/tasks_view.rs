@@ -1,0 +1,182 @@
+//! The human view of a service's `/debug/tasks`: event-loop lag, runtime busy ratio, the
+//! worst routes by slow polls and the recent blocking events with their stacks (the user's
+//! frames first, runtime and framework frames folded). `diag tasks` prints it; `diag report`
+//! puts it in its page.
+
+use std::io::{self, Write};
+
+use diag_core::wire::Tasks;
+
+use crate::units;
+
+/// Blocking events shown in the text view.
+const MAX_EVENTS_SHOWN: usize = 5;
+/// Routes shown in the text view.
+const MAX_ROUTES_SHOWN: usize = 10;
+/// Crates whose frames are folded as runtime in addition to `profile::sites`'s list.
+const FRAMEWORK_CRATES: &[&str] = &[
+    "tokio",
+    "tokio_metrics",
+    "axum",
+    "axum_core",
+    "hyper",
+    "hyper_util",
+    "tower",
+    "tower_service",
+    "futures_util",
+    "futures_core",
+    "pin_project_lite",
+];
+
+/// True for a frame of the runtime or of a framework crate (tokio, hyper, axum, ...).
+pub(crate) fn is_framework(function: &str) -> bool {
+    let root = diag_core::profile::sites::crate_root(function);
+    diag_core::profile::sites::is_runtime(function)
+        || FRAMEWORK_CRATES.contains(&root)
+        || !function.contains("::")
+}
+
+/// Writes the human view of one `/debug/tasks` answer.
+pub(crate) fn render(v: &Tasks, w: &mut impl Write) -> io::Result<()> {
+    let lag = &v.lag;
+    writeln!(
+        w,
+        "event-loop lag  current {}   p50 {}   p99 {}   max {}   (last {} s{})",
+        units::millis(lag.current_ms),
+        units::millis(lag.p50_ms),
+        units::millis(lag.p99_ms),
+        units::millis(lag.max_ms),
+        lag.window_secs,
+        if lag.running {
+            ""
+        } else {
+            ", probe not running: no instrumented request yet"
+        }
+    )?;
+    let rt = &v.runtime;
+    if rt.watching {
+        writeln!(
+            w,
+            "runtime         {} workers   busy {:.0} %   {} alive tasks   global queue {}",
+            rt.workers,
+            rt.busy_ratio * 100.0,
+            rt.alive_tasks,
+            rt.global_queue_depth
+        )?;
+    }
+    let wd = &v.watchdog;
+    writeln!(
+        w,
+        "watchdog        threshold {}   {} blocking events   stack capture: {}",
+        units::millis(wd.threshold_ms as f64),
+        wd.events_total,
+        if wd.stack_capture.is_empty() {
+            "?"
+        } else {
+            &wd.stack_capture
+        }
+    )?;
+    if !v.tasks.is_empty() {
+        writeln!(
+            w,
+            "\nroutes and tasks, most slow polls first (COUNTED: routes count a random 1 in N requests, DIAG_TASK_SAMPLE)"
+        )?;
+        let mut t = crate::table::Table::new(&[
+            ("NAME", crate::table::Align::Left),
+            ("POLLS", crate::table::Align::Right),
+            ("SLOW", crate::table::Align::Right),
+            ("SLOW %", crate::table::Align::Right),
+            ("MEAN POLL", crate::table::Align::Right),
+            ("MEAN SLOW", crate::table::Align::Right),
+            ("COUNTED", crate::table::Align::Right),
+        ]);
+        for task in v.tasks.iter().take(MAX_ROUTES_SHOWN) {
+            t.row(vec![
+                task.name.clone(),
+                task.polls.to_string(),
+                task.slow_polls.to_string(),
+                format!("{:.1}", task.slow_poll_ratio * 100.0),
+                units::nanos((task.mean_poll_us * 1e3).round() as i64),
+                units::nanos((task.mean_slow_poll_us * 1e3).round() as i64),
+                if task.sampled_1_in > 1 {
+                    format!("1 in {}", task.sampled_1_in)
+                } else {
+                    "all".to_owned()
+                },
+            ]);
+        }
+        t.write(w)?;
+    }
+    if v.blocking_events.is_empty() {
+        writeln!(w, "\nno blocking events")?;
+        return Ok(());
+    }
+    writeln!(w, "\nrecent blocking events, newest first")?;
+    for e in v.blocking_events.iter().take(MAX_EVENTS_SHOWN) {
+        writeln!(
+            w,
+            "  {}  blocked {} on {}{}",
+            if e.name.is_empty() { "?" } else { &e.name },
+            units::millis(e.duration_ms as f64),
+            if e.thread.is_empty() { "?" } else { &e.thread },
+            if e.ongoing { " (still blocked)" } else { "" }
+        )?;
+        let frames: Vec<&str> = e.stack.iter().map(String::as_str).collect();
+        write_stack(&frames, w)?;
+    }
+    Ok(())
+}
+
+/// The stack innermost first, runs of runtime/framework frames folded into one line.
+fn write_stack(frames: &[&str], w: &mut impl Write) -> io::Result<()> {
+    let mut folded = 0usize;
+    let mut user_shown = 0usize;
+    for f in frames {
+        let function = f.split(" (").next().unwrap_or(f);
+        if is_framework(function) {
+            folded += 1;
+            continue;
+        }
+        if folded > 0 {
+            writeln!(w, "      … {folded} runtime frames")?;
+            folded = 0;
+        }
+        writeln!(w, "      {f}")?;
+        user_shown += 1;
+    }
+    if folded > 0 {
+        writeln!(w, "      … {folded} runtime frames")?;
+    }
+    if user_shown == 0 && frames.is_empty() {
+        writeln!(w, "      (no stack captured)")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_runtime_frames_and_keeps_user_frames() {
+        let v: Tasks = serde_json::from_value(serde_json::json!({
+            "lag": {"current_ms": 1.0, "p50_ms": 1.0, "p99_ms": 2.0, "max_ms": 3.0, "window_secs": 10, "running": true},
+            "runtime": {"watching": false},
+            "watchdog": {"threshold_ms": 100, "events_total": 1, "stack_capture": "signal"},
+            "tasks": [],
+            "blocking_events": [{
+                "name": "/sleep", "duration_ms": 300, "thread": "w", "ongoing": false,
+                "stack": ["clock_nanosleep", "std::thread::sleep (x.rs:1)",
+                          "app::slow_io (app.rs:3)", "tokio::runtime::a", "tokio::runtime::b"]
+            }]
+        }))
+        .unwrap();
+        let mut out = Vec::new();
+        render(&v, &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("/sleep  blocked 300.0ms"), "{s}");
+        assert!(s.contains("app::slow_io (app.rs:3)"), "{s}");
+        assert!(s.contains("… 2 runtime frames"), "{s}");
+        assert!(!s.contains("tokio::runtime::a"), "{s}");
+    }
+}
