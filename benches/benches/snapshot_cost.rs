@@ -8,6 +8,8 @@
 //! `Vec`, `String`, `format!`, `HashMap`, `BTreeMap`, `VecDeque`, `to_vec`), so the stacks
 //! cross the standard library's compilation units as a service's do.
 //!
+//! Then warm snapshots with and without ages (`heap::set_profile_ages`), in interleaved pairs.
+//!
 //! `cargo bench -p diag-benches --bench snapshot_cost` (env `STACKS`, `WARM` runs, default 5).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -137,6 +139,30 @@ fn main() {
     let mut warms: Vec<Duration> = (0..warm).map(|_| snapshot().0).collect();
     warms.sort();
     let anon_warm = rss_anon_kib();
+    // Warm snapshots with and without ages, interleaved pairs.
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let (mut bytes_with, mut bytes_without) = (0, 0);
+    for _ in 0..warm {
+        heap::set_profile_ages(true);
+        let (t, b) = snapshot();
+        with.push(t);
+        bytes_with = b;
+        heap::set_profile_ages(false);
+        let (t, b) = snapshot();
+        without.push(t);
+        bytes_without = b;
+    }
+    heap::set_profile_ages(true);
+    with.sort();
+    without.sort();
+    let ms = |v: &[Duration]| v[v.len() / 2].as_secs_f64() * 1e3;
+    println!(
+        "snapshot_cost: warm, interleaved: with ages median {:.1} ms ({bytes_with} bytes), \
+         without {:.1} ms ({bytes_without} bytes): {:.2}x",
+        ms(&with),
+        ms(&without),
+        ms(&with) / ms(&without),
+    );
     println!(
         "snapshot_cost: {} stacks in the table, {} bytes gzip'd; cold {:.1} ms, warm median \
          {:.1} ms (of {warm}); RssAnon +{} KiB after the cold snapshot, +{} KiB after the warm \

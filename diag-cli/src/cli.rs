@@ -14,9 +14,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
 
+mod ages;
 mod common;
 mod options;
 mod values;
+pub(crate) use ages::AgesArgs;
 pub(crate) use common::{FilterArgs, FlatArgs, NamesArgs, RemoteArgs, SymbolArgs};
 
 /// Find memory leaks and hot paths in live tokio/axum services.
@@ -76,6 +78,13 @@ pub(crate) enum Command {
         after_help = "Examples:\n  diag trend heap-*.pb.gz\n  diag trend http://127.0.0.1:6060 --every 30s --count 10\n  diag trend http://127.0.0.1:6060 --history\n  diag trend heap-*.pb.gz --by task"
     )]
     Trend(TrendArgs),
+    /// How old each site's live bytes are, from one heap snapshot: leak-like (growing
+    /// steadily since an onset, with its time and rate), bounded (a cache: its window), young,
+    /// old-steady (startup state), mixed, or too few samples.
+    #[command(after_help = "Examples:
+  diag ages http://127.0.0.1:6060
+  diag ages heap.pb.gz --top 5 --json")]
+    Ages(AgesArgs),
     /// Show the heaviest functions of one profile (heap or CPU).
     ///
     /// With a URL instead of a FILE: a live view of the service's routes (rps, p50/p95/p99,
@@ -142,6 +151,7 @@ impl Command {
             Command::Snapshot(args) => commands::snapshot::run(args.into()),
             Command::Diff(args) => commands::diff::run(args.into()),
             Command::Trend(args) => commands::trend::run(args.into()),
+            Command::Ages(args) => commands::ages::run(args.into()),
             Command::Top(args) => commands::top::run(args.into()),
             Command::List(args) => commands::list::run(args.into()),
             Command::Flamegraph(args) => commands::flamegraph::run(args.into()),

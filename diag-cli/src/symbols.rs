@@ -173,10 +173,15 @@ fn download(url: &str, to: &Path) -> Result<bool> {
         .http_status_as_error(false)
         .build()
         .new_agent();
-    let mut reply = agent
-        .get(url)
-        .call()
-        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    // A server that accepts and never answers is told apart from one that refuses.
+    let failed = |e: ureq::Error| match e {
+        ureq::Error::Timeout(_) => anyhow::anyhow!(
+            "{url}: no answer within {} s (DEBUGINFOD_TIMEOUT)",
+            timeout().as_secs()
+        ),
+        e => anyhow::anyhow!("{url}: {e}"),
+    };
+    let mut reply = agent.get(url).call().map_err(failed)?;
     match reply.status().as_u16() {
         200 => {}
         404 => return Ok(false),
@@ -187,7 +192,7 @@ fn download(url: &str, to: &Path) -> Result<bool> {
         .with_config()
         .limit(4 << 30)
         .read_to_vec()
-        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        .map_err(failed)?;
     let dir = to.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     let tmp = to.with_extension("part");

@@ -21,3 +21,11 @@ pub const DIAG_THREAD_PREFIX: &str = "diag-";
 /// `MAX_OPERATIONS`.
 #[cfg(feature = "heap")]
 pub(crate) const OVERFLOW: &str = "(other)";
+
+/// The label that says how old a heap sample's live bytes are: one of
+/// [`AGE_BUCKETS`](crate::profile::AGE_BUCKETS)' names (`<1s`, `1-10s`, ..., `>1d`). Every
+/// live heap profile splits each stack's in-use values by it.
+pub const AGE_LABEL: &str = "age";
+/// The numeric label (unit `seconds`) that a heap sample split by [`AGE_LABEL`] carries once
+/// per live sampled block in it: that block's age in whole seconds. `diag ages` reads it.
+pub const AGE_SECS_LABEL: &str = "age_secs";

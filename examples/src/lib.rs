@@ -2,6 +2,7 @@
 //! in-process (with `DiagAlloc` installed by the test binary), and as thin binaries under
 //! `src/bin/` for people and for `diag demo`.
 
+pub mod aging;
 pub mod hot;
 pub mod leaky;
 pub mod shop;

@@ -110,4 +110,19 @@ SOME=1 expect_exit2 "missing debug file" "none of" \
 SOME=1 expect_exit2 "debuginfod down" "debuginfod.*Connection refused" \
   env DEBUGINFOD_URLS="http://127.0.0.1:$port" DEBUGINFOD_CACHE_PATH="$out/cache2" DEBUGINFOD_TIMEOUT=5 \
   "$DIAG" symbolize "$out/split/raw.pb.gz" -o "$out/x.pb.gz"
+# A debuginfod that accepts connections and never answers (perl, in every Debian base): the
+# lookup gives up after DEBUGINFOD_TIMEOUT and says so.
+slow=$((20000 + RANDOM % 20000))
+perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
+  LocalPort => $ARGV[0], Listen => 16, ReuseAddr => 1) or die "listen: $!"; sleep 120' "$slow" &
+spid=$!
+trap 'kill $spid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$slow") 2>/dev/null && break; sleep 0.1; done
+start=$SECONDS
+SOME=1 expect_exit2 "debuginfod slow" "debuginfod.*no answer within 2 s" \
+  env DEBUGINFOD_URLS="http://127.0.0.1:$slow" DEBUGINFOD_CACHE_PATH="$out/cache3" DEBUGINFOD_TIMEOUT=2 \
+  "$DIAG" symbolize "$out/split/raw.pb.gz" -o "$out/x.pb.gz"
+# Two lookups (debuginfo, executable) of 2 s each, and nothing longer.
+[ $((SECONDS - start)) -le 20 ] || { echo "debuginfod slow: took $((SECONDS - start)) s with a 2 s timeout"; fail=1; }
+kill $spid 2>/dev/null || true
 exit $fail

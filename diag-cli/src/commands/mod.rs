@@ -1,6 +1,7 @@
 //! One module per subcommand, each with its plain `Options` (built from the parsed flags in
 //! `cli/options.rs`) and `run(options) -> Result<ExitCode>`.
 
+pub(crate) mod ages;
 pub(crate) mod by_label;
 pub(crate) mod demo;
 pub(crate) mod diff;

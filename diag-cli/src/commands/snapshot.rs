@@ -30,6 +30,9 @@ pub(crate) struct Saved {
     /// Allocated bytes (`alloc_space`): since the start, or over a delta profile's seconds.
     pub(crate) alloc_bytes: i64,
     pub(crate) rate: i64,
+    /// One line per leak-like site by the ages of its live bytes (`diag ages`), most live
+    /// bytes first, at most three; none for a delta profile or one without ages.
+    pub(crate) leak_like: Vec<String>,
 }
 
 /// Fetches, checks and writes one snapshot; returns where and what.
@@ -107,6 +110,7 @@ pub(crate) fn take(args: &Options) -> Result<Saved> {
         inuse_objects: total("inuse_objects"),
         alloc_bytes: total("alloc_space"),
         rate: profile.period,
+        leak_like: super::ages::leak_like_lines(&profile, 3),
     })
 }
 
@@ -145,6 +149,9 @@ pub(crate) fn run(args: Options) -> Result<ExitCode> {
             s.inuse_objects,
             s.path.display()
         );
+    }
+    for line in &s.leak_like {
+        println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }

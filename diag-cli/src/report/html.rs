@@ -298,6 +298,20 @@ pub(crate) fn num(v: f64, text: &str) -> String {
     format!("<td class=\"n\" data-v=\"{v}\">{}</td>", esc(text))
 }
 
+/// The ages column of a site: its verdict by the ages of its live bytes, with since when it
+/// has been growing (`leak-like, growing since 01:38:31 UTC, +400.0 KiB/s`) or its window.
+fn age_cell(a: &diag_core::profile::Ages, function: &str) -> String {
+    let Some(s) = a.sites.iter().find(|s| s.site == function) else {
+        return String::new();
+    };
+    let detail = crate::commands::ages::detail(s, a.time_unix_secs);
+    if detail.is_empty() {
+        s.verdict.as_str().to_owned()
+    } else {
+        format!("{}, {detail}", s.verdict.as_str())
+    }
+}
+
 fn growth_table(h: &mut String, r: &Report) {
     let Some(d) = &r.diff else { return };
     let t = &d.totals;
@@ -320,6 +334,9 @@ fn growth_table(h: &mut String, r: &Report) {
     let mut cols = vec!["site", "growth", "share", "before", "after", "objects"];
     if r.trend.is_some() {
         cols.extend(["trend", "rate", "p"]);
+    }
+    if r.ages.is_some() {
+        cols.push("ages");
     }
     cols.push("where");
     let _ = write!(
@@ -362,6 +379,9 @@ fn growth_table(h: &mut String, r: &Report) {
                 }
                 None => h.push_str("<td></td><td></td><td></td>"),
             }
+        }
+        if let Some(a) = &r.ages {
+            let _ = write!(h, "<td>{}</td>", esc(&age_cell(a, &s.function)));
         }
         let place = match (&s.file, s.line) {
             (Some(f), l) if l > 0 => format!("{}:{l}", units::short_file(f)),

@@ -44,6 +44,8 @@ pub(crate) struct Report {
     pub(crate) diff_svg: Option<String>,
     /// The trend over three or more heap snapshots.
     pub(crate) trend: Option<HeapTrend>,
+    /// The ages of the last heap snapshot's live bytes by site, when it carries them.
+    pub(crate) ages: Option<diag_core::profile::Ages>,
     /// CPU profiles: their hottest functions and flamegraphs.
     pub(crate) cpu: Vec<CpuPart>,
     /// The service's `/debug/tasks` answer.
@@ -189,6 +191,10 @@ impl Report {
         svg.highlight = top_site;
         self.diff_svg = Some(svg_string(&tree, &svg)?);
         self.diff = Some(diff);
+        // A profile without ages (a history point, another profiler's) has no column.
+        let mut aopts = diag_core::profile::AgesOptions::default();
+        aopts.app_crates.clone_from(&opts.app_crates);
+        self.ages = profile::ages(last, &aopts).ok();
         Ok(())
     }
 

@@ -6,32 +6,22 @@
 //! call, so none sets up a stack frame (layouts `malloc` cannot serve directly go out of line).
 //! With sampling off (rate 0) they are a pure pass-through: one relaxed load and a branch (the
 //! exact counters then pause too). A sampled block is placed in the
-//! sampled-block [`region`](super::region) behind a small header that names its stack and
-//! the weights it was counted with, so freeing it needs no lookup.
+//! sampled-block [`region`](super::region) behind a small header that names its stack, the
+//! weights it was counted with and its allocation time, and links it into the list of live
+//! sampled blocks ([`live`](super::live)), so freeing it needs no lookup and a snapshot can
+//! tell every live block's age.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use super::live::{self, HEADER, Header};
 use super::stacks::{self, FP};
 use super::{config, labels, region};
 use crate::alloc_state::thread::{self, Decision, Fast};
 use crate::alloc_state::{DROPPED_BYTES, DROPPED_SAMPLES};
 use crate::defaults::{DEFAULT_MAX_TRACKED_BLOCKS, MAX_FRAMES};
 use crate::stack::unwind;
-
-/// Bytes reserved in front of every sampled block for its [`Header`].
-const HEADER: usize = 32;
-
-#[repr(C)]
-struct Header {
-    stack: u32,
-    _reserved: u32,
-    objects_fp: u64,
-    bytes: u64,
-}
-
-const _: () = assert!(std::mem::size_of::<Header>() <= HEADER);
 
 /// Unsampled allocations from this size up have their result checked, so a refusal by the
 /// inner allocator (null) takes its count back. Smaller ones are handed on as a tail call,
@@ -167,15 +157,14 @@ fn sample_block(layout: Layout) -> Result<(*mut u8, bool), u64> {
     e.inuse_bytes.fetch_add(bytes, Relaxed);
     TRACKED.fetch_add(1, Relaxed);
     // SAFETY: raw..raw+total is ours; the header sits in the pad, right before the user block,
-    // and pad >= HEADER with HEADER a multiple of the header's alignment.
+    // and pad >= HEADER with HEADER a multiple of the header's alignment. It stays there until
+    // `free_sampled` unlinks it.
     unsafe {
         let user = raw.add(pad);
-        user.sub(HEADER).cast::<Header>().write(Header {
-            stack: id,
-            _reserved: 0,
-            objects_fp,
-            bytes,
-        });
+        live::link(
+            user.sub(HEADER).cast::<Header>(),
+            Header::new(id, objects_fp, bytes),
+        );
         Ok((user, zero))
     }
 }
@@ -186,8 +175,8 @@ fn sample_block(layout: Layout) -> Result<(*mut u8, bool), u64> {
 /// `p` must be a live block returned by [`sample_block`] for `layout`.
 unsafe fn free_sampled(p: *mut u8, layout: Layout) {
     let pad = pad_for(layout.align());
-    // SAFETY: per the contract, the header was written HEADER bytes before `p`, inside the pad.
-    let h = unsafe { p.sub(HEADER).cast::<Header>().read() };
+    // SAFETY: per the contract, the header was linked HEADER bytes before `p`, inside the pad.
+    let h = unsafe { live::unlink(p.sub(HEADER).cast::<Header>()) };
     let e = stacks::entry(h.stack);
     e.inuse_objects_fp.fetch_sub(h.objects_fp, Relaxed);
     e.inuse_bytes.fetch_sub(h.bytes, Relaxed);

@@ -9,11 +9,13 @@
 //! zero, so an allocation of `s` bytes is sampled with probability `1 - e^(-s/rate)` and
 //! weighted by the inverse of that. Estimates are unbiased for any size mix.
 
+mod ages;
 pub(crate) mod alloc;
 mod config;
 mod history;
 pub(crate) mod labels;
 mod leaks;
+mod live;
 mod region;
 mod snapshot;
 mod stacks;
@@ -24,6 +26,7 @@ pub use crate::defaults::{
     DEFAULT_SYMBOL_CACHE_BYTES, DEFAULT_SYMBOL_IDLE, MAX_FRAMES,
 };
 pub use crate::stack::unwind::{Unwinder, set_unwinder, stats as unwind_stats, unwinder};
+pub use ages::{profile_ages, set_profile_ages};
 pub use alloc::CHECKED_SIZE;
 pub use config::{sample_rate, set_sample_rate};
 pub use history::{

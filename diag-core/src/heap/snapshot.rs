@@ -3,11 +3,12 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::ages::LiveAges;
 use super::alloc::{MAX_TRACKED, TRACKED};
 use super::stacks::{self, FP};
 use super::{config, history, labels, region};
 use crate::alloc_state::{self, DROPPED_BYTES, DROPPED_SAMPLES, DROPPED_STACKS, IgnoreAllocs};
-use crate::profile::{Frame, Profile, Sample, ValueType};
+use crate::profile::{Frame, Profile, Sample, UPTIME_COMMENT, ValueType};
 use crate::wire::HeapStats;
 
 /// Current exact counters and sampler state.
@@ -53,12 +54,14 @@ pub fn profile(default_type: &str) -> Profile {
     let _ignore = IgnoreAllocs::new();
     let st = stats();
     let counters = stacks::entries().map(|(id, e)| (id, e.counters()));
+    let ages = super::ages::profile_ages().then(LiveAges::read);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
     build(
         counters,
+        ages.as_ref(),
         now,
         default_type,
         st.sample_rate,
@@ -74,8 +77,13 @@ pub fn profile(default_type: &str) -> Profile {
             format!("dropped_bytes={}", st.dropped_bytes),
             format!("dropped_stacks={}", st.dropped_stacks),
             format!("dropped_labels={}", labels::DROPPED_LABELS.load(Relaxed)),
+            format!("{UPTIME_COMMENT}={:.1}", super::ages::process_uptime_secs()),
         ]
         .into_iter()
+        .chain(
+            ages.as_ref()
+                .map(|a| format!("ages_missed_blocks={}", a.missed)),
+        )
         .chain(labels::folded_names_comment())
         .collect(),
     )
@@ -99,6 +107,7 @@ pub fn profile_at(time_nanos: i64, default_type: &str) -> Option<Profile> {
             .into_iter()
             .enumerate()
             .map(|(id, c)| (id as u32, c)),
+        None,
         time_nanos,
         default_type,
         rate,
@@ -106,9 +115,12 @@ pub fn profile_at(time_nanos: i64, default_type: &str) -> Option<Profile> {
     ))
 }
 
-/// A symbolized heap profile from each stack's counters.
+/// A symbolized heap profile from each stack's counters; with `ages`, each stack's in-use
+/// values come from its live sampled blocks, one sample per age bucket (labelled `age` and
+/// `age_secs`), and its `alloc_*` values from a sample of their own without them.
 fn build(
     counters: impl Iterator<Item = (u32, history::Counters)>,
+    ages: Option<&LiveAges>,
     time_nanos: i64,
     default_type: &str,
     rate: u64,
@@ -140,12 +152,43 @@ fn build(
     for (((id, [alloc_objects_fp, alloc_bytes, inuse_objects_fp, inuse_bytes]), stack), labels) in
         counters.into_iter().zip(stacks).zip(labels)
     {
-        let stack = if id == 0 {
+        let mut stack = if id == 0 {
             vec![Frame::named("[diag: stack table full]")]
         } else {
             stack
         };
         let fp = |v: u64| (v as f64 / FP).round() as i64;
+        if let Some(buckets) = ages.and_then(|a| a.of(id)) {
+            if alloc_objects_fp != 0 || alloc_bytes != 0 {
+                samples.push(Sample {
+                    stack: stack.clone(),
+                    values: vec![fp(alloc_objects_fp), alloc_bytes as i64, 0, 0],
+                    labels: labels.clone(),
+                });
+            }
+            for (i, b) in buckets.iter().enumerate() {
+                samples.push(Sample {
+                    // The last sample of the stack takes it; the others copy it.
+                    stack: if i + 1 == buckets.len() {
+                        std::mem::take(&mut stack)
+                    } else {
+                        stack.clone()
+                    },
+                    values: vec![0, 0, fp(b.objects_fp), b.bytes as i64],
+                    labels: labels.iter().cloned().chain(b.labels()).collect(),
+                });
+            }
+            continue;
+        }
+        if ages.is_some() {
+            // No live sampled block (the counters may lag the list by a free): nothing in use.
+            samples.push(Sample {
+                stack,
+                values: vec![fp(alloc_objects_fp), alloc_bytes as i64, 0, 0],
+                labels,
+            });
+            continue;
+        }
         samples.push(Sample {
             stack,
             values: vec![

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use super::load::sample_type_names;
 use super::model::{Frame, Profile, Sample};
 use crate::error::{Error, Result};
+use crate::names::{AGE_LABEL, AGE_SECS_LABEL};
 
 /// `after - before`, stack by stack (stacks and labels matched exactly: two profiles of one
-/// process). Stacks whose every value is unchanged are left out. The result carries `after`'s
+/// process; the `age` and `age_secs` labels of live heap profiles are left out). Stacks whose every value is unchanged are left out. The result carries `after`'s
 /// columns, period and time, covers the time between the two (`duration_nanos`), and names
 /// the earlier one in its comments (`delta_from=<time_nanos>`, after a first comment saying
 /// it is a delta).
@@ -25,14 +26,22 @@ pub fn delta(before: &Profile, after: &Profile) -> Result<Profile> {
             sample_type_names(after)
         )));
     }
-    type Key<'a> = (&'a [Frame], &'a [(String, String)]);
+    // Ages say how old live bytes are at one moment: a difference has none. Samples are
+    // matched without them (a stack's age buckets fold into one).
+    type Key<'a> = (&'a [Frame], Vec<(String, String)>);
     let columns = after.sample_types.len();
     let mut sums: HashMap<Key<'_>, Vec<i64>> = HashMap::new();
     let mut order: Vec<Key<'_>> = Vec::new();
     for (sign, p) in [(1i64, after), (-1, before)] {
         for s in &p.samples {
-            let key: Key<'_> = (&s.stack, &s.labels);
-            let values = sums.entry(key).or_insert_with(|| {
+            let labels = s
+                .labels
+                .iter()
+                .filter(|(k, _)| k != AGE_LABEL && k != AGE_SECS_LABEL)
+                .cloned()
+                .collect();
+            let key: Key<'_> = (&s.stack, labels);
+            let values = sums.entry(key.clone()).or_insert_with(|| {
                 order.push(key);
                 vec![0; columns]
             });
@@ -50,7 +59,7 @@ pub fn delta(before: &Profile, after: &Profile) -> Result<Profile> {
             values.iter().any(|&v| v != 0).then(|| Sample {
                 stack: key.0.to_vec(),
                 values,
-                labels: key.1.to_vec(),
+                labels: key.1,
             })
         })
         .collect();

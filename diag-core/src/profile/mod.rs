@@ -2,6 +2,7 @@
 //! delta profiles, leak trends, top lists, folded stacks and flamegraphs. Pure functions over readers and
 //! writers; used by the service (to serve snapshots) and by the `diag` CLI.
 
+pub mod ages;
 mod by_label;
 mod delta;
 pub mod dhat;
@@ -22,6 +23,10 @@ mod testutil;
 mod top;
 mod trend;
 
+pub use ages::{
+    AGE_BUCKETS, AGE_LABEL, AGE_SECS_LABEL, AgeVerdict, Ages, AgesOptions, SiteAges,
+    UPTIME_COMMENT, age_bucket, ages,
+};
 pub use by_label::{
     DiffByLabel, GroupDiff, GroupTrend, NO_LABEL_VALUE, TrendByLabel, diff_by_label, label,
     label_keys, label_rooted, require_label, split_by_label, trend_by_label,

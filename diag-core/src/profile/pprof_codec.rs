@@ -10,6 +10,7 @@ use flate2::write::GzEncoder;
 
 use super::model::{Frame, Mapping, Profile, Sample, ValueType};
 use crate::error::{Error, Result};
+use crate::names::AGE_SECS_LABEL;
 
 /// Largest decompressed profile accepted, so a gzip bomb cannot exhaust memory.
 pub const MAX_DECODED_BYTES: u64 = 1 << 30;
@@ -231,11 +232,21 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
         let label = sample
             .labels
             .iter()
-            .map(|(k, v)| protos::Label {
-                key: strings.get(k),
-                str: strings.get(v),
-                num: 0,
-                num_unit: 0,
+            .map(|(k, v)| match v.parse::<i64>() {
+                // Numeric labels (each live block's age) are written as pprof's numeric
+                // labels with their unit; decoding turns them back into strings.
+                Ok(num) if k == AGE_SECS_LABEL => protos::Label {
+                    key: strings.get(k),
+                    str: 0,
+                    num,
+                    num_unit: strings.get("seconds"),
+                },
+                _ => protos::Label {
+                    key: strings.get(k),
+                    str: strings.get(v),
+                    num: 0,
+                    num_unit: 0,
+                },
             })
             .collect();
         samples.push(protos::Sample {
