@@ -25,7 +25,7 @@
 //                               outcome, timing, watchdog, task monitor) over plain `&str`s
 //   http, layer, console      the debug routes and listener; the tower/axum/gRPC adapter
 //                               over the recorder; console
-//   handle, fuzzing           `Diag` and `router()`; fuzz entry points
+//   handle, fuzzing, testing  `Diag` and `router()`; fuzz entry points; leak assertions in tests
 //   builder                   `Builder`, `Diag::builder()`
 //   init                      `init()`
 
@@ -67,6 +67,8 @@ mod stack;
 pub mod symbolize;
 #[cfg(feature = "server")]
 mod tasks;
+#[cfg(feature = "heap")]
+pub mod testing;
 pub mod units;
 pub mod wire;
 

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use diag_core::profile::sites::{self, SiteRules};
+use diag_core::profile::{self, Frame};
 use diag_core::wire::Leaks;
 
 use crate::remote::Remote;
@@ -32,12 +34,19 @@ pub(crate) struct Options {
 pub(crate) fn run(args: Options) -> Result<ExitCode> {
     let remote = Remote::new(&args.url, args.token.clone(), args.timeout)?;
     let reply = remote.get("/debug/leaks")?;
-    let leaks: Leaks = serde_json::from_slice(&reply.body).with_context(|| {
+    let mut leaks: Leaks = serde_json::from_slice(&reply.body).with_context(|| {
         format!(
             "{}/debug/leaks did not answer its JSON (a diag-core older than the leak alarm?)",
             remote.base()
         )
     })?;
+    if let Err(e) = name_raw_suspects(&remote, &mut leaks) {
+        // Asked to name them (--binary, --debug-dir): an error; else the ids stay, with a note.
+        if crate::symbols::wants_raw() {
+            return Err(e);
+        }
+        eprintln!("diag: note: suspects left as stack#N: {e:#}");
+    }
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
         serde_json::to_writer_pretty(&mut out, &leaks).context("writing JSON")?;
@@ -47,6 +56,58 @@ pub(crate) fn run(args: Options) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Names the suspects a service that does not name its stacks (`DIAG_SYMBOLIZE=off`) left as
+/// `stack#N` with their addresses: the addresses go into a profile with the mappings of the
+/// service's unsymbolized heap profile, which the files of `--binary` / `--debug-dir` (or the
+/// mapped files themselves, on the service's host) name as `diag top` names raw profiles;
+/// each suspect gets the site and stack `diag diff` would show.
+fn name_raw_suspects(remote: &Remote, leaks: &mut Leaks) -> Result<()> {
+    let raw: Vec<(usize, Vec<u64>)> = leaks
+        .suspects
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.site.starts_with("stack#") && !s.stack.is_empty())
+        .filter_map(|(i, s)| {
+            let addrs: Option<Vec<u64>> = s
+                .stack
+                .iter()
+                .map(|a| u64::from_str_radix(a.strip_prefix("0x")?, 16).ok())
+                .collect();
+            Some((i, addrs?))
+        })
+        .collect();
+    if raw.is_empty() {
+        return Ok(());
+    }
+    let reply = remote.get("/debug/pprof/heap?symbolize=0")?;
+    let mut profile = profile::load(&reply.body)
+        .with_context(|| format!("reading {}/debug/pprof/heap?symbolize=0", remote.base()))?;
+    let template = profile.samples.first().cloned();
+    let Some(template) = template else {
+        anyhow::bail!("the service's heap profile has no sample to take its shape from");
+    };
+    profile.samples = raw
+        .iter()
+        .map(|(_, addrs)| {
+            let mut s = template.clone();
+            s.stack = addrs.iter().map(|&a| Frame::raw(a)).collect();
+            s.labels.clear();
+            s
+        })
+        .collect();
+    crate::symbols::name(&mut profile, "the leak suspects' stacks")?;
+    let rules = SiteRules::for_profile(&profile);
+    for ((i, _), sample) in raw.iter().zip(&profile.samples) {
+        let s = &mut leaks.suspects[*i];
+        if let Some(site) = rules.site(&sample.stack) {
+            s.short = sites::short_name(&site.name);
+            s.site = site.name;
+        }
+        s.stack = sample.stack.iter().map(|f| f.function.clone()).collect();
+    }
+    Ok(())
 }
 
 /// A rate in bytes per second for people: per hour when slow (`+12.0 MiB/h`), else per
@@ -73,7 +134,7 @@ fn write_table(w: &mut impl Write, l: &Leaks, base: &str, args: &Options) -> io:
         return writeln!(
             w,
             "no leak check yet: the service checks at each heap history point once it holds \
-             three (GET {base}/debug/heap/history)"
+             three, and names suspects from 30 (GET {base}/debug/heap/history)"
         );
     }
     writeln!(
@@ -134,8 +195,8 @@ fn write_table(w: &mut impl Write, l: &Leaks, base: &str, args: &Options) -> io:
     if l.suspects.iter().any(|s| s.site.starts_with("stack#")) {
         writeln!(
             w,
-            "\nstack#N: the service does not name its stacks (DIAG_SYMBOLIZE=off); `diag top \
-             {base} --binary BIN` names its heap profile"
+            "\nstack#N: the service does not name its stacks (DIAG_SYMBOLIZE=off) and they \
+             could not be named here; `diag leaks {base} --binary BIN` names them"
         )?;
     }
     writeln!(

@@ -17,9 +17,20 @@ use crate::defaults::DEFAULT_SAMPLE_BYTES;
 use crate::padded::Padded;
 
 pub use thread::IgnoreAllocs;
+pub(crate) use thread::{Totals, own_totals, totals};
+
+/// This thread's own (diag) counters as (bytes allocated, bytes freed), while it runs under
+/// [`IgnoreAllocs`] with a slot of its own and sampling on; `None` otherwise.
+pub(crate) fn own_thread_bytes() -> Option<(u64, u64)> {
+    thread::thread_totals(true).map(|t| (t.alloc_bytes, t.free_bytes))
+}
+
+/// This thread's application counters, while sampling is on and it has a slot of its own.
+pub(crate) fn app_thread_totals() -> Option<Totals> {
+    thread::thread_totals(false)
+}
 #[cfg(feature = "server")]
 pub(crate) use thread::{ignore_this_thread, thread_in_sampler};
-pub(crate) use thread::{own_thread_bytes, own_totals, totals};
 
 pub(crate) const RATE_BITS: u32 = 44;
 pub(crate) const RATE_MASK: u64 = (1 << RATE_BITS) - 1;

@@ -564,20 +564,20 @@ impl Drop for IgnoreAllocs {
     }
 }
 
-/// This thread's own (diag) counters as (bytes allocated, bytes freed), while it runs under
-/// [`IgnoreAllocs`] with a slot of its own and the counters counting (sampling on); `None`
-/// otherwise. The symbolizer measures what it keeps with two readings.
-pub(crate) fn own_thread_bytes() -> Option<(u64, u64)> {
+/// This thread's counters of the application's set (`own` false) or, while it runs under
+/// [`IgnoreAllocs`], of diag's (`own` true), while the counters count (sampling on) and the
+/// thread has a slot of its own; `None` otherwise. The symbolizer measures what it keeps with
+/// two readings of diag's; `testing::measure` reads the application's around its closure.
+pub(crate) fn thread_totals(own: bool) -> Option<Totals> {
     if config::rate(config::load()) == 0 {
         return None;
     }
     LOCAL
         .try_with(|l| {
-            if !l.own.get() {
+            if own && !l.own.get() {
                 return None;
             }
-            let s = slot_at(l.index.get(), true)?;
-            Some((s.alloc_bytes.load(Relaxed), s.free_bytes.load(Relaxed)))
+            Some(sum(std::iter::once(slot_at(l.index.get(), own)?)))
         })
         .ok()
         .flatten()

@@ -309,7 +309,7 @@ fn record_now() -> bool {
     let series = h.grown_series(since, crate::profile::MAX_TREND_SNAPSHOTS);
     drop(h);
     if let Some(series) = series {
-        super::leaks::check(&series, t, thread_cpu_ns);
+        super::leaks::check(&series, t, MAX_POINTS.load(Relaxed), thread_cpu_ns);
     }
     true
 }

@@ -109,6 +109,11 @@ fn intern(name: &[u8; 16]) -> u16 {
     len as u16
 }
 
+/// This thread's name as its samples' `thread` label carries it.
+pub(crate) fn this_thread_name() -> Option<String> {
+    thread_name(thread_index())
+}
+
 /// The name at `index` (from [`Labels::thread`]), `None` for [`NO_THREAD`].
 pub(crate) fn thread_name(index: u16) -> Option<String> {
     if index == NO_THREAD {
