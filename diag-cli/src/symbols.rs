@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use diag_core::profile::Profile;
+use diag_core::profile::{Frame, Profile};
 use diag_core::symbolize::{Fetched, Sources, symbolize};
 
 mod tasks;
@@ -60,16 +60,15 @@ pub(crate) fn profile_path(path: &str) -> String {
 }
 
 /// Names the unsymbolized frames of `profile` (read from `what`), if it has any: an error
-/// when none of them could be named and files were given (or found none at all), a warning
-/// on stderr for those left unnamed.
+/// when the profile is unsymbolized and none of its addresses could be named, a warning on
+/// stderr for those left unnamed. A profile the service named but for a few addresses (an
+/// interrupted instruction in a PLT stub, say) keeps them as addresses, with the warning.
 pub(crate) fn name(profile: &mut Profile, what: &str) -> Result<()> {
-    if !profile
-        .samples
-        .iter()
-        .any(|s| s.stack.iter().any(|f| f.is_raw()))
-    {
+    let frames = || profile.samples.iter().flat_map(|s| s.stack.iter());
+    if !frames().any(Frame::is_raw) {
         return Ok(());
     }
+    let named_before = frames().any(|f| !f.is_raw());
     let s = settings();
     let mut sources = Sources::default();
     sources.binaries = s.binaries.clone();
@@ -78,7 +77,7 @@ pub(crate) fn name(profile: &mut Profile, what: &str) -> Result<()> {
     let outcome = symbolize(profile, &sources, &mut fetch)
         .map_err(|e| anyhow::anyhow!("naming the addresses of {what}: {e}"))?;
     let why = outcome.warnings.join("; ");
-    if outcome.addresses > 0 && outcome.named == 0 {
+    if outcome.addresses > 0 && outcome.named == 0 && !named_before {
         bail!(
             "naming the addresses of {what}: none of its {} unsymbolized addresses could be \
              named ({why}); pass the service's binary with --binary, its debug files with \

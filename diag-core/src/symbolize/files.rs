@@ -320,12 +320,13 @@ pub fn symbolize(
         }
         if named.len() == before {
             out.warnings.push(format!(
-                "{} names none of the {} addresses of {} (build ID {}): no symbols or debug \
-                 info in it",
+                "{} names none of the {} addresses of {} (build ID {}, first {:#x}): no \
+                 symbol or debug info in it covers them",
                 found.symbols.display(),
                 addrs.len(),
                 m.file,
-                m.build_id
+                m.build_id,
+                addrs.iter().min().copied().unwrap_or_default(),
             ));
         }
     }
