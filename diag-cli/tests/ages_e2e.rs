@@ -4,7 +4,11 @@
 //! and half-second churn. At ~90 s one snapshot must call the leak `leak-like` with its onset
 //! within 10 s of the truth and its rate within 25 %, the cache `bounded` with its window
 //! within 30 %, the churn `young`; `go tool pprof -tags` must list the `age` label and
-//! `-tagfocus` filter by it. One test: the allocator is process-global; it takes ~90 s.
+//! `-tagfocus` filter by it. The heap history the service records meanwhile (a point every
+//! 2 s) must say the same of its points: `diag ages URL --at 10s`, and `diag ages` on a point
+//! `diag trend --history` saved, call the leak `leak-like` and the cache `bounded` where the
+//! trend over the same points calls the leak `growing` and the cache not. One test: the
+//! allocator is process-global; it takes ~90 s.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +22,9 @@ static ALLOC: diag_core::DiagAlloc = diag_core::DiagAlloc::system();
 
 /// When the snapshot is taken, after the workload starts.
 const SNAPSHOT_AT: Duration = Duration::from_secs(90);
+
+/// How often the service records its heap history.
+const HISTORY_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The site of `ages --json` in the workload's function `name` (or a closure of it).
 fn site<'a>(sites: &'a [Value], name: &str) -> &'a Value {
@@ -38,7 +45,9 @@ fn within(got: f64, want: f64, tolerance: f64, what: &str) {
 #[test]
 fn one_snapshot_tells_leak_cache_and_churn_apart() {
     let service = diag_examples::InProcess::start(
-        diag_core::Diag::builder().heap_sample_bytes(128 * 1024),
+        diag_core::Diag::builder()
+            .heap_sample_bytes(128 * 1024)
+            .heap_history(HISTORY_INTERVAL, 60),
         diag_examples::leaky::app(),
     );
     let started = Instant::now();
@@ -65,6 +74,7 @@ fn one_snapshot_tells_leak_cache_and_churn_apart() {
         .unwrap()
         .as_secs_f64();
     let (leaked, onset) = (aging::leaked_bytes() as f64, aging::onset_unix_secs());
+    history_ages_agree_with_the_trend(&service.diag_url, &dir);
     aging::stop();
     workload.join().unwrap();
     let onset = onset.expect("the leak began");
@@ -186,4 +196,71 @@ fn one_snapshot_tells_leak_cache_and_churn_apart() {
         age_lines.len() == 1 && age_lines[0].contains("10s-1m"),
         "-tagfocus age=10s-1m kept other buckets: {focused}"
     );
+}
+
+/// The verdicts of `ages --json` output for the leak and the cache.
+fn leak_and_cache_ages(json: &str) -> (String, String) {
+    let v: Value = serde_json::from_str(json).expect("ages --json is JSON");
+    let sites = v["sites"].as_array().expect("sites");
+    let verdict = |name| site(sites, name)["verdict"].as_str().unwrap().to_owned();
+    (verdict("leak_tick"), verdict("cache_tick"))
+}
+
+/// The heap history's points have ages: read by `--at` and from a point `trend --history`
+/// saved, they call the leak and the cache what the trend over the points does.
+fn history_ages_agree_with_the_trend(url: &str, dir: &std::path::Path) {
+    let out = dir.join("history");
+    let trend: Value = serde_json::from_str(&support::ok(&[
+        "trend",
+        url,
+        "--history",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]))
+    .expect("trend --json is JSON");
+    let growing = |name: &str| {
+        let full = format!("diag_examples::aging::{name}");
+        trend["sites"]
+            .as_array()
+            .expect("sites")
+            .iter()
+            .find(|s| s["function"].as_str().is_some_and(|f| f.starts_with(&full)))
+            .is_some_and(|s| s["verdict"] == "growing")
+    };
+    assert!(
+        growing("leak_tick"),
+        "trend --history: the leak not growing: {trend:#}"
+    );
+    assert!(
+        !growing("cache_tick"),
+        "trend --history: the cache growing: {trend:#}"
+    );
+
+    let at = support::ok(&["ages", url, "--at", "10s", "--top", "0", "--json"]);
+    assert_eq!(
+        leak_and_cache_ages(&at),
+        ("leak-like".to_owned(), "bounded".to_owned()),
+        "ages --at 10s: {at}"
+    );
+    // The last history point `trend` saved (the file after it is its snapshot of now).
+    let files = trend["files"].as_array().expect("files");
+    let point = files[files.len() - 2].as_str().unwrap();
+    let saved = support::ok(&["ages", point, "--top", "0", "--json"]);
+    assert_eq!(
+        leak_and_cache_ages(&saved),
+        ("leak-like".to_owned(), "bounded".to_owned()),
+        "ages {point}: {saved}"
+    );
+    support::fails(&["ages", point, "--at", "10s"]);
+
+    // What the ages cost the history, for BENCHMARKS.md.
+    let h = support::Http::new()
+        .ok(&format!("{url}/debug/heap/history"))
+        .json();
+    eprintln!(
+        "heap history: {} points, {} bytes, of which ages {} bytes",
+        h["points_held"], h["memory_bytes"], h["age_memory_bytes"]
+    );
+    assert!(h["age_memory_bytes"].as_u64().unwrap() > 0, "{h}");
 }

@@ -378,6 +378,8 @@ pub struct HistoryStats {
     pub entries: usize,
     /// Bytes the history holds.
     pub memory_bytes: usize,
+    /// Of those, the bytes of its points' live sampled blocks (their ages).
+    pub age_memory_bytes: usize,
     /// Points recorded since the start (including those dropped since).
     pub records: u64,
     /// CPU time the recorder spent on all of them, in nanoseconds.

@@ -14,6 +14,10 @@ pub(crate) struct AgesArgs {
     /// service's debug listener (http://host:port), whose heap is read now.
     #[arg(value_name = "FILE|URL")]
     pub(crate) input: String,
+    /// URL mode: read the heap history point the service recorded DURATION ago (e.g. 10m,
+    /// 1h; its oldest if the history is shorter) instead of its heap now.
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) at: Option<String>,
     /// Show this many sites, most live bytes first (0 = all).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub(crate) top: usize,
@@ -30,6 +34,7 @@ impl From<AgesArgs> for ages::Options {
     fn from(a: AgesArgs) -> Self {
         Self {
             input: a.input,
+            at: a.at,
             top: a.top,
             json: a.json,
             names: a.names.into(),

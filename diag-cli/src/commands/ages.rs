@@ -1,15 +1,17 @@
 //! `diag ages FILE|URL`: how old each site's live bytes are in one heap snapshot, and what
 //! that says (leak-like since when and how fast, a bounded cache and its window, young
-//! garbage, startup state). The rule is `diag_core::profile::ages::rule`'s.
+//! garbage, startup state). The rule is `diag_core::profile::ages::rule`'s. With `--at DURATION`
+//! the snapshot is the heap history point the service recorded that long ago.
 
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use diag_core::profile::{AGE_BUCKETS, AgeVerdict, Ages, AgesOptions, Profile, SiteAges};
 use serde::Serialize;
 
+use crate::history;
 use crate::input::{Input, read_profile};
 use crate::remote::{Remote, timestamp_at};
 use crate::table::{Align, Table};
@@ -19,6 +21,8 @@ use crate::units;
 pub(crate) struct Options {
     /// A saved live heap profile, or a service's debug listener URL.
     pub(crate) input: String,
+    /// URL mode: the heap history point from this long ago (a duration), not the heap now.
+    pub(crate) at: Option<String>,
     /// Sites shown, most live bytes first (0 = all).
     pub(crate) top: usize,
     /// JSON instead of the table.
@@ -33,9 +37,17 @@ pub(crate) struct Options {
 
 /// Runs `diag ages`.
 pub(crate) fn run(args: Options) -> Result<ExitCode> {
-    let (profile, what) = match Input::parse(&args.input) {
-        Input::Url(url) => fetch_heap(url, &args)?,
-        Input::File(_) => (read_profile(&args.input)?, args.input.clone()),
+    let (profile, what) = match (Input::parse(&args.input), &args.at) {
+        (Input::Url(url), None) => fetch_heap(url, &args)?,
+        (Input::Url(url), Some(at)) => {
+            let at = units::duration("--at", at, 0.0, 366.0 * 86_400.0)?;
+            fetch_point(url, at, &args)?
+        }
+        (Input::File(_), None) => (read_profile(&args.input)?, args.input.clone()),
+        (Input::File(_), Some(_)) => bail!(
+            "--at reads a live service's heap history: give its URL (e.g. \
+             http://127.0.0.1:6060); a saved history point is read as a file without --at"
+        ),
     };
     let mut opts = AgesOptions::default();
     opts.app_crates = args.names.app_crates.clone();
@@ -101,6 +113,37 @@ fn fetch_heap(url: &str, args: &Options) -> Result<(Profile, String)> {
     let remote = Remote::new(url, args.token.clone(), args.timeout)?;
     let path = "/debug/pprof/heap";
     let reply = remote.get_profile(path)?;
+    let what = format!("{}{path}", remote.base());
+    Ok((crate::input::decode(&reply.body, &what)?, what))
+}
+
+/// The heap history point of the service at `url` recorded `at` ago (its oldest if the
+/// history is shorter, said on stderr).
+fn fetch_point(url: &str, at: Duration, args: &Options) -> Result<(Profile, String)> {
+    let remote = Remote::new(url, args.token.clone(), args.timeout)?;
+    let h = history::read(&remote)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let Some((point, short)) = history::point_before(&h.points, now, at) else {
+        bail!(
+            "{} holds no heap history point yet ({}): read its heap now without --at",
+            remote.base(),
+            history::describe(&h)
+        );
+    };
+    if short {
+        let ago = Duration::from_nanos(now.saturating_sub(point.time_nanos).max(0) as u64);
+        eprintln!(
+            "diag: the heap history of {} reaches back {} (not {}): reading its oldest point",
+            remote.base(),
+            units::span(ago),
+            units::span(at)
+        );
+    }
+    let path = format!("/debug/pprof/heap?at={}", point.time_nanos);
+    let reply = remote.get_profile(&path)?;
     let what = format!("{}{path}", remote.base());
     Ok((crate::input::decode(&reply.body, &what)?, what))
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use super::alloc::TRACKED;
+use super::history_ages::Stamp;
 use super::live::{self, Block};
 use crate::names::{AGE_LABEL, AGE_SECS_LABEL};
 use crate::profile::{AGE_BUCKETS, age_bucket};
@@ -69,6 +70,23 @@ impl LiveAges {
     pub(crate) fn read() -> Self {
         let mut blocks = Vec::with_capacity(TRACKED.load(Relaxed) + SLACK);
         let missed = live::collect(&mut blocks);
+        Self {
+            by_stack: group(blocks),
+            missed,
+        }
+    }
+
+    /// The blocks a heap history point kept, with their ages at that point's clock `tick`.
+    pub(crate) fn at_point(stamps: &[Stamp], tick: u32, missed: usize) -> Self {
+        let blocks = stamps
+            .iter()
+            .map(|s| Block {
+                stack: s.stack,
+                age_millis: live::age_millis(tick, s.time),
+                objects_fp: s.objects_fp,
+                bytes: s.bytes,
+            })
+            .collect();
         Self {
             by_stack: group(blocks),
             missed,

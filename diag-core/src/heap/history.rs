@@ -7,14 +7,16 @@
 //! little per point. The whole history is bounded: at most the configured number of points and
 //! [`MAX_HISTORY_ENTRIES`] changed-stack entries; past either, the oldest point is folded into
 //! the base and dropped, so a service whose sites all change at every point keeps a shorter
-//! span rather than more memory.
+//! span rather than more memory. Each point also keeps its live sampled blocks (their ages),
+//! as [`history_ages`](super::history_ages) says, with a bound of their own.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::stacks;
+use super::history_ages::{AgeClock, AgeHistory, Stamp};
+use super::{live, stacks};
 use crate::defaults::DEFAULT_HISTORY_POINTS;
 use crate::wire::{HistoryPoint, HistoryStats};
 
@@ -63,6 +65,8 @@ pub(crate) struct History {
     last: Vec<Counters>,
     /// Entries held in `deltas`.
     entries: usize,
+    /// The live sampled blocks at the points that have them.
+    ages: AgeHistory,
 }
 
 fn inuse(c: &[Counters]) -> (u64, u64) {
@@ -121,6 +125,7 @@ impl History {
         apply(&mut self.base, &d.changes);
         self.base_time = d.time_nanos;
         self.base_exact = d.exact;
+        self.ages.drop_before(self.base_time);
     }
 
     /// The points held, oldest first.
@@ -236,6 +241,7 @@ impl History {
                 .iter()
                 .map(|d| d.changes.capacity() * e)
                 .sum::<usize>()
+            + self.ages.memory_bytes()
     }
 }
 
@@ -256,6 +262,7 @@ static HISTORY: Mutex<History> = Mutex::new(History {
     deltas: VecDeque::new(),
     last: Vec::new(),
     entries: 0,
+    ages: AgeHistory::new(),
 });
 static INTERVAL_MS: AtomicU64 = AtomicU64::new(0);
 /// Points recorded since the start, and the CPU time the recorder spent on them.
@@ -292,12 +299,17 @@ fn record_now() -> bool {
         totals.alloc_objects.saturating_sub(totals.free_objects),
         super::config::sample_rate(),
     );
+    let blocks = super::ages::profile_ages().then(read_blocks);
     let t = now_nanos();
     let mut h = lock();
     if INTERVAL_MS.load(Relaxed) == 0 {
         return false;
     }
     h.record(t, exact, &now, MAX_POINTS.load(Relaxed));
+    match blocks {
+        Some((blocks, clock)) => h.ages.record(t, clock, blocks),
+        None => h.ages = AgeHistory::default(),
+    }
     drop(now);
     // The leak alarm's series, copied out under the lock, classified after it.
     let window = super::leaks::window();
@@ -312,6 +324,25 @@ fn record_now() -> bool {
         super::leaks::check(&series, t, MAX_POINTS.load(Relaxed), thread_cpu_ns);
     }
     true
+}
+
+/// The live sampled blocks now, for the point's ages (one pass over the live list, as a
+/// snapshot with ages makes), with the clock and uptime they are read at.
+fn read_blocks() -> (Vec<Stamp>, AgeClock) {
+    let mut blocks = Vec::with_capacity(super::alloc::TRACKED.load(Relaxed) + 4096);
+    let (missed, tick) = live::collect_with(&mut blocks, |h, addr, _| Stamp {
+        addr,
+        time: h.time,
+        stack: h.stack,
+        objects_fp: h.objects_fp,
+        bytes: h.bytes,
+    });
+    let clock = AgeClock {
+        tick,
+        uptime_secs: super::ages::process_uptime_secs(),
+        missed,
+    };
+    (blocks, clock)
 }
 
 /// Starts recording a point every `interval` (at least [`MIN_HISTORY_INTERVAL`]), keeping the
@@ -395,14 +426,14 @@ fn thread_cpu_ns() -> u64 {
 
 /// The history's settings, size and cost so far.
 pub fn history_stats() -> HistoryStats {
-    let (points_held, entries, memory_bytes) = {
+    let (points_held, entries, memory_bytes, age_memory_bytes) = {
         let h = lock();
         let points = if h.base_time == 0 {
             0
         } else {
             h.deltas.len() + 1
         };
-        (points, h.entries, h.memory_bytes())
+        (points, h.entries, h.memory_bytes(), h.ages.memory_bytes())
     };
     HistoryStats {
         interval_ms: INTERVAL_MS.load(Relaxed),
@@ -410,6 +441,7 @@ pub fn history_stats() -> HistoryStats {
         points_held,
         entries,
         memory_bytes,
+        age_memory_bytes,
         records: RECORDS.load(Relaxed),
         record_cpu_ns: RECORD_CPU_NS.load(Relaxed),
         last_record_cpu_ns: LAST_RECORD_CPU_NS.load(Relaxed),
@@ -430,6 +462,13 @@ pub fn history_max_points() -> usize {
 pub fn history_points() -> Vec<HistoryPoint> {
     let _ignore = crate::alloc_state::IgnoreAllocs::new();
     lock().points()
+}
+
+/// The live sampled blocks at the point recorded at `time_nanos`, with its clock; `None` if
+/// that point has no ages.
+pub(crate) fn blocks_at(time_nanos: i64) -> Option<(Vec<Stamp>, AgeClock)> {
+    let _ignore = crate::alloc_state::IgnoreAllocs::new();
+    lock().ages.at(time_nanos)
 }
 
 /// The counters of every stack at the point recorded at `time_nanos`, and its live bytes,

@@ -147,6 +147,22 @@ pub(crate) struct Block {
 /// Appends every live sampled block to `out`, up to its spare capacity (so the pass under the
 /// lock never allocates; reserve before calling); returns how many did not fit.
 pub(crate) fn collect(out: &mut Vec<Block>) -> usize {
+    collect_with(out, |h, _, now| Block {
+        stack: h.stack,
+        age_millis: age_millis(now, h.time),
+        objects_fp: h.objects_fp,
+        bytes: h.bytes,
+    })
+    .0
+}
+
+/// Appends `read(header, its address, now)` for every live sampled block to `out`, up to its
+/// spare capacity (reserve before calling: the pass under the lock never allocates); returns
+/// how many did not fit, and the clock ([`now`]) the pass read.
+pub(crate) fn collect_with<T>(
+    out: &mut Vec<T>,
+    read: impl Fn(&Header, usize, u32) -> T,
+) -> (usize, u32) {
     let l = list();
     let now = now();
     let mut missed = 0;
@@ -155,18 +171,13 @@ pub(crate) fn collect(out: &mut Vec<Block>) -> usize {
         // SAFETY: linked headers stay valid until unlinked, which waits for the lock we hold.
         let h = unsafe { &*p };
         if out.len() < out.capacity() {
-            out.push(Block {
-                stack: h.stack,
-                age_millis: age_millis(now, h.time),
-                objects_fp: h.objects_fp,
-                bytes: h.bytes,
-            });
+            out.push(read(h, p as usize, now));
         } else {
             missed += 1;
         }
         p = h.next;
     }
-    missed
+    (missed, now)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod ages;
 pub(crate) mod alloc;
 mod config;
 mod history;
+mod history_ages;
 pub(crate) mod labels;
 mod leaks;
 mod live;
@@ -33,6 +34,7 @@ pub use history::{
     MAX_HISTORY_ENTRIES, MAX_HISTORY_POINTS, MIN_HISTORY_INTERVAL, history_interval,
     history_max_points, history_points, history_stats, set_history,
 };
+pub use history_ages::MAX_AGE_ENTRIES;
 pub use leaks::{leak_checks, leaks, poll_label, set_leak_alarm};
 pub use snapshot::{ALLOC_SPACE, INUSE_SPACE, is_installed, profile, profile_at, stats};
 

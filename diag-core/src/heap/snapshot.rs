@@ -91,23 +91,35 @@ pub fn profile(default_type: &str) -> Profile {
 
 /// The heap profile as the [history](super::set_history) recorded it at `time_nanos` (one of
 /// [`history_points`](super::history_points)' times), with that time; `None` if no point
-/// recorded then is held (never recorded, or dropped as the oldest since).
+/// recorded then is held (never recorded, or dropped as the oldest since). If the point kept
+/// its live sampled blocks (see `history_ages`), each stack's in-use values are split by the
+/// age those blocks had then, as [`profile`] splits them now, with the uptime of that moment.
 pub fn profile_at(time_nanos: i64, default_type: &str) -> Option<Profile> {
     let _ignore = IgnoreAllocs::new();
     let (counters, (live_bytes, live_objects, rate)) = history::counters_at(time_nanos)?;
-    let comments = vec![
+    // The point's live sampled blocks, aged at its own clock, if it kept them.
+    let blocks = history::blocks_at(time_nanos);
+    let ages = blocks
+        .as_ref()
+        .map(|(b, clock)| LiveAges::at_point(b, clock.tick, clock.missed));
+    let mut comments = vec![
         format!("pid={}", std::process::id()),
         format!("sample_rate={rate}"),
         format!("history_point={time_nanos}"),
         format!("live_bytes={live_bytes}"),
         format!("live_objects={live_objects}"),
     ];
+    if let Some((_, clock)) = &blocks {
+        comments.push(format!("{UPTIME_COMMENT}={:.1}", clock.uptime_secs));
+        comments.push(format!("ages_missed_blocks={}", clock.missed));
+    }
+    drop(blocks);
     Some(build(
         counters
             .into_iter()
             .enumerate()
             .map(|(id, c)| (id as u32, c)),
-        None,
+        ages.as_ref(),
         time_nanos,
         default_type,
         rate,

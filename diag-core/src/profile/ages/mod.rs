@@ -127,7 +127,7 @@ struct SiteBlocks {
 ///
 /// Fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) if the profile has
 /// no `inuse_space` column or no [`AGE_SECS_LABEL`] (not a live heap profile from a diag with
-/// ages: a history point, a Go profile, a delta).
+/// ages: a Go profile, a delta, a history point recorded without them).
 pub fn ages(profile: &Profile, opts: &AgesOptions) -> Result<Ages> {
     let col = profile.sample_index("inuse_space").ok_or_else(|| {
         Error::invalid("no `inuse_space` column: `diag ages` reads a live heap profile")
@@ -139,8 +139,9 @@ pub fn ages(profile: &Profile, opts: &AgesOptions) -> Result<Ages> {
     if !has_ages {
         return Err(Error::invalid(format!(
             "no `{AGE_SECS_LABEL}` labels: the profile does not record the ages of its live \
-             blocks (a live heap profile of a diag that stamps allocation times has them; \
-             history points, delta profiles and other profilers' profiles do not)"
+             blocks (live heap profiles and heap history points of a diag that stamps \
+             allocation times have them; delta profiles and other profilers' profiles do not, \
+             nor history points older than the ages the history keeps)"
         )));
     }
     let rules = SiteRules::for_profile(profile).with_app_crates(&opts.app_crates);
