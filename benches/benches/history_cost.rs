@@ -8,7 +8,9 @@
 //! reallocates a share of the blocks at their own stack before each point, so that share of
 //! the stacks changes. Printed per configuration: distinct stacks in the table (all
 //! configurations so far, plus the program's own), points recorded, mean and last CPU time
-//! per point, points, entries and memory held at the end (at most 60 points).
+//! per point, points, entries and memory held at the end (at most 60 points), of which the
+//! points' live sampled blocks (their ages): each configuration runs with ages on, then off
+//! (`heap::set_profile_ages`), so the two sit side by side in one run.
 //!
 //! `cargo bench -p diag-benches --bench history_cost` (env `SECONDS`).
 
@@ -60,12 +62,22 @@ fn main() {
         interval.as_millis()
     );
     println!(
-        "{:>7} {:>8} {:>7} {:>13} {:>13} {:>5} {:>9} {:>11}",
-        "stacks", "changed", "points", "mean us/pt", "last us/pt", "held", "entries", "memory KiB"
+        "{:>7} {:>8} {:>5} {:>7} {:>13} {:>13} {:>5} {:>9} {:>11} {:>9}",
+        "stacks",
+        "changed",
+        "ages",
+        "points",
+        "mean us/pt",
+        "last us/pt",
+        "held",
+        "entries",
+        "memory KiB",
+        "ages KiB"
     );
     for bits in [10u32, 13] {
         let n = 1usize << bits;
-        for share in [10usize, 100] {
+        for (share, ages) in [(10usize, true), (10, false), (100, true), (100, false)] {
+            heap::set_profile_ages(ages);
             heap::set_history(Duration::ZERO, 60);
             let before = heap::history_stats();
             heap::set_history(interval, 60);
@@ -86,17 +98,20 @@ fn main() {
             let after = heap::history_stats();
             let records = after.records - before.records;
             println!(
-                "{:>7} {:>7}% {:>7} {:>13.1} {:>13.1} {:>5} {:>9} {:>11}",
+                "{:>7} {:>7}% {:>5} {:>7} {:>13.1} {:>13.1} {:>5} {:>9} {:>11} {:>9}",
                 heap::stats().stacks,
                 share,
+                if ages { "on" } else { "off" },
                 records,
                 (after.record_cpu_ns - before.record_cpu_ns) as f64 / records.max(1) as f64 / 1e3,
                 after.last_record_cpu_ns as f64 / 1e3,
                 after.points_held,
                 after.entries,
-                after.memory_bytes / 1024
+                after.memory_bytes / 1024,
+                after.age_memory_bytes / 1024
             );
         }
     }
     heap::set_history(Duration::ZERO, 60);
+    heap::set_profile_ages(true);
 }
