@@ -109,6 +109,7 @@ const HISTORY_FIELDS: &[&str] = &[
     "points_held",
     "entries",
     "memory_bytes",
+    "age_memory_bytes",
     "records",
     "record_cpu_ns",
     "last_record_cpu_ns",

@@ -94,15 +94,16 @@ impl Strings {
 /// location with several lines (inlined calls), innermost first, as pprof expects.
 pub fn to_proto(profile: &Profile) -> protos::Profile {
     let mut strings = Strings::new();
-    let mut functions: HashMap<(String, Option<String>), u64> = HashMap::new();
+    // By name, then file: looked up by reference, so a known function costs no copies.
+    let mut functions: HashMap<String, Vec<(Option<String>, u64)>> = HashMap::new();
     let mut function_list = Vec::new();
     let mut locations: HashMap<Vec<(u64, i64)>, u64> = HashMap::new();
     let mut location_list: Vec<protos::Location> = Vec::new();
     let mut samples = Vec::with_capacity(profile.samples.len());
 
     let mut function_id = |f: &Frame, strings: &mut Strings| -> u64 {
-        let key = (f.function.clone(), f.file.clone());
-        if let Some(&id) = functions.get(&key) {
+        let known = functions.get(f.function.as_str());
+        if let Some(&(_, id)) = known.and_then(|v| v.iter().find(|(file, _)| *file == f.file)) {
             return id;
         }
         let id = function_list.len() as u64 + 1;
@@ -113,7 +114,10 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
             filename: strings.get(f.file.as_deref().unwrap_or("")),
             start_line: 0,
         });
-        functions.insert(key, id);
+        functions
+            .entry(f.function.clone())
+            .or_default()
+            .push((f.file.clone(), id));
         id
     };
 
@@ -192,43 +196,55 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
         })
         .collect();
 
+    // A stack's samples (its `alloc_*` one and one per age bucket) come one after another:
+    // the locations of the first serve the rest, compared, not looked up again.
+    let mut previous: Option<(&[Frame], Vec<u64>)> = None;
     for sample in &profile.samples {
-        let mut location_ids = Vec::new();
-        let mut i = 0;
-        while i < sample.stack.len() {
-            // Group runs of frames with the same non-zero address: one location, inline lines.
-            let mut j = i + 1;
-            let addr = sample.stack[i].address;
-            if addr != 0 {
-                while j < sample.stack.len() && sample.stack[j].address == addr {
-                    j += 1;
+        let stack = sample.stack.as_slice();
+        let shared = previous
+            .as_ref()
+            .filter(|(p, _)| *p == stack)
+            .map(|(_, ids)| ids.clone());
+        let location_ids = shared.unwrap_or_else(|| {
+            let mut location_ids = Vec::new();
+            let mut i = 0;
+            while i < sample.stack.len() {
+                // Group runs of frames with the same non-zero address: one location, inline lines.
+                let mut j = i + 1;
+                let addr = sample.stack[i].address;
+                if addr != 0 {
+                    while j < sample.stack.len() && sample.stack[j].address == addr {
+                        j += 1;
+                    }
                 }
-            }
-            // An unsymbolized frame is a location without lines, as pprof writes one.
-            let lines: Vec<(u64, i64)> = sample.stack[i..j]
-                .iter()
-                .filter(|f| !f.is_raw())
-                .map(|f| (function_id(f, &mut strings), i64::from(f.line)))
-                .collect();
-            let mut key = lines.clone();
-            key.push((u64::MAX, addr as i64));
-            let next_id = location_list.len() as u64 + 1;
-            let id = *locations.entry(key).or_insert_with(|| {
-                location_list.push(protos::Location {
-                    id: next_id,
-                    mapping_id: mapping_of(addr),
-                    address: addr,
-                    line: lines
-                        .iter()
-                        .map(|&(function_id, line)| protos::Line { function_id, line })
-                        .collect(),
-                    is_folded: false,
+                // An unsymbolized frame is a location without lines, as pprof writes one.
+                let lines: Vec<(u64, i64)> = sample.stack[i..j]
+                    .iter()
+                    .filter(|f| !f.is_raw())
+                    .map(|f| (function_id(f, &mut strings), i64::from(f.line)))
+                    .collect();
+                let mut key = lines.clone();
+                key.push((u64::MAX, addr as i64));
+                let next_id = location_list.len() as u64 + 1;
+                let id = *locations.entry(key).or_insert_with(|| {
+                    location_list.push(protos::Location {
+                        id: next_id,
+                        mapping_id: mapping_of(addr),
+                        address: addr,
+                        line: lines
+                            .iter()
+                            .map(|&(function_id, line)| protos::Line { function_id, line })
+                            .collect(),
+                        is_folded: false,
+                    });
+                    next_id
                 });
-                next_id
-            });
-            location_ids.push(id);
-            i = j;
-        }
+                location_ids.push(id);
+                i = j;
+            }
+            location_ids
+        });
+        previous = Some((stack, location_ids.clone()));
         let label = sample
             .labels
             .iter()
@@ -448,6 +464,34 @@ pub(crate) fn frame_cost(f: &Frame) -> u64 {
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    #[test]
+    fn samples_of_one_stack_share_its_locations() {
+        let frame = |name: &str, line| Frame {
+            line,
+            address: 0x1000 + line as u64,
+            ..Frame::named(name)
+        };
+        let a = vec![frame("myapp::leaf", 1), frame("myapp::main", 2)];
+        // The same names, one line apart at the caller: another stack.
+        let b = vec![frame("myapp::leaf", 1), frame("myapp::main", 3)];
+        let mut p = crate::profile::testutil::heap_profile(&[]);
+        for (stack, bytes) in [(&a, 1), (&a, 2), (&b, 4), (&a, 8)] {
+            p.samples.push(Sample {
+                stack: stack.clone(),
+                values: vec![0, 0, 1, bytes],
+                labels: vec![("age".into(), bytes.to_string())],
+            });
+        }
+        let proto = to_proto(&p);
+        let ids: Vec<&[u64]> = proto.sample.iter().map(|s| &s.location_id[..]).collect();
+        assert_eq!(ids[0], ids[1]);
+        assert_eq!(ids[0], ids[3]);
+        assert_eq!(ids[2][0], ids[0][0]);
+        assert_ne!(ids[2][1], ids[0][1]);
+        assert_eq!(proto.location.len(), 3);
+        assert_eq!(from_proto(&proto).unwrap(), p);
+    }
 
     #[test]
     fn repeated_locations_cannot_expand_past_the_limit() {
