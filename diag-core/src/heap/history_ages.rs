@@ -203,6 +203,9 @@ fn changes(before: &[Stamp], now: &[Stamp]) -> (Vec<Stamp>, Vec<Key>) {
             (None, None) => break,
         }
     }
+    // Held for the life of the point: no spare capacity.
+    added.shrink_to_fit();
+    removed.shrink_to_fit();
     (added, removed)
 }
 
