@@ -22,3 +22,24 @@ fn profiles_without_ages_are_a_clear_error() {
     let e = support::fails(&["ages", "http://127.0.0.1:1", "--timeout", "2"]);
     assert!(e.contains("127.0.0.1:1"), "{e}");
 }
+
+#[test]
+fn at_reads_a_services_history_only() {
+    // A saved file is read as it is: --at has no history to pick from.
+    let e = support::fails(&["ages", "before.pb.gz", "--at", "10m"]);
+    assert!(
+        e.contains("--at reads a live service's heap history"),
+        "{e}"
+    );
+    let e = support::fails(&["ages", "http://127.0.0.1:1", "--at", "soon"]);
+    assert!(e.contains("--at"), "{e}");
+    let e = support::fails(&[
+        "ages",
+        "http://127.0.0.1:1",
+        "--at",
+        "10m",
+        "--timeout",
+        "2",
+    ]);
+    assert!(e.contains("127.0.0.1:1"), "{e}");
+}

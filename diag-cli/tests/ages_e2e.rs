@@ -252,7 +252,6 @@ fn history_ages_agree_with_the_trend(url: &str, dir: &std::path::Path) {
         ("leak-like".to_owned(), "bounded".to_owned()),
         "ages {point}: {saved}"
     );
-    support::fails(&["ages", point, "--at", "10s"]);
 
     // What the ages cost the history, for BENCHMARKS.md.
     let h = support::Http::new()

@@ -103,6 +103,8 @@ impl AgeHistory {
     /// drops the oldest points' ages until at most [`MAX_AGE_ENTRIES`] entries remain.
     pub(crate) fn record(&mut self, time_nanos: i64, clock: AgeClock, mut now: Vec<Stamp>) {
         now.sort_unstable_by_key(Stamp::key);
+        // Read into room reserved for more: kept as the newest point, it keeps none.
+        now.shrink_to_fit();
         if self.base_time == 0 {
             self.base_time = time_nanos;
             self.base_clock = clock;
