@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Http, ok, wait_until, when};
+use support::{Http, ok, wait_until};
 
 mod support;
 
