@@ -60,8 +60,8 @@ fn the_service_raises_the_alarm_on_a_leak() {
             Instant::now() < deadline,
             "no suspect named remember_request within 60 s; last /debug/leaks: {last}"
         );
-        // Workload pacing: the leak must grow across history points 200 ms apart.
-        std::thread::sleep(Duration::from_millis(50));
+        // The leak must grow across history points 200 ms apart.
+        std::thread::sleep(Duration::from_millis(50)); // workload: the leak's pace
     };
     assert!(suspect.p < 0.01, "{suspect:?}");
     assert!(suspect.rate_bytes_per_sec > 0.0 && suspect.last_bytes > suspect.first_bytes);
