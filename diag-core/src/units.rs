@@ -101,6 +101,16 @@ pub fn percent(p: f64) -> String {
     format!("{p:.1}%")
 }
 
+/// A change in percent with one decimal and its sign: `+50.0%`, `-3.2%`.
+pub fn signed_percent(p: f64) -> String {
+    format!("{p:+.1}%")
+}
+
+/// A percentage rounded to a whole number: `93%` (shares where a decimal is noise).
+pub fn whole_percent(p: f64) -> String {
+    format!("{p:.0}%")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +138,9 @@ mod tests {
         assert_eq!(millis(12.5), "12.5ms");
         assert_eq!(millis(2100.0), "2.10s");
         assert_eq!(percent(93.14), "93.1%");
+        assert_eq!(signed_percent(50.0), "+50.0%");
+        assert_eq!(signed_percent(-3.24), "-3.2%");
+        assert_eq!(whole_percent(92.6), "93%");
     }
 
     #[test]

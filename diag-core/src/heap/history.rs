@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::history_ages::{AgeClock, AgeHistory, Stamp};
-use super::{live, stacks};
+use super::history_ages::{AgeClock, AgeHistory, Stamp, read_blocks};
+use super::stacks;
 use crate::defaults::DEFAULT_HISTORY_POINTS;
 use crate::wire::{HistoryPoint, HistoryStats};
 
@@ -265,8 +265,11 @@ static HISTORY: Mutex<History> = Mutex::new(History {
     ages: AgeHistory::new(),
 });
 static INTERVAL_MS: AtomicU64 = AtomicU64::new(0);
-/// Points recorded since the start, and the CPU time the recorder spent on them.
+/// Points recorded since the start (counted under the history's lock, with the point), and
+/// the CPU time the recorder spent on them.
 static RECORDS: AtomicU64 = AtomicU64::new(0);
+/// The [`GENERATION`] of the latest point recorded (written under the history's lock).
+static RECORDED_GENERATION: AtomicU64 = AtomicU64::new(0);
 static RECORD_CPU_NS: AtomicU64 = AtomicU64::new(0);
 static LAST_RECORD_CPU_NS: AtomicU64 = AtomicU64::new(0);
 static MAX_POINTS: AtomicUsize = AtomicUsize::new(DEFAULT_HISTORY_POINTS);
@@ -288,9 +291,10 @@ fn now_nanos() -> i64 {
         .max(1)
 }
 
-/// Records one point now from the live stack table; false if recording was turned off
-/// meanwhile.
-fn record_now() -> bool {
+/// Records one point now from the live stack table, begun under settings `generation`; false
+/// if recording was turned off or the settings changed meanwhile (the point would belong to
+/// the old settings: the recorder starts over with the new ones).
+fn record_now(generation: u64) -> bool {
     let _ignore = crate::alloc_state::IgnoreAllocs::new();
     let now: Vec<Counters> = stacks::entries().map(|(_, e)| e.counters()).collect();
     let totals = crate::alloc_state::totals();
@@ -302,7 +306,8 @@ fn record_now() -> bool {
     let blocks = super::ages::profile_ages().then(read_blocks);
     let t = now_nanos();
     let mut h = lock();
-    if INTERVAL_MS.load(Relaxed) == 0 {
+    // Settings change under this lock too: a point begun before a change never lands after it.
+    if INTERVAL_MS.load(Relaxed) == 0 || GENERATION.load(Relaxed) != generation {
         return false;
     }
     h.record(t, exact, &now, MAX_POINTS.load(Relaxed));
@@ -310,6 +315,8 @@ fn record_now() -> bool {
         Some((blocks, clock)) => h.ages.record(t, clock, blocks),
         None => h.ages = AgeHistory::default(),
     }
+    RECORDS.fetch_add(1, Relaxed);
+    RECORDED_GENERATION.store(generation, Relaxed);
     drop(now);
     // The leak alarm's series, copied out under the lock, classified after it.
     let window = super::leaks::window();
@@ -324,25 +331,6 @@ fn record_now() -> bool {
         super::leaks::check(&series, t, MAX_POINTS.load(Relaxed), thread_cpu_ns);
     }
     true
-}
-
-/// The live sampled blocks now, for the point's ages (one pass over the live list, as a
-/// snapshot with ages makes), with the clock and uptime they are read at.
-fn read_blocks() -> (Vec<Stamp>, AgeClock) {
-    let mut blocks = Vec::with_capacity(super::alloc::TRACKED.load(Relaxed) + 4096);
-    let (missed, tick) = live::collect_with(&mut blocks, |h, addr, _| Stamp {
-        addr,
-        time: h.time,
-        stack: h.stack,
-        objects_fp: h.objects_fp,
-        bytes: h.bytes,
-    });
-    let clock = AgeClock {
-        tick,
-        uptime_secs: super::ages::process_uptime_secs(),
-        missed,
-    };
-    (blocks, clock)
 }
 
 /// Starts recording a point every `interval` (at least [`MIN_HISTORY_INTERVAL`]), keeping the
@@ -388,9 +376,8 @@ pub fn set_history(interval: Duration, points: usize) {
                     continue;
                 }
                 let before = thread_cpu_ns();
-                if record_now() {
+                if record_now(generation) {
                     let spent = thread_cpu_ns().saturating_sub(before);
-                    RECORDS.fetch_add(1, Relaxed);
                     RECORD_CPU_NS.fetch_add(spent, Relaxed);
                     LAST_RECORD_CPU_NS.store(spent, Relaxed);
                 }
@@ -426,14 +413,21 @@ fn thread_cpu_ns() -> u64 {
 
 /// The history's settings, size and cost so far.
 pub fn history_stats() -> HistoryStats {
-    let (points_held, entries, memory_bytes, age_memory_bytes) = {
+    // The counters are read under the lock they are written under: one consistent view.
+    let (points_held, entries, (memory_bytes, age_memory_bytes), records, generations) = {
         let h = lock();
         let points = if h.base_time == 0 {
             0
         } else {
             h.deltas.len() + 1
         };
-        (points, h.entries, h.memory_bytes(), h.ages.memory_bytes())
+        (
+            points,
+            h.entries,
+            (h.memory_bytes(), h.ages.memory_bytes()),
+            RECORDS.load(Relaxed),
+            (GENERATION.load(Relaxed), RECORDED_GENERATION.load(Relaxed)),
+        )
     };
     HistoryStats {
         interval_ms: INTERVAL_MS.load(Relaxed),
@@ -442,7 +436,9 @@ pub fn history_stats() -> HistoryStats {
         entries,
         memory_bytes,
         age_memory_bytes,
-        records: RECORDS.load(Relaxed),
+        records,
+        settings_generation: generations.0,
+        recorded_generation: generations.1,
         record_cpu_ns: RECORD_CPU_NS.load(Relaxed),
         last_record_cpu_ns: LAST_RECORD_CPU_NS.load(Relaxed),
     }

@@ -17,6 +17,11 @@
 //! for a shorter span rather than more memory.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::ages::process_uptime_secs;
+use super::alloc::TRACKED;
+use super::live;
 
 /// Cap on the blocks that came or went held across all points (16-32 bytes each).
 pub const MAX_AGE_ENTRIES: usize = 128 * 1024;
@@ -178,6 +183,25 @@ impl AgeHistory {
                 .map(|p| p.added.capacity() * s + p.removed.capacity() * k)
                 .sum::<usize>()
     }
+}
+
+/// The live sampled blocks now, for the point's ages (one pass over the live list, as a
+/// snapshot with ages makes), with the clock and uptime they are read at.
+pub(crate) fn read_blocks() -> (Vec<Stamp>, AgeClock) {
+    let mut blocks = Vec::with_capacity(TRACKED.load(Relaxed) + 4096);
+    let (missed, tick) = live::collect_with(&mut blocks, |h, addr, _| Stamp {
+        addr,
+        time: h.time,
+        stack: h.stack,
+        objects_fp: h.objects_fp,
+        bytes: h.bytes,
+    });
+    let clock = AgeClock {
+        tick,
+        uptime_secs: process_uptime_secs(),
+        missed,
+    };
+    (blocks, clock)
 }
 
 /// What came (in `now`, not `before`) and went (the other way), both sorted by key.
