@@ -525,6 +525,7 @@ mod tests {
 
     #[test]
     fn settings_from_env() {
+        let _env = capture::ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         // Only this test touches the environment (DIAG_TASK_SAMPLE, DIAG_HEAP_UNWINDER,
         // DIAG_SYMBOL_IDLE_SECS).
         let set = |v: &str| {

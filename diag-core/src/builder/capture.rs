@@ -118,15 +118,20 @@ impl Builder {
     }
 }
 
+/// Held by the tests that set `DIAG_*` variables, since `Builder::from_env` reads them all.
+#[cfg(test)]
+pub(super) static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn capture_settings_from_env() {
+        let _env = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         // Only this test touches these variables.
         let set = |k: &str, v: &str| {
-            // SAFETY: no other test of this binary reads or writes the capture variables.
+            // SAFETY: the tests that read or write DIAG_* variables hold ENV_LOCK.
             unsafe { std::env::set_var(k, v) }
         };
         let clear = || {
@@ -172,7 +177,11 @@ mod tests {
             .capture_max_files(1)
             .memory_limit_bytes(0);
         assert_eq!(
-            (b.capture.at_percent, b.capture.max_files, b.capture.memory_limit_bytes),
+            (
+                b.capture.at_percent,
+                b.capture.max_files,
+                b.capture.memory_limit_bytes
+            ),
             (1, 2, None)
         );
     }

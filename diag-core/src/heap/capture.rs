@@ -36,7 +36,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::defaults::{CAPTURE_MIN_INTERVAL, DEFAULT_CAPTURE_AT_PERCENT, DEFAULT_CAPTURE_MAX_FILES};
+use crate::defaults::{
+    CAPTURE_MIN_INTERVAL, DEFAULT_CAPTURE_AT_PERCENT, DEFAULT_CAPTURE_MAX_FILES,
+};
 
 /// How often the capture thread reads the memory usage.
 pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);

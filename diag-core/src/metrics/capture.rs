@@ -63,7 +63,7 @@ mod tests {
     fn the_capture_counters_are_exposed() {
         let text = crate::metrics::render();
         for line in [
-            "# TYPE diag_captures counter",
+            "# TYPE diag_captures_total counter",
             "diag_captures_total{reason=\"memory_limit\"} 0",
             "diag_capture_failures_total 0",
             "diag_capture_skipped_total{reason=\"suspect\"} 0",

@@ -139,7 +139,11 @@ pub(crate) fn rotate(dir: &Path, max_files: usize) -> Result<usize, String> {
         .map(|l| (l, serde_json::from_str(l).ok()))
         .collect();
     let exists = |e: &CaptureEntry| files_of(e).filter(|f| dir.join(f).exists()).count();
-    let mut held: usize = lines.iter().filter_map(|(_, e)| e.as_ref()).map(exists).sum();
+    let mut held: usize = lines
+        .iter()
+        .filter_map(|(_, e)| e.as_ref())
+        .map(exists)
+        .sum();
     let mut drop = vec![false; lines.len()];
     for (i, (_, e)) in lines.iter().enumerate() {
         if held <= max_files {
@@ -211,7 +215,10 @@ mod tests {
         let dir = scratch("one");
         let t = 1_796_619_662_000_000_000;
         let e = write(&dir, &capture(t, true), 20).unwrap();
-        assert_eq!(e.files.current, "heap-20261207T050102-memory_limit-current.pb.gz");
+        assert_eq!(
+            e.files.current,
+            "heap-20261207T050102-memory_limit-current.pb.gz"
+        );
         assert_eq!(
             e.files.oldest.as_deref(),
             Some("heap-20261207T050102-memory_limit-oldest.pb.gz")

@@ -385,19 +385,28 @@ mod tests {
         w(&root, "memory.max", "2000000\n");
         w(&dir, "memory.current", "900000\n");
         w(&dir, "memory.stat", "anon 1\ninactive_file 100000\n");
-        let m = read(None, &Cgroup::V2 {
-            dir: dir.clone(),
-            mount: root.clone(),
-        })
+        let m = read(
+            None,
+            &Cgroup::V2 {
+                dir: dir.clone(),
+                mount: root.clone(),
+            },
+        )
         .unwrap();
-        assert_eq!((m.usage, m.limit, m.source), (800_000, 1_000_000, Source::CgroupV2));
+        assert_eq!(
+            (m.usage, m.limit, m.source),
+            (800_000, 1_000_000, Source::CgroupV2)
+        );
         assert_eq!(m.percent(), 80.0);
         w(&root.join("a"), "memory.max", "max\n");
         w(&root, "memory.max", "max\n");
-        let none = read(None, &Cgroup::V2 {
-            dir: dir.clone(),
-            mount: root.clone(),
-        });
+        let none = read(
+            None,
+            &Cgroup::V2 {
+                dir: dir.clone(),
+                mount: root.clone(),
+            },
+        );
         assert_eq!(none, None, "unlimited everywhere: nothing to be near");
 
         w(&dir, "memory.limit_in_bytes", "9223372036854771712\n");
@@ -408,7 +417,10 @@ mod tests {
             "hierarchical_memory_limit 700000\ntotal_inactive_file 50000\n",
         );
         let m = read(None, &Cgroup::V1 { dir: dir.clone() }).unwrap();
-        assert_eq!((m.usage, m.limit, m.source), (550_000, 700_000, Source::CgroupV1));
+        assert_eq!(
+            (m.usage, m.limit, m.source),
+            (550_000, 700_000, Source::CgroupV1)
+        );
 
         let o = read(Some(1 << 40), &Cgroup::V1 { dir }).unwrap();
         assert_eq!((o.limit, o.source), (1 << 40, Source::Override));
