@@ -276,7 +276,7 @@ impl Builder {
                 }
             };
         }
-        self.capture = self.capture.from_env()?;
+        self.capture = self.capture.with_env()?;
         Ok(self)
     }
 

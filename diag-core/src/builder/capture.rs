@@ -32,7 +32,7 @@ impl Default for CaptureConfig {
 impl CaptureConfig {
     /// Applies `DIAG_CAPTURE_DIR`, `DIAG_CAPTURE_AT_PERCENT`, `DIAG_CAPTURE_MAX_FILES` and
     /// `DIAG_MEMORY_LIMIT_BYTES`.
-    pub(super) fn from_env(mut self) -> Result<Self> {
+    pub(super) fn with_env(mut self) -> Result<Self> {
         if let Some(d) = env_var(env::CAPTURE_DIR)? {
             self.dir = Some(PathBuf::from(d));
         }
@@ -149,7 +149,7 @@ mod tests {
         set(env::CAPTURE_AT_PERCENT, "85");
         set(env::CAPTURE_MAX_FILES, "6");
         set(env::MEMORY_LIMIT_BYTES, "1073741824");
-        let c = CaptureConfig::default().from_env().unwrap();
+        let c = CaptureConfig::default().with_env().unwrap();
         assert_eq!(c.dir, Some(PathBuf::from("/var/tmp/caps")));
         assert_eq!(
             (c.at_percent, c.max_files, c.memory_limit_bytes),
@@ -164,12 +164,12 @@ mod tests {
         ] {
             clear();
             set(k, bad);
-            let e = CaptureConfig::default().from_env().unwrap_err();
+            let e = CaptureConfig::default().with_env().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Config);
             assert!(e.to_string().contains(k), "{e}");
         }
         clear();
-        let c = CaptureConfig::default().from_env().unwrap();
+        let c = CaptureConfig::default().with_env().unwrap();
         assert_eq!((c.dir, c.at_percent, c.max_files), (None, 90, 20));
         let b = Builder::default()
             .capture_dir("/tmp")
