@@ -89,7 +89,7 @@ impl Latest {
             e.reason
         );
         if let Some(site) = &e.site {
-            s.push_str(&format!(", suspect {site}"));
+            s.push_str(&format!(", site {site}"));
         }
         if let (Some(u), Some(l)) = (e.usage_bytes, e.limit_bytes) {
             s.push_str(&format!(
