@@ -11,6 +11,7 @@
 //! labels (`route`, `task`, `thread`), like pprof's `-tagfocus` / `-tagignore`: the pattern
 //! matches the label's value anywhere; a sample without the label never matches.
 
+use crate::units;
 use diag_core::profile::{Frame, Profile};
 use regex_lite::Regex;
 
@@ -186,10 +187,10 @@ pub(crate) fn leave_out_diag(p: &mut Profile, include: bool) {
         .get(column)
         .map_or("value", |t| t.ty.as_str());
     eprintln!(
-        "diag: left out diag's own threads (thread={}*): {:.1} % of the {ty} ({} samples); \
+        "diag: left out diag's own threads (thread={}*): {} of the {ty} ({} samples); \
          --include-diag keeps them",
         diag_core::profile::DIAG_THREAD_PREFIX,
-        share.percent(column),
+        units::percent(share.percent(column)),
         share.samples,
     );
 }

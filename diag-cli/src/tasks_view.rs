@@ -60,9 +60,9 @@ pub(crate) fn render(v: &Tasks, w: &mut impl Write) -> io::Result<()> {
     if rt.watching {
         writeln!(
             w,
-            "runtime         {} workers   busy {:.0} %   {} alive tasks   global queue {}{}",
+            "runtime         {} workers   busy {}   {} alive tasks   global queue {}{}",
             rt.workers,
-            rt.busy_ratio * 100.0,
+            units::whole_percent(rt.busy_ratio * 100.0),
             rt.alive_tasks,
             rt.global_queue_depth,
             match v.runtimes.len() {
@@ -75,12 +75,12 @@ pub(crate) fn render(v: &Tasks, w: &mut impl Write) -> io::Result<()> {
         for r in &v.runtimes {
             writeln!(
                 w,
-                "  {:<30} {} workers   busy {:>3.0} %   lag p99 {:.1} ms   max {:.1} ms",
+                "  {:<30} {} workers   busy {:>4}   lag p99 {}   max {}",
                 r.name,
                 r.runtime.workers,
-                r.runtime.busy_ratio * 100.0,
-                r.lag.p99_ms,
-                r.lag.max_ms
+                units::whole_percent(r.runtime.busy_ratio * 100.0),
+                units::millis(r.lag.p99_ms),
+                units::millis(r.lag.max_ms)
             )?;
         }
     }
@@ -209,7 +209,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("actix-rt|arbiter:1") && text.contains("lag p99 300.0 ms"),
+            text.contains("actix-rt|arbiter:1") && text.contains("lag p99 300.0ms"),
             "{text}"
         );
         assert!(!text.contains("not watched"), "{text}");

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-pub(crate) use diag_core::units::{bytes, millis, nanos, percent, rate, signed, value};
+pub(crate) use diag_core::units::{
+    bytes, millis, nanos, percent, rate, signed, signed_percent, value, whole_percent,
+};
 
 /// A source path made short for a table: crates from the registry as `bytes-1.12.2/src/x.rs`,
 /// the standard library as `library/alloc/src/x.rs`, files under the current directory

@@ -130,24 +130,7 @@ impl Shop {
         let users = r#"sum(http_requests_total{route="/users/{id}",status="200"})"#;
         assert_eq!(query(base, users), (run.users.len() + 1) as f64);
         assert!(query(base, r#"sum(http_requests_total)"#) >= (run.ok + run.failed) as f64);
-        // Quantiles of /users/{id}: inside [0, the upper edge of the bucket holding the
-        // slowest request the client saw] (the server's time is part of the client's).
-        let b = diag_core::metrics::LATENCY_BUCKETS;
-        let max = *run.users.last().unwrap();
-        let ceiling = b
-            .iter()
-            .find(|&&le| le >= max)
-            .copied()
-            .unwrap_or(f64::INFINITY);
-        for q in [0.5, 0.99] {
-            let v = query(
-                base,
-                &format!(
-                    r#"histogram_quantile({q}, sum by (le) (http_request_duration_seconds_bucket{{route="/users/{{id}}"}}))"#
-                ),
-            );
-            assert!((0.0..=ceiling).contains(&v), "p{q}: {v} (client max {max})");
-        }
+        support::prometheus::assert_quantiles_within_client(base, "/users/{id}", &run.users);
         // No raw paths in the labels.
         assert_eq!(
             query_opt(
@@ -277,30 +260,11 @@ impl Shop {
 impl Run {
     /// `diag diff a b --by route --json`: the upload route first, within 25 % of what it kept.
     fn diff_by_route_ranks_the_leak_first(&self) {
-        let (a, b) = (self.dir.join("a.pb.gz"), self.dir.join("b.pb.gz"));
-        let json = support::ok(&[
-            "diff",
-            a.to_str().unwrap(),
-            b.to_str().unwrap(),
-            "--by",
-            "route",
-            "--json",
-        ]);
-        let v: Value = serde_json::from_str(&json).unwrap();
-        let first = &v["groups"][0];
-        assert_eq!(first["value"], "/uploads/{kb}", "{json}");
-        let est = first["delta_bytes"].as_i64().unwrap() as f64;
-        let truth = self.kept as f64;
-        assert!(
-            (est - truth).abs() <= 0.25 * truth,
-            "/uploads/{{kb}}: estimate {est} vs kept {truth}"
-        );
-        assert!(
-            first["sites"][0]["function"]
-                .as_str()
-                .unwrap()
-                .ends_with("actix_shop::keep_upload"),
-            "{first}"
+        support::assert_diff_by_route_ranks_first(
+            &self.dir,
+            "/uploads/{kb}",
+            self.kept,
+            "actix_shop::keep_upload",
         );
     }
 }

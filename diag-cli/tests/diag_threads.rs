@@ -48,7 +48,7 @@ fn top_leaves_diag_out_and_says_how_much() {
     assert!(stdout.contains("myapp::render"), "{stdout}");
     assert!(!stdout.contains("gimli"), "{stdout}");
     assert!(
-        stderr.contains("left out diag's own threads (thread=diag-*): 40.0 %"),
+        stderr.contains("left out diag's own threads (thread=diag-*): 40.0%"),
         "{stderr}"
     );
     let all = ok(&["top", &file, "--include-diag"]);
@@ -90,8 +90,8 @@ fn report_says_diag_share_and_never_ranks_it_as_the_application() {
         ok(&args);
         let html = std::fs::read_to_string(&page).unwrap();
         assert!(
-            html.contains("diag&#39;s own threads (thread=diag-*) were 40.0 % of the CPU")
-                || html.contains("diag's own threads (thread=diag-*) were 40.0 % of the CPU"),
+            html.contains("diag&#39;s own threads (thread=diag-*) were 40.0% of the CPU")
+                || html.contains("diag's own threads (thread=diag-*) were 40.0% of the CPU"),
             "{html}"
         );
         assert_eq!(

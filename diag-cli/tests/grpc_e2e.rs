@@ -85,30 +85,11 @@ fn leak_between_two_snapshots(shop: &grpc_shop::InProcess) -> Run {
 impl Run {
     /// `diag diff a b --by route --json`: the Keep method first, within 25 % of what it kept.
     fn diff_by_route_ranks_the_leak_first(&self) {
-        let (a, b) = (self.dir.join("a.pb.gz"), self.dir.join("b.pb.gz"));
-        let json = support::ok(&[
-            "diff",
-            a.to_str().unwrap(),
-            b.to_str().unwrap(),
-            "--by",
-            "route",
-            "--json",
-        ]);
-        let v: Value = serde_json::from_str(&json).unwrap();
-        let first = &v["groups"][0];
-        assert_eq!(first["value"], KEEP, "{json}");
-        let est = first["delta_bytes"].as_i64().unwrap() as f64;
-        let truth = self.kept as f64;
-        assert!(
-            (est - truth).abs() <= 0.25 * truth,
-            "{KEEP}: estimate {est} vs kept {truth}"
-        );
-        assert!(
-            first["sites"][0]["function"]
-                .as_str()
-                .unwrap()
-                .ends_with("grpc_shop::keep_order"),
-            "{first}"
+        support::assert_diff_by_route_ranks_first(
+            &self.dir,
+            KEEP,
+            self.kept,
+            "grpc_shop::keep_order",
         );
     }
 
@@ -141,22 +122,7 @@ impl Run {
         );
         let keep_ok = format!(r#"sum(grpc_requests_total{{route="{KEEP}",code="0"}})"#);
         assert_eq!(query(base, &keep_ok), (self.keep_latency.len() + 1) as f64);
-        let b = diag_core::metrics::LATENCY_BUCKETS;
-        let max = *self.keep_latency.last().unwrap();
-        let ceiling = b
-            .iter()
-            .find(|&&le| le >= max)
-            .copied()
-            .unwrap_or(f64::INFINITY);
-        for q in [0.5, 0.99] {
-            let v = query(
-                base,
-                &format!(
-                    r#"histogram_quantile({q}, sum by (le) (http_request_duration_seconds_bucket{{route="{KEEP}"}}))"#
-                ),
-            );
-            assert!((0.0..=ceiling).contains(&v), "p{q}: {v} (client max {max})");
-        }
+        support::prometheus::assert_quantiles_within_client(base, KEEP, &self.keep_latency);
     }
 }
 

@@ -20,24 +20,9 @@ fn get(agent: &ureq::Agent, url: &str) -> String {
 
 #[test]
 fn the_service_raises_the_alarm_on_a_leak() {
-    let service = diag_examples::InProcess::start(
-        diag_core::Diag::builder().heap_sample_bytes(256 * 1024),
-        diag_examples::leaky::app().layer(diag_core::layer()),
-    );
+    let service = support::leaky_with_history(200, 120);
     let (diag_url, app_url) = (service.diag_url.clone(), service.app_url.clone());
     let agent = support::agent();
-    let mut r = agent
-        .post(format!(
-            "{diag_url}/debug/heap/history?interval_ms=200&points=120"
-        ))
-        .send_empty()
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        200,
-        "{}",
-        r.body_mut().read_to_string().unwrap()
-    );
 
     // Leak 64 KiB x 8 with churn until the alarm names the leak (or 60 s pass).
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -60,8 +45,8 @@ fn the_service_raises_the_alarm_on_a_leak() {
             Instant::now() < deadline,
             "no suspect named remember_request within 60 s; last /debug/leaks: {last}"
         );
-        // Workload pacing: the leak must grow across history points 200 ms apart.
-        std::thread::sleep(Duration::from_millis(50));
+        // The leak must grow across history points 200 ms apart.
+        std::thread::sleep(Duration::from_millis(50)); // workload: the leak's pace
     };
     assert!(suspect.p < 0.01, "{suspect:?}");
     assert!(suspect.rate_bytes_per_sec > 0.0 && suspect.last_bytes > suspect.first_bytes);

@@ -31,6 +31,14 @@ fn ok(out: Output) -> String {
 }
 
 /// `n` GETs of `url`, each answered 200.
+/// Now, in nanoseconds since the Unix epoch (the clock profiles carry).
+fn unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
 fn hit(http: &Http, url: &str, n: usize) {
     for _ in 0..n {
         http.ok(url);
@@ -147,31 +155,61 @@ fn snapshot_diff_names_the_leak() {
         );
     }
 
-    // A delta profile (Go's `?seconds=N`): what the next seconds allocate and keep. 20 leaking
+    // A delta profile (Go's `?seconds=N`): what the next seconds allocate and keep. Leaking
     // requests of 1 MiB (each sampled with probability 1 - e^-4 at 256 KiB, so the estimate
-    // is within a few % of the truth) land inside a 3 s window.
+    // is within a few % of the truth) run at a steady pace from before the 3 s window opens to
+    // after it closes; the truth is what the requests inside the profile's own window
+    // (`time_nanos - duration_nanos` to `time_nanos`) leaked.
     let delta = dir.join("delta.pb.gz");
-    let summary = std::thread::scope(|s| {
-        let taker = s.spawn(|| {
-            ok(diag(&[
-                "snapshot",
-                &diag_url,
-                "--allocs",
-                "--seconds",
-                "3",
-                "-o",
-                delta.to_str().unwrap(),
-            ]))
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (summary, requests) = std::thread::scope(|s| {
+        let leaker = s.spawn(|| {
+            let mut requests = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let before = diag_examples::leaky::leaked_bytes();
+                let start = unix_nanos();
+                http.ok(&format!("{app_url}/leak?kb=1024"));
+                requests.push((
+                    start,
+                    unix_nanos(),
+                    diag_examples::leaky::leaked_bytes() - before,
+                ));
+                std::thread::sleep(Duration::from_millis(100)); // workload: the leak's pace
+            }
+            requests
         });
-        // Lead time: the window opens when the server has taken its first snapshot, which
-        // nothing outside the server shows; the leak must fall inside the 3 s.
-        std::thread::sleep(Duration::from_millis(500)); // lead time for the window to open
-        let before = diag_examples::leaky::leaked_bytes();
-        hit(&http, &format!("{app_url}/leak?kb=1024"), 20);
-        let leaked = diag_examples::leaky::leaked_bytes() - before;
-        (taker.join().unwrap(), leaked)
+        let summary = ok(diag(&[
+            "snapshot",
+            &diag_url,
+            "--allocs",
+            "--seconds",
+            "3",
+            "-o",
+            delta.to_str().unwrap(),
+        ]));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (summary, leaker.join().unwrap())
     });
-    let (summary, leaked) = summary;
+    let window = {
+        let p = diag_core::profile::load(&std::fs::read(&delta).unwrap()).unwrap();
+        (p.time_nanos - p.duration_nanos, p.time_nanos)
+    };
+    // Requests wholly inside the window leaked into it; those across an edge may have.
+    let inside: u64 = requests
+        .iter()
+        .filter(|&&(a, b, _)| a >= window.0 && b <= window.1)
+        .map(|r| r.2)
+        .sum();
+    let overlapping: u64 = requests
+        .iter()
+        .filter(|&&(a, b, _)| a < window.1 && b > window.0)
+        .map(|r| r.2)
+        .sum();
+    assert!(
+        inside >= 10 << 20,
+        "fewer than 10 leaking requests inside the window: {requests:?}, window {window:?}"
+    );
+    let leaked = (inside, overlapping);
     assert!(summary.starts_with("over 3 s: allocated"), "{summary}");
     let json = ok(diag(&[
         "top",
@@ -186,8 +224,8 @@ fn snapshot_diff_names_the_leak() {
     assert!(support::is_the_leak(first), "{json}");
     let got = first["flat"].as_f64().unwrap();
     assert!(
-        (got - leaked as f64).abs() < 0.25 * leaked as f64,
-        "delta profile: {got} allocated for {leaked} leaked"
+        got > 0.75 * leaked.0 as f64 && got < 1.25 * leaked.1 as f64,
+        "delta profile: {got} allocated for {leaked:?} leaked (inside, with those across)"
     );
     if let Some(top) = go_pprof(&["-top", "-sample_index=inuse_space", delta.to_str().unwrap()]) {
         assert!(top.contains("Duration: 3"), "{top}");

@@ -37,25 +37,9 @@ fn prometheus_sees_the_leak_alarm_with_the_site_label() {
     let Some(bin) = prometheus_binary() else {
         return;
     };
-    let service = diag_examples::InProcess::start(
-        diag_core::Diag::builder().heap_sample_bytes(256 * 1024),
-        diag_examples::leaky::app().layer(diag_core::layer()),
-    );
+    let service = support::leaky_with_history(200, 60);
     let (diag_url, app_url) = (service.diag_url.clone(), service.app_url.clone());
     let http = Http::new();
-    let mut r = http
-        .agent()
-        .post(format!(
-            "{diag_url}/debug/heap/history?interval_ms=200&points=60"
-        ))
-        .send_empty()
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        200,
-        "{}",
-        r.body_mut().read_to_string().unwrap()
-    );
     let target = diag_url.trim_start_matches("http://");
     let (_prom, prom) = start_prometheus(&bin, target);
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Http, ok, wait_until, when};
+use support::{Http, ok, wait_until};
 
 mod support;
 
@@ -244,29 +244,36 @@ impl Leaky {
     /// New settings take effect at once (a point is recorded right away, however long the
     /// interval), and a zero interval stops the recorder and clears the history.
     fn history_settings_take_effect_at_once(&self) {
-        let records = || diag_core::heap::history_stats().records;
-        // The first record after `n`, within 10 s.
-        let record_after = |n: u64, what: &str| {
+        let stats = diag_core::heap::history_stats;
+        // The point recorded under the settings just set, within 10 s: its record count.
+        // Points are counted under the history's lock with the settings they were begun
+        // under, and one begun under older settings never lands after a change.
+        let recorded_on_change = |what: &str| {
+            let generation = stats().settings_generation;
             wait_until(Duration::from_secs(10), what, || {
-                when(records(), |&r| r > n)
+                let s = stats();
+                if s.recorded_generation == generation {
+                    Ok(s.records)
+                } else {
+                    Err(s)
+                }
             })
         };
         // An hour apart: after the point recorded on the change, no regular one interferes.
-        let before = records();
         diag_core::heap::set_history(Duration::from_secs(3600), 10);
-        record_after(before, "a point recorded on the change to an hour");
-        // A point the recorder began under the old interval may land after that one, and no
-        // public state tells the two apart: the one sleep here that lets something happen.
-        std::thread::sleep(Duration::from_millis(200)); // grace for a point begun before the change
-        let settled = records();
+        let settled = recorded_on_change("a point recorded on the change to an hour");
         diag_core::heap::set_history(Duration::from_secs(3600), 10);
         assert_eq!(
-            record_after(settled, "no point recorded on the change"),
+            recorded_on_change("a point recorded on the second change"),
             settled + 1,
-            "no point recorded on the change"
+            "one point, and only one, recorded on the change"
         );
         std::thread::sleep(Duration::from_millis(600)); // checks that nothing happens: no record
-        assert_eq!(records(), settled + 1, "recorded again within the hour");
+        assert_eq!(
+            stats().records,
+            settled + 1,
+            "recorded again within the hour"
+        );
         assert!(diag_core::heap::history_points().len() <= 10);
         // Over HTTP: off (cleared), then on again, with bad parameters refused.
         let post = |q: &str| {
@@ -289,14 +296,14 @@ impl Leaky {
         assert_eq!(post("interval_ms=50"), 400);
         assert_eq!(post("interval_ms=1000&points=1"), 400);
         assert_eq!(post("points=10"), 400);
-        let off = records();
+        let off = stats().records;
         assert_eq!(post("interval_ms=1000&points=5"), 200);
         assert_eq!(
-            record_after(off, "no point recorded when turned back on"),
+            recorded_on_change("a point recorded when turned back on"),
             off + 1,
-            "no point recorded when turned back on"
+            "no point, or more than one, recorded when turned back on"
         );
-        let st = diag_core::heap::history_stats();
+        let st = stats();
         assert_eq!(
             (st.interval_ms, st.max_points, st.points_held),
             (1000, 5, 1)

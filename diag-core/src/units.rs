@@ -101,6 +101,16 @@ pub fn percent(p: f64) -> String {
     format!("{p:.1}%")
 }
 
+/// A change in percent with one decimal and its sign: `+50.0%`, `-3.2%`.
+pub fn signed_percent(p: f64) -> String {
+    format!("{p:+.1}%")
+}
+
+/// A percentage rounded to a whole number: `93%` (shares where a decimal is noise).
+pub fn whole_percent(p: f64) -> String {
+    format!("{p:.0}%")
+}
+
 /// A time in seconds since the Unix epoch as RFC 3339 UTC: `2026-12-07T05:01:02Z`.
 pub fn utc(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -149,6 +159,9 @@ mod tests {
         assert_eq!(millis(12.5), "12.5ms");
         assert_eq!(millis(2100.0), "2.10s");
         assert_eq!(percent(93.14), "93.1%");
+        assert_eq!(signed_percent(50.0), "+50.0%");
+        assert_eq!(signed_percent(-3.24), "-3.2%");
+        assert_eq!(whole_percent(92.6), "93%");
         assert_eq!(utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc(1_796_619_662), "2026-12-07T05:01:02Z");
         assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");

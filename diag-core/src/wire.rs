@@ -385,6 +385,12 @@ pub struct HistoryStats {
     pub record_cpu_ns: u64,
     /// CPU time of the latest one, in nanoseconds.
     pub last_record_cpu_ns: u64,
+    /// How many times the settings were set (each `POST /debug/heap/history`,
+    /// `diag_core::heap::set_history` or the builder's setting counts one).
+    pub settings_generation: u64,
+    /// The `settings_generation` under which the latest point was recorded: equal to
+    /// `settings_generation` once a point under the current settings is in.
+    pub recorded_generation: u64,
 }
 
 /// One point of the heap history (also what `diag_core::heap::history_points()` lists).

@@ -55,6 +55,7 @@ async fn answer(req: Request<String>) -> Result<Response<GrpcBody>, Infallible> 
     let body = |trailers, delay_ms: u64| GrpcBody {
         data: Some(Bytes::from_static(b"\0\0\0\0\0")),
         delay: (delay_ms > 0)
+            // workload: a stream whose end comes later
             .then(|| Box::pin(tokio::time::sleep(Duration::from_millis(delay_ms)))),
         trailers,
     };

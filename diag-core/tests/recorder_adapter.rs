@@ -40,7 +40,7 @@ async fn a_toy_framework_is_recorded_through_the_recorder() {
         pattern: None,
     };
     serve(&missing, async {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await; // workload: a handler that takes time
         404
     })
     .await;

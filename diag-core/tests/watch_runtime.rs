@@ -77,6 +77,7 @@ fn several_runtimes_are_watched_by_name() {
 
     // Blocking the one worker of `background` shows in its lag, not in the server's.
     background.block_on(async {
+        // workload: the blocking call whose lag is measured
         tokio::spawn(async { std::thread::sleep(Duration::from_millis(300)) })
             .await
             .unwrap()

@@ -112,6 +112,8 @@ const HISTORY_FIELDS: &[&str] = &[
     "records",
     "record_cpu_ns",
     "last_record_cpu_ns",
+    "settings_generation",
+    "recorded_generation",
     "points",
     "points[].time_nanos",
     "points[].inuse_bytes",

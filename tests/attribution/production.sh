@@ -74,7 +74,7 @@ dpid=$!
 trap 'kill $dpid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
   curl -sf -o /dev/null "http://127.0.0.1:$port/buildid/$id/debuginfo" && break
-  sleep 0.2
+  sleep 0.2 # the poll interval of this wait for debuginfod to serve the file (at most 20 s)
 done
 DEBUGINFOD_URLS="http://127.0.0.1:$port" DEBUGINFOD_CACHE_PATH="$out/cache" \
   "$DIAG" diff "$out/split/raw.pb.gz" "$out/split/raw.pb.gz" --json --sample inuse_space > /dev/null
@@ -116,7 +116,8 @@ slow=$((20000 + RANDOM % 20000))
 perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
   LocalPort => $ARGV[0], Listen => 16, ReuseAddr => 1) or die "listen: $!"; sleep 120' "$slow" &
 spid=$!
-trap 'kill $spid 2>/dev/null || true' EXIT
+trap 'kill $dpid $spid 2>/dev/null || true' EXIT
+# the poll interval of this wait for the listener (at most 5 s):
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$slow") 2>/dev/null && break; sleep 0.1; done
 start=$SECONDS
 SOME=1 expect_exit2 "debuginfod slow" "debuginfod.*no answer within 2 s" \

@@ -382,11 +382,11 @@ pub(crate) fn run(args: Options) -> Result<ExitCode> {
         );
     }
     println!(
-        "4. the leak: {} grew by {} (the demo leaked {} there: estimate off by {:.1} %)",
+        "4. the leak: {} grew by {} (the demo leaked {} there: estimate off by {})",
         top.function,
         units::bytes(top.delta_bytes),
         units::bytes(truth),
-        (top.delta_bytes - truth) as f64 * 100.0 / truth as f64
+        units::signed_percent((top.delta_bytes - truth) as f64 * 100.0 / truth as f64)
     );
     println!(
         "   files: {} {} {}",

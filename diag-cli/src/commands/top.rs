@@ -156,10 +156,10 @@ fn by_label(p: &Profile, key: &str, opts: &TopOptions, args: &Options) -> Result
         for g in &groups {
             writeln!(
                 out,
-                "\n{key} {}: {} ({:.1} %)",
+                "\n{key} {}: {} ({})",
                 g.value.as_deref().unwrap_or("(none)"),
                 units::value(g.total, unit),
-                g.share
+                units::percent(g.share)
             )?;
             write_table(&mut out, &g.top, args.names.full_names)?;
         }

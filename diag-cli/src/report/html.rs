@@ -193,7 +193,7 @@ fn verdict(h: &mut String, r: &Report) {
         let hot: Vec<String> = by_name
             .iter()
             .take(VERDICT_ITEMS)
-            .map(|(name, p)| format!("<code>{}</code> {p:.1} %", esc(name)))
+            .map(|(name, p)| format!("<code>{}</code> {}", esc(name), units::percent(*p)))
             .collect();
         if !hot.is_empty() {
             let _ = write!(
@@ -252,9 +252,9 @@ fn verdict(h: &mut String, r: &Report) {
             .take(VERDICT_ITEMS)
             .map(|r| {
                 format!(
-                    "<code>{}</code> {:.1} % 5xx",
+                    "<code>{}</code> {} 5xx",
                     esc(&r.route),
-                    r.error_percent
+                    units::percent(r.error_percent)
                 )
             })
             .collect();

@@ -18,6 +18,7 @@ use diag_core::profile::{
 
 use crate::input::read_profile;
 use crate::scrape;
+use crate::units;
 
 pub(crate) use live::{LiveOptions, fetch_metrics, fetch_tasks, gather_live};
 
@@ -216,8 +217,8 @@ impl Report {
         if share.samples > 0 {
             let column = profile::select_sample(&with_diag, None).unwrap_or(0);
             self.notes.push(format!(
-                "{name}: diag's own threads (thread=diag-*) were {:.1} % of the CPU ({} samples); {}",
-                share.percent(column),
+                "{name}: diag's own threads (thread=diag-*) were {} of the CPU ({} samples); {}",
+                units::percent(share.percent(column)),
                 share.samples,
                 if opts.include_diag {
                     "kept (--include-diag), except in the hottest application functions"

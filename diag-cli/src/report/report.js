@@ -117,7 +117,7 @@
       hits.forEach(function (h) {
         if (h[1] > end) { covered += h[1] - Math.max(h[0], end); end = h[1]; }
       });
-      info.textContent = hits.length + " frames match, " + (covered * 100).toFixed(1) + " % of the width";
+      info.textContent = hits.length + " frames match, " + (covered * 100).toFixed(1) + "% of the width";
     }
 
     var input = box.querySelector("input");

@@ -48,10 +48,13 @@ pub(crate) fn name_tasks(tasks: &mut Tasks, what: &str) -> Result<()> {
     };
     super::name(&mut profile, what)?;
     let rules = SiteRules::for_profile(&profile);
-    let mut named = profile
-        .samples
-        .into_iter()
-        .map(|s| drop_trampoline(s.stack));
+    let mut named = profile.samples.into_iter().map(|mut s| {
+        // Dropped as the service drops it when it names the stack itself.
+        if s.stack.first().is_some_and(Frame::is_signal_trampoline) {
+            s.stack.remove(0);
+        }
+        s.stack
+    });
     for (event, stack) in tasks.blocking_events.iter_mut().zip(named.by_ref()) {
         event.site = rules.site_text(&stack).map(|(_, text)| text);
         event.stack = stack.iter().map(Frame::text).collect();
@@ -91,18 +94,6 @@ fn parse_frame(text: &str) -> Frame {
         Some(address) => Frame::raw(address),
         None => Frame::named(text),
     }
-}
-
-/// The kernel's signal trampoline can head a stack the handler could not start at the
-/// interrupted instruction; the service drops it when it names the stack itself.
-fn drop_trampoline(mut stack: Vec<Frame>) -> Vec<Frame> {
-    if stack
-        .first()
-        .is_some_and(|f| f.function.contains("__restore_rt") || f.function.contains("sigreturn"))
-    {
-        stack.remove(0);
-    }
-    stack
 }
 
 #[cfg(test)]

@@ -478,3 +478,49 @@ pub fn write_series(dir: &std::path::Path, sites: &[(&str, &[i64])]) -> Vec<Stri
         })
         .collect()
 }
+
+/// `diag diff A B --by route --json` over `dir`'s `a.pb.gz` and `b.pb.gz`: `route` is the
+/// first group, its growth within 25 % of `kept` bytes, its top site a function ending in
+/// `site`.
+pub fn assert_diff_by_route_ranks_first(dir: &Path, route: &str, kept: u64, site: &str) {
+    let (a, b) = (dir.join("a.pb.gz"), dir.join("b.pb.gz"));
+    let json = ok(&[
+        "diff",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--by",
+        "route",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let first = &v["groups"][0];
+    assert_eq!(first["value"], route, "{json}");
+    let est = first["delta_bytes"].as_i64().unwrap() as f64;
+    let truth = kept as f64;
+    assert!(
+        (est - truth).abs() <= 0.25 * truth,
+        "{route}: estimate {est} vs kept {truth}"
+    );
+    assert!(
+        first["sites"][0]["function"]
+            .as_str()
+            .unwrap()
+            .ends_with(site),
+        "{first}"
+    );
+}
+
+/// The leaky example in process (256 KiB sampling, diag's layer on its routes), with its heap
+/// history set to a point every `interval_ms`, keeping `points`.
+pub fn leaky_with_history(interval_ms: u64, points: usize) -> diag_examples::InProcess {
+    let service = diag_examples::InProcess::start(
+        diag_core::Diag::builder().heap_sample_bytes(256 * 1024),
+        diag_examples::leaky::app().layer(diag_core::layer()),
+    );
+    let set = Http::new().post(&format!(
+        "{}/debug/heap/history?interval_ms={interval_ms}&points={points}",
+        service.diag_url
+    ));
+    assert_eq!(set.status, 200, "{}", set.text());
+    service
+}

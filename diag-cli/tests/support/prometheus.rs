@@ -111,3 +111,27 @@ pub fn query_opt(base: &str, q: &str) -> f64 {
         .and_then(value)
         .unwrap_or(0.0)
 }
+
+/// Prometheus' p50 and p99 of `route` (`histogram_quantile` over diag's latency buckets) lie
+/// in [0, the upper edge of the bucket holding the slowest request the client saw]: the
+/// server's time is part of the client's. `client` holds the client's latencies, sorted.
+pub fn assert_quantiles_within_client(base: &str, route: &str, client: &[f64]) {
+    let max = *client.last().expect("client latencies");
+    let ceiling = diag_core::metrics::LATENCY_BUCKETS
+        .iter()
+        .find(|&&le| le >= max)
+        .copied()
+        .unwrap_or(f64::INFINITY);
+    for q in [0.5, 0.99] {
+        let v = query(
+            base,
+            &format!(
+                r#"histogram_quantile({q}, sum by (le) (http_request_duration_seconds_bucket{{route="{route}"}}))"#
+            ),
+        );
+        assert!(
+            (0.0..=ceiling).contains(&v),
+            "{route} p{q}: {v} (client max {max})"
+        );
+    }
+}

@@ -77,10 +77,10 @@ pub(crate) fn to_profile(
     comments.extend(crate::heap::labels::folded_names_comment());
     if cpu > 0 {
         comments.push(format!(
-            "process CPU in the window (utime+stime): {} ms; the profile holds {} ms ({:.0} %)",
-            cpu / 1_000_000,
-            profiled / 1_000_000,
-            profiled as f64 * 100.0 / cpu as f64
+            "process CPU in the window (utime+stime): {}; the profile holds {} ({})",
+            crate::units::nanos(cpu as i64),
+            crate::units::nanos(profiled as i64),
+            crate::units::whole_percent(profiled as f64 * 100.0 / cpu as f64)
         ));
     }
     Profile {
@@ -153,7 +153,7 @@ mod tests {
             (THREAD_LABEL.into(), "worker".into())
         );
         assert!(
-            p.comments.iter().any(|c| c.contains("holds 30 ms (75 %)")),
+            p.comments.iter().any(|c| c.contains("holds 30.0ms (75%)")),
             "{:?}",
             p.comments
         );

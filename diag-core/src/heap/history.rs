@@ -258,8 +258,11 @@ static HISTORY: Mutex<History> = Mutex::new(History {
     entries: 0,
 });
 static INTERVAL_MS: AtomicU64 = AtomicU64::new(0);
-/// Points recorded since the start, and the CPU time the recorder spent on them.
+/// Points recorded since the start (counted under the history's lock, with the point), and
+/// the CPU time the recorder spent on them.
 static RECORDS: AtomicU64 = AtomicU64::new(0);
+/// The [`GENERATION`] of the latest point recorded (written under the history's lock).
+static RECORDED_GENERATION: AtomicU64 = AtomicU64::new(0);
 static RECORD_CPU_NS: AtomicU64 = AtomicU64::new(0);
 static LAST_RECORD_CPU_NS: AtomicU64 = AtomicU64::new(0);
 static MAX_POINTS: AtomicUsize = AtomicUsize::new(DEFAULT_HISTORY_POINTS);
@@ -281,9 +284,10 @@ fn now_nanos() -> i64 {
         .max(1)
 }
 
-/// Records one point now from the live stack table; false if recording was turned off
-/// meanwhile.
-fn record_now() -> bool {
+/// Records one point now from the live stack table, begun under settings `generation`; false
+/// if recording was turned off or the settings changed meanwhile (the point would belong to
+/// the old settings: the recorder starts over with the new ones).
+fn record_now(generation: u64) -> bool {
     let _ignore = crate::alloc_state::IgnoreAllocs::new();
     let now: Vec<Counters> = stacks::entries().map(|(_, e)| e.counters()).collect();
     let totals = crate::alloc_state::totals();
@@ -294,10 +298,13 @@ fn record_now() -> bool {
     );
     let t = now_nanos();
     let mut h = lock();
-    if INTERVAL_MS.load(Relaxed) == 0 {
+    // Settings change under this lock too: a point begun before a change never lands after it.
+    if INTERVAL_MS.load(Relaxed) == 0 || GENERATION.load(Relaxed) != generation {
         return false;
     }
     h.record(t, exact, &now, MAX_POINTS.load(Relaxed));
+    RECORDS.fetch_add(1, Relaxed);
+    RECORDED_GENERATION.store(generation, Relaxed);
     drop(now);
     // The leak alarm's series, copied out under the lock, classified after it.
     let window = super::leaks::window();
@@ -357,9 +364,8 @@ pub fn set_history(interval: Duration, points: usize) {
                     continue;
                 }
                 let before = thread_cpu_ns();
-                if record_now() {
+                if record_now(generation) {
                     let spent = thread_cpu_ns().saturating_sub(before);
-                    RECORDS.fetch_add(1, Relaxed);
                     RECORD_CPU_NS.fetch_add(spent, Relaxed);
                     LAST_RECORD_CPU_NS.store(spent, Relaxed);
                 }
@@ -395,14 +401,21 @@ pub(super) fn thread_cpu_ns() -> u64 {
 
 /// The history's settings, size and cost so far.
 pub fn history_stats() -> HistoryStats {
-    let (points_held, entries, memory_bytes) = {
+    // The counters are read under the lock they are written under: one consistent view.
+    let (points_held, entries, memory_bytes, records, generations) = {
         let h = lock();
         let points = if h.base_time == 0 {
             0
         } else {
             h.deltas.len() + 1
         };
-        (points, h.entries, h.memory_bytes())
+        (
+            points,
+            h.entries,
+            h.memory_bytes(),
+            RECORDS.load(Relaxed),
+            (GENERATION.load(Relaxed), RECORDED_GENERATION.load(Relaxed)),
+        )
     };
     HistoryStats {
         interval_ms: INTERVAL_MS.load(Relaxed),
@@ -410,7 +423,9 @@ pub fn history_stats() -> HistoryStats {
         points_held,
         entries,
         memory_bytes,
-        records: RECORDS.load(Relaxed),
+        records,
+        settings_generation: generations.0,
+        recorded_generation: generations.1,
         record_cpu_ns: RECORD_CPU_NS.load(Relaxed),
         last_record_cpu_ns: LAST_RECORD_CPU_NS.load(Relaxed),
     }

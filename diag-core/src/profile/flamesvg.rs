@@ -26,10 +26,10 @@ const HEADER: f64 = 74.0;
 
 /// The colour bins of the differential legend: (lowest share of the growth, fill, label).
 const GREW: [(f64, &str, &str); 4] = [
-    (0.5, "#b2182b", "≥ 50 %"),
-    (0.1, "#d6604d", "10-50 %"),
-    (0.01, "#f4a582", "1-10 %"),
-    (0.0, "#fddbc7", "< 1 %"),
+    (0.5, "#b2182b", "≥ 50%"),
+    (0.1, "#d6604d", "10-50%"),
+    (0.01, "#f4a582", "1-10%"),
+    (0.0, "#fddbc7", "< 1%"),
 ];
 /// Shrinking frames: (lowest share of the growth shrunk, fill).
 const SHRANK: [(f64, &str); 3] = [(0.1, "#2166ac"), (0.01, "#4393c3"), (0.0, "#c6dbef")];
@@ -333,7 +333,7 @@ impl<'a> Drawing<'a> {
         if self.opts.differential {
             let d = n.delta();
             let rel = if n.before > 0 {
-                format!("{:+.1} %", d as f64 * 100.0 / n.before as f64)
+                units::signed_percent(d as f64 * 100.0 / n.before as f64)
             } else {
                 "new".to_owned()
             };
@@ -347,16 +347,16 @@ impl<'a> Drawing<'a> {
             if d > 0 {
                 let _ = write!(
                     s,
-                    "\n{:.1} % of the growth",
-                    d as f64 * 100.0 / self.growth as f64
+                    "\n{} of the growth",
+                    units::percent(d as f64 * 100.0 / self.growth as f64)
                 );
             }
         } else {
             let _ = write!(
                 s,
-                "\n{} ({:.2} % of all)",
+                "\n{} ({} of all)",
                 units::named(n.after, unit),
-                n.after as f64 * 100.0 / total.max(1) as f64
+                units::percent(n.after as f64 * 100.0 / total.max(1) as f64)
             );
         }
         if n.is_collapsed() {
@@ -432,10 +432,10 @@ mod tests {
         assert!(s.starts_with("<svg xmlns="), "{}", &s[..80]);
         assert!(s.contains("Growth &lt;x&gt;"));
         assert!(
-            s.contains("myapp::leak\nbefore 1.0 KiB, after 3.0 MiB, delta +3.0 MiB (+307100.0 %)"),
+            s.contains("myapp::leak\nbefore 1.0 KiB, after 3.0 MiB, delta +3.0 MiB (+307100.0%)"),
             "{s}"
         );
-        assert!(s.contains("delta -2.0 KiB (-50.0 %)"), "{s}");
+        assert!(s.contains("delta -2.0 KiB (-50.0%)"), "{s}");
         // The leak is red (≥ 50 % of the growth) and outlined with its callers.
         assert!(s.contains("class=\"f h\""));
         assert!(s.contains(GREW[0].1) && s.contains(SHRANK[2].1));

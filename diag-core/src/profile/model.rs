@@ -73,6 +73,13 @@ impl Frame {
         }
     }
 
+    /// True for the kernel's signal trampoline (`__restore_rt`, `sigreturn`): it heads a
+    /// stack captured in a signal handler that could not start it at the interrupted
+    /// instruction, and is no part of what the thread was doing.
+    pub fn is_signal_trampoline(&self) -> bool {
+        self.function.contains("__restore_rt") || self.function.contains("sigreturn")
+    }
+
     /// True for a frame of [`Frame::raw`]'s form: an address not yet named.
     pub fn is_raw(&self) -> bool {
         self.address != 0

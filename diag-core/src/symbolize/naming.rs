@@ -84,8 +84,11 @@ pub(crate) fn resolve_with<S: Resolved + ?Sized>(
 /// The demangled name, without hash, of a raw (mangled) symbol name; the name itself if it is
 /// not a Rust symbol.
 /// An ELF symbol version (`memcpy@GLIBC_2.14`, `xdr_uint32_t@@GLIBC_2.2.5`, as a debug file's
-/// `.symtab` spells versioned symbols) is not part of the name.
+/// `.symtab` spells versioned symbols) is not part of the name; a PLT stub's `@plt` is.
 pub(crate) fn demangle(raw: &[u8]) -> String {
+    if let Some(target) = raw.strip_suffix(b"@plt") {
+        return format!("{}@plt", demangle(target));
+    }
     match std::str::from_utf8(raw) {
         Ok(s) => match rustc_demangle::try_demangle(s) {
             Ok(d) => format!("{d:#}"),

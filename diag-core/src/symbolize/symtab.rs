@@ -10,9 +10,13 @@
 //! are file-backed, which the kernel can drop and read again) and an index of its function
 //! symbols is kept, at most [`MAX_SYMBOLS`] entries (24 bytes each). An image without a
 //! `.symtab` (a stripped shared library such as libc) is indexed from its dynamic symbols.
+//! The stubs of the procedure linkage table have no symbols: they are named as binutils and
+//! `perf` name them (`memcpy@plt`), from the order of the `.rela.plt` relocations (x86-64 and
+//! AArch64 layouts), so a sample taken in a stub is named too.
 //! Tables are keyed by file path: the service's symbolizer (`stack::resolve`) and the CLI's
 //! (`symbolize::files`) use the same ones, and drop them with their other caches ([`clear`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -25,12 +29,14 @@ use super::naming::demangle;
 /// Function symbols indexed per image at most.
 const MAX_SYMBOLS: usize = 1 << 19;
 
-/// A function symbol: its address in the file, and where its name lies in the file.
+/// A function symbol: its address in the file, and where its name lies in the file; a PLT
+/// stub (`plt`) is named by the symbol it jumps to, with `@plt` added.
 struct Func {
     addr: u64,
     name_at: u64,
     size: u32,
     name_len: u32,
+    plt: bool,
 }
 
 /// One image's function symbols, sorted by address, over the mapped file.
@@ -74,9 +80,11 @@ impl Table {
                 name_at: name_at as u64,
                 size,
                 name_len: name.len() as u32,
+                plt: false,
             });
         }
         drop(file);
+        funcs.extend(plt_stubs(bytes).unwrap_or_default());
         // Aliases (one address, several names: libc's `xdr_uint32_t` and `__GI_xdr_uint32_t`)
         // sort the name with the fewest leading underscores last, where lookups land, so the
         // public name is the one given, the same one every time.
@@ -101,8 +109,19 @@ impl Table {
             .filter_map(move |f| bytes.get(f.name_at as usize..)?.get(..f.name_len as usize))
     }
 
-    /// The raw name of the function whose symbol covers file address `at`.
-    pub(crate) fn name_at(&self, at: u64) -> Option<&[u8]> {
+    /// The file addresses of the PLT stubs indexed.
+    #[cfg(test)]
+    pub(crate) fn plt_stub_addrs(&self) -> Vec<u64> {
+        self.funcs
+            .iter()
+            .filter(|f| f.plt)
+            .map(|f| f.addr)
+            .collect()
+    }
+
+    /// The raw name of the function whose symbol covers file address `at` (`memcpy@plt` for
+    /// a PLT stub).
+    pub(crate) fn name_at(&self, at: u64) -> Option<Cow<'_, [u8]>> {
         let i = self
             .funcs
             .partition_point(|f| f.addr <= at)
@@ -111,11 +130,67 @@ impl Table {
         if at >= f.addr.saturating_add(u64::from(f.size)) {
             return None;
         }
-        self.map
+        let name = self
+            .map
             .bytes()
             .get(f.name_at as usize..)?
-            .get(..f.name_len as usize)
+            .get(..f.name_len as usize)?;
+        Some(if f.plt {
+            Cow::Owned([name, b"@plt"].concat())
+        } else {
+            Cow::Borrowed(name)
+        })
     }
+}
+
+/// The stubs of the procedure linkage table of a 64-bit little-endian ELF file: the stub of
+/// the i-th `.rela.plt` relocation lies at `.plt.sec + 16 i` when the file has a `.plt.sec`
+/// (x86-64 with IBT), else after the `.plt` header (16 bytes on x86-64, 32 on AArch64) at
+/// `16 i` (the layout binutils assumes for its `@plt` names). Other machines: none. The
+/// names are the dynamic symbols the relocations name, as slices of `bytes`.
+fn plt_stubs(bytes: &[u8]) -> Option<Vec<Func>> {
+    use object::elf;
+    use object::read::elf::{ElfFile64, Rela as _, SectionHeader as _};
+    let file = ElfFile64::<object::LittleEndian>::parse(bytes).ok()?;
+    let endian = file.endian();
+    let header = file.elf_header();
+    let plt_header = match header.e_machine.get(endian) {
+        elf::EM_X86_64 => 16,
+        elf::EM_AARCH64 => 32,
+        _ => return None,
+    };
+    let sections = file.elf_section_table();
+    let (_, rela) = sections.section_by_name(endian, b".rela.plt")?;
+    let relas: &[elf::Rela64<object::LittleEndian>] = rela.data_as_array(endian, bytes).ok()?;
+    let first = match sections.section_by_name(endian, b".plt.sec") {
+        Some((_, sec)) => sec.sh_addr(endian),
+        None => sections.section_by_name(endian, b".plt")?.1.sh_addr(endian) + plt_header,
+    };
+    let dynsym = sections.symbols(endian, bytes, elf::SHT_DYNSYM).ok()?;
+    let mut out = Vec::with_capacity(relas.len());
+    for (i, r) in relas.iter().enumerate() {
+        let Some(index) = r.symbol(endian, false) else {
+            continue;
+        };
+        let Ok(name) = dynsym
+            .symbol(index)
+            .and_then(|sym| dynsym.symbol_name(endian, sym))
+        else {
+            continue;
+        };
+        let name_at = (name.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
+        if name.is_empty() || name_at >= bytes.len() {
+            continue;
+        }
+        out.push(Func {
+            addr: first + 16 * i as u64,
+            name_at: name_at as u64,
+            size: 16,
+            name_len: name.len() as u32,
+            plt: true,
+        });
+    }
+    Some(out)
 }
 
 /// Tables by image file; None for a file that could not be read.
@@ -140,7 +215,7 @@ pub(crate) fn with_table<R>(path: &Path, f: impl FnOnce(Option<&Table>) -> R) ->
 /// Calls `f` with the raw (mangled) name of the function whose symbol covers file address `at`
 /// in the image file `path`, or None.
 pub(crate) fn with_raw_name<R>(path: &Path, at: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
-    with_table(path, |t| f(t.and_then(|t| t.name_at(at))))
+    with_table(path, |t| f(t.and_then(|t| t.name_at(at)).as_deref()))
 }
 
 /// Drops every table (and unmaps its file); they are made again when next needed.
@@ -237,6 +312,73 @@ fn plain(segs: &[&str]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each stub named in this test binary is an x86-64 `jmp *slot(%rip)` (after an
+    /// `endbr64` in `.plt.sec`) through the GOT slot of the relocation that names it.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn plt_stubs_jump_through_the_slot_of_their_name() {
+        use object::read::elf::{ElfFile64, Rela as _, SectionHeader as _};
+        let exe = std::fs::read("/proc/self/exe").unwrap();
+        let file = ElfFile64::<object::LittleEndian>::parse(&exe[..]).unwrap();
+        let endian = file.endian();
+        let sections = file.elf_section_table();
+        let slots: Vec<u64> = sections
+            .section_by_name(endian, b".rela.plt")
+            .map(|(_, rela)| {
+                let relas: &[object::elf::Rela64<object::LittleEndian>] =
+                    rela.data_as_array(endian, &exe[..]).unwrap();
+                relas.iter().map(|r| r.r_offset(endian)).collect()
+            })
+            .unwrap_or_default();
+        let stubs = plt_stubs(&exe).unwrap_or_default();
+        assert_eq!(stubs.len(), slots.len(), "one stub per .rela.plt entry");
+        assert!(
+            !stubs.is_empty(),
+            "a Rust test binary calls through its PLT"
+        );
+        // File bytes of a virtual address, through the section holding it.
+        let at = |addr: u64| {
+            let (_, sh) = sections
+                .enumerate()
+                .find(|(_, sh)| {
+                    let start = sh.sh_addr(endian);
+                    addr >= start && addr < start + sh.sh_size(endian)
+                })
+                .unwrap();
+            let off = (addr - sh.sh_addr(endian) + sh.sh_offset(endian)) as usize;
+            &exe[off..off + 16]
+        };
+        for (stub, slot) in stubs.iter().zip(slots) {
+            let mut code = at(stub.addr);
+            let mut next = stub.addr;
+            if code.starts_with(&[0xf3, 0x0f, 0x1e, 0xfa]) {
+                code = &code[4..];
+                next += 4;
+            }
+            // `bnd jmp` carries a 0xf2 prefix.
+            if code[0] == 0xf2 {
+                code = &code[1..];
+                next += 1;
+            }
+            assert_eq!(
+                &code[..2],
+                &[0xff, 0x25],
+                "not a jmp *disp(%rip) at {:#x}",
+                stub.addr
+            );
+            let disp = i32::from_le_bytes(code[2..6].try_into().unwrap());
+            let target = (next + 6).wrapping_add_signed(i64::from(disp));
+            assert_eq!(target, slot, "stub at {:#x}", stub.addr);
+        }
+        let table = Table::load(Path::new("/proc/self/exe")).unwrap();
+        let name = table.name_at(stubs[0].addr + 3).unwrap();
+        assert!(
+            name.ends_with(b"@plt"),
+            "{}",
+            String::from_utf8_lossy(&name)
+        );
+    }
 
     #[test]
     fn legacy_symbols_split_into_segments() {

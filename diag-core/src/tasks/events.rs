@@ -130,9 +130,7 @@ pub(crate) fn symbolize(frames: &[usize]) -> Vec<Frame> {
 pub(crate) fn symbolize_all(stacks: &[&[usize]]) -> Vec<Vec<Frame>> {
     let mut all = crate::stack::symbolize_stacks(stacks);
     for out in &mut all {
-        if out.first().is_some_and(|f| {
-            f.function.contains("__restore_rt") || f.function.contains("sigreturn")
-        }) {
+        if out.first().is_some_and(Frame::is_signal_trampoline) {
             out.remove(0);
         }
     }

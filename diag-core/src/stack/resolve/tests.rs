@@ -157,3 +157,31 @@ fn vdso_addresses_are_named() {
     assert_eq!(frames.len(), 1, "{frames:?}");
     assert_eq!(frames[0].function, VDSO);
 }
+
+/// An address inside a PLT stub of this binary (a sample can interrupt one) is named as the
+/// stub (`memcpy@plt`), not left as an address.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn names_a_plt_stub() {
+    let exe = std::fs::read_link("/proc/self/exe").unwrap();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    // The mapping of the file's start: a PIE's first segment has address and offset 0.
+    let base = maps
+        .lines()
+        .find(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 6 && f[2] == "00000000" && Path::new(f[5]) == exe
+        })
+        .and_then(|l| usize::from_str_radix(l.split('-').next()?, 16).ok())
+        .expect("the executable's first mapping");
+    let stub = crate::symbolize::symtab::with_table(Path::new("/proc/self/exe"), |t| {
+        t.and_then(|t| t.plt_stub_addrs().first().copied())
+    })
+    .expect("a Rust test binary calls through its PLT");
+    // As a return address: the byte before it is looked up, still inside the 16-byte stub.
+    let f = with_state(|st| st.frames(base + stub as usize + 4, &mut None));
+    assert!(
+        f.last().is_some_and(|f| f.function.ends_with("@plt")),
+        "{f:?}"
+    );
+}
