@@ -239,6 +239,12 @@ fn capture(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
+    // A directory that is not there fails before any profile is built.
+    if let Err(e) = files::usable(dir) {
+        FAILURES.fetch_add(1, Relaxed);
+        failed(reason, &e);
+        return;
+    }
     let encode = crate::profile::pprof_codec::encode_gzip;
     let current = encode(&super::profile(super::INUSE_SPACE));
     let oldest = super::history_points().first().and_then(|p| {

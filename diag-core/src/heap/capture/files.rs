@@ -32,10 +32,7 @@ pub(crate) struct Capture<'a> {
 /// captures' files until at most `max_files` remain. The entry written, or why not (a
 /// sentence naming the path).
 pub(crate) fn write(dir: &Path, c: &Capture<'_>, max_files: usize) -> Result<CaptureEntry, String> {
-    let meta = fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    if !meta.is_dir() {
-        return Err(format!("{} is not a directory", dir.display()));
-    }
+    usable(dir)?;
     let stamp = crate::units::utc(c.time_nanos.div_euclid(1_000_000_000))
         .replace(['-', ':'], "")
         .trim_end_matches('Z')
@@ -82,6 +79,16 @@ pub(crate) fn write(dir: &Path, c: &Capture<'_>, max_files: usize) -> Result<Cap
             Err(e)
         }
     }
+}
+
+/// Whether `dir` is there and a directory (checked before the profiles are built, and again
+/// before they are written).
+pub(crate) fn usable(dir: &Path) -> Result<(), String> {
+    let meta = fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    Ok(())
 }
 
 /// `base`, or `base-2`, `base-3`... if a capture of that name is there already.
