@@ -62,9 +62,11 @@ pub(crate) enum Command {
     /// Show which allocation sites grew between two heap snapshots (or two CPU profiles).
     ///
     /// Either may be a live service's URL (its heap now); with one URL and --since, the
-    /// earlier one comes from the heap history the service keeps.
+    /// earlier one comes from the heap history the service keeps. With a capture directory
+    /// (DIAG_CAPTURE_DIR) alone: its latest capture's two files, the heap history's oldest
+    /// point against the heap when a suspect appeared or memory neared the limit.
     #[command(
-        after_help = "Examples:\n  diag diff before.pb.gz after.pb.gz\n  diag diff before.pb.gz http://127.0.0.1:6060 --top 5\n  diag diff http://127.0.0.1:6060 --since 1h --json\n  diag diff before.pb.gz after.pb.gz --by route --tag-ignore 'route=^/health$'"
+        after_help = "Examples:\n  diag diff before.pb.gz after.pb.gz\n  diag diff /var/lib/myapp/captures\n  diag diff before.pb.gz http://127.0.0.1:6060 --top 5\n  diag diff http://127.0.0.1:6060 --since 1h --json\n  diag diff before.pb.gz after.pb.gz --by route --tag-ignore 'route=^/health$'"
     )]
     Diff(DiffArgs),
     /// Tell leaks from one-off growth: which sites keep growing over three or more snapshots.
@@ -125,9 +127,10 @@ pub(crate) enum Command {
     /// With a URL: seven heap snapshots across --seconds (or the heap history of --since) and
     /// a CPU profile over the same window, then /debug/tasks and /metrics. With files: two
     /// heap snapshots give the diff, three or more the trend too, CPU profiles their
-    /// flamegraphs. The page loads nothing from the network.
+    /// flamegraphs. With a capture directory (DIAG_CAPTURE_DIR): its latest capture's two
+    /// files. The page loads nothing from the network.
     #[command(
-        after_help = "Examples:\n  diag report http://127.0.0.1:6060 --seconds 30 -o report.html\n  diag report http://127.0.0.1:6060 --since 1h\n  diag report before.pb.gz after.pb.gz cpu.pb.gz -o leak.html"
+        after_help = "Examples:\n  diag report http://127.0.0.1:6060 --seconds 30 -o report.html\n  diag report http://127.0.0.1:6060 --since 1h\n  diag report before.pb.gz after.pb.gz cpu.pb.gz -o leak.html\n  diag report /var/lib/myapp/captures -o leak.html"
     )]
     Report(ReportArgs),
     /// Name the addresses of unsymbolized profiles (from a service with DIAG_SYMBOLIZE=off,
@@ -201,11 +204,12 @@ pub(crate) struct SnapshotArgs {
 #[derive(Debug, Args)]
 pub(crate) struct DiffArgs {
     /// The earlier heap snapshot (pprof .pb.gz / .pb, or dhat-heap.json), or a live service's
-    /// diag URL: its heap now (with --since: its heap history).
-    #[arg(value_name = "BEFORE")]
+    /// diag URL: its heap now (with --since: its heap history); or alone, a capture directory
+    /// (DIAG_CAPTURE_DIR): the growth its latest capture holds.
+    #[arg(value_name = "BEFORE|DIR")]
     pub(crate) before: String,
     /// The later heap snapshot, or a live service's diag URL: its heap now.
-    #[arg(value_name = "AFTER", required_unless_present = "since")]
+    #[arg(value_name = "AFTER")]
     pub(crate) after: Option<String>,
     /// With one URL: what grew since DURATION ago (e.g. 10m, 1h, 2d), from the heap history
     /// the service keeps, against a snapshot of now. No earlier snapshot needed.
@@ -485,9 +489,9 @@ pub(crate) struct LeaksArgs {
 /// `diag report URL` / `diag report FILE...`.
 #[derive(Debug, Args)]
 pub(crate) struct ReportArgs {
-    /// A live service's diag URL (http://host:port), or saved profiles (heap snapshots and
-    /// CPU profiles: pprof .pb.gz / .pb, or dhat-heap.json).
-    #[arg(value_name = "URL|FILE", required = true, num_args = 1..)]
+    /// A live service's diag URL (http://host:port), saved profiles (heap snapshots and
+    /// CPU profiles: pprof .pb.gz / .pb, or dhat-heap.json), or a capture directory.
+    #[arg(value_name = "URL|FILE|DIR", required = true, num_args = 1..)]
     pub(crate) inputs: Vec<String>,
     /// Where to write the page.
     #[arg(short, long, value_name = "FILE")]

@@ -2,6 +2,7 @@
 //! The `diag` command: diff, top and flamegraph for heap and CPU profiles of services that
 //! embed diag-core.
 
+mod captures;
 mod cli;
 mod commands;
 mod filter;

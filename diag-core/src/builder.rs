@@ -16,6 +16,8 @@ use crate::handle::Diag;
 use crate::heap;
 use crate::http::{ServerConfig, start_server};
 
+mod capture;
+
 impl Diag {
     /// A [`Builder`] with the defaults.
     pub fn builder() -> Builder {
@@ -48,6 +50,7 @@ pub struct Builder {
     symbol_cache_bytes: Option<usize>,
     symbol_idle: Option<Duration>,
     symbolize: bool,
+    capture: capture::CaptureConfig,
     #[cfg(feature = "console")]
     console: bool,
 }
@@ -76,6 +79,7 @@ impl Default for Builder {
             symbol_cache_bytes: None,
             symbol_idle: None,
             symbolize: true,
+            capture: capture::CaptureConfig::default(),
             #[cfg(feature = "console")]
             console: true,
         }
@@ -272,6 +276,7 @@ impl Builder {
                 }
             };
         }
+        self.capture = self.capture.with_env()?;
         Ok(self)
     }
 
@@ -484,6 +489,7 @@ impl Builder {
         heap::set_max_tracked_blocks(self.max_tracked_blocks);
         heap::set_leak_alarm(self.leak_alpha, self.leak_min_rate, self.leak_window);
         heap::set_history(self.heap_history_interval, self.heap_history_points);
+        self.capture.apply();
         crate::cpu::set_max_seconds(self.max_profile_seconds);
         crate::http::limits::SNAPSHOTS
             .set_min_interval_ms(self.snapshot_min_interval.as_millis() as u64);
@@ -519,6 +525,7 @@ mod tests {
 
     #[test]
     fn settings_from_env() {
+        let _env = capture::ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         // Only this test touches the environment (DIAG_TASK_SAMPLE, DIAG_HEAP_UNWINDER,
         // DIAG_SYMBOL_IDLE_SECS).
         let set = |v: &str| {

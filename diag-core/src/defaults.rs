@@ -62,6 +62,16 @@ pub const DEFAULT_LEAK_MIN_RATE: f64 = (1u64 << 20) as f64 / 3600.0;
 /// (`DIAG_LEAK_WINDOW`).
 #[cfg(feature = "heap")]
 pub const DEFAULT_LEAK_WINDOW: Duration = Duration::ZERO;
+/// Default share of the memory limit, in percent, at which the heap is captured
+/// (`DIAG_CAPTURE_AT_PERCENT`).
+#[cfg(feature = "heap")]
+pub const DEFAULT_CAPTURE_AT_PERCENT: u8 = 90;
+/// Default most capture files kept in `DIAG_CAPTURE_DIR` (`DIAG_CAPTURE_MAX_FILES`).
+#[cfg(feature = "heap")]
+pub const DEFAULT_CAPTURE_MAX_FILES: usize = 20;
+/// Shortest time between two heap captures: later reasons within it are counted, not written.
+#[cfg(feature = "heap")]
+pub const CAPTURE_MIN_INTERVAL: Duration = Duration::from_secs(600);
 /// What the symbolizer may keep between debug requests by default (parsed DWARF, symbol
 /// tables, resolved addresses, measured as diag's own allocations; `DIAG_SYMBOL_CACHE_BYTES`).
 #[cfg(feature = "heap")]

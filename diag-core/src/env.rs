@@ -53,3 +53,15 @@ pub const LEAK_MIN_RATE: &str = "DIAG_LEAK_MIN_RATE";
 /// Span of heap history the leak alarm checks: seconds, or with a unit (`30m`, `2h`, `1d`);
 /// default 0, the whole history.
 pub const LEAK_WINDOW: &str = "DIAG_LEAK_WINDOW";
+/// Directory where the heap is captured when a site becomes a leak suspect or memory nears its
+/// limit: two pprof files (the heap now, the heap history's oldest point) and a line of
+/// `index.jsonl` per capture (default unset: no captures). The directory must exist.
+pub const CAPTURE_DIR: &str = "DIAG_CAPTURE_DIR";
+/// Share of the memory limit, in percent, at which the heap is captured (default 90; 1 to 100).
+pub const CAPTURE_AT_PERCENT: &str = "DIAG_CAPTURE_AT_PERCENT";
+/// Most capture files kept in `DIAG_CAPTURE_DIR`, oldest captures removed first (default 20;
+/// at least 2).
+pub const CAPTURE_MAX_FILES: &str = "DIAG_CAPTURE_MAX_FILES";
+/// The memory limit in bytes, measured against the process's resident set, in place of the
+/// cgroup's limit and usage (default unset: the process's cgroup, v2 or v1).
+pub const MEMORY_LIMIT_BYTES: &str = "DIAG_MEMORY_LIMIT_BYTES";

@@ -18,7 +18,8 @@
 //   stack                     this process's stacks: capture, unwinding, the loaded images,
 //                               naming them with bounded caches
 //   tasks                     poll slots, blocking watchdog, lag probe, task names and health
-//   heap                      DiagAlloc's sampling, the stack table, heap profiles and history
+//   heap                      DiagAlloc's sampling, the stack table, heap profiles and history,
+//                               the leak alarm, captures to DIAG_CAPTURE_DIR
 //   cpu                       the SIGPROF sampler, CPU profiles
 //   metrics                   the Prometheus registry, timings, readiness
 //   recorder                  the framework-neutral request recorder (route, method,

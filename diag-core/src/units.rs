@@ -111,6 +111,27 @@ pub fn whole_percent(p: f64) -> String {
     format!("{p:.0}%")
 }
 
+/// A time in seconds since the Unix epoch as RFC 3339 UTC: `2026-12-07T05:01:02Z`.
+pub fn utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +162,9 @@ mod tests {
         assert_eq!(signed_percent(50.0), "+50.0%");
         assert_eq!(signed_percent(-3.24), "-3.2%");
         assert_eq!(whole_percent(92.6), "93%");
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(1_796_619_662), "2026-12-07T05:01:02Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
     }
 
     #[test]

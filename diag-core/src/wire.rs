@@ -10,6 +10,7 @@
 //! | `GET /debug/heap/stats` | [`HeapStats`] |
 //! | `GET /debug/heap/history` | [`HeapHistory`] |
 //! | `GET /debug/leaks` | [`Leaks`] |
+//! | a line of `DIAG_CAPTURE_DIR/index.jsonl` | [`CaptureEntry`] |
 //!
 //! The field names are the contract (a test compares every field name the endpoints answer
 //! with a fixed list). Structs are `#[non_exhaustive]`: fields may be added, never renamed or
@@ -489,4 +490,51 @@ pub struct LeakSuspect {
     /// When it became a suspect (the check that first found it), nanoseconds since the Unix
     /// epoch.
     pub since_nanos: i64,
+}
+
+// `DIAG_CAPTURE_DIR`: heap captures written when a leak suspect appears or memory nears its
+// limit.
+
+/// One line of `index.jsonl` in the capture directory (`DIAG_CAPTURE_DIR`): one capture, with
+/// the names of its pprof files (gzip'd, as `/debug/pprof/heap` and `?at=` serve them), which
+/// lie beside the index.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct CaptureEntry {
+    /// When it was taken, nanoseconds since the Unix epoch.
+    pub time_nanos: i64,
+    /// The same, as RFC 3339 UTC (`2026-12-07T05:01:02Z`).
+    pub time: String,
+    /// Why: `suspect` (a site became a leak suspect) or `memory_limit` (usage reached
+    /// `DIAG_CAPTURE_AT_PERCENT` of the limit).
+    pub reason: String,
+    /// The files written.
+    pub files: CaptureFiles,
+    /// The suspect's site, if a suspect caused it (or appeared with it).
+    pub site: Option<String>,
+    /// Memory in use when it was taken, bytes, if a limit is known: the resident set against
+    /// `DIAG_MEMORY_LIMIT_BYTES`, else the cgroup's working set.
+    pub usage_bytes: Option<u64>,
+    /// The limit it is measured against, bytes.
+    pub limit_bytes: Option<u64>,
+    /// Where usage and limit came from: `rss` (`DIAG_MEMORY_LIMIT_BYTES`), `cgroup_v2` or
+    /// `cgroup_v1`.
+    pub usage_source: Option<String>,
+    /// The time of the history point in `files.oldest`, nanoseconds since the Unix epoch.
+    pub oldest_time_nanos: Option<i64>,
+    /// The process that wrote it.
+    pub pid: u32,
+}
+
+/// The files of one [`CaptureEntry`], by name within the capture directory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct CaptureFiles {
+    /// The heap profile when the capture was taken.
+    pub current: String,
+    /// The oldest point of the heap history then, if the history held one: what the heap
+    /// looked like before the growth (`diag diff DIR` compares it with `current`).
+    pub oldest: Option<String>,
 }

@@ -1,6 +1,6 @@
 //! diag's own events reach the application's `tracing` subscriber (target `diag`): a blocking
 //! poll at warn level with its route, duration and site, a refused debug request (409) at info,
-//! a CPU profile's start and end at debug. The subscriber here is the application's (diag
+//! a CPU profile's start and end at debug, a heap capture and a failed one at warn. The subscriber here is the application's (diag
 //! installs none), global as an application's is. One test: the subscriber is global.
 
 use std::fmt::Write as _;
@@ -111,4 +111,23 @@ fn diag_logs_through_tracing() {
     assert!(e.contains("reason="), "{e}");
     assert_eq!(first.join().unwrap(), 200);
     wait_for(&["DEBUG", "CPU profile finished", "periods="]);
+
+    // A capture near the memory limit (1 KiB: the process is past it at once) into a
+    // directory that is not there: a warning; into one that is: a warning naming the files.
+    let dir = std::env::temp_dir().join(format!("diag-events-capture-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    diag_core::heap::set_capture(Some(dir.clone()), 90, 20, Some(1024));
+    let e = wait_for(&["WARN", "heap capture failed", "reason=\"memory_limit\""]);
+    assert!(
+        e.contains("diag-events-capture"),
+        "the path is not said: {e}"
+    );
+    assert_eq!(diag_core::heap::capture_stats().failures, 1);
+    std::fs::create_dir_all(&dir).unwrap();
+    diag_core::heap::set_capture(Some(dir.clone()), 90, 20, Some(1024));
+    let e = wait_for(&["WARN", "heap captured", "current="]);
+    assert!(e.contains(&format!("diag diff {}", dir.display())), "{e}");
+    assert_eq!(diag_core::heap::capture_stats().memory_limit, 1);
+    diag_core::heap::set_capture(None, 90, 20, None);
+    std::fs::remove_dir_all(dir).ok();
 }

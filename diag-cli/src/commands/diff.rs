@@ -1,6 +1,7 @@
 //! `diag diff A B`: which allocation sites grew between two heap snapshots. Either may be a
 //! live service's URL (its heap now); `diag diff URL --since 1h` takes the earlier one from
-//! the heap history the service keeps.
+//! the heap history the service keeps; `diag diff DIR` compares the two files of the latest
+//! capture in a capture directory (`DIAG_CAPTURE_DIR`): the growth up to that capture.
 
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -215,7 +216,20 @@ fn inputs(args: &Options) -> Result<(String, String)> {
             let before = from_history(args, url, since, &dir)?;
             Ok((before, fetch_now(url)?))
         }
-        (None, None) => bail!("give two snapshots, or one URL with --since DURATION"),
+        (None, None) if crate::captures::is_dir(&args.before) => {
+            let dir = Path::new(&args.before);
+            let latest = crate::captures::latest(dir)?;
+            eprintln!("{}", latest.describe(dir));
+            Ok((
+                latest.oldest.display().to_string(),
+                latest.current.display().to_string(),
+            ))
+        }
+        (None, None) => bail!(
+            "give two snapshots, one URL with --since DURATION, or a capture directory \
+             (DIAG_CAPTURE_DIR); {} is none of these",
+            args.before
+        ),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `diag report URL` / `diag report FILE...`: one self-contained HTML page from a live service
 //! (heap snapshots across a window, a CPU profile over it, runtime health and routes) or from
-//! saved profiles. The gathering and the page are in [`crate::report`].
+//! saved profiles, or the latest capture of a capture directory (`DIAG_CAPTURE_DIR`). The gathering and the page are in [`crate::report`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,6 +44,18 @@ pub(crate) fn run(args: Options) -> Result<ExitCode> {
         app_crates: args.app_crates.clone(),
         include_diag: args.include_diag,
     };
+    let mut args = args;
+    if let [dir] = args.inputs.as_slice()
+        && crate::captures::is_dir(dir)
+    {
+        let dir = PathBuf::from(dir);
+        let latest = crate::captures::latest(&dir)?;
+        eprintln!("{}", latest.describe(&dir));
+        args.inputs = [latest.oldest, latest.current]
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+    }
     let urls: Vec<&String> = args
         .inputs
         .iter()

@@ -397,7 +397,7 @@ pub fn set_history(interval: Duration, points: usize) {
 }
 
 /// CPU time this thread has run, in nanoseconds (0 if the clock cannot be read).
-fn thread_cpu_ns() -> u64 {
+pub(super) fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -286,6 +286,7 @@ pub(super) fn check(series: &Series, now_nanos: i64, capacity: usize, cpu_ns: fn
         s.points = m;
         if s.since_nanos == now_nanos {
             became(&s, span_secs);
+            super::capture::suspect(&s.site);
         }
         next.insert(f.id, s);
     }

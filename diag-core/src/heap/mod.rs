@@ -11,6 +11,7 @@
 
 mod ages;
 pub(crate) mod alloc;
+mod capture;
 mod config;
 mod history;
 mod history_ages;
@@ -22,6 +23,7 @@ mod snapshot;
 mod stacks;
 
 pub use crate::defaults::{
+    CAPTURE_MIN_INTERVAL, DEFAULT_CAPTURE_AT_PERCENT, DEFAULT_CAPTURE_MAX_FILES,
     DEFAULT_HISTORY_INTERVAL, DEFAULT_HISTORY_POINTS, DEFAULT_LEAK_ALPHA, DEFAULT_LEAK_MIN_RATE,
     DEFAULT_LEAK_WINDOW, DEFAULT_MAX_STACKS, DEFAULT_MAX_TRACKED_BLOCKS, DEFAULT_SAMPLE_BYTES,
     DEFAULT_SYMBOL_CACHE_BYTES, DEFAULT_SYMBOL_IDLE, MAX_FRAMES,
@@ -29,6 +31,7 @@ pub use crate::defaults::{
 pub use crate::stack::unwind::{Unwinder, set_unwinder, stats as unwind_stats, unwinder};
 pub use ages::{profile_ages, set_profile_ages};
 pub use alloc::CHECKED_SIZE;
+pub use capture::{CaptureStats, INDEX_FILE, capture_stats, set_capture};
 pub use config::{sample_rate, set_sample_rate};
 pub use history::{
     MAX_HISTORY_ENTRIES, MAX_HISTORY_POINTS, MIN_HISTORY_INTERVAL, history_interval,

@@ -8,6 +8,7 @@
 //! [`MAX_OPERATIONS`] fold into `(other)`. Nothing here knows a web framework: routes and
 //! methods arrive as `&str`s (through `crate::recorder`).
 
+mod capture;
 mod latency;
 mod leaks;
 mod process;
@@ -179,6 +180,7 @@ impl Metrics {
         registry.register_collector(Box::new(timed::OperationCollector));
         registry.register_collector(Box::new(process::ProcessCollector));
         registry.register_collector(Box::new(leaks::LeakCollector));
+        registry.register_collector(Box::new(capture::CaptureCollector));
         Self {
             registry,
             routes: RwLock::new(HashMap::new()),
