@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use diag_core::heap::INDEX_FILE;
+use diag_core::wire::CAPTURE_INDEX_FILE as INDEX_FILE;
 use diag_core::wire::CaptureEntry;
 
 use crate::units;

@@ -495,6 +495,10 @@ pub struct LeakSuspect {
 // `DIAG_CAPTURE_DIR`: heap captures written when a leak suspect appears or memory nears its
 // limit.
 
+/// The capture index's name within the capture directory (`DIAG_CAPTURE_DIR`): one
+/// [`CaptureEntry`] a line.
+pub const CAPTURE_INDEX_FILE: &str = "index.jsonl";
+
 /// One line of `index.jsonl` in the capture directory (`DIAG_CAPTURE_DIR`): one capture, with
 /// the names of its pprof files (gzip'd, as `/debug/pprof/heap` and `?at=` serve them), which
 /// lie beside the index.

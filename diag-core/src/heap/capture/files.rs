@@ -13,7 +13,7 @@ use std::path::Path;
 use crate::wire::{CaptureEntry, CaptureFiles};
 
 /// The index's name within the capture directory.
-pub const INDEX_FILE: &str = "index.jsonl";
+pub use crate::wire::CAPTURE_INDEX_FILE as INDEX_FILE;
 
 /// What one capture writes.
 pub(crate) struct Capture<'a> {
