@@ -111,6 +111,13 @@ impl Call {
         Route(self.route)
     }
 
+    /// Records the call under `route` instead (an adapter that learns the request's true route
+    /// only once it is answered). Its polls stay counted under the route it was watched with.
+    #[inline]
+    pub fn set_route(&mut self, route: Route) {
+        self.route = route.0;
+    }
+
     fn elapsed(&self) -> Duration {
         Duration::from_micros(crate::tasks::now_us().saturating_sub(self.start_us))
     }

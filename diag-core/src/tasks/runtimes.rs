@@ -3,7 +3,11 @@
 //! A runtime is watched from the first instrumented request inside it when no runtime is
 //! watched yet (the usual tokio `main`), by [`watch_runtime`] (any runtime, several at once),
 //! or by a framework adapter (actix-web: each worker's runtime, as its worker builds the app).
-//! A runtime that shuts down leaves the list (its probe's task is dropped with it).
+//! A runtime that shuts down leaves the list (its probe's task is dropped with it). A runtime
+//! is watched once: a second watch of the same runtime (by tokio's runtime [`Id`], unique among
+//! running runtimes), under any name, does nothing.
+//!
+//! [`Id`]: tokio::runtime::Id
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{AcqRel, Relaxed};
@@ -18,6 +22,7 @@ use crate::wire::{Lag, NamedRuntime, RuntimeHealth};
 
 struct Watched {
     name: Arc<str>,
+    id: tokio::runtime::Id,
     probe: Arc<Probe>,
     intervals: Mutex<RuntimeIntervals>,
 }
@@ -32,16 +37,23 @@ pub(crate) fn any() -> bool {
     COUNT.load(Relaxed) != 0
 }
 
-/// Starts watching `handle`'s runtime as `name`: its lag probe and runtime metrics. False (and
-/// nothing done) when a runtime of that name is already watched.
-pub(crate) fn watch(name: &str, handle: &tokio::runtime::Handle) -> bool {
+/// Starts watching `handle`'s runtime as `name()`: its lag probe and runtime metrics. False
+/// (and nothing done, `name` not called) when this runtime is already watched, or when a
+/// runtime of that name is.
+pub(crate) fn watch(name: impl FnOnce() -> String, handle: &tokio::runtime::Handle) -> bool {
+    let id = handle.id();
     let w = {
         let mut list = RUNTIMES.lock().unwrap_or_else(|e| e.into_inner());
-        if list.iter().any(|w| &*w.name == name) {
+        if list.iter().any(|w| w.id == id) {
+            return false;
+        }
+        let name = name();
+        if list.iter().any(|w| *w.name == name) {
             return false;
         }
         let w = Arc::new(Watched {
             name: name.into(),
+            id,
             probe: Arc::new(Probe::new()),
             intervals: Mutex::new(RuntimeMonitor::new(handle).intervals()),
         });
