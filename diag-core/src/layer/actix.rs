@@ -34,8 +34,9 @@ use crate::recorder::{Method, Recorded, Route};
 /// learns the patterns actix returns and names later paths by them with string compares,
 /// checked against the parameters actix captured once it has routed the request (a path a
 /// learned pattern claims wrongly is recorded under the right route, and its route learned
-/// ahead). A path matching a pattern with a regex (`{id:\d+}`), a tail (`{tail}*`) or a
-/// parameter inside a segment, or matching no resource, still pays actix's lookup. Measured
+/// ahead). A path matching a pattern with a regex (`{id:\d+}`; a last `{tail}*` or
+/// `{tail:.*}` is learned) or a parameter inside a segment, or matching no resource, still
+/// pays actix's lookup. Measured
 /// side by side (`BENCHMARKS.md`, `layer_instructions.sh` with `ACTIX=1`): see the actix rows
 /// there for the current figure.
 #[derive(Debug, Clone, Copy, Default)]

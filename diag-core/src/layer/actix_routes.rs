@@ -15,9 +15,9 @@
 //! name. When they are not (a resource the learned pattern shadows, e.g. `/users/me` registered
 //! before `/users/{id}`), the request is recorded under the route actix matched and that
 //! route's pattern is kept ahead of the one that claimed the path, so the next such path gets
-//! it first. Patterns with a regex (`{id:\d+}`), a tail (`{tail}*`) or a parameter inside a
-//! segment (`{name}.{ext}`), and paths that match no resource, are looked up by actix each
-//! time, as before. At most [`MAX_ROUTES`] patterns are kept per thread and app.
+//! it first. A last `{tail}*` or `{tail:.*}` is kept too (the rest of the path). Patterns with
+//! another regex (`{id:\d+}`) or a parameter inside a segment (`{name}.{ext}`), and paths
+//! that match no resource, are looked up by actix each time, as before. At most [`MAX_ROUTES`] patterns are kept per thread and app.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -33,6 +33,8 @@ enum Segment {
     Literal(Box<str>),
     /// `{name}`: any non-empty segment.
     Param(Box<str>),
+    /// `{name}*` or `{name:.*}`, last: the rest of the path, empty or not.
+    Tail(Box<str>),
 }
 
 /// A pattern actix returned, kept to name later paths.
@@ -45,21 +47,37 @@ pub(crate) struct Learned {
 }
 
 impl Learned {
-    /// `pattern` split at `/`, when each segment is a literal or a whole `{name}`.
+    /// `pattern` split at `/`, when each segment is a literal or a whole `{name}`, the last
+    /// possibly a tail.
     fn parse(app: usize, pattern: &str, route: Route) -> Option<Self> {
         let mut params = 0;
+        let count = pattern.split('/').count();
         let segments = pattern
             .split('/')
-            .map(|s| {
-                let inner = s.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
-                match inner {
-                    Some(name) if !name.is_empty() && !name.contains(['{', '}', ':']) => {
-                        params += 1;
-                        Some(Segment::Param(name.into()))
+            .enumerate()
+            .map(|(i, s)| {
+                let last = i + 1 == count;
+                let name_of = |inner: &str| {
+                    let ok = !inner.is_empty() && !inner.contains(['{', '}', ':', '*']);
+                    ok.then(|| Box::<str>::from(inner))
+                };
+                let seg = if let Some(inner) = s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
+                {
+                    match inner.strip_suffix(":.*") {
+                        Some(tail) if last => Segment::Tail(name_of(tail)?),
+                        _ => Segment::Param(name_of(inner)?),
                     }
-                    None if !s.contains(['{', '}', '*']) => Some(Segment::Literal(s.into())),
-                    _ => None,
-                }
+                } else if let Some(inner) = s.strip_prefix('{').and_then(|s| s.strip_suffix("}*"))
+                    && last
+                {
+                    Segment::Tail(name_of(inner)?)
+                } else if s.contains(['{', '}', '*']) {
+                    return None;
+                } else {
+                    return Some(Segment::Literal(s.into()));
+                };
+                params += 1;
+                Some(seg)
             })
             .collect::<Option<Box<[Segment]>>>()?;
         Some(Self {
@@ -92,6 +110,7 @@ impl Learned {
                     None if rest.is_empty() => return false,
                     None => rest.len(),
                 },
+                Segment::Tail(_) => rest.len(),
             };
             rest = &rest[len..];
             if rest.first().is_some_and(|&b| b != b'/') {
@@ -107,7 +126,7 @@ impl Learned {
             return false;
         }
         let mut names = self.segments.iter().filter_map(|s| match s {
-            Segment::Param(n) => Some(&**n),
+            Segment::Param(n) | Segment::Tail(n) => Some(&**n),
             Segment::Literal(_) => None,
         });
         captured.iter().all(|(name, _)| names.next() == Some(name))
@@ -202,10 +221,24 @@ mod tests {
 
     #[test]
     fn whole_parameters_and_literals_are_kept_others_are_not() {
-        for p in ["/users/{id}", "/b/users/{id}", "/", "", "/t/{tenant}/items/{item}"] {
+        for p in [
+            "/users/{id}",
+            "/b/users/{id}",
+            "/",
+            "",
+            "/t/{tenant}/items/{item}",
+            "/static/{tail}*",
+            "/files/{rest:.*}",
+        ] {
             assert!(learned(p).is_some(), "{p}");
         }
-        for p in [r"/users/{id:\d+}", "/static/{tail}*", "/f/{name}.{ext}", "/x/{}"] {
+        for p in [
+            r"/users/{id:\d+}",
+            "/f/{name}.{ext}",
+            "/x/{}",
+            "/{tail}*/x",
+            "/a*",
+        ] {
             assert!(learned(p).is_none(), "{p}");
         }
     }
@@ -221,5 +254,10 @@ mod tests {
         assert!(!l.fits(2, "/users/1"), "another app's pattern");
         let root = learned("/").unwrap();
         assert!(root.fits(1, "/") && !root.fits(1, "/x"));
+        let tail = learned("/static/{tail}*").unwrap();
+        for p in ["/static/", "/static/a", "/static/a/b/"] {
+            assert!(tail.fits(1, p), "{p}");
+        }
+        assert!(!tail.fits(1, "/static") && !tail.fits(1, "/staticx/a"));
     }
 }
