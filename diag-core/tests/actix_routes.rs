@@ -9,7 +9,8 @@ use actix_web::{App, HttpResponse, test, web};
 
 /// `http_requests_total` of `route` (GET 200 or 404), from the process's `/metrics` text.
 fn count(route: &str, status: u16) -> u64 {
-    let series = format!(r#"http_requests_total{{route="{route}",method="GET",status="{status}"}} "#);
+    let series =
+        format!(r#"http_requests_total{{route="{route}",method="GET",status="{status}"}} "#);
     diag_core::metrics::render()
         .lines()
         .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
@@ -54,6 +55,16 @@ fn each_request_is_counted_under_the_resource_actix_routed_it_to() {
     assert_eq!(count("/ar/users/{id}", 200), 2);
     assert_eq!(count("/ar/users/me", 200), 3);
     assert_eq!(count("/ar/num/{n:[0-9]+}", 200), 2);
-    assert_eq!(count("/ar/files/{tail}*", 200), 2, "{}", diag_core::metrics::render());
-    assert_eq!(count("unmatched", 404), 2, "{}", diag_core::metrics::render());
+    assert_eq!(
+        count("/ar/files/{tail}*", 200),
+        2,
+        "{}",
+        diag_core::metrics::render()
+    );
+    assert_eq!(
+        count("unmatched", 404),
+        2,
+        "{}",
+        diag_core::metrics::render()
+    );
 }

@@ -1,6 +1,6 @@
 //! Runtimes diag did not start inside: before any is watched, `/debug/tasks` says so and
 //! names the line to add; `watch_runtime_named` watches several at once, each by name, summed
-//! in `runtime`; a name already watched is refused, and so is a runtime already watched (under
+//! in `runtime` (only those serving requests, once one has); a name already watched is refused, and so is a runtime already watched (under
 //! any name, by either call); a runtime that shuts down leaves the list.
 //! One test: which runtimes are watched is process-global.
 
@@ -115,6 +115,23 @@ fn several_runtimes_are_watched_by_name() {
     let names: Vec<&str> = t.runtimes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["server", "background"]);
     assert_eq!(t.runtime.workers, 3, "each runtime counted once");
+    assert!(t.runtimes.iter().all(|r| !r.serves_requests));
+
+    // Once a request has run on `server`, the sums are those of the runtimes serving requests:
+    // `background` stays listed (as actix's System runtime would beside its workers).
+    server.block_on(async {
+        let route = diag_core::recorder::Route::named("/served");
+        let method = diag_core::recorder::Method::new("GET");
+        let ((), call) = route.watch(method, async {}).await;
+        call.finish(200);
+    });
+    let t = tasks(&addr);
+    let serving: Vec<bool> = t.runtimes.iter().map(|r| r.serves_requests).collect();
+    assert_eq!(serving, [true, false]);
+    assert_eq!(
+        t.runtime.workers, 2,
+        "only the runtime serving requests is summed"
+    );
     let third = runtime(1);
     diag_core::watch_runtime(third.handle());
     let t = tasks(&addr);

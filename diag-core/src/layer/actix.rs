@@ -111,7 +111,11 @@ where
         };
         let status = match &res {
             Ok(resp) => {
-                call.set_route(actix_routes::confirm(*this.route, this.naming, resp.request()));
+                call.set_route(actix_routes::confirm(
+                    *this.route,
+                    this.naming,
+                    resp.request(),
+                ));
                 resp.status()
             }
             // actix turns the error into a response with this status.

@@ -248,7 +248,14 @@ mod tests {
         let l = learned("/users/{id}").unwrap();
         assert!(l.fits(1, "/users/1"));
         assert!(l.fits(1, "/users/a%20b"));
-        for p in ["/users/", "/users", "/users/1/", "/users/1/x", "/user/1", ""] {
+        for p in [
+            "/users/",
+            "/users",
+            "/users/1/",
+            "/users/1/x",
+            "/user/1",
+            "",
+        ] {
             assert!(!l.fits(1, p), "{p}");
         }
         assert!(!l.fits(2, "/users/1"), "another app's pattern");

@@ -34,7 +34,7 @@ use crate::padded::Padded;
 use crate::defaults::DEFAULT_TASK_SAMPLE;
 pub(crate) use events::block_profile;
 pub(crate) use health::FOLDED_NAMES;
-pub(crate) use runtimes::lag_view;
+pub(crate) use runtimes::{lag_view, note_request};
 
 /// One request in this many is counted by its route's `TaskMonitor` (1: every request).
 static TASK_SAMPLE: Padded<AtomicU32> = Padded(AtomicU32::new(DEFAULT_TASK_SAMPLE));
