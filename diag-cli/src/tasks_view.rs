@@ -241,9 +241,9 @@ mod tests {
             "runtime": {"watching": true, "workers": 2},
             "runtimes": [
                 {"name": "runtime", "runtime": {"watching": true, "workers": 1}},
-                {"name": "actix-server worker 0", "serves_requests": true,
+                {"name": "actix-rt|system:0|arbiter:0", "serves_requests": true,
                  "runtime": {"watching": true, "workers": 1}},
-                {"name": "actix-server worker 1", "serves_requests": true,
+                {"name": "actix-rt|system:0|arbiter:1", "serves_requests": true,
                  "runtime": {"watching": true, "workers": 1}}
             ]
         }))

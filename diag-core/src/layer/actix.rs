@@ -8,7 +8,8 @@
 //! watched by the blocking watchdog under its route, and heap and CPU samples taken meanwhile
 //! carry `route`. Each actix worker runs its own current-thread tokio runtime, started after
 //! `main`: the middleware watches it (lag probe, runtime figures) as the worker builds the app,
-//! under the worker thread's name (`actix-server worker 0`, ...), with no line of the user's.
+//! under the worker thread's name (`actix-rt|system:0|arbiter:0`, ... with actix-web 4.18),
+//! with no line of the user's.
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
