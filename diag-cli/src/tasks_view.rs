@@ -5,7 +5,7 @@
 
 use std::io::{self, Write};
 
-use diag_core::wire::Tasks;
+use diag_core::wire::{NamedRuntime, Tasks};
 
 use crate::units;
 
@@ -65,22 +65,24 @@ pub(crate) fn render(v: &Tasks, w: &mut impl Write) -> io::Result<()> {
             units::whole_percent(rt.busy_ratio * 100.0),
             rt.alive_tasks,
             rt.global_queue_depth,
-            match v.runtimes.len() {
-                0 | 1 => String::new(),
-                n => format!("   ({n} runtimes together)"),
-            }
+            together(&v.runtimes)
         )?;
     }
     if v.runtimes.len() > 1 {
         for r in &v.runtimes {
             writeln!(
                 w,
-                "  {:<30} {} workers   busy {:>4}   lag p99 {}   max {}",
+                "  {:<30} {} workers   busy {:>4}   lag p99 {}   max {}{}",
                 r.name,
                 r.runtime.workers,
                 units::whole_percent(r.runtime.busy_ratio * 100.0),
                 units::millis(r.lag.p99_ms),
-                units::millis(r.lag.max_ms)
+                units::millis(r.lag.max_ms),
+                if serving_apart(&v.runtimes) && !r.serves_requests {
+                    "   (no requests: not in the sum)"
+                } else {
+                    ""
+                }
             )?;
         }
     }
@@ -173,6 +175,26 @@ fn write_stack(frames: &[&str], w: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether some watched runtimes served requests and others did not (then only the former are
+/// summed by the service).
+fn serving_apart(runtimes: &[NamedRuntime]) -> bool {
+    runtimes.iter().any(|r| r.serves_requests) && runtimes.iter().any(|r| !r.serves_requests)
+}
+
+/// What the summed runtime line covers, when it is more than one runtime.
+fn together(runtimes: &[NamedRuntime]) -> String {
+    if serving_apart(runtimes) {
+        let n = runtimes.iter().filter(|r| r.serves_requests).count();
+        let other = runtimes.len() - n;
+        let what = if n == 1 { "runtime" } else { "runtimes" };
+        return format!("   ({n} {what} serving requests; {other} more watched, not summed)");
+    }
+    match runtimes.len() {
+        0 | 1 => String::new(),
+        n => format!("   ({n} runtimes together)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +235,30 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("not watched"), "{text}");
+
+        // actix's System runtime beside two workers that served requests: listed, not summed.
+        let v: Tasks = serde_json::from_value(serde_json::json!({
+            "runtime": {"watching": true, "workers": 2},
+            "runtimes": [
+                {"name": "runtime", "runtime": {"watching": true, "workers": 1}},
+                {"name": "actix-rt|system:0|arbiter:0", "serves_requests": true,
+                 "runtime": {"watching": true, "workers": 1}},
+                {"name": "actix-rt|system:0|arbiter:1", "serves_requests": true,
+                 "runtime": {"watching": true, "workers": 1}}
+            ]
+        }))
+        .unwrap();
+        let mut out = Vec::new();
+        render(&v, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("2 workers")
+                && text.contains("(2 runtimes serving requests; 1 more watched, not summed)"),
+            "{text}"
+        );
+        let system = text.lines().find(|l| l.contains("  runtime ")).unwrap();
+        assert!(system.contains("no requests: not in the sum"), "{text}");
+        assert_eq!(text.matches("not in the sum").count(), 1, "{text}");
     }
 
     #[test]

@@ -165,6 +165,10 @@ impl Shop {
         assert_eq!(client.join().unwrap(), 200);
         let runtimes = tasks["runtimes"].as_array().unwrap();
         assert_eq!(runtimes.len(), 2, "one runtime per actix worker: {tasks}");
+        assert!(
+            runtimes.iter().all(|r| r["serves_requests"] == true),
+            "both workers served requests: {tasks}"
+        );
         assert!(tasks["not_watching"].is_null(), "{tasks}");
         assert_eq!(tasks["runtime"]["workers"], 2, "{tasks}");
         // The blocked worker's lag: its probe's timer ran at least 250 ms late.

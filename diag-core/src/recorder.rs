@@ -10,7 +10,9 @@
 //! 2. [`Route::watch`] wraps the request's future with its [`Method`]: each poll is timed by the
 //!    blocking watchdog under the route's name (and the route labels heap and CPU samples
 //!    taken meanwhile), one future in `DIAG_TASK_SAMPLE` is counted by the route's
-//!    TaskMonitor, and the request's clock starts at its first poll. It resolves to the
+//!    TaskMonitor, the request's clock starts at its first poll, and the runtime it is called
+//!    on is marked as serving requests (`/debug/tasks`' `runtimes[].serves_requests`). It
+//!    resolves to the
 //!    future's output and a [`Call`].
 //! 3. [`Call::finish`] records the outcome (HTTP status) and the time since the first poll;
 //!    [`Call::finish_grpc`] records a gRPC call's `grpc-status` beside it. An adapter may hold
@@ -62,8 +64,10 @@ impl Route {
     /// Watches `fut`, the handling of one request with `method`, under this route.
     #[inline]
     pub fn watch<F: Future>(self, method: Method, fut: F) -> Recorded<F> {
+        let inner = self.0.task.instrument_sampled(fut);
+        crate::tasks::note_request();
         Recorded {
-            inner: self.0.task.instrument_sampled(fut),
+            inner,
             call: Call {
                 route: self.0,
                 method: method.0,
@@ -109,6 +113,13 @@ impl Call {
     /// The route this call is recorded under.
     pub fn route(&self) -> Route {
         Route(self.route)
+    }
+
+    /// Records the call under `route` instead (an adapter that learns the request's true route
+    /// only once it is answered). Its polls stay counted under the route it was watched with.
+    #[inline]
+    pub fn set_route(&mut self, route: Route) {
+        self.route = route.0;
     }
 
     fn elapsed(&self) -> Duration {

@@ -53,7 +53,8 @@ pub struct Tasks {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<RawStacks>,
     /// Each watched runtime on its own (actix-web: one per worker); `lag` and `runtime` above
-    /// are all of them together.
+    /// are those that served requests together (all of them until one has served a request:
+    /// under `#[actix_web::main]` the System's runtime is listed but not summed).
     pub runtimes: Vec<NamedRuntime>,
     /// Why no runtime is watched and the line that watches one; absent while one is.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,6 +73,9 @@ pub struct NamedRuntime {
     pub lag: Lag,
     /// Its runtime figures since the previous request.
     pub runtime: RuntimeHealth,
+    /// An instrumented request has run on it (false for a runtime that only runs other work,
+    /// e.g. actix's System runtime, which accepts connections for the workers).
+    pub serves_requests: bool,
 }
 
 /// What a symbolizer away from the service needs to name [`Tasks`]' unsymbolized stacks:

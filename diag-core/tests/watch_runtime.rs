@@ -1,6 +1,7 @@
 //! Runtimes diag did not start inside: before any is watched, `/debug/tasks` says so and
 //! names the line to add; `watch_runtime_named` watches several at once, each by name, summed
-//! in `runtime`; a name already watched is refused; a runtime that shuts down leaves the list.
+//! in `runtime` (only those serving requests, once one has); a name already watched is refused, and so is a runtime already watched (under
+//! any name, by either call); a runtime that shuts down leaves the list.
 //! One test: which runtimes are watched is process-global.
 
 mod support;
@@ -53,6 +54,11 @@ fn several_runtimes_are_watched_by_name() {
         !diag_core::watch_runtime_named("server", background.handle()),
         "a name already watched is refused"
     );
+    assert!(
+        !diag_core::watch_runtime_named("server-again", server.handle()),
+        "a runtime already watched is refused under another name"
+    );
+    diag_core::watch_runtime(background.handle());
     let t = wait_until(
         Duration::from_secs(30),
         "both runtimes' lag probes to take samples",
@@ -102,11 +108,38 @@ fn several_runtimes_are_watched_by_name() {
     );
     let again = runtime(1);
     assert!(diag_core::watch_runtime_named("background", again.handle()));
+    // Watching it again does nothing; a runtime not yet watched gets the first free name.
     diag_core::watch_runtime(again.handle());
+    // The user's line inside a runtime diag already watches.
+    server.block_on(async { diag_core::watch_runtime(&tokio::runtime::Handle::current()) });
+    let t = tasks(&addr);
+    let names: Vec<&str> = t.runtimes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["server", "background"]);
+    assert_eq!(t.runtime.workers, 3, "each runtime counted once");
+    assert!(t.runtimes.iter().all(|r| !r.serves_requests));
+
+    // Once a request has run on `server`, the sums are those of the runtimes serving requests:
+    // `background` stays listed (as actix's System runtime would beside its workers).
+    server.block_on(async {
+        let route = diag_core::recorder::Route::named("/served");
+        let method = diag_core::recorder::Method::new("GET");
+        let ((), call) = route.watch(method, async {}).await;
+        call.finish(200);
+    });
+    let t = tasks(&addr);
+    let serving: Vec<bool> = t.runtimes.iter().map(|r| r.serves_requests).collect();
+    assert_eq!(serving, [true, false]);
+    assert_eq!(
+        t.runtime.workers, 2,
+        "only the runtime serving requests is summed"
+    );
+    let third = runtime(1);
+    diag_core::watch_runtime(third.handle());
     let t = tasks(&addr);
     let names: Vec<&str> = t.runtimes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["server", "background", "runtime-1"]);
     drop(server);
     drop(again);
+    drop(third);
     diag.shutdown();
 }

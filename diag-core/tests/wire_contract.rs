@@ -196,6 +196,7 @@ const TASKS_FIELDS: &[&str] = &[
     "watchdog.dropped_stacks",
     "runtimes",
     "runtimes[].name",
+    "runtimes[].serves_requests",
     "runtimes[].lag",
     "runtimes[].lag.running",
     "runtimes[].lag.current_ms",

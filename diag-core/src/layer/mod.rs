@@ -9,6 +9,8 @@
 
 #[cfg(feature = "actix")]
 pub mod actix;
+#[cfg(feature = "actix")]
+mod actix_routes;
 mod grpc;
 mod matched;
 

@@ -34,7 +34,7 @@ use crate::padded::Padded;
 use crate::defaults::DEFAULT_TASK_SAMPLE;
 pub(crate) use events::block_profile;
 pub(crate) use health::FOLDED_NAMES;
-pub(crate) use runtimes::lag_view;
+pub(crate) use runtimes::{lag_view, note_request};
 
 /// One request in this many is counted by its route's `TaskMonitor` (1: every request).
 static TASK_SAMPLE: Padded<AtomicU32> = Padded(AtomicU32::new(DEFAULT_TASK_SAMPLE));
@@ -144,7 +144,7 @@ fn ensure_started() {
     if !runtimes::any()
         && let Ok(h) = tokio::runtime::Handle::try_current()
     {
-        runtimes::watch(IMPLICIT_RUNTIME, &h);
+        runtimes::watch(|| IMPLICIT_RUNTIME.to_owned(), &h);
     }
 }
 
@@ -159,21 +159,26 @@ const IMPLICIT_RUNTIME: &str = "runtime";
 /// when it watches none, and each worker of an actix-web app wrapped in `diag_core::actix::Diag`.
 /// Call this for the others: a runtime started before any request reaches it, a second
 /// runtime (a blocking-work or background runtime beside the server's), or several. The name is
-/// `runtime-N` (N counts the calls); [`watch_runtime_named`] chooses it.
+/// `runtime-N` (N counts the runtimes this call watched); [`watch_runtime_named`] chooses it.
+/// A runtime already watched (by diag, or by an earlier call, under any name) is not watched
+/// twice: the call does nothing. Runtimes are told apart by tokio's [`Id`](tokio::runtime::Id).
 ///
 /// Cost: one task that sleeps 10 ms in a loop on that runtime, until the runtime shuts down
 /// (then it leaves the list).
 pub fn watch_runtime(handle: &tokio::runtime::Handle) {
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = CALLS.fetch_add(1, Relaxed) + 1;
-    watch_runtime_named(&format!("runtime-{n}"), handle);
+    watchdog::ensure_started();
+    runtimes::watch(
+        || format!("runtime-{}", CALLS.fetch_add(1, Relaxed) + 1),
+        handle,
+    );
 }
 
-/// [`watch_runtime`] under `name`. Returns false, and does nothing, when a live runtime is
-/// already watched under that name.
+/// [`watch_runtime`] under `name`. Returns false, and does nothing, when this runtime is
+/// already watched (under any name) or a live runtime is already watched under `name`.
 pub fn watch_runtime_named(name: &str, handle: &tokio::runtime::Handle) -> bool {
     watchdog::ensure_started();
-    runtimes::watch(name, handle)
+    runtimes::watch(|| name.to_owned(), handle)
 }
 
 /// Watches the current thread's runtime under the thread's name, once per thread: for

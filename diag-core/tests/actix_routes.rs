@@ -1,0 +1,70 @@
+//! The actix-web middleware names routes from the patterns each worker learned: a path a
+//! learned pattern would claim, but that actix routes to another resource (`/users/me`
+//! registered before `/users/{id}`), is counted under the resource actix matched, every time;
+//! tails, regex patterns and unmatched paths are counted as actix names them. Built only with
+//! the `actix` feature (on in workspace builds through diag-cli's dev-dependencies).
+#![cfg(feature = "actix")]
+
+use actix_web::{App, HttpResponse, test, web};
+
+/// `http_requests_total` of `route` (GET 200 or 404), from the process's `/metrics` text.
+fn count(route: &str, status: u16) -> u64 {
+    let series =
+        format!(r#"http_requests_total{{route="{route}",method="GET",status="{status}"}} "#);
+    diag_core::metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn ok() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+#[test]
+fn each_request_is_counted_under_the_resource_actix_routed_it_to() {
+    actix_web::rt::System::new().block_on(async {
+        let app = test::init_service(
+            App::new()
+                .wrap(diag_core::actix::Diag::default())
+                .route("/ar/users/me", web::get().to(ok))
+                .route("/ar/users/{id}", web::get().to(ok))
+                .route("/ar/num/{n:[0-9]+}", web::get().to(ok))
+                .route("/ar/files/{tail}*", web::get().to(ok)),
+        )
+        .await;
+        // `/ar/users/{id}` is learned first, so it claims `/ar/users/me` until the check after
+        // routing corrects it; the corrected route is then tried first.
+        for path in [
+            "/ar/users/1",
+            "/ar/users/me",
+            "/ar/users/2",
+            "/ar/users/me",
+            "/ar/users/me",
+            "/ar/num/7",
+            "/ar/num/8",
+            "/ar/files/",
+            "/ar/files/a/b.txt",
+            "/ar/users/1/extra",
+            "/ar/num/x",
+        ] {
+            let req = test::TestRequest::get().uri(path).to_request();
+            test::call_service(&app, req).await;
+        }
+    });
+    assert_eq!(count("/ar/users/{id}", 200), 2);
+    assert_eq!(count("/ar/users/me", 200), 3);
+    assert_eq!(count("/ar/num/{n:[0-9]+}", 200), 2);
+    assert_eq!(
+        count("/ar/files/{tail}*", 200),
+        2,
+        "{}",
+        diag_core::metrics::render()
+    );
+    assert_eq!(
+        count("unmatched", 404),
+        2,
+        "{}",
+        diag_core::metrics::render()
+    );
+}
