@@ -5,7 +5,7 @@
 //! the `actix` feature (on in workspace builds through diag-cli's dev-dependencies).
 #![cfg(feature = "actix")]
 
-use actix_web::{App, HttpResponse, test, web};
+use actix_web::{App, HttpResponse, web};
 
 /// `http_requests_total` of `route` (GET 200 or 404), from the process's `/metrics` text.
 fn count(route: &str, status: u16) -> u64 {
@@ -24,7 +24,7 @@ async fn ok() -> HttpResponse {
 #[test]
 fn each_request_is_counted_under_the_resource_actix_routed_it_to() {
     actix_web::rt::System::new().block_on(async {
-        let app = test::init_service(
+        let app = actix_web::test::init_service(
             App::new()
                 .wrap(diag_core::actix::Diag::default())
                 .route("/ar/users/me", web::get().to(ok))
@@ -48,8 +48,8 @@ fn each_request_is_counted_under_the_resource_actix_routed_it_to() {
             "/ar/users/1/extra",
             "/ar/num/x",
         ] {
-            let req = test::TestRequest::get().uri(path).to_request();
-            test::call_service(&app, req).await;
+            let req = actix_web::test::TestRequest::get().uri(path).to_request();
+            actix_web::test::call_service(&app, req).await;
         }
     });
     assert_eq!(count("/ar/users/{id}", 200), 2);
