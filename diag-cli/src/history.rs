@@ -42,6 +42,40 @@ pub(crate) fn save_point(remote: &Remote, time_nanos: i64, file: &Path) -> Resul
     std::fs::write(file, &reply.body).with_context(|| format!("writing {}", file.display()))
 }
 
+/// The point of `remote`'s history recorded `ago` before now (as [`point_before`] picks it)
+/// and how long ago it was recorded. No point yet: an error ending with `instead` (what to do
+/// then). A history shorter than `ago`: its oldest point, said on stderr, ending with `doing`
+/// (what the command does with it).
+pub(crate) fn point_ago(
+    remote: &Remote,
+    ago: Duration,
+    instead: &str,
+    doing: &str,
+) -> Result<(HistoryPoint, Duration)> {
+    let h = read(remote)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let Some((point, short)) = point_before(&h.points, now, ago) else {
+        anyhow::bail!(
+            "{} holds no heap history point yet ({}): {instead}",
+            remote.base(),
+            describe(&h)
+        );
+    };
+    let was = Duration::from_nanos(now.saturating_sub(point.time_nanos).max(0) as u64);
+    if short {
+        eprintln!(
+            "diag: the heap history of {} reaches back {} (not {}): {doing}",
+            remote.base(),
+            units::span(was),
+            units::span(ago)
+        );
+    }
+    Ok((point, was))
+}
+
 /// The point to compare with "`since` before `now`": the newest one recorded at or before
 /// then, or, if the history does not reach back so far, the oldest one (the bool says so).
 pub(crate) fn point_before(

@@ -113,6 +113,18 @@ pub fn whole_percent(p: f64) -> String {
 
 /// A time in seconds since the Unix epoch as RFC 3339 UTC: `2026-12-07T05:01:02Z`.
 pub fn utc(secs: i64) -> String {
+    let [y, m, d, hh, mm, ss] = civil(secs);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+}
+
+/// A time in seconds since the Unix epoch as a UTC stamp for file names: `20261207-050102`.
+pub fn utc_stamp(secs: i64) -> String {
+    let [y, m, d, hh, mm, ss] = civil(secs);
+    format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}")
+}
+
+/// Year, month, day, hour, minute, second (UTC) of `secs` since the Unix epoch.
+fn civil(secs: i64) -> [i64; 6] {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -124,12 +136,7 @@ pub fn utc(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    [y, m, d, rem / 3600, rem % 3600 / 60, rem % 60]
 }
 
 #[cfg(test)]

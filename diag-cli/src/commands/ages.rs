@@ -5,7 +5,7 @@
 
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use diag_core::profile::{AGE_BUCKETS, AgeVerdict, Ages, AgesOptions, Profile, SiteAges};
@@ -121,27 +121,12 @@ fn fetch_heap(url: &str, args: &Options) -> Result<(Profile, String)> {
 /// history is shorter, said on stderr).
 fn fetch_point(url: &str, at: Duration, args: &Options) -> Result<(Profile, String)> {
     let remote = Remote::new(url, args.token.clone(), args.timeout)?;
-    let h = history::read(&remote)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
-    let Some((point, short)) = history::point_before(&h.points, now, at) else {
-        bail!(
-            "{} holds no heap history point yet ({}): read its heap now without --at",
-            remote.base(),
-            history::describe(&h)
-        );
-    };
-    if short {
-        let ago = Duration::from_nanos(now.saturating_sub(point.time_nanos).max(0) as u64);
-        eprintln!(
-            "diag: the heap history of {} reaches back {} (not {}): reading its oldest point",
-            remote.base(),
-            units::span(ago),
-            units::span(at)
-        );
-    }
+    let (point, _) = history::point_ago(
+        &remote,
+        at,
+        "read its heap now without --at",
+        "reading its oldest point",
+    )?;
     let path = format!("/debug/pprof/heap?at={}", point.time_nanos);
     let reply = remote.get_profile(&path)?;
     let what = format!("{}{path}", remote.base());

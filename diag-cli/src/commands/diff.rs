@@ -6,7 +6,7 @@
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use diag_core::profile::{self, DiffOptions, FlameOptions, HeapDiff};
@@ -237,28 +237,12 @@ fn inputs(args: &Options) -> Result<(String, String)> {
 /// shorter) into `dir`, and returns the file.
 fn from_history(args: &Options, url: &str, since: Duration, dir: &Path) -> Result<String> {
     let remote = Remote::new(url, args.token.clone(), args.timeout)?;
-    let h = history::read(&remote)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
-    let Some((point, short)) = history::point_before(&h.points, now, since) else {
-        bail!(
-            "{} holds no heap history point yet ({}): diff two snapshots instead",
-            remote.base(),
-            history::describe(&h)
-        );
-    };
-    let ago = Duration::from_nanos(now.saturating_sub(point.time_nanos).max(0) as u64);
-    if short {
-        eprintln!(
-            "diag: the heap history of {} reaches back {} (not {}): comparing with its oldest \
-             point",
-            remote.base(),
-            units::span(ago),
-            units::span(since)
-        );
-    }
+    let (point, ago) = history::point_ago(
+        &remote,
+        since,
+        "diff two snapshots instead",
+        "comparing with its oldest point",
+    )?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let file = unused(dir.join(format!(
         "heap-{}-at-{}.pb.gz",
