@@ -214,17 +214,7 @@ impl Shop {
         ]);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         load.join().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let html = std::fs::read_to_string(&page).unwrap();
-        assert!(html.contains("id=\"routes\""), "no routes section");
-        assert!(
-            html.contains("/users/{id}"),
-            "the report does not name /users/{{id}}"
-        );
+        support::assert_report_names_route(&out, &page, "/users/{id}");
     }
 
     fn service_dir(&self) -> std::path::PathBuf {

@@ -100,12 +100,7 @@ fn snapshot_diff_names_the_leak() {
     let first = &sites[0];
     assert!(support::is_the_leak(first), "leak not ranked first: {json}");
     let delta = first["delta_bytes"].as_i64().unwrap() as f64;
-    let err = (delta - truth).abs() / truth;
-    assert!(
-        err < 0.25,
-        "delta {delta} vs leaked {truth}: {:.1} % off",
-        err * 100.0
-    );
+    support::assert_within_25_percent("delta against leaked", delta, truth);
     for k in ["before_bytes", "after_bytes", "delta_objects"] {
         assert!(first[k].is_i64(), "missing {k}: {first}");
     }

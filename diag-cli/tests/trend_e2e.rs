@@ -326,12 +326,7 @@ fn trend_calls_the_leak_growing_and_the_cache_plateaued(files: &[String], truth:
     assert!(first["p_growing"].as_f64().unwrap() < 0.05, "{first}");
     assert!(first["slope_bytes"].as_f64().unwrap() > 0.0, "{first}");
     let delta = first["delta_bytes"].as_i64().unwrap() as f64;
-    let err = (delta - truth).abs() / truth;
-    assert!(
-        err < 0.25,
-        "delta {delta} vs leaked {truth}: {:.1} % off",
-        err * 100.0
-    );
+    support::assert_within_25_percent("delta against leaked", delta, truth);
     let series = first["bytes"].as_array().unwrap();
     assert_eq!(series.len(), 7);
     let inputs: Vec<u64> = v["snapshots"]

@@ -524,3 +524,26 @@ pub fn leaky_with_history(interval_ms: u64, points: usize) -> diag_examples::InP
     assert_eq!(set.status, 200, "{}", set.text());
     service
 }
+
+/// `diag report` (its output `out`) succeeded and its page `page` has the routes section
+/// naming `route`.
+pub fn assert_report_names_route(out: &Output, page: &Path, route: &str) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(page).unwrap();
+    assert!(html.contains("id=\"routes\""), "no routes section");
+    assert!(html.contains(route), "the report does not name {route}");
+}
+
+/// An estimate within 25 % of the truth, with both in the message otherwise.
+pub fn assert_within_25_percent(what: &str, estimate: f64, truth: f64) {
+    let err = (estimate - truth).abs() / truth;
+    assert!(
+        err < 0.25,
+        "{what}: {estimate} vs {truth}: {:.1}% off",
+        err * 100.0
+    );
+}
