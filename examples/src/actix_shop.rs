@@ -10,31 +10,26 @@
 //!
 //! [`InProcess`] runs it with two workers in this process for the end-to-end tests.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 
+use crate::work::Kept;
+
 /// How long `/lookup` blocks its worker.
 pub const STALL: Duration = Duration::from_millis(300);
 
-static KEPT: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-static KEPT_BYTES: AtomicU64 = AtomicU64::new(0);
+static KEPT: Kept = Kept::new();
 
 /// The leak: keeps `kb` KiB forever. Returns the bytes kept by this call.
 #[inline(never)]
 pub fn keep_upload(kb: usize) -> usize {
-    let buf = vec![0x5Au8; kb * 1024];
-    let n = buf.capacity();
-    KEPT.lock().unwrap_or_else(|e| e.into_inner()).push(buf);
-    KEPT_BYTES.fetch_add(n as u64, Ordering::Relaxed);
-    n
+    KEPT.keep(vec![0x5Au8; kb * 1024])
 }
 
 /// Bytes kept by [`keep_upload`] so far (exact).
 pub fn kept_bytes() -> u64 {
-    KEPT_BYTES.load(Ordering::Relaxed)
+    KEPT.bytes()
 }
 
 /// CPU work: `rounds` thousand rounds of an FNV-style hash.

@@ -14,14 +14,14 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tonic::codegen::{Service, http};
 pub use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
+
+use crate::work::Kept;
 
 /// How long `Lookup` blocks its worker.
 pub const STALL: Duration = Duration::from_millis(300);
@@ -45,22 +45,17 @@ pub struct Reply {
     pub n: u64,
 }
 
-static KEPT: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-static KEPT_BYTES: AtomicU64 = AtomicU64::new(0);
+static KEPT: Kept = Kept::new();
 
 /// The leak: keeps `kb` KiB forever. Returns the bytes kept by this call.
 #[inline(never)]
 pub fn keep_order(kb: usize) -> usize {
-    let buf = vec![0xA5u8; kb * 1024];
-    let n = buf.capacity();
-    KEPT.lock().unwrap_or_else(|e| e.into_inner()).push(buf);
-    KEPT_BYTES.fetch_add(n as u64, Ordering::Relaxed);
-    n
+    KEPT.keep(vec![0xA5u8; kb * 1024])
 }
 
 /// Bytes kept by [`keep_order`] so far (exact).
 pub fn kept_bytes() -> u64 {
-    KEPT_BYTES.load(Ordering::Relaxed)
+    KEPT.bytes()
 }
 
 /// CPU work: `rounds` thousand rounds of an FNV-style hash.
@@ -196,14 +191,18 @@ fn tokio_stream_of(
 /// The service running inside the current process (whose binary installs `DiagAlloc`): diag's
 /// listener and the gRPC server each on a free loopback port, the server on its own two-worker
 /// runtime, which also drives the clients of [`InProcess::call`]. Dropping it stops both.
+/// Derefs to the shared [`crate::InProcess`] (`diag_url`, `app_url`).
 pub struct InProcess {
-    /// `http://127.0.0.1:PORT` of diag's debug listener.
-    pub diag_url: String,
-    /// `http://127.0.0.1:PORT` of the gRPC server.
-    pub app_url: String,
     channel: tonic::transport::Channel,
-    diag: Option<diag_core::Diag>,
-    runtime: Option<tokio::runtime::Runtime>,
+    service: crate::InProcess,
+}
+
+impl std::ops::Deref for InProcess {
+    type Target = crate::InProcess;
+
+    fn deref(&self) -> &crate::InProcess {
+        &self.service
+    }
 }
 
 impl InProcess {
@@ -212,40 +211,26 @@ impl InProcess {
     /// # Panics
     /// If diag, the runtime or the listener cannot start: this is test scaffolding.
     pub fn start(builder: diag_core::Builder) -> Self {
-        let diag = builder.addr("127.0.0.1:0").start().expect("diag starts");
-        let diag_url = format!("http://{}", diag.local_addr().expect("diag listens"));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("server runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("server binds");
-        let app_url = format!("http://{}", listener.local_addr().expect("server address"));
-        runtime.spawn(serve(listener));
-        let channel = runtime
+        let service = crate::InProcess::start_with(builder, |listener| async move {
+            let _ = serve(listener).await;
+        });
+        let channel = service
+            .runtime()
             .block_on(
-                tonic::transport::Endpoint::from_shared(app_url.clone())
+                tonic::transport::Endpoint::from_shared(service.app_url.clone())
                     .expect("endpoint")
                     .connect(),
             )
             .expect("client connects");
-        Self {
-            diag_url,
-            app_url,
-            channel,
-            diag: Some(diag),
-            runtime: Some(runtime),
-        }
+        Self { channel, service }
     }
 
     /// One call of `method` with `n`, from a client task on the server's runtime (blocks
     /// the calling thread until it answers).
     pub fn call(&self, method: &str, n: u64) -> Result<u64, Status> {
         let (channel, method) = (self.channel.clone(), method.to_owned());
-        let rt = self.runtime.as_ref().expect("runtime");
-        rt.block_on(async move { rt_call(channel, method, n).await })
+        self.runtime()
+            .block_on(async move { rt_call(channel, method, n).await })
     }
 }
 
@@ -258,15 +243,4 @@ async fn rt_call(
     tokio::spawn(async move { call(&channel, &method, n).await })
         .await
         .unwrap_or_else(|e| Err(Status::internal(e.to_string())))
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-        if let Some(d) = self.diag.take() {
-            d.shutdown();
-        }
-    }
 }

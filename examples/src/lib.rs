@@ -12,6 +12,7 @@ pub mod leaky;
 pub mod shop;
 pub mod stall;
 pub mod tenants;
+pub mod work;
 
 /// Serves `app` on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
@@ -76,6 +77,22 @@ impl InProcess {
     /// # Panics
     /// If diag, the runtime or the listener cannot start: this is test scaffolding.
     pub fn start(builder: diag_core::Builder, app: axum::Router) -> Self {
+        Self::start_with(builder, move |listener| async move {
+            let _ = serve(listener, app).await;
+        })
+    }
+
+    /// Starts diag from `builder` (its address is forced to `127.0.0.1:0`), binds a free
+    /// loopback port and spawns `serve(listener)` on a two-worker runtime of its own: the
+    /// scaffolding under every in-process example (axum here, tonic in `grpc_shop`).
+    ///
+    /// # Panics
+    /// If diag, the runtime or the listener cannot start: this is test scaffolding.
+    pub fn start_with<F, Fut>(builder: diag_core::Builder, serve: F) -> Self
+    where
+        F: FnOnce(tokio::net::TcpListener) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let diag = builder.addr("127.0.0.1:0").start().expect("diag starts");
         let diag_url = format!("http://{}", diag.local_addr().expect("diag listens"));
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -87,13 +104,18 @@ impl InProcess {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("app binds");
         let app_url = format!("http://{}", listener.local_addr().expect("app address"));
-        runtime.spawn(serve(listener, app));
+        runtime.spawn(serve(listener));
         Self {
             diag_url,
             app_url,
             diag: Some(diag),
             runtime: Some(runtime),
         }
+    }
+
+    /// The app's runtime (running until `self` is dropped).
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("the runtime lives until drop")
     }
 
     /// `host:port` of the app.
