@@ -30,7 +30,8 @@ use crate::error::{Error, Result};
 
 pub use crate::names::{AGE_LABEL, AGE_SECS_LABEL};
 pub use rule::{
-    AgeVerdict, BOUNDED_FRACTION, KS_CRITICAL, MIN_AGE_SAMPLES, OLD_FRACTION, YOUNG_SECS,
+    AgeVerdict, BOUNDED_FRACTION, KS_CRITICAL, LEAK_SHAPE_TOLERANCE, MIN_AGE_SAMPLES, OLD_FRACTION,
+    YOUNG_SECS,
 };
 
 pub mod rule;
