@@ -68,3 +68,42 @@ fn each_request_is_counted_under_the_resource_actix_routed_it_to() {
         diag_core::metrics::render()
     );
 }
+
+/// A service mounted at the root as a prefix, as actix-files' `Files::new("", dir)` mounts
+/// itself (a file server's usual setup): it answers every path under it.
+struct RootPrefix;
+
+impl actix_web::dev::HttpServiceFactory for RootPrefix {
+    fn register(self, config: &mut actix_web::dev::AppService) {
+        let serve = actix_web::dev::fn_service(|req: actix_web::dev::ServiceRequest| async {
+            Ok(req.into_response(HttpResponse::Ok().finish()))
+        });
+        config.register_service(
+            actix_web::dev::ResourceDef::root_prefix(""),
+            None,
+            serve,
+            None,
+        );
+    }
+}
+
+#[test]
+fn a_prefix_service_at_the_root_is_named_slash_and_claims_no_other_route() {
+    actix_web::rt::System::new().block_on(async {
+        let app = actix_web::test::init_service(
+            App::new()
+                .wrap(diag_core::actix::Diag::default())
+                .route("/pr/health", web::get().to(ok))
+                .service(RootPrefix),
+        )
+        .await;
+        for path in ["/pr/health", "/a", "/b/c.txt", "/b/", "/pr/health", "/a"] {
+            let req = actix_web::test::TestRequest::get().uri(path).to_request();
+            actix_web::test::call_service(&app, req).await;
+        }
+    });
+    // The mount's pattern is empty; named `/`, not `""` (a label Prometheus reads as absent).
+    assert_eq!(count("/", 200), 4, "{}", diag_core::metrics::render());
+    assert_eq!(count("", 200), 0);
+    assert_eq!(count("/pr/health", 200), 2);
+}

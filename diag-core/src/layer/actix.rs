@@ -36,8 +36,9 @@ use crate::recorder::{Method, Recorded, Route};
 /// checked against the parameters actix captured once it has routed the request (a path a
 /// learned pattern claims wrongly is recorded under the right route, and its route learned
 /// ahead). A path matching a pattern with a regex (`{id:\d+}`; a last `{tail}*` or
-/// `{tail:.*}` is learned) or a parameter inside a segment, or matching no resource, still
-/// pays actix's lookup. Measured side by side with the axum layer (`BENCHMARKS.md`,
+/// `{tail:.*}` is learned) or a parameter inside a segment, matching no resource, or served
+/// by a prefix service (actix-files' `Files`, named by its mount: `/` for one at the root)
+/// still pays actix's lookup. Measured side by side with the axum layer (`BENCHMARKS.md`,
 /// `layer_instructions.sh` with `ACTIX=1`): ~1,300 instructions a request for a learned route,
 /// as under `layer()`; ~3,000 for a path that matches no resource.
 #[derive(Debug, Clone, Copy, Default)]

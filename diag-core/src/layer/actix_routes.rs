@@ -17,7 +17,9 @@
 //! route's pattern is kept ahead of the one that claimed the path, so the next such path gets
 //! it first. A last `{tail}*` or `{tail:.*}` is kept too (the rest of the path). Patterns with
 //! another regex (`{id:\d+}`) or a parameter inside a segment (`{name}.{ext}`), and paths
-//! that match no resource, are looked up by actix each time, as before. At most [`MAX_ROUTES`] patterns are kept per thread and app.
+//! that match no resource or match a prefix service (actix-files' `Files`, a scope's default
+//! service: the pattern is the mount, which does not fit the path), are looked up by actix
+//! each time, as before. At most [`MAX_ROUTES`] patterns are kept per thread and app.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -169,15 +171,24 @@ fn name_by_actix(req: &ServiceRequest, app: usize) -> (Route, Naming) {
     let Some(pattern) = req.match_pattern() else {
         return (Route::unmatched(), Naming::Actix);
     };
-    let route = Route::named(&pattern);
-    keep(app, &pattern, route, None);
+    let route = route_of(&pattern);
+    keep(app, &pattern, req.path(), route, None);
     (route, Naming::Actix)
 }
 
-/// Keeps `pattern` (unless it cannot be matched without actix, or the thread keeps enough),
-/// before `ahead_of` when given, else last.
-fn keep(app: usize, pattern: &str, route: Route, ahead_of: Option<&Rc<Learned>>) {
-    let Some(l) = Learned::parse(app, pattern, route) else {
+/// The route named by actix's `pattern`. A prefix service mounted at the root (actix-files'
+/// `Files::new("", dir)`, as a file server mounts it) has the empty pattern: it is named `/`,
+/// as a prefix mounted at `/static` is named `/static`.
+fn route_of(pattern: &str) -> Route {
+    Route::named(if pattern.is_empty() { "/" } else { pattern })
+}
+
+/// Keeps `pattern`, which actix matched for `path`, before `ahead_of` when given, else last:
+/// unless it cannot be matched without actix, or does not fit `path` itself (a prefix service
+/// or a scope's default service: kept, it would never fit, and every request would keep
+/// another copy), or the thread keeps enough.
+fn keep(app: usize, pattern: &str, path: &str, route: Route, ahead_of: Option<&Rc<Learned>>) {
+    let Some(l) = Learned::parse(app, pattern, route).filter(|l| l.fits(app, path)) else {
         return;
     };
     let _ = KEPT.try_with(|k| {
@@ -206,8 +217,8 @@ pub(crate) fn confirm(named: Route, naming: &Naming, req: &actix_web::HttpReques
     let Some(pattern) = req.match_pattern() else {
         return Route::unmatched();
     };
-    let route = Route::named(&pattern);
-    keep(l.app, &pattern, route, Some(l));
+    let route = route_of(&pattern);
+    keep(l.app, &pattern, req.path(), route, Some(l));
     route
 }
 
