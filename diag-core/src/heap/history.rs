@@ -304,6 +304,11 @@ fn record_now(generation: u64) -> bool {
         super::config::sample_rate(),
     );
     let blocks = super::ages::profile_ages().then(read_blocks);
+    // The alarm's second signal, sorted before the lock is taken: each stack's live sampled
+    // blocks' ages (16 bytes a block, freed when the check ends).
+    let ages = blocks
+        .as_ref()
+        .and_then(|(b, c)| super::leaks::StackAges::from_stamps(b, c.tick, c.missed));
     let t = now_nanos();
     let mut h = lock();
     // Settings change under this lock too: a point begun before a change never lands after it.
@@ -328,7 +333,13 @@ fn record_now(generation: u64) -> bool {
     let series = h.grown_series(since, crate::profile::MAX_TREND_SNAPSHOTS);
     drop(h);
     if let Some(series) = series {
-        super::leaks::check(&series, t, MAX_POINTS.load(Relaxed), thread_cpu_ns);
+        super::leaks::check(
+            &series,
+            ages.as_ref(),
+            t,
+            MAX_POINTS.load(Relaxed),
+            thread_cpu_ns,
+        );
     }
     true
 }

@@ -6,7 +6,9 @@
 //! steps rise, sign test, both at one-sided `p < alpha`; the later half still rising) and its
 //! Theil-Sen slope is at least the minimum rate, its rise is beyond the sampler's noise at
 //! `alpha` over the stacks classified ([`noise`]), and it did so at [`CONFIRM_CHECKS`]
-//! consecutive checks, none before [`MIN_CHECK_POINTS`] points. The series are the history's points recorded
+//! consecutive checks, or at [`AGED_CONFIRM_CHECKS`] if the ages of its live sampled blocks
+//! say it accumulates since its rise began ([`by_age`]), none before [`MIN_CHECK_POINTS`]
+//! points. The series are the history's points recorded
 //! within the window (all of them by default), thinned evenly to at most
 //! [`MAX_TREND_SNAPSHOTS`](crate::profile::MAX_TREND_SNAPSHOTS) as `diag trend` is limited
 //! to, and only stacks whose in-use bytes ended higher than they began are classified
@@ -28,6 +30,7 @@ use super::{labels, stacks};
 use crate::defaults::{DEFAULT_LEAK_ALPHA, DEFAULT_LEAK_MIN_RATE, DEFAULT_LEAK_WINDOW};
 use crate::profile::SeriesClassifier;
 use crate::wire::{LeakSuspect, Leaks};
+pub(crate) use by_age::{AgeSignal, MIN_AGED_SAMPLES, StackAges};
 
 static ALPHA_BITS: AtomicU64 = AtomicU64::new(DEFAULT_LEAK_ALPHA.to_bits());
 static MIN_RATE_BITS: AtomicU64 = AtomicU64::new(DEFAULT_LEAK_MIN_RATE.to_bits());
@@ -43,7 +46,7 @@ struct State {
     check_cpu_ns: u64,
     suspects: BTreeMap<u32, LeakSuspect>,
     /// Consecutive checks each stack has passed (see [`confirmed`]).
-    streaks: BTreeMap<u32, usize>,
+    streaks: BTreeMap<u32, Streak>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
@@ -156,21 +159,72 @@ pub(crate) const MIN_CHECK_POINTS: usize = 30;
 /// 200).
 pub(crate) const CONFIRM_CHECKS: usize = 4;
 
-/// The stacks of `passed` (this check's) that have now passed `need` consecutive checks;
-/// `streaks` holds each stack's run and forgets the ones that did not pass.
-pub(crate) fn confirmed(
-    streaks: &mut BTreeMap<u32, usize>,
+/// Consecutive checks a stack must pass to become a suspect when the ages of its live
+/// sampled blocks say it accumulates since its rise began ([`AgeSignal::Accumulating`]): a
+/// cache's excursion never shows that (its blocks turn over), so the wait for the excursion
+/// to end is not needed.
+pub(crate) const AGED_CONFIRM_CHECKS: usize = 1;
+
+/// Consecutive checks a stack must pass to become a suspect when its ages say it turned over
+/// ([`AgeSignal::TurnedOver`]): it freed more than it kept since its oldest live block, the
+/// shape of a cache whose estimate makes an excursion (one passed four checks in the
+/// simulation of `leaks/tests.rs`). A rise that is real there (a time-bounded cache under
+/// growing traffic, a leak sharing a stack with a larger cache) is found, later.
+pub(crate) const TURNOVER_CONFIRM_CHECKS: usize = 10;
+
+/// The consecutive checks a stack needs by what its ages say.
+pub(crate) fn checks_needed(signal: AgeSignal) -> usize {
+    match signal {
+        AgeSignal::Accumulating => AGED_CONFIRM_CHECKS,
+        AgeSignal::TurnedOver => TURNOVER_CONFIRM_CHECKS,
+        AgeSignal::Unknown => CONFIRM_CHECKS,
+    }
+}
+
+/// Each stack of `passed` with what its ages (`ages`, if the point has them) say, by
+/// [`by_age::signal`] with at least `min_samples` blocks.
+pub(crate) fn aged(
     passed: Vec<Found>,
-    need: usize,
-) -> Vec<Found> {
-    streaks.retain(|id, _| passed.iter().any(|f| f.id == *id));
+    series: &Series,
+    ages: Option<&StackAges>,
+    min_samples: usize,
+) -> Vec<(Found, AgeSignal)> {
     passed
         .into_iter()
-        .filter(|f| {
-            let n = streaks.entry(f.id).or_insert(0);
-            *n += 1;
-            *n >= need
+        .map(|f| {
+            let said = ages.map_or(AgeSignal::Unknown, |a| {
+                by_age::signal(&f, &a.of(f.id), series, min_samples)
+            });
+            (f, said)
         })
+        .collect()
+}
+
+/// A stack's run of consecutive checks passed, and whether it became a suspect in it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Streak {
+    run: usize,
+    confirmed: bool,
+}
+
+/// The stacks of `passed` (this check's, each with the consecutive checks it needs now) that
+/// have now passed that many; a stack once confirmed stays so while it keeps passing (what
+/// its ages say may change from check to check). `streaks` holds each stack's run and
+/// forgets the ones that did not pass.
+pub(crate) fn confirmed(
+    streaks: &mut BTreeMap<u32, Streak>,
+    passed: Vec<(Found, usize)>,
+) -> Vec<Found> {
+    streaks.retain(|id, _| passed.iter().any(|(f, _)| f.id == *id));
+    passed
+        .into_iter()
+        .filter(|(f, need)| {
+            let s = streaks.entry(f.id).or_default();
+            s.run += 1;
+            s.confirmed |= s.run >= *need;
+            s.confirmed
+        })
+        .map(|(f, _)| f)
         .collect()
 }
 
@@ -240,9 +294,16 @@ pub(crate) fn candidates(
 /// clock.
 ///
 /// A stack becomes a suspect once it passed [`suspects`] at [`CONFIRM_CHECKS`] consecutive
-/// checks, and no check speaks before the series hold [`MIN_CHECK_POINTS`] points (or
-/// `capacity`, the history's points, if fewer).
-pub(super) fn check(series: &Series, now_nanos: i64, capacity: usize, cpu_ns: fn() -> u64) {
+/// checks, or [`AGED_CONFIRM_CHECKS`] if `ages` (its live sampled blocks' at this point, if
+/// recorded) confirm it ([`by_age`]), and no check speaks before the series hold
+/// [`MIN_CHECK_POINTS`] points (or `capacity`, the history's points, if fewer).
+pub(super) fn check(
+    series: &Series,
+    ages: Option<&StackAges>,
+    now_nanos: i64,
+    capacity: usize,
+    cpu_ns: fn() -> u64,
+) {
     let before = cpu_ns();
     let alpha = f64::from_bits(ALPHA_BITS.load(Relaxed));
     let min_rate = f64::from_bits(MIN_RATE_BITS.load(Relaxed));
@@ -251,7 +312,11 @@ pub(super) fn check(series: &Series, now_nanos: i64, capacity: usize, cpu_ns: fn
     } else {
         Vec::new()
     };
-    let found = confirmed(&mut lock().streaks, passed, CONFIRM_CHECKS);
+    let passed = aged(passed, series, ages, MIN_AGED_SAMPLES)
+        .into_iter()
+        .map(|(f, said)| (f, checks_needed(said)))
+        .collect();
+    let found = confirmed(&mut lock().streaks, passed);
     let m = series.times.len();
     let span_secs = match (series.times.first(), series.times.last()) {
         (Some(a), Some(b)) => (b - a) as f64 / 1e9,
@@ -384,6 +449,7 @@ fn stopped(s: &LeakSuspect, now_nanos: i64) {
 #[cfg(not(feature = "server"))]
 fn stopped(_: &LeakSuspect, _: i64) {}
 
+mod by_age;
 mod noise;
 
 #[cfg(test)]

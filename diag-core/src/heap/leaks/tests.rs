@@ -3,6 +3,8 @@ use std::collections::VecDeque;
 use super::*;
 use crate::defaults::DEFAULT_HISTORY_POINTS;
 use crate::heap::history::{Counters, History, thread_cpu_ns};
+use crate::heap::history_ages::Stamp;
+use crate::heap::live::TICK_MILLIS;
 use crate::profile::MAX_TREND_SNAPSHOTS;
 
 /// xorshift64*: a fixed seed gives a fixed run.
@@ -30,11 +32,11 @@ impl Rng {
 /// `1 - e^(-s/rate)` and then weighs `s / p`, as `DiagAlloc` estimates.
 const RATE: f64 = 512.0 * 1024.0;
 
-/// One allocation site: its live blocks of one size, oldest first, each sampled or not, and
-/// how many are sampled.
+/// One allocation site: its live blocks of one size, oldest first, each sampled (with its
+/// allocation time in the live list's ticks) or not, and how many are sampled.
 struct Site {
     size: f64,
-    blocks: VecDeque<bool>,
+    blocks: VecDeque<Option<u32>>,
     sampled: usize,
 }
 
@@ -49,18 +51,22 @@ impl Site {
     fn p(&self) -> f64 {
         1.0 - (-self.size / RATE).exp()
     }
-    fn alloc(&mut self, rng: &mut Rng, n: usize) {
+    /// Allocates `n` blocks in the interval before point `k` (recorded at second `k + 1`),
+    /// each at a random tick of it.
+    fn alloc(&mut self, rng: &mut Rng, n: usize, k: usize) {
         let p = self.p();
+        let ticks = (1000 / TICK_MILLIS) as usize;
         for _ in 0..n {
             let s = rng.unit() < p;
             self.sampled += usize::from(s);
-            self.blocks.push_back(s);
+            let born = (k * ticks + 1 + rng.below(ticks)) as u32;
+            self.blocks.push_back(s.then_some(born));
         }
     }
     fn free_oldest(&mut self, n: usize) {
         for _ in 0..n {
             if let Some(s) = self.blocks.pop_front() {
-                self.sampled -= usize::from(s);
+                self.sampled -= usize::from(s.is_some());
             }
         }
     }
@@ -68,7 +74,21 @@ impl Site {
         for _ in 0..n.min(self.blocks.len()) {
             let i = rng.below(self.blocks.len());
             if let Some(s) = self.blocks.swap_remove_back(i) {
-                self.sampled -= usize::from(s);
+                self.sampled -= usize::from(s.is_some());
+            }
+        }
+    }
+    /// Its live sampled blocks as a history point records them.
+    fn stamps(&self, stack: u32, out: &mut Vec<Stamp>) {
+        for born in &self.blocks {
+            if let Some(time) = *born {
+                out.push(Stamp {
+                    addr: out.len(),
+                    time,
+                    stack,
+                    objects_fp: 1,
+                    bytes: self.size as u64,
+                });
             }
         }
     }
@@ -103,17 +123,35 @@ struct Run {
     leak_found_after: Option<usize>,
     /// The current run of checks in which each stack (0-3) was a suspect.
     streaks: [usize; 4],
+    /// Checks passed (rank and noise tests, after the first points) by a stack other than
+    /// the leak (`[0]`) and by the leak (`[1]`), by what their ages said (accumulating,
+    /// turned over, nothing).
+    signals: [[usize; 3]; 2],
+    /// Checks of at least [`MIN_CHECK_POINTS`] points at which each site (by stack id, the
+    /// leak last) was in the grown series, by what its ages said (accumulating, turned
+    /// over, nothing), whether or not it passed the rank tests.
+    site_signals: [[usize; 3]; 5],
 }
 
 /// A way to decide, for [`simulate`] to compare: the rank tests always; the sampling-noise
 /// test at `alpha` over the stacks classified, or not at all; no check before the series
 /// hold `min_points` (or all the history holds); a stack confirmed after passing `confirm`
-/// consecutive checks.
+/// consecutive checks, or with ages (`aged`) as many as they say.
 #[derive(Debug, Clone, Copy)]
 struct Variant {
     noise: Noise,
     confirm: usize,
     min_points: usize,
+    aged: Option<Aged>,
+}
+
+/// The consecutive checks a stack needs when its live sampled blocks' ages (at least
+/// `min_samples` of them) say it accumulates, or that it turned over.
+#[derive(Debug, Clone, Copy)]
+struct Aged {
+    accumulating: usize,
+    turned_over: usize,
+    min_samples: usize,
 }
 
 /// Whether [`Variant`] runs the sampling-noise test.
@@ -128,6 +166,17 @@ const SHIPPED: Variant = Variant {
     noise: Noise::Corrected,
     confirm: CONFIRM_CHECKS,
     min_points: MIN_CHECK_POINTS,
+    aged: Some(Aged {
+        accumulating: AGED_CONFIRM_CHECKS,
+        turned_over: TURNOVER_CONFIRM_CHECKS,
+        min_samples: MIN_AGED_SAMPLES,
+    }),
+};
+
+/// The alarm before the ages: four consecutive checks for every stack.
+const WITHOUT_AGES: Variant = Variant {
+    aged: None,
+    ..SHIPPED
 };
 
 /// A service at the default sample rate, one history point a second, keeping `held`
@@ -141,6 +190,9 @@ const SHIPPED: Variant = Variant {
 /// - a slow steady state: 200 blocks of 256 KiB, two replaced every point (its estimate a
 ///   random walk);
 /// - from `leak_start`, a leak of 4 KiB objects at 1 % of the heap per 10 points.
+///
+/// Every block is born at a random tick of the interval before its point, and each point's
+/// live sampled blocks are read into [`StackAges`] as the recorder reads them.
 fn simulate(
     seed: u64,
     points: usize,
@@ -156,35 +208,35 @@ fn simulate(
         Site::new(256 << 10),
         Site::new(4 << 10),
     ];
-    sites[2].alloc(&mut rng, 20_000);
-    sites[3].alloc(&mut rng, 200);
+    sites[2].alloc(&mut rng, 20_000, 0);
+    sites[3].alloc(&mut rng, 200, 0);
     let mut h = History::default();
     let mut runs = vec![Run::default(); variants.len()];
-    let mut confirming: Vec<BTreeMap<u32, usize>> = vec![BTreeMap::new(); variants.len()];
+    let mut confirming: Vec<BTreeMap<u32, Streak>> = vec![BTreeMap::new(); variants.len()];
     for k in 0..points {
         let [lru, burst, churn, steady, leak] = &mut sites;
         if k < 4 {
-            lru.alloc(&mut rng, 256);
+            lru.alloc(&mut rng, 256, k);
         } else {
-            lru.alloc(&mut rng, 100);
+            lru.alloc(&mut rng, 100, k);
             lru.free_oldest(100);
         }
         match k % 100 {
-            60..70 => burst.alloc(&mut rng, 400),
+            60..70 => burst.alloc(&mut rng, 400, k),
             75 => burst.clear(),
             _ => {}
         }
         churn.free_random(&mut rng, 5000);
-        churn.alloc(&mut rng, 5000);
+        churn.alloc(&mut rng, 5000, k);
         steady.free_random(&mut rng, 2);
-        steady.alloc(&mut rng, 2);
+        steady.alloc(&mut rng, 2, k);
         if leak_start.is_some_and(|s| k >= s) {
             let heap: f64 = [&*lru, &*burst, &*churn, &*steady, &*leak]
                 .iter()
                 .map(|s| s.bytes())
                 .sum();
             let n = (heap * 0.001 / leak.size).round() as usize;
-            leak.alloc(&mut rng, n);
+            leak.alloc(&mut rng, n, k);
         }
         let now: Vec<Counters> = sites.iter().map(|s| [0, 0, 0, s.estimate()]).collect();
         let t = (k as i64 + 1) * 1_000_000_000;
@@ -192,8 +244,40 @@ fn simulate(
         let Some(series) = h.grown_series(0, MAX_TREND_SNAPSHOTS) else {
             continue;
         };
+        let mut stamps = Vec::new();
+        for (id, s) in sites.iter().enumerate() {
+            s.stamps(id as u32, &mut stamps);
+        }
+        let tick = ((k + 1) as u64 * 1000 / TICK_MILLIS) as u32;
+        let ages = StackAges::from_stamps(&stamps, tick, 0);
         let all = candidates(&series, DEFAULT_LEAK_ALPHA, DEFAULT_LEAK_MIN_RATE, RATE);
+        let mut site_signals = [[0usize; 3]; 5];
+        if let Some(ages) = ages.as_ref()
+            && series.times.len() >= MIN_CHECK_POINTS
+        {
+            for &id in &series.ids {
+                let f = Found {
+                    id,
+                    rate: 0.0,
+                    recent: 0.0,
+                    p: 0.0,
+                    p_noise: 0.0,
+                    first: 0,
+                    last: 0,
+                };
+                let said = by_age::signal(&f, &ages.of(id), &series, MIN_AGED_SAMPLES);
+                site_signals[id as usize][said as usize] += 1;
+            }
+        }
         for ((v, run), streak) in variants.iter().zip(&mut runs).zip(&mut confirming) {
+            for (a, b) in run
+                .site_signals
+                .iter_mut()
+                .flatten()
+                .zip(site_signals.iter().flatten())
+            {
+                *a += b;
+            }
             let level = match v.noise {
                 Noise::Off => f64::INFINITY,
                 Noise::Corrected => noise_level(DEFAULT_LEAK_ALPHA, series.ids.len()),
@@ -203,10 +287,24 @@ fn simulate(
             } else {
                 Vec::new()
             };
-            let found: Vec<u32> = confirmed(streak, passed, v.confirm)
-                .iter()
-                .map(|f| f.id)
+            let min_samples = v.aged.map_or(usize::MAX, |a| a.min_samples);
+            let passed = aged(passed, &series, ages.as_ref(), min_samples);
+            for (f, said) in &passed {
+                let i = usize::from(f.id == LEAK);
+                run.signals[i][*said as usize] += 1;
+            }
+            let passed = passed
+                .into_iter()
+                .map(|(f, said)| {
+                    let need = match (said, v.aged) {
+                        (AgeSignal::Accumulating, Some(a)) => a.accumulating,
+                        (AgeSignal::TurnedOver, Some(a)) => a.turned_over,
+                        _ => v.confirm,
+                    };
+                    (f, need)
+                })
                 .collect();
+            let found: Vec<u32> = confirmed(streak, passed).iter().map(|f| f.id).collect();
             tally(run, &found, k, leak_start);
         }
     }
@@ -271,25 +369,61 @@ fn over_several_seeds_no_false_alarm_and_the_leak_mostly_found_within_40_points(
     assert!(found >= 8, "{found} of 10");
 }
 
+/// What the ages say of each site at every check, on a few seeds: the LRU cache and the
+/// churn turned over whenever their ages say anything (never accumulating), the slow steady
+/// state's oldest blocks predate the history (nothing to say), and the leak accumulates at
+/// most checks once it has its first sampled blocks within the history.
+#[test]
+fn the_ages_tell_the_leak_from_the_cache_and_the_churn() {
+    let (mut sites, mut leak_found) = ([[0usize; 3]; 5], 0);
+    for seed in 0..3 {
+        let run = one(700 + seed, 200, Some(100), 240);
+        for (a, b) in sites
+            .iter_mut()
+            .flatten()
+            .zip(run.site_signals.iter().flatten())
+        {
+            *a += b;
+        }
+        leak_found += usize::from(run.leak_found_after.is_some());
+    }
+    let [lru, _burst, churn, steady, leak] = sites;
+    let said = |s: [usize; 3]| s.iter().sum::<usize>();
+    assert_eq!(lru[0], 0, "{sites:?}");
+    assert!(said(lru) > 0 && lru[1] * 10 >= said(lru) * 9, "{sites:?}");
+    assert_eq!(churn[0], 0, "{sites:?}");
+    assert_eq!(steady[0] + steady[1], 0, "{sites:?}");
+    assert!(leak[0] * 2 > said(leak) && leak[1] == 0, "{sites:?}");
+    assert_eq!(leak_found, 3);
+}
+
 /// The rates of [`simulate`] over many seeds, for BENCHMARKS.md:
 /// `cargo test --release -p diag-core --lib leak_alarm_rates -- --ignored --nocapture`.
 #[test]
 #[ignore = "a simulation over many seeds; prints its rates"]
 fn leak_alarm_rates() {
-    let variants: Vec<Variant> = [
-        (Noise::Off, 3, 1),
-        (Noise::Corrected, 3, 1),
-        (Noise::Corrected, 30, 1),
-        (Noise::Corrected, 30, 3),
-        (Noise::Corrected, 30, 4),
-    ]
-    .into_iter()
-    .map(|(noise, min_points, confirm)| Variant {
-        noise,
-        confirm,
-        min_points,
-    })
-    .collect();
+    let mut variants = vec![SHIPPED, WITHOUT_AGES];
+    for (accumulating, turned_over, min_samples) in [(1, 4, 8), (1, 8, 8), (1, 15, 8), (1, 10, 6)] {
+        variants.push(Variant {
+            aged: Some(Aged {
+                accumulating,
+                turned_over,
+                min_samples,
+            }),
+            ..SHIPPED
+        });
+    }
+    variants.push(Variant {
+        confirm: 1,
+        aged: None,
+        ..SHIPPED
+    });
+    variants.push(Variant {
+        noise: Noise::Off,
+        confirm: 1,
+        min_points: 3,
+        aged: None,
+    });
     let seeds: u64 = std::env::var("LEAK_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -313,6 +447,7 @@ fn rates(held: usize, seeds: u64, variants: &[Variant]) {
     for (i, v) in variants.iter().enumerate() {
         let (mut runs_with_false, mut false_checks, mut checks) = (0, 0, 0);
         let (mut by_site, mut runs_streak_15) = ([0usize; 4], 0);
+        let mut signals = [[0usize; 3]; 2];
         let mut delays = Vec::new();
         for (q, l) in &all {
             for r in [&q[i], &l[i]] {
@@ -320,6 +455,9 @@ fn rates(held: usize, seeds: u64, variants: &[Variant]) {
                 runs_streak_15 += usize::from(r.longest_false_streak >= 15);
                 false_checks += r.false_checks;
                 checks += r.checks;
+                for (a, b) in signals.iter_mut().flatten().zip(r.signals.iter().flatten()) {
+                    *a += b;
+                }
                 for (a, b) in by_site.iter_mut().zip(r.false_by_site) {
                     *a += b;
                 }
@@ -341,7 +479,8 @@ fn rates(held: usize, seeds: u64, variants: &[Variant]) {
              more {runs_streak_15}/{}; false checks {false_checks}/{checks} (by site: lru, \
              burst, churn, steady {by_site:?}); leak (1 % of the heap per 10 points from point \
              100) found within 20 points {}/{seeds}, 30 {}/{seeds}, 40 {}/{seeds}, by 140 \
-             {}/{seeds}; median delay {} points, worst {}",
+             {}/{seeds}; median delay {} points, worst {}; checks passed by other stacks, by \
+             what their ages said (accumulating, turned over, nothing) {:?}, by the leak {:?}",
             2 * seeds,
             2 * seeds,
             within(20),
@@ -350,6 +489,8 @@ fn rates(held: usize, seeds: u64, variants: &[Variant]) {
             within(140),
             show(delays[delays.len() / 2]),
             show(delays[delays.len() - 1]),
+            signals[0],
+            signals[1],
         );
     }
 }
@@ -444,5 +585,53 @@ fn leak_check_cost() {
         kept.0,
         kept.1,
         kept.2 as f64 / (1 << 20) as f64,
+    );
+    // The ages: 10 live sampled blocks a stack (100k blocks: some 50 GiB live at the default
+    // rate), read into `StackAges` at every point; then every stack judged by its ages, as
+    // if all 10k had passed the rank tests (at most a few do).
+    let tick = (points as u64 * 60_000 / TICK_MILLIS) as u32;
+    let stamps: Vec<Stamp> = (0..stacks * 10)
+        .map(|i| Stamp {
+            addr: i,
+            time: rng.below(tick as usize) as u32,
+            stack: (i % stacks) as u32,
+            objects_fp: 1,
+            bytes: 4096,
+        })
+        .collect();
+    let all: Vec<Found> = series
+        .ids
+        .iter()
+        .map(|&id| Found {
+            id,
+            rate: 1.0,
+            recent: 1.0,
+            p: 0.0,
+            p_noise: 0.0,
+            first: 0,
+            last: 1,
+        })
+        .collect();
+    let (mut read, mut judged, mut held, mut yes) = (f64::MAX, f64::MAX, 0, 0);
+    for _ in 0..5 {
+        let c0 = thread_cpu_ns();
+        let ages = StackAges::from_stamps(&stamps, tick, 0).unwrap();
+        let c1 = thread_cpu_ns();
+        let out = aged(all.clone(), &series, Some(&ages), MIN_AGED_SAMPLES);
+        let c2 = thread_cpu_ns();
+        read = read.min((c1 - c0) as f64 / 1e6);
+        judged = judged.min((c2 - c1) as f64 / 1e6);
+        held = ages.memory_bytes();
+        yes = out
+            .iter()
+            .filter(|(_, s)| *s == AgeSignal::Accumulating)
+            .count();
+    }
+    println!(
+        "leak check's ages, {} live sampled blocks over {stacks} stacks: read and sorted \
+         {read:.2} ms of CPU, {:.1} MiB; all {stacks} stacks judged by their ages {judged:.2} \
+         ms of CPU ({yes} confirmed)",
+        stamps.len(),
+        held as f64 / (1 << 20) as f64,
     );
 }

@@ -109,11 +109,7 @@ pub struct Judgement {
 pub fn judge(ages: &[f64], uptime: f64) -> Judgement {
     let n = ages.len();
     let oldest = ages.last().copied().unwrap_or(0.0);
-    let span = if n == 0 {
-        0.0
-    } else {
-        (oldest * (n as f64 + 1.0) / n as f64).min(uptime.max(oldest))
-    };
+    let span = span_estimate(ages).min(uptime.max(oldest));
     let verdict = if n < MIN_AGE_SAMPLES {
         AgeVerdict::TooFewSamples
     } else if quantile(ages, 0.9) < YOUNG_SECS {
@@ -122,8 +118,7 @@ pub fn judge(ages: &[f64], uptime: f64) -> Judgement {
         AgeVerdict::Bounded
     } else if quantile(ages, 0.1) >= OLD_FRACTION * uptime {
         AgeVerdict::OldSteady
-    } else if ks_uniform(ages, span) <= (KS_CRITICAL / (n as f64).sqrt()).max(LEAK_SHAPE_TOLERANCE)
-    {
+    } else if spread_evenly(ages, span) {
         AgeVerdict::LeakLike
     } else {
         AgeVerdict::Mixed
@@ -132,6 +127,24 @@ pub fn judge(ages: &[f64], uptime: f64) -> Judgement {
         verdict,
         span_secs: span,
     }
+}
+
+/// Whether `ages` (seconds, sorted ascending) are consistent with a uniform distribution on
+/// `[0, span]`, as the ages of bytes added steadily since `span` seconds ago are: the
+/// Kolmogorov-Smirnov distance ([`ks_uniform`]) is at most the larger of
+/// [`KS_CRITICAL`]`/sqrt(n)` and [`LEAK_SHAPE_TOLERANCE`]. The `leak-like` test of [`judge`];
+/// the leak alarm uses it too.
+pub fn spread_evenly(ages: &[f64], span: f64) -> bool {
+    let bound = (KS_CRITICAL / (ages.len() as f64).sqrt()).max(LEAK_SHAPE_TOLERANCE);
+    !ages.is_empty() && ks_uniform(ages, span) <= bound
+}
+
+/// The span estimate `a_n (n + 1) / n` of sorted `ages`: the unbiased estimate of the end of
+/// a uniform range from its largest of `n` draws (0 for none).
+pub fn span_estimate(ages: &[f64]) -> f64 {
+    let n = ages.len();
+    ages.last()
+        .map_or(0.0, |&oldest| oldest * (n as f64 + 1.0) / n as f64)
 }
 
 /// The `q` quantile of sorted `xs` (the order statistic at rank `ceil(q n)`).
