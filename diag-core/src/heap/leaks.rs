@@ -9,7 +9,8 @@
 //! checks as the ages of its live sampled blocks ask ([`by_age`]): [`AGED_CONFIRM_CHECKS`]
 //! if they say it accumulates since its rise began, [`TURNOVER_CONFIRM_CHECKS`] if they say
 //! it turned over, [`CONFIRM_CHECKS`] if they say neither; none before [`MIN_CHECK_POINTS`]
-//! points. The series are the history's points recorded within the window (all of them by default), thinned evenly to at most
+//! points. The series are the history's points recorded within the window (all of them by
+//! default), thinned evenly to at most
 //! [`MAX_TREND_SNAPSHOTS`](crate::profile::MAX_TREND_SNAPSHOTS) as `diag trend` is limited
 //! to, and only stacks whose in-use bytes ended higher than they began are classified
 //! ([`SeriesClassifier::growing`] skips the quadratic work for a series whose steps do not
@@ -297,9 +298,9 @@ pub(crate) fn candidates(
 /// the suspects and says which became or stopped being one. `cpu_ns` reads the thread's CPU
 /// clock.
 ///
-/// A stack becomes a suspect once it passed [`suspects`] at [`CONFIRM_CHECKS`] consecutive
-/// checks, or [`AGED_CONFIRM_CHECKS`] if `ages` (its live sampled blocks' at this point, if
-/// recorded) confirm it ([`by_age`]), and no check speaks before the series hold
+/// A stack becomes a suspect once it passed [`suspects`] at as many consecutive checks as
+/// its live sampled blocks' ages at this point (`ages`, if recorded) ask ([`checks_needed`],
+/// [`by_age`]), and no check speaks before the series hold
 /// [`MIN_CHECK_POINTS`] points (or `capacity`, the history's points, if fewer).
 pub(super) fn check(
     series: &Series,
