@@ -84,7 +84,8 @@ impl StackAges {
         self.blocks[start..end].iter().map(|b| b.1).collect()
     }
 
-    /// Bytes held.
+    /// Bytes held (measured by the cost test).
+    #[cfg(test)]
     pub(crate) fn memory_bytes(&self) -> usize {
         self.blocks.capacity() * std::mem::size_of::<(u32, f64)>()
     }
