@@ -22,7 +22,8 @@
 //!    was more than [`MAX_FREED_SHARE`] (1/2) of its estimate now: **turned over**;
 //! 4. otherwise, if the ages are spread evenly from now back to the onset, the `leak-like`
 //!    test of `diag ages` ([`spread_evenly`] over `[0, a_n (n + 1) / n]`, Kolmogorov-Smirnov
-//!    at 1 %): **accumulating**; if not (a step, bursts), nothing is said.
+//!    at 1 %, or a distance up to 0.2 past 66 blocks): **accumulating**; if not (a step,
+//!    bursts), nothing is said.
 //!
 //! `diag ages`'s own verdict cannot serve as it is: it tells a leak from a cache by the
 //! process's uptime (`bounded` while the span of the ages is under a quarter of it), so a
