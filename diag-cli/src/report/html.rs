@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use diag_core::profile::sites::{NO_APP_FRAME, short_name};
+use diag_core::profile::sites::short_name;
 use diag_core::profile::{HeapTrend, SiteTrend, SlopeUnit, Verdict};
 use diag_core::wire::Tasks;
 
@@ -178,19 +178,7 @@ fn verdict(h: &mut String, r: &Report) {
     }
     super::labels::verdict(h, &r.by_label);
     for cpu in &r.cpu {
-        // By short name: a function's closures and async bodies count as the function.
-        let mut by_name: Vec<(&str, f64)> = Vec::new();
-        for e in &cpu.app_top.entries {
-            if e.function.starts_with(NO_APP_FRAME) {
-                continue;
-            }
-            match by_name.iter_mut().find(|(n, _)| *n == e.short) {
-                Some((_, p)) => *p += e.flat_percent,
-                None => by_name.push((&e.short, e.flat_percent)),
-            }
-        }
-        by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let hot: Vec<String> = by_name
+        let hot: Vec<String> = super::hot_app_functions(&cpu.app_top)
             .iter()
             .take(VERDICT_ITEMS)
             .map(|(name, p)| format!("<code>{}</code> {}", esc(name), units::percent(*p)))
@@ -201,6 +189,12 @@ fn verdict(h: &mut String, r: &Report) {
                 "<li><b>Hottest application functions</b> (share of the CPU samples, with the \
                  runtime and library code they call): {}</li>",
                 hot.join(", ")
+            );
+        } else if cpu.app_top.total > 0 {
+            h.push_str(
+                "<li>No CPU sample ran in the application's own code (as far as diag can \
+                 tell its crates: a service of several crates names the others with \
+                 <code>DIAG_APP_CRATES</code> or <code>--app-crates</code>).</li>",
             );
         }
     }

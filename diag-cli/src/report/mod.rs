@@ -13,7 +13,8 @@ mod live;
 use anyhow::{Context, Result, bail};
 use diag_core::profile::{
     self, DiffOptions, FlameOptions, FlameTree, HeapDiff, HeapTrend, Profile, SvgOptions, Top,
-    TopOptions, TrendOptions, sites::SiteRules,
+    TopOptions, TrendOptions,
+    sites::{NO_APP_FRAME, SiteRules},
 };
 
 use crate::input::read_profile;
@@ -280,4 +281,76 @@ fn svg_string(tree: &FlameTree, opts: &SvgOptions) -> Result<String> {
     let mut out = Vec::new();
     tree.write_svg(opts, &mut out)?;
     String::from_utf8(out).context("the flamegraph is not UTF-8")
+}
+
+/// The verdict's hottest application functions of a CPU profile's `app_top`, by short name (a
+/// function's closures and async bodies count as the function), largest share first. Only
+/// functions that hold samples as their innermost application frame: a stack without one is
+/// not the application's, and the dependency frames the list carries for their cum value
+/// hold no flat share at all.
+pub(crate) fn hot_app_functions(app_top: &Top) -> Vec<(&str, f64)> {
+    let mut by_name: Vec<(&str, f64)> = Vec::new();
+    for e in &app_top.entries {
+        if e.flat == 0 || e.function.starts_with(NO_APP_FRAME) {
+            continue;
+        }
+        match by_name.iter_mut().find(|(n, _)| *n == e.short) {
+            Some((_, p)) => *p += e.flat_percent,
+            None => by_name.push((&e.short, e.flat_percent)),
+        }
+    }
+    by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+    by_name
+}
+
+#[cfg(test)]
+mod tests {
+    use diag_core::profile::{Frame, Profile, Sample, ValueType, sites::APP_CRATES_COMMENT};
+
+    use super::*;
+
+    fn cpu_profile(stacks: &[(&[&str], i64)]) -> Profile {
+        let mut p = Profile {
+            sample_types: vec![ValueType::new("cpu", "nanoseconds")],
+            comments: vec![format!("{APP_CRATES_COMMENT}=app")],
+            ..Profile::default()
+        };
+        for (stack, v) in stacks {
+            p.samples.push(Sample {
+                stack: stack.iter().map(|f| Frame::named(*f)).collect(),
+                values: vec![*v],
+                labels: Vec::new(),
+            });
+        }
+        p
+    }
+
+    fn app_top(p: &Profile) -> Top {
+        let mut opts = TopOptions::default();
+        opts.attribution = profile::Attribution::Sites;
+        profile::top(p, &opts).unwrap()
+    }
+
+    #[test]
+    fn stacks_outside_the_application_name_no_hot_function() {
+        // The application's code lives in a crate the profile does not name as its own (a
+        // binary over a library crate, without DIAG_APP_CRATES): the dependency and thread
+        // frames on its stacks hold cum value only and are no application function.
+        let p = cpu_profile(&[(
+            &[
+                "clone3",
+                "<tokio::runtime::blocking::task::BlockingTask<T> as core::future::Future>::poll",
+                "lib_crate::handler",
+                "[thread tokio-rt-worker]",
+            ],
+            10,
+        )]);
+        assert!(hot_app_functions(&app_top(&p)).is_empty());
+        let p = cpu_profile(&[
+            (&["memcpy", "app::hash", "tokio::run", "[thread w]"], 30),
+            (&["app::hash::{{closure}}", "tokio::run", "[thread w]"], 10),
+            (&["clone3", "tokio::park", "[thread w]"], 60),
+        ]);
+        assert_eq!(hot_app_functions(&app_top(&p)), [("app::hash", 40.0)]);
+    }
 }
