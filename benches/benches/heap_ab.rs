@@ -16,7 +16,16 @@
 //!   what the samples themselves cost;
 //! - `diag-512k`: `DiagAlloc` at the default mean of one sample per 512 KiB, stacks unwound
 //!   by the default (cached) unwinder, with everything a sample does (capture, interning,
-//!   the sampled-block region, the header) inside the timed phase.
+//!   the sampled-block region, the header) inside the timed phase;
+//! - `jemalloc`, `jemalloc-prof` (cargo feature `anchors`): tikv-jemallocator, one build with
+//!   its profiler compiled in and enabled from the start at our mean rate
+//!   (`prof:true,prof_active:false,lg_prof_sample:19`, through jemalloc's `malloc_conf`
+//!   symbol), `prof.active` switched off for `jemalloc` and on for `jemalloc-prof` through
+//!   `mallctl` before each phase and read back (the bench stops if it is not what the arm
+//!   needs). Unlike `heap_overhead`'s `jemalloc` (profiling off in the options), this
+//!   `jemalloc` runs with `opt.prof` on and the profiler inactive; `jemalloc-prof` is the same
+//!   profiler as `heap_overhead`'s. The guard rail (`diag-512k` never above `jemalloc-prof`)
+//!   is printed paired per round: `diag-512k` over `jemalloc-prof`.
 //!
 //! Every round runs each arm once, in a random order (a fixed rotation biased the figures by
 //! ~2 %: the arm that always followed `diag-512k` ran slower); each arm's figure for
@@ -31,7 +40,9 @@
 //! never reach `System::dealloc`: each workload frees everything it allocates before it
 //! returns, the main thread never samples (it holds [`diag_core::IgnoreAllocs`]), and
 //! before every switch to `System` the bench checks that no sampled block is tracked, and
-//! stops if one is.
+//! stops if one is. jemalloc's blocks likewise never leave their phase: the workloads free all
+//! they allocate, and every thread-local a worker allocates for is first touched in the
+//! untimed warm-up round, which starts with `system`.
 //!
 //! ```sh
 //! ROUNDS=31 cargo bench -p diag-benches --bench heap_ab            # env PHASE_MS
@@ -61,8 +72,21 @@ use diag_core::DiagAlloc;
 
 const SYSTEM: u8 = 0;
 const DIAG: u8 = 1;
+#[cfg(feature = "anchors")]
+const JEMALLOC: u8 = 2;
 static MODE: AtomicU8 = AtomicU8::new(SYSTEM);
 static DIAG_ALLOC: DiagAlloc = DiagAlloc::system();
+#[cfg(feature = "anchors")]
+static JEMALLOC_ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at its first call: the profiler enabled (so `prof.active` can
+/// switch it per phase) at one sample per 2^19 B = 512 KiB, inactive until an arm turns it on.
+/// jemalloc declares this symbol weak so that a program can define it; the bench reads
+/// `opt.prof` and `opt.lg_prof_sample` back, so a definition jemalloc ignored would be caught.
+#[cfg(feature = "anchors")]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static JEMALLOC_CONF: Option<&'static u8> =
+    Some(&b"prof:true,prof_active:false,lg_prof_sample:19\0"[0]);
 
 /// Each allocator's four calls, each in a function of its own, compiled as they would be in a
 /// program with that allocator alone (`System`'s `alloc` with or without a stack frame,
@@ -100,69 +124,94 @@ out_of_line!(
     DIAG_ALLOC
 );
 
-/// The global allocator: `System` or `DiagAlloc` as `MODE` says. Both pay the same dispatch:
-/// one relaxed load, a branch and a tail call into that allocator's own function (above).
+#[cfg(feature = "anchors")]
+out_of_line!(
+    jem_alloc,
+    jem_zeroed,
+    jem_dealloc,
+    jem_realloc,
+    JEMALLOC_ALLOC
+);
+
+/// Calls one of the allocators' four functions by `MODE`: a relaxed load, a branch and a
+/// direct tail call. With jemalloc (feature `anchors`) a second compare parts `DiagAlloc` from
+/// jemalloc, so those two pay the same dispatch, one compare more than `System`.
+#[cfg(not(feature = "anchors"))]
+macro_rules! by_mode {
+    ($sys:ident, $diag:ident, $jem:ident, $($arg:expr),*) => {
+        // SAFETY: forwarded.
+        unsafe {
+            if MODE.load(Relaxed) == SYSTEM {
+                $sys($($arg),*)
+            } else {
+                $diag($($arg),*)
+            }
+        }
+    };
+}
+/// [`by_mode`] with jemalloc.
+#[cfg(feature = "anchors")]
+macro_rules! by_mode {
+    ($sys:ident, $diag:ident, $jem:ident, $($arg:expr),*) => {
+        // SAFETY: forwarded.
+        unsafe {
+            match MODE.load(Relaxed) {
+                SYSTEM => $sys($($arg),*),
+                DIAG => $diag($($arg),*),
+                _ => $jem($($arg),*),
+            }
+        }
+    };
+}
+
+/// The global allocator: `System`, `DiagAlloc` or jemalloc as `MODE` says, through
+/// [`by_mode`].
 struct Switch;
 
 // SAFETY: `DiagAlloc<System>` passes every block it does not sample to `System`, so blocks
-// may move between the two freely; sampled blocks never reach `System` (see the module doc).
+// may move between the two freely; sampled blocks never reach `System`, and jemalloc's blocks
+// never leave their phase (see the module doc).
 unsafe impl GlobalAlloc for Switch {
     #[inline]
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        unsafe {
-            if MODE.load(Relaxed) == SYSTEM {
-                sys_alloc(l)
-            } else {
-                diag_alloc(l)
-            }
-        }
+        by_mode!(sys_alloc, diag_alloc, jem_alloc, l)
     }
     #[inline]
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        unsafe {
-            if MODE.load(Relaxed) == SYSTEM {
-                sys_zeroed(l)
-            } else {
-                diag_zeroed(l)
-            }
-        }
+        by_mode!(sys_zeroed, diag_zeroed, jem_zeroed, l)
     }
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: forwarded.
-        unsafe {
-            if MODE.load(Relaxed) == SYSTEM {
-                sys_dealloc(p, l)
-            } else {
-                diag_dealloc(p, l)
-            }
-        }
+        by_mode!(sys_dealloc, diag_dealloc, jem_dealloc, p, l)
     }
     #[inline]
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        // SAFETY: forwarded.
-        unsafe {
-            if MODE.load(Relaxed) == SYSTEM {
-                sys_realloc(p, l, n)
-            } else {
-                diag_realloc(p, l, n)
-            }
-        }
+        by_mode!(sys_realloc, diag_realloc, jem_realloc, p, l, n)
     }
 }
 
 #[global_allocator]
 static ALLOC: Switch = Switch;
 
-/// The arms: name, allocator, sample rate (for `DiagAlloc`).
+/// The arms: name, allocator, sample rate (for `DiagAlloc`; for jemalloc, 1 = profiling).
+#[cfg(not(feature = "anchors"))]
 const ARMS: [(&str, u8, u64); 5] = [
     ("system", SYSTEM, 0),
     ("system-again", SYSTEM, 0),
     ("diag-off", DIAG, 0),
     ("diag-counting", DIAG, 1 << 40),
     ("diag-512k", DIAG, 512 * 1024),
+];
+/// The arms: name, allocator, sample rate (for `DiagAlloc`; for jemalloc, 1 = profiling).
+#[cfg(feature = "anchors")]
+const ARMS: [(&str, u8, u64); 7] = [
+    ("system", SYSTEM, 0),
+    ("system-again", SYSTEM, 0),
+    ("diag-off", DIAG, 0),
+    ("diag-counting", DIAG, 1 << 40),
+    ("diag-512k", DIAG, 512 * 1024),
+    ("jemalloc", JEMALLOC, 0),
+    ("jemalloc-prof", JEMALLOC, 1),
 ];
 
 /// The sample rate of the `diag-512k` arm: 512 KiB unless `HEAP_AB_RATE` says otherwise (to
@@ -175,14 +224,18 @@ fn sampled_rate() -> u64 {
 /// Puts the process on `arm`'s allocator. Called by the main thread while the workers wait.
 fn switch_to(arm: (&str, u8, u64)) {
     let (name, alloc, rate) = arm;
-    if alloc == SYSTEM {
+    if alloc != DIAG {
         diag_core::heap::set_sample_rate(0);
         let tracked = diag_core::heap::stats().tracked_blocks;
         if tracked != 0 {
             eprintln!("heap_ab: {tracked} sampled blocks still live before {name}: stopping");
             std::process::exit(1);
         }
-        MODE.store(SYSTEM, Relaxed);
+        #[cfg(feature = "anchors")]
+        if alloc == JEMALLOC {
+            jemalloc_profiling(rate == 1);
+        }
+        MODE.store(alloc, Relaxed);
     } else {
         MODE.store(DIAG, Relaxed);
         let rate = if name == "diag-512k" {
@@ -191,6 +244,39 @@ fn switch_to(arm: (&str, u8, u64)) {
             rate
         };
         diag_core::heap::set_sample_rate(rate);
+    }
+}
+
+/// After a phase of `arm`: back to `System` if it was jemalloc, so that what the main thread
+/// allocates between phases (the figures) is never a jemalloc block outliving its phase. (It
+/// may be `DiagAlloc`'s: those are `System`'s, as the main thread never samples.)
+fn leave(arm: (&str, u8, u64)) {
+    if arm.1 > DIAG {
+        MODE.store(SYSTEM, Relaxed);
+    }
+}
+
+/// Turns jemalloc's profiler on or off and checks that it is as asked (and enabled at 512 KiB
+/// from the start); stops the bench otherwise.
+#[cfg(feature = "anchors")]
+fn jemalloc_profiling(on: bool) {
+    use tikv_jemalloc_ctl::raw;
+    // SAFETY: NUL-terminated names of mallctl keys of these types (`bool`, `bool`, `size_t`).
+    let (set, opt_prof, active, lg_sample) = unsafe {
+        (
+            raw::write::<bool>(b"prof.active\0", on),
+            raw::read::<bool>(b"opt.prof\0"),
+            raw::read::<bool>(b"prof.active\0"),
+            raw::read::<usize>(b"opt.lg_prof_sample\0"),
+        )
+    };
+    if set.is_err() || opt_prof != Ok(true) || active != Ok(on) || lg_sample != Ok(19) {
+        eprintln!(
+            "heap_ab: jemalloc's profiler is not as the arm needs (prof.active {on}): write \
+             {set:?}, opt.prof {opt_prof:?}, prof.active {active:?}, opt.lg_prof_sample \
+             {lg_sample:?}: stopping"
+        );
+        std::process::exit(1);
     }
 }
 
@@ -326,6 +412,7 @@ fn main() {
             if active[a] {
                 switch_to(arm);
                 workers.phase(wi, iters, 1);
+                leave(arm);
             }
         }
         // Per arm: ns/op (wall), and per-round ratios to `system` of wall and of CPU time.
@@ -337,6 +424,9 @@ fn main() {
         let arm = |name: &str| ARMS.iter().position(|a| a.0 == name).expect("arm");
         let (counting, sampled) = (arm("diag-counting"), arm("diag-512k"));
         let mut samples_cpu: Vec<f64> = Vec::new();
+        // `diag-512k` over `jemalloc-prof` in the same round: the guard rail, paired.
+        let rail = ARMS.iter().position(|a| a.0 == "jemalloc-prof");
+        let mut rail_cpu: Vec<f64> = Vec::new();
         let mut rng = 0x2545_F491_4F6C_DD1Du64;
         for r in 0..rounds {
             let mut t = [(0.0f64, 0.0f64); ARMS.len()];
@@ -345,10 +435,14 @@ fn main() {
                 switch_to(ARMS[a]);
                 let seed = 0x9E37_79B9 + (r * ARMS.len() + k) as u64;
                 let (w, c) = workers.phase(wi, iters, seed);
+                leave(ARMS[a]);
                 t[a] = (w.as_nanos() as f64, c as f64);
             }
             if active[counting] && active[sampled] {
                 samples_cpu.push(t[sampled].1 / t[counting].1);
+            }
+            if let Some(j) = rail.filter(|&j| active[j] && active[sampled]) {
+                rail_cpu.push(t[sampled].1 / t[j].1);
             }
             for a in (0..ARMS.len()).filter(|&a| active[a]) {
                 ns[a].push(t[a].0 / (iters * threads()) as f64);
@@ -387,6 +481,13 @@ fn main() {
                 "\nThe samples' own cost, {} over {} per round, CPU time: {m:.3} (95 % CI \
                  {lo:.3} .. {hi:.3})",
                 ARMS[sampled].0, ARMS[counting].0
+            );
+        }
+        if !rail_cpu.is_empty() {
+            let (lo, m, hi) = median_ci(&rail_cpu);
+            println!(
+                "\n{} over jemalloc-prof per round, CPU time: {m:.3} (95 % CI {lo:.3} .. {hi:.3})",
+                ARMS[sampled].0
             );
         }
     }

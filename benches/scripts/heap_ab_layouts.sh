@@ -14,7 +14,8 @@
 #
 # Usage: benches/scripts/heap_ab_layouts.sh [LAYOUTS=8] [ROUNDS=101] [WORKLOAD=json]
 # Env: HEAP_AB_ARMS, HEAP_AB_RATE, HEAP_AB_THREADS, PHASE_MS as for heap_ab; FIRST_SEED (1);
-# KEEP_TMP=1 keeps each build's report.
+# KEEP_TMP=1 keeps each build's report; ANCHORS=1 builds with the `anchors` feature (the
+# jemalloc arms, and the paired `diag-512k` over `jemalloc-prof` line).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 LAYOUTS=${1:-8}
@@ -32,6 +33,7 @@ TMP=$(mktemp -d)
 for i in $(seq 0 $((LAYOUTS - 1))); do
   seed=$((FIRST + i))
   exe=$(cargo rustc -q --profile bench -p diag-benches --bench heap_ab --message-format=json \
+          ${ANCHORS:+--features anchors} \
           -- -C "link-arg=-Wl,--shuffle-sections=.text.*=$seed" \
         | grep '"name":"heap_ab"' | grep -o '"executable":"[^"]*"' | tail -1 | cut -d'"' -f4)
   [ -x "$exe" ] || { echo "no heap_ab executable for seed $seed" >&2; exit 1; }
@@ -43,8 +45,10 @@ for i in $(seq 0 $((LAYOUTS - 1))); do
   seed=$((FIRST + i))
   ROUNDS=$ROUNDS "$TMP/heap_ab.$seed" --bench "$WORKLOAD" > "$TMP/report.$seed"
   # Per arm: the CPU-time ratio (column 6 of the table); the paired samples' cost line.
-  awk -F'|' -v s="$seed" '/^\| (system|diag)/ && $6 ~ /[0-9]/ {gsub(/ /,"",$2); gsub(/ /,"",$6); print s, $2, $6}
-       /samples. own cost/ {for (k = 1; k <= NF; k++) if ($k ~ /time:/) {split($k, a, ": "); split(a[2], b, " "); print s, "samples(paired)", b[1]}}' \
+  # With ANCHORS, the paired guard rail too (`diag-512k` over `jemalloc-prof`, not over system).
+  awk -F'|' -v s="$seed" '/^\| (system|diag|jemalloc)/ && $6 ~ /[0-9]/ {gsub(/ /,"",$2); gsub(/ /,"",$6); print s, $2, $6}
+       /samples. own cost/ {for (k = 1; k <= NF; k++) if ($k ~ /time:/) {split($k, a, ": "); split(a[2], b, " "); print s, "samples(paired)", b[1]}}
+       /over jemalloc-prof per round/ {split($0, a, "time: "); split(a[2], b, " "); print s, "512k/jemalloc-prof(paired)", b[1]}' \
     "$TMP/report.$seed" >> "$TMP/ratios"
   printf '  layout %s: %s\n' "$seed" "$(awk -v s="$seed" '$1 == s && $2 != "system" {printf "%s %s  ", $2, $3}' "$TMP/ratios")"
 done
