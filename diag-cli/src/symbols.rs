@@ -86,12 +86,27 @@ pub(crate) fn name(profile: &mut Profile, what: &str) -> Result<()> {
         );
     }
     if outcome.named < outcome.addresses {
-        let _ = writeln!(
-            std::io::stderr(),
-            "diag: warning: {what}: {} of {} addresses named; {why}",
-            outcome.named,
-            outcome.addresses
-        );
+        // Once per set of binaries: `diag trend` reads dozens of history points of one
+        // service, each with the same cause.
+        static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let mut ids: Vec<&str> = profile
+            .mappings
+            .iter()
+            .map(|m| m.build_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        let key = ids.join(",");
+        let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+        if !warned.contains(&key) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "diag: warning: {what}: {} of {} addresses named; {why} (not repeated for \
+                 the other profiles of these binaries)",
+                outcome.named,
+                outcome.addresses
+            );
+            warned.push(key);
+        }
     } else {
         for note in &outcome.warnings {
             let _ = writeln!(std::io::stderr(), "diag: note: {what}: {note}");

@@ -58,24 +58,30 @@ pub(crate) fn run(args: Options) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Names the suspects a service that does not name its stacks (`DIAG_SYMBOLIZE=off`) left as
-/// `stack#N` with their addresses: the addresses go into a profile with the mappings of the
+/// Names the suspects a service that does not name its stacks (`DIAG_SYMBOLIZE=off`), or could
+/// not (a stripped binary), left as `stack#N` with their addresses: the addresses go into a profile with the mappings of the
 /// service's unsymbolized heap profile, which the files of `--binary` / `--debug-dir` (or the
 /// mapped files themselves, on the service's host) name as `diag top` names raw profiles;
 /// each suspect gets the site and stack `diag diff` would show.
 fn name_raw_suspects(remote: &Remote, leaks: &mut Leaks) -> Result<()> {
-    let raw: Vec<(usize, Vec<u64>)> = leaks
+    // The frames the service named (libc's, from its debug file, in a stripped binary) keep
+    // their names; the addresses are named here.
+    let raw: Vec<(usize, Vec<Frame>)> = leaks
         .suspects
         .iter()
         .enumerate()
         .filter(|(_, s)| s.site.starts_with("stack#") && !s.stack.is_empty())
-        .filter_map(|(i, s)| {
-            let addrs: Option<Vec<u64>> = s
+        .map(|(i, s)| {
+            let frames = s
                 .stack
                 .iter()
-                .map(|a| u64::from_str_radix(a.strip_prefix("0x")?, 16).ok())
+                .map(|f| {
+                    f.strip_prefix("0x")
+                        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                        .map_or_else(|| Frame::named(f.as_str()), Frame::raw)
+                })
                 .collect();
-            Some((i, addrs?))
+            (i, frames)
         })
         .collect();
     if raw.is_empty() {
@@ -90,9 +96,9 @@ fn name_raw_suspects(remote: &Remote, leaks: &mut Leaks) -> Result<()> {
     };
     profile.samples = raw
         .iter()
-        .map(|(_, addrs)| {
+        .map(|(_, frames)| {
             let mut s = template.clone();
-            s.stack = addrs.iter().map(|&a| Frame::raw(a)).collect();
+            s.stack = frames.clone();
             s.labels.clear();
             s
         })

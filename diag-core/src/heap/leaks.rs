@@ -19,7 +19,8 @@
 //! Runs on the history's recorder thread (diag's own, never sampled), after the point is
 //! recorded and with the history's lock released; nothing here touches the allocator path.
 //! Stacks are named only for new suspects, and only when the service names its stacks
-//! (`DIAG_SYMBOLIZE` on); otherwise a suspect is `stack#<id>` with its addresses.
+//! (`DIAG_SYMBOLIZE` on) and can name the site's frame (not in a stripped binary); otherwise a
+//! suspect is `stack#<id>` with its addresses.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -382,10 +383,10 @@ fn named(id: u32, now_nanos: i64) -> LeakSuspect {
         let frames = crate::stack::symbolize_stack(addrs);
         let rules = crate::profile::sites::SiteRules::for_stacks([frames.as_slice()])
             .with_app_crates(crate::stack::process::app_crates());
-        let site = rules
-            .site(&frames)
-            .map_or_else(|| format!("stack#{id}"), |s| s.name);
-        (site, frames.into_iter().map(|f| f.function).collect())
+        (
+            site_name(id, &rules, &frames),
+            frames.into_iter().map(|f| f.function).collect(),
+        )
     } else {
         (
             format!("stack#{id}"),
@@ -400,6 +401,21 @@ fn named(id: u32, now_nanos: i64) -> LeakSuspect {
         stack,
         since_nanos: now_nanos,
         ..LeakSuspect::default()
+    }
+}
+
+/// A suspect's site: its stack's site under `rules`, or `stack#<id>` when the service could not
+/// name the site's frame (a stripped binary: every frame an address, the same one for every
+/// stack that allocates through one function) nor any frame at all. Its stack then carries
+/// the addresses, which `diag leaks --binary` names as it names `DIAG_SYMBOLIZE=off`'s.
+fn site_name(
+    id: u32,
+    rules: &crate::profile::sites::SiteRules,
+    frames: &[crate::profile::Frame],
+) -> String {
+    match rules.site(frames) {
+        Some(site) if !frames[site.index].is_raw() => site.name,
+        _ => format!("stack#{id}"),
     }
 }
 

@@ -1,8 +1,8 @@
 //! The leak alarm's metrics: `diag_leak_suspects`, `diag_leak_growth_bytes_per_second{site,
 //! route}` and `diag_leak_checks_total`, read from [`crate::heap::leaks`] at scrape time.
 //!
-//! The growth family has one series per suspect, at most [`MAX_LEAK_SERIES`]: the fastest
-//! ones; the others are summed into one series whose labels are both
+//! The growth family has one series per site and route (its suspect stacks summed), at most
+//! [`MAX_LEAK_SERIES`]: the fastest ones; the others are summed into one series whose labels are both
 //! [`OVERFLOW`](crate::names::OVERFLOW), so the label set stays bounded however many stacks
 //! grow.
 
@@ -24,28 +24,28 @@ pub(crate) struct LeakLabels {
     pub(crate) route: String,
 }
 
-/// The growth series for `suspects` (fastest first): the first [`MAX_LEAK_SERIES`] as they
-/// are, the rest summed into one series labelled [`OVERFLOW`]. A suspect's `route` is its
-/// route or task label, empty if it has none.
+/// The growth series for `suspects` (fastest first): one per site and route, the rates of
+/// that site's suspect stacks in that route summed (two stacks often share a site: one
+/// function reached from two callers, or every frame unnamed in a stripped build, and two
+/// series with one label set are one series to Prometheus, which keeps the first and counts
+/// the rest as duplicates); the fastest [`MAX_LEAK_SERIES`] as they are, the rest summed into
+/// one series labelled [`OVERFLOW`]. A suspect's `route` is its route or task label, empty if
+/// it has none.
 pub(crate) fn growth_series(suspects: &[LeakSuspect]) -> Vec<(LeakLabels, f64)> {
-    let mut out: Vec<(LeakLabels, f64)> = suspects
-        .iter()
-        .take(MAX_LEAK_SERIES)
-        .map(|s| {
-            (
-                LeakLabels {
-                    site: s.short.clone(),
-                    route: crate::heap::poll_label(s).unwrap_or("").to_owned(),
-                },
-                s.rate_bytes_per_sec,
-            )
-        })
-        .collect();
-    if suspects.len() > MAX_LEAK_SERIES {
-        let rest: f64 = suspects[MAX_LEAK_SERIES..]
-            .iter()
-            .map(|s| s.rate_bytes_per_sec)
-            .sum();
+    let mut out: Vec<(LeakLabels, f64)> = Vec::new();
+    for s in suspects {
+        let labels = LeakLabels {
+            site: s.short.clone(),
+            route: crate::heap::poll_label(s).unwrap_or("").to_owned(),
+        };
+        match out.iter_mut().find(|(l, _)| *l == labels) {
+            Some((_, rate)) => *rate += s.rate_bytes_per_sec,
+            None => out.push((labels, s.rate_bytes_per_sec)),
+        }
+    }
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if out.len() > MAX_LEAK_SERIES {
+        let rest: f64 = out.drain(MAX_LEAK_SERIES..).map(|(_, rate)| rate).sum();
         out.push((
             LeakLabels {
                 site: OVERFLOW.to_owned(),
@@ -125,6 +125,20 @@ mod tests {
             (OVERFLOW, OVERFLOW)
         );
         assert_eq!(last.1, (20..25).map(|i| 100.0 - i as f64).sum::<f64>());
+        // Two stacks of one site in one route are one series, their rates summed; in another
+        // route, a series of its own.
+        let mut same = [
+            suspect(0, Some("/a")),
+            suspect(1, Some("/a")),
+            suspect(2, Some("/b")),
+        ];
+        for s in &mut same {
+            s.short = "myapp::leak".to_owned();
+        }
+        let g = growth_series(&same);
+        assert_eq!(g.len(), 2, "{g:?}");
+        assert_eq!((g[0].0.route.as_str(), g[0].1), ("/a", 100.0 + 99.0));
+        assert_eq!((g[1].0.route.as_str(), g[1].1), ("/b", 98.0));
         let text = crate::metrics::render();
         assert!(text.contains("# TYPE diag_leak_suspects gauge"), "{text}");
         assert!(text.contains("diag_leak_checks_total"), "{text}");

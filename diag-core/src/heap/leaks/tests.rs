@@ -496,3 +496,22 @@ fn rates(held: usize, seeds: u64, variants: &[Variant]) {
 }
 
 mod cost;
+
+#[test]
+fn a_site_the_service_cannot_name_is_its_stack_id() {
+    use crate::profile::Frame;
+    use crate::profile::sites::SiteRules;
+    // A stripped binary: every frame an address (the innermost one shared by every stack that
+    // allocates through one function), so the site is the stack's id, which the CLI names.
+    let raw = [Frame::raw(0x55e0_1000), Frame::raw(0x55e0_2000)];
+    let rules = SiteRules::for_stacks([raw.as_slice()]);
+    assert_eq!(site_name(7, &rules, &raw), "stack#7");
+    // Named: the application's function.
+    let named = [
+        Frame::named("alloc::raw_vec::finish_grow"),
+        Frame::named("myapp::remember"),
+        Frame::raw(0x55e0_3000),
+    ];
+    let rules = SiteRules::for_stacks([named.as_slice()]).with_app_crates(["myapp"]);
+    assert_eq!(site_name(7, &rules, &named), "myapp::remember");
+}
