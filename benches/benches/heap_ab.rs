@@ -25,7 +25,11 @@
 //!   needs). Unlike `heap_overhead`'s `jemalloc` (profiling off in the options), this
 //!   `jemalloc` runs with `opt.prof` on and the profiler inactive; `jemalloc-prof` is the same
 //!   profiler as `heap_overhead`'s. The guard rail (`diag-512k` never above `jemalloc-prof`)
-//!   is printed paired per round: `diag-512k` over `jemalloc-prof`.
+//!   is printed paired per round: `diag-512k` over `jemalloc-prof`;
+//! - `diag-512k-jemalloc` (feature `anchors`): `DiagAlloc` at 512 KiB over that same jemalloc
+//!   (its profiler inactive), as a service already on jemalloc would wrap it: the two
+//!   profilers on one inner allocator, printed paired per round (over `jemalloc-prof`, and
+//!   each over `jemalloc`).
 //!
 //! Every round runs each arm once, in a random order (a fixed rotation biased the figures by
 //! ~2 %: the arm that always followed `diag-512k` ran slower); each arm's figure for
@@ -74,10 +78,17 @@ const SYSTEM: u8 = 0;
 const DIAG: u8 = 1;
 #[cfg(feature = "anchors")]
 const JEMALLOC: u8 = 2;
+#[cfg(feature = "anchors")]
+const DIAG_JEMALLOC: u8 = 3;
 static MODE: AtomicU8 = AtomicU8::new(SYSTEM);
 static DIAG_ALLOC: DiagAlloc = DiagAlloc::system();
 #[cfg(feature = "anchors")]
 static JEMALLOC_ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+/// `DiagAlloc` over the same jemalloc (its profiler inactive): diag's profiler and jemalloc's on
+/// one inner allocator, as a service that already runs jemalloc would wrap it.
+#[cfg(feature = "anchors")]
+static DIAG_JEMALLOC_ALLOC: DiagAlloc<tikv_jemallocator::Jemalloc> =
+    DiagAlloc::new(tikv_jemallocator::Jemalloc);
 
 /// jemalloc's options, read at its first call: the profiler enabled (so `prof.active` can
 /// switch it per phase) at one sample per 2^19 B = 512 KiB, inactive until an arm turns it on.
@@ -132,13 +143,22 @@ out_of_line!(
     jem_realloc,
     JEMALLOC_ALLOC
 );
+#[cfg(feature = "anchors")]
+out_of_line!(
+    djem_alloc,
+    djem_zeroed,
+    djem_dealloc,
+    djem_realloc,
+    DIAG_JEMALLOC_ALLOC
+);
 
 /// Calls one of the allocators' four functions by `MODE`: a relaxed load, a branch and a
-/// direct tail call. With jemalloc (feature `anchors`) a second compare parts `DiagAlloc` from
-/// jemalloc, so those two pay the same dispatch, one compare more than `System`.
+/// direct tail call. With jemalloc (feature `anchors`) more compares part `DiagAlloc`, jemalloc
+/// and `DiagAlloc` over jemalloc, so those pay the same dispatch, a compare or two more than
+/// `System`.
 #[cfg(not(feature = "anchors"))]
 macro_rules! by_mode {
-    ($sys:ident, $diag:ident, $jem:ident, $($arg:expr),*) => {
+    ($sys:ident, $diag:ident, $jem:ident, $djem:ident, $($arg:expr),*) => {
         // SAFETY: forwarded.
         unsafe {
             if MODE.load(Relaxed) == SYSTEM {
@@ -152,13 +172,14 @@ macro_rules! by_mode {
 /// [`by_mode`] with jemalloc.
 #[cfg(feature = "anchors")]
 macro_rules! by_mode {
-    ($sys:ident, $diag:ident, $jem:ident, $($arg:expr),*) => {
+    ($sys:ident, $diag:ident, $jem:ident, $djem:ident, $($arg:expr),*) => {
         // SAFETY: forwarded.
         unsafe {
             match MODE.load(Relaxed) {
                 SYSTEM => $sys($($arg),*),
                 DIAG => $diag($($arg),*),
-                _ => $jem($($arg),*),
+                JEMALLOC => $jem($($arg),*),
+                _ => $djem($($arg),*),
             }
         }
     };
@@ -174,19 +195,27 @@ struct Switch;
 unsafe impl GlobalAlloc for Switch {
     #[inline]
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        by_mode!(sys_alloc, diag_alloc, jem_alloc, l)
+        by_mode!(sys_alloc, diag_alloc, jem_alloc, djem_alloc, l)
     }
     #[inline]
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        by_mode!(sys_zeroed, diag_zeroed, jem_zeroed, l)
+        by_mode!(sys_zeroed, diag_zeroed, jem_zeroed, djem_zeroed, l)
     }
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        by_mode!(sys_dealloc, diag_dealloc, jem_dealloc, p, l)
+        by_mode!(sys_dealloc, diag_dealloc, jem_dealloc, djem_dealloc, p, l)
     }
     #[inline]
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        by_mode!(sys_realloc, diag_realloc, jem_realloc, p, l, n)
+        by_mode!(
+            sys_realloc,
+            diag_realloc,
+            jem_realloc,
+            djem_realloc,
+            p,
+            l,
+            n
+        )
     }
 }
 
@@ -204,7 +233,7 @@ const ARMS: [(&str, u8, u64); 5] = [
 ];
 /// The arms: name, allocator, sample rate (for `DiagAlloc`; for jemalloc, 1 = profiling).
 #[cfg(feature = "anchors")]
-const ARMS: [(&str, u8, u64); 7] = [
+const ARMS: [(&str, u8, u64); 8] = [
     ("system", SYSTEM, 0),
     ("system-again", SYSTEM, 0),
     ("diag-off", DIAG, 0),
@@ -212,6 +241,7 @@ const ARMS: [(&str, u8, u64); 7] = [
     ("diag-512k", DIAG, 512 * 1024),
     ("jemalloc", JEMALLOC, 0),
     ("jemalloc-prof", JEMALLOC, 1),
+    ("diag-512k-jemalloc", DIAG_JEMALLOC, 512 * 1024),
 ];
 
 /// The sample rate of the `diag-512k` arm: 512 KiB unless `HEAP_AB_RATE` says otherwise (to
@@ -224,6 +254,13 @@ fn sampled_rate() -> u64 {
 /// Puts the process on `arm`'s allocator. Called by the main thread while the workers wait.
 fn switch_to(arm: (&str, u8, u64)) {
     let (name, alloc, rate) = arm;
+    #[cfg(feature = "anchors")]
+    if alloc == DIAG_JEMALLOC {
+        jemalloc_profiling(false);
+        MODE.store(DIAG_JEMALLOC, Relaxed);
+        diag_core::heap::set_sample_rate(sampled_rate());
+        return;
+    }
     if alloc != DIAG {
         diag_core::heap::set_sample_rate(0);
         let tracked = diag_core::heap::stats().tracked_blocks;
@@ -253,6 +290,7 @@ fn switch_to(arm: (&str, u8, u64)) {
 fn leave(arm: (&str, u8, u64)) {
     if arm.1 > DIAG {
         MODE.store(SYSTEM, Relaxed);
+        diag_core::heap::set_sample_rate(0);
     }
 }
 
@@ -427,6 +465,12 @@ fn main() {
         // `diag-512k` over `jemalloc-prof` in the same round: the guard rail, paired.
         let rail = ARMS.iter().position(|a| a.0 == "jemalloc-prof");
         let mut rail_cpu: Vec<f64> = Vec::new();
+        // The same rail on one inner allocator: `diag-512k-jemalloc` over `jemalloc-prof`, and
+        // each profiler over that jemalloc with its profiler inactive.
+        let on_jemalloc = ARMS.iter().position(|a| a.0 == "diag-512k-jemalloc");
+        let base = ARMS.iter().position(|a| a.0 == "jemalloc");
+        let mut rail_same: Vec<f64> = Vec::new();
+        let (mut diag_over_base, mut prof_over_base): (Vec<f64>, Vec<f64>) = (vec![], vec![]);
         let mut rng = 0x2545_F491_4F6C_DD1Du64;
         for r in 0..rounds {
             let mut t = [(0.0f64, 0.0f64); ARMS.len()];
@@ -443,6 +487,13 @@ fn main() {
             }
             if let Some(j) = rail.filter(|&j| active[j] && active[sampled]) {
                 rail_cpu.push(t[sampled].1 / t[j].1);
+            }
+            if let (Some(d), Some(j), Some(b)) = (on_jemalloc, rail, base) {
+                if active[d] && active[j] && active[b] {
+                    rail_same.push(t[d].1 / t[j].1);
+                    diag_over_base.push(t[d].1 / t[b].1);
+                    prof_over_base.push(t[j].1 / t[b].1);
+                }
             }
             for a in (0..ARMS.len()).filter(|&a| active[a]) {
                 ns[a].push(t[a].0 / (iters * threads()) as f64);
@@ -488,6 +539,19 @@ fn main() {
             println!(
                 "\n{} over jemalloc-prof per round, CPU time: {m:.3} (95 % CI {lo:.3} .. {hi:.3})",
                 ARMS[sampled].0
+            );
+        }
+        if !rail_same.is_empty() {
+            let f = |v: &[f64]| {
+                let (lo, m, hi) = median_ci(v);
+                format!("{m:.3} (95 % CI {lo:.3} .. {hi:.3})")
+            };
+            println!(
+                "\nOn one inner allocator, per round, CPU time: diag-512k-jemalloc over \
+                 jemalloc-prof {}; over jemalloc: diag-512k-jemalloc {}, jemalloc-prof {}",
+                f(&rail_same),
+                f(&diag_over_base),
+                f(&prof_over_base)
             );
         }
     }
