@@ -488,12 +488,14 @@ fn main() {
             if let Some(j) = rail.filter(|&j| active[j] && active[sampled]) {
                 rail_cpu.push(t[sampled].1 / t[j].1);
             }
-            if let (Some(d), Some(j), Some(b)) = (on_jemalloc, rail, base) {
-                if active[d] && active[j] && active[b] {
-                    rail_same.push(t[d].1 / t[j].1);
-                    diag_over_base.push(t[d].1 / t[b].1);
-                    prof_over_base.push(t[j].1 / t[b].1);
-                }
+            if let (Some(d), Some(j), Some(b)) = (on_jemalloc, rail, base)
+                && active[d]
+                && active[j]
+                && active[b]
+            {
+                rail_same.push(t[d].1 / t[j].1);
+                diag_over_base.push(t[d].1 / t[b].1);
+                prof_over_base.push(t[j].1 / t[b].1);
             }
             for a in (0..ARMS.len()).filter(|&a| active[a]) {
                 ns[a].push(t[a].0 / (iters * threads()) as f64);

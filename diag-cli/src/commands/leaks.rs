@@ -107,7 +107,12 @@ fn name_raw_suspects(remote: &Remote, leaks: &mut Leaks) -> Result<()> {
     let rules = SiteRules::for_profile(&profile);
     for ((i, _), sample) in raw.iter().zip(&profile.samples) {
         let s = &mut leaks.suspects[*i];
-        if let Some(site) = rules.site(&sample.stack) {
+        // A site still unnamed (no file here names it) stays the stack's id: the innermost
+        // address is often one allocation function every stack shares.
+        if let Some(site) = rules
+            .site(&sample.stack)
+            .filter(|x| !sample.stack[x.index].is_raw())
+        {
             s.short = sites::short_name(&site.name);
             s.site = site.name;
         }
