@@ -140,7 +140,7 @@ impl Call {
         let elapsed = self.elapsed();
         self.route
             .record_at(usize::from(self.method), status, elapsed);
-        self.route.record_grpc(grpc_code_key(grpc_status), elapsed);
+        self.route.record_grpc(grpc_code_key(grpc_status));
     }
 }
 

@@ -163,13 +163,13 @@ impl RouteEntry {
     /// Records the gRPC outcome of one finished call (its HTTP side is [`record_at`]'s):
     /// `key` from [`grpc_code_key`].
     #[inline]
-    pub(crate) fn record_grpc(&self, key: u16, elapsed: std::time::Duration) {
+    pub(crate) fn record_grpc(&self, key: u16) {
         self.grpc
             .get_or_init(|| {
                 let _ignore = crate::alloc_state::IgnoreAllocs::new();
                 requests::RequestStats::new()
             })
-            .record(key, elapsed);
+            .count(key);
     }
 }
 
@@ -198,12 +198,32 @@ impl Metrics {
     /// string: axum hands every request of a route the same `Arc<str>`, so the usual lookup is
     /// one index and one string compare against the entry's own name (the compare makes a
     /// reused address harmless), no hashing.
+    ///
+    /// Behind it, a second one indexed by the string's length and last bytes, for names made
+    /// anew for each request (a gRPC method path read from the URI, a `layer_with` closure's
+    /// `String`): their address differs every time, and without it each call would hash the
+    /// name into the map (about 200 instructions a gRPC call on openraft's tonic service).
     #[inline]
     pub(crate) fn route(&self, route: &str) -> &'static RouteEntry {
         thread_local! {
             static FRONT: FrontCache<RouteEntry, 64> = const { [const { Cell::new(None) }; 64] };
+            static BY_CONTENT: FrontCache<RouteEntry, 64> =
+                const { [const { Cell::new(None) }; 64] };
         }
-        front_cached(&FRONT, route, |e| &e.route, || self.route_cached(route))
+        front_cached(
+            &FRONT,
+            route,
+            |e| &e.route,
+            || {
+                cached_at(
+                    &BY_CONTENT,
+                    content_slot(route),
+                    route,
+                    |e| &e.route,
+                    || self.route_cached(route),
+                )
+            },
+        )
     }
 
     #[cold]
@@ -288,7 +308,36 @@ pub(crate) fn front_cached<T, const N: usize>(
     name_of: impl Fn(&T) -> &str,
     slow: impl FnOnce() -> &'static T,
 ) -> &'static T {
-    let slot = ((key.as_ptr() as usize >> 4) ^ key.len()) % N;
+    cached_at(
+        front,
+        (key.as_ptr() as usize >> 4) ^ key.len(),
+        key,
+        name_of,
+        slow,
+    )
+}
+
+/// The slot of `key` by its content, for [`cached_at`]: its length and its last 8 bytes
+/// (gRPC method paths differ at their end), mixed.
+#[inline]
+fn content_slot(key: &str) -> usize {
+    let b = key.as_bytes();
+    let tail = &b[b.len().saturating_sub(8)..];
+    let mut word = [0u8; 8];
+    word[..tail.len()].copy_from_slice(tail);
+    (u64::from_le_bytes(word).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize ^ b.len()
+}
+
+/// [`front_cached`] at slot `slot % N`.
+#[inline]
+fn cached_at<T, const N: usize>(
+    front: &'static std::thread::LocalKey<FrontCache<T, N>>,
+    slot: usize,
+    key: &str,
+    name_of: impl Fn(&T) -> &str,
+    slow: impl FnOnce() -> &'static T,
+) -> &'static T {
+    let slot = slot % N;
     if let Ok(Some(e)) = front.try_with(|f| f[slot].get())
         && name_of(e) == key
     {

@@ -56,6 +56,16 @@ impl RequestStats {
         }
     }
 
+    /// Counts one answer with `status`, without its latency (the gRPC counts: their calls'
+    /// latency is in the HTTP histogram already).
+    #[inline]
+    pub(crate) fn count(&self, status: u16) {
+        match self.status_slot(status) {
+            Some(slot) => self.latency.count(slot),
+            None => self.record_overflow(status),
+        }
+    }
+
     #[inline]
     fn status_slot(&self, status: u16) -> Option<usize> {
         for (i, code) in self.codes.iter().enumerate() {
