@@ -479,9 +479,8 @@ pub(crate) struct LeaksArgs {
     /// Show every frame of each suspect's stack, not only the site.
     #[arg(long)]
     pub(crate) stacks: bool,
-    /// Show sites with their full names (generic arguments, closure and async bodies).
-    #[arg(long)]
-    pub(crate) full_names: bool,
+    #[command(flatten)]
+    pub(crate) names: NamesArgs,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
 }

@@ -206,7 +206,8 @@ impl From<LeaksArgs> for leaks::Options {
             url: a.url,
             json: a.json,
             stacks: a.stacks,
-            full_names: a.full_names,
+            full_names: a.names.full_names,
+            app_crates: a.names.app_crates,
             token: a.remote.token,
         }
     }

@@ -24,6 +24,8 @@ pub(crate) struct Options {
     pub(crate) stacks: bool,
     /// Sites with their full names.
     pub(crate) full_names: bool,
+    /// Crates of the application (`--app-crates`, `DIAG_APP_CRATES`).
+    pub(crate) app_crates: Vec<String>,
     /// Bearer token for the service.
     pub(crate) token: Option<String>,
     /// Per-request timeout.
@@ -40,13 +42,14 @@ pub(crate) fn run(args: Options) -> Result<ExitCode> {
             remote.base()
         )
     })?;
-    if let Err(e) = name_raw_suspects(&remote, &mut leaks) {
+    if let Err(e) = name_raw_suspects(&remote, &mut leaks, &args.app_crates) {
         // Asked to name them (--binary, --debug-dir): an error; else the ids stay, with a note.
         if crate::symbols::wants_raw() {
             return Err(e);
         }
         eprintln!("diag: note: suspects left as stack#N: {e:#}");
     }
+    site_in_app_crates(&mut leaks, &args.app_crates);
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
         serde_json::to_writer_pretty(&mut out, &leaks).context("writing JSON")?;
@@ -63,7 +66,7 @@ pub(crate) fn run(args: Options) -> Result<ExitCode> {
 /// service's unsymbolized heap profile, which the files of `--binary` / `--debug-dir` (or the
 /// mapped files themselves, on the service's host) name as `diag top` names raw profiles;
 /// each suspect gets the site and stack `diag diff` would show.
-fn name_raw_suspects(remote: &Remote, leaks: &mut Leaks) -> Result<()> {
+fn name_raw_suspects(remote: &Remote, leaks: &mut Leaks, app_crates: &[String]) -> Result<()> {
     // The frames the service named (libc's, from its debug file, in a stripped binary) keep
     // their names; the addresses are named here.
     let raw: Vec<(usize, Vec<Frame>)> = leaks
@@ -104,7 +107,7 @@ fn name_raw_suspects(remote: &Remote, leaks: &mut Leaks) -> Result<()> {
         })
         .collect();
     crate::symbols::name(&mut profile, "the leak suspects' stacks")?;
-    let rules = SiteRules::for_profile(&profile);
+    let rules = SiteRules::for_profile(&profile).with_app_crates(app_crates);
     for ((i, _), sample) in raw.iter().zip(&profile.samples) {
         let s = &mut leaks.suspects[*i];
         // A site still unnamed (no file here names it) stays the stack's id: the innermost
@@ -119,6 +122,27 @@ fn name_raw_suspects(remote: &Remote, leaks: &mut Leaks) -> Result<()> {
         s.stack = sample.stack.iter().map(|f| f.function.clone()).collect();
     }
     Ok(())
+}
+
+/// With `--app-crates`: a suspect the service found no application frame for (a build with
+/// `debug = false` whose code is a library crate beside the binary: the service knows only the
+/// binary's crate) is sited at the innermost frame of those crates, as `diag diff
+/// --app-crates` sites it.
+fn site_in_app_crates(leaks: &mut Leaks, app_crates: &[String]) {
+    if app_crates.is_empty() {
+        return;
+    }
+    for s in &mut leaks.suspects {
+        if !s.site.starts_with(sites::NO_APP_FRAME) {
+            continue;
+        }
+        let frames: Vec<Frame> = s.stack.iter().map(|f| Frame::named(f.as_str())).collect();
+        let rules = SiteRules::for_stacks([frames.as_slice()]).with_app_crates(app_crates);
+        if let Some(site) = rules.site(&frames).filter(|x| x.app) {
+            s.short = sites::short_name(&site.name);
+            s.site = site.name;
+        }
+    }
 }
 
 /// A rate in bytes per second for people: per hour when slow (`+12.0 MiB/h`), else per
@@ -214,4 +238,40 @@ fn write_table(w: &mut impl Write, l: &Leaks, base: &str, args: &Options) -> io:
         w,
         "\nwhat grew: diag diff {base} --since 1h; the series: diag trend {base} --history"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use diag_core::wire::LeakSuspect;
+
+    use super::*;
+
+    #[test]
+    fn app_crates_site_a_suspect_the_service_found_no_application_frame_for() {
+        let stack = [
+            "alloc::raw_vec::finish_grow",
+            "kv_lib::grpc::remember_set",
+            "kv_lib::grpc::set::{{closure}}",
+            "tokio::runtime::task::raw::poll",
+        ];
+        let suspect = |site: &str| {
+            let mut s = LeakSuspect::default();
+            s.site = site.to_owned();
+            s.short = sites::short_name(site);
+            s.stack = stack.iter().map(|f| (*f).to_owned()).collect();
+            s
+        };
+        let mut leaks = Leaks::default();
+        leaks.suspects = vec![
+            suspect("[no application frame] kv_lib::grpc::remember_set"),
+            suspect("kv_bin::main"),
+        ];
+        site_in_app_crates(&mut leaks, &[]);
+        assert!(leaks.suspects[0].site.starts_with(sites::NO_APP_FRAME));
+        site_in_app_crates(&mut leaks, &["kv_lib".to_owned()]);
+        assert_eq!(leaks.suspects[0].site, "kv_lib::grpc::remember_set");
+        assert_eq!(leaks.suspects[0].short, "kv_lib::grpc::remember_set");
+        // A site the service named is the service's.
+        assert_eq!(leaks.suspects[1].site, "kv_bin::main");
+    }
 }
