@@ -135,18 +135,7 @@ pub(crate) fn signal(f: &Found, ages: &[f64], series: &Series, min_samples: usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn found(id: u32) -> Found {
-        Found {
-            id,
-            rate: 1.0,
-            recent: 1.0,
-            p: 0.0,
-            p_noise: 0.0,
-            first: 0,
-            last: 0,
-        }
-    }
+    use crate::heap::leaks::tests::found;
 
     /// One stack over points a second apart, from second 1.
     fn series(values: &[u64]) -> Series {

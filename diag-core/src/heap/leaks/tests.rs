@@ -7,6 +7,20 @@ use crate::heap::history_ages::Stamp;
 use crate::heap::live::TICK_MILLIS;
 use crate::profile::MAX_TREND_SNAPSHOTS;
 
+/// A stack `id` that passed the rank tests with a unit rate (its other figures zero), for
+/// tests that judge it further.
+pub(super) fn found(id: u32) -> Found {
+    Found {
+        id,
+        rate: 1.0,
+        recent: 1.0,
+        p: 0.0,
+        p_noise: 0.0,
+        first: 0,
+        last: 0,
+    }
+}
+
 /// xorshift64*: a fixed seed gives a fixed run.
 struct Rng(u64);
 

@@ -110,13 +110,8 @@ fn leak_check_cost() {
         .ids
         .iter()
         .map(|&id| Found {
-            id,
-            rate: 1.0,
-            recent: 1.0,
-            p: 0.0,
-            p_noise: 0.0,
-            first: 0,
             last: 1,
+            ..super::found(id)
         })
         .collect();
     let (mut read, mut judged, mut held, mut yes) = (f64::MAX, f64::MAX, 0, 0);
