@@ -29,7 +29,12 @@
 //! - `diag-512k-jemalloc` (feature `anchors`): `DiagAlloc` at 512 KiB over that same jemalloc
 //!   (its profiler inactive), as a service already on jemalloc would wrap it: the two
 //!   profilers on one inner allocator, printed paired per round (over `jemalloc-prof`, and
-//!   each over `jemalloc`).
+//!   each over `jemalloc`); `diag-off-jemalloc` and `diag-counting-jemalloc` likewise, for
+//!   the parts of its cost (the pass-through, the counting fast path) on that allocator;
+//! - `floor-jemalloc` (feature `anchors`): `diag_benches::floor::Floor` over the same jemalloc,
+//!   the least any sampling wrapper does (a thread-local countdown on every allocation, a range
+//!   compare on every free; no off switch, no counters, no stacks): the cost no wrapper of
+//!   jemalloc can go below, to hold against `jemalloc-prof`, which lives inside jemalloc.
 //!
 //! Every round runs each arm once, in a random order (a fixed rotation biased the figures by
 //! ~2 %: the arm that always followed `diag-512k` ran slower); each arm's figure for
@@ -70,6 +75,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "anchors")]
+use diag_benches::floor::Floor;
 use diag_benches::workloads::{WORKLOADS, Workload};
 use diag_benches::{env_usize, median_ci, shuffled};
 use diag_core::DiagAlloc;
@@ -80,6 +87,8 @@ const DIAG: u8 = 1;
 const JEMALLOC: u8 = 2;
 #[cfg(feature = "anchors")]
 const DIAG_JEMALLOC: u8 = 3;
+#[cfg(feature = "anchors")]
+const FLOOR_JEMALLOC: u8 = 4;
 static MODE: AtomicU8 = AtomicU8::new(SYSTEM);
 static DIAG_ALLOC: DiagAlloc = DiagAlloc::system();
 #[cfg(feature = "anchors")]
@@ -89,6 +98,10 @@ static JEMALLOC_ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc
 #[cfg(feature = "anchors")]
 static DIAG_JEMALLOC_ALLOC: DiagAlloc<tikv_jemallocator::Jemalloc> =
     DiagAlloc::new(tikv_jemallocator::Jemalloc);
+/// The least any sampling wrapper does (`diag_benches::floor`), over the same jemalloc.
+#[cfg(feature = "anchors")]
+static FLOOR_JEMALLOC_ALLOC: Floor<tikv_jemallocator::Jemalloc> =
+    Floor(tikv_jemallocator::Jemalloc);
 
 /// jemalloc's options, read at its first call: the profiler enabled (so `prof.active` can
 /// switch it per phase) at one sample per 2^19 B = 512 KiB, inactive until an arm turns it on.
@@ -151,14 +164,22 @@ out_of_line!(
     djem_realloc,
     DIAG_JEMALLOC_ALLOC
 );
+#[cfg(feature = "anchors")]
+out_of_line!(
+    fjem_alloc,
+    fjem_zeroed,
+    fjem_dealloc,
+    fjem_realloc,
+    FLOOR_JEMALLOC_ALLOC
+);
 
 /// Calls one of the allocators' four functions by `MODE`: a relaxed load, a branch and a
-/// direct tail call. With jemalloc (feature `anchors`) more compares part `DiagAlloc`, jemalloc
-/// and `DiagAlloc` over jemalloc, so those pay the same dispatch, a compare or two more than
-/// `System`.
+/// direct tail call. With jemalloc (feature `anchors`) more compares part `DiagAlloc`, jemalloc,
+/// `DiagAlloc` over jemalloc and the floor wrapper over it, so those pay about the same
+/// dispatch, a compare or two more than `System`.
 #[cfg(not(feature = "anchors"))]
 macro_rules! by_mode {
-    ($sys:ident, $diag:ident, $jem:ident, $djem:ident, $($arg:expr),*) => {
+    ($sys:ident, $diag:ident, $jem:ident, $djem:ident, $fjem:ident, $($arg:expr),*) => {
         // SAFETY: forwarded.
         unsafe {
             if MODE.load(Relaxed) == SYSTEM {
@@ -172,14 +193,15 @@ macro_rules! by_mode {
 /// [`by_mode`] with jemalloc.
 #[cfg(feature = "anchors")]
 macro_rules! by_mode {
-    ($sys:ident, $diag:ident, $jem:ident, $djem:ident, $($arg:expr),*) => {
+    ($sys:ident, $diag:ident, $jem:ident, $djem:ident, $fjem:ident, $($arg:expr),*) => {
         // SAFETY: forwarded.
         unsafe {
             match MODE.load(Relaxed) {
                 SYSTEM => $sys($($arg),*),
                 DIAG => $diag($($arg),*),
                 JEMALLOC => $jem($($arg),*),
-                _ => $djem($($arg),*),
+                DIAG_JEMALLOC => $djem($($arg),*),
+                _ => $fjem($($arg),*),
             }
         }
     };
@@ -195,15 +217,30 @@ struct Switch;
 unsafe impl GlobalAlloc for Switch {
     #[inline]
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        by_mode!(sys_alloc, diag_alloc, jem_alloc, djem_alloc, l)
+        by_mode!(sys_alloc, diag_alloc, jem_alloc, djem_alloc, fjem_alloc, l)
     }
     #[inline]
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        by_mode!(sys_zeroed, diag_zeroed, jem_zeroed, djem_zeroed, l)
+        by_mode!(
+            sys_zeroed,
+            diag_zeroed,
+            jem_zeroed,
+            djem_zeroed,
+            fjem_zeroed,
+            l
+        )
     }
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        by_mode!(sys_dealloc, diag_dealloc, jem_dealloc, djem_dealloc, p, l)
+        by_mode!(
+            sys_dealloc,
+            diag_dealloc,
+            jem_dealloc,
+            djem_dealloc,
+            fjem_dealloc,
+            p,
+            l
+        )
     }
     #[inline]
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
@@ -212,6 +249,7 @@ unsafe impl GlobalAlloc for Switch {
             diag_realloc,
             jem_realloc,
             djem_realloc,
+            fjem_realloc,
             p,
             l,
             n
@@ -233,7 +271,7 @@ const ARMS: [(&str, u8, u64); 5] = [
 ];
 /// The arms: name, allocator, sample rate (for `DiagAlloc`; for jemalloc, 1 = profiling).
 #[cfg(feature = "anchors")]
-const ARMS: [(&str, u8, u64); 8] = [
+const ARMS: [(&str, u8, u64); 11] = [
     ("system", SYSTEM, 0),
     ("system-again", SYSTEM, 0),
     ("diag-off", DIAG, 0),
@@ -241,7 +279,10 @@ const ARMS: [(&str, u8, u64); 8] = [
     ("diag-512k", DIAG, 512 * 1024),
     ("jemalloc", JEMALLOC, 0),
     ("jemalloc-prof", JEMALLOC, 1),
+    ("diag-off-jemalloc", DIAG_JEMALLOC, 0),
+    ("diag-counting-jemalloc", DIAG_JEMALLOC, 1 << 40),
     ("diag-512k-jemalloc", DIAG_JEMALLOC, 512 * 1024),
+    ("floor-jemalloc", FLOOR_JEMALLOC, 0),
 ];
 
 /// The sample rate of the `diag-512k` arm: 512 KiB unless `HEAP_AB_RATE` says otherwise (to
@@ -258,7 +299,12 @@ fn switch_to(arm: (&str, u8, u64)) {
     if alloc == DIAG_JEMALLOC {
         jemalloc_profiling(false);
         MODE.store(DIAG_JEMALLOC, Relaxed);
-        diag_core::heap::set_sample_rate(sampled_rate());
+        let rate = if name == "diag-512k-jemalloc" {
+            sampled_rate()
+        } else {
+            rate
+        };
+        diag_core::heap::set_sample_rate(rate);
         return;
     }
     if alloc != DIAG {
@@ -269,7 +315,7 @@ fn switch_to(arm: (&str, u8, u64)) {
             std::process::exit(1);
         }
         #[cfg(feature = "anchors")]
-        if alloc == JEMALLOC {
+        if alloc == JEMALLOC || alloc == FLOOR_JEMALLOC {
             jemalloc_profiling(rate == 1);
         }
         MODE.store(alloc, Relaxed);
@@ -465,12 +511,13 @@ fn main() {
         // `diag-512k` over `jemalloc-prof` in the same round: the guard rail, paired.
         let rail = ARMS.iter().position(|a| a.0 == "jemalloc-prof");
         let mut rail_cpu: Vec<f64> = Vec::new();
-        // The same rail on one inner allocator: `diag-512k-jemalloc` over `jemalloc-prof`, and
-        // each profiler over that jemalloc with its profiler inactive.
+        // The same rail on one inner allocator: `diag-512k-jemalloc` over `jemalloc-prof`; and
+        // every arm on jemalloc over that jemalloc with its profiler inactive.
         let on_jemalloc = ARMS.iter().position(|a| a.0 == "diag-512k-jemalloc");
         let base = ARMS.iter().position(|a| a.0 == "jemalloc");
         let mut rail_same: Vec<f64> = Vec::new();
-        let (mut diag_over_base, mut prof_over_base): (Vec<f64>, Vec<f64>) = (vec![], vec![]);
+        // Every arm on jemalloc (its profiler, `DiagAlloc` over it at each rate) over `jemalloc`.
+        let mut over_base: Vec<Vec<f64>> = vec![Vec::new(); ARMS.len()];
         let mut rng = 0x2545_F491_4F6C_DD1Du64;
         for r in 0..rounds {
             let mut t = [(0.0f64, 0.0f64); ARMS.len()];
@@ -488,14 +535,16 @@ fn main() {
             if let Some(j) = rail.filter(|&j| active[j] && active[sampled]) {
                 rail_cpu.push(t[sampled].1 / t[j].1);
             }
-            if let (Some(d), Some(j), Some(b)) = (on_jemalloc, rail, base)
+            if let (Some(d), Some(j)) = (on_jemalloc, rail)
                 && active[d]
                 && active[j]
-                && active[b]
             {
                 rail_same.push(t[d].1 / t[j].1);
-                diag_over_base.push(t[d].1 / t[b].1);
-                prof_over_base.push(t[j].1 / t[b].1);
+            }
+            if let Some(b) = base.filter(|&b| active[b]) {
+                for a in (b + 1..ARMS.len()).filter(|&a| active[a]) {
+                    over_base[a].push(t[a].1 / t[b].1);
+                }
             }
             for a in (0..ARMS.len()).filter(|&a| active[a]) {
                 ns[a].push(t[a].0 / (iters * threads()) as f64);
@@ -543,17 +592,25 @@ fn main() {
                 ARMS[sampled].0
             );
         }
+        let f = |v: &[f64]| {
+            let (lo, m, hi) = median_ci(v);
+            format!("{m:.3} (95 % CI {lo:.3} .. {hi:.3})")
+        };
         if !rail_same.is_empty() {
-            let f = |v: &[f64]| {
-                let (lo, m, hi) = median_ci(v);
-                format!("{m:.3} (95 % CI {lo:.3} .. {hi:.3})")
-            };
             println!(
                 "\nOn one inner allocator, per round, CPU time: diag-512k-jemalloc over \
-                 jemalloc-prof {}; over jemalloc: diag-512k-jemalloc {}, jemalloc-prof {}",
-                f(&rail_same),
-                f(&diag_over_base),
-                f(&prof_over_base)
+                 jemalloc-prof {}",
+                f(&rail_same)
+            );
+        }
+        let on_base: Vec<String> = (0..ARMS.len())
+            .filter(|&a| !over_base[a].is_empty())
+            .map(|a| format!("{} {}", ARMS[a].0, f(&over_base[a])))
+            .collect();
+        if !on_base.is_empty() {
+            println!(
+                "\nOver jemalloc, per round, CPU time: {}",
+                on_base.join("; ")
             );
         }
     }

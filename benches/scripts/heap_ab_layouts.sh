@@ -15,7 +15,8 @@
 # Usage: benches/scripts/heap_ab_layouts.sh [LAYOUTS=8] [ROUNDS=101] [WORKLOAD=json]
 # Env: HEAP_AB_ARMS, HEAP_AB_RATE, HEAP_AB_THREADS, PHASE_MS as for heap_ab; FIRST_SEED (1);
 # KEEP_TMP=1 keeps each build's report; ANCHORS=1 builds with the `anchors` feature (the
-# jemalloc arms, and the paired `diag-512k` over `jemalloc-prof` line).
+# jemalloc arms, the paired `diag-512k` over `jemalloc-prof` lines, and every jemalloc-based
+# arm over `jemalloc`, paired per round).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 LAYOUTS=${1:-8}
@@ -48,7 +49,9 @@ for i in $(seq 0 $((LAYOUTS - 1))); do
   # With ANCHORS, the paired guard rail too (`diag-512k` over `jemalloc-prof`, not over system).
   awk -F'|' -v s="$seed" '/^\| (system|diag|jemalloc)/ && $6 ~ /[0-9]/ {gsub(/ /,"",$2); gsub(/ /,"",$6); print s, $2, $6}
        /samples. own cost/ {for (k = 1; k <= NF; k++) if ($k ~ /time:/) {split($k, a, ": "); split(a[2], b, " "); print s, "samples(paired)", b[1]}}
-       /over jemalloc-prof per round/ {split($0, a, "time: "); split(a[2], b, " "); print s, "512k/jemalloc-prof(paired)", b[1]}' \
+       /^diag-512k over jemalloc-prof per round/ {split($0, a, "time: "); split(a[2], b, " "); print s, "512k/jemalloc-prof(paired)", b[1]}
+       /^On one inner allocator/ {split($0, a, "jemalloc-prof "); split(a[2], b, " "); print s, "512k-jemalloc/jemalloc-prof(paired)", b[1]}
+       /^Over jemalloc, per round/ {sub(/^[^:]*time: /, ""); n = split($0, parts, "; "); for (k = 1; k <= n; k++) {split(parts[k], b, " "); print s, b[1] "/jemalloc(paired)", b[2]}}' \
     "$TMP/report.$seed" >> "$TMP/ratios"
   printf '  layout %s: %s\n' "$seed" "$(awk -v s="$seed" '$1 == s && $2 != "system" {printf "%s %s  ", $2, $3}' "$TMP/ratios")"
 done

@@ -1,5 +1,6 @@
 //! Benchmarks.
 
+pub mod floor;
 pub mod workloads;
 
 /// The environment variable `name` as a number, or `default` if unset or not a number.
