@@ -70,13 +70,11 @@
 //! BENCHMARKS.md keeps its figures with the commit they were taken at.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 #[cfg(feature = "anchors")]
 use diag_benches::floor::Floor;
+use diag_benches::workers::Workers;
 use diag_benches::workloads::{WORKLOADS, Workload};
 use diag_benches::{env_usize, median_ci, shuffled};
 use diag_core::DiagAlloc;
@@ -364,94 +362,10 @@ fn jemalloc_profiling(on: bool) {
     }
 }
 
-/// Two worker threads that run one phase of a workload each time they are released.
-struct Workers {
-    start: Arc<Barrier>,
-    done: Arc<Barrier>,
-    job: Arc<Job>,
-    handles: Vec<std::thread::JoinHandle<()>>,
-}
-
-#[derive(Default)]
-struct Job {
-    workload: AtomicUsize,
-    iters: AtomicUsize,
-    seed: AtomicU64,
-    quit: AtomicBool,
-    sink: AtomicU64,
-    cpu_ns: AtomicU64,
-}
-
-/// CPU time of the calling thread, ns.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a valid out pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Worker threads, from `HEAP_AB_THREADS` (default 2).
 fn threads() -> usize {
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *THREADS.get_or_init(|| env_usize("HEAP_AB_THREADS", 2).max(1))
-}
-
-impl Workers {
-    fn new() -> Self {
-        let start = Arc::new(Barrier::new(threads() + 1));
-        let done = Arc::new(Barrier::new(threads() + 1));
-        let job = Arc::new(Job::default());
-        let handles = (0..threads())
-            .map(|t| {
-                let (start, done, job) = (start.clone(), done.clone(), job.clone());
-                std::thread::spawn(move || {
-                    loop {
-                        start.wait();
-                        if job.quit.load(Relaxed) {
-                            return;
-                        }
-                        let w = WORKLOADS[job.workload.load(Relaxed)];
-                        let seed = job.seed.load(Relaxed) + t as u64;
-                        let c = thread_cpu_ns();
-                        let sum = (w.run)(job.iters.load(Relaxed), seed);
-                        job.cpu_ns.fetch_add(thread_cpu_ns() - c, Relaxed);
-                        job.sink.fetch_add(sum, Relaxed);
-                        done.wait();
-                    }
-                })
-            })
-            .collect();
-        Self {
-            start,
-            done,
-            job,
-            handles,
-        }
-    }
-
-    /// Runs `iters` operations of workload `w` on every worker; the wall time of the phase.
-    fn phase(&self, w: usize, iters: usize, seed: u64) -> (Duration, u64) {
-        self.job.cpu_ns.store(0, Relaxed);
-        self.job.workload.store(w, Relaxed);
-        self.job.iters.store(iters, Relaxed);
-        self.job.seed.store(seed, Relaxed);
-        self.start.wait();
-        let t = Instant::now();
-        self.done.wait();
-        (t.elapsed(), self.job.cpu_ns.load(Relaxed))
-    }
-
-    fn stop(self) {
-        self.job.quit.store(true, Relaxed);
-        self.start.wait();
-        for h in self.handles {
-            h.join().expect("worker");
-        }
-        black_box(self.job.sink.load(Relaxed));
-    }
 }
 
 fn main() {
@@ -485,7 +399,7 @@ fn main() {
             active[a] = names.contains(&arm.0);
         }
     }
-    let workers = Workers::new();
+    let workers = Workers::new(threads());
     for (wi, w) in WORKLOADS.iter().enumerate() {
         if !filter.is_empty() && !filter.iter().any(|f| w.name.contains(f.as_str())) {
             continue;

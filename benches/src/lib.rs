@@ -1,6 +1,7 @@
 //! Benchmarks.
 
 pub mod floor;
+pub mod workers;
 pub mod workloads;
 
 /// The environment variable `name` as a number, or `default` if unset or not a number.
