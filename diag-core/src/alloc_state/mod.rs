@@ -9,6 +9,9 @@
 //! thread-local of its own would cost every allocation a second one). What the allocator does
 //! with this state (sampling, the region, the stack table, profiles) is `heap`'s.
 
+mod local;
+mod registry;
+mod slots;
 pub(crate) mod thread;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -16,8 +19,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use crate::defaults::DEFAULT_SAMPLE_BYTES;
 use crate::padded::Padded;
 
+pub(crate) use registry::{configuration_changed, totals};
+pub(crate) use slots::{Totals, own_totals};
 pub use thread::IgnoreAllocs;
-pub(crate) use thread::{Totals, own_totals, totals};
 
 /// This thread's own (diag) counters as (bytes allocated, bytes freed), while it runs under
 /// [`IgnoreAllocs`] with a slot of its own and sampling on; `None` otherwise.

@@ -1,158 +1,31 @@
-//! Per-thread allocator state: the sampling countdown, the re-entrancy guard and the exact
-//! counters.
+//! Per-thread allocator paths: the fast paths' counting and sampling countdown, the slow
+//! paths (slot claim, sampling decisions, the rate-change barrier) and the re-entrancy guard.
 //!
 //! The exact counters come in two sets: the application's, and diag's own (allocations made
 //! while an [`IgnoreAllocs`] guard lives: the symbolizer, encoding, the debug server, the
-//! history). Each thread's slot has a twin in the diag set, and the guard points the thread's
-//! slot pointer at the twin, so the fast paths stay what they were (they count into whatever
-//! `slot` points at) and a free counts against the set of the code that frees: diag frees what
-//! diag allocated on its own threads, or under the guard. A block handed across (allocated by
-//! diag and freed by the application, or the reverse) moves the two totals by its size in
-//! opposite directions; diag's code keeps such hand-overs out of its long-lived state.
+//! history). The fast paths count the application's in the thread-local (`local`), where no
+//! pointer stands between the call and its counters; everything else (diag's own, threads
+//! without a slot, the slow paths) counts in the thread's slot, its twin in diag's set, or an
+//! overflow slot (`slots`). A guard turns the fast paths off for its thread (its state becomes
+//! `SLOW`), so diag's own allocations count in the twin, and a free counts against the set of
+//! the code that frees: diag frees what diag allocated on its own threads, or under the guard.
+//! A block handed across (allocated by diag and freed by the application, or the reverse)
+//! moves the two totals by its size in opposite directions; diag's code keeps such hand-overs
+//! out of its long-lived state.
 //!
 //! Everything here runs inside `GlobalAlloc` calls, so it never allocates through the global
-//! allocator, never panics and never blocks. The state lives in a `const`-initialised
-//! `thread_local!` without a destructor, which stays readable during and after the thread's
-//! TLS destructors; the counters live in a global array of slots so a reader can sum them.
+//! allocator and never panics; the only wait is the registry's lock (`registry`), which its
+//! holders keep for one pass over the slots.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicU64, Ordering::*};
 
+pub(crate) use super::local::{GO, OFF};
+use super::local::{LOCAL, Local, SLOW};
+use super::registry;
 use crate::alloc_state as config;
-
-/// How many threads get an uncontended counter slot; later threads share the overflow slot.
-const SLOTS: usize = 1024;
-
-/// Exact allocation counters of one thread. Only the owning thread writes (plain load + store,
-/// no read-modify-write), any thread may read.
-#[repr(align(64))]
-pub(crate) struct Slot {
-    in_use: AtomicBool,
-    /// The configuration word the owning thread is taking a sample under; 0 when it is not
-    /// (see [`wait_for_samples`]).
-    sampling: AtomicU64,
-    pub(crate) alloc_bytes: AtomicU64,
-    pub(crate) alloc_objects: AtomicU64,
-    pub(crate) free_bytes: AtomicU64,
-    pub(crate) free_objects: AtomicU64,
-}
-
-impl Slot {
-    const fn new() -> Self {
-        Self {
-            in_use: AtomicBool::new(false),
-            sampling: AtomicU64::new(0),
-            alloc_bytes: AtomicU64::new(0),
-            alloc_objects: AtomicU64::new(0),
-            free_bytes: AtomicU64::new(0),
-            free_objects: AtomicU64::new(0),
-        }
-    }
-}
-
-static SLOTS_TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
-/// Shared counters for threads without a slot (too many threads, or after TLS teardown).
-static OVERFLOW: Slot = Slot::new();
-/// diag's own counters: slot `i` here is the twin of `SLOTS_TABLE[i]`, written by the same
-/// thread while it runs diag's code.
-static OWN_TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
-/// diag's shared counters for its threads without a slot.
-static OWN_OVERFLOW: Slot = Slot::new();
-
-/// A snapshot of the exact counters, summed over all threads.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Totals {
-    pub(crate) alloc_bytes: u64,
-    pub(crate) alloc_objects: u64,
-    pub(crate) free_bytes: u64,
-    pub(crate) free_objects: u64,
-}
-
-/// The application's exact counters (everything but diag's own allocations).
-pub(crate) fn totals() -> Totals {
-    sum(SLOTS_TABLE.iter().chain(std::iter::once(&OVERFLOW)))
-}
-
-/// diag's own exact counters (allocations made under [`IgnoreAllocs`]).
-pub(crate) fn own_totals() -> Totals {
-    sum(OWN_TABLE.iter().chain(std::iter::once(&OWN_OVERFLOW)))
-}
-
-fn sum<'a>(slots: impl Iterator<Item = &'a Slot>) -> Totals {
-    let mut t = Totals::default();
-    for s in slots {
-        t.alloc_bytes = t.alloc_bytes.wrapping_add(s.alloc_bytes.load(Relaxed));
-        t.alloc_objects = t.alloc_objects.wrapping_add(s.alloc_objects.load(Relaxed));
-        t.free_bytes = t.free_bytes.wrapping_add(s.free_bytes.load(Relaxed));
-        t.free_objects = t.free_objects.wrapping_add(s.free_objects.load(Relaxed));
-    }
-    t
-}
-
-/// Slot states kept in `Local::slot`: no slot yet, or gone (thread exiting).
-const NO_SLOT: *const Slot = std::ptr::null();
-
-struct Local {
-    /// Bytes left before the next sample; below zero means "take the slow path".
-    countdown: Cell<i64>,
-    /// The `HOT.config` word (see `alloc_state::Hot`) the countdown was drawn for.
-    config: Cell<u64>,
-    /// xorshift state for the exponential draws (0 = not seeded).
-    rng: Cell<u64>,
-    /// Set while diag itself runs on this thread (sampling, snapshots, the debug server).
-    busy: Cell<bool>,
-    /// Set while an [`IgnoreAllocs`] guard lives: allocations and frees count as diag's.
-    own: Cell<bool>,
-    /// Set while this thread claims its slot (the claim may allocate).
-    claiming: Cell<bool>,
-    /// Set once this thread's slot was given back (thread exit): use the overflow slot.
-    exited: Cell<bool>,
-    /// The slot the fast paths count into: `SLOTS_TABLE[index]`, or its twin in `OWN_TABLE`
-    /// while `own`; null without a slot.
-    slot: Cell<*const Slot>,
-    /// This thread's slot index; `usize::MAX` without one.
-    index: Cell<usize>,
-    /// The slot index a sample in progress is marked in (`usize::MAX`: the shared count).
-    sampling_at: Cell<usize>,
-}
-
-thread_local! {
-    static LOCAL: Local = const {
-        Local {
-            countdown: Cell::new(-1),
-            config: Cell::new(u64::MAX),
-            rng: Cell::new(0),
-            busy: Cell::new(false),
-            own: Cell::new(false),
-            claiming: Cell::new(false),
-            exited: Cell::new(false),
-            slot: Cell::new(NO_SLOT),
-            index: Cell::new(usize::MAX),
-            sampling_at: Cell::new(usize::MAX),
-        }
-    };
-    /// Gives the slot back when the thread exits. Registered on first use of a slot.
-    static SLOT_GUARD: SlotGuard = const { SlotGuard };
-}
-
-struct SlotGuard;
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        let _ = LOCAL.try_with(|l| {
-            l.slot.set(NO_SLOT);
-            l.exited.set(true);
-            if let Some(s) = SLOTS_TABLE.get(l.index.replace(usize::MAX)) {
-                s.in_use.store(false, Release);
-            }
-        });
-    }
-}
-
-#[inline(always)]
-fn add(counter: &AtomicU64, v: u64) {
-    counter.store(counter.load(Relaxed).wrapping_add(v), Relaxed);
-}
+use crate::alloc_state::slots::{
+    OVERFLOW, OWN_OVERFLOW, SLOTS_TABLE, Slot, Totals, add, overflow, slot_at, sum,
+};
 
 /// Adds one allocation (`ALLOC`) or free of `size` bytes to this thread's own slot, or to the
 /// shared overflow slot (atomically) if it has none.
@@ -172,22 +45,6 @@ fn count<const ALLOC: bool>(l: &Local, size: u64) {
     } else {
         count_slow::<ALLOC>(l, size);
     }
-}
-
-/// The slot of set `own` (diag's or the application's) at `index`, if the thread has one.
-#[inline]
-fn slot_at(index: usize, own: bool) -> Option<&'static Slot> {
-    if own {
-        OWN_TABLE.get(index)
-    } else {
-        SLOTS_TABLE.get(index)
-    }
-}
-
-/// The shared slot of the application's or diag's set.
-#[inline]
-fn overflow(own: bool) -> &'static Slot {
-    if own { &OWN_OVERFLOW } else { &OVERFLOW }
 }
 
 #[cold]
@@ -211,7 +68,7 @@ fn count_slow<const ALLOC: bool>(l: &Local, size: u64) {
 #[cold]
 fn claim_slot(l: &Local) -> &'static Slot {
     let own = l.own.get();
-    if l.exited.get() || l.claiming.get() {
+    if l.exited.get() || l.unslotted.get() || l.claiming.get() {
         return overflow(own);
     }
     l.claiming.set(true);
@@ -229,14 +86,16 @@ fn claim_slot(l: &Local) -> &'static Slot {
         }
     }
     let mut slot = overflow(own);
-    if let Some(i) = claimed {
-        if SLOT_GUARD.try_with(|_| ()).is_ok() {
+    match claimed {
+        Some(i) if registry::arm_exit_guard() => {
             l.index.set(i);
             slot = slot_at(i, own).unwrap_or(slot);
             l.slot.set(slot);
-        } else {
-            SLOTS_TABLE[i].in_use.store(false, Release);
+            registry::register(i, l);
         }
+        Some(i) => SLOTS_TABLE[i].in_use.store(false, Release),
+        // Every slot taken: this thread stays on the overflow slot, without scanning again.
+        None => l.unslotted.set(true),
     }
     l.busy.set(was_busy);
     l.claiming.set(false);
@@ -263,47 +122,95 @@ pub(crate) enum Fast {
     Slow,
 }
 
-/// The allocation fast path: counts and decides with no call, no lock and no spill, so the
-/// allocator can tail-call the inner allocator. Anything unusual is left to the slow path.
-/// `cfg` is the `HOT.config` word the caller loaded, with a non-zero rate (sampling off
-/// never gets here).
+/// What the fast paths may do on this thread now: [`GO`], [`OFF`] or [`SLOW`]. One
+/// thread-local load, which stands for the configuration word's (sampling off, a rate change)
+/// as well as for the thread's own state.
 #[inline(always)]
-pub(crate) fn fast_alloc(cfg: u64, size: usize) -> Fast {
-    fast::<false>(cfg, 0, size)
+pub(crate) fn state() -> u8 {
+    LOCAL.try_with(|l| l.state.load(Relaxed)).unwrap_or(SLOW)
+}
+
+/// The allocation fast path, after [`state`] said [`GO`]: counts and decides with no call, no
+/// lock and no spill, so the allocator can tail-call the inner allocator.
+#[inline(always)]
+pub(crate) fn fast_alloc(size: usize) -> Fast {
+    fast::<false>(0, size)
 }
 
 /// [`fast_alloc`] for a realloc: counts the free of `old` bytes and the allocation of `new`
-/// bytes, and decides for the new block. [`Fast::Slow`] means nothing was counted.
+/// bytes, and decides for the new block.
 #[inline(always)]
-pub(crate) fn fast_realloc(cfg: u64, old: usize, new: usize) -> Fast {
-    fast::<true>(cfg, old, new)
+pub(crate) fn fast_realloc(old: usize, new: usize) -> Fast {
+    fast::<true>(old, new)
 }
 
 #[inline(always)]
-fn fast<const FREED: bool>(cfg: u64, freed: usize, size: usize) -> Fast {
+fn fast<const FREED: bool>(freed: usize, size: usize) -> Fast {
     LOCAL
         .try_with(|l| {
-            let s = l.slot.get();
-            if s.is_null() {
-                return Fast::Slow;
-            }
-            // SAFETY: non-null slot pointers only ever point into the static SLOTS_TABLE.
-            let s = unsafe { &*s };
             if FREED {
-                add(&s.free_bytes, freed as u64);
-                add(&s.free_objects, 1);
+                add(&l.fast_free_bytes, freed as u64);
+                add(&l.fast_free_objects, 1);
             }
-            add(&s.alloc_bytes, size as u64);
-            add(&s.alloc_objects, 1);
+            add(&l.fast_alloc_bytes, size as u64);
+            add(&l.fast_alloc_objects, 1);
             let c = l.countdown.get() - size as i64;
             l.countdown.set(c);
-            if c >= 0 && l.config.get() == cfg {
-                Fast::Pass
-            } else {
-                Fast::Decide
-            }
+            if c >= 0 { Fast::Pass } else { Fast::Decide }
         })
         .unwrap_or(Fast::Slow)
+}
+
+/// The free fast path, after [`state`] said [`GO`]: counts a free of `size` bytes.
+#[inline(always)]
+pub(crate) fn fast_free(size: usize) {
+    let _ = LOCAL.try_with(|l| {
+        add(&l.fast_free_bytes, size as u64);
+        add(&l.fast_free_objects, 1);
+    });
+}
+
+/// Brings this thread's fast-path state up to date with the configuration word (claiming a
+/// slot first if it has none) and returns what this call may do: [`GO`] (count), [`OFF`]
+/// (sampling off: count nothing) or [`SLOW`] (count through the slot or the overflow slot).
+/// A rate change sets a registered thread's state to [`SLOW`] after it changes the word; the
+/// state is only ever cleared here, by a compare-exchange from the value read before the
+/// word, and kept only if the word has not changed since: so a change is never missed.
+#[cold]
+fn refresh(l: &Local) -> u8 {
+    if l.index.get() == usize::MAX && !(l.exited.get() || l.unslotted.get() || l.claiming.get()) {
+        claim_slot(l);
+    }
+    if l.index.get() == usize::MAX {
+        // Unregistered: no rate change reaches this thread, so its state stays SLOW and each
+        // call reads the word itself.
+        return if config::rate(config::load_fresh()) == 0 {
+            OFF
+        } else {
+            SLOW
+        };
+    }
+    loop {
+        let st = l.state.load(Acquire);
+        let cfg = config::load_fresh();
+        let want = if config::rate(cfg) == 0 {
+            OFF
+        } else if l.own.get() {
+            SLOW
+        } else {
+            GO
+        };
+        if st != want && l.state.compare_exchange(st, want, AcqRel, Acquire).is_err() {
+            continue;
+        }
+        if config::load_fresh() == cfg {
+            if want == GO && l.config.get() != cfg {
+                // Drawn under another word: the next allocation draws afresh.
+                l.countdown.set(-1);
+            }
+            return want;
+        }
+    }
 }
 
 /// After [`Fast::Decide`]: whether to sample this allocation of `size` bytes.
@@ -325,8 +232,11 @@ pub(crate) fn decide(size: usize) -> Decision {
 /// Counts an allocation of `size` bytes and decides whether to sample it (the full path).
 #[inline]
 pub(crate) fn on_alloc(size: usize) -> Decision {
-    let cfg = config::load();
     match LOCAL.try_with(|l| {
+        if refresh(l) == OFF {
+            return Decision::Pass;
+        }
+        let cfg = config::load();
         count::<true>(l, size as u64);
         if config::rate(cfg) == 0 {
             return Decision::Pass;
@@ -347,33 +257,16 @@ pub(crate) fn on_alloc(size: usize) -> Decision {
     }
 }
 
-/// The free fast path: counts a free of `size` bytes if this thread has its slot; false if
-/// the caller must call [`on_free`] instead.
-#[inline(always)]
-pub(crate) fn fast_free(size: usize) -> bool {
-    LOCAL
-        .try_with(|l| {
-            let s = l.slot.get();
-            if s.is_null() {
-                return false;
-            }
-            // SAFETY: non-null slot pointers only ever point into the static SLOTS_TABLE.
-            let s = unsafe { &*s };
-            add(&s.free_bytes, size as u64);
-            add(&s.free_objects, 1);
-            true
-        })
-        .unwrap_or(false)
-}
-
 #[cold]
 #[inline(never)]
 fn slow_decide(l: &Local, cfg: u64, size: usize) -> Decision {
     let rate = config::rate(cfg);
     if l.busy.get() || l.exited.get() {
-        // diag's own work (or a thread being torn down): never sampled.
+        // diag's own work (or a thread being torn down): never sampled. The next allocation
+        // takes the slow path, which draws afresh once the thread is no longer busy.
         l.countdown.set(i64::MAX / 2);
         l.config.set(u64::MAX);
+        l.state.store(SLOW, Relaxed);
         return Decision::Pass;
     }
     if l.config.get() != cfg {
@@ -493,10 +386,15 @@ fn draw(l: &Local, rate: u64) -> i64 {
     v.min((i64::MAX / 4) as f64) as i64
 }
 
-/// Counts a free of `size` bytes.
+/// Counts a free of `size` bytes (none with sampling off: the counters pause).
 #[inline(always)]
 pub(crate) fn on_free(size: usize) {
-    if LOCAL.try_with(|l| count::<false>(l, size as u64)).is_err() {
+    let counted = LOCAL.try_with(|l| {
+        if refresh(l) != OFF {
+            count::<false>(l, size as u64);
+        }
+    });
+    if counted.is_err() {
         OVERFLOW.free_bytes.fetch_add(size as u64, Relaxed);
         OVERFLOW.free_objects.fetch_add(1, Relaxed);
     }
@@ -535,6 +433,8 @@ impl IgnoreAllocs {
                 if let Some(s) = slot_at(l.index.get(), true) {
                     l.slot.set(s);
                 }
+                // diag's own allocations go the slow path, which counts them in the twin slot.
+                l.state.store(SLOW, Release);
                 was
             })
             .unwrap_or((true, true));
@@ -560,6 +460,7 @@ impl Drop for IgnoreAllocs {
             // Re-draw on the next allocation so the ignored stretch leaves no bias.
             l.config.set(u64::MAX);
             l.countdown.set(-1);
+            l.state.store(SLOW, Release);
         });
     }
 }
@@ -577,7 +478,11 @@ pub(crate) fn thread_totals(own: bool) -> Option<Totals> {
             if own && !l.own.get() {
                 return None;
             }
-            Some(sum(std::iter::once(slot_at(l.index.get(), own)?)))
+            let mut t = sum(std::iter::once(slot_at(l.index.get(), own)?));
+            if !own {
+                t.add(l.fast_totals());
+            }
+            Some(t)
         })
         .ok()
         .flatten()

@@ -1,11 +1,12 @@
 //! `DiagAlloc`: the sampling global allocator.
 //!
-//! The unsampled path of `alloc` is a layout check, a thread-local countdown, two counter
-//! bumps and, below [`CHECKED_SIZE`], a tail call to the inner allocator; of `dealloc`, one
-//! range compare and two counter bumps; of `realloc`, both. Every path of the three is a tail
-//! call, so none sets up a stack frame (layouts `malloc` cannot serve directly go out of line).
-//! With sampling off (rate 0) they are a pure pass-through: one relaxed load and a branch (the
-//! exact counters then pause too). A sampled block is placed in the
+//! The unsampled path of `alloc` is a layout check, the thread's state (one thread-local
+//! byte: count, pass through, or take the slow path), two counter bumps and a countdown, all
+//! thread-local, and, below [`CHECKED_SIZE`], a tail call to the inner allocator; of
+//! `dealloc`, the state, two counter bumps and one range compare; of `realloc`, both. Every
+//! path of the three is a tail call, so none sets up a stack frame (layouts `malloc` cannot
+//! serve directly go out of line). With sampling off (rate 0) they are a pure pass-through:
+//! the state's load and a branch (the exact counters then pause too). A sampled block is placed in the
 //! sampled-block [`region`](super::region) behind a small header that names its stack, the
 //! weights it was counted with and its allocation time, and links it into the list of live
 //! sampled blocks ([`live`](super::live)), so freeing it needs no lookup and a snapshot can
@@ -18,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use super::live::{self, HEADER, Header};
 use super::stacks::{self, FP};
 use super::{config, labels, region};
-use crate::alloc_state::thread::{self, Decision, Fast};
+use crate::alloc_state::thread::{self, Decision, Fast, GO, OFF};
 use crate::alloc_state::{DROPPED_BYTES, DROPPED_SAMPLES};
 use crate::defaults::{DEFAULT_MAX_TRACKED_BLOCKS, MAX_FRAMES};
 use crate::stack::unwind;
@@ -68,19 +69,11 @@ impl<A> DiagAlloc<A> {
     }
 }
 
-/// Sampling off (rate 0): `DiagAlloc` is a pure pass-through, one relaxed load and a branch
-/// per call (sampled blocks left from before still go back to the region).
+/// Sampling off (rate 0), read from the configuration word (the fast paths read the thread's
+/// state instead, [`thread::state`], which follows the word).
 #[inline(always)]
 fn off() -> bool {
-    on_config().is_none()
-}
-
-/// The configuration word if sampling is on; `None` when off. One load serves both the
-/// off check and the fast path.
-#[inline(always)]
-fn on_config() -> Option<u64> {
-    let cfg = config::load();
-    (config::rate(cfg) != 0).then_some(cfg)
+    config::rate(config::load()) == 0
 }
 
 /// The alignment `malloc` gives every block on 64-bit targets (std's `System` asks plain
@@ -234,9 +227,11 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
     #[cold]
     #[inline(never)]
     unsafe fn alloc_unusual(&self, layout: Layout, zeroed: bool) -> *mut u8 {
-        let (fast, counted) = match on_config() {
-            Some(cfg) if layout.size() != 0 => (thread::fast_alloc(cfg, layout.size()), true),
-            _ => (Fast::Pass, false),
+        let (fast, counted) = match thread::state() {
+            _ if layout.size() == 0 => (Fast::Pass, false),
+            GO => (thread::fast_alloc(layout.size()), true),
+            OFF => (Fast::Pass, false),
+            _ => (Fast::Slow, true),
         };
         // SAFETY: forwarded contract; zero-size blocks and sampling off are forwarded as is.
         unsafe {
@@ -419,11 +414,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
             // SAFETY: forwarded contract.
             return unsafe { self.alloc_unusual(layout, false) };
         }
-        let Some(cfg) = on_config() else {
+        match thread::state() {
+            GO => {}
             // SAFETY: forwarded as is (sampling off).
-            return unsafe { self.inner.alloc(layout) };
-        };
-        let fast = thread::fast_alloc(cfg, layout.size());
+            OFF => return unsafe { self.inner.alloc(layout) },
+            // SAFETY: forwarded contract.
+            _ => return unsafe { self.alloc_slow(layout, false, Fast::Slow) },
+        }
+        let fast = thread::fast_alloc(layout.size());
         if fast != Fast::Pass {
             // SAFETY: forwarded contract.
             return unsafe { self.alloc_slow(layout, false, fast) };
@@ -442,11 +440,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
             // SAFETY: forwarded contract.
             return unsafe { self.alloc_unusual(layout, true) };
         }
-        let Some(cfg) = on_config() else {
+        match thread::state() {
+            GO => {}
             // SAFETY: forwarded as is (sampling off).
-            return unsafe { self.inner.alloc_zeroed(layout) };
-        };
-        let fast = thread::fast_alloc(cfg, layout.size());
+            OFF => return unsafe { self.inner.alloc_zeroed(layout) },
+            // SAFETY: forwarded contract.
+            _ => return unsafe { self.alloc_slow(layout, true, Fast::Slow) },
+        }
+        let fast = thread::fast_alloc(layout.size());
         if fast != Fast::Pass {
             // SAFETY: forwarded contract.
             return unsafe { self.alloc_slow(layout, true, fast) };
@@ -465,19 +466,16 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
             // SAFETY: forwarded as is.
             return unsafe { self.inner.dealloc(p, layout) };
         }
-        if off() {
-            if region::contains(p) {
-                // Sampled while sampling was on: back to the region, not counted.
-                // SAFETY: forwarded contract.
-                return unsafe { self.dealloc_slow(p, layout, true) };
-            }
-            // SAFETY: forwarded as is.
-            return unsafe { self.inner.dealloc(p, layout) };
-        }
-        let counted = thread::fast_free(layout.size());
-        if !counted || region::contains(p) {
+        match thread::state() {
+            GO => thread::fast_free(layout.size()),
+            // Sampling off: not counted; a block sampled while it was on goes back to the region.
+            OFF => {}
             // SAFETY: forwarded contract.
-            return unsafe { self.dealloc_slow(p, layout, counted) };
+            _ => return unsafe { self.dealloc_slow(p, layout, false) },
+        }
+        if region::contains(p) {
+            // SAFETY: forwarded contract.
+            return unsafe { self.dealloc_slow(p, layout, true) };
         }
         // SAFETY: forwarded as is.
         unsafe { self.inner.dealloc(p, layout) }
@@ -490,11 +488,12 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
             // SAFETY: forwarded contract.
             return unsafe { self.realloc_unusual(p, layout, new_size) };
         }
-        let Some(cfg) = on_config() else {
+        let fast = match thread::state() {
+            GO => thread::fast_realloc(layout.size(), new_size),
             // SAFETY: forwarded as is (sampling off).
-            return unsafe { self.inner.realloc(p, layout, new_size) };
+            OFF => return unsafe { self.inner.realloc(p, layout, new_size) },
+            _ => Fast::Slow,
         };
-        let fast = thread::fast_realloc(cfg, layout.size(), new_size);
         if fast != Fast::Pass || new_size >= CHECKED_SIZE {
             // SAFETY: forwarded contract.
             return unsafe { self.realloc_counted(p, layout, new_size, fast) };

@@ -28,6 +28,7 @@ pub fn set_sample_rate(bytes: u64) {
         .config
         .fetch_update(SeqCst, SeqCst, |old| Some(new(old)))
         .unwrap_or_else(|old| old);
+    crate::alloc_state::configuration_changed();
     crate::alloc_state::thread::wait_for_samples(new(old), std::time::Duration::from_secs(1));
 }
 
