@@ -3,7 +3,7 @@
 //! fast paths may do, the counts they made, the sampling countdown and the re-entrancy flags.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering::*, fence};
 
 use super::slots::{Slot, Totals};
 
@@ -24,15 +24,27 @@ pub(super) struct Local {
     /// [`GO`], [`OFF`] or [`SLOW`]. Written by the owning thread, and set to [`SLOW`] by
     /// [`configuration_changed`](super::registry::configuration_changed) from any thread.
     pub(super) state: AtomicU8,
+    /// The allocation fast path's one word: armed (see `thread::arm`) with
+    /// `min(countdown, CAP) << OBJ_BITS | OBJ_MASK`, it loses `size << OBJ_BITS | 1` per
+    /// allocation, so it counts bytes and objects and runs the sampling countdown in one
+    /// subtraction, and turns negative when the countdown (or the cap) runs out.
+    pub(super) alloc_word: AtomicI64,
+    /// The value `alloc_word` was last armed with: `alloc_armed - alloc_word` is what the fast
+    /// path counted since.
+    pub(super) alloc_armed: AtomicI64,
+    /// Odd while the owner folds or re-arms `alloc_word` (a sequence lock for readers).
+    pub(super) seq: AtomicU32,
     /// The application's allocations and frees counted by the fast paths (only the owning
-    /// thread writes; [`totals`](super::registry::totals) reads them while the thread is registered). Thread-local
-    /// rather than in the slot so the fast path needs no pointer: a counter behind one cost
-    /// `churn` 8 % against 2 % here (`heap_ab`, over code layouts).
+    /// thread writes; [`totals`](super::registry::totals) reads them while the thread is
+    /// registered): allocations folded out of `alloc_word`, frees directly. Thread-local rather
+    /// than in the slot so the fast path needs no pointer: counters behind one cost `churn` 8 %
+    /// against 2 % here (`heap_ab`, over code layouts).
     pub(super) fast_alloc_bytes: AtomicU64,
     pub(super) fast_alloc_objects: AtomicU64,
     pub(super) fast_free_bytes: AtomicU64,
     pub(super) fast_free_objects: AtomicU64,
-    /// Bytes left before the next sample; below zero means "take the slow path".
+    /// Bytes left before the next sample as of `alloc_word`'s arming; below zero means "take
+    /// the slow path". What the fast path consumed since is charged by `thread::settle`.
     pub(super) countdown: Cell<i64>,
     /// The `HOT.config` word (see `alloc_state::Hot`) the countdown was drawn for.
     pub(super) config: Cell<u64>,
@@ -61,6 +73,9 @@ thread_local! {
     pub(super) static LOCAL: Local = const {
         Local {
             state: AtomicU8::new(SLOW),
+            alloc_word: AtomicI64::new(-1),
+            alloc_armed: AtomicI64::new(-1),
+            seq: AtomicU32::new(0),
             fast_alloc_bytes: AtomicU64::new(0),
             fast_alloc_objects: AtomicU64::new(0),
             fast_free_bytes: AtomicU64::new(0),
@@ -81,13 +96,67 @@ thread_local! {
 }
 
 impl Local {
-    /// What the fast paths counted here.
+    /// What the fast paths counted here. Consistent against the owner's folds (a sequence
+    /// lock: retried while one is under way, which takes a few instructions).
     pub(super) fn fast_totals(&self) -> Totals {
-        Totals {
-            alloc_bytes: self.fast_alloc_bytes.load(Relaxed),
-            alloc_objects: self.fast_alloc_objects.load(Relaxed),
-            free_bytes: self.fast_free_bytes.load(Relaxed),
-            free_objects: self.fast_free_objects.load(Relaxed),
+        let mut spins = 0u32;
+        loop {
+            let s1 = self.seq.load(Acquire);
+            if s1 & 1 == 0 {
+                let t = Totals {
+                    alloc_bytes: self.fast_alloc_bytes.load(Relaxed),
+                    alloc_objects: self.fast_alloc_objects.load(Relaxed),
+                    free_bytes: self.fast_free_bytes.load(Relaxed),
+                    free_objects: self.fast_free_objects.load(Relaxed),
+                };
+                let armed = self.alloc_armed.load(Relaxed);
+                let word = self.alloc_word.load(Relaxed);
+                fence(Acquire);
+                if self.seq.load(Relaxed) == s1 {
+                    let (bytes, objects) = unpack(armed.wrapping_sub(word));
+                    return Totals {
+                        alloc_bytes: t.alloc_bytes.wrapping_add(bytes),
+                        alloc_objects: t.alloc_objects.wrapping_add(objects),
+                        ..t
+                    };
+                }
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
     }
+
+    /// Starts a change of `alloc_word`, `alloc_armed` and the folded counters (owner only).
+    pub(super) fn write_begin(&self) {
+        self.seq
+            .store(self.seq.load(Relaxed).wrapping_add(1), Relaxed);
+        fence(Release);
+    }
+
+    /// Ends it.
+    pub(super) fn write_end(&self) {
+        self.seq
+            .store(self.seq.load(Relaxed).wrapping_add(1), Release);
+    }
+}
+
+/// Bits of `alloc_word` that count objects (below the bytes).
+pub(super) const OBJ_BITS: u32 = 24;
+/// The objects field's mask, and its value when armed.
+pub(super) const OBJ_MASK: i64 = (1 << OBJ_BITS) - 1;
+/// The most bytes `alloc_word` is armed for: every allocation is at least a byte, so fewer
+/// than 2^24 objects are counted before it turns negative and the objects field never borrows
+/// from the bytes. A longer countdown is consumed in turns of this (a fold every 16 MiB).
+pub(super) const CAP: i64 = OBJ_MASK - 1;
+
+/// (bytes, objects) of a count `d` subtracted from `alloc_word` (0 for none, or a torn read).
+pub(super) fn unpack(d: i64) -> (u64, u64) {
+    if d <= 0 {
+        return (0, 0);
+    }
+    ((d >> OBJ_BITS) as u64, (d & OBJ_MASK) as u64)
 }

@@ -116,6 +116,7 @@ impl Drop for SlotGuard {
                     add(&s.alloc_objects, t.alloc_objects);
                     add(&s.free_bytes, t.free_bytes);
                     add(&s.free_objects, t.free_objects);
+                    l.write_begin();
                     for c in [
                         &l.fast_alloc_bytes,
                         &l.fast_alloc_objects,
@@ -124,6 +125,8 @@ impl Drop for SlotGuard {
                     ] {
                         c.store(0, Relaxed);
                     }
+                    l.alloc_word.store(l.alloc_armed.load(Relaxed), Relaxed);
+                    l.write_end();
                     REGISTERED[i].store(std::ptr::null_mut(), Release);
                 });
                 s.in_use.store(false, Release);

@@ -19,8 +19,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
+use super::local::{CAP, LOCAL, Local, OBJ_BITS, OBJ_MASK, SLOW, unpack};
 pub(crate) use super::local::{GO, OFF};
-use super::local::{LOCAL, Local, SLOW};
 use super::registry;
 use crate::alloc_state as config;
 use crate::alloc_state::slots::{
@@ -130,8 +130,10 @@ pub(crate) fn state() -> u8 {
     LOCAL.try_with(|l| l.state.load(Relaxed)).unwrap_or(SLOW)
 }
 
-/// The allocation fast path, after [`state`] said [`GO`]: counts and decides with no call, no
-/// lock and no spill, so the allocator can tail-call the inner allocator.
+/// The allocation fast path, after [`state`] said [`GO`], for a block under
+/// [`CHECKED_SIZE`](crate::heap::CHECKED_SIZE) bytes: counts and decides with one subtraction
+/// from a thread-local, no call, no lock and no spill, so the allocator can tail-call the
+/// inner allocator.
 #[inline(always)]
 pub(crate) fn fast_alloc(size: usize) -> Fast {
     fast::<false>(0, size)
@@ -152,11 +154,12 @@ fn fast<const FREED: bool>(freed: usize, size: usize) -> Fast {
                 add(&l.fast_free_bytes, freed as u64);
                 add(&l.fast_free_objects, 1);
             }
-            add(&l.fast_alloc_bytes, size as u64);
-            add(&l.fast_alloc_objects, 1);
-            let c = l.countdown.get() - size as i64;
-            l.countdown.set(c);
-            if c >= 0 { Fast::Pass } else { Fast::Decide }
+            let w = l
+                .alloc_word
+                .load(Relaxed)
+                .wrapping_sub(((size as i64) << OBJ_BITS) + 1);
+            l.alloc_word.store(w, Relaxed);
+            if w >= 0 { Fast::Pass } else { Fast::Decide }
         })
         .unwrap_or(Fast::Slow)
 }
@@ -168,6 +171,35 @@ pub(crate) fn fast_free(size: usize) {
         add(&l.fast_free_bytes, size as u64);
         add(&l.fast_free_objects, 1);
     });
+}
+
+/// Folds what the fast path counted in `alloc_word` since it was armed into the thread-local
+/// totals, and charges the bytes to the countdown. Every slow path that reads or sets the
+/// countdown calls this first and [`arm`] after.
+fn settle(l: &Local) {
+    let armed = l.alloc_armed.load(Relaxed);
+    let (bytes, objects) = unpack(armed.wrapping_sub(l.alloc_word.load(Relaxed)));
+    if bytes == 0 && objects == 0 {
+        return;
+    }
+    l.write_begin();
+    add(&l.fast_alloc_bytes, bytes);
+    add(&l.fast_alloc_objects, objects);
+    l.alloc_word.store(armed, Relaxed);
+    l.write_end();
+    l.countdown
+        .set(l.countdown.get().wrapping_sub(bytes as i64));
+}
+
+/// Arms `alloc_word` for the countdown (at most [`CAP`] bytes at a time; a countdown below
+/// zero arms it so the next allocation takes the slow path).
+fn arm(l: &Local) {
+    settle(l);
+    let w = (l.countdown.get().clamp(0, CAP) << OBJ_BITS) | OBJ_MASK;
+    l.write_begin();
+    l.alloc_armed.store(w, Relaxed);
+    l.alloc_word.store(w, Relaxed);
+    l.write_end();
 }
 
 /// Brings this thread's fast-path state up to date with the configuration word (claiming a
@@ -206,7 +238,9 @@ fn refresh(l: &Local) -> u8 {
         if config::load_fresh() == cfg {
             if want == GO && l.config.get() != cfg {
                 // Drawn under another word: the next allocation draws afresh.
+                settle(l);
                 l.countdown.set(-1);
+                arm(l);
             }
             return want;
         }
@@ -220,11 +254,16 @@ pub(crate) fn decide(size: usize) -> Decision {
     let cfg = config::load();
     LOCAL
         .try_with(|l| {
-            if config::rate(cfg) == 0 {
+            // The allocation is counted and charged: the countdown ran out, or only its turn
+            // of `CAP` bytes did.
+            settle(l);
+            let d = if config::rate(cfg) == 0 || (l.countdown.get() >= 0 && l.config.get() == cfg) {
                 Decision::Pass
             } else {
                 slow_decide(l, cfg, size)
-            }
+            };
+            arm(l);
+            d
         })
         .unwrap_or(Decision::Pass)
 }
@@ -241,12 +280,16 @@ pub(crate) fn on_alloc(size: usize) -> Decision {
         if config::rate(cfg) == 0 {
             return Decision::Pass;
         }
+        settle(l);
         let c = l.countdown.get() - size as i64;
         l.countdown.set(c);
-        if c >= 0 && l.config.get() == cfg {
-            return Decision::Pass;
-        }
-        slow_decide(l, cfg, size)
+        let d = if c >= 0 && l.config.get() == cfg {
+            Decision::Pass
+        } else {
+            slow_decide(l, cfg, size)
+        };
+        arm(l);
+        d
     }) {
         Ok(d) => d,
         Err(_) => {

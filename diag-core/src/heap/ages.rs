@@ -179,6 +179,30 @@ mod tests {
     #[test]
     fn the_uptime_is_this_processs() {
         let u = process_uptime_secs();
-        assert!(u > 0.0 && u < 86_400.0 * 365.0, "{u}");
+        let machine: f64 = std::fs::read_to_string("/proc/uptime")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // Counted in clock ticks, so a process younger than one tick reads 0; never more than
+        // the machine's uptime, and well short of it (a test runs long after boot: building it
+        // alone takes longer than a second).
+        assert!(
+            u >= 0.0 && u <= machine,
+            "{u} against the machine's {machine}"
+        );
+        assert!(
+            machine - u > 1.0,
+            "{u}: the machine's uptime, not this process's"
+        );
+        // And it is read, not the fallback 0: within a tick or two it is above zero.
+        let start = std::time::Instant::now();
+        while process_uptime_secs() == 0.0 {
+            assert!(start.elapsed().as_secs() < 5, "the uptime stays 0");
+            // Ticks are 10 ms on Linux: poll at that pace.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }

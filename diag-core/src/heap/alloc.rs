@@ -24,11 +24,12 @@ use crate::alloc_state::{DROPPED_BYTES, DROPPED_SAMPLES};
 use crate::defaults::{DEFAULT_MAX_TRACKED_BLOCKS, MAX_FRAMES};
 use crate::stack::unwind;
 
-/// Unsampled allocations from this size up have their result checked, so a refusal by the
-/// inner allocator (null) takes its count back. Smaller ones are handed on as a tail call,
-/// which keeps the sampling fast path free of a stack frame (about 5 % of a 14 ns
-/// malloc/free pair, measured with `benches/benches/heap_ab.rs`). The cost: a refused
-/// allocation below 64 KiB stays counted in the exact totals. The inner allocator refuses so
+/// Allocations from this size up take the slow path, which counts them, decides, and checks
+/// the inner allocator's result, so a refusal (null) takes its count back. Smaller ones are
+/// counted inline and handed on as a tail call, which keeps the sampling fast path free of a
+/// stack frame (about 5 % of a 14 ns malloc/free pair, measured with
+/// `benches/benches/heap_ab.rs`). The cost: a refused allocation below 64 KiB stays counted in
+/// the exact totals. The bound also keeps a size's bytes inside the fast path's packed word. The inner allocator refuses so
 /// small a block only when the process is out of address space or commit charge, where std's
 /// infallible allocations abort; a fallible one (`try_reserve`) that fails there leaves its
 /// bytes counted as live.
@@ -202,8 +203,8 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
         p
     }
 
-    /// A counted, unsampled allocation of at least [`CHECKED_SIZE`] bytes: takes the count back
-    /// if the inner allocator refuses it.
+    /// A counted, unsampled allocation that is not a tail call (an over-aligned one): takes
+    /// the count back if the inner allocator refuses it.
     #[inline(never)]
     unsafe fn alloc_checked(&self, layout: Layout, zeroed: bool) -> *mut u8 {
         // SAFETY: forwarded as is.
@@ -229,7 +230,7 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
     unsafe fn alloc_unusual(&self, layout: Layout, zeroed: bool) -> *mut u8 {
         let (fast, counted) = match thread::state() {
             _ if layout.size() == 0 => (Fast::Pass, false),
-            GO => (thread::fast_alloc(layout.size()), true),
+            GO if layout.size() < CHECKED_SIZE => (thread::fast_alloc(layout.size()), true),
             OFF => (Fast::Pass, false),
             _ => (Fast::Slow, true),
         };
@@ -421,14 +422,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
             // SAFETY: forwarded contract.
             _ => return unsafe { self.alloc_slow(layout, false, Fast::Slow) },
         }
+        if layout.size() >= CHECKED_SIZE {
+            // SAFETY: forwarded contract.
+            return unsafe { self.alloc_slow(layout, false, Fast::Slow) };
+        }
         let fast = thread::fast_alloc(layout.size());
         if fast != Fast::Pass {
             // SAFETY: forwarded contract.
             return unsafe { self.alloc_slow(layout, false, fast) };
-        }
-        if layout.size() >= CHECKED_SIZE {
-            // SAFETY: forwarded contract.
-            return unsafe { self.alloc_checked(layout, false) };
         }
         // SAFETY: forwarded as is; a tail call (see CHECKED_SIZE).
         unsafe { self.inner.alloc(layout) }
@@ -447,14 +448,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
             // SAFETY: forwarded contract.
             _ => return unsafe { self.alloc_slow(layout, true, Fast::Slow) },
         }
+        if layout.size() >= CHECKED_SIZE {
+            // SAFETY: forwarded contract.
+            return unsafe { self.alloc_slow(layout, true, Fast::Slow) };
+        }
         let fast = thread::fast_alloc(layout.size());
         if fast != Fast::Pass {
             // SAFETY: forwarded contract.
             return unsafe { self.alloc_slow(layout, true, fast) };
-        }
-        if layout.size() >= CHECKED_SIZE {
-            // SAFETY: forwarded contract.
-            return unsafe { self.alloc_checked(layout, true) };
         }
         // SAFETY: forwarded as is; a tail call (see CHECKED_SIZE).
         unsafe { self.inner.alloc_zeroed(layout) }
@@ -489,7 +490,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
             return unsafe { self.realloc_unusual(p, layout, new_size) };
         }
         let fast = match thread::state() {
-            GO => thread::fast_realloc(layout.size(), new_size),
+            GO if new_size < CHECKED_SIZE => thread::fast_realloc(layout.size(), new_size),
             // SAFETY: forwarded as is (sampling off).
             OFF => return unsafe { self.inner.realloc(p, layout, new_size) },
             _ => Fast::Slow,
