@@ -277,7 +277,9 @@ pub(crate) fn on_alloc(size: usize) -> Decision {
         }
         let cfg = config::load();
         count::<true>(l, size as u64);
-        if config::rate(cfg) == 0 {
+        if config::rate(cfg) == 0 || l.own.get() {
+            // diag's own allocations (counted in the twin slot) are never sampled: the guard
+            // keeps the thread busy, and forces a fresh draw when it ends.
             return Decision::Pass;
         }
         settle(l);
