@@ -116,9 +116,10 @@ pub(crate) enum Decision {
 pub(crate) enum Fast {
     /// Counted, not sampled: pass it to the inner allocator.
     Pass,
-    /// Counted; the countdown ran out or the configuration changed: call [`decide`].
+    /// Counted; the countdown (or its turn of `CAP` bytes) ran out: call [`decide`].
     Decide,
-    /// Nothing done (no counter slot yet, or TLS gone): call [`on_alloc`].
+    /// Nothing done (the thread's state is not [`GO`], or its TLS is gone, or the block is
+    /// large): call [`on_alloc`].
     Slow,
 }
 
@@ -237,8 +238,8 @@ fn refresh(l: &Local) -> u8 {
         }
         if config::load_fresh() == cfg {
             if want == GO && l.config.get() != cfg {
-                // Drawn under another word: the next allocation draws afresh.
-                settle(l);
+                // Drawn under another word: the next allocation draws afresh (`arm` folds
+                // what the word counted first).
                 l.countdown.set(-1);
                 arm(l);
             }
