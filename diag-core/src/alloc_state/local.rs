@@ -3,8 +3,11 @@
 //! fast paths may do, the counts they made, the sampling countdown and the re-entrancy flags.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering::*, fence};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::*, fence,
+};
 
+use super::HOT;
 use super::slots::{Slot, Totals};
 
 /// Slot states kept in `Local::slot`: no slot yet, or gone (thread exiting).
@@ -24,10 +27,22 @@ pub(super) struct Local {
     /// [`GO`], [`OFF`] or [`SLOW`]. Written by the owning thread, and set to [`SLOW`] by
     /// [`configuration_changed`](super::registry::configuration_changed) from any thread.
     pub(super) state: AtomicU8,
-    /// The allocation fast path's one word: armed (see `thread::arm`) with
-    /// `min(countdown, CAP) << OBJ_BITS | OBJ_MASK`, it loses `size << OBJ_BITS | 1` per
-    /// allocation, so it counts bytes and objects and runs the sampling countdown in one
-    /// subtraction, and turns negative when the countdown (or the cap) runs out.
+    /// The free fast path's one test: a block whose address, less `free_base`, is below
+    /// `free_len` takes the slow path. On a [`GO`] or [`OFF`] thread these are the
+    /// sampled-block region's bounds, so the test is the region check; on a [`SLOW`] one
+    /// `free_len` is `usize::MAX`, so every free takes the slow path, and the test stands for
+    /// the state's as well (one compare instead of a load and two more branches on each free).
+    /// Written by the owning thread, and `free_len` set to `usize::MAX` from any thread (a
+    /// configuration change, the region's reservation: see `registry`); `free_base` is the
+    /// owner's alone, a plain cell, which the compiler reads as the subtraction's operand.
+    pub(super) free_base: Cell<usize>,
+    pub(super) free_len: AtomicUsize,
+    /// The allocation fast path's byte countdown: armed (see `thread::arm`) with
+    /// `min(countdown, CAP)`, it loses each allocation's size, so it counts bytes and runs
+    /// the sampling countdown in one subtraction, and turns negative when the countdown (or
+    /// the cap) runs out. Objects are counted beside it (`fast_alloc_objects`): a counter and
+    /// a countdown are three instructions, `inc` and `sub`/`js` on memory, where one word
+    /// packing both took seven (a shift and the sum need the value in a register).
     pub(super) alloc_word: AtomicI64,
     /// The value `alloc_word` was last armed with: `alloc_armed - alloc_word` is what the fast
     /// path counted since.
@@ -36,13 +51,20 @@ pub(super) struct Local {
     pub(super) seq: AtomicU32,
     /// The application's allocations and frees counted by the fast paths (only the owning
     /// thread writes; [`totals`](super::registry::totals) reads them while the thread is
-    /// registered): allocations folded out of `alloc_word`, frees directly. Thread-local rather
+    /// registered): allocated bytes folded out of `alloc_word`, objects and frees directly. Thread-local rather
     /// than in the slot so the fast path needs no pointer: counters behind one cost `churn` 8 %
     /// against 2 % here (`heap_ab`, over code layouts).
     pub(super) fast_alloc_bytes: AtomicU64,
     pub(super) fast_alloc_objects: AtomicU64,
     pub(super) fast_free_bytes: AtomicU64,
     pub(super) fast_free_objects: AtomicU64,
+    /// Set while the thread is [`OFF`] (sampling off: the counters pause). Its free fast path
+    /// still counts, into `fast_free_*`, so that it needs no test of the state; readers take
+    /// `frozen_free_*`, the counts as they stood when the thread went off, and the owner puts
+    /// those back when it goes on again (`freeze_frees`).
+    pub(super) frozen: AtomicBool,
+    pub(super) frozen_free_bytes: AtomicU64,
+    pub(super) frozen_free_objects: AtomicU64,
     /// Bytes left before the next sample as of `alloc_word`'s arming; below zero means "take
     /// the slow path". What the fast path consumed since is charged by `thread::settle`.
     pub(super) countdown: Cell<i64>,
@@ -73,6 +95,8 @@ thread_local! {
     pub(super) static LOCAL: Local = const {
         Local {
             state: AtomicU8::new(SLOW),
+            free_base: Cell::new(0),
+            free_len: AtomicUsize::new(usize::MAX),
             alloc_word: AtomicI64::new(-1),
             alloc_armed: AtomicI64::new(-1),
             seq: AtomicU32::new(0),
@@ -80,6 +104,9 @@ thread_local! {
             fast_alloc_objects: AtomicU64::new(0),
             fast_free_bytes: AtomicU64::new(0),
             fast_free_objects: AtomicU64::new(0),
+            frozen: AtomicBool::new(false),
+            frozen_free_bytes: AtomicU64::new(0),
+            frozen_free_objects: AtomicU64::new(0),
             countdown: Cell::new(-1),
             config: Cell::new(u64::MAX),
             rng: Cell::new(0),
@@ -103,20 +130,23 @@ impl Local {
         loop {
             let s1 = self.seq.load(Acquire);
             if s1 & 1 == 0 {
+                let (free_bytes, free_objects) = if self.frozen.load(Relaxed) {
+                    (&self.frozen_free_bytes, &self.frozen_free_objects)
+                } else {
+                    (&self.fast_free_bytes, &self.fast_free_objects)
+                };
                 let t = Totals {
                     alloc_bytes: self.fast_alloc_bytes.load(Relaxed),
                     alloc_objects: self.fast_alloc_objects.load(Relaxed),
-                    free_bytes: self.fast_free_bytes.load(Relaxed),
-                    free_objects: self.fast_free_objects.load(Relaxed),
+                    free_bytes: free_bytes.load(Relaxed),
+                    free_objects: free_objects.load(Relaxed),
                 };
                 let armed = self.alloc_armed.load(Relaxed);
                 let word = self.alloc_word.load(Relaxed);
                 fence(Acquire);
                 if self.seq.load(Relaxed) == s1 {
-                    let (bytes, objects) = unpack(armed.wrapping_sub(word));
                     return Totals {
-                        alloc_bytes: t.alloc_bytes.wrapping_add(bytes),
-                        alloc_objects: t.alloc_objects.wrapping_add(objects),
+                        alloc_bytes: t.alloc_bytes.wrapping_add(unpack(armed.wrapping_sub(word))),
                         ..t
                     };
                 }
@@ -128,6 +158,48 @@ impl Local {
                 std::thread::yield_now();
             }
         }
+    }
+
+    /// Pauses (`off`) or resumes the free counts readers see, as the thread goes [`OFF`] or
+    /// comes back (owner only; see `frozen`).
+    pub(super) fn freeze_frees(&self, off: bool) {
+        if self.frozen.load(Relaxed) == off {
+            return;
+        }
+        self.write_begin();
+        let (from, to) = (
+            [&self.fast_free_bytes, &self.fast_free_objects],
+            [&self.frozen_free_bytes, &self.frozen_free_objects],
+        );
+        let (from, to) = if off { (from, to) } else { (to, from) };
+        for (f, t) in from.iter().zip(to) {
+            t.store(f.load(Relaxed), Relaxed);
+        }
+        self.frozen.store(off, Relaxed);
+        self.write_end();
+    }
+
+    /// Sets the free fast path's test (`free_base`, `free_len`) for a thread whose frees the
+    /// fast path counts (`fast`: [`GO`] or [`OFF`]; the region's bounds) or not (every free
+    /// slow). Owner only. Returns the region's
+    /// length it read: the caller re-reads it after publishing its state, and starts over if it
+    /// changed (the region is reserved once, on the first sample, and
+    /// [`configuration_changed`](super::registry::configuration_changed) then sets every
+    /// registered thread's `free_len` to `usize::MAX`; so either this thread's re-read sees the
+    /// reservation, or that later store replaces these bounds). Stores only what changes.
+    pub(super) fn set_free_test(&self, fast: bool) -> usize {
+        // The length first: once it is non-zero, the base stored before it is the region's.
+        let region_len = HOT.region_len.load(SeqCst);
+        let (base, len) = if fast {
+            (HOT.region_base.load(SeqCst), region_len)
+        } else {
+            (self.free_base.get(), usize::MAX)
+        };
+        self.free_base.set(base);
+        if self.free_len.load(Relaxed) != len {
+            self.free_len.store(len, SeqCst);
+        }
+        region_len
     }
 
     /// Starts a change of `alloc_word`, `alloc_armed` and the folded counters (owner only).
@@ -144,19 +216,11 @@ impl Local {
     }
 }
 
-/// Bits of `alloc_word` that count objects (below the bytes).
-pub(super) const OBJ_BITS: u32 = 24;
-/// The objects field's mask, and its value when armed.
-pub(super) const OBJ_MASK: i64 = (1 << OBJ_BITS) - 1;
-/// The most bytes `alloc_word` is armed for: every allocation is at least a byte, so fewer
-/// than 2^24 objects are counted before it turns negative and the objects field never borrows
-/// from the bytes. A longer countdown is consumed in turns of this (a fold every 16 MiB).
-pub(super) const CAP: i64 = OBJ_MASK - 1;
+/// The most bytes `alloc_word` is armed for: a longer countdown is consumed in turns of this
+/// (a fold every 16 MiB), so a thread's fast-path count is never far from its totals.
+pub(super) const CAP: i64 = 16 << 20;
 
-/// (bytes, objects) of a count `d` subtracted from `alloc_word` (0 for none, or a torn read).
-pub(super) fn unpack(d: i64) -> (u64, u64) {
-    if d <= 0 {
-        return (0, 0);
-    }
-    ((d >> OBJ_BITS) as u64, (d & OBJ_MASK) as u64)
+/// The bytes a count `d` subtracted from `alloc_word` stands for (0 for none, or a torn read).
+pub(super) fn unpack(d: i64) -> u64 {
+    d.max(0) as u64
 }

@@ -67,15 +67,19 @@ fn with_registry<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// After a change of the configuration word: every registered thread's next allocation or
-/// free takes the slow path, which reads the new word (see [`refresh`]).
+/// After a change of the configuration word or the region's reservation: every registered
+/// thread's next allocation or free takes the slow path, which reads the new word and the
+/// region's bounds (see `thread::refresh`). Sequentially consistent with a thread's
+/// registration and its re-reads, so a thread either is seen here or sees the change.
 pub(crate) fn configuration_changed() {
     with_registry(|| {
         for r in &REGISTERED {
-            let l = r.load(Acquire);
+            let l = r.load(SeqCst);
             if !l.is_null() {
                 // SAFETY: as in `totals`: registered, and we hold the registry lock.
-                unsafe { &*l }.state.store(SLOW, Release);
+                let l = unsafe { &*l };
+                l.state.store(SLOW, SeqCst);
+                l.free_len.store(usize::MAX, SeqCst);
             }
         }
     });
@@ -95,7 +99,7 @@ pub(super) fn arm_exit_guard() -> bool {
 /// Puts this thread, which has slot `i`, on the registry. Before its fast paths count anything
 /// in its thread-local (its state is still `SLOW`), so no reader can miss a count.
 pub(super) fn register(i: usize, l: &Local) {
-    REGISTERED[i].store(l as *const Local as *mut Local, Release);
+    REGISTERED[i].store(l as *const Local as *mut Local, SeqCst);
 }
 
 struct SlotGuard;
@@ -104,6 +108,7 @@ impl Drop for SlotGuard {
     fn drop(&mut self) {
         let _ = LOCAL.try_with(|l| {
             l.state.store(SLOW, Relaxed);
+            l.free_len.store(usize::MAX, Relaxed);
             l.slot.set(NO_SLOT);
             l.exited.set(true);
             let i = l.index.replace(usize::MAX);
@@ -122,6 +127,8 @@ impl Drop for SlotGuard {
                         &l.fast_alloc_objects,
                         &l.fast_free_bytes,
                         &l.fast_free_objects,
+                        &l.frozen_free_bytes,
+                        &l.frozen_free_objects,
                     ] {
                         c.store(0, Relaxed);
                     }

@@ -19,7 +19,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
-use super::local::{CAP, LOCAL, Local, OBJ_BITS, OBJ_MASK, SLOW, unpack};
+use super::local::{CAP, LOCAL, Local, SLOW, unpack};
 pub(crate) use super::local::{GO, OFF};
 use super::registry;
 use crate::alloc_state as config;
@@ -132,9 +132,9 @@ pub(crate) fn state() -> u8 {
 }
 
 /// The allocation fast path, after [`state`] said [`GO`], for a block under
-/// [`CHECKED_SIZE`](crate::heap::CHECKED_SIZE) bytes: counts and decides with one subtraction
-/// from a thread-local, no call, no lock and no spill, so the allocator can tail-call the
-/// inner allocator.
+/// [`CHECKED_SIZE`](crate::heap::CHECKED_SIZE) bytes: counts the object and decides with
+/// one subtraction from the byte countdown, both thread-local, no call, no lock and no spill,
+/// so the allocator can tail-call the inner allocator.
 #[inline(always)]
 pub(crate) fn fast_alloc(size: usize) -> Fast {
     fast::<false>(0, size)
@@ -155,23 +155,30 @@ fn fast<const FREED: bool>(freed: usize, size: usize) -> Fast {
                 add(&l.fast_free_bytes, freed as u64);
                 add(&l.fast_free_objects, 1);
             }
-            let w = l
-                .alloc_word
-                .load(Relaxed)
-                .wrapping_sub(((size as i64) << OBJ_BITS) + 1);
+            add(&l.fast_alloc_objects, 1);
+            let w = l.alloc_word.load(Relaxed).wrapping_sub(size as i64);
             l.alloc_word.store(w, Relaxed);
             if w >= 0 { Fast::Pass } else { Fast::Decide }
         })
         .unwrap_or(Fast::Slow)
 }
 
-/// The free fast path, after [`state`] said [`GO`]: counts a free of `size` bytes.
+/// The free fast path: on a [`GO`] or [`OFF`] thread (whose counts readers then do not see:
+/// `Local::frozen`), for a block `p` outside the sampled-block region, counts a free of `size`
+/// bytes and returns true; otherwise does nothing and returns false (call the slow path). One
+/// compare stands for both tests (see `Local::free_len`).
 #[inline(always)]
-pub(crate) fn fast_free(size: usize) {
-    let _ = LOCAL.try_with(|l| {
-        add(&l.fast_free_bytes, size as u64);
-        add(&l.fast_free_objects, 1);
-    });
+pub(crate) fn fast_free(p: *mut u8, size: usize) -> bool {
+    LOCAL
+        .try_with(|l| {
+            if (p as usize).wrapping_sub(l.free_base.get()) < l.free_len.load(Relaxed) {
+                return false;
+            }
+            add(&l.fast_free_bytes, size as u64);
+            add(&l.fast_free_objects, 1);
+            true
+        })
+        .unwrap_or(false)
 }
 
 /// Folds what the fast path counted in `alloc_word` since it was armed into the thread-local
@@ -179,13 +186,12 @@ pub(crate) fn fast_free(size: usize) {
 /// countdown calls this first and [`arm`] after.
 fn settle(l: &Local) {
     let armed = l.alloc_armed.load(Relaxed);
-    let (bytes, objects) = unpack(armed.wrapping_sub(l.alloc_word.load(Relaxed)));
-    if bytes == 0 && objects == 0 {
+    let bytes = unpack(armed.wrapping_sub(l.alloc_word.load(Relaxed)));
+    if bytes == 0 {
         return;
     }
     l.write_begin();
     add(&l.fast_alloc_bytes, bytes);
-    add(&l.fast_alloc_objects, objects);
     l.alloc_word.store(armed, Relaxed);
     l.write_end();
     l.countdown
@@ -196,7 +202,7 @@ fn settle(l: &Local) {
 /// zero arms it so the next allocation takes the slow path).
 fn arm(l: &Local) {
     settle(l);
-    let w = (l.countdown.get().clamp(0, CAP) << OBJ_BITS) | OBJ_MASK;
+    let w = l.countdown.get().clamp(0, CAP);
     l.write_begin();
     l.alloc_armed.store(w, Relaxed);
     l.alloc_word.store(w, Relaxed);
@@ -224,7 +230,7 @@ fn refresh(l: &Local) -> u8 {
         };
     }
     loop {
-        let st = l.state.load(Acquire);
+        let st = l.state.load(SeqCst);
         let cfg = config::load_fresh();
         let want = if config::rate(cfg) == 0 {
             OFF
@@ -233,10 +239,12 @@ fn refresh(l: &Local) -> u8 {
         } else {
             GO
         };
-        if st != want && l.state.compare_exchange(st, want, AcqRel, Acquire).is_err() {
+        let region = l.set_free_test(want != SLOW);
+        if st != want && l.state.compare_exchange(st, want, SeqCst, SeqCst).is_err() {
             continue;
         }
-        if config::load_fresh() == cfg {
+        if config::load_fresh() == cfg && config::HOT.region_len.load(SeqCst) == region {
+            l.freeze_frees(want == OFF);
             if want == GO && l.config.get() != cfg {
                 // Drawn under another word: the next allocation draws afresh (`arm` folds
                 // what the word counted first).
@@ -479,7 +487,9 @@ impl IgnoreAllocs {
                 if let Some(s) = slot_at(l.index.get(), true) {
                     l.slot.set(s);
                 }
-                // diag's own allocations go the slow path, which counts them in the twin slot.
+                // diag's own allocations and frees go the slow path, which counts them in the
+                // twin slot.
+                l.free_len.store(usize::MAX, SeqCst);
                 l.state.store(SLOW, Release);
                 was
             })

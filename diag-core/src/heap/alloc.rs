@@ -1,12 +1,15 @@
 //! `DiagAlloc`: the sampling global allocator.
 //!
 //! The unsampled path of `alloc` is a layout check, the thread's state (one thread-local
-//! byte: count, pass through, or take the slow path), two counter bumps and a countdown, all
-//! thread-local, and, below [`CHECKED_SIZE`], a tail call to the inner allocator; of
-//! `dealloc`, the state, two counter bumps and one range compare; of `realloc`, both. Every
-//! path of the three is a tail call, so none sets up a stack frame (layouts `malloc` cannot
-//! serve directly go out of line). With sampling off (rate 0) they are a pure pass-through:
-//! the state's load and a branch (the exact counters then pause too). A sampled block is placed in the
+//! byte: count, pass through, or take the slow path), an object count and a byte countdown,
+//! both thread-local, and, below [`CHECKED_SIZE`], a tail call to the inner allocator; of
+//! `dealloc`, one compare of the block's address with thread-local bounds (which stands for
+//! the thread's state and the sampled-block check) and two counter bumps; of `realloc`, both.
+//! Every path of the three is a tail call, so none sets up a stack frame (layouts `malloc`
+//! cannot serve directly go out of line). With sampling off (rate 0) they are a pass-through
+//! (the exact counters then pause): `alloc` loads the state and branches, `dealloc` keeps its
+//! compare and bumps counters no reader sees, which costs less than telling the states apart
+//! there. A sampled block is placed in the
 //! sampled-block [`region`](super::region) behind a small header that names its stack, the
 //! weights it was counted with and its allocation time, and links it into the list of live
 //! sampled blocks ([`live`](super::live)), so freeing it needs no lookup and a snapshot can
@@ -29,7 +32,7 @@ use crate::stack::unwind;
 /// counted inline and handed on as a tail call, which keeps the sampling fast path free of a
 /// stack frame (about 5 % of a 14 ns malloc/free pair, measured with
 /// `benches/benches/heap_ab.rs`). The cost: a refused allocation below 64 KiB stays counted in
-/// the exact totals. The bound also keeps a size's bytes inside the fast path's packed word. The inner allocator refuses so
+/// the exact totals. The inner allocator refuses so
 /// small a block only when the process is out of address space or commit charge, where std's
 /// infallible allocations abort; a fallible one (`try_reserve`) that fails there leaves its
 /// bytes counted as live.
@@ -248,11 +251,12 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
         }
     }
 
-    /// Everything `dealloc` does not do inline: counting without a slot, sampled blocks.
-    #[cold]
+    /// Everything `dealloc` does not do inline: a thread that is not [`GO`] (sampling off,
+    /// diag's own frees, no slot, a configuration to re-read), sampled blocks.
     #[inline(never)]
-    unsafe fn dealloc_slow(&self, p: *mut u8, layout: Layout, counted: bool) {
-        if !counted {
+    unsafe fn dealloc_slow(&self, p: *mut u8, layout: Layout) {
+        // Sampling off: not counted (a block sampled while it was on goes back to the region).
+        if thread::state() != OFF {
             thread::on_free(layout.size());
         }
         if region::contains(p) {
@@ -467,18 +471,11 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for DiagAlloc<A> {
             // SAFETY: forwarded as is.
             return unsafe { self.inner.dealloc(p, layout) };
         }
-        match thread::state() {
-            GO => thread::fast_free(layout.size()),
-            // Sampling off: not counted; a block sampled while it was on goes back to the region.
-            OFF => {}
+        if !thread::fast_free(p, layout.size()) {
             // SAFETY: forwarded contract.
-            _ => return unsafe { self.dealloc_slow(p, layout, false) },
+            return unsafe { self.dealloc_slow(p, layout) };
         }
-        if region::contains(p) {
-            // SAFETY: forwarded contract.
-            return unsafe { self.dealloc_slow(p, layout, true) };
-        }
-        // SAFETY: forwarded as is.
+        // SAFETY: forwarded as is (counted, and not a sampled block).
         unsafe { self.inner.dealloc(p, layout) }
     }
 

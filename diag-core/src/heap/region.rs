@@ -101,7 +101,10 @@ fn ensure() -> bool {
             // Align the start to CHUNK so slab blocks are naturally aligned.
             let start = (p as usize).next_multiple_of(CHUNK);
             HOT.region_base.store(start, Relaxed);
-            HOT.region_len.store(size - (start - p as usize), Relaxed);
+            HOT.region_len.store(size - (start - p as usize), SeqCst);
+            // Threads' free fast paths test a copy of the bounds: each re-reads them before
+            // any block of the region can reach it.
+            crate::alloc_state::configuration_changed();
             STATE.store(READY, Release);
             return true;
         }
