@@ -251,8 +251,10 @@ impl<A: GlobalAlloc> DiagAlloc<A> {
         }
     }
 
-    /// Everything `dealloc` does not do inline: a thread that is not [`GO`] (sampling off,
-    /// diag's own frees, no slot, a configuration to re-read), sampled blocks.
+    /// Everything `dealloc` does not do inline: a thread that is neither [`GO`] nor [`OFF`]
+    /// (diag's own frees, no slot, a configuration to re-read), sampled blocks. Cold, so that
+    /// the inline path falls through to the inner allocator rather than branching to it.
+    #[cold]
     #[inline(never)]
     unsafe fn dealloc_slow(&self, p: *mut u8, layout: Layout) {
         // Sampling off: not counted (a block sampled while it was on goes back to the region).
