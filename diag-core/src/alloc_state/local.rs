@@ -40,9 +40,9 @@ pub(super) struct Local {
     /// The allocation fast path's byte countdown: armed (see `thread::arm`) with
     /// `min(countdown, CAP)`, it loses each allocation's size, so it counts bytes and runs
     /// the sampling countdown in one subtraction, and turns negative when the countdown (or
-    /// the cap) runs out. Objects are counted beside it (`fast_alloc_objects`): a counter and
-    /// a countdown are three instructions, `inc` and `sub`/`js` on memory, where one word
-    /// packing both took seven (a shift and the sum need the value in a register).
+    /// the cap) runs out. Objects are counted beside it (`fast_alloc_objects`, one `inc` on
+    /// memory): five instructions in all, where one word packing both took seven (a shift and
+    /// an add more).
     pub(super) alloc_word: AtomicI64,
     /// The value `alloc_word` was last armed with: `alloc_armed - alloc_word` is what the fast
     /// path counted since.
@@ -51,9 +51,9 @@ pub(super) struct Local {
     pub(super) seq: AtomicU32,
     /// The application's allocations and frees counted by the fast paths (only the owning
     /// thread writes; [`totals`](super::registry::totals) reads them while the thread is
-    /// registered): allocated bytes folded out of `alloc_word`, objects and frees directly. Thread-local rather
-    /// than in the slot so the fast path needs no pointer: counters behind one cost `churn` 8 %
-    /// against 2 % here (`heap_ab`, over code layouts).
+    /// registered): allocated bytes folded out of `alloc_word`, objects and frees directly.
+    /// Thread-local rather than in the slot so the fast path needs no pointer: counters behind
+    /// one cost `churn` 8 % against 2 % here (`heap_ab`, over code layouts).
     pub(super) fast_alloc_bytes: AtomicU64,
     pub(super) fast_alloc_objects: AtomicU64,
     pub(super) fast_free_bytes: AtomicU64,
@@ -146,7 +146,7 @@ impl Local {
                 fence(Acquire);
                 if self.seq.load(Relaxed) == s1 {
                     return Totals {
-                        alloc_bytes: t.alloc_bytes.wrapping_add(unpack(armed.wrapping_sub(word))),
+                        alloc_bytes: t.alloc_bytes.wrapping_add(counted(armed, word)),
                         ..t
                     };
                 }
@@ -166,14 +166,14 @@ impl Local {
         if self.frozen.load(Relaxed) == off {
             return;
         }
+        let copy = |from: &AtomicU64, to: &AtomicU64| to.store(from.load(Relaxed), Relaxed);
         self.write_begin();
-        let (from, to) = (
-            [&self.fast_free_bytes, &self.fast_free_objects],
-            [&self.frozen_free_bytes, &self.frozen_free_objects],
-        );
-        let (from, to) = if off { (from, to) } else { (to, from) };
-        for (f, t) in from.iter().zip(to) {
-            t.store(f.load(Relaxed), Relaxed);
+        if off {
+            copy(&self.fast_free_bytes, &self.frozen_free_bytes);
+            copy(&self.fast_free_objects, &self.frozen_free_objects);
+        } else {
+            copy(&self.frozen_free_bytes, &self.fast_free_bytes);
+            copy(&self.frozen_free_objects, &self.fast_free_objects);
         }
         self.frozen.store(off, Relaxed);
         self.write_end();
@@ -181,25 +181,34 @@ impl Local {
 
     /// Sets the free fast path's test (`free_base`, `free_len`) for a thread whose frees the
     /// fast path counts (`fast`: [`GO`] or [`OFF`]; the region's bounds) or not (every free
-    /// slow). Owner only. Returns the region's
-    /// length it read: the caller re-reads it after publishing its state, and starts over if it
-    /// changed (the region is reserved once, on the first sample, and
-    /// [`configuration_changed`](super::registry::configuration_changed) then sets every
-    /// registered thread's `free_len` to `usize::MAX`; so either this thread's re-read sees the
-    /// reservation, or that later store replaces these bounds). Stores only what changes.
+    /// slow). Owner only. Returns the region's length it read: the caller re-reads it after
+    /// publishing its state, and starts over if it changed (the region is reserved once, on
+    /// the first sample, and [`configuration_changed`](super::registry::configuration_changed)
+    /// then marks every registered thread slow; so either this thread's re-read sees the
+    /// reservation, or that later store replaces these bounds). Stores `free_len` only if it
+    /// changes.
     pub(super) fn set_free_test(&self, fast: bool) -> usize {
         // The length first: once it is non-zero, the base stored before it is the region's.
         let region_len = HOT.region_len.load(SeqCst);
-        let (base, len) = if fast {
-            (HOT.region_base.load(SeqCst), region_len)
+        let len = if fast {
+            self.free_base.set(HOT.region_base.load(SeqCst));
+            region_len
         } else {
-            (self.free_base.get(), usize::MAX)
+            usize::MAX
         };
-        self.free_base.set(base);
         if self.free_len.load(Relaxed) != len {
             self.free_len.store(len, SeqCst);
         }
         region_len
+    }
+
+    /// Sends this thread's allocations, and every free, to the slow path until it next
+    /// refreshes (`thread::refresh`): from the owner or, registered, from any thread. The
+    /// state first, then the free test, so that a refresh racing with this either fails its
+    /// compare-exchange or has its bounds replaced (see [`set_free_test`](Self::set_free_test)).
+    pub(super) fn mark_slow(&self) {
+        self.state.store(SLOW, SeqCst);
+        self.free_len.store(usize::MAX, SeqCst);
     }
 
     /// Starts a change of `alloc_word`, `alloc_armed` and the folded counters (owner only).
@@ -220,7 +229,7 @@ impl Local {
 /// (a fold every 16 MiB), so a thread's fast-path count is never far from its totals.
 pub(super) const CAP: i64 = 16 << 20;
 
-/// The bytes a count `d` subtracted from `alloc_word` stands for (0 for none, or a torn read).
-pub(super) fn unpack(d: i64) -> u64 {
-    d.max(0) as u64
+/// The bytes the fast path counted in `alloc_word` since it was `armed` (0 for a torn read).
+pub(super) fn counted(armed: i64, word: i64) -> u64 {
+    armed.wrapping_sub(word).max(0) as u64
 }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::*};
 
-use super::local::{LOCAL, Local, NO_SLOT, SLOW};
+use super::local::{LOCAL, Local, NO_SLOT};
 use super::slots::{OVERFLOW, SLOTS, SLOTS_TABLE, Totals, add, sum};
 
 /// The application's exact counters (everything but diag's own allocations): the slots, the
@@ -77,9 +77,7 @@ pub(crate) fn configuration_changed() {
             let l = r.load(SeqCst);
             if !l.is_null() {
                 // SAFETY: as in `totals`: registered, and we hold the registry lock.
-                let l = unsafe { &*l };
-                l.state.store(SLOW, SeqCst);
-                l.free_len.store(usize::MAX, SeqCst);
+                unsafe { &*l }.mark_slow();
             }
         }
     });
@@ -107,8 +105,7 @@ struct SlotGuard;
 impl Drop for SlotGuard {
     fn drop(&mut self) {
         let _ = LOCAL.try_with(|l| {
-            l.state.store(SLOW, Relaxed);
-            l.free_len.store(usize::MAX, Relaxed);
+            l.mark_slow();
             l.slot.set(NO_SLOT);
             l.exited.set(true);
             let i = l.index.replace(usize::MAX);

@@ -19,7 +19,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
-use super::local::{CAP, LOCAL, Local, SLOW, unpack};
+use super::local::{CAP, LOCAL, Local, SLOW, counted};
 pub(crate) use super::local::{GO, OFF};
 use super::registry;
 use crate::alloc_state as config;
@@ -186,7 +186,7 @@ pub(crate) fn fast_free(p: *mut u8, size: usize) -> bool {
 /// countdown calls this first and [`arm`] after.
 fn settle(l: &Local) {
     let armed = l.alloc_armed.load(Relaxed);
-    let bytes = unpack(armed.wrapping_sub(l.alloc_word.load(Relaxed)));
+    let bytes = counted(armed, l.alloc_word.load(Relaxed));
     if bytes == 0 {
         return;
     }
@@ -489,8 +489,7 @@ impl IgnoreAllocs {
                 }
                 // diag's own allocations and frees go the slow path, which counts them in the
                 // twin slot.
-                l.free_len.store(usize::MAX, SeqCst);
-                l.state.store(SLOW, Release);
+                l.mark_slow();
                 was
             })
             .unwrap_or((true, true));
